@@ -1,0 +1,164 @@
+/**
+ * Configuration schema (validated at boot with zod). Every key has a default; the README documents
+ * each one. Names here are the interface users rely on: add, never rename.
+ */
+import { z } from 'zod';
+import { hostname as osHostname } from 'node:os';
+
+const MiB = 1024 * 1024;
+const port = z.number().int().min(0).max(65535);
+
+/** "1.2.3.4", "::1" or a hostname for listeners and next hops. */
+const host = z.string().min(1);
+
+export const listenerSchema = z.object({
+  name: z.string().min(1),
+  address: host.default('127.0.0.1'),
+  port,
+  /** mx: inbound and relay (port 25); submission: AUTH required (587/465/2525). */
+  role: z.enum(['mx', 'submission']).default('mx'),
+  tls: z.enum(['none', 'starttls', 'implicit']).default('starttls'),
+  /** Offer AUTH before TLS on this listener (default false: AUTH only under TLS). */
+  allowPlaintextAuth: z.boolean().default(false),
+}).strict();
+
+const localDomainSchema = z.union([
+  z.string().min(1),
+  z.object({
+    domain: z.string().min(1),
+    /** Valid recipients (full addresses or local parts). When given, others get 550 5.1.1 at RCPT. */
+    recipients: z.array(z.string().min(1)).optional(),
+  }).strict(),
+]);
+
+const relayhostSchema = z.object({
+  host,
+  port: port.default(25),
+  tls: z.enum(['none', 'opportunistic', 'starttls', 'implicit']).default('opportunistic'),
+  auth: z.object({ username: z.string().min(1), password: z.string() }).strict().optional(),
+  /** Look up MX records of host instead of using it as is (like Postfix relayhost without [brackets]). */
+  mxLookup: z.boolean().default(false),
+}).strict();
+
+const routeSchema = z.object({
+  /** "example.com" or "*.example.com" (subdomains). */
+  domain: z.string().min(1),
+  host,
+  port: port.default(25),
+  tls: z.enum(['none', 'opportunistic', 'starttls', 'implicit']).default('opportunistic'),
+  auth: z.object({ username: z.string().min(1), password: z.string() }).strict().optional(),
+}).strict();
+
+export const configSchema = z.object({
+  hostname: z.string().min(1).default(() => osHostname() || 'localhost'),
+  dataDir: z.string().min(1).default('./var'),
+  listeners: z.array(listenerSchema).min(1).default(() => [
+    { name: 'mx', address: '127.0.0.1', port: 2525, role: 'mx' as const, tls: 'starttls' as const, allowPlaintextAuth: false },
+    { name: 'submission', address: '127.0.0.1', port: 5870, role: 'submission' as const, tls: 'starttls' as const, allowPlaintextAuth: false },
+    { name: 'smtps', address: '127.0.0.1', port: 4650, role: 'submission' as const, tls: 'implicit' as const, allowPlaintextAuth: false },
+  ]),
+  tls: z.object({
+    /** PEM certificate chain file; when both are absent a self-signed pair is made in dataDir/tls/. */
+    cert: z.string().optional(),
+    key: z.string().optional(),
+  }).strict().prefault({}),
+  relay: z.object({
+    trustedNetworks: z.array(z.string().min(1)).default(['127.0.0.0/8', '::1/128']),
+    localDomains: z.array(localDomainSchema).default([]),
+    /** Where mail to postmaster (RFC 5321 4.5.1) and double bounces go; default postmaster@hostname. */
+    postmaster: z.string().optional(),
+  }).strict().prefault({}),
+  delivery: z.object({
+    relayhost: relayhostSchema.optional(),
+    /** Domain routes, tried before the relayhost and MX (like Postfix transport_maps). */
+    routes: z.array(routeSchema).default([]),
+    /** TCP port for MX delivery (25; tests point it at a loopback port). */
+    mxPort: port.default(25),
+    /** TLS policy for MX delivery. */
+    tls: z.enum(['none', 'opportunistic', 'starttls']).default('opportunistic'),
+    /** Name sent in EHLO; default: hostname. */
+    heloName: z.string().optional(),
+    /** Local address to send from (source IP); default: the system's choice. */
+    sourceAddress: z.string().optional(),
+    dns: z.object({
+      /** "host:port" or "host"; default: the system resolvers. */
+      servers: z.array(z.string().min(1)).optional(),
+      timeoutMs: z.number().int().positive().default(5000),
+      tries: z.number().int().positive().default(2),
+    }).strict().prefault({}),
+    retry: z.object({
+      /** First retry after this (Postfix minimal_backoff_time 300s). */
+      initialMs: z.number().int().positive().default(300_000),
+      /** Longest wait between attempts (Postfix maximal_backoff_time 4000s). */
+      maxMs: z.number().int().positive().default(4_000_000),
+      multiplier: z.number().min(1).default(2),
+      /** Random spread of each wait, as a fraction (0.1 = +-10%). */
+      jitter: z.number().min(0).max(1).default(0.1),
+    }).strict().prefault({}),
+    /** Give up and bounce after this long in the queue (Postfix maximal_queue_lifetime 5d). */
+    maxQueueLifetimeMs: z.number().int().positive().default(5 * 24 * 3600_000),
+    /** Bounces (null reverse-path) give up sooner (Postfix bounce_queue_lifetime 5d). */
+    bounceQueueLifetimeMs: z.number().int().positive().default(5 * 24 * 3600_000),
+    /** Send a delay DSN after this long when the recipient asked NOTIFY=DELAY (0 = never). */
+    delayWarningMs: z.number().int().min(0).default(4 * 3600_000),
+    /** Where a bounce that cannot be delivered goes: to the postmaster, or dropped with a log line. */
+    doubleBounce: z.enum(['postmaster', 'drop']).default('postmaster'),
+    /** Parallel connections per destination (next hop). */
+    connectionsPerDestination: z.number().int().positive().default(10),
+    /** Parallel outbound connections in all. */
+    maxConnections: z.number().int().positive().default(100),
+    /** Recipients per transaction (Postfix default_destination_recipient_limit 50). */
+    recipientsPerTransaction: z.number().int().positive().default(50),
+    /** Messages sent over one connection before it is closed. */
+    messagesPerConnection: z.number().int().positive().default(100),
+    /** How long an idle outbound connection is kept for reuse. */
+    idleTimeoutMs: z.number().int().min(0).default(5000),
+    connectTimeoutMs: z.number().int().positive().default(30_000),
+    /** Greeting and command replies (Postfix smtp_helo_timeout / smtp_mail_timeout 300s). */
+    commandTimeoutMs: z.number().int().positive().default(300_000),
+    /** Reply to the final "." (Postfix smtp_data_done_timeout 600s). */
+    dataDoneTimeoutMs: z.number().int().positive().default(600_000),
+    /** Whole transaction deadline, so a peer that reads 1 byte/s cannot hold a slot forever. */
+    transactionTimeoutMs: z.number().int().positive().default(1_800_000),
+    /** How often the scheduler scans for due messages. */
+    scanIntervalMs: z.number().int().positive().default(1000),
+  }).strict().prefault({}),
+  limits: z.object({
+    /** Largest message accepted, bytes (SIZE). */
+    maxMessageSize: z.number().int().positive().default(50 * MiB),
+    /** Recipients per transaction; more get 452 4.5.3. */
+    maxRecipients: z.number().int().positive().default(1000),
+    /** Longest text line in DATA, bytes without CRLF (RFC says 998; real mail is longer). */
+    maxLineLength: z.number().int().min(1000).default(64 * 1024),
+    /** Transactions per session. */
+    maxMessagesPerSession: z.number().int().positive().default(1000),
+    /** Protocol errors before the session is closed (Postfix smtpd_hard_error_limit 20). */
+    maxErrors: z.number().int().positive().default(20),
+    maxConnections: z.number().int().positive().default(2000),
+    maxConnectionsPerIp: z.number().int().positive().default(100),
+    /** More Received headers than this: 554 5.4.6 (mail loop). */
+    maxReceivedHeaders: z.number().int().positive().default(100),
+    /** Free bytes the data directory keeps; below it new mail gets 452 4.3.1 (Postfix queue_minfree). */
+    minFreeBytes: z.number().int().min(0).default(100 * MiB),
+  }).strict().prefault({}),
+  timeouts: z.object({
+    /** Wait for the next command (RFC 5321 4.5.3.2.7: 5 minutes). */
+    commandMs: z.number().int().positive().default(300_000),
+    /** Wait for each DATA block (RFC 5321 4.5.3.2.6 for the client; we use the server's 5 min). */
+    dataBlockMs: z.number().int().positive().default(300_000),
+    /** Whole session limit. */
+    sessionMs: z.number().int().positive().default(3_600_000),
+    /** TLS handshake. */
+    tlsHandshakeMs: z.number().int().positive().default(30_000),
+  }).strict().prefault({}),
+  log: z.object({
+    level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+    /** json: one JSON line per event; pretty: human-readable; auto: pretty on a terminal. */
+    format: z.enum(['json', 'pretty', 'auto']).default('auto'),
+  }).strict().prefault({}),
+}).strict();
+
+export type PostlineConfig = z.infer<typeof configSchema>;
+export type ListenerConfig = z.infer<typeof listenerSchema>;
+export type RelayhostConfig = z.infer<typeof relayhostSchema>;
+export type RouteConfig = z.infer<typeof routeSchema>;

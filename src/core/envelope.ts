@@ -1,0 +1,56 @@
+/**
+ * Envelope value types (RFC 5321 section 3.3, DSN parameters RFC 3461 section 4).
+ *
+ * A reverse-path is the MAIL FROM address ('' is the null reverse-path `<>`); a forward-path is a
+ * RCPT TO address. Addresses are kept as the client gave them (local part case preserved); the
+ * domain is compared case-insensitively.
+ */
+
+/** The body type given by MAIL FROM BODY= (RFC 6152, RFC 3030). */
+export type BodyType = '7BIT' | '8BITMIME' | 'BINARYMIME';
+
+/** DSN RET= (RFC 3461 4.3): return the full message or only its headers in a failure DSN. */
+export type DsnRet = 'FULL' | 'HDRS';
+
+/** DSN NOTIFY= values (RFC 3461 4.1). `['NEVER']` stands alone. */
+export type DsnNotify = 'NEVER' | 'SUCCESS' | 'FAILURE' | 'DELAY';
+
+/** ORCPT= (RFC 3461 4.2): address type and the original recipient, xtext already decoded. */
+export interface OriginalRecipient {
+  readonly addrType: string; // e.g. 'rfc822' or 'utf-8'
+  readonly address: string;
+}
+
+/** One forward-path with its DSN parameters. */
+export interface Recipient {
+  readonly address: string;
+  readonly notify?: readonly DsnNotify[];
+  readonly orcpt?: OriginalRecipient;
+}
+
+/** The envelope of one mail transaction. */
+export interface Envelope {
+  /** The reverse-path; '' for the null reverse-path (bounces). */
+  readonly mailFrom: string;
+  readonly recipients: readonly Recipient[];
+  readonly bodyType: BodyType;
+  readonly smtputf8: boolean;
+  /** DSN RET= (RFC 3461 4.3), when given. */
+  readonly ret?: DsnRet;
+  /** DSN ENVID= (RFC 3461 4.4), xtext already decoded, when given. */
+  readonly envid?: string;
+  /** SIZE= declared by the client (bytes), when given. */
+  readonly declaredSize?: number;
+}
+
+/** Splits "local@domain" at the last '@'. A domain-less address (e.g. "postmaster") has domain ''. */
+export function splitAddress(address: string): { local: string; domain: string } {
+  const at = address.lastIndexOf('@');
+  if (at < 0) return { local: address, domain: '' };
+  return { local: address.slice(0, at), domain: address.slice(at + 1) };
+}
+
+/** The lower-cased domain of an address ('' when it has none). */
+export function domainOf(address: string): string {
+  return splitAddress(address).domain.toLowerCase();
+}

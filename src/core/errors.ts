@@ -1,0 +1,51 @@
+/**
+ * The one error base class (DESIGN.md convention 3): a stable `code`, a `temporary` flag and the
+ * SMTP reply it maps to. Unknown failures are temporary.
+ */
+import { R, type SmtpReply } from './reply.js';
+
+/** Base class of every error Postline raises on purpose. */
+export class PostlineError extends Error {
+  /** Stable machine-readable code, e.g. 'ERR_STORE_FULL'. */
+  readonly code: string;
+  /** True when retrying later may succeed (4xx), false for permanent failures (5xx). */
+  readonly temporary: boolean;
+  /** The reply a client is given when this error ends a command. */
+  readonly reply: SmtpReply;
+
+  constructor(code: string, message: string, opts: { temporary?: boolean; reply?: SmtpReply; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'PostlineError';
+    this.code = code;
+    this.temporary = opts.temporary ?? true;
+    this.reply = opts.reply ?? R.localError;
+  }
+}
+
+/** A configuration file or value is invalid; `key` names the offending key path. */
+export class ConfigError extends PostlineError {
+  constructor(message: string, readonly key?: string) {
+    super('ERR_CONFIG', message, { temporary: false });
+    this.name = 'ConfigError';
+  }
+}
+
+/** The queue store could not commit (disk full, I/O error). Maps to 452 4.3.1 / 451 4.3.0. */
+export class StoreError extends PostlineError {
+  constructor(message: string, opts: { full?: boolean; cause?: unknown } = {}) {
+    super(opts.full ? 'ERR_STORE_FULL' : 'ERR_STORE', message, {
+      temporary: true,
+      reply: opts.full ? R.insufficientStorage : R.localError,
+      cause: opts.cause,
+    });
+    this.name = 'StoreError';
+  }
+}
+
+/** Maps any thrown value to a PostlineError; unknown failures become temporary local errors. */
+export function toPostlineError(err: unknown): PostlineError {
+  if (err instanceof PostlineError) return err;
+  const e = err as NodeJS.ErrnoException | undefined;
+  if (e && (e.code === 'ENOSPC' || e.code === 'EDQUOT')) return new StoreError(e.message, { full: true, cause: e });
+  return new PostlineError('ERR_INTERNAL', e?.message ?? String(err), { temporary: true, cause: err });
+}

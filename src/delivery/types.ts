@@ -1,0 +1,61 @@
+/**
+ * Delivery agent interface. An agent takes one delivery request (one message, recipients that share a
+ * next hop) and returns one result per recipient. Agents never touch the store; the scheduler writes
+ * the outcomes. The SMTP agent (smtp-agent.ts) is the one place that decides retry vs bounce for SMTP
+ * replies and connection trouble (like Postfix's smtp_trouble).
+ */
+import type { Readable } from 'node:stream';
+import type { BodyType, DsnNotify, DsnRet, OriginalRecipient } from '../core/envelope.js';
+import type { NextHop } from '../routing/types.js';
+
+export interface DeliveryRecipient {
+  /** Index of the recipient in the queued message (passed back in the result). */
+  readonly idx: number;
+  readonly address: string;
+  readonly notify?: readonly DsnNotify[];
+  readonly orcpt?: OriginalRecipient;
+}
+
+export interface DeliveryRequest {
+  readonly queueId: string;
+  readonly mailFrom: string;
+  readonly bodyType: BodyType;
+  readonly smtputf8: boolean;
+  readonly ret?: DsnRet;
+  readonly envid?: string;
+  /** Body size in bytes (for SIZE=). */
+  readonly size: number;
+  readonly recipients: readonly DeliveryRecipient[];
+  readonly nextHop: NextHop;
+  /** Opens the body (CRLF lines, not dot-stuffed). May be called more than once (one per attempt/MX). */
+  openBody(): Readable;
+  /** Aborts the attempt (shutdown); the agent then answers deferred for what is not done. */
+  readonly signal?: AbortSignal;
+}
+
+/** Outcome class of one recipient in one attempt. */
+export type DeliveryOutcome = 'delivered' | 'deferred' | 'bounced';
+
+export interface RecipientResult {
+  readonly idx: number;
+  readonly outcome: DeliveryOutcome;
+  /** Reply code (e.g. 250, 451, 550); for local trouble without a reply use 451 / 550 style codes. */
+  readonly code: number;
+  /** Enhanced status code for the DSN Status field ("2.0.0", "4.4.1", "5.1.1"). */
+  readonly dsnStatus: string;
+  /** One-line diagnostic: the remote reply ("550 5.1.1 User unknown") or our own reason. */
+  readonly diagnostic: string;
+  /** True when the remote reply came from the remote server (Diagnostic-Code: smtp; ...). */
+  readonly remote: boolean;
+  /** Remote MTA name and address ("mx.example.com[127.0.0.1]:25"), when connected. */
+  readonly remoteMta?: string;
+  /** True when the next hop does not support DSN and NOTIFY=SUCCESS was asked (Action: relayed). */
+  readonly relayed?: boolean;
+}
+
+export interface DeliveryAgent {
+  /** Delivers one request. Never throws: every failure becomes per-recipient deferred/bounced results. */
+  deliver(req: DeliveryRequest): Promise<RecipientResult[]>;
+  /** Closes pooled connections (QUIT). */
+  close(): Promise<void>;
+}
