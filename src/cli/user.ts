@@ -1,0 +1,63 @@
+/**
+ * `postline user add|list|delete`: manages SMTP AUTH users in the data directory (src/policy/users.ts).
+ * The password is read from stdin when it is not a terminal (one line), else prompted for without echo.
+ */
+import type { Command } from 'commander';
+import { createInterface } from 'node:readline';
+import type { PostlineConfig } from '../config/schema.js';
+import { UserStore } from '../policy/users.js';
+
+/** Reads one password: the first line of piped stdin, or an interactive prompt without echo. */
+export async function readPassword(prompt: string): Promise<string> {
+  const stdin = process.stdin;
+  if (!stdin.isTTY) {
+    const chunks: Buffer[] = [];
+    for await (const c of stdin) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '';
+  }
+  process.stderr.write(prompt);
+  return new Promise((resolve) => {
+    const rl = createInterface({ input: stdin, terminal: true });
+    (rl as unknown as { _writeToOutput: (s: string) => void })._writeToOutput = () => {};
+    rl.question('', (answer) => {
+      rl.close();
+      process.stderr.write('\n');
+      resolve(answer);
+    });
+  });
+}
+
+export function registerUserCommands(program: Command, loadConfig: (file?: string) => PostlineConfig): void {
+  const user = program.command('user').description('manage SMTP AUTH users (submission)');
+  user
+    .command('add <name>')
+    .description('add a user or change its password (password from stdin or a prompt)')
+    .option('-c, --config <file>', 'configuration file')
+    .option('-s, --sender <address...>', 'envelope senders this user may use: addresses or @domain (default: its own address)')
+    .action(async (name: string, opts: { config?: string; sender?: string[] }) => {
+      const cfg = loadConfig(opts.config);
+      const password = await readPassword(`Password for ${name}: `);
+      if (!password) throw new Error('empty password: give it on stdin or at the prompt');
+      await new UserStore(cfg.dataDir).set(name, password, opts.sender);
+      console.log(`user ${name} saved`);
+    });
+  user
+    .command('list')
+    .description('list users and their allowed senders')
+    .option('-c, --config <file>', 'configuration file')
+    .action((opts: { config?: string }) => {
+      const cfg = loadConfig(opts.config);
+      for (const u of new UserStore(cfg.dataDir).list()) {
+        console.log(`${u.name}\t${u.senders.length ? u.senders.join(',') : '(default: own address)'}\t${u.createdAt}`);
+      }
+    });
+  user
+    .command('delete <name>')
+    .description('delete a user')
+    .option('-c, --config <file>', 'configuration file')
+    .action((name: string, opts: { config?: string }) => {
+      const cfg = loadConfig(opts.config);
+      if (!new UserStore(cfg.dataDir).delete(name)) throw new Error(`no such user: ${name}`);
+      console.log(`user ${name} deleted`);
+    });
+}

@@ -1,0 +1,136 @@
+/**
+ * SMTP policy: relay authorization, local recipients, postmaster (RFC 5321 4.5.1), sender ownership
+ * for authenticated users, and the free-space reserve. smtpd asks; this module answers.
+ *
+ * Relay rule (like Postfix's reject_unauth_destination): mail for a local domain is accepted from
+ * anyone; other destinations only from authenticated sessions or trusted networks. Addresses that
+ * carry sender-specified routing in the local part ('%', '!', or a quoted '@') are never treated as
+ * local, so the percent hack and bang paths cannot open a relay.
+ */
+import { domainToASCII } from 'node:url';
+import type { PostlineConfig } from '../config/schema.js';
+import type { Recipient } from '../core/envelope.js';
+import { splitAddress } from '../core/envelope.js';
+import { R, type SmtpReply } from '../core/reply.js';
+import type { RecipientDecision, SessionInfo, SmtpPolicy } from '../smtpd/types.js';
+import { NetworkList } from './networks.js';
+import type { UserStore } from './users.js';
+
+/** Lower-case A-label form of a domain ("Bücher.Example" -> "xn--bcher-kva.example"); '' when invalid. */
+export function canonicalDomain(domain: string): string {
+  const d = domain.replace(/\.$/, '');
+  if (/^\[.*\]$/.test(d)) return d.toLowerCase(); // address literal
+  return domainToASCII(d.toLowerCase()) || '';
+}
+
+interface LocalDomain {
+  readonly recipients?: Set<string>; // lower-case local parts and full addresses
+}
+
+export interface PolicyDeps {
+  readonly config: PostlineConfig;
+  readonly users: UserStore;
+  /** Free bytes of the data directory; cached by the caller or here for 1 s. */
+  readonly freeBytes: () => Promise<number>;
+  /** Extra hook: e.g. backpressure from the queue size (later issue). */
+  readonly acceptHook?: () => SmtpReply | undefined;
+}
+
+/** The postmaster address mail to "postmaster" goes to (relay.postmaster, default postmaster@hostname). */
+export function postmasterAddress(config: PostlineConfig): string {
+  return config.relay.postmaster ?? `postmaster@${config.hostname}`;
+}
+
+export class RelayPolicy implements SmtpPolicy {
+  private readonly trusted: NetworkList;
+  private readonly locals = new Map<string, LocalDomain>();
+  private free = { at: 0, bytes: Infinity };
+
+  constructor(private readonly deps: PolicyDeps) {
+    const { config } = deps;
+    this.trusted = new NetworkList(config.relay.trustedNetworks);
+    for (const d of config.relay.localDomains) {
+      const name = canonicalDomain(typeof d === 'string' ? d : d.domain);
+      const list = typeof d === 'string' ? undefined : d.recipients;
+      this.locals.set(name, { recipients: list ? new Set(list.map((r) => r.toLowerCase())) : undefined });
+    }
+  }
+
+  /** True when `domain` is one of relay.localDomains (IDN and case insensitive). */
+  isLocalDomain(domain: string): boolean {
+    return this.locals.has(canonicalDomain(domain));
+  }
+
+  /** True when the client may relay: authenticated, or connecting from a trusted network. */
+  mayRelay(s: SessionInfo): boolean {
+    return s.authUser !== undefined || this.trusted.contains(s.clientAddress);
+  }
+
+  async checkMailFrom(s: SessionInfo, mailFrom: string): Promise<SmtpReply | undefined> {
+    const hook = this.deps.acceptHook?.();
+    if (hook) return hook;
+    if ((await this.freeBytesCached()) < this.deps.config.limits.minFreeBytes) return R.insufficientStorage;
+    if (s.authUser !== undefined && mailFrom !== '' && !this.senderAllowed(s.authUser, mailFrom)) return R.senderNotOwned;
+    return undefined;
+  }
+
+  checkRecipient(s: SessionInfo, rcpt: Recipient): RecipientDecision {
+    const { local, domain } = splitAddress(rcpt.address);
+    const localLower = local.toLowerCase();
+    const routed = /[%!@]/.test(local.replace(/^"|"$/g, '')) || local.startsWith('"') && local.includes('@');
+    if (!routed && localLower === 'postmaster' && (domain === '' || this.isLocalDomain(domain))) {
+      // RFC 5321 4.5.1: postmaster is always accepted, with or without a domain.
+      return { accept: true, recipient: { ...rcpt, address: postmasterAddress(this.deps.config), orcpt: rcpt.orcpt ?? { addrType: 'rfc822', address: rcpt.address } } };
+    }
+    if (domain === '') return { accept: false, reply: R.addressSyntax('a domain is required') };
+    if (!routed && this.isLocalDomain(domain)) {
+      const ld = this.locals.get(canonicalDomain(domain))!;
+      if (ld.recipients && !ld.recipients.has(localLower) && !ld.recipients.has(`${localLower}@${canonicalDomain(domain)}`) && !ld.recipients.has(rcpt.address.toLowerCase())) {
+        return { accept: false, reply: R.noSuchUser };
+      }
+      return { accept: true, recipient: rcpt };
+    }
+    if (this.mayRelay(s)) return { accept: true, recipient: rcpt };
+    return { accept: false, reply: R.relayDenied };
+  }
+
+  authenticate(username: string, password: string): Promise<boolean> {
+    return this.deps.users.authenticate(username, password);
+  }
+
+  /**
+   * Sender ownership (like Postfix's reject_sender_login_mismatch): a user's `senders` list holds full
+   * addresses or "@domain" entries; without a list, a user named like an address may send as that
+   * address, and a plain user name may send as name@ any local domain or the hostname.
+   */
+  senderAllowed(user: string, mailFrom: string): boolean {
+    const rec = this.deps.users.get(user);
+    const from = mailFrom.toLowerCase();
+    const { local, domain } = splitAddress(from);
+    const dom = canonicalDomain(domain);
+    const list = rec?.senders?.length ? rec.senders : defaultSenders(user, this.deps.config, [...this.locals.keys()]);
+    return list.some((entry) => {
+      const e = entry.toLowerCase();
+      if (e.startsWith('@')) return dom === canonicalDomain(e.slice(1));
+      const s = splitAddress(e);
+      return s.local === local && canonicalDomain(s.domain) === dom;
+    });
+  }
+
+  private async freeBytesCached(): Promise<number> {
+    const now = Date.now();
+    if (now - this.free.at > 1000) {
+      try {
+        this.free = { at: now, bytes: await this.deps.freeBytes() };
+      } catch {
+        this.free = { at: now, bytes: Infinity };
+      }
+    }
+    return this.free.bytes;
+  }
+}
+
+function defaultSenders(user: string, config: PostlineConfig, localDomains: string[]): string[] {
+  if (user.includes('@')) return [user];
+  return [...localDomains, canonicalDomain(config.hostname)].map((d) => `${user}@${d}`);
+}

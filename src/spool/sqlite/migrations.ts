@@ -1,0 +1,76 @@
+/**
+ * Numbered schema migrations of the SQLite queue database (queue.db).
+ *
+ * Owns: the table layout of the embedded queue store. The schema version is kept in SQLite's
+ * `PRAGMA user_version`; each migration runs once, in order, inside its own transaction.
+ * Append new migrations at the end; never edit one that has shipped.
+ */
+import type Database from 'better-sqlite3';
+
+/** One schema step: `version` is 1, 2, 3... in order. */
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'messages and recipients',
+    sql: `
+      CREATE TABLE messages (
+        id                TEXT PRIMARY KEY,
+        mail_from         TEXT NOT NULL,
+        body_type         TEXT NOT NULL,
+        smtputf8          INTEGER NOT NULL DEFAULT 0,
+        ret               TEXT,
+        envid             TEXT,
+        size              INTEGER NOT NULL,
+        arrived_at        INTEGER NOT NULL,
+        origin            TEXT NOT NULL,
+        attempts          INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at   INTEGER NOT NULL,
+        held              INTEGER NOT NULL DEFAULT 0,
+        last_error        TEXT,
+        quarantined_at    INTEGER,
+        quarantine_reason TEXT
+      ) WITHOUT ROWID;
+      CREATE INDEX messages_arrival ON messages (arrived_at, id);
+      CREATE TABLE recipients (
+        message_id     TEXT NOT NULL,
+        idx            INTEGER NOT NULL,
+        address        TEXT NOT NULL,
+        notify         TEXT,
+        orcpt          TEXT,
+        status         TEXT NOT NULL DEFAULT 'pending',
+        last_reply     TEXT,
+        dsn_status     TEXT,
+        remote_mta     TEXT,
+        done_at        INTEGER,
+        delay_notified INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (message_id, idx)
+      ) WITHOUT ROWID;
+    `,
+  },
+];
+
+/**
+ * Brings `db` up to the newest schema version. Idempotent.
+ * @throws Error when the database is newer than this code knows (downgrade) or a step fails.
+ */
+export function migrate(db: Database.Database, migrations: readonly Migration[] = MIGRATIONS): number {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  const newest = migrations.length ? migrations[migrations.length - 1].version : 0;
+  if (current > newest) {
+    throw new Error(`queue database schema version ${current} is newer than this Postline (${newest})`);
+  }
+  for (const m of migrations) {
+    if (m.version <= current) continue;
+    db.transaction(() => {
+      db.exec(m.sql);
+      db.pragma(`user_version = ${m.version}`);
+    })();
+  }
+  return newest;
+}
