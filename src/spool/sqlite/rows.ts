@@ -1,0 +1,175 @@
+/**
+ * Row <-> value conversion for the SQLite queue store, with validation.
+ *
+ * Owns: the mapping between table rows (src/spool/sqlite/migrations.ts) and QueuedMessage /
+ * QueuedRecipient. A row that does not validate raises RowError, which the store turns into a
+ * quarantine (never a crash).
+ */
+import type { BodyType, DsnNotify, DsnRet, OriginalRecipient } from '../../core/envelope.js';
+import { isQueueId } from '../../core/queue-id.js';
+import type { MessageOrigin, NewMessage, QueuedMessage, QueuedRecipient, RecipientStatus } from '../types.js';
+
+/** A row of `messages` as better-sqlite3 returns it. */
+export interface MessageRow {
+  id: string;
+  mail_from: string;
+  body_type: string;
+  smtputf8: number;
+  ret: string | null;
+  envid: string | null;
+  size: number;
+  arrived_at: number;
+  origin: string;
+  attempts: number;
+  next_attempt_at: number;
+  held: number;
+  last_error: string | null;
+}
+
+/** A row of `recipients`. */
+export interface RecipientRow {
+  message_id: string;
+  idx: number;
+  address: string;
+  notify: string | null;
+  orcpt: string | null;
+  status: string;
+  last_reply: string | null;
+  dsn_status: string | null;
+  remote_mta: string | null;
+  done_at: number | null;
+  delay_notified: number;
+}
+
+/** A stored row failed validation; `message` says which field. */
+export class RowError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RowError';
+  }
+}
+
+const BODY_TYPES: readonly string[] = ['7BIT', '8BITMIME', 'BINARYMIME'];
+const STATUSES: readonly string[] = ['pending', 'delivered', 'relayed', 'bounced', 'expired'];
+const NOTIFY: readonly string[] = ['NEVER', 'SUCCESS', 'FAILURE', 'DELAY'];
+const ORIGIN_KINDS: readonly string[] = ['smtp', 'dsn', 'api'];
+
+const opt = <T>(v: T | null): T | undefined => (v === null ? undefined : v);
+const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v);
+
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new RowError(`${what}: invalid JSON`);
+  }
+}
+
+function parseOrigin(text: string): MessageOrigin {
+  const o = parseJson(text, 'origin') as Record<string, unknown> | null;
+  if (!o || typeof o !== 'object' || !ORIGIN_KINDS.includes(o.kind as string)) throw new RowError('origin: bad kind');
+  for (const k of ['clientAddress', 'clientName', 'authUser', 'listener']) {
+    if (o[k] !== undefined && typeof o[k] !== 'string') throw new RowError(`origin.${k}: not a string`);
+  }
+  return o as unknown as MessageOrigin;
+}
+
+function parseNotify(text: string | null): DsnNotify[] | undefined {
+  if (text === null) return undefined;
+  const v = parseJson(text, 'notify');
+  if (!Array.isArray(v) || !v.every((x) => NOTIFY.includes(x as string))) throw new RowError('notify: bad value');
+  return v as DsnNotify[];
+}
+
+function parseOrcpt(text: string | null): OriginalRecipient | undefined {
+  if (text === null) return undefined;
+  const v = parseJson(text, 'orcpt') as Record<string, unknown> | null;
+  if (!v || typeof v.addrType !== 'string' || typeof v.address !== 'string') throw new RowError('orcpt: bad value');
+  return { addrType: v.addrType, address: v.address };
+}
+
+/** Converts one recipient row. @throws RowError when a field is invalid. */
+export function toRecipient(r: RecipientRow): QueuedRecipient {
+  if (!isInt(r.idx) || r.idx < 0) throw new RowError('recipient idx: bad value');
+  if (typeof r.address !== 'string') throw new RowError('recipient address: bad value');
+  if (!STATUSES.includes(r.status)) throw new RowError(`recipient status: ${String(r.status)}`);
+  const rcpt: QueuedRecipient = { idx: r.idx, address: r.address, status: r.status as RecipientStatus };
+  const notify = parseNotify(r.notify);
+  const orcpt = parseOrcpt(r.orcpt);
+  const out = { ...rcpt, ...(notify ? { notify } : {}), ...(orcpt ? { orcpt } : {}) } as QueuedRecipient;
+  if (r.last_reply !== null) out.lastReply = r.last_reply;
+  if (r.dsn_status !== null) out.dsnStatus = r.dsn_status;
+  if (r.remote_mta !== null) out.remoteMta = r.remote_mta;
+  if (r.done_at !== null) out.doneAt = r.done_at;
+  if (r.delay_notified) out.delayNotified = true;
+  return out;
+}
+
+/**
+ * Converts a message row and its recipient rows (ordered by idx).
+ * @throws RowError when any field is invalid or the message has no recipients.
+ */
+export function toMessage(m: MessageRow, rcpts: readonly RecipientRow[]): QueuedMessage {
+  if (!isQueueId(m.id)) throw new RowError('id: not a queue ID');
+  if (typeof m.mail_from !== 'string') throw new RowError('mail_from: bad value');
+  if (!BODY_TYPES.includes(m.body_type)) throw new RowError(`body_type: ${String(m.body_type)}`);
+  if (m.ret !== null && m.ret !== 'FULL' && m.ret !== 'HDRS') throw new RowError(`ret: ${String(m.ret)}`);
+  for (const k of ['size', 'arrived_at', 'attempts', 'next_attempt_at'] as const) {
+    if (!isInt(m[k]) || m[k] < 0) throw new RowError(`${k}: bad value`);
+  }
+  if (!rcpts.length) throw new RowError('no recipients');
+  const msg: QueuedMessage = {
+    id: m.id,
+    mailFrom: m.mail_from,
+    bodyType: m.body_type as BodyType,
+    smtputf8: m.smtputf8 === 1,
+    ...(m.ret !== null ? { ret: m.ret as DsnRet } : {}),
+    ...(m.envid !== null ? { envid: m.envid } : {}),
+    size: m.size,
+    arrivedAt: m.arrived_at,
+    origin: parseOrigin(m.origin),
+    recipients: rcpts.map(toRecipient),
+    attempts: m.attempts,
+    nextAttemptAt: m.next_attempt_at,
+    held: m.held === 1,
+  };
+  const lastError = opt(m.last_error);
+  if (lastError !== undefined) msg.lastError = lastError;
+  return msg;
+}
+
+/** The message row for a new message of `size` bytes (due at once). */
+export function newMessageRow(msg: NewMessage, size: number): MessageRow {
+  return {
+    id: msg.id,
+    mail_from: msg.mailFrom,
+    body_type: msg.bodyType,
+    smtputf8: msg.smtputf8 ? 1 : 0,
+    ret: msg.ret ?? null,
+    envid: msg.envid ?? null,
+    size,
+    arrived_at: msg.arrivedAt,
+    origin: JSON.stringify(msg.origin),
+    attempts: 0,
+    next_attempt_at: msg.arrivedAt,
+    held: 0,
+    last_error: null,
+  };
+}
+
+/** The recipient rows for a new message (all pending). */
+export function newRecipientRows(msg: NewMessage): RecipientRow[] {
+  return msg.recipients.map((r, idx) => ({
+    message_id: msg.id,
+    idx,
+    address: r.address,
+    notify: r.notify ? JSON.stringify(r.notify) : null,
+    orcpt: r.orcpt ? JSON.stringify(r.orcpt) : null,
+    status: 'pending',
+    last_reply: null,
+    dsn_status: null,
+    remote_mta: null,
+    done_at: null,
+    delay_notified: 0,
+  }));
+}

@@ -1,0 +1,193 @@
+/**
+ * MemoryQueueStore: an in-memory QueueStore (src/spool/types.ts) for unit tests of the scheduler,
+ * the control socket and the queue CLI. Bodies are Buffers; every read returns a copy, so a caller
+ * cannot change stored state except through the interface (like a real store).
+ *
+ * Test hooks: `put()` commits a message in one call, `breakBody()` makes a body unreadable (missing
+ * or failing mid-stream), `calls` counts writes, `quarantined` records what was moved aside.
+ */
+import { Readable, Writable } from 'node:stream';
+import { StoreError } from '../../src/core/errors.js';
+import { newQueueId } from '../../src/core/queue-id.js';
+import type {
+  BodyWriter, NewMessage, QueuedMessage, QueueStore, QueueSummary, RecipientUpdate, MessageOrigin,
+} from '../../src/spool/types.js';
+import type { BodyType, DsnNotify, DsnRet, OriginalRecipient } from '../../src/core/envelope.js';
+
+interface Entry {
+  msg: QueuedMessage;
+  body: Buffer | undefined;
+  /** 'missing': openBody throws; 'stream-error': the stream fails after opening. */
+  broken?: 'missing' | 'stream-error';
+}
+
+class MemoryBodyWriter implements BodyWriter {
+  readonly chunks: Buffer[] = [];
+  aborted = false;
+  readonly stream: Writable;
+  constructor(readonly id: string) {
+    this.stream = new Writable({
+      write: (chunk: Buffer, _enc, cb) => { this.chunks.push(Buffer.from(chunk)); cb(); },
+    });
+  }
+  bytesWritten(): number { return this.chunks.reduce((n, c) => n + c.length, 0); }
+  async abort(): Promise<void> { this.aborted = true; this.stream.destroy(); }
+}
+
+/** What `put` takes: a new message without the fields the store fills in. */
+export interface PutMessage {
+  id?: string;
+  mailFrom: string;
+  recipients: readonly { address: string; notify?: readonly DsnNotify[]; orcpt?: OriginalRecipient }[];
+  bodyType?: BodyType;
+  smtputf8?: boolean;
+  ret?: DsnRet;
+  envid?: string;
+  origin?: MessageOrigin;
+  arrivedAt?: number;
+}
+
+export class MemoryQueueStore implements QueueStore {
+  private readonly entries = new Map<string, Entry>();
+  readonly quarantined = new Map<string, { msg: QueuedMessage; reason: string }>();
+  /** Count of calls per write method, for assertions. */
+  readonly calls = { updateRecipients: 0, setNextAttempt: 0, setHold: 0, remove: 0, quarantine: 0, commit: 0 };
+  opened = false;
+  closed = false;
+  /** Value returned by freeBytes(). */
+  free = 10 * 1024 ** 3;
+
+  async open(): Promise<void> { this.opened = true; }
+  async close(): Promise<void> { this.closed = true; }
+
+  async createBody(id: string): Promise<BodyWriter> {
+    if (this.free <= 0) throw new StoreError('store full', { full: true });
+    return new MemoryBodyWriter(id);
+  }
+
+  async commit(msg: NewMessage, body: BodyWriter): Promise<QueuedMessage> {
+    if (!(body instanceof MemoryBodyWriter) || body.aborted) throw new StoreError('body writer not from this store or aborted');
+    this.calls.commit++;
+    const data = Buffer.concat(body.chunks);
+    const qm: QueuedMessage = {
+      id: msg.id, mailFrom: msg.mailFrom, bodyType: msg.bodyType, smtputf8: msg.smtputf8,
+      ret: msg.ret, envid: msg.envid, size: data.length, arrivedAt: msg.arrivedAt, origin: msg.origin,
+      recipients: msg.recipients.map((r, idx) => ({ idx, address: r.address, notify: r.notify, orcpt: r.orcpt, status: 'pending' })),
+      attempts: 0, nextAttemptAt: msg.arrivedAt, held: false,
+    };
+    this.entries.set(msg.id, { msg: qm, body: data });
+    return structuredClone(qm);
+  }
+
+  /** Test helper: creates and commits a message with `body` in one call. */
+  async put(m: PutMessage, body: Buffer | string): Promise<QueuedMessage> {
+    const id = m.id ?? newQueueId(m.arrivedAt ?? Date.now());
+    const w = await this.createBody(id);
+    w.stream.write(typeof body === 'string' ? Buffer.from(body) : body);
+    return this.commit({
+      id, mailFrom: m.mailFrom, bodyType: m.bodyType ?? '8BITMIME', smtputf8: m.smtputf8 ?? false,
+      ret: m.ret, envid: m.envid, origin: m.origin ?? { kind: 'smtp', clientAddress: '192.0.2.9', clientName: 'client.example' },
+      recipients: m.recipients, arrivedAt: m.arrivedAt ?? Date.now(),
+    }, w);
+  }
+
+  /** Test helper: makes the body of `id` unreadable. */
+  breakBody(id: string, how: 'missing' | 'stream-error' = 'missing'): void {
+    const e = this.entries.get(id);
+    if (e) e.broken = how;
+  }
+
+  /** Test helper: the stored body, or undefined. */
+  bodyOf(id: string): Buffer | undefined {
+    const b = this.entries.get(id)?.body;
+    return b ? Buffer.from(b) : undefined;
+  }
+
+  openBody(id: string): Readable {
+    const e = this.entries.get(id);
+    if (!e || !e.body || e.broken === 'missing') throw new StoreError(`body of ${id} is missing`);
+    if (e.broken === 'stream-error') {
+      return new Readable({ read() { this.destroy(new StoreError(`body of ${id} is unreadable`)); } });
+    }
+    const data = Buffer.from(e.body);
+    let sent = false;
+    return new Readable({
+      read() {
+        if (!sent) { sent = true; this.push(data); }
+        this.push(null);
+      },
+    });
+  }
+
+  async get(id: string): Promise<QueuedMessage | undefined> {
+    const e = this.entries.get(id);
+    return e ? structuredClone(e.msg) : undefined;
+  }
+
+  async loadAll(): Promise<QueuedMessage[]> {
+    return [...this.entries.values()]
+      .filter((e) => e.msg.recipients.some((r) => r.status === 'pending'))
+      .sort((a, b) => a.msg.arrivedAt - b.msg.arrivedAt)
+      .map((e) => structuredClone(e.msg));
+  }
+
+  async list(): Promise<QueueSummary[]> {
+    return (await this.loadAll()).map((m) => ({
+      id: m.id, mailFrom: m.mailFrom, size: m.size, arrivedAt: m.arrivedAt, held: m.held,
+      nextAttemptAt: m.nextAttemptAt, attempts: m.attempts, lastError: m.lastError,
+      pending: m.recipients.filter((r) => r.status === 'pending').map((r) => r.address),
+    }));
+  }
+
+  private need(id: string): Entry {
+    const e = this.entries.get(id);
+    if (!e) throw new StoreError(`no such message ${id}`);
+    return e;
+  }
+
+  async updateRecipients(id: string, updates: readonly RecipientUpdate[], next: { attempts: number; nextAttemptAt: number; lastError?: string }): Promise<void> {
+    const e = this.need(id);
+    this.calls.updateRecipients++;
+    for (const u of updates) {
+      const r = e.msg.recipients.find((x) => x.idx === u.idx);
+      if (!r) throw new StoreError(`message ${id} has no recipient ${u.idx}`);
+      r.status = u.status;
+      if (u.lastReply !== undefined) r.lastReply = u.lastReply;
+      if (u.dsnStatus !== undefined) r.dsnStatus = u.dsnStatus;
+      if (u.remoteMta !== undefined) r.remoteMta = u.remoteMta;
+      if (u.doneAt !== undefined) r.doneAt = u.doneAt;
+      if (u.delayNotified !== undefined) r.delayNotified = u.delayNotified;
+    }
+    e.msg.attempts = next.attempts;
+    e.msg.nextAttemptAt = next.nextAttemptAt;
+    if (next.lastError !== undefined) e.msg.lastError = next.lastError;
+  }
+
+  async setNextAttempt(id: string, nextAttemptAt: number): Promise<void> {
+    this.calls.setNextAttempt++;
+    this.need(id).msg.nextAttemptAt = nextAttemptAt;
+  }
+
+  async setHold(id: string, held: boolean): Promise<void> {
+    this.calls.setHold++;
+    this.need(id).msg.held = held;
+  }
+
+  async remove(id: string): Promise<void> {
+    this.calls.remove++;
+    this.entries.delete(id);
+  }
+
+  async quarantine(id: string, reason: string): Promise<void> {
+    this.calls.quarantine++;
+    const e = this.entries.get(id);
+    if (!e) return;
+    this.entries.delete(id);
+    this.quarantined.set(id, { msg: e.msg, reason });
+  }
+
+  async freeBytes(): Promise<number> { return this.free; }
+
+  /** Test helper: number of messages held in the store (any status). */
+  get size(): number { return this.entries.size; }
+}
