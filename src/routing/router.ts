@@ -1,0 +1,63 @@
+/**
+ * Routing: recipient address → next hop (like Postfix's transport_maps, relayhost, then MX).
+ *
+ * RFCs: RFC 5321 5.1 (MX lookup for the domain; address literals go straight to that address),
+ * RFC 5890 (IDN domains compared and looked up as A-labels). Owns: the order of route table,
+ * relayhost and MX; it does no DNS itself.
+ */
+import { isIP } from 'node:net';
+import { domainToASCII } from 'node:url';
+import type { PostlineConfig, RouteConfig } from '../config/schema.js';
+import { domainOf } from '../core/envelope.js';
+import type { NextHop } from './types.js';
+
+export interface Router {
+  /**
+   * Next hop for one recipient address ("local@domain"). Order: `delivery.routes` (exact domain or
+   * "*.domain" for its subdomains), then `delivery.relayhost`, then MX for the domain (A-label, lower
+   * case) on `delivery.mxPort`. An address literal ("[192.0.2.1]", "[IPv6:...]") goes to that address.
+   * Never throws.
+   */
+  route(recipientAddress: string): NextHop;
+}
+
+/** Lower-case A-label of a domain, without a trailing dot; the input lower-cased when it is not a valid name. */
+function aLabel(domain: string): string {
+  const d = domain.trim().replace(/\.$/, '').toLowerCase();
+  return domainToASCII(d).toLowerCase() || d;
+}
+
+function routeMatches(route: RouteConfig, domain: string): boolean {
+  const pattern = route.domain.trim();
+  if (pattern.startsWith('*.')) {
+    const parent = aLabel(pattern.slice(2));
+    return domain.endsWith('.' + parent);
+  }
+  return aLabel(pattern) === domain;
+}
+
+function addressLiteral(domain: string): string | undefined {
+  if (!domain.startsWith('[') || !domain.endsWith(']')) return undefined;
+  const inner = domain.slice(1, -1).replace(/^ipv6:/i, '');
+  return isIP(inner) ? inner : undefined;
+}
+
+/** Creates a router over `config.delivery` (routes, relayhost, mxPort, tls). */
+export function createRouter(config: PostlineConfig): Router {
+  const d = config.delivery;
+  return {
+    route(recipientAddress: string): NextHop {
+      const raw = domainOf(recipientAddress);
+      const literal = addressLiteral(raw);
+      const domain = literal ? raw : aLabel(raw);
+      const route = literal ? undefined : d.routes.find((r) => routeMatches(r, domain));
+      if (route) return { kind: 'host', host: route.host, port: route.port, tls: route.tls, ...(route.auth ? { auth: route.auth } : {}) };
+      if (d.relayhost) {
+        const h = d.relayhost;
+        return { kind: 'host', host: h.host, port: h.port, tls: h.tls, mxLookup: h.mxLookup, ...(h.auth ? { auth: h.auth } : {}) };
+      }
+      if (literal) return { kind: 'host', host: literal, port: d.mxPort, tls: d.tls };
+      return { kind: 'mx', domain, port: d.mxPort, tls: d.tls };
+    },
+  };
+}
