@@ -75,12 +75,17 @@ export const R = {
   authOk: reply(235, '2.7.0', 'Authentication successful'),
   authChallenge: (b64: string) => reply(334, undefined, b64),
   bdatOk: (octets: number) => reply(250, '2.0.0', `${octets} octets received`),
+  /** HELO answer (RFC 5321 4.1.1.1); no enhanced code on greetings. */
+  helo: (host: string) => reply(250, undefined, host),
+  /** EHLO answer: greeting line then one extension keyword per line (RFC 5321 4.1.1.1); no enhanced code. */
+  ehlo: (host: string, keywords: readonly string[]) => reply(250, undefined, [host, ...keywords]),
 
   serviceUnavailable: (host: string) => reply(421, '4.3.2', `${host} Service not available, closing connection`),
   shuttingDown: (host: string) => reply(421, '4.3.2', `${host} Service shutting down, closing connection`),
   timeout: (host: string) => reply(421, '4.4.2', `${host} Error: timeout exceeded`),
   tooManyConnections: reply(421, '4.7.0', 'Too many connections, try again later'),
   tooManyErrors: reply(421, '4.7.0', 'Too many errors, closing connection'),
+  tooManyMessages: reply(421, '4.7.0', 'Too many messages in this session, closing connection'),
   localError: reply(451, '4.3.0', 'Local error in processing, try again later'),
   insufficientStorage: reply(452, '4.3.1', 'Insufficient system storage, try again later'),
   tooManyRecipients: reply(452, '4.5.3', 'Too many recipients'),
@@ -103,6 +108,7 @@ export const R = {
   authInvalid: reply(535, '5.7.8', 'Authentication credentials invalid'),
   authCancelled: reply(501, '5.0.0', 'Authentication cancelled'),
   authLineTooLong: reply(500, '5.5.6', 'Authentication exchange line is too long'),
+  authBadBase64: reply(501, '5.5.2', 'Cannot decode base64 response'),
   noSuchUser: reply(550, '5.1.1', 'Recipient address rejected: user unknown'),
   relayDenied: reply(554, '5.7.1', 'Relay access denied'),
   senderNotOwned: reply(553, '5.7.1', 'Sender address rejected: not owned by user'),

@@ -1,0 +1,53 @@
+/**
+ * xtext encoding (RFC 3461 section 4): the transport form of ENVID=, ORCPT= and AUTH= values.
+ *
+ * Owns: encodeXtext / decodeXtext / isXtext. xtext is printable US-ASCII (33..126) except '+' and
+ * '=', with any other octet written as "+" followed by two upper-case hex digits. Decoded values are
+ * octets; they are returned as UTF-8 strings (invalid UTF-8 is rejected).
+ */
+
+const HEX = '0123456789ABCDEF';
+
+/**
+ * Encodes a string (as its UTF-8 octets) to xtext (RFC 3461 4).
+ * @param value any string; every octet outside 33..126, and '+' and '=', becomes "+HH".
+ * @returns the xtext form (ASCII only).
+ */
+export function encodeXtext(value: string): string {
+  let out = '';
+  for (const b of Buffer.from(value, 'utf8')) {
+    if (b >= 33 && b <= 126 && b !== 0x2b && b !== 0x3d) out += String.fromCharCode(b);
+    else out += '+' + HEX[b >> 4] + HEX[b & 15];
+  }
+  return out;
+}
+
+/**
+ * Decodes xtext (RFC 3461 4). Strict: a '+' must be followed by two upper-case hex digits, and only
+ * characters 33..126 except '=' may appear.
+ * @returns the decoded string, or undefined when `text` is not valid xtext or does not decode to UTF-8.
+ */
+export function decodeXtext(text: string): string | undefined {
+  const bytes: number[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x2b) {
+      const h = text.slice(i + 1, i + 3);
+      if (!/^[0-9A-F]{2}$/.test(h)) return undefined;
+      bytes.push(parseInt(h, 16));
+      i += 2;
+    } else if (c >= 33 && c <= 126 && c !== 0x3d) {
+      bytes.push(c);
+    } else {
+      return undefined;
+    }
+  }
+  const buf = Buffer.from(bytes);
+  const s = buf.toString('utf8');
+  return Buffer.from(s, 'utf8').equals(buf) ? s : undefined;
+}
+
+/** True when `text` is valid xtext (RFC 3461 4). */
+export function isXtext(text: string): boolean {
+  return decodeXtext(text) !== undefined;
+}
