@@ -1,0 +1,142 @@
+/**
+ * Runs the real `postline serve` command as a child process for end-to-end tests: writes a YAML
+ * configuration into a temp directory, starts it, waits until every listener accepts connections.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { connect } from 'node:net';
+import { stringify } from 'yaml';
+import { freePort, waitFor } from './net.js';
+
+/** The project root (dist/test/helpers -> ../../..). */
+export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const POSTLINE_BIN = join(PROJECT_ROOT, 'bin', 'postline.js');
+
+export interface PostlineOptions {
+  /** Config keys merged over the test defaults (listeners are generated unless given). */
+  readonly config?: Record<string, unknown>;
+  /** Listener roles to create on free ports: default one `mx` listener without TLS. */
+  readonly listeners?: Array<{ name: string; role: 'mx' | 'submission'; tls: 'none' | 'starttls' | 'implicit'; allowPlaintextAuth?: boolean }>;
+  readonly env?: Record<string, string>;
+}
+
+export class PostlineProcess {
+  readonly dir: string;
+  readonly configFile: string;
+  readonly ports = new Map<string, number>();
+  private child?: ChildProcess;
+  /** Everything the process wrote to stdout/stderr (JSON log lines). */
+  output = '';
+  private config: Record<string, unknown> = {};
+
+  constructor(private readonly opts: PostlineOptions = {}, dir?: string) {
+    this.dir = dir ?? mkdtempSync(join(tmpdir(), 'postline-e2e-'));
+    this.configFile = join(this.dir, 'postline.yaml');
+  }
+
+  /** Picks ports and writes the configuration file (also called by start()). */
+  async writeConfig(): Promise<void> {
+    if (this.ports.size === 0) {
+      const ls = this.opts.listeners ?? [{ name: 'mx', role: 'mx' as const, tls: 'none' as const }];
+      for (const l of ls) this.ports.set(l.name, await freePort());
+    }
+    const ls = this.opts.listeners ?? [{ name: 'mx', role: 'mx' as const, tls: 'none' as const }];
+    this.config = {
+      hostname: 'mx.postline.test',
+      dataDir: join(this.dir, 'var'),
+      log: { level: 'info', format: 'json' },
+      limits: { minFreeBytes: 0 },
+      ...this.opts.config,
+      listeners: ls.map((l) => ({ address: '127.0.0.1', port: this.ports.get(l.name), ...l })),
+    };
+    writeFileSync(this.configFile, stringify(this.config));
+  }
+
+  port(name = 'mx'): number {
+    const p = this.ports.get(name);
+    if (!p) throw new Error(`no listener ${name}`);
+    return p;
+  }
+
+  /** Runs a `postline` CLI command against this instance's configuration. */
+  async cli(args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+    return runCli([...args, '--config', this.configFile], input, this.opts.env);
+  }
+
+  /** Starts `postline serve` and waits until every listener accepts TCP connections. */
+  async start(): Promise<this> {
+    if (!this.config.listeners) await this.writeConfig();
+    const child = spawn(process.execPath, [POSTLINE_BIN, 'serve', '--config', this.configFile], {
+      cwd: this.dir,
+      env: { ...process.env, ...this.opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    child.stdout!.on('data', (d: Buffer) => { this.output += d.toString(); });
+    child.stderr!.on('data', (d: Buffer) => { this.output += d.toString(); });
+    for (const port of this.ports.values()) {
+      await waitFor(`postline to listen on ${port} (output so far: ${this.output.slice(-2000)})`, async () => {
+        if (child.exitCode !== null) throw new Error(`postline exited with ${child.exitCode}: ${this.output.slice(-4000)}`);
+        return new Promise<boolean>((res) => {
+          const s = connect(port, '127.0.0.1');
+          s.once('connect', () => { s.destroy(); res(true); });
+          s.once('error', () => res(false));
+        });
+      }, 30_000);
+    }
+    return this;
+  }
+
+  /** SIGTERM and wait for exit (SIGKILL after `timeoutMs`). Resolves with the exit code. */
+  async stop(timeoutMs = 15_000): Promise<number | null> {
+    const c = this.child;
+    this.child = undefined;
+    if (!c || c.exitCode !== null) return c?.exitCode ?? null;
+    return new Promise((resolve) => {
+      const t = setTimeout(() => c.kill('SIGKILL'), timeoutMs);
+      c.once('exit', (code) => { clearTimeout(t); resolve(code); });
+      c.kill('SIGTERM');
+    });
+  }
+
+  /** SIGKILL (crash) and wait for exit. */
+  async kill(): Promise<void> {
+    const c = this.child;
+    this.child = undefined;
+    if (!c || c.exitCode !== null) return;
+    await new Promise<void>((resolve) => {
+      c.once('exit', () => resolve());
+      c.kill('SIGKILL');
+    });
+  }
+
+  /** Parsed JSON log lines so far. */
+  logs(): Array<Record<string, unknown>> {
+    return this.output.split('\n').filter((l) => l.startsWith('{')).map((l) => {
+      try { return JSON.parse(l) as Record<string, unknown>; } catch { return {}; }
+    });
+  }
+
+  /** Stops the process and removes its directory. */
+  async cleanup(): Promise<void> {
+    await this.stop(5000);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs `postline ARGS` with optional stdin; resolves with the exit code and output (bounded to 60 s). */
+export function runCli(args: string[], input?: string, env?: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [POSTLINE_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const t = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`postline ${args.join(' ')} took more than 60 s`)); }, 60_000);
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.on('exit', (code) => { clearTimeout(t); resolve({ code: code ?? -1, stdout, stderr }); });
+    child.stdin.end(input ?? '');
+  });
+}
