@@ -25,7 +25,7 @@ export class RawSmtp {
     const host = opts.host ?? '127.0.0.1';
     const sock = await new Promise<Socket | TLSSocket>((resolve, reject) => {
       const s = opts.tls
-        ? tlsConnect({ host, port, rejectUnauthorized: false, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) } as Parameters<typeof tlsConnect>[0], () => resolve(s))
+        ? tlsConnect({ host, port, rejectUnauthorized: false, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) } as import('node:tls').ConnectionOptions, () => resolve(s))
         : connect({ host, port, localAddress: opts.localAddress }, () => resolve(s));
       s.once('error', reject);
     });
