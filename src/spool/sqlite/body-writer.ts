@@ -49,8 +49,13 @@ export class FileBodyWriter implements BodyWriter {
     return new FileBodyWriter(id, tmpPath, fh);
   }
 
-  /** Bytes written to the file so far. */
+  /** Bytes accepted so far: on the file plus still buffered in the stream. */
   bytesWritten(): number {
+    return this.written + (this.stream.destroyed ? 0 : this.stream.writableLength);
+  }
+
+  /** Bytes actually written to the file (equals bytesWritten() after finish()). */
+  bytesOnFile(): number {
     return this.written;
   }
 

@@ -1,0 +1,266 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile, stat, truncate, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { silentLogger } from '../../../src/core/log.js';
+import { StoreError } from '../../../src/core/errors.js';
+import { newQueueId } from '../../../src/core/queue-id.js';
+import { EventBus } from '../../../src/events/bus.js';
+import type { PostlineEvent } from '../../../src/events/types.js';
+import { SqliteQueueStore, type SqliteQueueStoreOptions } from '../../../src/spool/sqlite/store.js';
+import { captureLogger, newMessage, readAll, tempDir, writeBody } from './helpers.js';
+
+function makeStore(dir: string, over: Partial<SqliteQueueStoreOptions> = {}): SqliteQueueStore {
+  return new SqliteQueueStore({ dataDir: dir, minFreeBytes: 0, logger: silentLogger(), ...over });
+}
+
+async function commitOne(store: SqliteQueueStore, data: Buffer, id = newQueueId()) {
+  const body = await store.createBody(id);
+  await writeBody(body, data);
+  return store.commit(newMessage(id), body);
+}
+
+test('round trip: 5 MB body survives a new store instance byte for byte', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const data = randomBytes(5 * 1024 * 1024);
+    const store = makeStore(dir);
+    await store.open();
+    const id = newQueueId();
+    const body = await store.createBody(id);
+    await writeBody(body, data, 100_000);
+    assert.equal(body.bytesWritten(), data.length);
+    const q = await store.commit(newMessage(id), body);
+    assert.equal(q.size, data.length);
+    assert.equal(q.recipients.length, 2);
+    await store.close();
+
+    const again = makeStore(dir);
+    await again.open();
+    const all = await again.loadAll();
+    assert.equal(all.length, 1);
+    const m = all[0];
+    assert.equal(m.id, id);
+    assert.equal(m.mailFrom, 'sender@example.com');
+    assert.equal(m.bodyType, '8BITMIME');
+    assert.deepEqual(m.origin, { kind: 'smtp', clientAddress: '192.0.2.1', clientName: 'client.example' });
+    assert.deepEqual(m.recipients[0].notify, ['FAILURE', 'DELAY']);
+    assert.deepEqual(m.recipients[0].orcpt, { addrType: 'rfc822', address: 'A@example.net' });
+    assert.equal(m.recipients[1].notify, undefined);
+    assert.equal(m.recipients[0].status, 'pending');
+    assert.equal(m.nextAttemptAt, m.arrivedAt);
+    assert.ok(data.equals(await readAll(again.openBody(id))));
+    assert.deepEqual(await readdir(join(dir, 'spool', 'tmp')), []);
+    await again.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('group commit: 100 concurrent commits share fewer transactions and all are durable', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const store = makeStore(dir, { groupCommitWindowMs: 2 });
+    await store.open();
+    const bodies = Array.from({ length: 100 }, (_, i) => Buffer.from(`Subject: ${i}\r\n\r\nbody ${i}\r\n`));
+    const ids = await Promise.all(bodies.map(async (b) => (await commitOne(store, b)).id));
+    const stats = store.commitStats();
+    assert.equal(stats.commits, 100);
+    assert.ok(stats.transactions < 100, `transactions ${stats.transactions}`);
+    assert.ok(stats.largestBatch > 1);
+    await store.close();
+
+    const again = makeStore(dir);
+    await again.open();
+    const all = await again.loadAll();
+    assert.equal(all.length, 100);
+    for (let i = 0; i < 100; i++) {
+      assert.ok(bodies[i].equals(await readAll(again.openBody(ids[i]))));
+    }
+    await again.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('crash recovery: tmp leftovers removed, missing/truncated bodies quarantined, orphans removed', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const events: PostlineEvent[] = [];
+    const bus = new EventBus();
+    bus.subscribe((e) => events.push(e));
+    const store = makeStore(dir);
+    await store.open();
+    const a = await commitOne(store, Buffer.from('Subject: a\r\n\r\naaaa\r\n'));
+    const b = await commitOne(store, Buffer.from('Subject: b\r\n\r\nbbbb\r\n'));
+    const c = await commitOne(store, Buffer.from('Subject: c\r\n\r\ncccc\r\n'));
+    await store.close();
+
+    const bucket = (id: string) => join(dir, 'spool', id.slice(-2));
+    await writeFile(join(dir, 'spool', 'tmp', newQueueId()), 'partial');
+    await unlink(join(bucket(a.id), a.id));
+    await truncate(join(bucket(b.id), b.id), 5);
+    const orphan = newQueueId();
+    await writeFile(join(bucket(orphan), orphan), 'never acknowledged');
+
+    const { logger, lines } = captureLogger();
+    const again = makeStore(dir, { logger, events: bus });
+    await again.open();
+    assert.deepEqual((await again.loadAll()).map((m) => m.id), [c.id]);
+    assert.deepEqual(await readdir(join(dir, 'spool', 'tmp')), []);
+    assert.deepEqual(await readdir(join(dir, 'quarantine')), [b.id]);
+    await assert.rejects(stat(join(bucket(orphan), orphan)));
+    assert.deepEqual(again.lastRecovery, { tmpRemoved: 1, quarantined: 2, orphansRemoved: 1, ok: 1 });
+    const q = lines.filter((l) => l.msg === 'queue entry quarantined');
+    assert.deepEqual(q.map((l) => l.queueId).sort(), [a.id, b.id].sort());
+    assert.match(String(q.find((l) => l.queueId === a.id)?.reason), /missing/);
+    assert.match(String(q.find((l) => l.queueId === b.id)?.reason), /truncated/);
+    assert.equal(events.filter((e) => e.type === 'message.quarantined').length, 2);
+    assert.equal(await again.get(a.id), undefined);
+    await again.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('a corrupt row is quarantined at open and during loadAll, never thrown', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const store = makeStore(dir);
+    await store.open();
+    const a = await commitOne(store, Buffer.from('A\r\n'));
+    const b = await commitOne(store, Buffer.from('B\r\n'));
+    const c = await commitOne(store, Buffer.from('C\r\n'));
+    await store.close();
+    const raw = new Database(join(dir, 'queue.db'));
+    raw.prepare('UPDATE messages SET origin = ? WHERE id = ?').run('{bad json', a.id);
+    raw.close();
+
+    const { logger, lines } = captureLogger();
+    const again = makeStore(dir, { logger });
+    await again.open();
+    assert.deepEqual((await again.loadAll()).map((m) => m.id).sort(), [b.id, c.id].sort());
+    assert.ok(lines.some((l) => l.queueId === a.id && /invalid JSON/.test(String(l.reason))));
+
+    const raw2 = new Database(join(dir, 'queue.db'));
+    raw2.prepare("UPDATE recipients SET status = 'weird' WHERE message_id = ? AND idx = 0").run(b.id);
+    raw2.close();
+    const loaded = await again.loadAll();
+    assert.deepEqual(loaded.map((m) => m.id), [c.id]);
+    assert.deepEqual((await readdir(join(dir, 'quarantine'))).sort(), [a.id, b.id].sort());
+    await again.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('free-space reserve: createBody refuses with StoreError full (452 4.3.1)', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const store = makeStore(dir, { minFreeBytes: Number.MAX_SAFE_INTEGER });
+    await store.open();
+    assert.ok((await store.freeBytes()) > 0);
+    await assert.rejects(store.createBody(newQueueId()), (err: unknown) => {
+      assert.ok(err instanceof StoreError);
+      assert.equal(err.code, 'ERR_STORE_FULL');
+      assert.equal(err.reply.code, 452);
+      assert.equal(err.reply.enhanced, '4.3.1');
+      return true;
+    });
+    assert.deepEqual(await readdir(join(dir, 'spool', 'tmp')), []);
+    await store.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('ENOSPC while writing: commit fails with StoreError full and leaves nothing behind', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const store = makeStore(dir);
+    await store.open();
+    const id = newQueueId();
+    const body = await store.createBody(id);
+    body.stream.write(Buffer.from('Subject: x\r\n'));
+    body.stream.destroy(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }));
+    await assert.rejects(store.commit(newMessage(id), body), (err: unknown) => {
+      assert.ok(err instanceof StoreError);
+      assert.equal(err.code, 'ERR_STORE_FULL');
+      return true;
+    });
+    assert.deepEqual(await readdir(join(dir, 'spool', 'tmp')), []);
+    await assert.rejects(stat(join(dir, 'spool', id.slice(-2), id)));
+    assert.equal(await store.get(id), undefined);
+    await store.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('abort removes the partial body', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const store = makeStore(dir);
+    await store.open();
+    const body = await store.createBody(newQueueId());
+    await writeBody(body, Buffer.alloc(300_000, 0x61));
+    await body.abort();
+    await body.abort();
+    assert.deepEqual(await readdir(join(dir, 'spool', 'tmp')), []);
+    await store.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('updateRecipients, setNextAttempt, setHold, list and remove', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const store = makeStore(dir);
+    await store.open();
+    const m = await commitOne(store, Buffer.from('Subject: s\r\n\r\nx\r\n'));
+    await store.updateRecipients(m.id, [
+      { idx: 0, status: 'delivered', lastReply: '250 2.0.0 ok', dsnStatus: '2.0.0', remoteMta: 'mx.example.net[192.0.2.9]:25', doneAt: 5 },
+      { idx: 1, status: 'pending', lastReply: '451 4.3.0 later', dsnStatus: '4.3.0', delayNotified: true },
+    ], { attempts: 1, nextAttemptAt: 1_700_000_300_000, lastError: '451 4.3.0 later' });
+    let got = await store.get(m.id);
+    assert.ok(got);
+    assert.equal(got.attempts, 1);
+    assert.equal(got.nextAttemptAt, 1_700_000_300_000);
+    assert.equal(got.lastError, '451 4.3.0 later');
+    assert.equal(got.recipients[0].status, 'delivered');
+    assert.equal(got.recipients[0].remoteMta, 'mx.example.net[192.0.2.9]:25');
+    assert.equal(got.recipients[0].doneAt, 5);
+    assert.equal(got.recipients[1].delayNotified, true);
+    await assert.rejects(store.updateRecipients(m.id, [{ idx: 7, status: 'bounced' }], { attempts: 2, nextAttemptAt: 0 }), StoreError);
+    got = await store.get(m.id);
+    assert.equal(got?.attempts, 1, 'a failed update changes nothing');
+
+    await store.setNextAttempt(m.id, 42);
+    await store.setHold(m.id, true);
+    const list = await store.list();
+    assert.equal(list.length, 1);
+    assert.equal(list[0].held, true);
+    assert.equal(list[0].nextAttemptAt, 42);
+    assert.deepEqual(list[0].pending, ['b@example.org']);
+    assert.equal((await store.loadAll()).length, 1, 'held messages are still loaded');
+    await store.setHold(m.id, false);
+    assert.equal((await store.get(m.id))?.held, false);
+    await assert.rejects(store.setHold(newQueueId(), true), StoreError);
+
+    await store.updateRecipients(m.id, [{ idx: 1, status: 'bounced', dsnStatus: '5.1.1' }], { attempts: 2, nextAttemptAt: 0 });
+    assert.equal((await store.loadAll()).length, 0, 'no pending recipient left');
+    assert.equal((await store.list()).length, 1, 'still listed until removed');
+
+    await store.remove(m.id);
+    await store.remove(m.id);
+    assert.equal(await store.get(m.id), undefined);
+    assert.throws(() => store.openBody(m.id), StoreError);
+    await assert.rejects(stat(join(dir, 'spool', m.id.slice(-2), m.id)));
+    await store.close();
+  } finally {
+    await cleanup();
+  }
+});
