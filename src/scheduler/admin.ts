@@ -1,0 +1,60 @@
+/**
+ * The queue administration interface behind `postline queue ...`: implemented by the Scheduler
+ * (server running; reached over the control socket) and by StoreQueueAdmin in src/control/offline.ts
+ * (server stopped; the CLI opens the store itself). One shape so the CLI does not care which.
+ */
+import { PostlineError } from '../core/errors.js';
+import type { QueuedMessage, QueueStore, QueueSummary } from '../spool/types.js';
+import { readHeaders, readWhole } from './body.js';
+
+/** `queue show` answer: metadata, the header section and, when asked, the whole message. */
+export interface MessageDetail {
+  readonly message: QueuedMessage;
+  /** Header section of the stored message (UTF-8 decoded, CRLF), '' when unreadable. */
+  readonly headers: string;
+  /** The whole stored message, base64 (only with `body: true`). */
+  readonly bodyBase64?: string;
+  /** Why the body could not be read, when it could not. */
+  readonly bodyError?: string;
+}
+
+export interface QueueAdmin {
+  /** Summaries of every message with pending recipients, oldest first. */
+  list(): Promise<QueueSummary[]>;
+  /** @throws NoSuchMessageError */
+  show(id: string, opts?: { body?: boolean }): Promise<MessageDetail>;
+  /** Makes every deferred (not held) message due now; returns how many. */
+  flush(): Promise<number>;
+  /** Makes one message due now. @throws NoSuchMessageError, PostlineError ERR_MESSAGE_HELD */
+  flushOne(id: string): Promise<void>;
+  /** @throws NoSuchMessageError */
+  hold(id: string): Promise<void>;
+  /** @throws NoSuchMessageError */
+  release(id: string): Promise<void>;
+  /** Deletes the message and its body without any DSN. @throws NoSuchMessageError */
+  delete(id: string): Promise<void>;
+}
+
+/** The queue has no message with this ID (error text 'no such message'). */
+export class NoSuchMessageError extends PostlineError {
+  constructor(readonly queueId: string) {
+    super('ERR_NO_SUCH_MESSAGE', 'no such message', { temporary: false });
+    this.name = 'NoSuchMessageError';
+  }
+}
+
+/** A held message cannot be flushed; release it first. */
+export function heldError(): PostlineError {
+  return new PostlineError('ERR_MESSAGE_HELD', 'message is on hold; release it first', { temporary: false });
+}
+
+/** Builds a MessageDetail from the store (reads the header section, and the body when asked). Never throws for an unreadable body. */
+export async function messageDetail(store: QueueStore, message: QueuedMessage, withBody: boolean): Promise<MessageDetail> {
+  try {
+    const headers = (await readHeaders(store, message.id)).toString('utf8');
+    if (!withBody) return { message, headers };
+    return { message, headers, bodyBase64: (await readWhole(store, message.id)).toString('base64') };
+  } catch (err) {
+    return { message, headers: '', bodyError: (err as Error).message };
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * Dispatcher: runs delivery requests under a global concurrency cap (delivery.maxConnections) and
+ * a per-destination cap (delivery.connectionsPerDestination, destination = next hop key). Work
+ * beyond the caps waits in one FIFO per destination; free slots are handed out round-robin across
+ * destinations, so one slow destination with a long backlog cannot starve the others.
+ */
+
+/** Returned by `run` for work that was cancelled before it started (shutdown). */
+export const CANCELLED: unique symbol = Symbol('cancelled');
+
+interface Job {
+  readonly start: () => void;
+  readonly cancel: () => void;
+}
+
+export class Dispatcher {
+  private readonly waiting = new Map<string, Job[]>();
+  /** Destinations with waiting work, in round-robin order. */
+  private ring: string[] = [];
+  private cursor = 0;
+  private readonly activeBy = new Map<string, number>();
+  private activeTotal = 0;
+
+  /**
+   * @param max global cap on concurrent tasks (>= 1).
+   * @param perDestination cap on concurrent tasks per destination key (>= 1).
+   * @throws RangeError when a cap is below 1.
+   */
+  constructor(private readonly max: number, private readonly perDestination: number) {
+    if (!(max >= 1) || !(perDestination >= 1)) throw new RangeError('dispatcher caps must be >= 1');
+  }
+
+  /** Tasks running now, in all or for one destination. */
+  active(key?: string): number { return key === undefined ? this.activeTotal : (this.activeBy.get(key) ?? 0); }
+
+  /** Tasks waiting for a slot. */
+  waitingCount(): number {
+    let n = 0;
+    for (const q of this.waiting.values()) n += q.length;
+    return n;
+  }
+
+  /**
+   * Runs `task` when a slot for `key` is free. Resolves with the task's result, or CANCELLED when
+   * `cancelWaiting()` was called before it started. Rejects only when the task rejects.
+   */
+  run<T>(key: string, task: () => Promise<T>): Promise<T | typeof CANCELLED> {
+    return new Promise((resolve, reject) => {
+      const job: Job = {
+        cancel: () => resolve(CANCELLED),
+        start: () => {
+          this.activeTotal++;
+          this.activeBy.set(key, (this.activeBy.get(key) ?? 0) + 1);
+          let p: Promise<T>;
+          try { p = task(); } catch (err) { p = Promise.reject(err); }
+          p.then(resolve, reject).finally(() => this.finished(key));
+        },
+      };
+      const q = this.waiting.get(key);
+      if (q) q.push(job);
+      else {
+        this.waiting.set(key, [job]);
+        this.ring.push(key);
+      }
+      this.pump();
+    });
+  }
+
+  /** Cancels every task that has not started (they resolve with CANCELLED). Running tasks go on. */
+  cancelWaiting(): void {
+    const jobs = [...this.waiting.values()].flat();
+    this.waiting.clear();
+    this.ring = [];
+    this.cursor = 0;
+    for (const j of jobs) j.cancel();
+  }
+
+  private finished(key: string): void {
+    this.activeTotal--;
+    const n = (this.activeBy.get(key) ?? 1) - 1;
+    if (n <= 0) this.activeBy.delete(key);
+    else this.activeBy.set(key, n);
+    this.pump();
+  }
+
+  /** Starts waiting jobs while slots are free, visiting destinations round-robin. */
+  private pump(): void {
+    while (this.activeTotal < this.max && this.ring.length > 0) {
+      const i = this.nextEligible();
+      if (i < 0) return;
+      const key = this.ring[i]!;
+      const q = this.waiting.get(key)!;
+      const job = q.shift()!;
+      if (q.length === 0) {
+        this.waiting.delete(key);
+        this.ring.splice(i, 1);
+        this.cursor = this.ring.length ? i % this.ring.length : 0;
+      } else {
+        this.cursor = (i + 1) % this.ring.length;
+      }
+      job.start();
+    }
+  }
+
+  /** Index in the ring of the next destination (from the cursor) below its cap, or -1. */
+  private nextEligible(): number {
+    const n = this.ring.length;
+    for (let k = 0; k < n; k++) {
+      const i = (this.cursor + k) % n;
+      if ((this.activeBy.get(this.ring[i]!) ?? 0) < this.perDestination) return i;
+    }
+    return -1;
+  }
+}

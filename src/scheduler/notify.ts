@@ -1,0 +1,180 @@
+/**
+ * Delivery status notifications: when the scheduler owes the sender a DSN and where it goes
+ * (RFC 3461 NOTIFY / RET, RFC 3464 report fields, RFC 5321 6.1 / 3.6.3 on bounces of bounces).
+ *
+ * The scheduler decides; the RFC 3464 message itself is written by src/bounce/dsn.ts (injected as
+ * `dsn.build`) and queued through cleanup (`dsn.inject`). This module owns the NOTIFY defaults
+ * (absent = FAILURE only, RFC 3461 5.2.1), the RET defaults (absent: full message for failures,
+ * headers for delay and success notices, as Postfix does) and the double-bounce rule: a DSN is
+ * never sent to the null reverse-path; it goes to the postmaster or is dropped, and a failed
+ * double bounce to the postmaster is always dropped so it cannot loop.
+ */
+import type { DsnAction, DsnInput, DsnRecipientReport } from '../bounce/types.js';
+import type { PostlineConfig } from '../config/schema.js';
+import type { Clock } from '../core/clock.js';
+import type { DsnNotify, DsnRet, Envelope } from '../core/envelope.js';
+import type { Logger } from '../core/log.js';
+import type { EventBus } from '../events/bus.js';
+import type { QueuedMessage, QueuedRecipient, QueueStore } from '../spool/types.js';
+import { readHeaders, readWhole } from './body.js';
+
+/** What the scheduler needs to build and queue a DSN (main.ts wires the builder and cleanup). */
+export interface DsnPort {
+  /** Writes the RFC 3464 multipart/report message (CRLF lines). */
+  build(input: DsnInput): Buffer;
+  /** Queues a generated message through cleanup; resolves with its queue ID. */
+  inject(envelope: Envelope, body: Buffer): Promise<string>;
+}
+
+export type DsnKind = 'failure' | 'delay' | 'success';
+
+/** One recipient to report in a DSN, with the facts of its last attempt. */
+export interface ReportItem {
+  readonly recipient: QueuedRecipient;
+  readonly action: DsnAction;
+  /** Enhanced status code ("5.1.1", "4.4.7", "2.0.0"). */
+  readonly status: string;
+  readonly diagnostic?: string;
+  readonly remote?: boolean;
+  /** As the agent gives it: "mx.example.com[192.0.2.1]:25". */
+  readonly remoteMta?: string;
+  /** ms since epoch. */
+  readonly lastAttemptAt?: number;
+  /** ms since epoch (delay notices). */
+  readonly willRetryUntil?: number;
+}
+
+/** Originals larger than this (bytes) are returned as headers only, even with RET=FULL. */
+export const MAX_FULL_RETURN_BYTES = 10 * 1024 * 1024;
+
+/**
+ * True when a recipient's NOTIFY asks for a DSN of `kind` (RFC 3461 4.1). Absent NOTIFY means
+ * FAILURE only (RFC 3461 5.2.1 default behaviour); NEVER suppresses every kind.
+ */
+export function notifyWants(notify: readonly DsnNotify[] | undefined, kind: DsnKind): boolean {
+  if (!notify || notify.length === 0) return kind === 'failure';
+  if (notify.includes('NEVER')) return false;
+  return notify.includes(kind === 'failure' ? 'FAILURE' : kind === 'delay' ? 'DELAY' : 'SUCCESS');
+}
+
+/** RET for a DSN of `kind` (RFC 3461 4.3): explicit RET wins; absent: FULL for failures, HDRS otherwise. */
+export function retFor(ret: DsnRet | undefined, kind: DsnKind): DsnRet {
+  return ret ?? (kind === 'failure' ? 'FULL' : 'HDRS');
+}
+
+/** The postmaster address (relay.postmaster, default postmaster@hostname; RFC 5321 4.5.1). */
+export function postmasterAddress(config: PostlineConfig): string {
+  return config.relay.postmaster ?? `postmaster@${config.hostname}`;
+}
+
+/** Where a DSN goes, or why it is dropped. */
+export type DsnRoute = { readonly to: string } | { readonly drop: string };
+
+/**
+ * Chooses the DSN recipient: the original reverse-path; for mail with the null reverse-path
+ * (a bounce), failures go to the postmaster unless delivery.doubleBounce is 'drop', and a failing
+ * message addressed to the postmaster itself is dropped (no loop). Delay and success notices
+ * about null-sender mail are always dropped.
+ */
+export function dsnRoute(msg: Pick<QueuedMessage, 'mailFrom'>, kind: DsnKind, items: readonly ReportItem[], config: PostlineConfig): DsnRoute {
+  if (msg.mailFrom !== '') return { to: msg.mailFrom };
+  if (kind !== 'failure') return { drop: `no ${kind} notice for mail with a null reverse-path` };
+  if (config.delivery.doubleBounce === 'drop') return { drop: 'undeliverable bounce dropped (delivery.doubleBounce=drop)' };
+  const pm = postmasterAddress(config).toLowerCase();
+  if (items.some((i) => i.recipient.address.toLowerCase() === pm)) {
+    return { drop: 'undeliverable bounce to the postmaster dropped (no loop)' };
+  }
+  return { to: postmasterAddress(config) };
+}
+
+/** "mx.example.com[192.0.2.1]:25" -> "mx.example.com"; "[192.0.2.1]:25" -> "192.0.2.1". */
+export function remoteMtaName(s: string | undefined): string | undefined {
+  if (!s) return undefined;
+  const m = /^([^[\s]*)\[([^\]]*)\]/.exec(s);
+  if (!m) return s;
+  return m[1] || m[2] || undefined;
+}
+
+function receivedFromMta(msg: QueuedMessage): string | undefined {
+  const o = msg.origin;
+  if (o.kind !== 'smtp' || !o.clientName) return undefined;
+  return `dns; ${o.clientName}${o.clientAddress ? ` (${o.clientAddress})` : ''}`;
+}
+
+function toReport(i: ReportItem): DsnRecipientReport {
+  return {
+    finalRecipient: i.recipient.address,
+    originalRecipient: i.recipient.orcpt ? { addrType: i.recipient.orcpt.addrType, address: i.recipient.orcpt.address } : undefined,
+    action: i.action,
+    status: i.status,
+    remoteMta: remoteMtaName(i.remoteMta),
+    diagnostic: i.diagnostic,
+    remote: i.remote,
+    lastAttemptAt: i.lastAttemptAt,
+    willRetryUntil: i.willRetryUntil,
+  };
+}
+
+export interface NotifierOptions {
+  readonly store: QueueStore;
+  readonly dsn: DsnPort;
+  readonly config: PostlineConfig;
+  readonly events: EventBus;
+  readonly logger: Logger;
+  readonly clock: Clock;
+}
+
+/** Builds and queues DSNs; emits 'dsn.queued' / 'dsn.dropped'. */
+export class Notifier {
+  constructor(private readonly o: NotifierOptions) {}
+
+  /**
+   * Sends one DSN of `kind` about `items` (recipients of `msg`; callers filter by NOTIFY first).
+   * Reads the original from the store (before the message is removed).
+   * @returns the DSN's queue ID, or undefined when dropped or when queueing failed (logged). Never throws.
+   */
+  async send(msg: QueuedMessage, kind: DsnKind, items: readonly ReportItem[]): Promise<string | undefined> {
+    if (items.length === 0) return undefined;
+    const now = this.o.clock.now();
+    const route = dsnRoute(msg, kind, items, this.o.config);
+    if ('drop' in route) {
+      this.o.logger.warn({ queueId: msg.id, kind, recipients: items.map((i) => i.recipient.address) }, `DSN dropped: ${route.drop}`);
+      this.o.events.emit({ type: 'dsn.dropped', at: now, queueId: msg.id, reason: route.drop });
+      return undefined;
+    }
+    try {
+      const { ret, original } = await this.original(msg, retFor(msg.ret, kind));
+      const input: DsnInput = {
+        reportingMta: this.o.config.hostname, to: route.to, queueId: msg.id, envid: msg.envid,
+        arrivedAt: msg.arrivedAt, receivedFromMta: receivedFromMta(msg), recipients: items.map(toReport),
+        ret, original, smtputf8: msg.smtputf8, now,
+      };
+      const body = this.o.dsn.build(input);
+      const envelope: Envelope = { mailFrom: '', recipients: [{ address: route.to }], bodyType: '8BITMIME', smtputf8: msg.smtputf8 };
+      const dsnQueueId = await this.o.dsn.inject(envelope, body);
+      this.o.logger.info({ queueId: msg.id, dsnQueueId, kind, to: route.to }, `sender ${kind} notification: ${dsnQueueId}`);
+      this.o.events.emit({ type: 'dsn.queued', at: this.o.clock.now(), queueId: msg.id, dsnQueueId, kind, to: route.to });
+      return dsnQueueId;
+    } catch (err) {
+      this.o.logger.error({ err, queueId: msg.id, kind, to: route.to }, 'cannot queue DSN');
+      return undefined;
+    }
+  }
+
+  /** Recipients of `msg` that are owed a delay notice now (NOTIFY=DELAY, waited > delayWarningMs, not yet told). */
+  delayCandidates(msg: QueuedMessage, now: number): QueuedRecipient[] {
+    const warn = this.o.config.delivery.delayWarningMs;
+    if (warn <= 0 || now - msg.arrivedAt < warn) return [];
+    return msg.recipients.filter((r) => r.status === 'pending' && !r.delayNotified && notifyWants(r.notify, 'delay'));
+  }
+
+  private async original(msg: QueuedMessage, ret: DsnRet): Promise<{ ret: DsnRet; original: Buffer }> {
+    try {
+      if (ret === 'FULL' && msg.size <= MAX_FULL_RETURN_BYTES) return { ret, original: await readWhole(this.o.store, msg.id) };
+      return { ret: 'HDRS', original: await readHeaders(this.o.store, msg.id) };
+    } catch (err) {
+      this.o.logger.warn({ err, queueId: msg.id }, 'cannot read the original message for a DSN; sending without it');
+      return { ret: 'HDRS', original: Buffer.alloc(0) };
+    }
+  }
+}

@@ -1,0 +1,237 @@
+/**
+ * One delivery round of one message: check the body, group pending recipients by next hop,
+ * send one DeliveryRequest per group through the Dispatcher (concurrency caps), and write each
+ * group's outcomes to the store in one `updateRecipients` call (RFC 5321 4.5.4.1 retry,
+ * 4.4.7 expiry per RFC 3463). Emits one 'recipient.*' event per recipient outcome and collects
+ * what the DSN step (notify.ts) needs. Never throws for one bad message.
+ */
+import { Readable } from 'node:stream';
+import type { PostlineConfig } from '../config/schema.js';
+import type { Clock } from '../core/clock.js';
+import { StoreError, toPostlineError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import type { DeliveryAgent, DeliveryRequest, RecipientResult } from '../delivery/types.js';
+import type { EventBus } from '../events/bus.js';
+import type { RecipientOutcome } from '../events/types.js';
+import { nextHopKey, type NextHop } from '../routing/types.js';
+import type { QueuedMessage, QueuedRecipient, QueueStore, RecipientStatus, RecipientUpdate } from '../spool/types.js';
+import { nextAttemptAt } from './backoff.js';
+import { probeBody } from './body.js';
+import { CANCELLED, type Dispatcher } from './dispatcher.js';
+import { notifyWants, type ReportItem } from './notify.js';
+
+/** Shared parts the round needs (owned by the Scheduler). */
+export interface RoundContext {
+  readonly store: QueueStore;
+  readonly agent: DeliveryAgent;
+  readonly route: (address: string) => NextHop;
+  readonly dispatcher: Dispatcher;
+  readonly clock: Clock;
+  readonly config: PostlineConfig;
+  readonly events: EventBus;
+  readonly logger: Logger;
+  readonly random: () => number;
+}
+
+/** Per-round controls: abort in-flight requests (stop/delete), and whether the message was deleted. */
+export interface RoundControl {
+  readonly signal: AbortSignal;
+  isDeleted(): boolean;
+}
+
+export interface RoundResult {
+  /** The message was moved aside (unreadable body); nothing else to do. */
+  readonly quarantined: boolean;
+  /** Bounced or expired recipients that asked for a failure DSN. */
+  readonly failures: ReportItem[];
+  /** Delivered/relayed recipients that asked for a success DSN. */
+  readonly successes: ReportItem[];
+  /** The result of each recipient attempted in this round, by idx. */
+  readonly latest: Map<number, RecipientResult>;
+}
+
+interface Group {
+  readonly key: string;
+  readonly hop?: NextHop;
+  readonly recipients: QueuedRecipient[];
+  /** Set when routing failed: the results to apply without calling the agent. */
+  readonly routeFailure?: (r: QueuedRecipient) => RecipientResult;
+}
+
+const BODY_ERROR_CODES = new Set(['ENOENT', 'EIO', 'EACCES', 'EISDIR', 'EBADF']);
+
+/** Queue lifetime of `msg` in ms: bounceQueueLifetimeMs for the null reverse-path, else maxQueueLifetimeMs. */
+export function queueLifetimeMs(msg: Pick<QueuedMessage, 'mailFrom'>, config: PostlineConfig): number {
+  return msg.mailFrom === '' ? config.delivery.bounceQueueLifetimeMs : config.delivery.maxQueueLifetimeMs;
+}
+
+function groupByNextHop(msg: QueuedMessage, route: (a: string) => NextHop): Group[] {
+  const groups = new Map<string, Group>();
+  for (const r of msg.recipients) {
+    if (r.status !== 'pending') continue;
+    let hop: NextHop;
+    try {
+      hop = route(r.address);
+    } catch (err) {
+      const e = toPostlineError(err);
+      const diag = `${e.reply.code} ${e.reply.enhanced ?? ''} cannot route ${r.address}: ${e.message}`.replace(/\s+/g, ' ');
+      groups.set(`route-error:${r.idx}`, {
+        key: `route-error:${r.idx}`, recipients: [r],
+        routeFailure: (x) => ({ idx: x.idx, outcome: e.temporary ? 'deferred' : 'bounced', code: e.reply.code, dsnStatus: e.reply.enhanced ?? (e.temporary ? '4.3.0' : '5.0.0'), diagnostic: diag, remote: false }),
+      });
+      continue;
+    }
+    const key = nextHopKey(hop);
+    const g = groups.get(key);
+    if (g) g.recipients.push(r);
+    else groups.set(key, { key, hop, recipients: [r] });
+  }
+  return [...groups.values()];
+}
+
+function missingResult(idx: number): RecipientResult {
+  return { idx, outcome: 'deferred', code: 451, dsnStatus: '4.3.0', diagnostic: '451 4.3.0 no result from the delivery agent', remote: false };
+}
+
+/** Runs one round for `msg` (mutated in place to mirror what was written). */
+export async function runRound(ctx: RoundContext, msg: QueuedMessage, ctl: RoundControl): Promise<RoundResult> {
+  const out: RoundResult = { quarantined: false, failures: [], successes: [], latest: new Map() };
+  const bad = await probeBody(ctx.store, msg.id, msg.size);
+  if (bad !== undefined) {
+    await quarantine(ctx, msg, bad);
+    return { ...out, quarantined: true };
+  }
+  const attempt = msg.attempts + 1;
+  const state = { nextAt: undefined as number | undefined, bodyFailure: undefined as string | undefined };
+  let chain: Promise<void> = Promise.resolve();
+  const applyLater = (g: Group, results: RecipientResult[]): Promise<void> => {
+    chain = chain.then(() => applyGroup(ctx, msg, g, results, { attempt, ctl, out, state }));
+    return chain;
+  };
+  await Promise.all(groupByNextHop(msg, ctx.route).map(async (g) => {
+    if (g.routeFailure) return applyLater(g, g.recipients.map(g.routeFailure));
+    const results = await ctx.dispatcher.run(g.key, () => deliverGroup(ctx, msg, g, ctl, state));
+    if (results === CANCELLED || results === undefined) return;
+    return applyLater(g, results);
+  }));
+  await chain;
+  if (state.bodyFailure !== undefined && !ctl.isDeleted()) {
+    await quarantine(ctx, msg, state.bodyFailure);
+    return { ...out, quarantined: true };
+  }
+  return out;
+}
+
+/** Calls the agent for one group; undefined when the round was aborted before it started. */
+async function deliverGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, ctl: RoundControl, state: { bodyFailure?: string }): Promise<RecipientResult[] | undefined> {
+  if (ctl.signal.aborted || !g.hop) return undefined;
+  const noteBodyError = (err: unknown): void => {
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    if (err instanceof StoreError || (code && BODY_ERROR_CODES.has(code))) state.bodyFailure ??= `body cannot be read: ${(err as Error).message}`;
+  };
+  const req: DeliveryRequest = {
+    queueId: msg.id, mailFrom: msg.mailFrom, bodyType: msg.bodyType, smtputf8: msg.smtputf8, ret: msg.ret,
+    envid: msg.envid, size: msg.size, nextHop: g.hop, signal: ctl.signal,
+    recipients: g.recipients.map((r) => ({ idx: r.idx, address: r.address, notify: r.notify, orcpt: r.orcpt })),
+    openBody: () => {
+      try {
+        const s = ctx.store.openBody(msg.id);
+        s.once('error', noteBodyError);
+        return s;
+      } catch (err) {
+        noteBodyError(err);
+        return new Readable({ read() { this.destroy(err as Error); } });
+      }
+    },
+  };
+  try {
+    return await ctx.agent.deliver(req);
+  } catch (err) {
+    ctx.logger.error({ err, queueId: msg.id, nextHop: g.key }, 'delivery agent threw; deferring');
+    return g.recipients.map((r) => ({ idx: r.idx, outcome: 'deferred', code: 451, dsnStatus: '4.3.0', diagnostic: `451 4.3.0 local delivery error: ${(err as Error)?.message ?? String(err)}`, remote: false }));
+  }
+}
+
+interface ApplyState {
+  readonly attempt: number;
+  readonly ctl: RoundControl;
+  readonly out: RoundResult;
+  readonly state: { nextAt?: number };
+}
+
+interface Classified {
+  readonly status: RecipientStatus;
+  readonly type: RecipientOutcome['type'];
+  readonly dsn: string;
+  readonly reply: string;
+}
+
+function classify(ctx: RoundContext, msg: QueuedMessage, r: RecipientResult, now: number, aborted: boolean): Classified {
+  if (r.outcome === 'delivered') {
+    return r.relayed
+      ? { status: 'relayed', type: 'recipient.relayed', dsn: r.dsnStatus, reply: r.diagnostic }
+      : { status: 'delivered', type: 'recipient.delivered', dsn: r.dsnStatus, reply: r.diagnostic };
+  }
+  if (r.outcome === 'bounced') return { status: 'bounced', type: 'recipient.bounced', dsn: r.dsnStatus, reply: r.diagnostic };
+  if (!aborted && now - msg.arrivedAt > queueLifetimeMs(msg, ctx.config)) {
+    return { status: 'expired', type: 'recipient.expired', dsn: '4.4.7', reply: `message expired; last reply: ${r.diagnostic}` };
+  }
+  return { status: 'pending', type: 'recipient.deferred', dsn: r.dsnStatus, reply: r.diagnostic };
+}
+
+/** Writes one group's outcomes (one store call), mirrors them in `msg`, emits events, collects DSN items. */
+async function applyGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, results: RecipientResult[], a: ApplyState): Promise<void> {
+  if (a.ctl.isDeleted()) return;
+  const now = ctx.clock.now();
+  const byIdx = new Map(results.map((r) => [r.idx, r]));
+  const rows = g.recipients.map((rcpt) => {
+    const r = byIdx.get(rcpt.idx) ?? missingResult(rcpt.idx);
+    return { rcpt, r, c: classify(ctx, msg, r, now, a.ctl.signal.aborted) };
+  });
+  const updates: RecipientUpdate[] = rows.map(({ rcpt, r, c }) => ({
+    idx: rcpt.idx, status: c.status, lastReply: r.diagnostic, dsnStatus: c.dsn, remoteMta: r.remoteMta,
+    doneAt: c.status === 'pending' ? undefined : now,
+  }));
+  const deferred = rows.filter((x) => x.c.status === 'pending');
+  a.state.nextAt ??= nextAttemptAt(now, a.attempt, ctx.config.delivery.retry, ctx.random);
+  const next = { attempts: a.attempt, nextAttemptAt: a.state.nextAt, lastError: deferred.length ? deferred[deferred.length - 1]!.r.diagnostic : msg.lastError };
+  try {
+    await ctx.store.updateRecipients(msg.id, updates, next);
+  } catch (err) {
+    ctx.logger.error({ err, queueId: msg.id, nextHop: g.key }, 'cannot record delivery results; the recipients stay pending');
+    return;
+  }
+  msg.attempts = next.attempts;
+  msg.nextAttemptAt = next.nextAttemptAt;
+  msg.lastError = next.lastError;
+  for (const { rcpt, r, c } of rows) {
+    Object.assign(rcpt, { status: c.status, lastReply: r.diagnostic, dsnStatus: c.dsn, remoteMta: r.remoteMta ?? rcpt.remoteMta });
+    if (c.status !== 'pending') rcpt.doneAt = now;
+    a.out.latest.set(rcpt.idx, r);
+    collectReport(rcpt, r, c, now, a.out);
+    ctx.events.emit({
+      type: c.type, at: now, queueId: msg.id, mailFrom: msg.mailFrom, recipient: rcpt.address, relay: r.remoteMta,
+      delayMs: Math.max(0, now - msg.arrivedAt), dsn: c.dsn, reply: c.reply, attempt: a.attempt,
+    });
+  }
+}
+
+function collectReport(rcpt: QueuedRecipient, r: RecipientResult, c: Classified, now: number, out: RoundResult): void {
+  const base = { recipient: rcpt, diagnostic: r.diagnostic, remote: r.remote, remoteMta: r.remoteMta, lastAttemptAt: now };
+  if ((c.status === 'bounced' || c.status === 'expired') && notifyWants(rcpt.notify, 'failure')) {
+    out.failures.push({ ...base, action: 'failed', status: c.dsn });
+  } else if ((c.status === 'delivered' || c.status === 'relayed') && notifyWants(rcpt.notify, 'success')) {
+    out.successes.push({ ...base, action: c.status, status: c.dsn });
+  }
+}
+
+/** Moves `msg` aside and emits 'message.quarantined'. Never throws. */
+export async function quarantine(ctx: Pick<RoundContext, 'store' | 'events' | 'logger' | 'clock'>, msg: Pick<QueuedMessage, 'id'>, reason: string): Promise<void> {
+  try {
+    await ctx.store.quarantine(msg.id, reason);
+  } catch (err) {
+    ctx.logger.error({ err, queueId: msg.id }, 'cannot quarantine message');
+  }
+  ctx.logger.error({ queueId: msg.id, reason }, 'message quarantined');
+  ctx.events.emit({ type: 'message.quarantined', at: ctx.clock.now(), queueId: msg.id, reason });
+}

@@ -1,0 +1,306 @@
+/**
+ * The scheduler: the only writer of queue state (DESIGN.md). It keeps an in-memory index of
+ * queue IDs by next attempt time (DueIndex), runs delivery rounds for due messages (round.ts)
+ * under global and per-destination concurrency caps (Dispatcher), retries with exponential
+ * backoff (RFC 5321 4.5.4.1), expires mail after the queue lifetime (RFC 3463 4.4.7), sends DSNs
+ * (RFC 3461 / 3464, notify.ts), removes finished messages, and serves the operator commands
+ * (flush, hold, release, delete, list, show) for the control socket.
+ *
+ * Owns: scheduling state in memory, and every store write except cleanup's commit.
+ */
+import type { PostlineConfig } from '../config/schema.js';
+import type { Clock } from '../core/clock.js';
+import type { Logger } from '../core/log.js';
+import type { DeliveryAgent } from '../delivery/types.js';
+import type { EventBus } from '../events/bus.js';
+import type { NextHop } from '../routing/types.js';
+import type { QueuedMessage, QueueStore, QueueSummary } from '../spool/types.js';
+import { heldError, messageDetail, NoSuchMessageError, type MessageDetail, type QueueAdmin } from './admin.js';
+import { Dispatcher } from './dispatcher.js';
+import { DueIndex } from './due-index.js';
+import { Notifier, type DsnPort, type ReportItem } from './notify.js';
+import { queueLifetimeMs, runRound, type RoundContext, type RoundResult } from './round.js';
+
+export interface SchedulerOptions {
+  readonly store: QueueStore;
+  readonly agent: DeliveryAgent;
+  /** Next hop of a recipient address; may throw (PostlineError: temporary -> deferred, else bounced). */
+  readonly route: (address: string) => NextHop;
+  readonly events: EventBus;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly config: PostlineConfig;
+  /** DSN builder (src/bounce/dsn.ts) and the way into the queue for generated mail (cleanup). */
+  readonly dsn: DsnPort;
+  /** Random source in [0, 1) for retry jitter (default Math.random). */
+  readonly random?: () => number;
+  /** Run the periodic due scan every delivery.scanIntervalMs (default true; tests use runDueOnce). */
+  readonly scanTimer?: boolean;
+  /** Messages in delivery rounds at once (default 10000); the rest wait in the index. */
+  readonly maxActiveMessages?: number;
+}
+
+interface ActiveRound {
+  readonly abort: AbortController;
+  deleted: boolean;
+  held: boolean;
+  done: Promise<void>;
+}
+
+const isPending = (m: QueuedMessage): boolean => m.recipients.some((r) => r.status === 'pending');
+
+export class Scheduler implements QueueAdmin {
+  private readonly index = new DueIndex();
+  private readonly active = new Map<string, ActiveRound>();
+  private readonly dispatcher: Dispatcher;
+  private readonly notifier: Notifier;
+  private readonly ctx: RoundContext;
+  private readonly maxActive: number;
+  private timer: NodeJS.Timeout | undefined;
+  private kickPending = false;
+  private started = false;
+  private stopping = false;
+
+  /** @throws RangeError when the concurrency caps or maxActiveMessages are below 1. */
+  constructor(private readonly o: SchedulerOptions) {
+    const d = o.config.delivery;
+    this.dispatcher = new Dispatcher(d.maxConnections, d.connectionsPerDestination);
+    this.maxActive = o.maxActiveMessages ?? 10_000;
+    if (!(this.maxActive >= 1)) throw new RangeError('maxActiveMessages must be >= 1');
+    this.notifier = new Notifier({ store: o.store, dsn: o.dsn, config: o.config, events: o.events, logger: o.logger, clock: o.clock });
+    this.ctx = {
+      store: o.store, agent: o.agent, route: o.route, dispatcher: this.dispatcher, clock: o.clock,
+      config: o.config, events: o.events, logger: o.logger, random: o.random ?? Math.random,
+    };
+  }
+
+  /**
+   * Loads every message that still has pending recipients (held ones stay held) into the index at
+   * its stored next attempt time, and starts the due scan. @throws what store.loadAll throws; Error when started twice.
+   */
+  async start(): Promise<void> {
+    if (this.started) throw new Error('scheduler already started');
+    this.started = true;
+    const all = await this.o.store.loadAll();
+    for (const m of all) if (!m.held) this.index.set(m.id, m.nextAttemptAt);
+    this.o.logger.info({ messages: all.length, scheduled: this.index.size }, 'scheduler started');
+    if (this.o.scanTimer !== false) {
+      this.timer = setInterval(() => this.scan(), this.o.config.delivery.scanIntervalMs);
+      this.timer.unref();
+    }
+    this.kick();
+  }
+
+  /**
+   * Stops taking new work; requests not yet started are cancelled (their recipients stay pending),
+   * in-flight requests get `graceMs` (ms) to finish and are then aborted through their AbortSignal.
+   * Resolves when nothing is in flight. Never rejects.
+   */
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.dispatcher.cancelWaiting();
+    if (this.active.size === 0) return;
+    let t: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => { t = setTimeout(resolve, Math.max(0, graceMs)); });
+    await Promise.race([this.idle(), grace]);
+    clearTimeout(t);
+    for (const a of this.active.values()) a.abort.abort();
+    await this.idle();
+  }
+
+  /** Cleanup committed `msg`: schedule it now without waiting for the scan. */
+  enqueued(msg: QueuedMessage): void {
+    if (this.stopping || msg.held) return;
+    this.index.set(msg.id, this.o.clock.now());
+    this.kick();
+  }
+
+  /** Tests: starts every due message and resolves when all running rounds are done. */
+  async runDueOnce(): Promise<void> {
+    this.scan();
+    await this.idle();
+  }
+
+  /** Resolves when no delivery round is running (bounded wait: rounds end on their own). */
+  async idle(): Promise<void> {
+    for (let i = 0; i < 10_000 && this.active.size > 0; i++) {
+      await Promise.allSettled([...this.active.values()].map((a) => a.done));
+    }
+  }
+
+  /** Counts for metrics and tests. */
+  stats(): { scheduled: number; activeMessages: number; activeRequests: number; waitingRequests: number } {
+    return { scheduled: this.index.size, activeMessages: this.active.size, activeRequests: this.dispatcher.active(), waitingRequests: this.dispatcher.waitingCount() };
+  }
+
+  private kick(): void {
+    if (this.kickPending || !this.started || this.stopping) return;
+    this.kickPending = true;
+    setImmediate(() => { this.kickPending = false; this.scan(); });
+  }
+
+  private scan(): void {
+    if (!this.started || this.stopping) return;
+    const now = this.o.clock.now();
+    const busy: string[] = [];
+    while (this.active.size < this.maxActive) {
+      const id = this.index.popDue(now);
+      if (id === undefined) break;
+      if (this.active.has(id)) busy.push(id);
+      else this.startRound(id);
+    }
+    for (const id of busy) this.index.set(id, now + this.o.config.delivery.scanIntervalMs);
+  }
+
+  private startRound(id: string): void {
+    const entry: ActiveRound = { abort: new AbortController(), deleted: false, held: false, done: Promise.resolve() };
+    this.active.set(id, entry);
+    entry.done = this.process(id, entry)
+      .catch((err: unknown) => this.o.logger.error({ err, queueId: id }, 'delivery round failed'))
+      .finally(() => {
+        this.active.delete(id);
+        this.kick();
+      });
+  }
+
+  private async process(id: string, entry: ActiveRound): Promise<void> {
+    let msg: QueuedMessage | undefined;
+    try {
+      msg = await this.o.store.get(id);
+    } catch (err) {
+      this.o.logger.error({ err, queueId: id }, 'cannot read queue entry; retrying later');
+      if (!this.stopping) this.index.set(id, this.o.clock.now() + this.o.config.delivery.retry.initialMs);
+      return;
+    }
+    if (!msg || entry.deleted || msg.held) return;
+    if (!isPending(msg)) return this.removeDone(msg);
+    const res = await runRound(this.ctx, msg, { signal: entry.abort.signal, isDeleted: () => entry.deleted });
+    if (res.quarantined || entry.deleted) return;
+    await this.notifyAfterRound(msg, res);
+    if (entry.deleted) return;
+    if (!isPending(msg)) return this.removeDone(msg);
+    if (!entry.held && !this.stopping) this.index.set(id, msg.nextAttemptAt);
+  }
+
+  private async removeDone(msg: QueuedMessage): Promise<void> {
+    try {
+      await this.o.store.remove(msg.id);
+    } catch (err) {
+      this.o.logger.error({ err, queueId: msg.id }, 'cannot remove finished message');
+      return;
+    }
+    this.index.delete(msg.id);
+    this.o.events.emit({ type: 'message.removed', at: this.o.clock.now(), queueId: msg.id, reason: 'done' });
+  }
+
+  /** Failure and success DSNs for this round's outcomes, then the delay DSN when one is due. */
+  private async notifyAfterRound(msg: QueuedMessage, res: RoundResult): Promise<void> {
+    if (res.failures.length) await this.notifier.send(msg, 'failure', res.failures);
+    if (res.successes.length) await this.notifier.send(msg, 'success', res.successes);
+    const now = this.o.clock.now();
+    const delayed = this.notifier.delayCandidates(msg, now);
+    if (delayed.length === 0) return;
+    const until = msg.arrivedAt + queueLifetimeMs(msg, this.o.config);
+    const items: ReportItem[] = delayed.map((r) => {
+      const l = res.latest.get(r.idx);
+      return {
+        recipient: r, action: 'delayed', status: l?.dsnStatus ?? r.dsnStatus ?? '4.0.0', diagnostic: l?.diagnostic ?? r.lastReply,
+        remote: l?.remote, remoteMta: l?.remoteMta ?? r.remoteMta, lastAttemptAt: l ? now : undefined, willRetryUntil: until,
+      };
+    });
+    await this.notifier.send(msg, 'delay', items);
+    try {
+      await this.o.store.updateRecipients(msg.id, delayed.map((r) => ({ idx: r.idx, status: 'pending', delayNotified: true })),
+        { attempts: msg.attempts, nextAttemptAt: msg.nextAttemptAt, lastError: msg.lastError });
+      for (const r of delayed) r.delayNotified = true;
+    } catch (err) {
+      this.o.logger.error({ err, queueId: msg.id }, 'cannot record that a delay DSN was sent');
+    }
+  }
+
+  private async need(id: string): Promise<QueuedMessage> {
+    const msg = await this.o.store.get(id);
+    if (!msg) throw new NoSuchMessageError(id);
+    return msg;
+  }
+
+  /** Summaries for `queue list` (from the store). */
+  async list(): Promise<QueueSummary[]> {
+    return this.o.store.list();
+  }
+
+  /** Metadata, headers and optionally the whole message. @throws NoSuchMessageError */
+  async show(id: string, opts: { body?: boolean } = {}): Promise<MessageDetail> {
+    return messageDetail(this.o.store, await this.need(id), opts.body === true);
+  }
+
+  /** Makes every scheduled (not held, not running) message due now. @returns how many. */
+  async flush(): Promise<number> {
+    const now = this.o.clock.now();
+    let n = 0;
+    for (const id of this.index.ids()) {
+      try {
+        await this.o.store.setNextAttempt(id, now);
+      } catch (err) {
+        this.o.logger.warn({ err, queueId: id }, 'cannot flush message');
+        continue;
+      }
+      this.index.set(id, now);
+      this.o.events.emit({ type: 'message.flushed', at: now, queueId: id });
+      n++;
+    }
+    this.kick();
+    return n;
+  }
+
+  /** Makes one message due now (no-op while it is being delivered). @throws NoSuchMessageError, ERR_MESSAGE_HELD */
+  async flushOne(id: string): Promise<void> {
+    const msg = await this.need(id);
+    if (msg.held) throw heldError();
+    if (this.active.has(id)) return;
+    const now = this.o.clock.now();
+    await this.o.store.setNextAttempt(id, now);
+    this.index.set(id, now);
+    this.o.events.emit({ type: 'message.flushed', at: now, queueId: id });
+    this.kick();
+  }
+
+  /** Puts a message on hold: no delivery until released (a running round finishes). @throws NoSuchMessageError */
+  async hold(id: string): Promise<void> {
+    const msg = await this.need(id);
+    if (msg.held) return;
+    await this.o.store.setHold(id, true);
+    this.index.delete(id);
+    const a = this.active.get(id);
+    if (a) a.held = true;
+    this.o.events.emit({ type: 'message.held', at: this.o.clock.now(), queueId: id });
+  }
+
+  /** Releases a held message; it is tried at its stored next attempt time. @throws NoSuchMessageError */
+  async release(id: string): Promise<void> {
+    const msg = await this.need(id);
+    if (!msg.held) return;
+    await this.o.store.setHold(id, false);
+    const a = this.active.get(id);
+    if (a) a.held = false;
+    if (!this.stopping) this.index.set(id, msg.nextAttemptAt);
+    this.o.events.emit({ type: 'message.released', at: this.o.clock.now(), queueId: id });
+    this.kick();
+  }
+
+  /** Deletes a message (no DSN); a running round is aborted first. @throws NoSuchMessageError */
+  async delete(id: string): Promise<void> {
+    await this.need(id);
+    const a = this.active.get(id);
+    if (a) {
+      a.deleted = true;
+      a.abort.abort();
+      await a.done;
+    }
+    this.index.delete(id);
+    await this.o.store.remove(id);
+    this.o.events.emit({ type: 'message.removed', at: this.o.clock.now(), queueId: id, reason: 'deleted' });
+  }
+}
