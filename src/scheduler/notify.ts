@@ -124,7 +124,7 @@ export interface NotifierOptions {
   readonly clock: Clock;
 }
 
-/** Builds and queues DSNs; emits 'dsn.queued' / 'dsn.dropped'. */
+/** Builds and queues DSNs; emits 'dsn.queued' / 'dsn.dropped' (the log sink writes the log lines). */
 export class Notifier {
   constructor(private readonly o: NotifierOptions) {}
 
@@ -138,7 +138,7 @@ export class Notifier {
     const now = this.o.clock.now();
     const route = dsnRoute(msg, kind, items, this.o.config);
     if ('drop' in route) {
-      this.o.logger.warn({ queueId: msg.id, kind, recipients: items.map((i) => i.recipient.address) }, `DSN dropped: ${route.drop}`);
+      this.o.logger.debug({ queueId: msg.id, kind, recipients: items.map((i) => i.recipient.address) }, `DSN dropped: ${route.drop}`);
       this.o.events.emit({ type: 'dsn.dropped', at: now, queueId: msg.id, reason: route.drop });
       return undefined;
     }
@@ -152,7 +152,6 @@ export class Notifier {
       const body = this.o.dsn.build(input);
       const envelope: Envelope = { mailFrom: '', recipients: [{ address: route.to }], bodyType: '8BITMIME', smtputf8: msg.smtputf8 };
       const dsnQueueId = await this.o.dsn.inject(envelope, body);
-      this.o.logger.info({ queueId: msg.id, dsnQueueId, kind, to: route.to }, `sender ${kind} notification: ${dsnQueueId}`);
       this.o.events.emit({ type: 'dsn.queued', at: this.o.clock.now(), queueId: msg.id, dsnQueueId, kind, to: route.to });
       return dsnQueueId;
     } catch (err) {

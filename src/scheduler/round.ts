@@ -232,6 +232,5 @@ export async function quarantine(ctx: Pick<RoundContext, 'store' | 'events' | 'l
   } catch (err) {
     ctx.logger.error({ err, queueId: msg.id }, 'cannot quarantine message');
   }
-  ctx.logger.error({ queueId: msg.id, reason }, 'message quarantined');
   ctx.events.emit({ type: 'message.quarantined', at: ctx.clock.now(), queueId: msg.id, reason });
 }
