@@ -1,0 +1,34 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { EventBus } from '../../../src/events/bus.js';
+import { attachLogSink, delaySeconds } from '../../../src/events/log-sink.js';
+
+test('log sink writes one Postfix-style line per event', () => {
+  const lines: Record<string, unknown>[] = [];
+  const dest = new Writable({ write(chunk, _e, cb) { lines.push(JSON.parse(String(chunk))); cb(); } });
+  const logger = pino({ level: 'info', base: undefined }, dest);
+  const bus = new EventBus();
+  const off = attachLogSink(bus, logger);
+  const at = 1_700_000_000_000;
+  bus.emit({ type: 'message.queued', at, queueId: 'Q1', mailFrom: 'a@x.example', recipients: ['b@y.example', 'c@y.example'], size: 1234, origin: { kind: 'smtp' } });
+  bus.emit({ type: 'recipient.delivered', at, queueId: 'Q1', mailFrom: 'a@x.example', recipient: 'b@y.example', relay: 'mx.y.example[192.0.2.1]:25', delayMs: 1534, dsn: '2.0.0', reply: '250 2.0.0 Ok', attempt: 1 });
+  bus.emit({ type: 'recipient.deferred', at, queueId: 'Q1', mailFrom: 'a@x.example', recipient: 'c@y.example', delayMs: 20, dsn: '4.4.1', reply: 'connection refused', attempt: 1 });
+  bus.emit({ type: 'recipient.expired', at, queueId: 'Q1', mailFrom: 'a@x.example', recipient: 'c@y.example', delayMs: 20, dsn: '4.4.7', reply: 'message expired', attempt: 9 });
+  bus.emit({ type: 'dsn.queued', at, queueId: 'Q1', dsnQueueId: 'Q2', kind: 'failure', to: 'a@x.example' });
+  bus.emit({ type: 'message.removed', at, queueId: 'Q1', reason: 'done' });
+  off();
+  bus.emit({ type: 'message.removed', at, queueId: 'Q9', reason: 'done' });
+  assert.equal(lines.length, 6);
+  assert.equal(lines[0]!.msg, 'Q1: from=<a@x.example>, size=1234, nrcpt=2 (queue active)');
+  assert.equal(lines[1]!.msg, 'Q1: to=<b@y.example>, relay=mx.y.example[192.0.2.1]:25, delay=1.53, dsn=2.0.0, status=sent (250 2.0.0 Ok)');
+  assert.equal(lines[1]!.delay, 1.53);
+  assert.equal(lines[1]!.status, 'sent');
+  assert.equal(lines[1]!.queueId, 'Q1');
+  assert.equal(lines[2]!.msg, 'Q1: to=<c@y.example>, relay=none, delay=0.02, dsn=4.4.1, status=deferred (connection refused)');
+  assert.equal(lines[3]!.status, 'expired');
+  assert.equal(lines[4]!.msg, 'Q1: sender non-delivery notification: Q2');
+  assert.equal(lines[5]!.msg, 'Q1: removed');
+  assert.equal(delaySeconds(-5), '0.00');
+});
