@@ -1,0 +1,85 @@
+/**
+ * Outbound command text: EHLO extension parsing and MAIL FROM / RCPT TO with their parameters.
+ *
+ * RFCs: RFC 5321 4.1.1.1/4.1.1.2/4.1.1.3 (EHLO, MAIL, RCPT), RFC 1870 (SIZE), RFC 6152 (8BITMIME),
+ * RFC 6531 (SMTPUTF8), RFC 3461 4 (DSN: RET, ENVID, NOTIFY, ORCPT and xtext). Owns: the exact
+ * bytes of these commands; it sends nothing.
+ */
+import type { SmtpReply } from '../core/reply.js';
+import type { BodyType, DsnRet } from '../core/envelope.js';
+import type { DeliveryRecipient } from './types.js';
+
+/** EHLO keywords (upper case) → parameter text ('' when none), RFC 5321 4.1.1.1. */
+export type Extensions = ReadonlyMap<string, string>;
+
+/** Parses an EHLO reply: lines after the first are "KEYWORD [params]". */
+export function parseEhlo(r: SmtpReply): Map<string, string> {
+  const ext = new Map<string, string>();
+  for (const line of r.lines.slice(1)) {
+    const m = /^([A-Za-z0-9][A-Za-z0-9-]*)(?:[ =](.*))?$/.exec(line.trim());
+    if (m) ext.set(m[1]!.toUpperCase(), (m[2] ?? '').trim());
+  }
+  return ext;
+}
+
+/** The server's SIZE limit in bytes (RFC 1870); undefined when absent or 0 (no fixed limit). */
+export function sizeLimit(ext: Extensions): number | undefined {
+  const v = ext.get('SIZE');
+  if (v === undefined) return undefined;
+  const n = Number.parseInt(v, 10);
+  return Number.isFinite(n) && n > 0 ? n : undefined;
+}
+
+/** SASL mechanisms offered (RFC 4954 3), upper case. Also accepts the old "AUTH=" form. */
+export function authMechanisms(ext: Extensions): string[] {
+  const v = ext.get('AUTH');
+  return v ? v.split(/\s+/).filter(Boolean).map((m) => m.toUpperCase()) : [];
+}
+
+/**
+ * xtext encoding (RFC 3461 4): "!".."~" except "+" and "=" stay; other bytes (UTF-8) become "+HH".
+ */
+export function xtext(s: string): string {
+  let out = '';
+  for (const b of Buffer.from(s, 'utf8')) {
+    out += b >= 0x21 && b <= 0x7e && b !== 0x2b && b !== 0x3d ? String.fromCharCode(b) : '+' + b.toString(16).toUpperCase().padStart(2, '0');
+  }
+  return out;
+}
+
+export interface MailFromInput {
+  readonly mailFrom: string;
+  readonly bodyType: BodyType;
+  readonly smtputf8: boolean;
+  /** Body size in bytes, sent as SIZE= when offered. */
+  readonly size: number;
+  readonly ret?: DsnRet;
+  readonly envid?: string;
+}
+
+/**
+ * "MAIL FROM:<addr> [SIZE=n] [BODY=8BITMIME] [SMTPUTF8] [RET=..] [ENVID=..]\r\n". BODY=8BITMIME only
+ * when the body is not 7BIT and the server offers 8BITMIME (otherwise the body is downgraded);
+ * DSN parameters only when the server offers DSN.
+ */
+export function mailFromCommand(m: MailFromInput, ext: Extensions): string {
+  const p: string[] = [];
+  if (ext.has('SIZE')) p.push(`SIZE=${m.size}`);
+  if (m.bodyType !== '7BIT' && ext.has('8BITMIME')) p.push('BODY=8BITMIME');
+  if (m.smtputf8 && ext.has('SMTPUTF8')) p.push('SMTPUTF8');
+  if (ext.has('DSN')) {
+    if (m.ret) p.push(`RET=${m.ret}`);
+    if (m.envid) p.push(`ENVID=${xtext(m.envid)}`);
+  }
+  return `MAIL FROM:<${m.mailFrom}>${p.length ? ' ' + p.join(' ') : ''}\r\n`;
+}
+
+/** "RCPT TO:<addr> [NOTIFY=..] [ORCPT=type;xtext]\r\n"; DSN parameters only when offered (RFC 3461 4.1, 4.2). */
+export function rcptToCommand(r: DeliveryRecipient, ext: Extensions): string {
+  const p: string[] = [];
+  if (ext.has('DSN')) {
+    if (r.notify && r.notify.length > 0) p.push(`NOTIFY=${r.notify.join(',')}`);
+    if (r.orcpt) p.push(`ORCPT=${r.orcpt.addrType};${xtext(r.orcpt.address)}`);
+  }
+  return `RCPT TO:<${r.address}>${p.length ? ' ' + p.join(' ') : ''}\r\n`;
+}

@@ -1,0 +1,219 @@
+/**
+ * The SMTP delivery agent: delivers one request to its next hop (MX hosts or a fixed host) and
+ * returns one result per recipient. Never throws.
+ *
+ * RFCs: RFC 5321 5.1 (try MX hosts and their addresses in order; never deliver to ourselves: a
+ * loop is deferred 4.4.6), 4.5.4.1 (retry semantics belong to the scheduler), RFC 3461 5.2.2
+ * (Action: relayed when NOTIFY=SUCCESS goes to a hop without DSN). Owns: host order, loop
+ * detection, use of the connection pool and batching of recipients per transaction.
+ */
+import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import type { ConnectionOptions } from 'node:tls';
+import type { PostlineConfig } from '../config/schema.js';
+import type { Logger } from '../core/log.js';
+import { resolveHostAddresses, resolveMxHosts, MxLookupError, type MxHost } from '../dns/mx.js';
+import { DnsError, type Resolver } from '../dns/types.js';
+import { nextHopKey, type NextHop } from '../routing/types.js';
+import { SmtpClientError } from './client-error.js';
+import { ConnectionPool, type PoolLease } from './pool.js';
+import { SmtpClient } from './smtp-client.js';
+import { sendMail } from './smtp-transaction.js';
+import { toResult, verdictOfError, verdictOfReply } from './trouble.js';
+import type { DeliveryAgent, DeliveryRecipient, DeliveryRequest, RecipientResult } from './types.js';
+
+export interface SmtpAgentOptions {
+  readonly config: PostlineConfig;
+  readonly resolver: Resolver;
+  readonly logger: Logger;
+  /** Our own SMTP listeners; a next hop at one of them is a mail loop. */
+  readonly ownListeners: readonly { address: string; port: number }[];
+  /** Extra node:tls options for outbound TLS (e.g. a CA to verify smart hosts). */
+  readonly tlsOptions?: ConnectionOptions;
+}
+
+/** One address to try. */
+interface Target { readonly name: string; readonly address: string; readonly port: number }
+
+/** Most addresses tried per delivery (like Postfix smtp_mx_address_limit). */
+const MAX_TARGETS = 10;
+
+/** Per-delivery progress. */
+interface Attempt {
+  readonly req: DeliveryRequest;
+  pending: DeliveryRecipient[];
+  readonly results: RecipientResult[];
+  trouble?: unknown;
+  sent: boolean;
+}
+
+const isLoopback = (a: string) => /^127\./.test(a) || a === '::1' || a === '::ffff:127.0.0.1';
+const isWildcard = (a: string) => a === '0.0.0.0' || a === '::' || a === '';
+
+export class SmtpDeliveryAgent implements DeliveryAgent {
+  private readonly config: PostlineConfig;
+  private readonly resolver: Resolver;
+  private readonly logger: Logger;
+  private readonly own: readonly { address: string; port: number }[];
+  private readonly tlsOptions?: ConnectionOptions;
+  private readonly pool: ConnectionPool<SmtpClient>;
+
+  /** @throws RangeError when the pool limits in `config.delivery` are invalid. */
+  constructor(opts: SmtpAgentOptions) {
+    this.config = opts.config;
+    this.resolver = opts.resolver;
+    this.logger = opts.logger;
+    this.own = opts.ownListeners;
+    if (opts.tlsOptions) this.tlsOptions = opts.tlsOptions;
+    const d = opts.config.delivery;
+    this.pool = new ConnectionPool<SmtpClient>({
+      maxConnections: d.maxConnections,
+      connectionsPerDestination: d.connectionsPerDestination,
+      idleTimeoutMs: d.idleTimeoutMs,
+      messagesPerConnection: d.messagesPerConnection,
+      maxWaitMs: d.connectTimeoutMs,
+    });
+  }
+
+  /**
+   * Delivers one message to the recipients of one next hop. Returns one RecipientResult per
+   * recipient (same idx); remote replies keep their code and enhanced status. Never throws.
+   */
+  async deliver(req: DeliveryRequest): Promise<RecipientResult[]> {
+    const a: Attempt = { req, pending: [...req.recipients], results: [], sent: false };
+    try {
+      await this.attempt(a);
+    } catch (err) {
+      a.trouble = err;
+    }
+    if (a.pending.length > 0) {
+      const v = verdictOfError(a.trouble ?? new SmtpClientError('local', 'none', 'no host could be tried'));
+      a.results.push(...a.pending.map((r) => toResult(r.idx, v)));
+    }
+    this.logger.info({ queueId: req.queueId, nextHop: nextHopKey(req.nextHop), results: a.results.map((r) => `${r.idx}:${r.outcome}:${r.dsnStatus}`) }, 'smtp delivery attempt');
+    return a.results;
+  }
+
+  /** Quits idle pooled connections. */
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+
+  private async attempt(a: Attempt): Promise<void> {
+    const lease = await this.pool.acquire(nextHopKey(a.req.nextHop), a.req.signal);
+    const onAbort = () => lease.conn?.destroy(new SmtpClientError('aborted', 'none', 'delivery aborted (shutdown)'));
+    a.req.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (lease.conn && (await lease.conn.reset())) await this.useConnection(lease.conn, a);
+      if (a.pending.length > 0) await this.tryHosts(a, lease);
+    } finally {
+      a.req.signal?.removeEventListener('abort', onAbort);
+      const c = lease.conn;
+      lease.release({ sent: a.sent, keep: c !== undefined && c.usable && !c.inTransaction });
+    }
+  }
+
+  private async tryHosts(a: Attempt, lease: PoolLease<SmtpClient>): Promise<void> {
+    const hop = a.req.nextHop;
+    const targets = await this.targets(hop);
+    for (const t of targets.slice(0, MAX_TARGETS)) {
+      if (a.pending.length === 0 || a.req.signal?.aborted) break;
+      if (this.isSelf(t)) {
+        const what = hop.kind === 'mx' ? hop.domain : hop.host;
+        a.trouble = new SmtpClientError('loop', 'connect', `mail for ${what} loops back to myself (${t.name}[${t.address}]:${t.port})`);
+        break; // RFC 5321 5.1: hosts after ourselves are not to be used
+      }
+      if (lease.conn?.usable) void lease.conn.quit();
+      lease.attach(undefined);
+      try {
+        lease.attach(await SmtpClient.open(this.clientOptions(t, hop)));
+      } catch (err) {
+        a.trouble = err;
+        this.logger.debug({ queueId: a.req.queueId, host: `${t.name}[${t.address}]:${t.port}`, err: (err as Error).message }, 'next host');
+        continue;
+      }
+      await this.useConnection(lease.conn!, a);
+    }
+    if (a.req.signal?.aborted && a.pending.length > 0) a.trouble = new SmtpClientError('aborted', 'none', 'delivery aborted (shutdown)');
+  }
+
+  private clientOptions(t: Target, hop: NextHop) {
+    const d = this.config.delivery;
+    return {
+      address: t.address, port: t.port, hostname: t.name,
+      heloName: d.heloName ?? this.config.hostname,
+      ...(d.sourceAddress ? { localAddress: d.sourceAddress } : {}),
+      tls: hop.tls,
+      ...(hop.kind === 'host' && hop.auth ? { auth: hop.auth } : {}),
+      connectTimeoutMs: d.connectTimeoutMs,
+      commandTimeoutMs: d.commandTimeoutMs,
+      ...(this.tlsOptions ? { tlsOptions: this.tlsOptions } : {}),
+      logger: this.logger,
+    };
+  }
+
+  /**
+   * Sends the pending recipients over one connection in batches of recipientsPerTransaction.
+   * Leaves in `a.pending` what should go to the next host (connection trouble, 4xx to MAIL).
+   */
+  private async useConnection(client: SmtpClient, a: Attempt): Promise<void> {
+    const d = this.config.delivery;
+    const per = d.recipientsPerTransaction;
+    const left: DeliveryRecipient[] = [];
+    const byIdx = new Map(a.pending.map((r) => [r.idx, r]));
+    for (let i = 0; i < a.pending.length; i += per) {
+      const batch = a.pending.slice(i, i + per);
+      if (!client.usable || left.length > 0) { left.push(...batch); continue; }
+      const out = await sendMail(client, { ...a.req, recipients: batch, openBody: () => a.req.openBody() }, d);
+      const decided = new Set<number>();
+      for (const r of out.replies) {
+        if (r.stage === 'mail' && r.reply.code >= 400 && r.reply.code < 500) {
+          a.trouble = new SmtpClientError('reply', 'mail', `host ${client.remoteMta} said: ${r.reply.code}`, { remoteReply: r.reply });
+          continue; // 4xx to MAIL: try the next host
+        }
+        decided.add(r.idx);
+        if (r.stage === 'dot') a.sent = true;
+        const v = verdictOfReply(r.reply, r.remote);
+        const relayed = v.outcome === 'delivered' && !client.extensions.has('DSN') && (byIdx.get(r.idx)?.notify?.includes('SUCCESS') ?? false);
+        a.results.push(toResult(r.idx, v, client.remoteMta, relayed));
+      }
+      if (out.error) a.trouble = out.error;
+      left.push(...batch.filter((r) => !decided.has(r.idx)));
+    }
+    a.pending = left;
+  }
+
+  /** Addresses to try for a next hop, best first (RFC 5321 5.1). @throws MxLookupError */
+  private async targets(hop: NextHop): Promise<Target[]> {
+    if (hop.kind === 'mx') return flatten(await resolveMxHosts(this.resolver, hop.domain), hop.port);
+    if (isIP(hop.host)) return [{ name: hop.host, address: hop.host, port: hop.port }];
+    if (hop.mxLookup) return flatten(await resolveMxHosts(this.resolver, hop.host), hop.port);
+    try {
+      const addrs = await resolveHostAddresses(this.resolver, hop.host);
+      return addrs.map((address) => ({ name: hop.host, address, port: hop.port }));
+    } catch (err) {
+      const why = err instanceof DnsError ? err.message : String(err);
+      // A configured host that does not resolve is a configuration or DNS problem: defer.
+      throw new MxLookupError('ERR_DNS_HOST', `next hop ${hop.host} does not resolve: ${why}`, true, '4.4.3', err);
+    }
+  }
+
+  /** True when the target is one of our own listeners (RFC 5321 5.1 "the sender-SMTP is itself an MX"). */
+  private isSelf(t: Target): boolean {
+    return this.own.some((l) => {
+      if (l.port !== t.port) return false;
+      if (l.address === t.address || isLoopback(t.address) || isWildcard(t.address)) return true;
+      return isWildcard(l.address) && localAddresses().has(t.address);
+    });
+  }
+}
+
+function flatten(hosts: readonly MxHost[], port: number): Target[] {
+  return hosts.flatMap((h) => h.addresses.map((address) => ({ name: h.name, address, port })));
+}
+
+function localAddresses(): Set<string> {
+  const out = new Set<string>();
+  for (const list of Object.values(networkInterfaces())) for (const i of list ?? []) out.add(i.address);
+  return out;
+}

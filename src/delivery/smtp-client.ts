@@ -1,0 +1,366 @@
+/**
+ * One outbound SMTP connection: connect, greeting, EHLO (HELO fallback), STARTTLS per policy, AUTH,
+ * then commands and replies for mail transactions (smtp-transaction.ts), RSET and QUIT.
+ *
+ * RFCs: RFC 5321 3.1/4.1.1 (session, EHLO/HELO, RSET, QUIT), 4.5.3.2 (timeouts), RFC 3207
+ * (STARTTLS; forget extensions and re-EHLO after TLS), RFC 8314 (implicit TLS), RFC 4954 + RFC 4616
+ * (AUTH PLAIN; LOGIN as a de-facto mechanism). Owns: the socket and reply stream of one session.
+ * Every failure is raised as an SmtpClientError with facts; trouble.ts decides what they mean.
+ */
+import { connect as netConnect, isIP, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import type { Logger } from '../core/log.js';
+import type { SmtpReply } from '../core/reply.js';
+import type { ClientTlsMode, SmtpAuthCredentials } from '../routing/types.js';
+import { ReplyParser } from '../rfc5321/reply-parser.js';
+import { SmtpClientError, type SmtpStage } from './client-error.js';
+import { parseEhlo, authMechanisms, type Extensions } from './mail-params.js';
+import { stageWords } from './trouble.js';
+import { replyToString } from '../core/reply.js';
+
+export interface SmtpClientOptions {
+  /** IP address to connect to. */
+  readonly address: string;
+  readonly port: number;
+  /** Server host name (MX name) for TLS SNI and "host[addr]:port"; default: the address. */
+  readonly hostname?: string;
+  /** Name sent in EHLO/HELO. */
+  readonly heloName: string;
+  /** Local source address to bind. */
+  readonly localAddress?: string;
+  readonly tls: ClientTlsMode;
+  /** Credentials for AUTH; only ever sent over TLS. */
+  readonly auth?: SmtpAuthCredentials;
+  /** TCP connect (and implicit TLS handshake) timeout, ms. */
+  readonly connectTimeoutMs: number;
+  /** Greeting and each command reply, ms. */
+  readonly commandTimeoutMs: number;
+  /** Extra node:tls options (e.g. `ca`, `rejectUnauthorized: true`); default: no certificate check (like Postfix "may"/"encrypt"). */
+  readonly tlsOptions?: ConnectionOptions;
+  readonly logger?: Logger;
+}
+
+const isOk = (r: SmtpReply) => r.code >= 200 && r.code < 300;
+
+/** One SMTP session with a server. Create with `SmtpClient.open`. */
+export class SmtpClient {
+  readonly remoteMta: string;
+  private sock: Socket;
+  private parser = new ReplyParser();
+  private queue: SmtpReply[] = [];
+  private waiter?: { resolve: (r: SmtpReply) => void; reject: (e: SmtpClientError) => void };
+  private broken?: SmtpClientError;
+  private deadline?: NodeJS.Timeout;
+  private stage: SmtpStage = 'connect';
+  private ext: Map<string, string> = new Map();
+  private secure: boolean;
+  private esmtp = false;
+  /** True while a mail transaction is open (MAIL accepted, final reply not yet seen). */
+  inTransaction = false;
+  /** True when opportunistic STARTTLS failed and this session fell back to plaintext. */
+  tlsFallback = false;
+
+  private constructor(private readonly opts: SmtpClientOptions, sock: Socket, secure: boolean) {
+    this.remoteMta = `${opts.hostname ?? opts.address}[${opts.address}]:${opts.port}`;
+    this.sock = sock;
+    this.secure = secure;
+    this.attach(sock);
+  }
+
+  /**
+   * Opens a session ready for MAIL: connect (with timeout, optional source address), greeting, EHLO,
+   * STARTTLS per `opts.tls` and AUTH when credentials are given. Opportunistic TLS that fails the
+   * handshake is retried once in plaintext on a new connection (RFC 3207 4.1 leaves this to the client).
+   * @throws SmtpClientError (connect, timeout, lost, tls, tls-required, malformed, reply, auth*).
+   */
+  static async open(opts: SmtpClientOptions): Promise<SmtpClient> {
+    try {
+      return await SmtpClient.openOnce(opts, opts.tls);
+    } catch (err) {
+      if (opts.tls !== 'opportunistic' || !(err instanceof SmtpClientError) || err.kind !== 'tls') throw err;
+      opts.logger?.info({ server: `${opts.address}:${opts.port}`, err: err.message }, 'STARTTLS failed; retrying in plaintext');
+      const c = await SmtpClient.openOnce(opts, 'none');
+      c.tlsFallback = true;
+      return c;
+    }
+  }
+
+  private static async openOnce(opts: SmtpClientOptions, mode: ClientTlsMode): Promise<SmtpClient> {
+    const sock = await connectSocket(opts, mode === 'implicit');
+    const c = new SmtpClient(opts, sock, mode === 'implicit');
+    try {
+      await c.handshake(mode);
+      return c;
+    } catch (err) {
+      c.destroy();
+      throw err;
+    }
+  }
+
+  /** EHLO keywords of the current session (after TLS: the post-TLS EHLO). */
+  get extensions(): Extensions { return this.ext; }
+  /** True when TLS is up (STARTTLS or implicit). */
+  get isSecure(): boolean { return this.secure; }
+  /** True after EHLO succeeded (false after a HELO fallback). */
+  get isEsmtp(): boolean { return this.esmtp; }
+  /** True while the connection can carry another command. */
+  get usable(): boolean { return !this.broken && !this.sock.destroyed; }
+  /** The TLS protocol and cipher when secure. */
+  get tlsInfo(): { protocol: string; cipher: string } | undefined {
+    if (!this.secure) return undefined;
+    const t = this.sock as TLSSocket;
+    return { protocol: t.getProtocol?.() ?? 'unknown', cipher: t.getCipher?.()?.name ?? 'unknown' };
+  }
+
+  private async handshake(mode: ClientTlsMode): Promise<void> {
+    const greeting = await this.readReply('greeting', this.opts.commandTimeoutMs);
+    if (!isOk(greeting)) throw this.replyError('greeting', greeting);
+    await this.hello();
+    if ((mode === 'opportunistic' || mode === 'starttls') && !this.secure) await this.startTls(mode);
+    if (this.opts.auth) await this.authenticate(this.opts.auth);
+  }
+
+  /** EHLO, or HELO when the server answers 5xx to EHLO (RFC 5321 4.1.4). */
+  private async hello(): Promise<void> {
+    const r = await this.command(`EHLO ${this.opts.heloName}`, 'ehlo');
+    if (isOk(r)) {
+      this.ext = parseEhlo(r);
+      this.esmtp = true;
+      return;
+    }
+    if (r.code < 500) throw this.replyError('ehlo', r);
+    const h = await this.command(`HELO ${this.opts.heloName}`, 'helo');
+    if (!isOk(h)) throw this.replyError('helo', h);
+    this.ext = new Map();
+    this.esmtp = false;
+  }
+
+  private async startTls(mode: 'opportunistic' | 'starttls'): Promise<void> {
+    if (!this.ext.has('STARTTLS')) {
+      if (mode === 'starttls') throw new SmtpClientError('tls-required', 'starttls', `TLS is required, but was not offered by host ${this.remoteMta}`);
+      return;
+    }
+    const r = await this.command('STARTTLS', 'starttls');
+    if (r.code !== 220) {
+      if (mode === 'starttls') {
+        throw new SmtpClientError('tls-required', 'starttls', `TLS is required, but host ${this.remoteMta} refused to start TLS: ${replyToString(r)}`, { remoteReply: r });
+      }
+      return; // opportunistic: carry on in plaintext on this connection
+    }
+    await this.upgrade();
+    await this.hello(); // RFC 3207 4.2: discard what was learnt and EHLO again
+  }
+
+  private async upgrade(): Promise<void> {
+    const plain = this.sock;
+    this.detach(plain);
+    const name = this.opts.hostname && !isIP(this.opts.hostname) ? this.opts.hostname : undefined;
+    try {
+      const t = await handshakeTls({ socket: plain, servername: name, rejectUnauthorized: false, ...this.opts.tlsOptions }, this.opts.connectTimeoutMs);
+      this.sock = t;
+      this.attach(t);
+      this.parser = new ReplyParser();
+      this.secure = true;
+    } catch (err) {
+      plain.destroy();
+      const e = new SmtpClientError('tls', 'starttls', `TLS handshake with ${this.remoteMta} failed: ${(err as Error).message}`, { cause: err });
+      this.broken = e;
+      throw e;
+    }
+  }
+
+  /** AUTH PLAIN or LOGIN (RFC 4954), only over TLS. */
+  private async authenticate(cred: SmtpAuthCredentials): Promise<void> {
+    if (!this.secure) {
+      throw new SmtpClientError('auth-insecure', 'auth', `not sending credentials to ${this.remoteMta}: TLS is not active (AUTH is never sent in plaintext)`);
+    }
+    const mechs = authMechanisms(this.ext);
+    if (mechs.length === 0) return; // server offers no AUTH; send unauthenticated (like Postfix)
+    const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
+    let r: SmtpReply;
+    if (mechs.includes('PLAIN')) {
+      r = await this.command(`AUTH PLAIN ${b64(`\0${cred.username}\0${cred.password}`)}`, 'auth');
+    } else if (mechs.includes('LOGIN')) {
+      r = await this.command('AUTH LOGIN', 'auth');
+      if (r.code === 334) r = await this.command(b64(cred.username), 'auth');
+      if (r.code === 334) r = await this.command(b64(cred.password), 'auth');
+    } else {
+      throw new SmtpClientError('auth-unavailable', 'auth', `no supported AUTH mechanism offered by ${this.remoteMta} (offered: ${mechs.join(' ')})`);
+    }
+    if (r.code !== 235) throw new SmtpClientError('auth', 'auth', `authentication to ${this.remoteMta} failed: ${replyToString(r)}`, { remoteReply: r });
+  }
+
+  private replyError(stage: SmtpStage, r: SmtpReply): SmtpClientError {
+    return new SmtpClientError('reply', stage, `host ${this.remoteMta} refused ${stageWords(stage)}: ${replyToString(r)}`, { remoteReply: r });
+  }
+
+  /** Sends one command line (CRLF added) and reads its reply. @throws SmtpClientError */
+  async command(line: string, stage: SmtpStage, timeoutMs = this.opts.commandTimeoutMs): Promise<SmtpReply> {
+    this.write(line + '\r\n');
+    return this.readReply(stage, timeoutMs);
+  }
+
+  /** Writes raw command text (for pipelining several commands in one write, RFC 2920). @throws SmtpClientError */
+  write(text: string): void {
+    if (this.broken) throw this.broken;
+    this.sock.write(text);
+  }
+
+  /** Reads the next reply; on timeout the connection is closed. @throws SmtpClientError */
+  readReply(stage: SmtpStage, timeoutMs: number = this.opts.commandTimeoutMs): Promise<SmtpReply> {
+    this.stage = stage;
+    const queued = this.queue.shift();
+    if (queued) return Promise.resolve(queued);
+    if (this.broken) return Promise.reject(this.broken);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.fail(new SmtpClientError('timeout', stage, `conversation with ${this.remoteMta} timed out after ${timeoutMs} ms while waiting for reply to ${stageWords(stage)}`));
+      }, timeoutMs);
+      this.waiter = {
+        resolve: (r) => { clearTimeout(timer); resolve(r); },
+        reject: (e) => { clearTimeout(timer); reject(e); },
+      };
+    });
+  }
+
+  /**
+   * Streams wire-ready body bytes (already dot-stuffed, with the end-of-data indicator) to the server
+   * with backpressure. An error from `body` closes the connection (the server then discards the mail).
+   * @throws the body's own error, or SmtpClientError when the connection fails.
+   */
+  async sendBody(body: Readable): Promise<void> {
+    this.stage = 'body';
+    if (this.broken) throw this.broken;
+    let sourceError: unknown;
+    body.once('error', (e) => { sourceError ??= e; });
+    try {
+      await pipeline(body, this.sock, { end: false });
+    } catch (err) {
+      if (sourceError !== undefined) {
+        this.fail(new SmtpClientError('local', 'body', `message body failed: ${(sourceError as Error).message}`, { cause: sourceError }));
+        throw sourceError;
+      }
+      throw this.broken ?? new SmtpClientError('lost', 'body', `lost connection with ${this.remoteMta} while sending message body`, { cause: err });
+    }
+  }
+
+  /** Starts the whole-transaction deadline (ms); when it passes the connection is closed. */
+  setDeadline(ms: number): void {
+    this.clearDeadline();
+    this.deadline = setTimeout(() => {
+      this.fail(new SmtpClientError('timeout', this.stage, `transaction with ${this.remoteMta} exceeded its deadline of ${ms} ms (during ${stageWords(this.stage)})`));
+    }, ms);
+  }
+
+  clearDeadline(): void {
+    if (this.deadline) clearTimeout(this.deadline);
+    this.deadline = undefined;
+  }
+
+  /** RSET (RFC 5321 4.1.1.5); resolves true on 250. Never throws. */
+  async reset(): Promise<boolean> {
+    try {
+      const r = await this.command('RSET', 'rset');
+      if (isOk(r)) this.inTransaction = false;
+      else this.destroy();
+      return isOk(r);
+    } catch {
+      return false;
+    }
+  }
+
+  /** QUIT (RFC 5321 4.1.1.10) and close; waits at most the command timeout (cap 5 s). Never throws. */
+  async quit(): Promise<void> {
+    if (this.usable) {
+      try {
+        await this.command('QUIT', 'quit', Math.min(this.opts.commandTimeoutMs, 5000));
+      } catch { /* closing anyway */ }
+    }
+    this.destroy();
+  }
+
+  /** Closes the connection at once. */
+  destroy(reason?: SmtpClientError): void {
+    this.fail(reason ?? new SmtpClientError('lost', this.stage, `connection to ${this.remoteMta} closed`));
+  }
+
+  private fail(e: SmtpClientError): void {
+    this.clearDeadline();
+    if (!this.broken) this.broken = e;
+    this.sock.destroy();
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.reject(this.broken);
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    const r = this.parser.push(chunk);
+    this.queue.push(...r.replies);
+    while (this.waiter && this.queue.length > 0) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w.resolve(this.queue.shift()!);
+    }
+    if (r.error) {
+      this.fail(new SmtpClientError('malformed', this.stage, `malformed reply from ${this.remoteMta} to ${stageWords(this.stage)}: ${r.error.message} ("${r.error.excerpt}")`, { cause: r.error }));
+    }
+  };
+
+  private readonly onError = (err: Error): void => {
+    this.fail(new SmtpClientError('lost', this.stage, `lost connection with ${this.remoteMta} while waiting for reply to ${stageWords(this.stage)}: ${err.message}`, { cause: err }));
+  };
+
+  private readonly onClose = (): void => {
+    this.fail(new SmtpClientError('lost', this.stage, `lost connection with ${this.remoteMta} while waiting for reply to ${stageWords(this.stage)}`));
+  };
+
+  private attach(s: Socket): void {
+    s.on('data', this.onData);
+    s.on('error', this.onError);
+    s.on('close', this.onClose);
+  }
+
+  private detach(s: Socket): void {
+    s.off('data', this.onData);
+    s.off('error', this.onError);
+    s.off('close', this.onClose);
+  }
+}
+
+/** TCP (or implicit TLS) connect with a timeout. @throws SmtpClientError connect/timeout/tls */
+async function connectSocket(opts: SmtpClientOptions, implicitTls: boolean): Promise<Socket> {
+  const where = `${opts.hostname ?? opts.address}[${opts.address}]:${opts.port}`;
+  const sock = await new Promise<Socket>((resolve, reject) => {
+    const s = netConnect({ host: opts.address, port: opts.port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new SmtpClientError('timeout', 'connect', `connect to ${where}: timed out after ${opts.connectTimeoutMs} ms`));
+    }, opts.connectTimeoutMs);
+    s.once('connect', () => { clearTimeout(timer); s.removeAllListeners('error'); resolve(s); });
+    s.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      s.destroy();
+      reject(new SmtpClientError('connect', 'connect', `connect to ${where}: ${err.code === 'ECONNREFUSED' ? 'Connection refused' : err.message}`, { cause: err }));
+    });
+  });
+  sock.setNoDelay(true);
+  if (!implicitTls) return sock;
+  const name = opts.hostname && !isIP(opts.hostname) ? opts.hostname : undefined;
+  try {
+    return await handshakeTls({ socket: sock, servername: name, rejectUnauthorized: false, ...opts.tlsOptions }, opts.connectTimeoutMs);
+  } catch (err) {
+    sock.destroy();
+    throw new SmtpClientError('tls', 'connect', `TLS handshake with ${where} failed: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function handshakeTls(options: ConnectionOptions, timeoutMs: number): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const t = tlsConnect(options);
+    const timer = setTimeout(() => { t.destroy(); reject(new Error(`timed out after ${timeoutMs} ms`)); }, timeoutMs);
+    t.once('secureConnect', () => { clearTimeout(timer); t.removeAllListeners('error'); t.setNoDelay(true); resolve(t); });
+    t.once('error', (err) => { clearTimeout(timer); t.destroy(); reject(err); });
+  });
+}

@@ -1,0 +1,96 @@
+/**
+ * The ONE place that classifies delivery outcomes (like Postfix's smtp_trouble): a reply or an error
+ * becomes delivered, deferred or bounced with a reply code, DSN status and one-line diagnostic.
+ *
+ * RFCs: RFC 5321 4.2.1 (2xx/4xx/5xx), RFC 3463 (enhanced status codes: 4.4.1 no answer from host,
+ * 4.4.2 bad connection, 4.4.3 directory server failure, 4.4.5 system congestion, 4.4.6 routing loop,
+ * 4.5.0 protocol error, 4.7.x security), RFC 3464 (diagnostic text). Rule: unknown trouble is temporary.
+ */
+import { PostlineError } from '../core/errors.js';
+import { replyToString, type SmtpReply } from '../core/reply.js';
+import type { DeliveryOutcome, RecipientResult } from './types.js';
+import { SmtpClientError } from './client-error.js';
+
+/** A classified outcome without the recipient index. */
+export interface Verdict {
+  readonly outcome: DeliveryOutcome;
+  readonly code: number;
+  readonly dsnStatus: string;
+  readonly diagnostic: string;
+  readonly remote: boolean;
+}
+
+const STAGE_WORDS: Record<string, string> = {
+  greeting: 'initial server greeting', ehlo: 'EHLO', helo: 'HELO', starttls: 'STARTTLS', auth: 'AUTH',
+  mail: 'MAIL FROM', rcpt: 'RCPT TO', data: 'DATA', body: 'message body', dot: 'end of data', rset: 'RSET',
+};
+
+/** Human words for a stage, for reasons like "timed out while waiting for reply to RCPT TO". */
+export function stageWords(stage: string): string {
+  return STAGE_WORDS[stage] ?? stage;
+}
+
+/** The DSN status of a reply: its enhanced code when its class matches the reply code, else "c.0.0". */
+export function statusOfReply(r: SmtpReply): string {
+  const cls = Math.floor(r.code / 100);
+  if (r.enhanced && r.enhanced.startsWith(`${cls}.`)) return r.enhanced;
+  if (r.enhanced) return `${cls}${r.enhanced.slice(1)}`;
+  return `${cls}.0.0`;
+}
+
+/** Classifies a reply (RFC 5321 4.2.1): 2xx delivered, 4xx deferred, 5xx bounced; anything else deferred. */
+export function verdictOfReply(r: SmtpReply, remote = true): Verdict {
+  const diagnostic = replyToString(r);
+  if (r.code >= 200 && r.code < 300) return { outcome: 'delivered', code: r.code, dsnStatus: statusOfReply(r), diagnostic, remote };
+  if (r.code >= 500 && r.code < 600) return { outcome: 'bounced', code: r.code, dsnStatus: statusOfReply(r), diagnostic, remote };
+  if (r.code >= 400 && r.code < 500) return { outcome: 'deferred', code: r.code, dsnStatus: statusOfReply(r), diagnostic, remote };
+  return { outcome: 'deferred', code: 451, dsnStatus: '4.5.0', diagnostic: `unexpected reply: ${diagnostic}`, remote };
+}
+
+function deferred(dsnStatus: string, diagnostic: string): Verdict {
+  return { outcome: 'deferred', code: 451, dsnStatus, diagnostic, remote: false };
+}
+
+const CLIENT_STATUS: Record<string, string> = {
+  connect: '4.4.1', lost: '4.4.2', tls: '4.7.5', 'tls-required': '4.7.4', malformed: '4.5.0', 'auth-insecure': '4.7.0',
+  'auth-unavailable': '4.7.0', loop: '4.4.6', aborted: '4.3.0', pool: '4.4.5', local: '4.3.0',
+};
+
+function verdictOfClientError(e: SmtpClientError): Verdict {
+  if (e.kind === 'reply' && e.remoteReply) return verdictOfReply(e.remoteReply);
+  if (e.kind === 'auth') {
+    // A rejected AUTH is deferred (like Postfix smtp_sasl_auth_soft_bounce): credentials get fixed.
+    const r = e.remoteReply;
+    return { outcome: 'deferred', code: 451, dsnStatus: '4.7.8', diagnostic: r ? `authentication failed: ${replyToString(r)}` : e.message, remote: r !== undefined };
+  }
+  if (e.kind === 'timeout') return deferred(e.stage === 'connect' ? '4.4.1' : '4.4.2', e.message);
+  return deferred(CLIENT_STATUS[e.kind] ?? '4.3.0', e.message);
+}
+
+/**
+ * Classifies any thrown value. SmtpClientError by kind (all deferred except a 5xx remote reply);
+ * a non-temporary PostlineError (null MX, NXDOMAIN, 5.3.4, 5.6.3, ...) bounces with its reply's status;
+ * anything else is deferred 4.3.0 (unknown trouble is temporary).
+ */
+export function verdictOfError(err: unknown): Verdict {
+  if (err instanceof SmtpClientError) return verdictOfClientError(err);
+  if (err instanceof PostlineError) {
+    const st = (err as PostlineError & { dsnStatus?: string }).dsnStatus ?? err.reply.enhanced;
+    if (!err.temporary) {
+      const status = st && st.startsWith('5.') ? st : '5.0.0';
+      return { outcome: 'bounced', code: err.reply.code >= 500 ? err.reply.code : 554, dsnStatus: status, diagnostic: err.message, remote: false };
+    }
+    return deferred(st && st.startsWith('4.') ? st : '4.3.0', err.message);
+  }
+  const msg = err instanceof Error ? err.message : String(err);
+  return deferred('4.3.0', `local error: ${msg}`);
+}
+
+/** A RecipientResult from a verdict. `relayed` is set only on delivered results. */
+export function toResult(idx: number, v: Verdict, remoteMta?: string, relayed?: boolean): RecipientResult {
+  return {
+    idx, outcome: v.outcome, code: v.code, dsnStatus: v.dsnStatus, diagnostic: v.diagnostic, remote: v.remote,
+    ...(remoteMta ? { remoteMta } : {}),
+    ...(relayed && v.outcome === 'delivered' ? { relayed: true } : {}),
+  };
+}
