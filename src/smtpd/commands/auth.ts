@@ -1,0 +1,89 @@
+/**
+ * AUTH (RFC 4954) with the SASL mechanisms PLAIN (RFC 4616) and LOGIN, with or without an initial
+ * response. "*" cancels (501), bad base64 gives 501 5.5.2, bad credentials 535 5.7.8.
+ * Owns: the challenge/response exchange and the AUTH order rules; verifying the password is the
+ * policy's job.
+ */
+import { R } from '../../core/reply.js';
+import { AUTH_LINE_LIMIT } from '../../rfc5321/command.js';
+import { authOffered } from '../capabilities.js';
+import type { SessionContext } from '../context.js';
+
+interface Credentials {
+  readonly user: string;
+  readonly password: string;
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** Decodes a response line ("=" is the empty initial response, RFC 4954 4); replies on error. */
+function decode(ctx: SessionContext, text: string): Buffer | undefined {
+  if (text === '*') return void ctx.reply(R.authCancelled);
+  if (text === '=') return Buffer.alloc(0);
+  if (!BASE64.test(text)) return void ctx.reply(R.authBadBase64);
+  return Buffer.from(text, 'base64');
+}
+
+/** Sends a 334 challenge and reads the client's response; replies and returns undefined on error. */
+async function ask(ctx: SessionContext, challenge: string): Promise<Buffer | undefined> {
+  ctx.reply(R.authChallenge(Buffer.from(challenge).toString('base64')));
+  const line = await ctx.readLine(AUTH_LINE_LIMIT);
+  if (!line) return undefined;
+  if (line.kind === 'tooLong') return void ctx.reply(R.authLineTooLong);
+  if (line.kind === 'bare') return void ctx.reply(R.syntaxError);
+  const text = line.line.toString('latin1');
+  return decode(ctx, text);
+}
+
+/** PLAIN (RFC 4616 2): [authzid] NUL authcid NUL passwd; a different authzid is not allowed. */
+async function plain(ctx: SessionContext, initial: string | undefined): Promise<Credentials | undefined> {
+  const raw = initial === undefined ? await ask(ctx, '') : decode(ctx, initial);
+  if (!raw) return undefined;
+  const parts = raw.toString('utf8').split('\0');
+  if (parts.length !== 3 || !parts[1]) return void ctx.reply(R.paramSyntax('malformed PLAIN response'));
+  const [authz, user, password] = parts as [string, string, string];
+  if (authz && authz !== user) return void ctx.reply(R.authInvalid);
+  return { user, password };
+}
+
+/** LOGIN: username and password, each base64 after a 334 prompt (or the username as initial response). */
+async function login(ctx: SessionContext, initial: string | undefined): Promise<Credentials | undefined> {
+  const user = initial === undefined ? await ask(ctx, 'Username:') : decode(ctx, initial);
+  if (!user) return undefined;
+  const password = await ask(ctx, 'Password:');
+  if (!password) return undefined;
+  return { user: user.toString('utf8'), password: password.toString('utf8') };
+}
+
+/**
+ * AUTH mechanism [initial-response]: 235 2.7.0 on success. 503 before EHLO, when already
+ * authenticated or inside a transaction; 538 5.7.11 (or 502 on a listener without TLS) when AUTH is
+ * not offered in plaintext; 504 for other mechanisms; 535 5.7.8 bad credentials; 454 4.7.0 when
+ * the check itself failed.
+ */
+export async function auth(ctx: SessionContext, arg: string): Promise<void> {
+  if (!ctx.info.esmtp) return ctx.reply(R.badSequence('send EHLO first'));
+  if (ctx.info.authUser) return ctx.reply(R.badSequence('already authenticated'));
+  if (ctx.tx) return ctx.reply(R.badSequence('AUTH not allowed during a mail transaction'));
+  if (!authOffered(ctx)) return ctx.reply(ctx.listener.tls === 'none' ? R.notImplemented : R.encryptionRequired);
+  const [mech = '', initial, ...extra] = arg.split(' ');
+  if (!mech || extra.length > 0) return ctx.reply(R.paramSyntax('expected AUTH mechanism [initial-response]'));
+  const m = mech.toUpperCase();
+  if (m !== 'PLAIN' && m !== 'LOGIN') return ctx.reply(R.authMechUnsupported);
+  const creds = m === 'PLAIN' ? await plain(ctx, initial) : await login(ctx, initial);
+  if (!creds) return;
+  let valid: boolean;
+  try {
+    valid = await ctx.policy.authenticate(creds.user, creds.password);
+  } catch (err) {
+    ctx.log.warn({ err }, 'authentication check failed');
+    return ctx.reply(R.authTempFail);
+  }
+  if (!valid) {
+    ctx.log.info({ user: creds.user, mech: m }, 'authentication failed');
+    return ctx.reply(R.authInvalid);
+  }
+  ctx.info.authUser = creds.user;
+  ctx.log.info({ user: creds.user, mech: m }, 'authenticated');
+  ctx.reply(R.authOk);
+}

@@ -1,0 +1,26 @@
+/**
+ * MAIL FROM (RFC 5321 4.1.1.2) with ESMTP parameters (SIZE, BODY, SMTPUTF8, RET, ENVID, AUTH).
+ * Owns: starting a mail transaction after the order, AUTH (submission) and limit checks and policy.
+ */
+import { R } from '../../core/reply.js';
+import { parseMailFrom } from '../../rfc5321/command.js';
+import type { SessionContext } from '../context.js';
+
+/**
+ * MAIL FROM:<reverse-path> [params]: 250 2.1.0 and a new transaction. Replies 503 without EHLO/HELO
+ * or inside a transaction, 530 5.7.0 on a submission listener without AUTH (RFC 4954 6), 421 after
+ * limits.maxMessagesPerSession, and the parser's or the policy's reply otherwise.
+ */
+export async function mail(ctx: SessionContext, arg: string): Promise<void> {
+  if (!ctx.info.heloName) return ctx.reply(R.badSequence('send EHLO or HELO first'));
+  if (ctx.tx) return ctx.reply(R.badSequence('nested MAIL command'));
+  if (ctx.listener.role === 'submission' && !ctx.info.authUser) return ctx.reply(R.authRequired);
+  if (ctx.messagesAccepted >= ctx.config.limits.maxMessagesPerSession) return ctx.close(R.tooManyMessages);
+  const parsed = parseMailFrom(arg, { esmtp: ctx.info.esmtp, maxMessageSize: ctx.config.limits.maxMessageSize });
+  if (!parsed.ok) return ctx.reply(parsed.reply);
+  const { reversePath, params } = parsed.value;
+  const verdict = await ctx.policy.checkMailFrom(ctx.info, reversePath, params.size);
+  if (verdict) return ctx.reply(verdict);
+  ctx.tx = { mailFrom: reversePath, params, recipients: [], bdat: false, bdatBytes: 0 };
+  ctx.reply(R.senderOk);
+}

@@ -1,0 +1,33 @@
+/**
+ * RCPT TO (RFC 5321 4.1.1.3) with DSN parameters NOTIFY and ORCPT (RFC 3461 4.1, 4.2).
+ * Owns: adding forward-paths to the transaction after the limit check and the policy's decision
+ * (which may rewrite the recipient, e.g. postmaster). A refused RCPT leaves the transaction intact.
+ */
+import { R } from '../../core/reply.js';
+import type { Recipient } from '../../core/envelope.js';
+import { parseRcptTo } from '../../rfc5321/command.js';
+import type { SessionContext } from '../context.js';
+
+/**
+ * RCPT TO:<forward-path> [params]: 250 2.1.5. Replies 503 before MAIL or after the data began,
+ * 452 4.5.3 beyond limits.maxRecipients, and the parser's or the policy's reply otherwise.
+ */
+export async function rcpt(ctx: SessionContext, arg: string): Promise<void> {
+  const tx = ctx.tx;
+  if (!tx) return ctx.reply(R.badSequence('need MAIL before RCPT'));
+  if (tx.bdat || tx.message) return ctx.reply(R.badSequence('RCPT after the message data began'));
+  const parsed = parseRcptTo(arg, { esmtp: ctx.info.esmtp, smtputf8: tx.params.smtputf8 });
+  if (!parsed.ok) return ctx.reply(parsed.reply);
+  if (tx.recipients.length >= ctx.config.limits.maxRecipients) return ctx.reply(R.tooManyRecipients);
+  const { forwardPath, params } = parsed.value;
+  const wanted: Recipient = {
+    address: forwardPath,
+    ...(params.notify ? { notify: params.notify } : {}),
+    ...(params.orcpt ? { orcpt: params.orcpt } : {}),
+  };
+  const decision = await ctx.policy.checkRecipient(ctx.info, wanted);
+  if (!decision.accept) return ctx.reply(decision.reply);
+  if (ctx.tx !== tx) return; // the session was reset while the policy was thinking
+  tx.recipients.push(decision.recipient);
+  ctx.reply(R.recipientOk);
+}

@@ -1,0 +1,78 @@
+/**
+ * What a command handler sees of its SMTP session (RFC 5321 4.1.4 command order and state).
+ *
+ * Owns: the `SessionContext` interface given to each handler in `commands/`, and the mail
+ * transaction state (`Transaction`) built by MAIL, RCPT, DATA and BDAT. Types and small helpers only.
+ */
+import type { SecureContext } from 'node:tls';
+import type { Logger } from 'pino';
+import type { PostlineConfig, ListenerConfig } from '../config/schema.js';
+import type { Envelope, Recipient } from '../core/envelope.js';
+import type { SmtpReply } from '../core/reply.js';
+import type { MailParams } from '../rfc5321/params.js';
+import type { LineResult } from './input.js';
+import type { IncomingMessage, MessageSink, SessionInfo, SmtpPolicy } from './types.js';
+
+/** One mail transaction (RFC 5321 3.3): from MAIL until the end of data, RSET, EHLO or STARTTLS. */
+export interface Transaction {
+  readonly mailFrom: string;
+  readonly params: MailParams;
+  readonly recipients: Recipient[];
+  /** The message being received (after DATA or the first BDAT). */
+  message?: IncomingMessage;
+  /** True once a BDAT chunk was sent in this transaction (DATA is then out of sequence). */
+  bdat: boolean;
+  /** Octets received by BDAT so far. */
+  bdatBytes: number;
+  /** Set when a BDAT transaction failed: every later chunk gets this reply until LAST or RSET. */
+  bdatFailed?: SmtpReply;
+}
+
+/** The session as command handlers use it. */
+export interface SessionContext {
+  readonly info: SessionInfo;
+  readonly config: PostlineConfig;
+  readonly listener: ListenerConfig;
+  readonly policy: SmtpPolicy;
+  readonly sink: MessageSink;
+  readonly log: Logger;
+  /** The current mail transaction, if any. */
+  tx: Transaction | undefined;
+  /** Messages accepted (250 after data) in this session. */
+  messagesAccepted: number;
+  /** Queues a reply (replies are flushed in batches when the client pipelines, RFC 2920). */
+  reply(r: SmtpReply): void;
+  /** Sends `r` (if given), flushes and closes the connection. */
+  close(r?: SmtpReply): void;
+  /** Ends the current transaction, abandoning a message being received. Never throws. */
+  resetTransaction(): Promise<void>;
+  /**
+   * Reads the next line (command timeout applies).
+   * @param maxOctets longest line including CRLF.
+   * @returns undefined when the connection closed or timed out.
+   */
+  readLine(maxOctets: number): Promise<LineResult | undefined>;
+  /** Reads the next raw bytes, at most `max` (data block timeout applies); undefined when closed. */
+  readChunk(max?: number): Promise<Buffer | undefined>;
+  /** Returns bytes to the front of the input (pipelined commands after the end of data). */
+  unread(bytes: Buffer): void;
+  /** Writes decoded message bytes, pausing the socket while the sink asks to wait (backpressure). */
+  writeMessage(msg: IncomingMessage, data: readonly Buffer[]): Promise<void>;
+  /** The TLS context for STARTTLS now (reloadable), or undefined when TLS is not configured. */
+  secureContext(): SecureContext | undefined;
+  /** After "220 Ready": discards buffered plaintext, runs the handshake, resets the session (RFC 3207 4.2). */
+  startTls(ctx: SecureContext): Promise<void>;
+}
+
+/** The envelope of a transaction, for `MessageSink.begin` (RFC 5321 3.3, RFC 3461 4). */
+export function envelopeOf(tx: Transaction): Envelope {
+  return {
+    mailFrom: tx.mailFrom,
+    recipients: [...tx.recipients],
+    bodyType: tx.params.body,
+    smtputf8: tx.params.smtputf8,
+    ret: tx.params.ret,
+    envid: tx.params.envid,
+    declaredSize: tx.params.size,
+  };
+}

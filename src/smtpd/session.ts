@@ -1,0 +1,357 @@
+/**
+ * One SMTP server session (RFC 5321 4.1.4, 4.5.3.2 timeouts, RFC 2920 pipelining, RFC 3207 STARTTLS).
+ *
+ * Owns: the socket of one connection, the read loop (one command at a time, in order), the verb
+ * dispatch through `commands/`, batching replies (cork/uncork) for pipelined clients, timeouts,
+ * the error limit, TLS upgrades and graceful shutdown. Handlers see it as a `SessionContext`.
+ */
+import type { Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
+import { isUtf8 } from 'node:buffer';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { PostlineConfig, ListenerConfig } from '../config/schema.js';
+import { R, formatReply, replyToString, type SmtpReply } from '../core/reply.js';
+import { MAX_COMMAND_LINE, commandLineLimit, parseCommandLine } from '../rfc5321/command.js';
+import { COMMANDS } from './commands/index.js';
+import type { SessionContext, Transaction } from './context.js';
+import { InputQueue, type LineResult } from './input.js';
+import type { IncomingMessage, MessageSink, SessionInfo, SmtpPolicy } from './types.js';
+
+/** Pause the socket when this many bytes are queued and not yet processed. */
+const HIGH_WATER = 256 * 1024;
+
+export interface SessionDeps {
+  readonly config: PostlineConfig;
+  readonly listener: ListenerConfig;
+  readonly sink: MessageSink;
+  readonly policy: SmtpPolicy;
+  readonly logger: Logger;
+  readonly socket: Socket;
+  readonly secureContext: () => SecureContext | undefined;
+  /** When set, the session answers this (421) instead of the greeting and closes. */
+  readonly reject?: SmtpReply;
+}
+
+/** A running session; `done` resolves when it has ended and its socket is closed. */
+export class Session implements SessionContext {
+  readonly info: SessionInfo;
+  readonly config: PostlineConfig;
+  readonly listener: ListenerConfig;
+  readonly policy: SmtpPolicy;
+  readonly sink: MessageSink;
+  readonly log: Logger;
+  tx: Transaction | undefined;
+  messagesAccepted = 0;
+  readonly done: Promise<void>;
+
+  private socket: Socket;
+  private readonly input = new InputQueue();
+  private waiter: (() => void) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private eof = false;
+  private closed = false;
+  private corked = false;
+  private idle = false;
+  private shutdownRequested = false;
+  private errors = 0;
+  private verb = '';
+  private readonly started = Date.now();
+  private markSocketGone: () => void = () => {};
+  /** Resolves when the current socket has emitted 'close'. */
+  private readonly socketGone = new Promise<void>((resolve) => {
+    this.markSocketGone = resolve;
+  });
+
+  constructor(private readonly deps: SessionDeps) {
+    this.config = deps.config;
+    this.listener = deps.listener;
+    this.policy = deps.policy;
+    this.sink = deps.sink;
+    this.socket = deps.socket;
+    const s = deps.socket;
+    this.info = {
+      id: randomBytes(6).toString('hex'),
+      listener: deps.listener,
+      clientAddress: s.remoteAddress ?? '',
+      clientPort: s.remotePort ?? 0,
+      localAddress: s.localAddress ?? '',
+      localPort: s.localPort ?? 0,
+      esmtp: false,
+    };
+    this.log = deps.logger.child({ sid: this.info.id });
+    this.done = this.run();
+  }
+
+  // ---- lifecycle ----------------------------------------------------------------------------
+
+  private async run(): Promise<void> {
+    this.attach(this.socket);
+    this.socket.setNoDelay(true);
+    const sessionTimer = setTimeout(() => this.expire('session'), this.config.timeouts.sessionMs);
+    this.log.info({ client: this.info.clientAddress, port: this.info.clientPort, listener: this.listener.name }, 'session start');
+    try {
+      if (this.listener.tls === 'implicit' && !(await this.handshake())) return;
+      if (this.greet()) await this.commandLoop();
+    } catch (err) {
+      this.log.error({ err }, 'session failed');
+      this.close(R.localError);
+    } finally {
+      clearTimeout(sessionTimer);
+      this.clearTimer();
+      await this.resetTransaction();
+      this.close();
+      await this.socketGone;
+      this.log.info({ messages: this.messagesAccepted, errors: this.errors, ms: Date.now() - this.started }, 'session end');
+    }
+  }
+
+  /** Sends the greeting (or the connect rejection); returns false when the session is over. */
+  private greet(): boolean {
+    const refusal = this.deps.reject ?? this.policy.checkConnect?.(this.info);
+    if (refusal) {
+      this.log.info({ reply: replyToString(refusal) }, 'connection refused');
+      this.close(refusal);
+      return false;
+    }
+    this.reply(R.greeting(this.config.hostname));
+    return true;
+  }
+
+  private async commandLoop(): Promise<void> {
+    while (!this.closed) {
+      if (this.shutdownRequested) return this.close(R.shuttingDown(this.config.hostname));
+      this.idle = true;
+      const line = await this.readLine(MAX_COMMAND_LINE);
+      this.idle = false;
+      if (!line) return;
+      await this.dispatch(line);
+      if (!this.closed && this.errors >= this.config.limits.maxErrors) {
+        this.log.info({ errors: this.errors }, 'too many errors');
+        this.close(R.tooManyErrors);
+      }
+    }
+  }
+
+  private async dispatch(line: LineResult): Promise<void> {
+    this.verb = '';
+    if (line.kind === 'tooLong') return this.reply(R.lineTooLong);
+    if (line.kind === 'bare' || !isUtf8(line.line)) return this.reply(R.syntaxError);
+    const cmd = parseCommandLine(line.line.toString('utf8'));
+    if (!cmd.ok) return this.reply(cmd.reply);
+    this.verb = cmd.value.verb;
+    if (line.line.length + 2 > commandLineLimit(this.verb)) return this.reply(R.lineTooLong);
+    const handler = Object.hasOwn(COMMANDS, this.verb) ? COMMANDS[this.verb] : undefined;
+    if (!handler) return this.reply(R.unknownCommand);
+    try {
+      await handler(this, cmd.value.arg);
+    } catch (err) {
+      this.log.error({ err, verb: this.verb }, 'command failed');
+      this.reply(R.localError);
+    }
+  }
+
+  /** Server shutdown: idle sessions get 421 now; busy ones after the current command. */
+  shutdown(): void {
+    this.shutdownRequested = true;
+    if (this.idle && !this.tx?.message) {
+      this.close(R.shuttingDown(this.config.hostname));
+    }
+  }
+
+  /** Drops the connection at once. */
+  destroy(): void {
+    this.closed = true;
+    this.socket.destroy();
+    this.wake();
+  }
+
+  private expire(what: 'command' | 'session'): void {
+    this.log.info({ what }, 'timeout');
+    this.close(R.timeout(this.config.hostname));
+  }
+
+  // ---- socket and input -------------------------------------------------------------------
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.input.push(chunk);
+    if (this.input.length > HIGH_WATER) this.socket.pause();
+    this.wake();
+  };
+  private readonly onEnd = (): void => {
+    this.eof = true;
+    this.wake();
+  };
+  private readonly onClose = (): void => {
+    this.closed = true;
+    this.wake();
+    this.markSocketGone();
+  };
+  private readonly onError = (err: Error): void => {
+    this.log.debug({ err }, 'socket error');
+  };
+
+  private attach(s: Socket): void {
+    s.on('data', this.onData);
+    s.on('end', this.onEnd);
+    s.on('close', this.onClose);
+    s.on('error', this.onError);
+  }
+
+  private detach(s: Socket): void {
+    s.off('data', this.onData);
+    s.off('end', this.onEnd);
+    s.off('close', this.onClose);
+  }
+
+  private wake(): void {
+    this.clearTimer();
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.();
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Flushes queued replies, then waits for input, end, close or the timeout (ms). */
+  private waitForInput(timeoutMs: number): Promise<void> {
+    this.flush();
+    this.socket.resume();
+    return new Promise((resolve) => {
+      this.waiter = resolve;
+      this.timer = setTimeout(() => {
+        this.expire('command');
+        this.wake();
+      }, timeoutMs);
+    });
+  }
+
+  async readLine(maxOctets: number): Promise<LineResult | undefined> {
+    for (;;) {
+      if (this.closed) return undefined;
+      const line = this.input.readLine(maxOctets);
+      if (line) return line;
+      if (this.eof) return undefined;
+      await this.waitForInput(this.config.timeouts.commandMs);
+    }
+  }
+
+  async readChunk(max = Infinity): Promise<Buffer | undefined> {
+    for (;;) {
+      if (this.closed) return undefined;
+      const chunk = this.input.take(max);
+      if (chunk) return chunk;
+      if (this.eof) return undefined;
+      await this.waitForInput(this.config.timeouts.dataBlockMs);
+    }
+  }
+
+  unread(bytes: Buffer): void {
+    this.input.unshift(bytes);
+  }
+
+  async writeMessage(msg: IncomingMessage, data: readonly Buffer[]): Promise<void> {
+    for (const chunk of data) {
+      if (!msg.write(chunk)) {
+        this.socket.pause();
+        await msg.drain();
+      }
+    }
+  }
+
+  // ---- replies ----------------------------------------------------------------------------
+
+  reply(r: SmtpReply): void {
+    if (this.closed || this.socket.destroyed) return;
+    if (!this.corked) {
+      this.socket.cork();
+      this.corked = true;
+    }
+    this.socket.write(formatReply(r));
+    if (r.code >= 400 && r.code !== 421) {
+      this.errors++;
+      this.log.info({ verb: this.verb || undefined, reply: replyToString(r) }, 'command error');
+    }
+  }
+
+  private flush(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
+  }
+
+  close(r?: SmtpReply): void {
+    if (this.closed) return;
+    if (r) this.reply(r);
+    this.flush();
+    this.closed = true;
+    const s = this.socket;
+    if (!s.destroyed) s.end(() => s.destroy());
+    this.wake();
+  }
+
+  async resetTransaction(): Promise<void> {
+    const tx = this.tx;
+    this.tx = undefined;
+    await tx?.message?.abort();
+  }
+
+  // ---- TLS --------------------------------------------------------------------------------
+
+  secureContext(): SecureContext | undefined {
+    return this.deps.secureContext();
+  }
+
+  async startTls(ctx: SecureContext): Promise<void> {
+    this.reply(R.readyTls);
+    this.flush();
+    this.input.clear(); // plaintext pipelined after STARTTLS is never used (CVE-2011-0411)
+    if (!(await this.handshake(ctx))) return;
+    await this.resetTransaction();
+    this.info.heloName = undefined;
+    this.info.esmtp = false;
+    this.info.authUser = undefined;
+  }
+
+  /** Wraps the socket in TLS (server side); returns false (session closed) on failure or timeout. */
+  private handshake(ctx = this.deps.secureContext()): Promise<boolean> {
+    if (!ctx) {
+      this.log.warn('no TLS material for implicit TLS');
+      this.close();
+      return Promise.resolve(false);
+    }
+    const plain = this.socket;
+    this.detach(plain);
+    const secure = new TLSSocket(plain, { isServer: true, secureContext: ctx });
+    this.socket = secure;
+    this.attach(secure);
+    return new Promise((resolve) => {
+      let settled = false;
+      const finish = (ok: boolean, err?: Error): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        secure.off('secure', onSecure).off('error', onFail).off('close', onFail);
+        if (!ok) {
+          this.log.info({ err: err?.message }, 'TLS handshake failed');
+          this.destroy();
+        }
+        resolve(ok);
+      };
+      const onSecure = (): void => {
+        const cipher = secure.getCipher();
+        this.info.tls = { protocol: secure.getProtocol() ?? '', cipher: cipher?.name ?? '' };
+        this.log.info(this.info.tls, 'TLS established');
+        finish(true);
+      };
+      const timer = setTimeout(() => finish(false, new Error('handshake timeout')), this.config.timeouts.tlsHandshakeMs);
+      const onFail = (err?: Error): void => finish(false, err ?? new Error('closed during handshake'));
+      secure.once('secure', onSecure);
+      secure.once('error', onFail);
+      secure.once('close', onFail);
+    });
+  }
+}
