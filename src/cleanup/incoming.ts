@@ -145,6 +145,7 @@ export class CleanupMessage implements IncomingMessage {
       const i = buf.indexOf(CRLFCRLF, from);
       if (i >= 0) bounds = { headerEnd: i + 2, bodyStart: i + 4 };
     }
+    if (bounds && bounds.headerEnd > HEADER_LIMIT) bounds = undefined; // too long: treat as body
     if (bounds || this.headLen > HEADER_LIMIT) return this.emitHeader(buf, bounds);
     return true;
   }
