@@ -1,0 +1,159 @@
+/**
+ * `postline queue list|show|flush|delete|hold|release`: operator commands on the mail queue.
+ * When a server runs, requests go over its control socket (`${dataDir}/control.sock`, see
+ * src/control/) so the scheduler stays the only writer; when none answers, the store is opened
+ * directly (flush then only sets the next attempt time to now). Errors are thrown with a clear
+ * message; src/cli/index.ts prints them and exits non-zero.
+ */
+import type { Command } from 'commander';
+import { join } from 'node:path';
+import type { PostlineConfig } from '../config/schema.js';
+import { systemClock } from '../core/clock.js';
+import { isQueueId } from '../core/queue-id.js';
+import { controlRequest, isNoServer } from '../control/client.js';
+import { StoreQueueAdmin } from '../control/offline.js';
+import { executeRequest, type ControlRequest } from '../control/protocol.js';
+import type { MessageDetail } from '../scheduler/admin.js';
+import type { QueueStore, QueueSummary } from '../spool/types.js';
+
+export interface QueueCommandDeps {
+  readonly loadConfig: (file?: string) => PostlineConfig;
+  readonly openStore: (config: PostlineConfig) => Promise<QueueStore>;
+  /** Where output goes (default process.stdout). */
+  readonly stdout?: NodeJS.WritableStream;
+  /** Control socket deadline in ms (default 10000). */
+  readonly timeoutMs?: number;
+}
+
+/** An operator error from a queue command (unknown ID, bad ID, refused operation). */
+export class QueueCommandError extends Error {
+  constructor(message: string, readonly code?: string) {
+    super(message);
+    this.name = 'QueueCommandError';
+  }
+}
+
+/** Validates a queue ID argument (upper-cased first). @throws QueueCommandError */
+function queueIdArg(id: string): string {
+  const up = id.trim().toUpperCase();
+  if (!isQueueId(up)) throw new QueueCommandError(`bad queue ID "${id}": expected 18 characters 0-9 A-Z`);
+  return up;
+}
+
+/**
+ * Runs one request: over the control socket when a server answers, else on the store directly.
+ * @returns the JSON result. @throws QueueCommandError for {ok:false}, ConfigError from loadConfig, control errors (timeout).
+ */
+export async function runQueueRequest(deps: QueueCommandDeps, configFile: string | undefined, req: ControlRequest): Promise<unknown> {
+  const config = deps.loadConfig(configFile);
+  const socketPath = join(config.dataDir, 'control.sock');
+  try {
+    const res = await controlRequest(socketPath, req, deps.timeoutMs ?? 10_000);
+    if (!res.ok) throw new QueueCommandError(idPrefix(req) + res.error, res.code);
+    return res.result;
+  } catch (err) {
+    if (!isNoServer(err)) throw err;
+  }
+  const store = await deps.openStore(config);
+  try {
+    const res = await executeRequest(new StoreQueueAdmin(store, systemClock), req);
+    if (!res.ok) throw new QueueCommandError(idPrefix(req) + res.error, res.code);
+    return JSON.parse(JSON.stringify(res.result ?? null)) as unknown;
+  } finally {
+    await store.close();
+  }
+}
+
+const idPrefix = (req: ControlRequest): string => (req.id ? `${req.id}: ` : '');
+
+const pad = (n: number): string => String(n).padStart(2, '0');
+
+/** "Tue Nov 14 22:13:20" in local time, like mailq. */
+export function mailqTime(ms: number): string {
+  const d = new Date(ms);
+  const [dow, mon] = d.toDateString().split(' ');
+  return `${dow} ${mon} ${String(d.getDate()).padStart(2, ' ')} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+/** mailq-like listing: ID (with '!' when held), size, arrival, sender, then last error and pending recipients. */
+export function formatQueueList(rows: readonly QueueSummary[]): string {
+  if (rows.length === 0) return 'Mail queue is empty\n';
+  const out: string[] = ['-Queue ID-          --Size-- ----Arrival Time---- -Sender/Recipient-------'];
+  const indent = ' '.repeat(51);
+  let bytes = 0;
+  for (const r of rows) {
+    bytes += r.size;
+    out.push(`${(r.id + (r.held ? '!' : '')).padEnd(19)} ${String(r.size).padStart(8)} ${mailqTime(r.arrivedAt)}  ${r.mailFrom || 'MAILER-DAEMON'}`);
+    if (r.lastError) out.push(`${indent}(${r.lastError})`);
+    for (const p of r.pending) out.push(`${indent}${p}`);
+    out.push('');
+  }
+  out.push(`-- ${Math.ceil(bytes / 1024)} Kbytes in ${rows.length} Request${rows.length === 1 ? '' : 's'}.`);
+  return out.join('\n') + '\n';
+}
+
+const iso = (ms: number | undefined): string => (ms === undefined ? '-' : new Date(ms).toISOString());
+
+/** `queue show` text: envelope, recipients with status, then the headers (or the whole message). */
+export function formatMessageDetail(d: MessageDetail, withBody: boolean): string {
+  const m = d.message;
+  const o = m.origin;
+  const lines = [
+    `Queue ID:      ${m.id}${m.held ? ' (held)' : ''}`,
+    `Sender:        <${m.mailFrom}>`,
+    `Size:          ${m.size} bytes`,
+    `Arrival:       ${iso(m.arrivedAt)}`,
+    `Body:          ${m.bodyType}${m.smtputf8 ? ', SMTPUTF8' : ''}${m.ret ? `, RET=${m.ret}` : ''}${m.envid ? `, ENVID=${m.envid}` : ''}`,
+    `Origin:        ${o.kind}${o.clientName ? ` from ${o.clientName}` : ''}${o.clientAddress ? ` [${o.clientAddress}]` : ''}${o.authUser ? ` user=${o.authUser}` : ''}`,
+    `Attempts:      ${m.attempts}, next attempt ${iso(m.nextAttemptAt)}`,
+  ];
+  if (m.lastError) lines.push(`Last error:    ${m.lastError}`);
+  lines.push('Recipients:');
+  for (const r of m.recipients) {
+    const extra = [r.notify ? `NOTIFY=${r.notify.join(',')}` : '', r.dsnStatus ?? '', r.remoteMta ? `via ${r.remoteMta}` : '', r.doneAt ? `at ${iso(r.doneAt)}` : ''].filter(Boolean).join(' ');
+    lines.push(`  <${r.address}> ${r.status}${extra ? ' ' + extra : ''}${r.lastReply ? ` (${r.lastReply})` : ''}`);
+  }
+  if (d.bodyError) lines.push(`Body unreadable: ${d.bodyError}`);
+  let text = lines.join('\n') + '\n';
+  if (withBody && d.bodyBase64 !== undefined) text += '\nMessage:\n' + Buffer.from(d.bodyBase64, 'base64').toString('utf8');
+  else if (d.headers) text += '\nHeaders:\n' + d.headers;
+  return text;
+}
+
+interface Opts { config?: string; json?: boolean; body?: boolean }
+
+/**
+ * Adds `postline queue ...` to `program`. Each subcommand takes `-c, --config FILE`.
+ * Failures throw (QueueCommandError, ConfigError, control socket errors) for the caller to print.
+ */
+export function registerQueueCommands(program: Command, deps: QueueCommandDeps): void {
+  const write = (s: string): void => { (deps.stdout ?? process.stdout).write(s); };
+  const run = (o: Opts, req: ControlRequest): Promise<unknown> => runQueueRequest(deps, o.config, req);
+  const queue = program.command('queue').description('inspect and manage the mail queue');
+  queue.command('list').description('list queued messages (like mailq)')
+    .option('-c, --config <file>', 'configuration file').option('--json', 'JSON output')
+    .action(async (o: Opts) => {
+      const rows = (await run(o, { op: 'list' })) as QueueSummary[];
+      write(o.json ? JSON.stringify(rows, null, 2) + '\n' : formatQueueList(rows));
+    });
+  queue.command('show <id>').description('show one message: envelope, recipients, headers')
+    .option('-c, --config <file>', 'configuration file').option('--body', 'print the whole message').option('--json', 'JSON output')
+    .action(async (id: string, o: Opts) => {
+      const d = (await run(o, { op: 'show', id: queueIdArg(id), body: o.body === true })) as MessageDetail;
+      write(o.json ? JSON.stringify(d, null, 2) + '\n' : formatMessageDetail(d, o.body === true));
+    });
+  queue.command('flush [id]').description('try deferred mail now (all, or one message)')
+    .option('-c, --config <file>', 'configuration file')
+    .action(async (id: string | undefined, o: Opts) => {
+      const r = (await run(o, id === undefined ? { op: 'flush' } : { op: 'flush', id: queueIdArg(id) })) as { flushed: number };
+      write(`flushed ${r.flushed} message${r.flushed === 1 ? '' : 's'}\n`);
+    });
+  for (const [op, done, what] of [['delete', 'deleted', 'delete a message (no bounce is sent)'], ['hold', 'held', 'hold a message (no delivery until released)'], ['release', 'released', 'release a held message']] as const) {
+    queue.command(`${op} <id>`).description(what).option('-c, --config <file>', 'configuration file')
+      .action(async (id: string, o: Opts) => {
+        const qid = queueIdArg(id);
+        await run(o, { op, id: qid });
+        write(`${qid}: ${done}\n`);
+      });
+  }
+}
