@@ -72,6 +72,8 @@ export class SqliteQueueStore implements QueueStore {
   private db: Database.Database | undefined;
   private stmts: Statements | undefined;
   private freeCache: { at: number; bytes: number } | undefined;
+  /** Commits started and not yet settled; close() waits for them. */
+  private readonly inflight = new Set<Promise<QueuedMessage>>();
   /** Result of the last open()'s crash recovery. */
   lastRecovery: RecoveryReport | undefined;
 
@@ -128,6 +130,7 @@ export class SqliteQueueStore implements QueueStore {
 
   /** Waits for pending group commits, then closes the database. */
   async close(): Promise<void> {
+    await Promise.allSettled([...this.inflight]);
     await this.committer.drain();
     this.db?.close();
     this.db = undefined;
@@ -161,6 +164,16 @@ export class SqliteQueueStore implements QueueStore {
    */
   async commit(msg: NewMessage, body: BodyWriter): Promise<QueuedMessage> {
     this.q();
+    const p = this.commitBody(msg, body);
+    this.inflight.add(p);
+    try {
+      return await p;
+    } finally {
+      this.inflight.delete(p);
+    }
+  }
+
+  private async commitBody(msg: NewMessage, body: BodyWriter): Promise<QueuedMessage> {
     if (!(body instanceof FileBodyWriter) || body.id !== msg.id || !body.isOpen()) {
       throw new StoreError(`commit of ${msg.id}: body writer does not belong to this message`);
     }
