@@ -1,0 +1,133 @@
+/**
+ * Limits and timeouts (RFC 5321 4.5.3.1.4 line length, 4.5.3.2 timeouts): long command lines,
+ * maxErrors, idle and data timeouts, connection limits, graceful close.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, ehlo, testConfig, RawClient, type Running } from './helpers.js';
+
+async function waitFor(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(cond(), what);
+}
+
+test('command lines: 512 octets accepted, 513 refused (500 5.5.6), MAIL/RCPT get extension room, huge lines survive', async () => {
+  const s = await startServer();
+  const { c } = await ehlo(s.port);
+  assert.match(await c.cmd('NOOP ' + 'x'.repeat(512 - 7)), /^250 /);
+  assert.match(await c.cmd('NOOP ' + 'x'.repeat(513 - 7)), /^500 5\.5\.6/);
+  assert.match(await c.cmd(`MAIL FROM:<a@example.org> AUTH=${'q'.repeat(480)} ENVID=${'e'.repeat(100)}`), /^250 /);
+  assert.match(await c.cmd(`RCPT TO:<b@example.org> ORCPT=rfc822;${'o'.repeat(480)}`), /^250 /);
+  assert.match(await c.cmd(`RCPT TO:<b@example.org> ORCPT=rfc822;${'o'.repeat(1100)}`), /^500 5\.5\.6/);
+  c.write('NOOP ' + 'y'.repeat(200_000) + '\r\n');
+  assert.match(await c.last(), /^500 5\.5\.6/);
+  assert.match(await c.cmd('NOOP'), /^250 /, 'the session goes on');
+  c.write(Buffer.from([0x4e, 0x4f, 0x4f, 0x50, 0x20, 0xff, 0xfe, 13, 10]));
+  assert.match(await c.last(), /^500 5\.5\.2/, 'invalid UTF-8');
+  c.destroy();
+  await s.server.close(1000);
+});
+
+test('maxErrors: the error that reaches the limit is followed by 421 4.7.0 and close', async () => {
+  const s = await startServer(testConfig({ limits: { maxErrors: 3 } }));
+  const { c } = await ehlo(s.port);
+  assert.match(await c.cmd('BOGUS'), /^500 /);
+  assert.match(await c.cmd('RCPT TO:<a@b.example>'), /^503 /);
+  c.write('BOGUS\r\n');
+  assert.match(await c.last(), /^500 /);
+  assert.match(await c.last(), /^421 4\.7\.0 Too many errors/);
+  await c.closed();
+  await s.server.close(1000);
+});
+
+test('idle timeout waiting for a command: 421 4.4.2 and close', async () => {
+  const s = await startServer(testConfig({ timeouts: { commandMs: 150 } }));
+  const { c } = await ehlo(s.port);
+  assert.match(await c.last(), /^421 4\.4\.2/);
+  await c.closed();
+  await waitFor(() => s.server.connectionCount() === 0, 'session gone');
+  await s.server.close(1000);
+});
+
+test('data block timeout during DATA: 421 4.4.2, the message is abandoned', async () => {
+  const s = await startServer(testConfig({ timeouts: { dataBlockMs: 150 } }));
+  const { c } = await ehlo(s.port);
+  c.write('MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n');
+  await c.last(); await c.last();
+  assert.match(await c.last(), /^354 /);
+  c.write('partial line\r\n');
+  assert.match(await c.last(), /^421 4\.4\.2/);
+  await c.closed();
+  await waitFor(() => s.sink.aborted === 1, 'message aborted');
+  assert.equal(s.sink.messages.length, 0);
+  await s.server.close(1000);
+});
+
+test('session time limit: 421 4.4.2 even for a busy client', async () => {
+  const s = await startServer(testConfig({ timeouts: { sessionMs: 300 } }));
+  const { c } = await ehlo(s.port);
+  let last = '';
+  for (let i = 0; i < 200 && !c.ended; i++) {
+    try { last = await c.cmd('NOOP'); } catch { break; }
+    if (last.startsWith('421')) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.match(last, /^421 4\.4\.2/);
+  await c.closed();
+  await s.server.close(1000);
+});
+
+async function limitTest(limits: object): Promise<void> {
+  const s: Running = await startServer(testConfig({ limits }));
+  const a = await RawClient.connect(s.port);
+  const b = await RawClient.connect(s.port);
+  assert.match(await a.last(), /^220 /);
+  assert.match(await b.last(), /^220 /);
+  const third = await RawClient.connect(s.port);
+  assert.match(await third.last(), /^421 4\.7\.0/);
+  await third.closed();
+  assert.equal(await a.cmd('QUIT'), '221 2.0.0 mx.test closing connection');
+  await a.closed();
+  await waitFor(() => s.server.connectionCount() === 1, 'first session gone');
+  const fourth = await RawClient.connect(s.port);
+  assert.match(await fourth.last(), /^220 /, 'a slot is free again');
+  b.destroy();
+  fourth.destroy();
+  await s.server.close(1000);
+}
+
+test('maxConnectionsPerIp: 421 4.7.0 at connect beyond the limit', () => limitTest({ maxConnectionsPerIp: 2 }));
+test('maxConnections: 421 4.7.0 at connect beyond the limit', () => limitTest({ maxConnections: 2 }));
+
+test('close(): idle sessions get 421, in-flight transactions finish, then the server stops', async () => {
+  const s = await startServer();
+  const idle = (await ehlo(s.port)).c;
+  const busy = (await ehlo(s.port)).c;
+  busy.write('MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n');
+  await busy.last(); await busy.last();
+  assert.match(await busy.last(), /^354 /);
+  busy.write('first part\r\n');
+  const closing = s.server.close(10_000);
+  assert.match(await idle.last(), /^421 4\.3\.2/);
+  await idle.closed();
+  busy.write('second part\r\n.\r\n');
+  assert.match(await busy.last(), /^250 2\.0\.0 OK queued/);
+  assert.match(await busy.last(), /^421 4\.3\.2/);
+  await busy.closed();
+  await closing;
+  assert.equal(s.server.connectionCount(), 0);
+  assert.equal(s.sink.messages[0]!.data.toString(), 'first part\r\nsecond part\r\n');
+  await assert.rejects(RawClient.connect(s.port));
+});
+
+test('close(graceMs): a transaction that does not finish in time is dropped', async () => {
+  const s = await startServer();
+  const { c } = await ehlo(s.port);
+  c.write('MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n');
+  await c.last(); await c.last(); await c.last();
+  await s.server.close(100);
+  await c.closed();
+  assert.equal(s.server.connectionCount(), 0);
+  assert.equal(s.sink.messages.length, 0);
+  assert.equal(s.sink.aborted, 1);
+});
