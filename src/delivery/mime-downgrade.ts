@@ -185,6 +185,31 @@ class Downgrader extends Transform {
   }
 }
 
+/** Longest partial line held by LineAligner before it is passed on anyway, bytes. */
+const MAX_LINE_HOLD = 1024 * 1024;
+
+/**
+ * Passes bytes on in whole lines only. mailsplit 5.4 mis-splits a multipart body when a chunk ends
+ * inside a line that holds 8-bit characters, so its input is aligned to line ends.
+ */
+class LineAligner extends Transform {
+  private rest: Buffer = Buffer.alloc(0);
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    const buf = this.rest.length ? Buffer.concat([this.rest, chunk]) : chunk;
+    const cut = buf.lastIndexOf(0x0a) + 1;
+    if (cut === 0 && buf.length <= MAX_LINE_HOLD) {
+      this.rest = buf;
+      return done();
+    }
+    const upto = cut === 0 ? buf.length : cut;
+    this.rest = Buffer.from(buf.subarray(upto));
+    done(null, buf.subarray(0, upto));
+  }
+  override _flush(done: TransformCallback): void {
+    done(null, this.rest.length ? this.rest : undefined);
+  }
+}
+
 /**
  * A byte stream transform: message in (CRLF lines, 8-bit), message out with 8-bit leaf parts as
  * quoted-printable (RFC 6152 3, RFC 2045 6.7). Errors with MimeDowngradeError (permanent 5.6.3) when
@@ -193,5 +218,5 @@ class Downgrader extends Transform {
 export function createMimeDowngrade(): Duplex {
   // stream.compose exists in Node 20 (experimental) but is missing from @types/node 20.
   const compose = (nodeStream as unknown as { compose(...s: Duplex[]): Duplex }).compose;
-  return compose(new mailsplit.Splitter(), new Downgrader(), new mailsplit.Joiner());
+  return compose(new LineAligner(), new mailsplit.Splitter(), new Downgrader(), new mailsplit.Joiner());
 }

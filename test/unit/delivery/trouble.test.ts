@@ -1,0 +1,43 @@
+/** trouble.ts: the one place that classifies outcomes (RFC 5321 4.2.1, RFC 3463). */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { verdictOfError, verdictOfReply, statusOfReply } from '../../../src/delivery/trouble.js';
+import { SmtpClientError } from '../../../src/delivery/client-error.js';
+import { MxLookupError } from '../../../src/dns/mx.js';
+import { MimeDowngradeError } from '../../../src/delivery/mime-downgrade.js';
+
+test('replies: 2xx delivered, 4xx deferred, 5xx bounced; status class follows the code', () => {
+  assert.equal(verdictOfReply({ code: 250, lines: ['ok'] }).outcome, 'delivered');
+  assert.equal(verdictOfReply({ code: 451, enhanced: '4.7.1', lines: ['greylisted'] }).dsnStatus, '4.7.1');
+  assert.equal(verdictOfReply({ code: 550, lines: ['no'] }).dsnStatus, '5.0.0');
+  assert.equal(verdictOfReply({ code: 550, lines: ['no'] }).outcome, 'bounced');
+  assert.equal(statusOfReply({ code: 450, enhanced: '5.1.1', lines: [] }), '4.1.1');
+  assert.equal(verdictOfReply({ code: 354, lines: [] }).outcome, 'deferred');
+});
+
+test('errors: connection trouble defers with 4.4.x / 4.7.x, unknown is temporary', () => {
+  const v = (kind: ConstructorParameters<typeof SmtpClientError>[0], stage: ConstructorParameters<typeof SmtpClientError>[1] = 'rcpt') =>
+    verdictOfError(new SmtpClientError(kind, stage, 'x'));
+  assert.equal(v('connect', 'connect').dsnStatus, '4.4.1');
+  assert.equal(v('timeout', 'connect').dsnStatus, '4.4.1');
+  assert.equal(v('timeout').dsnStatus, '4.4.2');
+  assert.equal(v('lost').dsnStatus, '4.4.2');
+  assert.equal(v('tls', 'starttls').dsnStatus, '4.7.5');
+  assert.equal(v('malformed').dsnStatus, '4.5.0');
+  assert.equal(v('loop').dsnStatus, '4.4.6');
+  for (const k of ['connect', 'timeout', 'lost', 'tls', 'malformed', 'loop', 'pool', 'local', 'auth'] as const) assert.equal(v(k).outcome, 'deferred');
+  assert.equal(verdictOfError(new Error('boom')).outcome, 'deferred');
+  assert.equal(verdictOfError('weird').dsnStatus, '4.3.0');
+  const r5 = new SmtpClientError('reply', 'greeting', 'x', { remoteReply: { code: 554, enhanced: '5.7.1', lines: ['go away'] } });
+  assert.deepEqual([verdictOfError(r5).outcome, verdictOfError(r5).dsnStatus], ['bounced', '5.7.1']);
+});
+
+test('DNS and conversion errors', () => {
+  assert.deepEqual(pick(verdictOfError(new MxLookupError('E', 'null', false, '5.1.10'))), ['bounced', '5.1.10']);
+  assert.deepEqual(pick(verdictOfError(new MxLookupError('E', 'servfail', true, '4.4.3'))), ['deferred', '4.4.3']);
+  assert.deepEqual(pick(verdictOfError(new MimeDowngradeError('8-bit header'))), ['bounced', '5.6.3']);
+});
+
+function pick(v: { outcome: string; dsnStatus: string }): [string, string] {
+  return [v.outcome, v.dsnStatus];
+}
