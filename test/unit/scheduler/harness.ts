@@ -70,7 +70,7 @@ export interface Harness {
   clock: ManualClock;
   events: PostlineEvent[];
   bus: EventBus;
-  dsns: { input: DsnInput; envelope: Envelope; id: string }[];
+  dsns: { input: DsnInput; envelope: Envelope; id: string; body: Buffer }[];
   config: PostlineConfig;
   scheduler: Scheduler;
   /** store.put with arrivedAt defaulting to the manual clock's now. */
@@ -79,7 +79,7 @@ export interface Harness {
   restart(): Scheduler;
 }
 
-export function harness(opts: { config?: PostlineConfig; script?: Script; store?: MemoryQueueStore; clock?: ManualClock } = {}): Harness {
+export function harness(opts: { config?: PostlineConfig; script?: Script; store?: MemoryQueueStore; clock?: ManualClock; build?: (i: DsnInput) => Buffer } = {}): Harness {
   const store = opts.store ?? new MemoryQueueStore();
   const clock = opts.clock ?? new ManualClock();
   const agent = new FakeAgent(opts.script);
@@ -90,11 +90,11 @@ export function harness(opts: { config?: PostlineConfig; script?: Script; store?
   const config = opts.config ?? testConfig();
   let lastInput: DsnInput | undefined;
   const dsn = {
-    build: (input: DsnInput): Buffer => { lastInput = input; return Buffer.from(`DSN about ${input.queueId}`); },
+    build: (input: DsnInput): Buffer => { lastInput = input; return opts.build ? opts.build(input) : Buffer.from(`DSN about ${input.queueId}`); },
     inject: async (envelope: Envelope, _body: Buffer): Promise<string> => {
       if (!lastInput) throw new Error('inject without build');
       const id = newQueueId(clock.now());
-      dsns.push({ input: lastInput, envelope, id });
+      dsns.push({ input: lastInput, envelope, id, body: _body });
       return id;
     },
   };

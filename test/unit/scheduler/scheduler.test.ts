@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { NoSuchMessageError } from '../../../src/scheduler/admin.js';
+import { buildDsn } from '../../../src/bounce/dsn.js';
 import { BODY, HEADERS, all, harness, ofType, ok, permfail, relayed, tempfail, testConfig } from './harness.js';
 
 const FROM = 'sender@example.com';
@@ -347,4 +348,18 @@ test('deleting a message while it is being delivered aborts its round', async ()
   assert.equal(ofType(h.events, 'recipient.deferred').length, 0);
   assert.deepEqual(ofType(h.events, 'message.removed').map((e) => e.reason), ['deleted']);
   await h.scheduler.stop(0);
+});
+
+test('the real DSN builder accepts what the scheduler gives it', async () => {
+  const h = harness({ script: all(permfail), build: buildDsn });
+  await h.put({ mailFrom: FROM, recipients: [{ address: 'a@example.org' }] }, BODY);
+  await h.scheduler.start();
+  await h.scheduler.runDueOnce();
+  assert.equal(h.dsns.length, 1);
+  const text = h.dsns[0]!.body.toString();
+  assert.match(text, /Reporting-MTA: dns; ?mx\.test/);
+  assert.match(text, /Action: failed/);
+  assert.match(text, /Status: 5\.1\.1/);
+  assert.match(text, /Remote-MTA: dns; ?mx\.example\.org/);
+  assert.match(text, /Subject: hello/);
 });
