@@ -12,13 +12,12 @@ import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'n
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../core/log.js';
-import type { SmtpReply } from '../core/reply.js';
+import { replyToString, type SmtpReply } from '../core/reply.js';
 import type { ClientTlsMode, SmtpAuthCredentials } from '../routing/types.js';
 import { ReplyParser } from '../rfc5321/reply-parser.js';
 import { SmtpClientError, type SmtpStage } from './client-error.js';
 import { parseEhlo, authMechanisms, type Extensions } from './mail-params.js';
 import { stageWords } from './trouble.js';
-import { replyToString } from '../core/reply.js';
 
 export interface SmtpClientOptions {
   /** IP address to connect to. */
