@@ -200,7 +200,8 @@ export class Scheduler implements QueueAdmin {
     if (res.failures.length) await this.notifier.send(msg, 'failure', res.failures);
     if (res.successes.length) await this.notifier.send(msg, 'success', res.successes);
     const now = this.o.clock.now();
-    const delayed = this.notifier.delayCandidates(msg, now);
+    // Only recipients deferred in this round (not ones whose request was cancelled at shutdown).
+    const delayed = this.notifier.delayCandidates(msg, now).filter((r) => res.latest.has(r.idx));
     if (delayed.length === 0) return;
     const until = msg.arrivedAt + queueLifetimeMs(msg, this.o.config);
     const items: ReportItem[] = delayed.map((r) => {
