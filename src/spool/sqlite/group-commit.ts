@@ -90,15 +90,31 @@ export class GroupCommitter<T> {
     }
     if (!ready.length) return;
     try {
-      this.opts.runTransaction(ready.map((j) => j.row));
-      this.stats.transactions++;
+      this.runTransaction(ready);
     } catch (err) {
-      for (const job of ready) this.fail(job, err);
+      if (ready.length === 1) this.fail(ready[0], err);
+      else this.retryOneByOne(ready); // one bad row must not sink its neighbours
       return;
     }
-    this.stats.commits += ready.length;
     this.stats.largestBatch = Math.max(this.stats.largestBatch, ready.length);
-    for (const job of ready) job.resolve();
+  }
+
+  /** Runs one transaction for `jobs` and resolves them; throws (rolled back) on failure. */
+  private runTransaction(jobs: readonly Job<T>[]): void {
+    this.opts.runTransaction(jobs.map((j) => j.row));
+    this.stats.transactions++;
+    this.stats.commits += jobs.length;
+    for (const job of jobs) job.resolve();
+  }
+
+  private retryOneByOne(jobs: readonly Job<T>[]): void {
+    for (const job of jobs) {
+      try {
+        this.runTransaction([job]);
+      } catch (err) {
+        this.fail(job, err);
+      }
+    }
   }
 
   /** fsyncs each distinct directory once, in parallel; returns the ones that failed. */

@@ -257,3 +257,22 @@ test('abort discards the body; inject queues a DSN with a Received "by" field', 
     await h.close();
   }
 });
+
+test('begin refuses with 452 4.3.1 when the store is below its free-space reserve', async () => {
+  const { tempDir } = await import('../spool/helpers.js');
+  const { SqliteQueueStore } = await import('../../../src/spool/sqlite/store.js');
+  const { Cleanup } = await import('../../../src/cleanup/cleanup.js');
+  const { EventBus } = await import('../../../src/events/bus.js');
+  const { silentLogger } = await import('../../../src/core/log.js');
+  const { dir, cleanup: rm } = await tempDir('postline-cleanup-');
+  const store = new SqliteQueueStore({ dataDir: dir, minFreeBytes: Number.MAX_SAFE_INTEGER, logger: silentLogger() });
+  try {
+    await store.open();
+    const c = new Cleanup({ store, events: new EventBus(), logger: silentLogger(), config: { hostname: 'h.test', limits: { maxMessageSize: 1000, maxReceivedHeaders: 10 } } });
+    await assert.rejects(c.begin(session(), envelope()), (err: unknown) =>
+      err instanceof PostlineError && err.reply.code === 452 && err.reply.enhanced === '4.3.1');
+  } finally {
+    await store.close();
+    await rm();
+  }
+});

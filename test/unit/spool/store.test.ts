@@ -264,3 +264,23 @@ test('updateRecipients, setNextAttempt, setHold, list and remove', async () => {
     await cleanup();
   }
 });
+
+test('group commit: a failing row does not fail the others in its batch', async () => {
+  const { GroupCommitter } = await import('../../../src/spool/sqlite/group-commit.js');
+  const written: number[] = [];
+  const gc = new GroupCommitter<number>({
+    windowMs: 0,
+    syncDir: async (d) => { if (d === 'bad-dir') throw new Error('EIO'); },
+    runTransaction: (rows) => {
+      if (rows.includes(13)) throw new Error('constraint');
+      written.push(...rows);
+    },
+  });
+  const results = await Promise.allSettled([1, 2, 13, 4].map((n) => gc.submit(n, ['dir'])).concat(gc.submit(5, ['bad-dir'])));
+  assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'rejected']);
+  assert.deepEqual(written.sort(), [1, 2, 4]);
+  assert.equal(gc.stats.commits, 3);
+  assert.equal(gc.stats.failures, 2);
+  assert.equal(gc.stats.dirSyncs, 1, 'each directory synced once per batch (the failed one not counted)');
+  await gc.drain();
+});
