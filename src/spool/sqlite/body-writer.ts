@@ -22,6 +22,7 @@ export class FileBodyWriter implements BodyWriter {
   private failure: Error | undefined;
   private state: BodyState = 'writing';
   private closed = false;
+  private aborting: Promise<void> | undefined;
   /** Where the file is now (tmp path, then its final path after the rename). */
   private path: string;
 
@@ -102,12 +103,16 @@ export class FileBodyWriter implements BodyWriter {
   }
 
   /** Discards the body: destroys the stream and removes the file wherever it is. Never throws. */
-  async abort(): Promise<void> {
-    if (this.state === 'committed' || this.state === 'aborted') return;
+  abort(): Promise<void> {
+    if (this.state === 'committed') return Promise.resolve();
+    if (this.aborting) return this.aborting; // a second caller waits for the same cleanup
     this.state = 'aborted';
-    if (!this.stream.destroyed) this.stream.destroy();
-    await this.closeQuietly();
-    await unlink(this.path).catch(() => undefined);
+    this.aborting = (async () => {
+      if (!this.stream.destroyed) this.stream.destroy();
+      await this.closeQuietly();
+      await unlink(this.path).catch(() => undefined);
+    })();
+    return this.aborting;
   }
 
   private async writeAll(buf: Buffer): Promise<void> {
