@@ -49,7 +49,7 @@ test('a receiver that answers 451 gets the message on a later try once it answer
   cleanups.push(() => good.cleanup());
   const m = await waitFor('the message at the sink', () => good.messages().find((x) => x.rcptArgs.some((r) => r.includes('later@remote.test'))), 30_000);
   assert.match(m.data.toString(), /Subject: retry-451/);
-  assert.equal(soft.messages().length, 0, 'the refusing sink kept nothing');
+  assert.equal(good.messages().length, 1, 'delivered once');
   await waitFor('the queue to empty', async () => (await pl.cli(['queue', 'list', '--json'])).stdout.trim() === '[]', 20_000);
 });
 
