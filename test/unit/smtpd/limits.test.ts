@@ -63,18 +63,13 @@ test('data block timeout during DATA: 421 4.4.2, the message is abandoned', asyn
   await s.server.close(1000);
 });
 
-test('session time limit: 421 4.4.2 even for a busy client', async () => {
+test('session time limit: 421 4.4.2 even while the client is active (command timeout is 5 min)', async (t) => {
   const s = await startServer(testConfig({ timeouts: { sessionMs: 300 } }));
+  t.after(() => s.server.close(1000));
   const { c } = await ehlo(s.port);
-  let last = '';
-  for (let i = 0; i < 200 && !c.ended; i++) {
-    try { last = await c.cmd('NOOP'); } catch { break; }
-    if (last.startsWith('421')) break;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  assert.match(last, /^421 4\.4\.2/);
+  assert.match(await c.cmd('NOOP'), /^250 /);
+  assert.match(await c.last(), /^421 4\.4\.2/);
   await c.closed();
-  await s.server.close(1000);
 });
 
 async function limitTest(limits: object): Promise<void> {
