@@ -26,6 +26,5 @@ export function ehloKeywords(ctx: SessionContext): string[] {
   const k = ['PIPELINING', `SIZE ${ctx.config.limits.maxMessageSize}`, '8BITMIME', 'BINARYMIME', 'CHUNKING', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', 'DSN'];
   if (starttlsOffered(ctx)) k.push('STARTTLS');
   if (authOffered(ctx) && !ctx.info.authUser) k.push(`AUTH ${AUTH_MECHANISMS.join(' ')}`);
-  k.push('HELP');
   return k;
 }

@@ -1,7 +1,7 @@
 /** Conformance of the SMTP verbs (RFC 5321 4.1, 4.3.2) over real sockets: replies and state after errors. */
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, ehlo, RawClient, testConfig, HOST, type Running } from './helpers.js';
+import { startServer, serverFor, ehlo, RawClient, testConfig, HOST, type Running } from './helpers.js';
 
 let srv: Running;
 before(async () => { srv = await startServer(testConfig({ limits: { maxRecipients: 3, maxMessageSize: 5000, maxMessagesPerSession: 2 } })); });
@@ -166,11 +166,10 @@ test('pipelined commands are answered in order, in one batch', async () => {
   c.destroy();
 });
 
-test('policy checkConnect refusal is sent instead of the greeting', async () => {
-  const s = await startServer();
+test('policy checkConnect refusal is sent instead of the greeting', async (t) => {
+  const s = await serverFor(t);
   s.policy.connectReply = { code: 554, enhanced: '5.7.1', lines: ['go away'] };
   const c = await RawClient.connect(s.port);
   assert.equal(await c.last(), '554 5.7.1 go away');
   await c.closed();
-  await s.server.close(1000);
 });

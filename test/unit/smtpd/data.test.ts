@@ -6,7 +6,7 @@ import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { StoreError, PostlineError } from '../../../src/core/errors.js';
 import { R } from '../../../src/core/reply.js';
-import { startServer, ehlo, testConfig, type RawClient, type Running } from './helpers.js';
+import { startServer, serverFor, ehlo, testConfig, type RawClient, type Running } from './helpers.js';
 
 let srv: Running;
 before(async () => { srv = await startServer(testConfig({ limits: { maxMessageSize: 200_000, maxLineLength: 1000 } })); });
@@ -121,8 +121,8 @@ test('BODY=BINARYMIME cannot use DATA (503)', async () => {
   c.destroy();
 });
 
-test('backpressure: a slow sink still receives every byte in order', async () => {
-  const s = await startServer(testConfig({ limits: { maxMessageSize: 50 * 1024 * 1024 } }));
+test('backpressure: a slow sink still receives every byte in order', async (t) => {
+  const s = await serverFor(t, testConfig({ limits: { maxMessageSize: 50 * 1024 * 1024 } }));
   s.sink.highWater = 4096;
   const { c } = await ehlo(s.port);
   await begin(c);
@@ -133,5 +133,4 @@ test('backpressure: a slow sink still receives every byte in order', async () =>
   assert.match(await c.last(20_000), /^250 /);
   assert.equal(s.sink.messages[0]!.data.toString(), body);
   c.destroy();
-  await s.server.close(1000);
 });

@@ -117,6 +117,13 @@ export async function startServer(config = testConfig(), opts: { tls?: boolean }
   return { server, port, sink, policy, config };
 }
 
+/** Starts a server that is closed when test `t` ends, pass or fail (so a failed test never hangs the file). */
+export async function serverFor(t: { after(fn: () => Promise<void>): void }, config = testConfig(), opts: { tls?: boolean } = {}): Promise<Running> {
+  const s = await startServer(config, opts);
+  t.after(() => s.server.close(1000));
+  return s;
+}
+
 /** A raw SMTP client: write bytes, read whole replies; every wait is bounded. */
 export class RawClient {
   private buf = '';

@@ -2,17 +2,17 @@
  * Limits and timeouts (RFC 5321 4.5.3.1.4 line length, 4.5.3.2 timeouts): long command lines,
  * maxErrors, idle and data timeouts, connection limits, graceful close.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, ehlo, testConfig, RawClient, type Running } from './helpers.js';
+import { startServer, serverFor, ehlo, testConfig, RawClient, type Running } from './helpers.js';
 
 async function waitFor(cond: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
   assert.ok(cond(), what);
 }
 
-test('command lines: 512 octets accepted, 513 refused (500 5.5.6), MAIL/RCPT get extension room, huge lines survive', async () => {
-  const s = await startServer();
+test('command lines: 512 octets accepted, 513 refused (500 5.5.6), MAIL/RCPT get extension room, huge lines survive', async (t) => {
+  const s = await serverFor(t);
   const { c } = await ehlo(s.port);
   assert.match(await c.cmd('NOOP ' + 'x'.repeat(512 - 7)), /^250 /);
   assert.match(await c.cmd('NOOP ' + 'x'.repeat(513 - 7)), /^500 5\.5\.6/);
@@ -25,11 +25,10 @@ test('command lines: 512 octets accepted, 513 refused (500 5.5.6), MAIL/RCPT get
   c.write(Buffer.from([0x4e, 0x4f, 0x4f, 0x50, 0x20, 0xff, 0xfe, 13, 10]));
   assert.match(await c.last(), /^500 5\.5\.2/, 'invalid UTF-8');
   c.destroy();
-  await s.server.close(1000);
 });
 
-test('maxErrors: the error that reaches the limit is followed by 421 4.7.0 and close', async () => {
-  const s = await startServer(testConfig({ limits: { maxErrors: 3 } }));
+test('maxErrors: the error that reaches the limit is followed by 421 4.7.0 and close', async (t) => {
+  const s = await serverFor(t, testConfig({ limits: { maxErrors: 3 } }));
   const { c } = await ehlo(s.port);
   assert.match(await c.cmd('BOGUS'), /^500 /);
   assert.match(await c.cmd('RCPT TO:<a@b.example>'), /^503 /);
@@ -37,20 +36,18 @@ test('maxErrors: the error that reaches the limit is followed by 421 4.7.0 and c
   assert.match(await c.last(), /^500 /);
   assert.match(await c.last(), /^421 4\.7\.0 Too many errors/);
   await c.closed();
-  await s.server.close(1000);
 });
 
-test('idle timeout waiting for a command: 421 4.4.2 and close', async () => {
-  const s = await startServer(testConfig({ timeouts: { commandMs: 150 } }));
+test('idle timeout waiting for a command: 421 4.4.2 and close', async (t) => {
+  const s = await serverFor(t, testConfig({ timeouts: { commandMs: 150 } }));
   const { c } = await ehlo(s.port);
   assert.match(await c.last(), /^421 4\.4\.2/);
   await c.closed();
   await waitFor(() => s.server.connectionCount() === 0, 'session gone');
-  await s.server.close(1000);
 });
 
-test('data block timeout during DATA: 421 4.4.2, the message is abandoned', async () => {
-  const s = await startServer(testConfig({ timeouts: { dataBlockMs: 150 } }));
+test('data block timeout during DATA: 421 4.4.2, the message is abandoned', async (t) => {
+  const s = await serverFor(t, testConfig({ timeouts: { dataBlockMs: 150 } }));
   const { c } = await ehlo(s.port);
   c.write('MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n');
   await c.last(); await c.last();
@@ -60,7 +57,6 @@ test('data block timeout during DATA: 421 4.4.2, the message is abandoned', asyn
   await c.closed();
   await waitFor(() => s.sink.aborted === 1, 'message aborted');
   assert.equal(s.sink.messages.length, 0);
-  await s.server.close(1000);
 });
 
 test('session time limit: 421 4.4.2 even while the client is active (command timeout is 5 min)', async (t) => {
@@ -72,8 +68,8 @@ test('session time limit: 421 4.4.2 even while the client is active (command tim
   await c.closed();
 });
 
-async function limitTest(limits: object): Promise<void> {
-  const s: Running = await startServer(testConfig({ limits }));
+async function limitTest(t: TestContext, limits: object): Promise<void> {
+  const s: Running = await serverFor(t, testConfig({ limits }));
   const a = await RawClient.connect(s.port);
   const b = await RawClient.connect(s.port);
   assert.match(await a.last(), /^220 /);
@@ -88,14 +84,13 @@ async function limitTest(limits: object): Promise<void> {
   assert.match(await fourth.last(), /^220 /, 'a slot is free again');
   b.destroy();
   fourth.destroy();
-  await s.server.close(1000);
 }
 
-test('maxConnectionsPerIp: 421 4.7.0 at connect beyond the limit', () => limitTest({ maxConnectionsPerIp: 2 }));
-test('maxConnections: 421 4.7.0 at connect beyond the limit', () => limitTest({ maxConnections: 2 }));
+test('maxConnectionsPerIp: 421 4.7.0 at connect beyond the limit', (t) => limitTest(t, { maxConnectionsPerIp: 2 }));
+test('maxConnections: 421 4.7.0 at connect beyond the limit', (t) => limitTest(t, { maxConnections: 2 }));
 
-test('close(): idle sessions get 421, in-flight transactions finish, then the server stops', async () => {
-  const s = await startServer();
+test('close(): idle sessions get 421, in-flight transactions finish, then the server stops', async (t) => {
+  const s = await serverFor(t);
   const idle = (await ehlo(s.port)).c;
   const busy = (await ehlo(s.port)).c;
   busy.write('MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n');
@@ -115,8 +110,8 @@ test('close(): idle sessions get 421, in-flight transactions finish, then the se
   await assert.rejects(RawClient.connect(s.port));
 });
 
-test('close(graceMs): a transaction that does not finish in time is dropped', async () => {
-  const s = await startServer();
+test('close(graceMs): a transaction that does not finish in time is dropped', async (t) => {
+  const s = await serverFor(t);
   const { c } = await ehlo(s.port);
   c.write('MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n');
   await c.last(); await c.last(); await c.last();

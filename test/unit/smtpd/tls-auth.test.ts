@@ -4,7 +4,7 @@
  */
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, ehlo, testConfig, RawClient, type Running } from './helpers.js';
+import { startServer, serverFor, ehlo, testConfig, RawClient, type Running } from './helpers.js';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 let mx: Running;
@@ -126,32 +126,30 @@ test('submission: MAIL without AUTH gets 530 5.7.0; after AUTH it works', async 
   t.destroy();
 });
 
-test('allowPlaintextAuth offers AUTH without TLS; tls: none listeners refuse STARTTLS and AUTH', async () => {
-  const plainAuth = await startServer(testConfig({ listener: { allowPlaintextAuth: true } }));
+test('allowPlaintextAuth offers AUTH without TLS; tls: none listeners refuse STARTTLS and AUTH', async (t) => {
+  const plainAuth = await serverFor(t, testConfig({ listener: { allowPlaintextAuth: true } }));
   const { c, lines } = await ehlo(plainAuth.port);
   assert.ok(lines.some((l) => l.endsWith('AUTH PLAIN LOGIN')));
   assert.match(await c.cmd('AUTH PLAIN ' + b64('\0alice\0secret')), /^235 /);
   c.destroy();
-  const none = await startServer(testConfig({ listener: { tls: 'none' } }));
+  const none = await serverFor(t, testConfig({ listener: { tls: 'none' } }));
   const n = await ehlo(none.port);
   assert.ok(!n.lines.some((l) => /STARTTLS|AUTH/.test(l)));
   assert.match(await n.c.cmd('STARTTLS'), /^502 /);
   assert.match(await n.c.cmd('AUTH PLAIN'), /^502 /);
   n.c.destroy();
-  const noMaterial = await startServer(testConfig(), { tls: false });
+  const noMaterial = await serverFor(t, testConfig(), { tls: false });
   const m = await ehlo(noMaterial.port);
   assert.ok(!m.lines.some((l) => l.includes('STARTTLS')));
   assert.match(await m.c.cmd('STARTTLS'), /^454 4\.7\.0/);
   m.c.destroy();
-  await Promise.all([plainAuth.server.close(1000), none.server.close(1000), noMaterial.server.close(1000)]);
 });
 
-test('implicit TLS listener: greeting under TLS, no STARTTLS, AUTH offered', async () => {
-  const s = await startServer(testConfig({ listener: { tls: 'implicit', role: 'submission' } }));
+test('implicit TLS listener: greeting under TLS, no STARTTLS, AUTH offered', async (t) => {
+  const s = await serverFor(t, testConfig({ listener: { tls: 'implicit', role: 'submission' } }));
   const { c, lines } = await ehlo(s.port, { tls: true });
   assert.ok(!lines.some((l) => l.includes('STARTTLS')));
   assert.ok(lines.some((l) => l.endsWith('AUTH PLAIN LOGIN')));
   assert.match(await c.cmd('AUTH PLAIN ' + b64('\0alice\0secret')), /^235 /);
   c.destroy();
-  await s.server.close(1000);
 });
