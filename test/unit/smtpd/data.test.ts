@@ -134,3 +134,16 @@ test('backpressure: a slow sink still receives every byte in order', async (t) =
   assert.equal(s.sink.messages[0]!.data.toString(), body);
   c.destroy();
 });
+
+test('a multi-megabyte single line is streamed and refused (552 5.5.6) without reaching the sink', async () => {
+  const { c } = await ehlo(srv.port);
+  const before = srv.sink.messages.length;
+  await begin(c);
+  const chunk = 'w'.repeat(64 * 1024);
+  for (let i = 0; i < 64; i++) c.write(chunk); // 4 MiB, no line end
+  c.write('\r\n.\r\n');
+  assert.match(await c.last(10_000), /^552 5\.5\.6/);
+  assert.equal(srv.sink.messages.length, before);
+  assert.match(await c.cmd('NOOP'), /^250 /);
+  c.destroy();
+});

@@ -153,3 +153,22 @@ test('implicit TLS listener: greeting under TLS, no STARTTLS, AUTH offered', asy
   assert.match(await c.cmd('AUTH PLAIN ' + b64('\0alice\0secret')), /^235 /);
   c.destroy();
 });
+
+test('implicit TLS: a plaintext client or a silent one is dropped (handshake error / timeout), the server goes on', async (t) => {
+  const s = await serverFor(t, testConfig({ listener: { tls: 'implicit' }, timeouts: { tlsHandshakeMs: 150 } }));
+  const silent = await RawClient.connect(s.port);
+  await silent.closed();
+  const chatty = await RawClient.connect(s.port);
+  chatty.write('EHLO plain.example\r\n');
+  await chatty.closed();
+  const { c } = await ehlo(s.port, { tls: true });
+  assert.match(await c.cmd('NOOP'), /^250 /);
+  c.destroy();
+});
+
+test('STARTTLS followed by garbage instead of a ClientHello closes the session', async () => {
+  const { c } = await ehlo(mx.port);
+  assert.equal(await c.cmd('STARTTLS'), '220 2.0.0 Ready to start TLS');
+  c.write('this is not TLS\r\n');
+  await c.closed();
+});
