@@ -20,6 +20,8 @@ import type { IncomingMessage, MessageSink, SessionInfo, SmtpPolicy } from './ty
 
 /** Pause the socket when this many bytes are queued and not yet processed. */
 const HIGH_WATER = 256 * 1024;
+/** After we close, how long (ms) a peer may take to read our last reply before the socket is dropped. */
+const CLOSE_LINGER_MS = 10_000;
 
 export interface SessionDeps {
   readonly config: PostlineConfig;
@@ -289,7 +291,13 @@ export class Session implements SessionContext {
     this.flush();
     this.closed = true;
     const s = this.socket;
-    if (!s.destroyed) s.end(() => s.destroy());
+    if (!s.destroyed) {
+      s.end(() => s.destroy());
+      // a peer that never reads would keep the socket forever: drop it after a while
+      const linger = setTimeout(() => s.destroy(), CLOSE_LINGER_MS);
+      linger.unref();
+      s.once('close', () => clearTimeout(linger));
+    }
     this.wake();
   }
 
