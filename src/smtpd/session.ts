@@ -317,6 +317,7 @@ export class Session implements SessionContext {
     this.reply(R.readyTls);
     this.flush();
     this.input.clear(); // plaintext pipelined after STARTTLS is never used (CVE-2011-0411)
+    if (this.eof) return this.close(); // the client already sent FIN: no handshake can follow
     if (!(await this.handshake(ctx))) return;
     await this.resetTransaction();
     this.info.heloName = undefined;
@@ -342,7 +343,7 @@ export class Session implements SessionContext {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        secure.off('secure', onSecure).off('error', onFail).off('close', onFail);
+        secure.off('secure', onSecure).off('error', onFail).off('close', onFail).off('end', onFail);
         if (!ok) {
           this.log.info({ err: err?.message }, 'TLS handshake failed');
           this.destroy();
@@ -360,6 +361,7 @@ export class Session implements SessionContext {
       secure.once('secure', onSecure);
       secure.once('error', onFail);
       secure.once('close', onFail);
+      secure.once('end', onFail); // EOF before the handshake completed
     });
   }
 }
