@@ -161,7 +161,8 @@ test('pipelined commands are answered in order, in one batch', async () => {
   const got: string[] = [];
   for (let i = 0; i < 6; i++) got.push(await c.last());
   assert.deepEqual(got.map((l) => l.slice(0, 3)), ['250', '250', '550', '250', '250', '250']);
-  assert.equal(packets, 1, 'replies to one pipelined batch arrive in one write');
+  // the server answers a batch with one write; allow one split of the client's input by the network
+  assert.ok(packets <= 2, `replies to one pipelined batch come in one write, not one per reply (got ${packets})`);
   assert.equal(c.socket.readyState, 'open');
   c.destroy();
 });
