@@ -1,7 +1,7 @@
 // Postline under test: one mx listener on a loopback port without TLS, relayhost = its smtp-sink,
 // default durability (body fsynced and row committed before 250), logging at warn.
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync, closeSync, writeFileSync } from 'node:fs';
+import { mkdirSync, openSync, closeSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BenchSmtpClient } from './smtp-client.mjs';
 
@@ -58,10 +58,12 @@ log:
       { stdio: ['ignore', out, out], cwd: this.dir });
     closeSync(out);
     this.rootPid = this.proc.pid;
-    this.proc.on('exit', () => { this.exited = true; });
+    this.exited = false;
+    const proc = this.proc;
+    proc.on('exit', () => { if (this.proc === proc) this.exited = true; });
     const deadline = Date.now() + 30000;
     for (;;) {
-      if (this.exited) throw new Error(`postline exited during start; see ${this.logFile}`);
+      if (this.exited) throw new Error(`postline exited during start: ${this.logTail()}`);
       try {
         const c = await BenchSmtpClient.connect({ port: this.port, timeoutMs: 2000 });
         await c.quit();
@@ -71,6 +73,10 @@ log:
         await new Promise((r) => setTimeout(r, 100));
       }
     }
+  }
+
+  logTail() {
+    try { return readFileSync(this.logFile, 'utf8').split('\n').slice(-6).join('\n'); } catch { return '(no log)'; }
   }
 
   describe() { return { config: this.yaml(), start: this.command }; }

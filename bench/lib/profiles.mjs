@@ -13,9 +13,9 @@ function point(size, sessions, reuse, count) {
 
 // Full profile counts: [size][sessions] for many-per-connection; one-per-connection uses `oneFactor` of it.
 const fullCounts = {
-  [2 * KB]: { 1: 400, 10: 2000, 50: 3000 },
-  [50 * KB]: { 1: 300, 10: 1200, 50: 1600 },
-  [MB]: { 1: 40, 10: 120, 50: 200 },
+  [2 * KB]: { 1: 600, 10: 1500, 50: 2000 },
+  [50 * KB]: { 1: 600, 10: 1500, 50: 1500 },
+  [MB]: { 1: 150, 10: 300, 50: 400 },
 };
 const oneFactor = 0.6;
 
@@ -36,10 +36,13 @@ export const PROFILES = {
       point(2 * KB, 10, true, 1000),
       point(2 * KB, 50, true, 1500),
       point(2 * KB, 50, false, 800),
+      point(2 * KB, 10, false, 600),
+      point(50 * KB, 10, true, 600),
       point(50 * KB, 50, true, 600),
+      point(MB, 10, true, 100),
     ],
   },
-  full: { reps: 2, warmup: 500, idleConnections: 10000, bigMessageBytes: 100 * MB, points: full },
+  full: { reps: 3, warmup: 500, idleConnections: 10000, bigMessageBytes: 100 * MB, points: full },
 };
 
 export function sizeLabel(size) { return size >= MB ? `${size / MB}M` : `${size / KB}k`; }

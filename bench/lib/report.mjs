@@ -100,8 +100,7 @@ export function renderMarkdown(res) {
     L.push('## Memory', '');
     L.push('| test | server | before | during (peak) | growth | notes |', '|---|---|--:|--:|--:|---|');
     for (const [name, t] of Object.entries(memtests)) {
-      if (t.big) {
-        const g = t.big;
+      for (const g of [t.big10, t.big].filter(Boolean)) {
         L.push(`| ${g.bytes / MiB} MB message streamed through | ${name} | ${mb(g.rssBefore)} MB | ${mb(g.rssPeak)} MB | ${mb(g.rssGrowth)} MB RSS (PSS ${mb(g.pssGrowth)} MB) | ` +
           `accepted after ${f(g.acceptMs / 1000, 1)} s, at the sink after ${f(g.e2eMs / 1000, 1)} s${g.error ? '; ERROR ' + g.error : ''} |`);
       }
