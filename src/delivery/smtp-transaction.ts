@@ -7,6 +7,7 @@
  * recipients into per-recipient replies; it classifies nothing (trouble.ts does).
  */
 import { pipeline, type Readable } from 'node:stream';
+import { crashPoint } from '../core/crashpoints.js';
 import { reply, type SmtpReply } from '../core/reply.js';
 import type { BodyType, DsnRet } from '../core/envelope.js';
 import { DotStuffer } from '../rfc5321/dot-stuff.js';
@@ -152,6 +153,7 @@ async function sendData(client: SmtpClient, tx: MailTransaction, accepted: Deliv
   // An error anywhere (body read, downgrade) destroys the last stage, which sendBody turns into an abort.
   const stuffed = pipeline([tx.openBody(), ...stages], () => { /* errors surface through sendBody */ }) as unknown as Readable;
   await client.sendBody(stuffed);
+  crashPoint('delivery-after-data');
   const final = await client.readReply('dot', t.dataDoneTimeoutMs);
   client.inTransaction = false;
   out.push(...each(accepted, final, true, 'dot'));

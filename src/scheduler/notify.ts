@@ -8,14 +8,19 @@
  * headers for delay and success notices, as Postfix does) and the double-bounce rule: a DSN is
  * never sent to the null reverse-path; it goes to the postmaster or is dropped, and a failed
  * double bounce to the postmaster is always dropped so it cannot loop.
+ *
+ * Failure and success DSNs are never lost to a crash: the round writes the final outcome and a
+ * "DSN owed" mark in one commit; `sendOwed` queues the DSN and only then clears the mark. A crash
+ * in between sends the DSN again after the restart (a duplicate at worst, never a loss).
  */
 import type { DsnAction, DsnInput, DsnRecipientReport } from '../bounce/types.js';
 import type { PostlineConfig } from '../config/schema.js';
 import type { Clock } from '../core/clock.js';
+import { crashPoint } from '../core/crashpoints.js';
 import type { DsnNotify, DsnRet, Envelope } from '../core/envelope.js';
 import type { Logger } from '../core/log.js';
 import type { EventBus } from '../events/bus.js';
-import type { QueuedMessage, QueuedRecipient, QueueStore } from '../spool/types.js';
+import type { DsnOwed, QueuedMessage, QueuedRecipient, QueueStore } from '../spool/types.js';
 import { readHeaders, readWhole } from './body.js';
 
 /** What the scheduler needs to build and queue a DSN (main.ts wires the builder and cleanup). */
@@ -124,6 +129,22 @@ export interface NotifierOptions {
   readonly clock: Clock;
 }
 
+/** What became of one DSN: queued (with its queue ID), dropped by rule, or failed (logged; try again later). */
+export type DsnSendResult = { readonly outcome: 'queued'; readonly dsnQueueId: string } | { readonly outcome: 'dropped' } | { readonly outcome: 'failed' } | { readonly outcome: 'none' };
+
+/** A report item rebuilt from a stored recipient (after a restart: no fresher facts in memory). */
+export function storedReportItem(r: QueuedRecipient, kind: DsnOwed): ReportItem {
+  return {
+    recipient: r,
+    action: kind === 'failure' ? 'failed' : r.status === 'relayed' ? 'relayed' : 'delivered',
+    status: r.dsnStatus ?? (kind === 'failure' ? '5.0.0' : '2.0.0'),
+    diagnostic: r.lastReply,
+    remote: r.remoteMta !== undefined,
+    remoteMta: r.remoteMta,
+    lastAttemptAt: r.doneAt,
+  };
+}
+
 /** Builds and queues DSNs; emits 'dsn.queued' / 'dsn.dropped' (the log sink writes the log lines). */
 export class Notifier {
   constructor(private readonly o: NotifierOptions) {}
@@ -131,16 +152,16 @@ export class Notifier {
   /**
    * Sends one DSN of `kind` about `items` (recipients of `msg`; callers filter by NOTIFY first).
    * Reads the original from the store (before the message is removed).
-   * @returns the DSN's queue ID, or undefined when dropped or when queueing failed (logged). Never throws.
+   * @returns queued (with the DSN's queue ID), dropped (by rule), failed (logged), or none (no items). Never throws.
    */
-  async send(msg: QueuedMessage, kind: DsnKind, items: readonly ReportItem[]): Promise<string | undefined> {
-    if (items.length === 0) return undefined;
+  async send(msg: QueuedMessage, kind: DsnKind, items: readonly ReportItem[]): Promise<DsnSendResult> {
+    if (items.length === 0) return { outcome: 'none' };
     const now = this.o.clock.now();
     const route = dsnRoute(msg, kind, items, this.o.config);
     if ('drop' in route) {
       this.o.logger.debug({ queueId: msg.id, kind, recipients: items.map((i) => i.recipient.address) }, `DSN dropped: ${route.drop}`);
       this.o.events.emit({ type: 'dsn.dropped', at: now, queueId: msg.id, reason: route.drop });
-      return undefined;
+      return { outcome: 'dropped' };
     }
     try {
       const { ret, original } = await this.original(msg, retFor(msg.ret, kind));
@@ -153,11 +174,39 @@ export class Notifier {
       const envelope: Envelope = { mailFrom: '', recipients: [{ address: route.to }], bodyType: '8BITMIME', smtputf8: msg.smtputf8 };
       const dsnQueueId = await this.o.dsn.inject(envelope, body);
       this.o.events.emit({ type: 'dsn.queued', at: this.o.clock.now(), queueId: msg.id, dsnQueueId, kind, to: route.to });
-      return dsnQueueId;
+      return { outcome: 'queued', dsnQueueId };
     } catch (err) {
-      this.o.logger.error({ err, queueId: msg.id, kind, to: route.to }, 'cannot queue DSN');
-      return undefined;
+      this.o.logger.error({ err, queueId: msg.id, kind, to: route.to }, 'cannot queue DSN; will try again');
+      return { outcome: 'failed' };
     }
+  }
+
+  /**
+   * Sends every failure and success DSN `msg` owes (recipients with `dsnOwed`), one DSN per kind,
+   * then clears the marks in the store (and in `msg`). `fresh` holds this round's items by
+   * recipient idx (they know whether the reply was remote); others are rebuilt from the stored
+   * recipient. A DSN that could not be queued keeps its mark for the next try.
+   * @returns true when nothing is owed any more. Never throws.
+   */
+  async sendOwed(msg: QueuedMessage, fresh: ReadonlyMap<number, ReportItem> = new Map()): Promise<boolean> {
+    let settled = true;
+    for (const kind of ['failure', 'success'] as const) {
+      const owed = msg.recipients.filter((r) => r.dsnOwed === kind);
+      if (owed.length === 0) continue;
+      crashPoint('dsn-before-queue');
+      const res = await this.send(msg, kind, owed.map((r) => fresh.get(r.idx) ?? storedReportItem(r, kind)));
+      if (res.outcome === 'failed') { settled = false; continue; }
+      crashPoint('dsn-after-queue');
+      try {
+        await this.o.store.updateRecipients(msg.id, owed.map((r) => ({ idx: r.idx, status: r.status, dsnOwed: null })),
+          { attempts: msg.attempts, nextAttemptAt: msg.nextAttemptAt, lastError: msg.lastError });
+        for (const r of owed) delete r.dsnOwed;
+      } catch (err) {
+        this.o.logger.error({ err, queueId: msg.id, kind }, 'cannot clear the owed-DSN mark (the DSN may be sent again)');
+        settled = false;
+      }
+    }
+    return settled;
   }
 
   /** Recipients of `msg` that are owed a delay notice now (NOTIFY=DELAY, waited > delayWarningMs, not yet told). */

@@ -8,13 +8,14 @@
 import { Readable } from 'node:stream';
 import type { PostlineConfig } from '../config/schema.js';
 import type { Clock } from '../core/clock.js';
+import { crashPoint } from '../core/crashpoints.js';
 import { StoreError, toPostlineError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { DeliveryAgent, DeliveryRequest, RecipientResult } from '../delivery/types.js';
 import type { EventBus } from '../events/bus.js';
 import type { RecipientOutcome } from '../events/types.js';
 import { nextHopKey, type NextHop } from '../routing/types.js';
-import type { QueuedMessage, QueuedRecipient, QueueStore, RecipientStatus, RecipientUpdate } from '../spool/types.js';
+import type { DsnOwed, QueuedMessage, QueuedRecipient, QueueStore, RecipientStatus, RecipientUpdate } from '../spool/types.js';
 import { nextAttemptAt } from './backoff.js';
 import { probeBody } from './body.js';
 import { CANCELLED, type Dispatcher } from './dispatcher.js';
@@ -188,13 +189,16 @@ async function applyGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, resul
     const r = byIdx.get(rcpt.idx) ?? missingResult(rcpt.idx);
     return { rcpt, r, c: classify(ctx, msg, r, now, a.ctl.signal.aborted) };
   });
+  // The owed DSN is written with the final outcome (one commit), so a crash before the DSN is
+  // queued leaves the mark behind and the restart sends it (scheduler.ts sendOwedDsns).
   const updates: RecipientUpdate[] = rows.map(({ rcpt, r, c }) => ({
     idx: rcpt.idx, status: c.status, lastReply: r.diagnostic, dsnStatus: c.dsn, remoteMta: r.remoteMta,
-    doneAt: c.status === 'pending' ? undefined : now,
+    doneAt: c.status === 'pending' ? undefined : now, ...dsnOwedUpdate(rcpt, c.status),
   }));
   const deferred = rows.filter((x) => x.c.status === 'pending');
   a.state.nextAt ??= nextAttemptAt(now, a.attempt, ctx.config.delivery.retry, ctx.random);
   const next = { attempts: a.attempt, nextAttemptAt: a.state.nextAt, lastError: deferred.length ? deferred[deferred.length - 1]!.r.diagnostic : msg.lastError };
+  crashPoint('delivery-before-outcome');
   try {
     await ctx.store.updateRecipients(msg.id, updates, next);
   } catch (err) {
@@ -206,6 +210,8 @@ async function applyGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, resul
   msg.lastError = next.lastError;
   for (const { rcpt, r, c } of rows) {
     Object.assign(rcpt, { status: c.status, lastReply: r.diagnostic, dsnStatus: c.dsn, remoteMta: r.remoteMta ?? rcpt.remoteMta });
+    const owed = owedFor(rcpt, c.status);
+    if (owed) rcpt.dsnOwed = owed;
     if (c.status !== 'pending') rcpt.doneAt = now;
     a.out.latest.set(rcpt.idx, r);
     collectReport(rcpt, r, c, now, a.out);
@@ -214,6 +220,18 @@ async function applyGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, resul
       delayMs: Math.max(0, now - msg.arrivedAt), dsn: c.dsn, reply: c.reply, attempt: a.attempt,
     });
   }
+}
+
+/** The DSN a recipient is owed after reaching `status` (RFC 3461 NOTIFY), if any. */
+export function owedFor(rcpt: Pick<QueuedRecipient, 'notify'>, status: RecipientStatus): DsnOwed | undefined {
+  if ((status === 'bounced' || status === 'expired') && notifyWants(rcpt.notify, 'failure')) return 'failure';
+  if ((status === 'delivered' || status === 'relayed') && notifyWants(rcpt.notify, 'success')) return 'success';
+  return undefined;
+}
+
+function dsnOwedUpdate(rcpt: QueuedRecipient, status: RecipientStatus): { dsnOwed?: DsnOwed } {
+  const owed = owedFor(rcpt, status);
+  return owed ? { dsnOwed: owed } : {};
 }
 
 function collectReport(rcpt: QueuedRecipient, r: RecipientResult, c: Classified, now: number, out: RoundResult): void {

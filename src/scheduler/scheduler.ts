@@ -48,6 +48,8 @@ interface ActiveRound {
 }
 
 const isPending = (m: QueuedMessage): boolean => m.recipients.some((r) => r.status === 'pending');
+/** Still work to do: a pending recipient or a DSN not yet queued. */
+const needsWork = (m: QueuedMessage): boolean => m.recipients.some((r) => r.status === 'pending' || r.dsnOwed !== undefined);
 
 export class Scheduler implements QueueAdmin {
   private readonly index = new DueIndex();
@@ -175,13 +177,19 @@ export class Scheduler implements QueueAdmin {
       return;
     }
     if (!msg || entry.deleted || msg.held) return;
-    if (!isPending(msg)) return this.removeDone(msg);
-    const res = await runRound(this.ctx, msg, { signal: entry.abort.signal, isDeleted: () => entry.deleted });
-    if (res.quarantined || entry.deleted) return;
-    await this.notifyAfterRound(msg, res);
+    if (isPending(msg)) {
+      const res = await runRound(this.ctx, msg, { signal: entry.abort.signal, isDeleted: () => entry.deleted });
+      if (res.quarantined || entry.deleted) return;
+      await this.notifyAfterRound(msg, res);
+    } else {
+      // Only owed DSNs left (a crash or a failed DSN commit after the outcome was written).
+      await this.notifier.sendOwed(msg);
+    }
     if (entry.deleted) return;
-    if (!isPending(msg)) return this.removeDone(msg);
-    if (!entry.held && !this.stopping) this.index.set(id, msg.nextAttemptAt);
+    if (!needsWork(msg)) return this.removeDone(msg);
+    if (entry.held || this.stopping) return;
+    const retryDsnAt = this.o.clock.now() + this.o.config.delivery.retry.initialMs;
+    this.index.set(id, isPending(msg) ? msg.nextAttemptAt : Math.max(msg.nextAttemptAt, retryDsnAt));
   }
 
   private async removeDone(msg: QueuedMessage): Promise<void> {
@@ -197,8 +205,8 @@ export class Scheduler implements QueueAdmin {
 
   /** Failure and success DSNs for this round's outcomes, then the delay DSN when one is due. */
   private async notifyAfterRound(msg: QueuedMessage, res: RoundResult): Promise<void> {
-    if (res.failures.length) await this.notifier.send(msg, 'failure', res.failures);
-    if (res.successes.length) await this.notifier.send(msg, 'success', res.successes);
+    const fresh = new Map<number, ReportItem>([...res.failures, ...res.successes].map((i) => [i.recipient.idx, i]));
+    await this.notifier.sendOwed(msg, fresh);
     const now = this.o.clock.now();
     // Only recipients deferred in this round (not ones whose request was cancelled at shutdown).
     const delayed = this.notifier.delayCandidates(msg, now).filter((r) => res.latest.has(r.idx));

@@ -32,7 +32,16 @@ export interface QueuedRecipient {
   doneAt?: number;
   /** True once a delay DSN was sent for this recipient (RFC 3461 NOTIFY=DELAY). */
   delayNotified?: boolean;
+  /**
+   * Set while a failure or success DSN about this recipient is decided but not yet queued. It is
+   * written with the final outcome, in the same commit, and cleared only after the DSN is queued,
+   * so a crash in between repeats the DSN at restart instead of losing it.
+   */
+  dsnOwed?: DsnOwed;
 }
+
+/** Which DSN a recipient is owed (RFC 3461 NOTIFY=FAILURE / SUCCESS). */
+export type DsnOwed = 'failure' | 'success';
 
 /** Where a message came from, for Received headers, logs and policy. */
 export interface MessageOrigin {
@@ -101,6 +110,8 @@ export interface RecipientUpdate {
   readonly remoteMta?: string;
   readonly doneAt?: number;
   readonly delayNotified?: boolean;
+  /** A DSN now owed (set with the final outcome); null clears the mark; undefined keeps it. */
+  readonly dsnOwed?: DsnOwed | null;
 }
 
 /** A summary row for `postline queue list`. */
@@ -135,7 +146,7 @@ export interface QueueStore {
   openBody(id: string): Readable;
   /** Metadata of one message, or undefined. */
   get(id: string): Promise<QueuedMessage | undefined>;
-  /** Every message that still has a pending recipient (held ones included), oldest first. Corrupt entries are quarantined, never thrown. */
+  /** Every message that still has a pending recipient or an owed DSN (held ones included), oldest first. Corrupt entries are quarantined, never thrown. */
   loadAll(): Promise<QueuedMessage[]>;
   /** Summaries for `queue list`. */
   list(): Promise<QueueSummary[]>;

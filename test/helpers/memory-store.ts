@@ -126,7 +126,7 @@ export class MemoryQueueStore implements QueueStore {
 
   async loadAll(): Promise<QueuedMessage[]> {
     return [...this.entries.values()]
-      .filter((e) => e.msg.recipients.some((r) => r.status === 'pending'))
+      .filter((e) => e.msg.recipients.some((r) => r.status === 'pending' || r.dsnOwed !== undefined))
       .sort((a, b) => a.msg.arrivedAt - b.msg.arrivedAt)
       .map((e) => structuredClone(e.msg));
   }
@@ -157,6 +157,8 @@ export class MemoryQueueStore implements QueueStore {
       if (u.remoteMta !== undefined) r.remoteMta = u.remoteMta;
       if (u.doneAt !== undefined) r.doneAt = u.doneAt;
       if (u.delayNotified !== undefined) r.delayNotified = u.delayNotified;
+      if (u.dsnOwed === null) delete r.dsnOwed;
+      else if (u.dsnOwed !== undefined) r.dsnOwed = u.dsnOwed;
     }
     e.msg.attempts = next.attempts;
     e.msg.nextAttemptAt = next.nextAttemptAt;

@@ -3,6 +3,7 @@
  * message in the sink and committing or abandoning it.
  * Owns: mapping sink failures to replies (a PostlineError's own reply, otherwise 451 4.3.0).
  */
+import { crashPoint } from '../../core/crashpoints.js';
 import { PostlineError } from '../../core/errors.js';
 import { R, type SmtpReply } from '../../core/reply.js';
 import { envelopeOf, type SessionContext, type Transaction } from '../context.js';
@@ -40,6 +41,7 @@ export async function finishMessage(ctx: SessionContext, tx: Transaction, refusa
   }
   try {
     const queueId = await msg.finish();
+    crashPoint('after-commit-before-reply');
     ctx.messagesAccepted++;
     ctx.log.info({ queueId, from: tx.mailFrom, rcpts: tx.recipients.length }, 'message accepted');
     ctx.reply(R.queued(queueId));

@@ -53,6 +53,11 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 2,
+    name: 'recipients.dsn_owed: a DSN decided but not yet queued',
+    sql: `ALTER TABLE recipients ADD COLUMN dsn_owed TEXT;`,
+  },
 ];
 
 /**

@@ -39,6 +39,8 @@ export interface RecipientRow {
   remote_mta: string | null;
   done_at: number | null;
   delay_notified: number;
+  /** 'failure' | 'success' while a DSN is decided but not yet queued (migration 2); null otherwise. */
+  dsn_owed: string | null;
 }
 
 /** A stored row failed validation; `message` says which field. */
@@ -102,6 +104,10 @@ export function toRecipient(r: RecipientRow): QueuedRecipient {
   if (r.remote_mta !== null) out.remoteMta = r.remote_mta;
   if (r.done_at !== null) out.doneAt = r.done_at;
   if (r.delay_notified) out.delayNotified = true;
+  if (r.dsn_owed !== null && r.dsn_owed !== undefined) {
+    if (r.dsn_owed !== 'failure' && r.dsn_owed !== 'success') throw new RowError(`recipient dsn_owed: ${String(r.dsn_owed)}`);
+    out.dsnOwed = r.dsn_owed;
+  }
   return out;
 }
 
@@ -171,5 +177,6 @@ export function newRecipientRows(msg: NewMessage): RecipientRow[] {
     remote_mta: null,
     done_at: null,
     delay_notified: 0,
+    dsn_owed: null,
   }));
 }

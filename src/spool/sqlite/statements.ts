@@ -17,6 +17,9 @@ export interface RecipientUpdateParams {
   remote_mta: string | null;
   done_at: number | null;
   delay_notified: number | null;
+  /** 1: set dsn_owed to @dsn_owed (null clears it); 0: keep it. */
+  dsn_owed_set: number;
+  dsn_owed: string | null;
 }
 
 /** Prepares every statement the store uses against `db`. */
@@ -29,16 +32,16 @@ export function prepareStatements(db: Database.Database) {
               @attempts, @next_attempt_at, @held, @last_error)`),
     insertRecipient: db.prepare<[RecipientRow]>(`
       INSERT INTO recipients (message_id, idx, address, notify, orcpt, status, last_reply, dsn_status,
-                              remote_mta, done_at, delay_notified)
+                              remote_mta, done_at, delay_notified, dsn_owed)
       VALUES (@message_id, @idx, @address, @notify, @orcpt, @status, @last_reply, @dsn_status,
-              @remote_mta, @done_at, @delay_notified)`),
+              @remote_mta, @done_at, @delay_notified, @dsn_owed)`),
     getMessage: db.prepare<[string], MessageRow>(
       'SELECT * FROM messages WHERE id = ? AND quarantined_at IS NULL'),
     getRecipients: db.prepare<[string], RecipientRow>(
       'SELECT * FROM recipients WHERE message_id = ? ORDER BY idx'),
     activeMessages: db.prepare<[], MessageRow>(`
       SELECT * FROM messages m WHERE m.quarantined_at IS NULL
-        AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.status = 'pending')
+        AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND (r.status = 'pending' OR r.dsn_owed IS NOT NULL))
       ORDER BY m.arrived_at, m.id`),
     allMessages: db.prepare<[], MessageRow>(
       'SELECT * FROM messages WHERE quarantined_at IS NULL ORDER BY arrived_at, id'),
@@ -49,7 +52,8 @@ export function prepareStatements(db: Database.Database) {
         dsn_status = COALESCE(@dsn_status, dsn_status),
         remote_mta = COALESCE(@remote_mta, remote_mta),
         done_at = COALESCE(@done_at, done_at),
-        delay_notified = COALESCE(@delay_notified, delay_notified)
+        delay_notified = COALESCE(@delay_notified, delay_notified),
+        dsn_owed = CASE WHEN @dsn_owed_set = 1 THEN @dsn_owed ELSE dsn_owed END
       WHERE message_id = @message_id AND idx = @idx`),
     updateNext: db.prepare<[{ id: string; attempts: number; next: number; last_error: string | null }]>(`
       UPDATE messages SET attempts = @attempts, next_attempt_at = @next,

@@ -264,6 +264,7 @@ export class SqliteQueueStore implements QueueStore {
           message_id: id, idx: u.idx, status: u.status,
           last_reply: u.lastReply ?? null, dsn_status: u.dsnStatus ?? null, remote_mta: u.remoteMta ?? null,
           done_at: u.doneAt ?? null, delay_notified: u.delayNotified === undefined ? null : u.delayNotified ? 1 : 0,
+          dsn_owed_set: u.dsnOwed === undefined ? 0 : 1, dsn_owed: u.dsnOwed ?? null,
         });
         if (res.changes !== 1) throw new StoreError(`message ${id} has no recipient ${u.idx}`);
       }
