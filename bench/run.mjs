@@ -8,7 +8,7 @@
 // listens on and connects to 127.0.0.1 only; every process started here is stopped and the temp
 // dir removed on exit, error or signal.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync, existsSync, readFileSync, chmodSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, existsSync, readFileSync, chmodSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir, cpus, totalmem, release, hostname } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -63,7 +63,28 @@ if (opt.only !== 'postline' && process.getuid?.() !== 0) {
   console.error('The private Postfix peer needs root (postfix -c DIR start). Run as root, or pass --only postline.');
   process.exit(2);
 }
-if (!existsSync(join(root, 'dist', 'src', 'cli', 'index.js'))) { console.error('Postline is not built: run npm install (or npm run build)'); process.exit(2); }
+ensureBuilt();
+
+/** Builds Postline (tsc) when dist/ is missing or older than a file under src/. */
+function ensureBuilt() {
+  const newest = (dir) => {
+    let t = 0;
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+    }
+    return t;
+  };
+  const built = join(root, 'dist', 'src', 'main.js');
+  if (existsSync(built) && statSync(built).mtimeMs >= newest(join(root, 'src'))) return;
+  log('dist/ is missing or older than src/: building (tsc -p tsconfig.json)');
+  try {
+    execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit', cwd: root });
+  } catch {
+    console.error('build failed; fix it or run the bench on a tree that compiles');
+    process.exit(2);
+  }
+}
 
 // ---------- cleanup, whatever happens
 const tmp = mkdtempSync(join(process.env.BENCH_TMPDIR || tmpdir(), 'postline-bench-'));
@@ -101,6 +122,7 @@ async function runOnce(server, sink, point, tag) {
   const command = [SMTP_SOURCE, ...args].join(' ');
   const base = sink.count;
   const cpu0 = cpuSnapshot(server.rootPid);
+  const sys0 = systemCpu();
   const mem = startMemSampler(server.rootPid, 100);
   const probe = new Worker(new URL('./lib/probe-worker.mjs', import.meta.url), {
     workerData: { port: server.port, size, intervalMs: point.probeIntervalMs, reuse, maxSamples: 5000, maxMs: 600000 },
@@ -133,6 +155,11 @@ async function runOnce(server, sink, point, tag) {
   }
   await sleep(300); // let the server finish its post-delivery bookkeeping before the CPU snapshot
   const cpu = cpuDelta(cpu0, cpuSnapshot(server.rootPid));
+  const sys1 = systemCpu();
+  const sysTotal = sys1.total - sys0.total;
+  // Share of the machine busy during the run, and how much of it was neither this server nor
+  // the bench's own load: other people's work on the same machine shows up here.
+  const machineBusyPct = sysTotal ? 100 * (sys1.busy - sys0.busy) / sysTotal : null;
   const m = await mem.stop();
   const lat = pr.latenciesMs.slice().sort((a, b) => a - b);
   const q = (p) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] : null);
@@ -144,10 +171,11 @@ async function runOnce(server, sink, point, tag) {
     e2ePerSec: tE2e ? messages / ((tE2e - t0) / 1000) : null,
     latencySamples: lat.length, p50Ms: q(0.5), p99Ms: q(0.99), maxMs: lat.length ? lat[lat.length - 1] : null,
     cpuMs: cpu.ms, cpuMsPerMsg: cpu.ms / messages, cpuByProcess: cpu.byName,
+    machineBusyPct, loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
     peakRssBytes: m.peak.rss, peakPssBytes: m.peak.pss, peakProcesses: m.peak.processes,
   };
   log(`  ${tag.padEnd(9)} ${server.name.padEnd(8)} acc ${fmt(r.acceptedPerSec, 0).padStart(6)}/s  e2e ${fmt(r.e2ePerSec, 0).padStart(6)}/s  ` +
-    `p50 ${fmt(r.p50Ms, 1)} p99 ${fmt(r.p99Ms, 1)} ms  cpu ${fmt(r.cpuMsPerMsg, 2)} ms/msg  rss ${fmt(r.peakRssBytes / MiB, 0)} MB${error ? '  ERROR ' + error : ''}`);
+    `p50 ${fmt(r.p50Ms, 1)} p99 ${fmt(r.p99Ms, 1)} ms  cpu ${fmt(r.cpuMsPerMsg, 2)} ms/msg  rss ${fmt(r.peakRssBytes / MiB, 0)} MB  busy ${fmt(machineBusyPct, 0)}%  load ${r.loadavg}${error ? '  ERROR ' + error : ''}`);
   return r;
 }
 
@@ -155,6 +183,13 @@ async function runOnce(server, sink, point, tag) {
 async function settleSink(sink) {
   let last = -1;
   for (let i = 0; i < 60 && sink.count !== last; i++) { last = sink.count; await sleep(2000); }
+}
+
+/** Whole-machine CPU jiffies from /proc/stat: total and busy (not idle, not iowait). */
+function systemCpu() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { total, busy: total - f[3] - f[4] };
 }
 
 function fmt(v, d) { return v === null || v === undefined || Number.isNaN(v) ? '-' : Number(v).toFixed(d); }
@@ -169,6 +204,7 @@ function machineFacts(postfix) {
     postfix: postfix?.version() ?? sh('/usr/sbin/postconf', ['-dh', 'mail_version']),
     tmpFilesystem: sh('df', ['--output=fstype,source', tmp])?.split('\n').slice(-1)[0]?.trim() ?? null,
     openFilesLimit: sh('/bin/sh', ['-c', 'ulimit -n']),
+    loadavgAtStart: readFileSync('/proc/loadavg', 'utf8').trim(),
     gitCommit: sh('git', ['rev-parse', 'HEAD']), gitDirty: (sh('git', ['status', '--porcelain', '--', 'src']) ?? '') !== '',
     sharedMachine: 'load generator (smtp-source + probe), server under test and smtp-sink all share these cores',
   };

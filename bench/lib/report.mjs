@@ -72,6 +72,8 @@ export function renderMarkdown(res) {
   L.push('## Machine', '');
   L.push(`- ${M.cores} cores (${M.cpuModel}), ${f(M.memoryBytes / 2 ** 30, 1)} GiB RAM, Linux ${M.kernel}, Node ${M.node}, Postfix ${M.postfix}`);
   L.push(`- spool/queue filesystem: ${M.tmpFilesystem}; open files limit ${M.openFilesLimit}`);
+  const busy = res.runs.map((r) => r.machineBusyPct).filter((x) => x != null).sort((a, b) => a - b);
+  L.push(`- load average at start: ${M.loadavgAtStart}; whole machine busy during runs: median ${f(busy[Math.floor(busy.length / 2)])}%, max ${f(busy[busy.length - 1])}% (per run in the JSON, with the load average)`);
   L.push(`- **${M.sharedMachine}**: every figure includes that contention, for both servers alike.`, '');
 
   L.push('## Throughput, latency, CPU, memory', '');
