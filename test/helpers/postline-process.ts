@@ -31,6 +31,8 @@ export class PostlineProcess {
   /** Everything the process wrote to stdout/stderr (JSON log lines). */
   output = '';
   private config: Record<string, unknown> = {};
+  /** Extra environment for the next start() (e.g. POSTLINE_CRASHPOINT), merged over opts.env. */
+  env: Record<string, string> = {};
 
   constructor(private readonly opts: PostlineOptions = {}, dir?: string) {
     this.dir = dir ?? mkdtempSync(join(tmpdir(), 'postline-e2e-'));
@@ -71,7 +73,7 @@ export class PostlineProcess {
     if (!this.config.listeners) await this.writeConfig();
     const child = spawn(process.execPath, [POSTLINE_BIN, 'serve', '--config', this.configFile], {
       cwd: this.dir,
-      env: { ...process.env, ...this.opts.env },
+      env: { ...process.env, ...this.opts.env, ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
@@ -79,7 +81,7 @@ export class PostlineProcess {
     child.stderr!.on('data', (d: Buffer) => { this.output += d.toString(); });
     for (const port of this.ports.values()) {
       await waitFor(`postline to listen on ${port} (output so far: ${this.output.slice(-2000)})`, async () => {
-        if (child.exitCode !== null) throw new Error(`postline exited with ${child.exitCode}: ${this.output.slice(-4000)}`);
+        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`postline exited with ${child.exitCode ?? child.signalCode}: ${this.output.slice(-4000)}`);
         return new Promise<boolean>((res) => {
           const s = connect(port, '127.0.0.1');
           s.once('connect', () => { s.destroy(); res(true); });
@@ -94,7 +96,7 @@ export class PostlineProcess {
   async stop(timeoutMs = 15_000): Promise<number | null> {
     const c = this.child;
     this.child = undefined;
-    if (!c || c.exitCode !== null) return c?.exitCode ?? null;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return c?.exitCode ?? null;
     return new Promise((resolve) => {
       const t = setTimeout(() => c.kill('SIGKILL'), timeoutMs);
       c.once('exit', (code) => { clearTimeout(t); resolve(code); });
@@ -106,10 +108,37 @@ export class PostlineProcess {
   async kill(): Promise<void> {
     const c = this.child;
     this.child = undefined;
-    if (!c || c.exitCode !== null) return;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
     await new Promise<void>((resolve) => {
       c.once('exit', () => resolve());
       c.kill('SIGKILL');
+    });
+  }
+
+  /** True while the started process has not exited (a crash point may end it on its own). */
+  running(): boolean {
+    const c = this.child;
+    return !!c && c.exitCode === null && c.signalCode === null;
+  }
+
+  /** The process id of the running process, if any. */
+  pid(): number | undefined {
+    return this.running() ? this.child!.pid : undefined;
+  }
+
+  /** Sends `sig` (SIGHUP, SIGTERM) without waiting. */
+  signal(sig: NodeJS.Signals): void {
+    if (this.running()) this.child!.kill(sig);
+  }
+
+  /** Resolves with the exit code or signal once the process has exited (bounded by timeoutMs; then rejects). */
+  async exited(timeoutMs: number): Promise<number | string | null> {
+    const c = this.child;
+    if (!c) return null;
+    if (c.exitCode !== null || c.signalCode !== null) return c.exitCode ?? c.signalCode;
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`postline did not exit within ${timeoutMs} ms`)), timeoutMs);
+      c.once('exit', (code, sig) => { clearTimeout(t); resolve(code ?? sig); });
     });
   }
 

@@ -1,0 +1,122 @@
+/**
+ * Fault suite, crash scenario (issue 3): a load generator submits messages while `postline serve`
+ * is killed with SIGKILL, at random moments and at the named crash points (src/core/crashpoints.ts:
+ * after the commit before the 250, after DATA before the reply, before the outcome is written,
+ * before and after the DSN is queued), and restarted. At the end every message answered 250 has
+ * reached the sink (or, for the ones that bounce, its DSN has reached the sender) at least once.
+ * Duplicates are counted: only messages in flight at a kill may repeat.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { PostlineProcess } from '../helpers/postline-process.js';
+import { SmtpSink } from '../helpers/smtp-sink.js';
+import { waitFor } from '../helpers/net.js';
+import { LoadGenerator } from './lib/load.js';
+import { LONG, randInt, report, sleep } from './lib/profile.js';
+import { countByNumber, figures, missing } from './lib/tally.js';
+
+const cleanups: Array<() => Promise<void>> = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c().catch(() => {});
+});
+
+/** Each kill uses the next mode: an outside SIGKILL at a random moment, or one crash point switched on. */
+const MODES = [
+  'random',
+  'after-commit-before-reply:0.15',
+  'delivery-after-data:0.15',
+  'delivery-before-outcome:0.15',
+  'random',
+  'dsn-before-queue:0.5',
+  'dsn-after-queue:0.5',
+];
+const KILLS = LONG ? 28 : MODES.length;
+const isBounce = (n: number): boolean => n % 10 === 7;
+
+test(`crash: ${KILLS} SIGKILLs under load lose no message answered 250`, { timeout: LONG ? 900_000 : 120_000 }, async () => {
+  const sink = await new SmtpSink().start();
+  const hard = await new SmtpSink(['-f', 'RCPT']).start();
+  const home = await new SmtpSink().start();
+  cleanups.push(() => sink.cleanup(), () => hard.cleanup(), () => home.cleanup());
+  const pl = new PostlineProcess({
+    config: {
+      log: { level: 'warn', format: 'json' },
+      delivery: {
+        routes: [
+          { domain: 'sink.test', host: '127.0.0.1', port: sink.port, tls: 'none' },
+          { domain: 'bounce.test', host: '127.0.0.1', port: hard.port, tls: 'none' },
+          { domain: 'origin.test', host: '127.0.0.1', port: home.port, tls: 'none' },
+        ],
+        retry: { initialMs: 300, maxMs: 1000, multiplier: 1, jitter: 0 },
+        scanIntervalMs: 100,
+        connectTimeoutMs: 2000,
+        commandTimeoutMs: 5000,
+      },
+    },
+  });
+  cleanups.push(() => pl.cleanup());
+  const load = new LoadGenerator({ port: () => pl.port(), concurrency: 4, maxMessages: LONG ? 20_000 : 3000 });
+  const kinds = new Map<string, number>();
+  let startCrashes = 0;
+
+  /** Starts the server; a crash point may fire while it starts (deliveries begin before listening). */
+  const startRobust = async (): Promise<void> => {
+    for (let i = 0; i < 20; i++) {
+      try {
+        await pl.start();
+        return;
+      } catch (err) {
+        if (pl.running()) throw err;
+        startCrashes++;
+        await pl.kill();
+      }
+    }
+    throw new Error('postline did not come up in 20 starts');
+  };
+
+  await pl.writeConfig();
+  let kills = 0;
+  load.start();
+  for (let k = 0; k < KILLS; k++) {
+    const mode = MODES[k % MODES.length]!;
+    pl.env = mode === 'random' ? {} : { POSTLINE_CRASHPOINT: mode };
+    const before = pl.output.length;
+    await startRobust();
+    const budget = mode === 'random' ? randInt(200, 1500) : 6000;
+    const t0 = Date.now();
+    while (pl.running() && Date.now() - t0 < budget) await sleep(20);
+    const fired = /crash point (\S+) fired/.exec(pl.output.slice(before));
+    const kind = fired ? fired[1]! : 'sigkill';
+    kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+    await pl.kill();
+    kills++;
+  }
+  await load.stop();
+  pl.env = {};
+  await startRobust();
+
+  const done = () => {
+    const delivered = countByNumber([sink], /<?m(\d+)@sink\.test/);
+    const dsns = countByNumber([home], /<?s(\d+)@origin\.test/);
+    return missing(load.answered, delivered, dsns, isBounce).length === 0 ? { delivered, dsns } : undefined;
+  };
+  let final: { delivered: Map<number, number>; dsns: Map<number, number> } | undefined;
+  try {
+    final = await waitFor('every answered message at the sink', done, LONG ? 180_000 : 45_000, 250);
+  } catch { /* reported below */ }
+  const delivered = final?.delivered ?? countByNumber([sink], /<?m(\d+)@sink\.test/);
+  const dsns = final?.dsns ?? countByNumber([home], /<?s(\d+)@origin\.test/);
+  const f = figures(load.answered, delivered, dsns, isBounce);
+  const unansweredDelivered = [...delivered.keys()].filter((n) => !load.answered.has(n)).length;
+  report('crash', {
+    ...f, kills, startCrashes, sent: load.sent, cut: load.cut.size, refused: load.refused.size, unansweredDelivered,
+    killsBy: [...kinds].map(([k, v]) => `${k}:${v}`).join('|'),
+  });
+  const lost = missing(load.answered, delivered, dsns, isBounce);
+  assert.deepEqual(lost.slice(0, 20), [], `answered 250 but lost: ${lost.length}`);
+  assert.ok(kills >= KILLS);
+  assert.ok(f.answered > 0 && f.bounced > 0, 'the load reached the server and some mail bounced');
+  // Only in-flight messages may repeat: at most a few per kill (4 clients, delivery concurrency).
+  assert.ok(f.duplicated <= (kills + startCrashes) * 20, `too many duplicates: ${f.duplicated}`);
+  await pl.stop();
+});
