@@ -17,6 +17,7 @@ import { EventBus } from './events/bus.js';
 import { attachLogSink } from './events/log-sink.js';
 import type { QueueStore } from './spool/types.js';
 import { SqliteQueueStore } from './spool/sqlite/store.js';
+import { withFaults } from './spool/fault-store.js';
 import { Cleanup } from './cleanup/cleanup.js';
 import { buildDsn } from './bounce/dsn.js';
 import { createResolver } from './dns/resolver.js';
@@ -47,7 +48,7 @@ export async function openStore(config: PostlineConfig, logger?: Logger): Promis
   mkdirSync(config.dataDir, { recursive: true });
   const store = new SqliteQueueStore({ dataDir: config.dataDir, minFreeBytes: config.limits.minFreeBytes, logger: logger ?? createLogger({ level: 'warn', format: 'json' }, process.stderr) });
   await store.open();
-  return store;
+  return withFaults(store);
 }
 
 /**

@@ -32,6 +32,18 @@ export interface RoundContext {
   readonly events: EventBus;
   readonly logger: Logger;
   readonly random: () => number;
+  /**
+   * Outcome writes that failed (disk full, I/O error), by queue ID, in order. While a message has
+   * any, it is not delivered again: the scheduler retries these writes first, so a full disk does
+   * not turn every retry into a duplicate delivery (only a crash before the write can).
+   */
+  readonly unrecorded: Map<string, UnrecordedWrite[]>;
+}
+
+/** One failed `updateRecipients` call, kept to be written again. */
+export interface UnrecordedWrite {
+  readonly updates: readonly RecipientUpdate[];
+  readonly next: { attempts: number; nextAttemptAt: number; lastError?: string };
 }
 
 /** Per-round controls: abort in-flight requests (stop/delete), and whether the message was deleted. */
@@ -202,7 +214,10 @@ async function applyGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, resul
   try {
     await ctx.store.updateRecipients(msg.id, updates, next);
   } catch (err) {
-    ctx.logger.error({ err, queueId: msg.id, nextHop: g.key }, 'cannot record delivery results; the recipients stay pending');
+    ctx.logger.error({ err, queueId: msg.id, nextHop: g.key }, 'cannot record delivery results; kept in memory and written again before any new attempt');
+    const list = ctx.unrecorded.get(msg.id) ?? [];
+    list.push({ updates, next });
+    ctx.unrecorded.set(msg.id, list);
     return;
   }
   msg.attempts = next.attempts;
@@ -241,6 +256,25 @@ function collectReport(rcpt: QueuedRecipient, r: RecipientResult, c: Classified,
   } else if ((c.status === 'delivered' || c.status === 'relayed') && notifyWants(rcpt.notify, 'success')) {
     out.successes.push({ ...base, action: c.status, status: c.dsn });
   }
+}
+
+/**
+ * Writes the outcome writes that failed earlier for `id`, oldest first.
+ * @returns true when none are left (all written now, or there were none). Never throws.
+ */
+export async function writeUnrecorded(ctx: Pick<RoundContext, 'store' | 'logger' | 'unrecorded'>, id: string): Promise<boolean> {
+  const list = ctx.unrecorded.get(id);
+  while (list && list.length > 0) {
+    try {
+      await ctx.store.updateRecipients(id, list[0]!.updates, list[0]!.next);
+    } catch (err) {
+      ctx.logger.warn({ err, queueId: id }, 'still cannot record delivery results; not delivering again yet');
+      return false;
+    }
+    list.shift();
+  }
+  ctx.unrecorded.delete(id);
+  return true;
 }
 
 /** Moves `msg` aside and emits 'message.quarantined'. Never throws. */

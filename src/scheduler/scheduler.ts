@@ -19,7 +19,7 @@ import { heldError, messageDetail, NoSuchMessageError, type MessageDetail, type 
 import { Dispatcher } from './dispatcher.js';
 import { DueIndex } from './due-index.js';
 import { Notifier, type DsnPort, type ReportItem } from './notify.js';
-import { queueLifetimeMs, runRound, type RoundContext, type RoundResult } from './round.js';
+import { queueLifetimeMs, runRound, writeUnrecorded, type RoundContext, type RoundResult } from './round.js';
 
 export interface SchedulerOptions {
   readonly store: QueueStore;
@@ -72,7 +72,7 @@ export class Scheduler implements QueueAdmin {
     this.notifier = new Notifier({ store: o.store, dsn: o.dsn, config: o.config, events: o.events, logger: o.logger, clock: o.clock });
     this.ctx = {
       store: o.store, agent: o.agent, route: o.route, dispatcher: this.dispatcher, clock: o.clock,
-      config: o.config, events: o.events, logger: o.logger, random: o.random ?? Math.random,
+      config: o.config, events: o.events, logger: o.logger, random: o.random ?? Math.random, unrecorded: new Map(),
     };
   }
 
@@ -169,6 +169,8 @@ export class Scheduler implements QueueAdmin {
 
   private async process(id: string, entry: ActiveRound): Promise<void> {
     let msg: QueuedMessage | undefined;
+    const later = (): void => { if (!this.stopping) this.index.set(id, this.o.clock.now() + this.o.config.delivery.retry.initialMs); };
+    if (!(await writeUnrecorded(this.ctx, id))) return later();
     try {
       msg = await this.o.store.get(id);
     } catch (err) {
@@ -186,6 +188,7 @@ export class Scheduler implements QueueAdmin {
       await this.notifier.sendOwed(msg);
     }
     if (entry.deleted) return;
+    if (this.ctx.unrecorded.has(id)) return later();
     if (!needsWork(msg)) return this.removeDone(msg);
     if (entry.held || this.stopping) return;
     const retryDsnAt = this.o.clock.now() + this.o.config.delivery.retry.initialMs;
@@ -309,6 +312,7 @@ export class Scheduler implements QueueAdmin {
       await a.done;
     }
     this.index.delete(id);
+    this.ctx.unrecorded.delete(id);
     await this.o.store.remove(id);
     this.o.events.emit({ type: 'message.removed', at: this.o.clock.now(), queueId: id, reason: 'deleted' });
   }

@@ -33,6 +33,8 @@ export class PostlineProcess {
   private config: Record<string, unknown> = {};
   /** Extra environment for the next start() (e.g. POSTLINE_CRASHPOINT), merged over opts.env. */
   env: Record<string, string> = {};
+  /** Top-level config keys merged over opts.config by the next writeConfig() (e.g. new limits before a restart or SIGHUP). */
+  configOverride: Record<string, unknown> = {};
 
   constructor(private readonly opts: PostlineOptions = {}, dir?: string) {
     this.dir = dir ?? mkdtempSync(join(tmpdir(), 'postline-e2e-'));
@@ -52,6 +54,7 @@ export class PostlineProcess {
       log: { level: 'info', format: 'json' },
       limits: { minFreeBytes: 0 },
       ...this.opts.config,
+      ...this.configOverride,
       listeners: ls.map((l) => ({ address: '127.0.0.1', port: this.ports.get(l.name), ...l })),
     };
     writeFileSync(this.configFile, stringify(this.config));

@@ -24,6 +24,15 @@ export function plan(n: number): Planned {
   return { from, to, data };
 }
 
+/** The reply code that decided a pipelined transaction: the first of MAIL, RCPT, DATA that failed, else the final one. */
+export function decidingCode(r: { mail: { code: number }; rcpts: { code: number }[]; data?: { code: number }; final?: { code: number } }): number {
+  if (r.mail.code !== 250) return r.mail.code;
+  const bad = r.rcpts.find((x) => x.code >= 300);
+  if (bad) return bad.code;
+  if (r.data && r.data.code !== 354) return r.data.code;
+  return r.final?.code ?? 0;
+}
+
 export interface LoadOptions {
   /** Port to submit to (read at each connection: it may change across restarts). */
   readonly port: () => number;
@@ -80,7 +89,7 @@ export class LoadGenerator {
           const p = make(n);
           try {
             const r = await c.send(p.from, [p.to], p.data, '', timeout);
-            const code = r.final?.code ?? r.data?.code ?? r.rcpts[0]?.code ?? r.mail.code;
+            const code = decidingCode(r);
             if (code === 250) this.answered.add(n);
             else this.refused.set(n, code);
             if (!r.final) { await c.cmd('RSET', timeout).catch(() => undefined); }

@@ -2,6 +2,8 @@
  * Owed DSNs survive a crash (issue 3): the final outcome and the "DSN owed" mark are written in one
  * commit and the mark is cleared only after the DSN is queued, so a crash or a failed DSN commit
  * in between repeats the DSN later instead of losing it. Unit level: memory store and the SQLite store.
+ * Also: an outcome that cannot be written (disk full) is kept and written again before any new
+ * attempt, so a full disk does not turn retries into duplicate deliveries.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +11,7 @@ import { silentLogger } from '../../../src/core/log.js';
 import { newQueueId } from '../../../src/core/queue-id.js';
 import { SqliteQueueStore } from '../../../src/spool/sqlite/store.js';
 import { newMessage, tempDir, writeBody } from '../spool/helpers.js';
-import { all, BODY, harness, ofType, permfail } from './harness.js';
+import { all, BODY, harness, ofType, ok, permfail } from './harness.js';
 
 const FROM = 'sender@example.com';
 
@@ -83,4 +85,25 @@ test('SQLite store: dsnOwed is stored with the outcome, kept by loadAll, and cle
   } finally {
     await cleanup();
   }
+});
+
+test('an outcome that cannot be written is written again before any new attempt (no duplicate delivery)', async () => {
+  const h = harness({ script: all(ok) });
+  const m = await h.put({ mailFrom: FROM, recipients: [{ address: 'a@example.org' }] }, BODY);
+  const real = h.store.updateRecipients.bind(h.store);
+  let failing = true;
+  h.store.updateRecipients = async (...a) => { if (failing) throw new Error('SQLITE_FULL'); return real(...a); };
+  await h.scheduler.start();
+  await h.scheduler.runDueOnce();
+  assert.equal(h.agent.calls.length, 1);
+  assert.ok(await h.store.get(m.id), 'kept while its outcome is not written');
+  h.clock.advance(h.config.delivery.retry.initialMs + 1);
+  await h.scheduler.runDueOnce();
+  assert.equal(h.agent.calls.length, 1, 'not delivered again while the write fails');
+  failing = false;
+  h.clock.advance(h.config.delivery.retry.initialMs + 1);
+  await h.scheduler.runDueOnce();
+  assert.equal(h.agent.calls.length, 1, 'still delivered only once');
+  assert.equal(await h.store.get(m.id), undefined, 'removed once the outcome is written');
+  await h.scheduler.stop(0);
 });
