@@ -11,6 +11,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PostlineConfig } from './config/schema.js';
 import { loadConfig } from './config/load.js';
+import { applyLiveConfig, type LiveReloadResult } from './config/live.js';
+import { R } from './core/reply.js';
 import { createLogger, type Logger } from './core/log.js';
 import { systemClock, type Clock } from './core/clock.js';
 import { EventBus } from './events/bus.js';
@@ -29,6 +31,7 @@ import { SmtpServer } from './smtpd/server.js';
 import { loadOrCreateTls } from './smtpd/tls.js';
 import { RelayPolicy } from './policy/smtp-policy.js';
 import { UserStore } from './policy/users.js';
+import { lockDataDir } from './spool/data-dir-lock.js';
 
 export interface RunningPostline {
   readonly config: PostlineConfig;
@@ -39,16 +42,40 @@ export interface RunningPostline {
   readonly listeners: ReadonlyMap<string, { address: string; port: number }>;
   /** Re-reads TLS certificate and key (SIGHUP). */
   reloadTls(): void;
+  /**
+   * Takes over the live keys of a freshly loaded configuration (src/config/live.ts), rebuilds the
+   * relay policy and reloads the TLS material. Established sessions are kept. @throws when the new TLS material cannot be loaded.
+   */
+  reload(fresh: PostlineConfig): LiveReloadResult;
   /** Graceful stop: stop accepting, finish or abandon in-flight work within graceMs, close the store. */
   stop(graceMs?: number): Promise<void>;
 }
 
-/** Opens the queue store of a configuration (used by `postline queue` when no server runs). */
+/**
+ * Opens the queue store of a configuration (the server, and `postline queue` when no server runs).
+ * Takes the data directory lock first, so the store's crash recovery never touches the spool of a
+ * running server; `close()` releases it.
+ * @throws PostlineError ERR_DATA_DIR_LOCKED when another Postline runs on the data directory.
+ */
 export async function openStore(config: PostlineConfig, logger?: Logger): Promise<QueueStore> {
   mkdirSync(config.dataDir, { recursive: true });
-  const store = new SqliteQueueStore({ dataDir: config.dataDir, minFreeBytes: config.limits.minFreeBytes, logger: logger ?? createLogger({ level: 'warn', format: 'json' }, process.stderr) });
-  await store.open();
-  return withFaults(store);
+  const lock = lockDataDir(config.dataDir);
+  const store = new SqliteQueueStore({ dataDir: config.dataDir, minFreeBytes: () => config.limits.minFreeBytes, logger: logger ?? createLogger({ level: 'warn', format: 'json' }, process.stderr) });
+  try {
+    await store.open();
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+  const close = store.close.bind(store);
+  store.close = async () => {
+    try {
+      await close();
+    } finally {
+      lock.release();
+    }
+  };
+  return store;
 }
 
 /**
@@ -92,7 +119,15 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   });
 
   let tlsMaterial = loadOrCreateTls(config, logger);
-  const policy = new RelayPolicy({ config, users: new UserStore(config.dataDir), freeBytes: () => store.freeBytes() });
+  // Backpressure: above limits.queueHighWater messages the reply to MAIL waits; at twice it, 452 4.3.1.
+  const inFlow = (): number | typeof R.insufficientStorage => {
+    const { queueHighWater, inFlowDelayMs } = config.limits;
+    if (queueHighWater <= 0) return 0;
+    const size = scheduler.queueSize();
+    if (size >= 2 * queueHighWater) return R.insufficientStorage;
+    return size > queueHighWater ? inFlowDelayMs : 0;
+  };
+  const policy = new RelayPolicy({ config, users: new UserStore(config.dataDir), freeBytes: () => store.freeBytes(), inFlow });
   const servers = config.listeners.map(
     (listener) => new SmtpServer({ config, listener, sink: cleanup, policy, logger, tls: () => tlsMaterial }),
   );
@@ -130,11 +165,24 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
       tlsMaterial = loadOrCreateTls(config, logger);
       logger.info('TLS certificate reloaded');
     },
+    reload: (fresh) => {
+      const res = applyLiveConfig(config, fresh);
+      policy.reload();
+      tlsMaterial = loadOrCreateTls(config, logger);
+      logger.info({ applied: res.applied }, 'configuration reloaded');
+      if (res.needRestart.length) logger.warn({ keys: res.needRestart }, 'changed keys need a restart; kept the running values');
+      return res;
+    },
     stop,
   };
 }
 
-/** `postline serve`: loads the configuration, starts, and handles SIGTERM/SIGINT (stop) and SIGHUP (reload TLS). */
+/**
+ * `postline serve`: loads the configuration, starts, and handles SIGTERM/SIGINT (graceful stop:
+ * listeners close, in-flight work gets 10 s, exit within 30 s at most) and SIGHUP (reload the
+ * configuration's live keys, see src/config/live.ts, and the TLS certificate; a configuration that
+ * fails validation is logged and the running one kept).
+ */
 export async function runServer(configFile?: string): Promise<void> {
   const config = loadConfig(configFile);
   const logger = createLogger(config.log);
@@ -155,6 +203,10 @@ export async function runServer(configFile?: string): Promise<void> {
   process.on('SIGTERM', () => onStop('SIGTERM'));
   process.on('SIGINT', () => onStop('SIGINT'));
   process.on('SIGHUP', () => {
-    try { running.reloadTls(); } catch (err) { logger.error({ err }, 'TLS reload failed'); }
+    try {
+      running.reload(loadConfig(configFile));
+    } catch (err) {
+      logger.error({ err }, 'configuration reload failed; keeping the running configuration');
+    }
   });
 }

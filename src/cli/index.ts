@@ -38,7 +38,9 @@ registerQueueCommands(program, { loadConfig, openStore });
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  const e = err as Error;
+  const e = err as NodeJS.ErrnoException;
   console.error(`postline: ${e.message}`);
+  if (e.code === 'EADDRINUSE') console.error('postline: another program uses that port: stop it, or set other ports under `listeners` in a configuration file (--config)');
+  if (e.code === 'EACCES' && /listen/.test(e.message)) console.error('postline: ports below 1024 need root or CAP_NET_BIND_SERVICE');
   process.exit(err instanceof ConfigError ? 2 : 1);
 }

@@ -58,7 +58,9 @@ export async function runQueueRequest(deps: QueueCommandDeps, configFile: string
   try {
     const res = await executeRequest(new StoreQueueAdmin(store, systemClock), req);
     if (!res.ok) throw new QueueCommandError(idPrefix(req) + res.error, res.code);
-    return JSON.parse(JSON.stringify(res.result ?? null)) as unknown;
+    const result = JSON.parse(JSON.stringify(res.result ?? null)) as unknown;
+    // Tell the caller nothing was delivered now: the store was changed with no server running.
+    return req.op === 'flush' && result && typeof result === 'object' ? { ...result, offline: true } : result;
   } finally {
     await store.close();
   }
@@ -145,8 +147,8 @@ export function registerQueueCommands(program: Command, deps: QueueCommandDeps):
   queue.command('flush [id]').description('try deferred mail now (all, or one message)')
     .option('-c, --config <file>', 'configuration file')
     .action(async (id: string | undefined, o: Opts) => {
-      const r = (await run(o, id === undefined ? { op: 'flush' } : { op: 'flush', id: queueIdArg(id) })) as { flushed: number };
-      write(`flushed ${r.flushed} message${r.flushed === 1 ? '' : 's'}\n`);
+      const r = (await run(o, id === undefined ? { op: 'flush' } : { op: 'flush', id: queueIdArg(id) })) as { flushed: number; offline?: boolean };
+      write(`flushed ${r.flushed} message${r.flushed === 1 ? '' : 's'}${r.offline ? ' (no server is running: they will be tried when `postline serve` starts)' : ''}\n`);
     });
   for (const [op, done, what] of [['delete', 'deleted', 'delete a message (no bounce is sent)'], ['hold', 'held', 'hold a message (no delivery until released)'], ['release', 'released', 'release a held message']] as const) {
     queue.command(`${op} <id>`).description(what).option('-c, --config <file>', 'configuration file')

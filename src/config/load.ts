@@ -62,7 +62,8 @@ export function validateConfig(raw: unknown, baseDir: string = process.cwd(), en
   if (!r.success) {
     const lines = r.error.issues.map((i) => {
       const key = i.path.length ? i.path.join('.') : '(top level)';
-      return `${key}: ${i.message}`;
+      const fromEnv = Object.entries(ENV_OVERRIDES).find(([name, k]) => env[name] !== undefined && key.startsWith(k.split(' ')[0]!));
+      return `${key}: ${i.message}${fromEnv ? ` (set by the environment variable ${fromEnv[0]})` : ''}`;
     });
     const first = r.error.issues[0];
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`, first?.path.join('.'));

@@ -17,7 +17,7 @@ export function createLogger(opts: LogOptions, destination: NodeJS.WritableStrea
   if (pretty) {
     return pino(
       { level: opts.level, base: undefined },
-      pino.transport({ target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:standard', ignore: 'pid,hostname' } }),
+      pino.transport({ target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:standard', ignore: 'pid,hostname', singleLine: true } }),
     );
   }
   return pino({ level: opts.level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, destination as never);

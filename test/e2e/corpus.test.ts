@@ -19,7 +19,7 @@ import { corpusAvailable, loadCorpus, CORPUS_DIR, type CorpusMessage } from '../
 import { startCapturePeer, type CapturePeer } from '../helpers/capture-peer.js';
 
 const available = corpusAvailable();
-if (!available) console.log(`# corpus not found at ${CORPUS_DIR} (set POSTLINE_CORPUS): corpus end-to-end test skipped`);
+if (!available) console.log(`corpus not found at ${CORPUS_DIR} (set POSTLINE_CORPUS): corpus end-to-end test skipped`);
 
 let sink: SmtpSink;
 let utf8Peer: CapturePeer;
@@ -131,7 +131,7 @@ test('every corpus message is relayed byte-identical apart from our Received hea
   }
   assert.deepEqual(mismatched, [], 'every message arrives identical apart from the Received header');
   assert.equal(sink.messages().length, wantSink, 'no duplicates at the sink');
-  console.log(`# corpus e2e: ${jobs.length} messages, ${bytes} bytes, accepted in ${(acceptedMs / 1000).toFixed(1)} s, all delivered in ${(totalMs / 1000).toFixed(1)} s (${wantSink} via smtp-sink, ${wantUtf8} via the SMTPUTF8 peer)`);
+  console.log(`corpus e2e: ${jobs.length} messages, ${bytes} bytes, accepted in ${(acceptedMs / 1000).toFixed(1)} s, all delivered in ${(totalMs / 1000).toFixed(1)} s (${wantSink} via smtp-sink, ${wantUtf8} via the SMTPUTF8 peer)`);
 });
 
 test('a message that needs SMTPUTF8 bounces with 5.6.7 at a next hop without SMTPUTF8', { skip: !available && 'corpus absent' }, async () => {

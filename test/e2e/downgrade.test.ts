@@ -11,7 +11,7 @@ import { waitFor } from '../helpers/net.js';
 import { corpusAvailable, loadCorpus, CORPUS_DIR } from '../helpers/corpus.js';
 
 const available = corpusAvailable();
-if (!available) console.log(`# corpus not found at ${CORPUS_DIR}: downgrade test skipped`);
+if (!available) console.log(`corpus not found at ${CORPUS_DIR}: downgrade test skipped`);
 const cleanups: Array<() => Promise<void>> = [];
 after(async () => { for (const c of cleanups.reverse()) await c().catch(() => {}); });
 
