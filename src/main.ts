@@ -75,7 +75,7 @@ export async function openStore(config: PostlineConfig, logger?: Logger): Promis
       lock.release();
     }
   };
-  return store;
+  return withFaults(store);
 }
 
 /**

@@ -140,6 +140,13 @@ export const configSchema = z.object({
     maxReceivedHeaders: z.number().int().positive().default(100),
     /** Free bytes the data directory keeps; below it new mail gets 452 4.3.1 (Postfix queue_minfree). */
     minFreeBytes: z.number().int().min(0).default(100 * MiB),
+    /**
+     * Backpressure (like Postfix in_flow_delay): with more messages than this in the queue, the
+     * reply to MAIL waits inFlowDelayMs; at twice this, MAIL gets 452 4.3.1. 0 = off.
+     */
+    queueHighWater: z.number().int().min(0).default(100_000),
+    /** How long the reply to MAIL waits while the queue is above queueHighWater, ms. */
+    inFlowDelayMs: z.number().int().min(0).max(60_000).default(1000),
   }).strict().prefault({}),
   timeouts: z.object({
     /** Wait for the next command (RFC 5321 4.5.3.2.7: 5 minutes). */

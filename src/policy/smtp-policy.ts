@@ -34,6 +34,11 @@ export interface PolicyDeps {
   readonly freeBytes: () => Promise<number>;
   /** Extra hook: e.g. backpressure from the queue size (later issue). */
   readonly acceptHook?: () => SmtpReply | undefined;
+  /**
+   * Backpressure (like Postfix in_flow_delay): ms to wait before answering MAIL, or a reply to
+   * refuse it with (452 4.3.1 when the queue is far past its high-water mark). Absent: no delay.
+   */
+  readonly inFlow?: () => number | SmtpReply;
 }
 
 /** The postmaster address mail to "postmaster" goes to (relay.postmaster, default postmaster@hostname). */
@@ -42,13 +47,19 @@ export function postmasterAddress(config: PostlineConfig): string {
 }
 
 export class RelayPolicy implements SmtpPolicy {
-  private readonly trusted: NetworkList;
+  private trusted!: NetworkList;
   private readonly locals = new Map<string, LocalDomain>();
   private free = { at: 0, bytes: Infinity };
 
   constructor(private readonly deps: PolicyDeps) {
-    const { config } = deps;
+    this.reload();
+  }
+
+  /** Rebuilds the trusted networks and local domains from `config.relay` (after a SIGHUP reload). */
+  reload(): void {
+    const { config } = this.deps;
     this.trusted = new NetworkList(config.relay.trustedNetworks);
+    this.locals.clear();
     for (const d of config.relay.localDomains) {
       const name = canonicalDomain(typeof d === 'string' ? d : d.domain);
       const list = typeof d === 'string' ? undefined : d.recipients;
@@ -69,6 +80,9 @@ export class RelayPolicy implements SmtpPolicy {
   async checkMailFrom(s: SessionInfo, mailFrom: string): Promise<SmtpReply | undefined> {
     const hook = this.deps.acceptHook?.();
     if (hook) return hook;
+    const flow = this.deps.inFlow?.();
+    if (typeof flow === 'object') return flow;
+    if (flow && flow > 0) await new Promise((r) => setTimeout(r, flow));
     if ((await this.freeBytesCached()) < this.deps.config.limits.minFreeBytes) return R.insufficientStorage;
     if (s.authUser !== undefined && mailFrom !== '' && !this.senderAllowed(s.authUser, mailFrom)) return R.senderNotOwned;
     return undefined;

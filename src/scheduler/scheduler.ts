@@ -132,6 +132,11 @@ export class Scheduler implements QueueAdmin {
     }
   }
 
+  /** Messages waiting or in delivery (held ones not counted): the backpressure measure. */
+  queueSize(): number {
+    return this.index.size + this.active.size;
+  }
+
   /** Counts for metrics and tests. */
   stats(): { scheduled: number; activeMessages: number; activeRequests: number; waitingRequests: number } {
     return { scheduled: this.index.size, activeMessages: this.active.size, activeRequests: this.dispatcher.active(), waitingRequests: this.dispatcher.waitingCount() };

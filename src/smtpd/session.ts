@@ -231,13 +231,18 @@ export class Session implements SessionContext {
     });
   }
 
+  /**
+   * Reads one command line. timeouts.commandMs bounds the whole line, not each read, so a client
+   * sending one byte a second (slowloris) cannot hold its slot for longer than that.
+   */
   async readLine(maxOctets: number): Promise<LineResult | undefined> {
+    const deadline = Date.now() + this.config.timeouts.commandMs;
     for (;;) {
       if (this.closed) return undefined;
       const line = this.input.readLine(maxOctets);
       if (line) return line;
       if (this.eof) return undefined;
-      await this.waitForInput(this.config.timeouts.commandMs);
+      await this.waitForInput(Math.max(1, deadline - Date.now()));
     }
   }
 

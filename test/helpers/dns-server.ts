@@ -33,8 +33,8 @@ export interface DnsServerHandle {
 
 const TYPE_NAMES: Record<number, string> = { 1: 'A', 15: 'MX', 28: 'AAAA' };
 
-/** Starts the server on 127.0.0.1 with an ephemeral port. Names are matched case-insensitively. */
-export async function startDnsServer(zones: Zones): Promise<DnsServerHandle> {
+/** Starts the server on 127.0.0.1 with an ephemeral port (or `port`). Names are matched case-insensitively. */
+export async function startDnsServer(zones: Zones, port = 0): Promise<DnsServerHandle> {
   const table = new Map(Object.entries(zones).map(([k, v]) => [k.toLowerCase().replace(/\.$/, ''), v]));
   const queries: string[] = [];
   const server = dns2.createUDPServer((request, send) => {
@@ -52,11 +52,11 @@ export async function startDnsServer(zones: Zones): Promise<DnsServerHandle> {
     void send(response);
   });
   server.on('requestError', () => { /* malformed packets are ignored in tests */ });
-  await server.listen(0, '127.0.0.1');
-  const port = server.address().port;
+  await server.listen(port, '127.0.0.1');
+  const bound = server.address().port;
   return {
-    port,
-    server: `127.0.0.1:${port}`,
+    port: bound,
+    server: `127.0.0.1:${bound}`,
     queries,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

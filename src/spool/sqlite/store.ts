@@ -33,8 +33,8 @@ import { prepareStatements, type Statements } from './statements.js';
 export interface SqliteQueueStoreOptions {
   /** Directory that holds queue.db, spool/ and quarantine/ (created when missing). */
   readonly dataDir: string;
-  /** Free-space reserve, bytes: createBody refuses (452 4.3.1) below it (Postfix queue_minfree). */
-  readonly minFreeBytes: number;
+  /** Free-space reserve, bytes: createBody refuses (452 4.3.1) below it (Postfix queue_minfree). A function is read at each check (live reload). */
+  readonly minFreeBytes: number | (() => number);
   readonly logger: Logger;
   readonly clock?: Clock;
   /** Extra wait before a group commit is flushed, ms (0..2 sensible; 0 = next setImmediate tick). Default 0. */
@@ -80,7 +80,8 @@ export class SqliteQueueStore implements QueueStore {
   /** @throws ConfigError-like PostlineError when an option is invalid. */
   constructor(private readonly opts: SqliteQueueStoreOptions) {
     if (!opts.dataDir) throw new PostlineError('ERR_STORE_OPTIONS', 'dataDir is required', { temporary: false });
-    if (!Number.isFinite(opts.minFreeBytes) || opts.minFreeBytes < 0) {
+    const reserve = typeof opts.minFreeBytes === 'function' ? opts.minFreeBytes() : opts.minFreeBytes;
+    if (!Number.isFinite(reserve) || reserve < 0) {
       throw new PostlineError('ERR_STORE_OPTIONS', 'minFreeBytes must be >= 0', { temporary: false });
     }
     const windowMs = opts.groupCommitWindowMs ?? 0;
@@ -146,8 +147,9 @@ export class SqliteQueueStore implements QueueStore {
     this.q();
     if (!isQueueId(id)) throw new StoreError(`invalid queue ID ${JSON.stringify(id)}`);
     const free = await this.cachedFreeBytes();
-    if (free < this.opts.minFreeBytes) {
-      this.logger.warn({ queueId: id, freeBytes: free, minFreeBytes: this.opts.minFreeBytes }, 'queue below free-space reserve');
+    const minFreeBytes = typeof this.opts.minFreeBytes === 'function' ? this.opts.minFreeBytes() : this.opts.minFreeBytes;
+    if (free < minFreeBytes) {
+      this.logger.warn({ queueId: id, freeBytes: free, minFreeBytes }, 'queue below free-space reserve');
       throw new StoreError('insufficient free space in the queue', { full: true });
     }
     try {

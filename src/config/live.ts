@@ -1,0 +1,69 @@
+/**
+ * Live configuration reload (SIGHUP): which keys a running Postline takes over from a freshly
+ * loaded configuration, and which need a restart.
+ *
+ * The running parts share one PostlineConfig object and read these keys at each use (a new SMTP
+ * command, a new delivery attempt, a new TLS session), so the reload updates that object in place:
+ * established SMTP sessions and deliveries in flight carry on; what they do next follows the new
+ * values.
+ *
+ * Live: `limits.*`, `timeouts.*`, `relay.*`, `tls.cert` / `tls.key` (new TLS sessions), and
+ * `delivery.` relayhost, routes, mxPort, tls, heloName, retry, maxQueueLifetimeMs,
+ * bounceQueueLifetimeMs, delayWarningMs, doubleBounce, connectTimeoutMs, commandTimeoutMs,
+ * dataDoneTimeoutMs, transactionTimeoutMs, recipientsPerTransaction.
+ * Restart needed (a changed value is logged and ignored): hostname, dataDir, listeners, log, and
+ * every other `delivery.` key (dns, sourceAddress, connection caps, pool settings, scanIntervalMs).
+ */
+import { isDeepStrictEqual } from 'node:util';
+import type { PostlineConfig } from './schema.js';
+
+/** `delivery.` keys taken over live. */
+export const LIVE_DELIVERY_KEYS = [
+  'relayhost', 'routes', 'mxPort', 'tls', 'heloName', 'retry', 'maxQueueLifetimeMs', 'bounceQueueLifetimeMs',
+  'delayWarningMs', 'doubleBounce', 'connectTimeoutMs', 'commandTimeoutMs', 'dataDoneTimeoutMs',
+  'transactionTimeoutMs', 'recipientsPerTransaction',
+] as const satisfies readonly (keyof PostlineConfig['delivery'])[];
+
+/** Top-level sections taken over whole. */
+const LIVE_SECTIONS = ['limits', 'timeouts', 'relay', 'tls'] as const;
+
+/** What a reload did: keys applied, and keys that changed but need a restart (dotted paths). */
+export interface LiveReloadResult {
+  readonly applied: string[];
+  readonly needRestart: string[];
+}
+
+/**
+ * Copies the live keys of `fresh` into `running` (in place) and lists changed keys that need a
+ * restart. `fresh` must be a validated configuration (loadConfig). Never throws.
+ */
+export function applyLiveConfig(running: PostlineConfig, fresh: PostlineConfig): LiveReloadResult {
+  const applied: string[] = [];
+  const needRestart: string[] = [];
+  const target = running as unknown as Record<string, Record<string, unknown>>;
+  const source = fresh as unknown as Record<string, Record<string, unknown>>;
+  for (const section of LIVE_SECTIONS) {
+    const dst = target[section]!;
+    const src = source[section]!;
+    for (const k of new Set([...Object.keys(dst), ...Object.keys(src)])) {
+      if (isDeepStrictEqual(dst[k], src[k])) continue;
+      if (src[k] === undefined) delete dst[k];
+      else dst[k] = src[k];
+      applied.push(`${section}.${k}`);
+    }
+  }
+  const d = target.delivery!;
+  const fd = source.delivery!;
+  const live = new Set<string>(LIVE_DELIVERY_KEYS);
+  for (const k of new Set([...Object.keys(d), ...Object.keys(fd)])) {
+    if (isDeepStrictEqual(d[k], fd[k])) continue;
+    if (!live.has(k)) { needRestart.push(`delivery.${k}`); continue; }
+    if (fd[k] === undefined) delete d[k];
+    else d[k] = fd[k];
+    applied.push(`delivery.${k}`);
+  }
+  for (const k of ['hostname', 'dataDir', 'listeners', 'log'] as const) {
+    if (!isDeepStrictEqual(running[k], fresh[k])) needRestart.push(k);
+  }
+  return { applied, needRestart };
+}
