@@ -2,7 +2,7 @@
  * A hostile next hop for the fault suite: a tiny SMTP receiver on loopback whose behaviour can be
  * switched at any time. Modes: 'ok' (a plain receiver), 'blackhole' (accepts TCP, never writes),
  * 'slow-read' (after DATA reads one byte a second), 'drop-after-data' (reads the whole message,
- * then closes without a reply), 'malformed' (answers EHLO with lines that are not SMTP replies).
+ * then closes without a reply, the first time it sees that message; later copies get 250), 'malformed' (answers EHLO with lines that are not SMTP replies).
  * Counts connections, and every complete message it read by the `m<N>@` number of its recipient
  * (whether or not it answered 250), so duplicates show.
  */
@@ -69,7 +69,7 @@ export class HostilePeer {
           buf = buf.slice(end + 5);
           inData = false;
           if (rcpt >= 0) this.received.set(rcpt, (this.received.get(rcpt) ?? 0) + 1);
-          if (mode === 'drop-after-data') { s.destroy(); return; }
+          if (mode === 'drop-after-data' && this.received.get(rcpt) === 1) { s.destroy(); return; }
           if (rcpt >= 0) this.accepted.set(rcpt, (this.accepted.get(rcpt) ?? 0) + 1);
           s.write('250 2.0.0 ok\r\n');
           continue;
