@@ -3,6 +3,7 @@
 //
 //   node bench/cpu-profile.mjs [--size 2048] [--sessions 50] [--count 4000] [--one] [--out DIR]
 //   node bench/cpu-profile.mjs --summarize FILE.cpuprofile
+//   node bench/cpu-profile.mjs --strace [...]   (syscall counts per message instead, strace -c -f)
 //
 // Writes bench/results/<date>-cpuprofile-<size>x<sessions>.md (top self-time functions, time by
 // file) and keeps the raw .cpuprofile in the temp dir only (it is large).
@@ -18,7 +19,7 @@ import { Sink } from './lib/sink.mjs';
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
 const argv = process.argv.slice(2);
-const opt = { size: 2048, sessions: 50, count: 4000, reuse: true, out: join(here, 'results'), summarize: null, top: 30 };
+const opt = { size: 2048, sessions: 50, count: 4000, reuse: true, out: join(here, 'results'), summarize: null, top: 30, strace: false };
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   if (a === '--size') opt.size = Number(argv[++i]);
@@ -28,6 +29,7 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === '--out') opt.out = resolve(argv[++i]);
   else if (a === '--summarize') opt.summarize = argv[++i];
   else if (a === '--top') opt.top = Number(argv[++i]);
+  else if (a === '--strace') opt.strace = true;
   else { console.error(`unknown argument ${a}`); process.exit(2); }
 }
 
@@ -88,7 +90,7 @@ const freePort = () => new Promise((res, rej) => {
 const profDir = join(tmp, 'prof');
 const sink = new Sink({ bin: '/usr/sbin/smtp-sink', port: await freePort(), name: 'postline' });
 const server = new PostlineServer({ root, dir: join(tmp, 'postline'), port: await freePort(), sinkPort: sink.port,
-  messageSizeLimit: 200 * 1024 * 1024, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir] });
+  messageSizeLimit: 200 * 1024 * 1024, nodeArgs: opt.strace ? [] : ['--cpu-prof', '--cpu-prof-dir', profDir] });
 process.on('exit', () => { server.stopSync(); sink.proc?.kill('SIGKILL'); rmSync(tmp, { recursive: true, force: true }); });
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
 try {
@@ -96,6 +98,12 @@ try {
   await server.start();
   const args = ['-s', String(opt.sessions), '-m', String(opt.count), '-l', String(opt.size), ...(opt.reuse ? ['-d'] : []),
     '-M', 'source.test', '-f', 'bench@source.test', '-t', 'rcpt@sink.test', `127.0.0.1:${server.port}`];
+  let tracer = null;
+  const traceFile = join(tmp, 'strace.txt');
+  if (opt.strace) {
+    tracer = spawn('strace', ['-f', '-c', '-o', traceFile, '-p', String(server.rootPid)], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 1000));
+  }
   const t0 = Date.now();
   const code = await new Promise((res) => {
     const p = spawn('/usr/sbin/smtp-source', args, { stdio: 'inherit' });
@@ -106,6 +114,26 @@ try {
   if (code !== 0) throw new Error(`smtp-source: ${code}`);
   if ((await sink.waitFor(opt.count, 180000)) === null) throw new Error('sink did not get every message');
   const tE2e = Date.now();
+  if (tracer) {
+    tracer.kill('SIGINT');
+    await new Promise((r) => { const t = setTimeout(r, 10000); tracer.once('exit', () => { clearTimeout(t); r(); }); });
+    const table = readFileSync(traceFile, 'utf8');
+    const lines = [`# Postline system calls per message (strace -c -f)`, '',
+      `Postline under \`smtp-source ${args.join(' ')}\`, ${opt.count} messages, accepted and relayed to smtp-sink; strace slows it, so only the counts matter.`, '',
+      '| syscall | calls | per message |', '|---|--:|--:|'];
+    for (const l of table.split('\n')) {
+      const m = /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$/.exec(l);
+      if (m && m[2] !== 'total') lines.push(`| ${m[2]} | ${m[1]} | ${(Number(m[1]) / opt.count).toFixed(2)} |`);
+    }
+    lines.push('', '```', table.trim(), '```', '');
+    await server.stop();
+    await sink.stop();
+    mkdirSync(opt.out, { recursive: true });
+    const out = join(opt.out, `${new Date().toISOString().slice(0, 10)}-strace-${opt.size}x${opt.sessions}${opt.reuse ? '' : '-one'}.md`);
+    writeFileSync(out, lines.join('\n'));
+    console.log(`wrote ${out}`);
+    process.exit(0);
+  }
   await server.stop(); // the profile is written at exit
   await sink.stop();
   const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
