@@ -119,13 +119,14 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   });
 
   let tlsMaterial = loadOrCreateTls(config, logger);
-  // Backpressure: above limits.queueHighWater messages the reply to MAIL waits; at twice it, 452 4.3.1.
-  const inFlow = (): number | typeof R.insufficientStorage => {
+  // Backpressure: above limits.queueHighWater messages the reply to MAIL waits inFlowDelayMs;
+  // at twice the mark it waits and then refuses with 452 4.3.1.
+  const inFlow = (): { delayMs: number; refuse?: typeof R.insufficientStorage } => {
     const { queueHighWater, inFlowDelayMs } = config.limits;
-    if (queueHighWater <= 0) return 0;
+    if (queueHighWater <= 0) return { delayMs: 0 };
     const size = scheduler.queueSize();
-    if (size >= 2 * queueHighWater) return R.insufficientStorage;
-    return size > queueHighWater ? inFlowDelayMs : 0;
+    if (size >= 2 * queueHighWater) return { delayMs: inFlowDelayMs, refuse: R.insufficientStorage };
+    return { delayMs: size > queueHighWater ? inFlowDelayMs : 0 };
   };
   const policy = new RelayPolicy({ config, users: new UserStore(config.dataDir), freeBytes: () => store.freeBytes(), inFlow });
   const servers = config.listeners.map(

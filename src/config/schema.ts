@@ -142,7 +142,7 @@ export const configSchema = z.object({
     minFreeBytes: z.number().int().min(0).default(100 * MiB),
     /**
      * Backpressure (like Postfix in_flow_delay): with more messages than this in the queue, the
-     * reply to MAIL waits inFlowDelayMs; at twice this, MAIL gets 452 4.3.1. 0 = off.
+     * reply to MAIL waits inFlowDelayMs; at twice this, it waits and then gets 452 4.3.1. 0 = off.
      */
     queueHighWater: z.number().int().min(0).default(100_000),
     /** How long the reply to MAIL waits while the queue is above queueHighWater, ms. */

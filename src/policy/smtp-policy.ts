@@ -35,10 +35,11 @@ export interface PolicyDeps {
   /** Extra hook: e.g. backpressure from the queue size (later issue). */
   readonly acceptHook?: () => SmtpReply | undefined;
   /**
-   * Backpressure (like Postfix in_flow_delay): ms to wait before answering MAIL, or a reply to
-   * refuse it with (452 4.3.1 when the queue is far past its high-water mark). Absent: no delay.
+   * Backpressure (like Postfix in_flow_delay): ms to wait before answering MAIL, and optionally a
+   * reply to refuse it with after the wait (452 4.3.1 when the queue is far past its high-water
+   * mark). Absent: no delay.
    */
-  readonly inFlow?: () => number | SmtpReply;
+  readonly inFlow?: () => { readonly delayMs: number; readonly refuse?: SmtpReply };
 }
 
 /** The postmaster address mail to "postmaster" goes to (relay.postmaster, default postmaster@hostname). */
@@ -81,8 +82,8 @@ export class RelayPolicy implements SmtpPolicy {
     const hook = this.deps.acceptHook?.();
     if (hook) return hook;
     const flow = this.deps.inFlow?.();
-    if (typeof flow === 'object') return flow;
-    if (flow && flow > 0) await new Promise((r) => setTimeout(r, flow));
+    if (flow && flow.delayMs > 0) await new Promise((r) => setTimeout(r, flow.delayMs));
+    if (flow?.refuse) return flow.refuse;
     if ((await this.freeBytesCached()) < this.deps.config.limits.minFreeBytes) return R.insufficientStorage;
     if (s.authUser !== undefined && mailFrom !== '' && !this.senderAllowed(s.authUser, mailFrom)) return R.senderNotOwned;
     return undefined;
