@@ -90,16 +90,19 @@ function ensureBuilt() {
 const tmp = mkdtempSync(join(process.env.BENCH_TMPDIR || tmpdir(), 'postline-bench-'));
 chmodSync(tmp, 0o755); // Postfix's daemons (user postfix) must reach their queue and data dirs
 const owned = []; // servers and sinks, stopped in reverse order
+const children = new Set(); // smtp-source processes in flight
 let cleaned = false;
 async function cleanup() {
   if (cleaned) return;
   cleaned = true;
+  for (const c of children) c.kill('SIGKILL');
   for (const o of owned.slice().reverse()) { try { await o.stop(); } catch (e) { console.error('cleanup:', e.message); } }
   rmSync(tmp, { recursive: true, force: true });
 }
 function cleanupSync() {
   if (cleaned) return;
   cleaned = true;
+  for (const c of children) { try { c.kill('SIGKILL'); } catch { /* gone */ } }
   for (const o of owned.slice().reverse()) { try { (o.stopSync ?? (() => o.proc?.kill('SIGKILL')))(); } catch { /* ignore */ } }
   try { rmSync(tmp, { recursive: true, force: true }); } catch { /* ignore */ }
 }
@@ -133,6 +136,8 @@ async function runOnce(server, sink, point, tag) {
   });
   const t0 = Date.now();
   const src = spawn(SMTP_SOURCE, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.add(src);
+  src.once('exit', () => children.delete(src));
   let srcErr = '';
   src.stderr.on('data', (d) => { srcErr = (srcErr + d).slice(-2000); });
   const limitMs = 120000 + count * 60;
