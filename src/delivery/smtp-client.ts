@@ -9,7 +9,6 @@
  */
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
-import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../core/log.js';
 import { replyToString, type SmtpReply } from '../core/reply.js';
@@ -232,17 +231,48 @@ export class SmtpClient {
   async sendBody(body: Readable): Promise<void> {
     this.stage = 'body';
     if (this.broken) throw this.broken;
-    let sourceError: unknown;
-    body.once('error', (e) => { sourceError ??= e; });
-    try {
-      await pipeline(body, this.sock, { end: false });
-    } catch (err) {
-      if (sourceError !== undefined) {
+    // A plain write loop rather than stream.pipeline: pipeline with {end:false} on a reused socket
+    // leaves one 'close' listener per message and costs an AbortController per call.
+    const iterator = body[Symbol.asyncIterator]();
+    for (;;) {
+      let step: IteratorResult<unknown>;
+      try {
+        step = await iterator.next();
+      } catch (sourceError) {
         this.fail(new SmtpClientError('local', 'body', `message body failed: ${(sourceError as Error).message}`, { cause: sourceError }));
         throw sourceError;
       }
-      throw this.broken ?? new SmtpClientError('lost', 'body', `lost connection with ${this.remoteMta} while sending message body`, { cause: err });
+      if (step.done) return;
+      if (this.broken) {
+        body.destroy();
+        throw this.broken;
+      }
+      if (!this.sock.write(step.value as Buffer)) {
+        try {
+          await this.drained();
+        } catch (err) {
+          body.destroy(); // release the body file
+          throw err;
+        }
+      }
     }
+  }
+
+  /** Resolves on 'drain'; rejects when the connection breaks first (deadline, reset, close). */
+  private drained(): Promise<void> {
+    const sock = this.sock;
+    return new Promise<void>((resolve, reject) => {
+      const finish = (err?: unknown) => {
+        sock.off('drain', onDrain);
+        sock.off('close', onClose);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onDrain = () => finish();
+      const onClose = () => finish(this.broken ?? new SmtpClientError('lost', 'body', `lost connection with ${this.remoteMta} while sending message body`));
+      sock.once('drain', onDrain);
+      sock.once('close', onClose);
+    });
   }
 
   /** Starts the whole-transaction deadline (ms); when it passes the connection is closed. */
