@@ -33,9 +33,10 @@ export interface RoundContext {
   readonly logger: Logger;
   readonly random: () => number;
   /**
-   * Outcome writes that failed (disk full, I/O error), by queue ID, in order. While a message has
-   * any, it is not delivered again: the scheduler retries these writes first, so a full disk does
-   * not turn every retry into a duplicate delivery (only a crash before the write can).
+   * Final outcomes whose write failed (disk full, I/O error), by queue ID, in order. Those
+   * recipients are not delivered again: the scheduler writes these first and, while it cannot,
+   * overlays them on the stored state, so a full disk does not turn retries into duplicate
+   * deliveries (only a crash before the write can). Other recipients go on as usual.
    */
   readonly unrecorded: Map<string, UnrecordedWrite[]>;
 }
@@ -214,10 +215,15 @@ async function applyGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, resul
   try {
     await ctx.store.updateRecipients(msg.id, updates, next);
   } catch (err) {
-    ctx.logger.error({ err, queueId: msg.id, nextHop: g.key }, 'cannot record delivery results; kept in memory and written again before any new attempt');
-    const list = ctx.unrecorded.get(msg.id) ?? [];
-    list.push({ updates, next });
-    ctx.unrecorded.set(msg.id, list);
+    // Final outcomes are kept and written again later (those recipients are not tried again
+    // meanwhile); a lost deferral record only leaves the recipient pending, which is right.
+    const finals = updates.filter((u) => u.status !== 'pending');
+    ctx.logger.error({ err, queueId: msg.id, nextHop: g.key, finals: finals.length }, 'cannot record delivery results; final outcomes kept in memory and written again');
+    if (finals.length) {
+      const list = ctx.unrecorded.get(msg.id) ?? [];
+      list.push({ updates: finals, next });
+      ctx.unrecorded.set(msg.id, list);
+    }
     return;
   }
   msg.attempts = next.attempts;
@@ -275,6 +281,18 @@ export async function writeUnrecorded(ctx: Pick<RoundContext, 'store' | 'logger'
   }
   ctx.unrecorded.delete(id);
   return true;
+}
+
+/** Applies the final outcomes not yet written for `msg` to the copy in memory, so those recipients are not tried again. */
+export function overlayUnrecorded(ctx: Pick<RoundContext, 'unrecorded'>, msg: QueuedMessage): void {
+  for (const w of ctx.unrecorded.get(msg.id) ?? []) {
+    for (const u of w.updates) {
+      const r = msg.recipients.find((x) => x.idx === u.idx);
+      if (!r) continue;
+      Object.assign(r, { status: u.status, lastReply: u.lastReply ?? r.lastReply, dsnStatus: u.dsnStatus ?? r.dsnStatus, remoteMta: u.remoteMta ?? r.remoteMta, doneAt: u.doneAt ?? r.doneAt });
+      if (u.dsnOwed) r.dsnOwed = u.dsnOwed;
+    }
+  }
 }
 
 /** Moves `msg` aside and emits 'message.quarantined'. Never throws. */

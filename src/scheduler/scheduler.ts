@@ -19,7 +19,7 @@ import { heldError, messageDetail, NoSuchMessageError, type MessageDetail, type 
 import { Dispatcher } from './dispatcher.js';
 import { DueIndex } from './due-index.js';
 import { Notifier, type DsnPort, type ReportItem } from './notify.js';
-import { queueLifetimeMs, runRound, writeUnrecorded, type RoundContext, type RoundResult } from './round.js';
+import { overlayUnrecorded, queueLifetimeMs, runRound, writeUnrecorded, type RoundContext, type RoundResult } from './round.js';
 
 export interface SchedulerOptions {
   readonly store: QueueStore;
@@ -175,15 +175,15 @@ export class Scheduler implements QueueAdmin {
   private async process(id: string, entry: ActiveRound): Promise<void> {
     let msg: QueuedMessage | undefined;
     const later = (): void => { if (!this.stopping) this.index.set(id, this.o.clock.now() + this.o.config.delivery.retry.initialMs); };
-    if (!(await writeUnrecorded(this.ctx, id))) return later();
+    await writeUnrecorded(this.ctx, id);
     try {
       msg = await this.o.store.get(id);
     } catch (err) {
       this.o.logger.error({ err, queueId: id }, 'cannot read queue entry; retrying later');
-      if (!this.stopping) this.index.set(id, this.o.clock.now() + this.o.config.delivery.retry.initialMs);
-      return;
+      return later();
     }
     if (!msg || entry.deleted || msg.held) return;
+    overlayUnrecorded(this.ctx, msg);
     if (isPending(msg)) {
       const res = await runRound(this.ctx, msg, { signal: entry.abort.signal, isDeleted: () => entry.deleted });
       if (res.quarantined || entry.deleted) return;
@@ -193,7 +193,7 @@ export class Scheduler implements QueueAdmin {
       await this.notifier.sendOwed(msg);
     }
     if (entry.deleted) return;
-    if (this.ctx.unrecorded.has(id)) return later();
+    if (this.ctx.unrecorded.has(id) && !needsWork(msg)) return later();
     if (!needsWork(msg)) return this.removeDone(msg);
     if (entry.held || this.stopping) return;
     const retryDsnAt = this.o.clock.now() + this.o.config.delivery.retry.initialMs;

@@ -58,7 +58,7 @@ test('backpressure: the queue stays bounded while the receiver is down', { timeo
     return [...load.answered].every((x) => got.has(x)) ? got : undefined;
   }, 30_000);
   const f = figures(load.answered, delivered, new Map(), () => false);
-  report('backpressure', { ...f, highWater, inFlowDelayMs: delayMs, pushMs, maxQueue: Math.max(maxQueue, queued), refused452, attempts: load.sent, queueSamples: samples.join('|') });
+  report('backpressure', { ...f, highWater, inFlowDelayMs: delayMs, pushMs, maxQueue: Math.max(maxQueue, queued), refused452, attempts: load.sent, queueSamples: samples.filter((_, i) => i % Math.ceil(samples.length / 12) === 0).join('|') });
   assert.equal(f.lost, 0);
   await pl.stop();
 });
