@@ -79,7 +79,10 @@ function mailParam(p: EsmtpParam, m: Mutable<MailParams>, maxMessageSize: number
       return m.size > maxMessageSize ? R.sizeExceeded : undefined;
     case 'BODY': {
       const body = v?.toUpperCase();
-      if (body !== '7BIT' && body !== '8BITMIME' && body !== 'BINARYMIME') return R.paramSyntax('BODY must be 7BIT, 8BITMIME or BINARYMIME');
+      // BINARYMIME is not offered: a binary body (bare CR/LF) could not be relayed over DATA without
+      // reopening SMTP smuggling downstream, so every body must be CRLF text.
+      if (body === 'BINARYMIME') return R.paramNotImplemented('BODY=BINARYMIME');
+      if (body !== '7BIT' && body !== '8BITMIME') return R.paramSyntax('BODY must be 7BIT or 8BITMIME');
       m.body = body;
       return undefined;
     }

@@ -23,7 +23,7 @@ export function authOffered(ctx: SessionContext): boolean {
 
 /** The EHLO keyword lines (without the greeting line). */
 export function ehloKeywords(ctx: SessionContext): string[] {
-  const k = ['PIPELINING', `SIZE ${ctx.config.limits.maxMessageSize}`, '8BITMIME', 'BINARYMIME', 'CHUNKING', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', 'DSN'];
+  const k = ['PIPELINING', `SIZE ${ctx.config.limits.maxMessageSize}`, '8BITMIME', 'CHUNKING', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', 'DSN'];
   if (starttlsOffered(ctx)) k.push('STARTTLS');
   if (authOffered(ctx) && !ctx.info.authUser) k.push(`AUTH ${AUTH_MECHANISMS.join(' ')}`);
   return k;

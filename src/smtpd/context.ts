@@ -4,6 +4,7 @@
  * Owns: the `SessionContext` interface given to each handler in `commands/`, and the mail
  * transaction state (`Transaction`) built by MAIL, RCPT, DATA and BDAT. Types and small helpers only.
  */
+import type { LineEndingCheck } from '../rfc5321/line-endings.js';
 import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { PostlineConfig, ListenerConfig } from '../config/schema.js';
@@ -26,6 +27,10 @@ export interface Transaction {
   bdatBytes: number;
   /** Set when a BDAT transaction failed: every later chunk gets this reply until LAST or RSET. */
   bdatFailed?: SmtpReply;
+  /** Bare CR/LF detection across BDAT chunks. */
+  bdatLines?: LineEndingCheck;
+  /** RCPTs refused with 452 4.5.3 beyond the recipient limit (only a large overshoot counts as errors). */
+  overshoot?: number;
 }
 
 /** The session as command handlers use it. */

@@ -20,6 +20,8 @@ import type { IncomingMessage, MessageSink, SessionInfo, SmtpPolicy } from './ty
 
 /** Pause the socket when this many bytes are queued and not yet processed. */
 const HIGH_WATER = 256 * 1024;
+/** Unsent reply bytes above which the session stops reading until the client reads (bytes). */
+const REPLY_HIGH_WATER = 64 * 1024;
 /** After we close, how long (ms) a peer may take to read our last reply before the socket is dropped. */
 const CLOSE_LINGER_MS = 10_000;
 
@@ -128,6 +130,7 @@ export class Session implements SessionContext {
       this.idle = false;
       if (!line) return;
       await this.dispatch(line);
+      if (!this.closed && this.socket.writableLength > REPLY_HIGH_WATER) await this.drainReplies();
       if (!this.closed && this.errors >= this.config.limits.maxErrors) {
         this.log.info({ errors: this.errors }, 'too many errors');
         this.close(R.tooManyErrors);
@@ -151,6 +154,31 @@ export class Session implements SessionContext {
       this.log.error({ err, verb: this.verb }, 'command failed');
       this.reply(R.localError);
     }
+  }
+
+  /**
+   * A client that pipelines commands but does not read the replies: stop reading its input until
+   * the replies drain (or timeouts.commandMs passes), so memory stays bounded.
+   */
+  private drainReplies(): Promise<void> {
+    this.flush();
+    this.socket.pause();
+    const s = this.socket;
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        s.off('drain', done);
+        s.off('close', done);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.log.info('client does not read replies');
+        this.destroy();
+        done();
+      }, this.config.timeouts.commandMs);
+      s.once('drain', done);
+      s.once('close', done);
+    });
   }
 
   /** Server shutdown: idle sessions get 421 now; busy ones after the current command. */
@@ -278,7 +306,7 @@ export class Session implements SessionContext {
       this.corked = true;
     }
     this.socket.write(formatReply(r));
-    if (r.code >= 400 && r.code !== 421) {
+    if (r.code >= 400 && r.code !== 421 && r !== R.tooManyRecipients) {
       this.errors++;
       this.log.info({ verb: this.verb || undefined, reply: replyToString(r) }, 'command error');
     }

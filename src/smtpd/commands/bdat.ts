@@ -8,6 +8,7 @@ import { R, type SmtpReply } from '../../core/reply.js';
 import { parseBdatArgs } from '../../rfc5321/command.js';
 import type { SessionContext, Transaction } from '../context.js';
 import { finishMessage, openMessage } from './message.js';
+import { LineEndingCheck } from '../../rfc5321/line-endings.js';
 
 /** Checks order and opens the message on the first chunk; returns the reply that refuses this chunk. */
 async function prepare(ctx: SessionContext, size: number): Promise<SmtpReply | undefined> {
@@ -44,14 +45,25 @@ export async function bdat(ctx: SessionContext, arg: string): Promise<void> {
   const refusal = await prepare(ctx, size);
   const tx = ctx.tx;
   let remaining = size;
+  const lines = tx && !refusal ? (tx.bdatLines ??= new LineEndingCheck()) : undefined;
+  let bare = false;
   while (remaining > 0) {
     const chunk = await ctx.readChunk(remaining);
     if (!chunk) return ctx.resetTransaction();
     remaining -= chunk.length;
-    if (!refusal && tx?.message) await ctx.writeMessage(tx.message, [chunk]);
+    if (lines && !bare && !lines.feed(chunk)) {
+      bare = true; // refuse the message, keep reading the chunk (its octet count is exact)
+      fail(tx!, R.bareLineEnding);
+    }
+    if (!refusal && !bare && tx?.message) await ctx.writeMessage(tx.message, [chunk]);
   }
-  if (!tx || (refusal && !tx.bdatFailed)) return ctx.reply(refusal!); // order error: transaction unchanged
-  if (!refusal) tx.bdatBytes += size;
-  if (!last) return ctx.reply(refusal ?? R.bdatOk(size));
-  await finishMessage(ctx, tx, refusal);
+  if (lines && last && !bare && !lines.end()) {
+    bare = true;
+    fail(tx!, R.bareLineEnding);
+  }
+  const refused = refusal ?? (bare ? R.bareLineEnding : undefined);
+  if (!tx || (refused && !tx.bdatFailed)) return ctx.reply(refused!); // order error: transaction unchanged
+  if (!refused) tx.bdatBytes += size;
+  if (!last) return ctx.reply(refused ?? R.bdatOk(size));
+  await finishMessage(ctx, tx, refused);
 }

@@ -8,6 +8,9 @@ import type { Recipient } from '../../core/envelope.js';
 import { parseRcptTo } from '../../rfc5321/command.js';
 import type { SessionContext } from '../context.js';
 
+/** 452 4.5.3 replies past the recipient limit that do not count as errors. */
+export const OVERSHOOT_LIMIT = 1000;
+
 /**
  * RCPT TO:<forward-path> [params]: 250 2.1.5. Replies 503 before MAIL or after the data began,
  * 452 4.5.3 beyond limits.maxRecipients, and the parser's or the policy's reply otherwise.
@@ -18,7 +21,13 @@ export async function rcpt(ctx: SessionContext, arg: string): Promise<void> {
   if (tx.bdat || tx.message) return ctx.reply(R.badSequence('RCPT after the message data began'));
   const parsed = parseRcptTo(arg, { esmtp: ctx.info.esmtp, smtputf8: tx.params.smtputf8 });
   if (!parsed.ok) return ctx.reply(parsed.reply);
-  if (tx.recipients.length >= ctx.config.limits.maxRecipients) return ctx.reply(R.tooManyRecipients);
+  if (tx.recipients.length >= ctx.config.limits.maxRecipients) {
+    // RFC 5321 4.5.3.1.10: 452 and carry on, so a pipelining client still sends DATA for the
+    // accepted ones. Only an overshoot past OVERSHOOT_LIMIT counts toward limits.maxErrors
+    // (like Postfix's smtpd_recipient_overshoot_limit).
+    tx.overshoot = (tx.overshoot ?? 0) + 1;
+    return ctx.reply(tx.overshoot > OVERSHOOT_LIMIT ? R.tooManyRecipientsError : R.tooManyRecipients);
+  }
   const { forwardPath, params } = parsed.value;
   const wanted: Recipient = {
     address: forwardPath,

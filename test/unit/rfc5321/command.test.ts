@@ -63,8 +63,7 @@ test('MAIL FROM parameters: SIZE, BODY, SMTPUTF8, RET, ENVID, AUTH', () => {
   const r = mail('FROM:<a@b.c> SIZE=500 BODY=8bitmime SMTPUTF8 RET=hdrs ENVID=QQ+2Bx AUTH=<>');
   assert.ok(r.ok);
   assert.deepEqual(r.value.params, { body: '8BITMIME', smtputf8: true, size: 500, ret: 'HDRS', envid: 'QQ+x', auth: '<>' });
-  const b = mail('FROM:<a@b.c> BODY=BINARYMIME');
-  assert.ok(b.ok && b.value.params.body === 'BINARYMIME');
+  assert.equal(code(mail('FROM:<a@b.c> BODY=BINARYMIME')), '555 5.5.4');
   assert.equal(code(mail('FROM:<a@b.c> SIZE=1001')), '552 5.3.4');
   assert.equal(code(mail('FROM:<a@b.c> SIZE=99999999999999999999')), '552 5.3.4');
   assert.equal(code(mail('FROM:<a@b.c> SIZE=x')), '501 5.5.4');

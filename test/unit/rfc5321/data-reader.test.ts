@@ -89,7 +89,7 @@ test('line length: up to the limit accepted, one more refused (after reading to 
   const bad = decode(Buffer.from('x'.repeat(1001) + '\r\nz\r\n.\r\nQUIT\r\n'), [300, 600, 900], lim);
   assert.equal(bad.error, 'lineTooLong');
   assert.equal(bad.rest!.toString(), 'QUIT\r\n');
-  assert.equal(dataErrorReply('lineTooLong').enhanced, '5.5.6');
+  assert.equal(dataErrorReply('lineTooLong').enhanced, '5.6.0');
 });
 
 test('message size: exact limit accepted, one more byte refused', () => {

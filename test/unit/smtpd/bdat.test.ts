@@ -13,18 +13,18 @@ async function tx(c: RawClient, mailParams = ''): Promise<void> {
   assert.match(await c.last(), /^250 /);
 }
 
-test('chunks with exact octet counts, binary and dot lines untouched', async () => {
+test('chunks with exact octet counts, 8-bit and dot lines untouched, CRLF split across chunks', async () => {
   const { c } = await ehlo(srv.port);
-  await tx(c, ' BODY=BINARYMIME');
-  const part1 = Buffer.from('Subject: b\r\n\r\n.line\r\n\0\xff bare\nLF');
-  const part2 = Buffer.from('\r\n.\r\nend');
+  await tx(c, ' BODY=8BITMIME');
+  const part1 = Buffer.from('Subject: b\r\n\r\n.line\r\n\0\xff 8-bit\r');
+  const part2 = Buffer.from('\n.\r\nend\r\n');
   c.write(Buffer.concat([Buffer.from(`BDAT ${part1.length}\r\n`), part1]));
   assert.equal(await c.last(), `250 2.0.0 ${part1.length} octets received`);
   c.write(Buffer.concat([Buffer.from(`BDAT ${part2.length} LAST\r\n`), part2]));
   assert.match(await c.last(), /^250 2\.0\.0 OK queued as /);
   const m = srv.sink.messages.at(-1)!;
   assert.deepEqual(m.data, Buffer.concat([part1, part2]));
-  assert.equal(m.envelope.bodyType, 'BINARYMIME');
+  assert.equal(m.envelope.bodyType, '8BITMIME');
   c.destroy();
 });
 
@@ -95,4 +95,29 @@ test('pipelined BDAT chunks and commands', async () => {
   assert.match(got[3]!, /queued/);
   assert.equal(srv.sink.messages.at(-1)!.data.toString(), 'hi!!!');
   c.destroy();
+});
+
+test('BDAT refuses bare CR or LF (smuggling sequences) in any chunk, also split across chunks', async () => {
+  const variants: Array<[string, string[]]> = [
+    ['\\r.\\r', ['Subject: s\r\n\r\nhello\r.\rMAIL FROM:<evil@x.test>\r\n']],
+    ['\\n.\\n', ['Subject: s\r\n\r\nhello\n.\nMAIL FROM:<evil@x.test>\r\n']],
+    ['\\r\\n.\\r', ['Subject: s\r\n\r\nhello\r\n.\rRCPT\r\n']],
+    ['CR at a chunk end, no LF next', ['Subject: s\r\n\r\nhello\r', '.\r\nx\r\n']],
+    ['trailing CR at LAST', ['Subject: s\r\n\r\nhello\r']],
+  ];
+  for (const [name, chunks] of variants) {
+    const before = srv.sink.messages.length;
+    const { c } = await ehlo(srv.port);
+    await tx(c);
+    for (let i = 0; i < chunks.length; i++) {
+      const data = Buffer.from(chunks[i]!, 'latin1');
+      const last = i === chunks.length - 1;
+      c.write(Buffer.concat([Buffer.from(`BDAT ${data.length}${last ? ' LAST' : ''}\r\n`), data]));
+      const r = await c.last();
+      if (last) assert.match(r, /^550 5\.5\.2/, name);
+    }
+    assert.equal(srv.sink.messages.length, before, `${name}: nothing queued`);
+    assert.match(await c.cmd('NOOP'), /^250 /, `${name}: session in sync`);
+    c.destroy();
+  }
 });

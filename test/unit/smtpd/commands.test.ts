@@ -26,7 +26,7 @@ test('NOOP, VRFY, HELP, EXPN, unknown commands and syntax errors', async () => {
   const { c } = await ehlo(srv.port);
   assert.match(await c.cmd('NOOP'), /^250 2\.0\.0/);
   assert.match(await c.cmd('noop whatever'), /^250 /);
-  assert.match(await c.cmd('VRFY alice'), /^252 2\.5\.2/);
+  assert.match(await c.cmd('VRFY alice'), /^252 2\.0\.0/);
   assert.match(await c.cmd('VRFY'), /^501 /);
   const help = await c.cmd('HELP');
   assert.match(help, /^214 2\.0\.0/);
