@@ -7,7 +7,7 @@
  * carry sender-specified routing in the local part ('%', '!', or a quoted '@') are never treated as
  * local, so the percent hack and bang paths cannot open a relay.
  */
-import { domainToASCII } from 'node:url';
+import { domainToASCII, domainToUnicode } from 'node:url';
 import type { PostlineConfig } from '../config/schema.js';
 import type { Recipient } from '../core/envelope.js';
 import { splitAddress } from '../core/envelope.js';
@@ -16,11 +16,26 @@ import type { RecipientDecision, SessionInfo, SmtpPolicy } from '../smtpd/types.
 import { NetworkList } from './networks.js';
 import type { UserStore } from './users.js';
 
-/** Lower-case A-label form of a domain ("Bücher.Example" -> "xn--bcher-kva.example"); '' when invalid. */
+/**
+ * Lower-case A-label form of a domain ("Bücher.Example" -> "xn--bcher-kva.example"); '' when invalid.
+ * Strict: spellings that UTS #46 mapping would fold onto another name (fullwidth letters, the
+ * ideographic full stop, soft hyphens) are not canonicalized, so they never match a local domain.
+ */
 export function canonicalDomain(domain: string): string {
-  const d = domain.replace(/\.$/, '');
-  if (/^\[.*\]$/.test(d)) return d.toLowerCase(); // address literal
-  return domainToASCII(d.toLowerCase()) || '';
+  const d = domain.replace(/\.$/, '').toLowerCase();
+  if (/^\[.*\]$/.test(d)) return d; // address literal
+  const ascii = domainToASCII(d);
+  if (!ascii) return '';
+  if (/^[\x21-\x7e]*$/.test(d)) return ascii === d ? ascii : '';
+  return domainToUnicode(ascii) === d.normalize('NFC') ? ascii : '';
+}
+
+/** `"alice"@x` means alice@x (RFC 5322 3.4.1): strips quotes that a dot-atom local part does not need. */
+export function unquoteLocalPart(local: string): string {
+  const m = /^"((?:[^"\\]|\\.)*)"$/.exec(local);
+  if (!m) return local;
+  const inner = m[1]!.replace(/\\(.)/g, '$1');
+  return /^[A-Za-z0-9!#$%&'*+\/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+\/=?^_`{|}~-]+)*$/.test(inner) ? inner : local;
 }
 
 interface LocalDomain {
@@ -90,7 +105,9 @@ export class RelayPolicy implements SmtpPolicy {
   }
 
   checkRecipient(s: SessionInfo, rcpt: Recipient): RecipientDecision {
-    const { local, domain } = splitAddress(rcpt.address);
+    const split = splitAddress(rcpt.address);
+    const { domain } = split;
+    const local = unquoteLocalPart(split.local);
     const localLower = local.toLowerCase();
     const routed = /[%!@]/.test(local.replace(/^"|"$/g, '')) || local.startsWith('"') && local.includes('@');
     if (!routed && localLower === 'postmaster' && (domain === '' || this.isLocalDomain(domain))) {

@@ -34,7 +34,9 @@ export function decodeXtext(text: string): string | undefined {
     if (c === 0x2b) {
       const h = text.slice(i + 1, i + 3);
       if (!/^[0-9A-F]{2}$/.test(h)) return undefined;
-      bytes.push(parseInt(h, 16));
+      const b = parseInt(h, 16);
+      if (b < 0x20 || b === 0x7f) return undefined; // RFC 3461 4: printable characters only
+      bytes.push(b);
       i += 2;
     } else if (c >= 33 && c <= 126 && c !== 0x3d) {
       bytes.push(c);

@@ -46,7 +46,10 @@ export async function finishMessage(ctx: SessionContext, tx: Transaction, refusa
     ctx.log.info({ queueId, from: tx.mailFrom, rcpts: tx.recipients.length }, 'message accepted');
     ctx.reply(R.queued(queueId));
   } catch (err) {
-    ctx.log.warn({ err, queueId: msg.queueId }, 'message commit failed');
+    const pe = err as { temporary?: boolean; reply?: { code: number }; message?: string };
+    // A refusal the client caused (mail loop, size) is an ordinary event; a store failure is not.
+    if (pe.temporary === false) ctx.log.info({ queueId: msg.queueId, reason: pe.message }, 'message refused');
+    else ctx.log.warn({ err, queueId: msg.queueId }, 'message commit failed');
     ctx.reply(failureReply(err));
   }
 }

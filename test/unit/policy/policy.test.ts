@@ -161,3 +161,19 @@ test('network lists: CIDR, bare addresses, bad entries name the key', () => {
   assert.throws(() => new NetworkList(['10.0.0.0/33']), /relay\.trustedNetworks\.0/);
   assert.throws(() => new NetworkList(['ok', 'x']), /trustedNetworks\.0/);
 });
+
+test('quoted local parts that need no quotes are the same address; UTS 46 look-alike spellings are not local', () => {
+  const t = setup();
+  try {
+    const s = session('192.0.2.9');
+    const d1 = t.policy.checkRecipient(s, { address: '"postmaster"@example.test' });
+    assert.ok(d1.accept && d1.recipient.address === 'postmaster@mx.example.test');
+    assert.ok(accepted(t.policy.checkRecipient(s, { address: '"alice"@bücher.example' })));
+    assert.equal(t.policy.checkRecipient(s, { address: '"user%elsewhere.test"@example.test' }).accept, false);
+    for (const address of ['victim@ｅｘａｍｐｌｅ.test', 'victim@example。test', 'victim@exam\u00ADple.test']) {
+      assert.equal(replyOf(t.policy.checkRecipient(s, { address })), '554 5.7.1', address);
+    }
+  } finally {
+    t.cleanup();
+  }
+});

@@ -127,6 +127,8 @@ test('xtext encode/decode (RFC 3461 4)', () => {
   assert.equal(encodeXtext('a+b=c d'), 'a+2Bb+3Dc+20d');
   assert.equal(decodeXtext('a+2Bb+3Dc+20d'), 'a+b=c d');
   assert.equal(decodeXtext('a+2b'), undefined);
+  assert.equal(decodeXtext('a+0Db+0Ac'), undefined, 'control characters are refused');
+  assert.equal(decodeXtext('a+00b'), undefined);
   assert.equal(decodeXtext('a=b'), undefined);
   assert.equal(decodeXtext('a+'), undefined);
   assert.equal(decodeXtext('+FF'), undefined);
