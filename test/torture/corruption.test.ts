@@ -46,7 +46,7 @@ test('corruption: damaged bodies and an invalid record are quarantined; the rest
   assert.equal(await pl.stop(), 0);
 
   const dataDir = join(pl.dir, 'var');
-  const body = (id: string) => join(dataDir, 'spool', id.slice(-2), id);
+  const body = (id: string) => join(dataDir, 'spool', id.slice(6, 8), id); // see src/spool/sqlite/layout.ts
   const damaged = new Map<number, string>([[1, 'truncated'], [2, 'garbled'], [3, 'missing'], [4, 'invalid record']]);
   truncateSync(body(ids.get(1)!), 10);
   writeFileSync(body(ids.get(2)!), Buffer.from('\u0000\u00ff garbage that is not the message \u0001'.repeat(40), 'latin1'));

@@ -6,10 +6,12 @@
  *   ${dataDir}/spool/<bb>/<queueId>     committed bodies; <bb> is a 2-char bucket
  *   ${dataDir}/quarantine/<queueId>     bodies of damaged entries, kept for an operator
  *
- * The bucket is the LAST two characters of the queue ID: queue IDs start with a timestamp, so
- * their first characters hardly vary; the tail is random and spreads files over 1024 directories.
+ * The bucket is characters 7-8 of the queue ID, the part of its timestamp that changes about every
+ * second and wraps about every 17 minutes (32^3 ms x 32): the messages of one group commit land in
+ * one bucket, so the batch needs one directory fsync, not one per message (measured: random buckets
+ * cost about one directory fsync per message), while 1024 buckets in rotation keep directories small.
  * All buckets are created (and the spool directory fsynced) at open, so a commit only ever has to
- * fsync the one bucket directory its body was renamed into.
+ * fsync the bucket directory its body was renamed into.
  */
 import { mkdir, open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -32,7 +34,7 @@ export class SpoolLayout {
 
   /** The bucket directory of a queue ID. */
   bucketDir(id: string): string {
-    return join(this.spoolDir, id.slice(-2));
+    return join(this.spoolDir, id.slice(6, 8));
   }
 
   bodyPath(id: string): string {

@@ -258,7 +258,7 @@ export class SqliteQueueStore implements QueueStore {
     next: { attempts: number; nextAttemptAt: number; lastError?: string },
   ): Promise<void> {
     const stmts = this.q();
-    this.db!.transaction(() => {
+    this.relaxed(() => this.db!.transaction(() => {
       const r = stmts.updateNext.run({ id, attempts: next.attempts, next: next.nextAttemptAt, last_error: next.lastError ?? null });
       if (r.changes !== 1) throw new StoreError(`no such message ${id}`);
       for (const u of updates) {
@@ -270,12 +270,27 @@ export class SqliteQueueStore implements QueueStore {
         });
         if (res.changes !== 1) throw new StoreError(`message ${id} has no recipient ${u.idx}`);
       }
-    })();
+    })());
+  }
+
+  /**
+   * Runs delivery-state writes with synchronous=NORMAL: in WAL mode they are then made durable by
+   * the next full commit or checkpoint instead of an fsync of their own. Losing one in a crash
+   * only repeats a delivery attempt (at-least-once), never loses mail; acceptance commits, removals
+   * and DSN hand-offs stay at synchronous=FULL.
+   */
+  private relaxed<T>(fn: () => T): T {
+    this.db!.pragma('synchronous = NORMAL');
+    try {
+      return fn();
+    } finally {
+      this.db!.pragma('synchronous = FULL');
+    }
   }
 
   /** Moves the next attempt time (ms since epoch). @throws StoreError for an unknown message. */
   async setNextAttempt(id: string, nextAttemptAt: number): Promise<void> {
-    if (this.q().setNext.run(nextAttemptAt, id).changes !== 1) throw new StoreError(`no such message ${id}`);
+    if (this.relaxed(() => this.q().setNext.run(nextAttemptAt, id)).changes !== 1) throw new StoreError(`no such message ${id}`);
   }
 
   /** Holds or releases a message. @throws StoreError for an unknown message. */
