@@ -7,12 +7,12 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
+import { generate } from 'selfsigned';
 import { PostlineProcess } from '../helpers/postline-process.js';
 import { SmtpSink } from '../helpers/smtp-sink.js';
 import { RawSmtp, dotStuff } from '../helpers/raw-smtp.js';
@@ -75,11 +75,14 @@ test('SIGTERM under load: exits 0 within the bound, nothing answered is lost', {
   await pl.stop();
 });
 
-function makeCert(dir: string, name: string): { cert: string; key: string; fingerprint: string } {
+/** A self-signed certificate and key for CN=`name`, written to `dir`; with its SHA-256 fingerprint. */
+async function makeCert(dir: string, name: string): Promise<{ cert: string; key: string; fingerprint: string }> {
+  const pems = await generate([{ name: 'commonName', value: name }], { keySize: 2048 });
   const cert = join(dir, `${name}.crt`);
   const key = join(dir, `${name}.key`);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${name}`], { stdio: 'ignore', timeout: 30_000 });
-  return { cert, key, fingerprint: new X509Certificate(readFileSync(cert)).fingerprint256 };
+  writeFileSync(cert, pems.cert);
+  writeFileSync(key, pems.private, { mode: 0o600 });
+  return { cert, key, fingerprint: new X509Certificate(pems.cert).fingerprint256 };
 }
 
 /** STARTTLS on a fresh session; resolves with the fingerprint of the certificate the server showed. */
@@ -120,8 +123,8 @@ test('SIGHUP: live keys and the certificate reload; an open session goes on and 
     },
   });
   cleanups.push(() => pl.cleanup());
-  const one = makeCert(pl.dir, 'one.test');
-  const two = makeCert(pl.dir, 'two.test');
+  const one = await makeCert(pl.dir, 'one.test');
+  const two = await makeCert(pl.dir, 'two.test');
   pl.configOverride = { tls: { cert: one.cert, key: one.key }, limits: { minFreeBytes: 0, maxRecipients: 10 } };
   await pl.writeConfig();
   await pl.start();
