@@ -73,7 +73,7 @@ export class SqliteQueueStore implements QueueStore {
   private stmts: Statements | undefined;
   private freeCache: { at: number; bytes: number } | undefined;
   /** Commits started and not yet settled; close() waits for them. */
-  private readonly inflight = new Set<Promise<QueuedMessage>>();
+  private readonly inflight = new Set<Promise<unknown>>();
   /** Result of the last open()'s crash recovery. */
   lastRecovery: RecoveryReport | undefined;
 
@@ -298,14 +298,43 @@ export class SqliteQueueStore implements QueueStore {
     if (this.q().setHold.run(held ? 1 : 0, id).changes !== 1) throw new StoreError(`no such message ${id}`);
   }
 
-  /** Deletes the rows (one transaction), then the body file. Idempotent for unknown IDs. */
-  async remove(id: string): Promise<void> {
+  /**
+   * Deletes the rows, then the body file. Idempotent for unknown IDs. Removals that arrive in the
+   * same tick share one transaction (one WAL fsync), like acceptance commits. The row is gone for
+   * good before the body is unlinked, so a crash never leaves a row without its body.
+   * @throws the database error (then nothing of the batch was removed).
+   */
+  remove(id: string): Promise<void> {
+    this.q();
+    return new Promise((resolve, reject) => {
+      this.removals.push({ id, resolve, reject });
+      if (this.removals.length === 1) {
+        const flushed = new Promise<void>((done) => setImmediate(() => void this.flushRemovals().finally(done)));
+        this.inflight.add(flushed);
+        void flushed.finally(() => this.inflight.delete(flushed));
+      }
+    });
+  }
+
+  private readonly removals: Array<{ id: string; resolve: () => void; reject: (err: unknown) => void }> = [];
+
+  private async flushRemovals(): Promise<void> {
+    const batch = this.removals.splice(0);
+    if (batch.length === 0) return;
     const stmts = this.q();
-    this.db!.transaction(() => {
-      stmts.deleteRecipients.run(id);
-      stmts.deleteMessage.run(id);
-    })();
-    if (isQueueId(id)) await unlink(this.layout.bodyPath(id)).catch(() => undefined);
+    try {
+      this.db!.transaction(() => {
+        for (const r of batch) {
+          stmts.deleteRecipients.run(r.id);
+          stmts.deleteMessage.run(r.id);
+        }
+      })();
+    } catch (err) {
+      batch.forEach((r) => r.reject(err));
+      return;
+    }
+    await Promise.all(batch.map((r) => (isQueueId(r.id) ? unlink(this.layout.bodyPath(r.id)).catch(() => undefined) : undefined)));
+    batch.forEach((r) => r.resolve());
   }
 
   /**
