@@ -45,7 +45,12 @@ export class PostlineProcess {
   async writeConfig(): Promise<void> {
     if (this.ports.size === 0) {
       const ls = this.opts.listeners ?? [{ name: 'mx', role: 'mx' as const, tls: 'none' as const }];
-      for (const l of ls) this.ports.set(l.name, await freePort());
+      for (const l of ls) {
+        // freePort() may hand out a port it just gave (it was free again): keep them distinct.
+        let port = await freePort();
+        for (let i = 0; i < 20 && [...this.ports.values()].includes(port); i++) port = await freePort();
+        this.ports.set(l.name, port);
+      }
     }
     const ls = this.opts.listeners ?? [{ name: 'mx', role: 'mx' as const, tls: 'none' as const }];
     this.config = {
