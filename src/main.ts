@@ -29,6 +29,7 @@ import { Scheduler } from './scheduler/scheduler.js';
 import { ControlServer } from './control/server.js';
 import { SmtpServer } from './smtpd/server.js';
 import { loadOrCreateTls } from './smtpd/tls.js';
+import { ConnectionLimiter } from './smtpd/connection-limiter.js';
 import { RelayPolicy } from './policy/smtp-policy.js';
 import { UserStore } from './policy/users.js';
 import { lockDataDir } from './spool/data-dir-lock.js';
@@ -129,8 +130,9 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     return { delayMs: size > queueHighWater ? inFlowDelayMs : 0 };
   };
   const policy = new RelayPolicy({ config, users: new UserStore(config.dataDir), freeBytes: () => store.freeBytes(), inFlow });
+  const limiter = new ConnectionLimiter(() => config.limits); // one count across all listeners
   const servers = config.listeners.map(
-    (listener) => new SmtpServer({ config, listener, sink: cleanup, policy, logger, tls: () => tlsMaterial }),
+    (listener) => new SmtpServer({ config, listener, sink: cleanup, policy, logger, tls: () => tlsMaterial, limiter }),
   );
   const control = new ControlServer({ socketPath: join(config.dataDir, 'control.sock'), scheduler, logger });
   const bound = new Map<string, { address: string; port: number }>();

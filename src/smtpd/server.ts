@@ -5,6 +5,7 @@
  * IP, 421 4.7.0 at connect), the TLS context built from the reloadable `tls()` material, and
  * graceful close (421 to idle sessions, in-flight transactions get up to graceMs).
  */
+import { ConnectionLimiter } from './connection-limiter.js';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
@@ -22,6 +23,8 @@ export interface SmtpServerOptions {
   readonly logger: Logger;
   /** TLS material (key/cert PEM) now, or undefined; called again at each use so it can be reloaded. */
   readonly tls: () => SecureContextOptions | undefined;
+  /** Connection counts shared with the other listeners; default: this listener's own. */
+  readonly limiter?: ConnectionLimiter;
 }
 
 /** "::ffff:1.2.3.4" -> "1.2.3.4", so IPv4 clients count the same on dual-stack sockets. */
@@ -35,9 +38,7 @@ export class SmtpServer {
   private readonly server: Server;
   private readonly log: Logger;
   private readonly sessions = new Set<Session>();
-  /** Accepted (not refused) sessions per client IP. */
-  private readonly perIp = new Map<string, number>();
-  private accepted = 0;
+  private readonly limiter: ConnectionLimiter;
   private closing = false;
   private listening = false;
   private tlsCache: { options: SecureContextOptions; context: SecureContext } | undefined;
@@ -48,6 +49,7 @@ export class SmtpServer {
       if (!opts[k]) throw new TypeError(`SmtpServer: option "${k}" is required`);
     }
     this.log = opts.logger.child({ listener: opts.listener.name });
+    this.limiter = opts.limiter ?? new ConnectionLimiter(() => opts.config.limits);
     this.server = createServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket));
     this.server.on('error', (err) => this.log.error({ err }, 'listener error'));
   }
@@ -107,13 +109,8 @@ export class SmtpServer {
       socket.destroy();
       return;
     }
-    const { limits } = this.opts.config;
     const ip = clientIp(socket);
-    const tooMany = this.accepted >= limits.maxConnections || (this.perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp;
-    if (!tooMany) {
-      this.accepted++;
-      this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
-    }
+    const tooMany = !this.limiter.tryAcquire(ip);
     const session = new Session({
       config: this.opts.config,
       listener: this.opts.listener,
@@ -127,11 +124,7 @@ export class SmtpServer {
     this.sessions.add(session);
     void session.done.finally(() => {
       this.sessions.delete(session);
-      if (tooMany) return;
-      this.accepted--;
-      const n = (this.perIp.get(ip) ?? 1) - 1;
-      if (n > 0) this.perIp.set(ip, n);
-      else this.perIp.delete(ip);
+      if (!tooMany) this.limiter.release(ip);
     });
   }
 }
