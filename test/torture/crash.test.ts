@@ -9,7 +9,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { PostlineProcess } from '../helpers/postline-process.js';
-import { SmtpSink } from '../helpers/smtp-sink.js';
+import { startReceivers } from './lib/receivers.js';
 import { waitFor } from '../helpers/net.js';
 import { LoadGenerator } from './lib/load.js';
 import { LONG, randInt, report, sleep } from './lib/profile.js';
@@ -34,19 +34,14 @@ const KILLS = LONG ? 28 : MODES.length;
 const isBounce = (n: number): boolean => n % 10 === 7;
 
 test(`crash: ${KILLS} SIGKILLs under load lose no message answered 250`, { timeout: LONG ? 900_000 : 120_000 }, async () => {
-  const sink = await new SmtpSink().start();
-  const hard = await new SmtpSink(['-f', 'RCPT']).start();
-  const home = await new SmtpSink().start();
-  cleanups.push(() => sink.cleanup(), () => hard.cleanup(), () => home.cleanup());
+  const rx = await startReceivers();
+  const { sink, home } = rx;
+  cleanups.push(() => rx.cleanup());
   const pl = new PostlineProcess({
     config: {
       log: { level: 'warn', format: 'json' },
       delivery: {
-        routes: [
-          { domain: 'sink.test', host: '127.0.0.1', port: sink.port, tls: 'none' },
-          { domain: 'bounce.test', host: '127.0.0.1', port: hard.port, tls: 'none' },
-          { domain: 'origin.test', host: '127.0.0.1', port: home.port, tls: 'none' },
-        ],
+        routes: rx.routes,
         retry: { initialMs: 300, maxMs: 1000, multiplier: 1, jitter: 0 },
         scanIntervalMs: 100,
         connectTimeoutMs: 2000,

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { generate } from 'selfsigned';
 import { PostlineProcess } from '../helpers/postline-process.js';
 import { SmtpSink } from '../helpers/smtp-sink.js';
+import { startReceivers } from './lib/receivers.js';
 import { RawSmtp, dotStuff } from '../helpers/raw-smtp.js';
 import { waitFor } from '../helpers/net.js';
 import { LoadGenerator } from './lib/load.js';
@@ -29,19 +30,14 @@ after(async () => {
 const isBounce = (n: number): boolean => n % 10 === 7;
 
 test('SIGTERM under load: exits 0 within the bound, nothing answered is lost', { timeout: 120_000 }, async () => {
-  const sink = await new SmtpSink().start();
-  const hard = await new SmtpSink(['-f', 'RCPT']).start();
-  const home = await new SmtpSink().start();
-  cleanups.push(() => sink.cleanup(), () => hard.cleanup(), () => home.cleanup());
+  const rx = await startReceivers();
+  const { sink, home } = rx;
+  cleanups.push(() => rx.cleanup());
   const pl = new PostlineProcess({
     config: {
       log: { level: 'warn', format: 'json' },
       delivery: {
-        routes: [
-          { domain: 'sink.test', host: '127.0.0.1', port: sink.port, tls: 'none' },
-          { domain: 'bounce.test', host: '127.0.0.1', port: hard.port, tls: 'none' },
-          { domain: 'origin.test', host: '127.0.0.1', port: home.port, tls: 'none' },
-        ],
+        routes: rx.routes,
         retry: { initialMs: 300, maxMs: 1000, multiplier: 1, jitter: 0 }, scanIntervalMs: 100,
       },
     },
