@@ -24,6 +24,8 @@ export class DotStuffer extends Transform {
 
   /** Bytes of body seen (before stuffing). */
   bytesIn = 0;
+  /** The last output chunk, held back so the end-of-data indicator leaves in the same write. */
+  private held?: Buffer;
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     if (!Buffer.isBuffer(chunk)) chunk = Buffer.from(chunk as unknown as string);
@@ -43,12 +45,16 @@ export class DotStuffer extends Transform {
     this.atLineStart = chunk[n - 1] === 0x0a;
     this.lastTwo = n >= 2 ? (chunk[n - 2]! << 8) | chunk[n - 1]! : ((this.lastTwo & 0xff) << 8) | chunk[0]!;
     this.seen = Math.min(2, this.seen + n);
-    done(null, parts.length === 1 ? parts[0] : Buffer.concat(parts));
+    const out = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    const prev = this.held;
+    this.held = out;
+    done(null, prev);
   }
 
   override _flush(done: TransformCallback): void {
     const endsInCrlf = this.seen >= 2 && this.lastTwo === 0x0d0a;
-    done(null, this.seen === 0 || endsInCrlf ? END_AFTER_CRLF : END_WITH_CRLF);
+    const end = this.seen === 0 || endsInCrlf ? END_AFTER_CRLF : END_WITH_CRLF;
+    done(null, this.held ? Buffer.concat([this.held, end]) : end);
   }
 }
 
