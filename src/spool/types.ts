@@ -1,7 +1,7 @@
 /**
  * The QueueStore interface: the one boundary between Postline and where queued mail lives.
  *
- * The embedded default is SQLite plus one body file per message (src/spool/sqlite/); a PostgreSQL
+ * The embedded default is SQLite, with small bodies inline and a file per large body (src/spool/sqlite/); a PostgreSQL
  * store for clusters will implement the same interface. No SQL or file layout leaks past here.
  *
  * Ownership (DESIGN.md): cleanup is the only caller of `createBody` / `commit`; the scheduler is the
@@ -136,9 +136,10 @@ export interface QueueStore {
   /** Starts a new body for message `id`. Throws StoreError(full) when the store is below its free-space reserve. */
   createBody(id: string): Promise<BodyWriter>;
   /**
-   * Makes the message durable: body file fsync + directory fsync + database commit (group commit:
-   * concurrent callers share one flush). Resolves only when it is on disk; only then may the
-   * caller answer 250. Throws StoreError (full or not) when it could not commit; then nothing is kept.
+   * Makes the message durable: a database commit (group commit: concurrent callers share one
+   * flush) that holds the body too when it is small, else after the body file's fsync and its
+   * directory's fsync. Resolves only when it is on disk; only then may the caller answer 250.
+   * Throws StoreError (full or not) when it could not commit; then nothing is kept.
    */
   commit(msg: NewMessage, body: BodyWriter): Promise<QueuedMessage>;
 

@@ -1,9 +1,11 @@
 /**
  * Fault suite, corruption (issue 3), through the real process: with the server stopped, one body
- * file is truncated, one is garbled (replaced by other bytes of another length), one is deleted,
- * and one queue record is changed so it fails validation. On start each damaged entry is
- * quarantined with a log line (body moved to dataDir/quarantine/), and the rest of the queue is
- * delivered. (A garbled body of exactly the same length is not detected: there is no checksum.)
+ * is truncated, one is garbled (replaced by other bytes of another length), one is deleted, and
+ * one queue record is changed so it fails validation. Small bodies are stored inline in queue.db
+ * (the `bodies` table), larger ones as files: the damage is done to whichever holds the body. On
+ * start each damaged entry is quarantined with a log line (body moved or copied to
+ * dataDir/quarantine/), and the rest of the queue is delivered. (A garbled body of exactly the same
+ * length is not detected: there is no checksum.)
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -48,10 +50,16 @@ test('corruption: damaged bodies and an invalid record are quarantined; the rest
   const dataDir = join(pl.dir, 'var');
   const body = (id: string) => join(dataDir, 'spool', id.slice(6, 8), id); // see src/spool/sqlite/layout.ts
   const damaged = new Map<number, string>([[1, 'truncated'], [2, 'garbled'], [3, 'missing'], [4, 'invalid record']]);
-  truncateSync(body(ids.get(1)!), 10);
-  writeFileSync(body(ids.get(2)!), Buffer.from('\u0000\u00ff garbage that is not the message \u0001'.repeat(40), 'latin1'));
-  unlinkSync(body(ids.get(3)!));
   const db = new Database(join(dataDir, 'queue.db'));
+  const garbage = Buffer.from('\u0000\u00ff garbage that is not the message \u0001'.repeat(40), 'latin1');
+  // Each damage goes to the body file when there is one, else to the inline BLOB.
+  const damage = (id: string, onFile: (p: string) => void, sql: string, ...args: unknown[]): void => {
+    if (existsSync(body(id))) onFile(body(id));
+    else assert.equal(db.prepare(sql).run(...args, id).changes, 1, `inline body of ${id} damaged`);
+  };
+  damage(ids.get(1)!, (p) => truncateSync(p, 10), 'UPDATE bodies SET data = substr(data, 1, 10) WHERE message_id = ?');
+  damage(ids.get(2)!, (p) => writeFileSync(p, garbage), 'UPDATE bodies SET data = ? WHERE message_id = ?', garbage);
+  damage(ids.get(3)!, (p) => unlinkSync(p), 'DELETE FROM bodies WHERE message_id = ?');
   db.prepare("UPDATE messages SET body_type = 'BOGUS' WHERE id = ?").run(ids.get(4)!);
   db.close();
 

@@ -1,9 +1,13 @@
 /**
- * One message body being written to `${dataDir}/spool/tmp/<queueId>` (SQLite store).
+ * One message body being received by the SQLite queue store.
  *
- * Owns: the temporary body file of a message until the store renames it into place. Bytes are
- * streamed straight to the file (never held whole in memory); the stream's final step
- * fdatasyncs the file with async fs so the event loop never waits on the disk.
+ * Owns: the body of a message until the store commits it. A body starts in memory; as long as it
+ * stays within `inlineMaxBytes` it never touches the file system and the store writes it as a BLOB
+ * in the same transaction as its envelope row (one WAL fsync for a whole group commit). The first
+ * write that would take it past the limit "spills" it: the temporary file
+ * `${dataDir}/spool/tmp/<queueId>` is created, the buffered bytes written, and from then on bytes
+ * stream straight to the file (memory stays flat); the stream's final step fdatasyncs the file with
+ * async fs, so the event loop never waits on the disk.
  */
 import { Writable } from 'node:stream';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
@@ -12,28 +16,33 @@ import type { BodyWriter } from '../types.js';
 /** Writable high-water mark of a body stream, bytes. */
 const HIGH_WATER_MARK = 256 * 1024;
 
-/** Internal lifecycle of a body file. */
+/** Internal lifecycle of a body. */
 type BodyState = 'writing' | 'synced' | 'placed' | 'committed' | 'aborted';
 
-/** A BodyWriter backed by one file; the store calls `finish()` and `placed()` while committing. */
-export class FileBodyWriter implements BodyWriter {
+/** A BodyWriter kept in memory up to a limit, else backed by one file; the store drives the rest. */
+export class SpoolBodyWriter implements BodyWriter {
   readonly stream: Writable;
+  /** Bytes written to the file (0 while the body is in memory). */
   private written = 0;
+  /** The in-memory body while not spilled (chunks as received, not copied). */
+  private chunks: Buffer[] = [];
+  private inlineBytes = 0;
+  private fh: FileHandle | undefined;
+  /** True once a file was created for this body (abort must then remove it). */
+  private spilled = false;
   private failure: Error | undefined;
   private state: BodyState = 'writing';
   private closed = false;
   private aborting: Promise<void> | undefined;
-  /** Where the file is now (tmp path, then its final path after the rename). */
+  /** Where the file is (tmp path, then its final path after the rename). */
   private path: string;
 
-  private constructor(readonly id: string, tmpPath: string, private readonly fh: FileHandle) {
+  private constructor(readonly id: string, tmpPath: string, private readonly inlineMaxBytes: number) {
     this.path = tmpPath;
     this.stream = new Writable({
       highWaterMark: HIGH_WATER_MARK,
-      write: (chunk: Buffer, _enc, cb) => { this.writeAll(chunk).then(() => cb(), cb); },
-      writev: (chunks, cb) => {
-        this.writeAll(Buffer.concat(chunks.map((c) => c.chunk as Buffer))).then(() => cb(), cb);
-      },
+      write: (chunk: Buffer, _enc, cb) => { this.take([chunk]).then(() => cb(), cb); },
+      writev: (chunks, cb) => { this.take(chunks.map((c) => c.chunk as Buffer)).then(() => cb(), cb); },
       final: (cb) => { this.syncAndClose().then(() => cb(), cb); },
       destroy: (err, cb) => { this.closeQuietly().then(() => cb(err)); },
     });
@@ -42,25 +51,35 @@ export class FileBodyWriter implements BodyWriter {
   }
 
   /**
-   * Creates the temporary file (exclusive: an existing file with that name is an error).
-   * @throws NodeJS.ErrnoException from open (EEXIST, ENOSPC, EACCES...).
+   * Starts a body. With `inlineMaxBytes` > 0 nothing is created until the body outgrows it; with 0
+   * the temporary file is created at once (exclusive: an existing file with that name is an error).
+   * @param inlineMaxBytes largest body kept in memory and stored inline, bytes (0 = always a file).
+   * @throws NodeJS.ErrnoException from open (EEXIST, ENOSPC, EACCES...) when the file is created here.
    */
-  static async create(id: string, tmpPath: string): Promise<FileBodyWriter> {
-    const fh = await open(tmpPath, 'wx', 0o600);
-    return new FileBodyWriter(id, tmpPath, fh);
+  static async create(id: string, tmpPath: string, inlineMaxBytes: number): Promise<SpoolBodyWriter> {
+    const w = new SpoolBodyWriter(id, tmpPath, Math.max(0, inlineMaxBytes));
+    if (w.inlineMaxBytes === 0) await w.spill();
+    return w;
   }
 
-  /** Bytes accepted so far: on the file plus still buffered in the stream. */
+  /** Bytes accepted so far: stored (memory or file) plus still buffered in the stream. */
   bytesWritten(): number {
-    return this.written + (this.stream.destroyed ? 0 : this.stream.writableLength);
+    return this.written + this.inlineBytes + (this.stream.destroyed ? 0 : this.stream.writableLength);
   }
 
-  /** Bytes actually written to the file (equals bytesWritten() after finish()). */
-  bytesOnFile(): number {
-    return this.written;
+  /** Size of the finished body, bytes (valid after finish()). */
+  size(): number {
+    return this.written + this.inlineBytes;
   }
 
-  /** The current path of the body file (tmp, or final once placed). */
+  /** The whole body when it stayed in memory (one Buffer of exactly size() bytes), else undefined. */
+  inlineBody(): Buffer | undefined {
+    if (this.spilled) return undefined;
+    if (this.chunks.length !== 1) this.chunks = [Buffer.concat(this.chunks, this.inlineBytes)];
+    return this.chunks[0];
+  }
+
+  /** The current path of the body file (tmp, or final once placed); meaningful only when spilled. */
   currentPath(): string {
     return this.path;
   }
@@ -71,7 +90,7 @@ export class FileBodyWriter implements BodyWriter {
   }
 
   /**
-   * Ends the stream and waits until the file is fdatasynced and closed.
+   * Ends the stream and waits until the body is complete: in memory, or fdatasynced and closed.
    * @throws the first write/sync error (e.g. ENOSPC), or Error when aborted or used twice.
    */
   async finish(): Promise<void> {
@@ -100,25 +119,51 @@ export class FileBodyWriter implements BodyWriter {
   /** Records that the database row is committed; abort() no longer removes anything. */
   committed(): void {
     this.state = 'committed';
+    this.chunks = [];
   }
 
-  /** Discards the body: destroys the stream and removes the file wherever it is. Never throws. */
+  /** Discards the body: destroys the stream, drops memory, removes the file wherever it is. Never throws. */
   abort(): Promise<void> {
     if (this.state === 'committed') return Promise.resolve();
     if (this.aborting) return this.aborting; // a second caller waits for the same cleanup
     this.state = 'aborted';
+    this.chunks = [];
     this.aborting = (async () => {
       if (!this.stream.destroyed) this.stream.destroy();
       await this.closeQuietly();
-      await unlink(this.path).catch(() => undefined);
+      if (this.spilled) await unlink(this.path).catch(() => undefined);
     })();
     return this.aborting;
+  }
+
+  /** Takes chunks in memory while they fit, else spills and appends them to the file. */
+  private async take(bufs: readonly Buffer[]): Promise<void> {
+    if (!this.spilled) {
+      const n = bufs.reduce((sum, b) => sum + b.length, 0);
+      if (this.inlineBytes + n <= this.inlineMaxBytes) {
+        this.chunks.push(...bufs);
+        this.inlineBytes += n;
+        return;
+      }
+      await this.spill();
+    }
+    await this.writeAll(bufs.length === 1 ? bufs[0] : Buffer.concat(bufs));
+  }
+
+  /** Creates the temporary file and moves the in-memory bytes into it. */
+  private async spill(): Promise<void> {
+    this.fh = await open(this.path, 'wx', 0o600);
+    this.spilled = true; // only now is the file ours to remove
+    const held = this.chunks;
+    this.chunks = [];
+    this.inlineBytes = 0;
+    if (held.length) await this.writeAll(Buffer.concat(held));
   }
 
   private async writeAll(buf: Buffer): Promise<void> {
     let off = 0;
     while (off < buf.length) {
-      const { bytesWritten } = await this.fh.write(buf, off, buf.length - off);
+      const { bytesWritten } = await this.fh!.write(buf, off, buf.length - off);
       if (bytesWritten <= 0) throw new Error(`short write on body ${this.id}`);
       off += bytesWritten;
       this.written += bytesWritten;
@@ -126,13 +171,14 @@ export class FileBodyWriter implements BodyWriter {
   }
 
   private async syncAndClose(): Promise<void> {
+    if (!this.fh) return;
     await this.fh.datasync();
     this.closed = true;
     await this.fh.close();
   }
 
   private async closeQuietly(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || !this.fh) return;
     this.closed = true;
     await this.fh.close().catch(() => undefined);
   }

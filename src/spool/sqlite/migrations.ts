@@ -58,6 +58,17 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'recipients.dsn_owed: a DSN decided but not yet queued',
     sql: `ALTER TABLE recipients ADD COLUMN dsn_owed TEXT;`,
   },
+  {
+    version: 3,
+    name: 'bodies: small message bodies stored inline, committed with their envelope row',
+    // A rowid table (not WITHOUT ROWID): rows up to the inline limit (128 KiB by default) are far
+    // larger than a page, which WITHOUT ROWID tables handle badly. A message has its body either
+    // here or as a file in spool/, never both.
+    sql: `CREATE TABLE bodies (
+        message_id TEXT PRIMARY KEY,
+        data       BLOB NOT NULL
+      );`,
+  },
 ];
 
 /**

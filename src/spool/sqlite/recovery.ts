@@ -2,8 +2,8 @@
  * Crash recovery of the SQLite queue store, run by `open()`.
  *
  * Owns the rules: leftovers in spool/tmp are deleted (never acknowledged: 250 comes only after the
- * row commit); every row must validate and have a body file of exactly its recorded size, or it is
- * quarantined with a log line; body files without a row (crash between rename and row commit,
+ * row commit); every row must validate and have a body of exactly its recorded size (an inline
+ * BLOB in `bodies`, else a body file), or it is quarantined with a log line; body files without a row (crash between rename and row commit,
  * or between row delete and unlink) are deleted. One bad entry never stops the start.
  */
 import { readdir, stat, unlink } from 'node:fs/promises';
@@ -12,7 +12,7 @@ import type { Logger } from '../../core/log.js';
 import { isQueueId } from '../../core/queue-id.js';
 import { SpoolLayout } from './layout.js';
 import { toMessage } from './rows.js';
-import type { Statements } from './statements.js';
+import type { ReadStatements } from './statements.js';
 
 /** What recovery did, for the log and tests. */
 export interface RecoveryReport {
@@ -25,7 +25,7 @@ export interface RecoveryReport {
 
 export interface RecoveryDeps {
   readonly layout: SpoolLayout;
-  readonly stmts: Statements;
+  readonly stmts: ReadStatements;
   readonly logger: Logger;
   readonly quarantine: (id: string, reason: string) => Promise<void>;
 }
@@ -55,13 +55,19 @@ async function removeTmpLeftovers(deps: RecoveryDeps): Promise<number> {
   return n;
 }
 
-/** Validates one row and its body file; quarantines it when damaged. Returns true when healthy. */
+/** Validates one row and its body (inline or file); quarantines it when damaged. Returns true when healthy. */
 async function checkEntry(deps: RecoveryDeps, id: string): Promise<boolean> {
   let reason: string | undefined;
   try {
     const row = deps.stmts.getMessage.get(id);
     if (!row) return true; // gone meanwhile
     const msg = toMessage(row, deps.stmts.getRecipients.all(id));
+    const inline = deps.stmts.inlineLength.get(id);
+    if (inline && inline.len !== null) {
+      if (inline.len < msg.size) reason = `inline body truncated (${inline.len} of ${msg.size} bytes)`;
+      else if (inline.len !== msg.size) reason = `inline body size ${inline.len} differs from recorded ${msg.size} bytes`;
+      return reason === undefined ? true : (await deps.quarantine(id, reason), false);
+    }
     const st = await stat(deps.layout.bodyPath(msg.id)).catch((e: NodeJS.ErrnoException) => e);
     if (st instanceof Error) reason = st.code === 'ENOENT' ? 'body file missing' : `body file unreadable: ${st.code}`;
     else if (st.size < msg.size) reason = `body file truncated (${st.size} of ${msg.size} bytes)`;

@@ -2,7 +2,9 @@
  * The SQL of the SQLite queue store, one prepared statement per operation.
  *
  * Owns: every SQL string the store runs. Quarantined rows (quarantined_at set) are invisible to
- * everything except the recovery scan of known IDs.
+ * everything except the recovery scan of known IDs. Reads run on the main thread's connection
+ * (`prepareReadStatements`); writes only in the writer thread (`prepareWriteStatements`,
+ * writer-worker.ts), which owns the one write connection.
  */
 import type Database from 'better-sqlite3';
 import type { MessageRow, RecipientRow } from './rows.js';
@@ -22,19 +24,14 @@ export interface RecipientUpdateParams {
   dsn_owed: string | null;
 }
 
-/** Prepares every statement the store uses against `db`. */
-export function prepareStatements(db: Database.Database) {
+/** A message's body, looked up for openBody: `data` null means the body is a file in spool/. */
+export interface BodyRow {
+  data: Buffer | null;
+}
+
+/** Prepares the read statements of the main thread against `db`. */
+export function prepareReadStatements(db: Database.Database) {
   return {
-    insertMessage: db.prepare<[MessageRow]>(`
-      INSERT INTO messages (id, mail_from, body_type, smtputf8, ret, envid, size, arrived_at, origin,
-                            attempts, next_attempt_at, held, last_error)
-      VALUES (@id, @mail_from, @body_type, @smtputf8, @ret, @envid, @size, @arrived_at, @origin,
-              @attempts, @next_attempt_at, @held, @last_error)`),
-    insertRecipient: db.prepare<[RecipientRow]>(`
-      INSERT INTO recipients (message_id, idx, address, notify, orcpt, status, last_reply, dsn_status,
-                              remote_mta, done_at, delay_notified, dsn_owed)
-      VALUES (@message_id, @idx, @address, @notify, @orcpt, @status, @last_reply, @dsn_status,
-              @remote_mta, @done_at, @delay_notified, @dsn_owed)`),
     getMessage: db.prepare<[string], MessageRow>(
       'SELECT * FROM messages WHERE id = ? AND quarantined_at IS NULL'),
     getRecipients: db.prepare<[string], RecipientRow>(
@@ -46,6 +43,34 @@ export function prepareStatements(db: Database.Database) {
     allMessages: db.prepare<[], MessageRow>(
       'SELECT * FROM messages WHERE quarantined_at IS NULL ORDER BY arrived_at, id'),
     allIds: db.prepare<[], { id: string }>('SELECT id FROM messages'),
+    /** The inline body of a visible message (no row: unknown or quarantined). */
+    getBody: db.prepare<[string], BodyRow>(`
+      SELECT b.data AS data FROM messages m LEFT JOIN bodies b ON b.message_id = m.id
+      WHERE m.id = ? AND m.quarantined_at IS NULL`),
+    /** Length of the inline body, bytes (null: the body is a file), without reading the BLOB. */
+    inlineLength: db.prepare<[string], { len: number | null }>(
+      'SELECT length(data) AS len FROM bodies WHERE message_id = ?'),
+    /** The inline body of any message, quarantined ones included (to copy it to quarantine/). */
+    rawBody: db.prepare<[string], { data: Buffer }>('SELECT data FROM bodies WHERE message_id = ?'),
+  };
+}
+
+export type ReadStatements = ReturnType<typeof prepareReadStatements>;
+
+/** Prepares the write statements (writer thread only) against `db`. */
+export function prepareWriteStatements(db: Database.Database) {
+  return {
+    insertMessage: db.prepare<[MessageRow]>(`
+      INSERT INTO messages (id, mail_from, body_type, smtputf8, ret, envid, size, arrived_at, origin,
+                            attempts, next_attempt_at, held, last_error)
+      VALUES (@id, @mail_from, @body_type, @smtputf8, @ret, @envid, @size, @arrived_at, @origin,
+              @attempts, @next_attempt_at, @held, @last_error)`),
+    insertRecipient: db.prepare<[RecipientRow]>(`
+      INSERT INTO recipients (message_id, idx, address, notify, orcpt, status, last_reply, dsn_status,
+                              remote_mta, done_at, delay_notified, dsn_owed)
+      VALUES (@message_id, @idx, @address, @notify, @orcpt, @status, @last_reply, @dsn_status,
+              @remote_mta, @done_at, @delay_notified, @dsn_owed)`),
+    insertBody: db.prepare<[string, Uint8Array]>('INSERT INTO bodies (message_id, data) VALUES (?, ?)'),
     updateRecipient: db.prepare<[RecipientUpdateParams]>(`
       UPDATE recipients SET status = @status,
         last_reply = COALESCE(@last_reply, last_reply),
@@ -65,9 +90,10 @@ export function prepareStatements(db: Database.Database) {
       'UPDATE messages SET held = ? WHERE id = ? AND quarantined_at IS NULL'),
     deleteRecipients: db.prepare<[string]>('DELETE FROM recipients WHERE message_id = ?'),
     deleteMessage: db.prepare<[string]>('DELETE FROM messages WHERE id = ?'),
+    deleteBody: db.prepare<[string]>('DELETE FROM bodies WHERE message_id = ?'),
     markQuarantined: db.prepare<[number, string, string]>(
       'UPDATE messages SET quarantined_at = ?, quarantine_reason = ? WHERE id = ?'),
   };
 }
 
-export type Statements = ReturnType<typeof prepareStatements>;
+export type WriteStatements = ReturnType<typeof prepareWriteStatements>;

@@ -1,18 +1,25 @@
 /**
  * SqliteQueueStore: the embedded default QueueStore (src/spool/types.ts).
  *
- * Metadata lives in `${dataDir}/queue.db` (better-sqlite3, WAL, synchronous=FULL); each body is one
- * file (layout.ts). Durability rule (DESIGN.md convention 5, RFC 5321 4.1.1.4 / 6.1: a 250 reply
- * accepts responsibility for the message): commit() resolves only after the body file is
- * fdatasynced, renamed into its bucket, the bucket directory fsynced and the row committed.
- * Concurrent commits share one directory fsync and one transaction (group-commit.ts).
+ * Metadata lives in `${dataDir}/queue.db` (better-sqlite3, WAL, synchronous=FULL). Bodies up to
+ * `inlineMaxBytes` are kept in memory while received and stored as a BLOB in the same transaction
+ * as their envelope row; larger ones are streamed to one file each (layout.ts). Durability rule
+ * (DESIGN.md convention 5, RFC 5321 4.1.1.4 / 6.1: a 250 reply accepts responsibility for the
+ * message): commit() resolves only after the row (and inline body) is committed with a WAL fsync,
+ * and for a file body after the file is fdatasynced, renamed into its bucket and the bucket
+ * directory fsynced first.
+ *
+ * Threads: every write runs in the writer thread (writer-worker.ts), which batches whatever
+ * arrives while it is busy into one transaction (group commit: a batch of N small messages costs
+ * one WAL fsync in total); the main thread keeps a read connection (WAL readers see each commit
+ * once its promise resolved), so no fsync ever runs on the event loop.
  *
  * Owns: queue.db, spool/, quarantine/ under dataDir.
  */
 import Database from 'better-sqlite3';
 import { createReadStream, statSync } from 'node:fs';
-import { rename, statfs, unlink } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import { rename, statfs, unlink, writeFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { systemClock, type Clock } from '../../core/clock.js';
 import { PostlineError, StoreError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
@@ -21,13 +28,20 @@ import type { EventBus } from '../../events/bus.js';
 import type {
   BodyWriter, NewMessage, QueuedMessage, QueueStore, QueueSummary, RecipientUpdate,
 } from '../types.js';
-import { FileBodyWriter } from './body-writer.js';
-import { GroupCommitter, type GroupCommitStats } from './group-commit.js';
-import { SpoolLayout, syncDir } from './layout.js';
+import { BodyCache } from './body-cache.js';
+import { SpoolBodyWriter } from './body-writer.js';
+import { SpoolLayout } from './layout.js';
 import { migrate } from './migrations.js';
 import { recover, type RecoveryReport } from './recovery.js';
-import { newMessageRow, newRecipientRows, RowError, toMessage, type MessageRow, type RecipientRow } from './rows.js';
-import { prepareStatements, type Statements } from './statements.js';
+import { newMessageRow, newRecipientRows, RowError, toMessage, type MessageRow } from './rows.js';
+import { prepareReadStatements, type ReadStatements } from './statements.js';
+import { WriterClient } from './writer-client.js';
+import type { WriteOp, WriterStats } from './writer-protocol.js';
+
+/** Default largest body stored inline in queue.db, bytes. */
+export const DEFAULT_INLINE_MAX_BYTES = 128 * 1024;
+/** Default size of the cache of freshly committed inline bodies, bytes. */
+export const DEFAULT_BODY_CACHE_BYTES = 16 * 1024 * 1024;
 
 /** Constructor options of SqliteQueueStore. */
 export interface SqliteQueueStoreOptions {
@@ -37,75 +51,90 @@ export interface SqliteQueueStoreOptions {
   readonly minFreeBytes: number | (() => number);
   readonly logger: Logger;
   readonly clock?: Clock;
-  /** Extra wait before a group commit is flushed, ms (0..2 sensible; 0 = next setImmediate tick). Default 0. */
+  /** Accepted for compatibility, ms (0..1000); batching is done by the writer thread (whatever arrives while it is busy). */
   readonly groupCommitWindowMs?: number;
   /** How long a statfs result is reused by the free-space check, ms. Default 1000. */
   readonly statfsCacheMs?: number;
+  /** Largest body kept in memory and stored inline in queue.db, bytes; larger ones go to a file. 0 = always a file. Default 128 KiB. */
+  readonly inlineMaxBytes?: number;
+  /** Bytes of freshly committed inline bodies kept in memory for their first delivery. 0 = off. Default 16 MiB. */
+  readonly bodyCacheBytes?: number;
+  /** Caps queue.db at this many pages (PRAGMA max_page_count, 4 KiB each): beyond it commits fail with SQLITE_FULL (452 4.3.1). Default: no cap. */
+  readonly maxDatabasePages?: number;
   /** When given, quarantines are published as 'message.quarantined' events. */
   readonly events?: EventBus;
 }
 
-interface CommitRow {
-  readonly message: MessageRow;
-  readonly recipients: RecipientRow[];
-}
+const DISK_FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
+const isDiskFull = (e: unknown): boolean => DISK_FULL_CODES.has((e as NodeJS.ErrnoException | undefined)?.code ?? '');
 
-const isDiskFull = (e: unknown): boolean => {
-  const code = (e as NodeJS.ErrnoException | undefined)?.code;
-  return code === 'ENOSPC' || code === 'EDQUOT';
-};
-
-/** Maps any failure to a StoreError (full for ENOSPC/EDQUOT; other PostlineErrors kept). */
+/** Maps any failure to a StoreError (full for ENOSPC/EDQUOT/SQLITE_FULL; other PostlineErrors kept). */
 function toStoreError(err: unknown, what: string): PostlineError {
   if (err instanceof PostlineError) return err;
   if (isDiskFull(err)) return new StoreError(`${what}: disk full`, { full: true, cause: err });
   return new StoreError(`${what}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
 }
 
-/** QueueStore on SQLite plus one body file per message. Usable in tests with a temp dataDir. */
+/** A Readable of one in-memory body (not object mode: chunks are Buffers). */
+function bufferStream(buf: Buffer): Readable {
+  let sent = false;
+  return new Readable({
+    read() {
+      if (!sent && buf.length) this.push(buf);
+      sent = true;
+      this.push(null);
+    },
+  });
+}
+
+/** QueueStore on SQLite (inline small bodies) plus one file per large body. Usable in tests with a temp dataDir. */
 export class SqliteQueueStore implements QueueStore {
   private readonly layout: SpoolLayout;
   private readonly logger: Logger;
   private readonly clock: Clock;
   private readonly statfsCacheMs: number;
-  private readonly committer: GroupCommitter<CommitRow>;
+  private readonly inlineMaxBytes: number;
+  private readonly cache: BodyCache;
   private db: Database.Database | undefined;
-  private stmts: Statements | undefined;
+  private stmts: ReadStatements | undefined;
+  private writer: WriterClient | undefined;
   private freeCache: { at: number; bytes: number } | undefined;
-  /** Commits started and not yet settled; close() waits for them. */
+  /** Writes started and not yet settled; close() waits for them. */
   private readonly inflight = new Set<Promise<unknown>>();
   /** Result of the last open()'s crash recovery. */
   lastRecovery: RecoveryReport | undefined;
 
-  /** @throws ConfigError-like PostlineError when an option is invalid. */
+  /** @throws PostlineError ERR_STORE_OPTIONS when an option is invalid. */
   constructor(private readonly opts: SqliteQueueStoreOptions) {
-    if (!opts.dataDir) throw new PostlineError('ERR_STORE_OPTIONS', 'dataDir is required', { temporary: false });
+    const bad = (why: string): PostlineError => new PostlineError('ERR_STORE_OPTIONS', why, { temporary: false });
+    if (!opts.dataDir) throw bad('dataDir is required');
     const reserve = typeof opts.minFreeBytes === 'function' ? opts.minFreeBytes() : opts.minFreeBytes;
-    if (!Number.isFinite(reserve) || reserve < 0) {
-      throw new PostlineError('ERR_STORE_OPTIONS', 'minFreeBytes must be >= 0', { temporary: false });
-    }
+    if (!Number.isFinite(reserve) || reserve < 0) throw bad('minFreeBytes must be >= 0');
     const windowMs = opts.groupCommitWindowMs ?? 0;
-    if (!(windowMs >= 0 && windowMs <= 1000)) {
-      throw new PostlineError('ERR_STORE_OPTIONS', 'groupCommitWindowMs must be 0..1000', { temporary: false });
+    if (!(windowMs >= 0 && windowMs <= 1000)) throw bad('groupCommitWindowMs must be 0..1000');
+    this.inlineMaxBytes = opts.inlineMaxBytes ?? DEFAULT_INLINE_MAX_BYTES;
+    if (!Number.isSafeInteger(this.inlineMaxBytes) || this.inlineMaxBytes < 0 || this.inlineMaxBytes > 64 * 1024 * 1024) {
+      throw bad('inlineMaxBytes must be an integer 0..67108864');
+    }
+    const cacheBytes = opts.bodyCacheBytes ?? DEFAULT_BODY_CACHE_BYTES;
+    if (!Number.isSafeInteger(cacheBytes) || cacheBytes < 0) throw bad('bodyCacheBytes must be an integer >= 0');
+    if (opts.maxDatabasePages !== undefined && !(Number.isSafeInteger(opts.maxDatabasePages) && opts.maxDatabasePages > 0)) {
+      throw bad('maxDatabasePages must be a positive integer');
     }
     this.layout = new SpoolLayout(opts.dataDir);
     this.logger = opts.logger;
     this.clock = opts.clock ?? systemClock;
     this.statfsCacheMs = opts.statfsCacheMs ?? 1000;
-    this.committer = new GroupCommitter<CommitRow>({
-      windowMs,
-      syncDir,
-      runTransaction: (rows) => this.insertRows(rows),
-    });
+    this.cache = new BodyCache(cacheBytes);
   }
 
-  /** Group-commit counters: commits vs transactions vs directory fsyncs. */
-  commitStats(): Readonly<GroupCommitStats> {
-    return { ...this.committer.stats };
+  /** Writer counters: commits vs transactions vs directory fsyncs (as of the last reply). */
+  commitStats(): Readonly<WriterStats> {
+    return { ...(this.writer?.stats ?? { commits: 0, failures: 0, transactions: 0, dirSyncs: 0, largestBatch: 0, writes: 0 }) };
   }
 
   /**
-   * Opens queue.db (WAL, synchronous=FULL), runs migrations and crash recovery (recovery.ts).
+   * Opens queue.db (WAL), runs migrations, starts the writer thread and runs crash recovery.
    * @throws StoreError when the data directory or database cannot be opened.
    */
   async open(): Promise<void> {
@@ -113,12 +142,21 @@ export class SqliteQueueStore implements QueueStore {
     try {
       await this.layout.ensureDirs();
       const db = new Database(this.layout.dbPath);
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = FULL');
-      db.pragma('busy_timeout = 5000');
-      migrate(db);
+      try {
+        db.pragma('journal_mode = WAL');
+        db.pragma('synchronous = FULL');
+        db.pragma('busy_timeout = 5000');
+        migrate(db);
+        this.writer = await WriterClient.start({
+          dbPath: this.layout.dbPath,
+          ...(this.opts.maxDatabasePages !== undefined ? { maxPageCount: this.opts.maxDatabasePages } : {}),
+        });
+      } catch (err) {
+        db.close();
+        throw err;
+      }
       this.db = db;
-      this.stmts = prepareStatements(db);
+      this.stmts = prepareReadStatements(db);
     } catch (err) {
       throw toStoreError(err, 'cannot open queue store');
     }
@@ -129,17 +167,18 @@ export class SqliteQueueStore implements QueueStore {
     this.logger.info({ dataDir: this.opts.dataDir, ...this.lastRecovery }, 'queue store opened');
   }
 
-  /** Waits for pending group commits, then closes the database. */
+  /** Waits for pending writes, stops the writer thread, then closes the read connection. */
   async close(): Promise<void> {
     await Promise.allSettled([...this.inflight]);
-    await this.committer.drain();
+    await this.writer?.close();
+    this.writer = undefined;
     this.db?.close();
     this.db = undefined;
     this.stmts = undefined;
   }
 
   /**
-   * Starts the body file of message `id` in spool/tmp.
+   * Starts the body of message `id` (in memory; a file in spool/tmp once it outgrows inlineMaxBytes).
    * @throws StoreError(full) (452 4.3.1) below the free-space reserve or on ENOSPC/EDQUOT;
    *         StoreError (451 4.3.0) for a bad ID or other I/O errors.
    */
@@ -153,43 +192,44 @@ export class SqliteQueueStore implements QueueStore {
       throw new StoreError('insufficient free space in the queue', { full: true });
     }
     try {
-      return await FileBodyWriter.create(id, this.layout.tmpPath(id));
+      return await SpoolBodyWriter.create(id, this.layout.tmpPath(id), this.inlineMaxBytes);
     } catch (err) {
       throw toStoreError(err, `cannot create body ${id}`);
     }
   }
 
   /**
-   * Commits a message: fdatasync body -> rename into bucket -> (group) fsync bucket dir + one
-   * transaction. Resolves with the stored metadata only when all of it is on disk.
-   * @throws StoreError (full on ENOSPC/EDQUOT); the body file is removed, nothing is kept.
+   * Commits a message. Inline body: row + BLOB in the writer's next group transaction (one WAL
+   * fsync per batch). File body: fdatasync -> rename into bucket -> the writer fsyncs the bucket
+   * directory, then commits the row. Resolves with the stored metadata only when all of it is on disk.
+   * @throws StoreError (full on ENOSPC/EDQUOT/SQLITE_FULL); the body is discarded, nothing is kept.
    */
   async commit(msg: NewMessage, body: BodyWriter): Promise<QueuedMessage> {
     this.q();
-    const p = this.commitBody(msg, body);
-    this.inflight.add(p);
-    try {
-      return await p;
-    } finally {
-      this.inflight.delete(p);
-    }
+    return this.track(this.commitBody(msg, body));
   }
 
   private async commitBody(msg: NewMessage, body: BodyWriter): Promise<QueuedMessage> {
-    if (!(body instanceof FileBodyWriter) || body.id !== msg.id || !body.isOpen()) {
+    if (!(body instanceof SpoolBodyWriter) || body.id !== msg.id || !body.isOpen()) {
       throw new StoreError(`commit of ${msg.id}: body writer does not belong to this message`);
     }
     try {
       if (!msg.recipients.length) throw new StoreError(`commit of ${msg.id}: no recipients`);
       await body.finish();
-      const size = body.bytesOnFile();
-      const finalPath = this.layout.bodyPath(msg.id);
-      await rename(body.currentPath(), finalPath);
-      body.placed(finalPath);
-      const row: CommitRow = { message: newMessageRow(msg, size), recipients: newRecipientRows(msg) };
-      await this.committer.submit(row, [this.layout.bucketDir(msg.id)]);
+      const message = newMessageRow(msg, body.size());
+      const recipients = newRecipientRows(msg);
+      const inline = body.inlineBody();
+      if (inline) {
+        await this.write({ kind: 'insert', message, recipients, body: inline, dir: null });
+        this.cache.set(msg.id, inline);
+      } else {
+        const finalPath = this.layout.bodyPath(msg.id);
+        await rename(body.currentPath(), finalPath);
+        body.placed(finalPath);
+        await this.write({ kind: 'insert', message, recipients, body: null, dir: this.layout.bucketDir(msg.id) });
+      }
       body.committed();
-      return toMessage(row.message, row.recipients);
+      return toMessage(message, recipients);
     } catch (err) {
       await body.abort();
       const e = toStoreError(err, `cannot commit ${msg.id}`);
@@ -199,12 +239,16 @@ export class SqliteQueueStore implements QueueStore {
   }
 
   /**
-   * Opens the stored body (bytes exactly as committed).
-   * @throws StoreError when the message is unknown, quarantined or its body file is missing.
+   * Opens the stored body (bytes exactly as committed): from the cache or queue.db when inline,
+   * else the body file. @throws StoreError when the message is unknown, quarantined or its body missing.
    */
   openBody(id: string): Readable {
     const stmts = this.q();
-    if (!isQueueId(id) || !stmts.getMessage.get(id)) throw new StoreError(`no such message ${id}`);
+    const cached = this.cache.get(id);
+    if (cached) return bufferStream(cached);
+    const row = isQueueId(id) ? stmts.getBody.get(id) : undefined;
+    if (!row) throw new StoreError(`no such message ${id}`);
+    if (row.data) return bufferStream(row.data);
     const path = this.layout.bodyPath(id);
     try {
       statSync(path);
@@ -249,107 +293,75 @@ export class SqliteQueueStore implements QueueStore {
   }
 
   /**
-   * Records recipient outcomes and the next attempt in ONE transaction. Optional fields left
-   * undefined keep their stored values. @throws StoreError for an unknown message or recipient idx.
+   * Records recipient outcomes and the next attempt in ONE transaction, written without an fsync
+   * of its own (synchronous=NORMAL unless it shares a batch with a full commit): in WAL mode the
+   * next full commit or checkpoint makes it durable. Losing one in a crash only repeats a delivery
+   * attempt (at-least-once), never loses mail. Optional fields left undefined keep their stored
+   * values. @throws StoreError for an unknown message or recipient idx (then nothing is changed).
    */
   async updateRecipients(
     id: string,
     updates: readonly RecipientUpdate[],
     next: { attempts: number; nextAttemptAt: number; lastError?: string },
   ): Promise<void> {
-    const stmts = this.q();
-    this.relaxed(() => this.db!.transaction(() => {
-      const r = stmts.updateNext.run({ id, attempts: next.attempts, next: next.nextAttemptAt, last_error: next.lastError ?? null });
-      if (r.changes !== 1) throw new StoreError(`no such message ${id}`);
-      for (const u of updates) {
-        const res = stmts.updateRecipient.run({
-          message_id: id, idx: u.idx, status: u.status,
-          last_reply: u.lastReply ?? null, dsn_status: u.dsnStatus ?? null, remote_mta: u.remoteMta ?? null,
-          done_at: u.doneAt ?? null, delay_notified: u.delayNotified === undefined ? null : u.delayNotified ? 1 : 0,
-          dsn_owed_set: u.dsnOwed === undefined ? 0 : 1, dsn_owed: u.dsnOwed ?? null,
-        });
-        if (res.changes !== 1) throw new StoreError(`message ${id} has no recipient ${u.idx}`);
-      }
-    })());
+    this.q();
+    await this.write({
+      kind: 'update', id, attempts: next.attempts, nextAttemptAt: next.nextAttemptAt, lastError: next.lastError ?? null,
+      updates: updates.map((u) => ({
+        message_id: id, idx: u.idx, status: u.status,
+        last_reply: u.lastReply ?? null, dsn_status: u.dsnStatus ?? null, remote_mta: u.remoteMta ?? null,
+        done_at: u.doneAt ?? null, delay_notified: u.delayNotified === undefined ? null : u.delayNotified ? 1 : 0,
+        dsn_owed_set: u.dsnOwed === undefined ? 0 : 1, dsn_owed: u.dsnOwed ?? null,
+      })),
+    });
   }
 
-  /**
-   * Runs delivery-state writes with synchronous=NORMAL: in WAL mode they are then made durable by
-   * the next full commit or checkpoint instead of an fsync of their own. Losing one in a crash
-   * only repeats a delivery attempt (at-least-once), never loses mail; acceptance commits, removals
-   * and DSN hand-offs stay at synchronous=FULL.
-   */
-  private relaxed<T>(fn: () => T): T {
-    this.db!.pragma('synchronous = NORMAL');
-    try {
-      return fn();
-    } finally {
-      this.db!.pragma('synchronous = FULL');
-    }
-  }
-
-  /** Moves the next attempt time (ms since epoch). @throws StoreError for an unknown message. */
+  /** Moves the next attempt time (ms since epoch; relaxed like updateRecipients). @throws StoreError for an unknown message. */
   async setNextAttempt(id: string, nextAttemptAt: number): Promise<void> {
-    if (this.relaxed(() => this.q().setNext.run(nextAttemptAt, id)).changes !== 1) throw new StoreError(`no such message ${id}`);
+    this.q();
+    await this.write({ kind: 'setNext', id, at: nextAttemptAt });
   }
 
   /** Holds or releases a message. @throws StoreError for an unknown message. */
   async setHold(id: string, held: boolean): Promise<void> {
-    if (this.q().setHold.run(held ? 1 : 0, id).changes !== 1) throw new StoreError(`no such message ${id}`);
-  }
-
-  /**
-   * Deletes the rows, then the body file. Idempotent for unknown IDs. Removals that arrive in the
-   * same tick share one transaction (one WAL fsync), like acceptance commits. The row is gone for
-   * good before the body is unlinked, so a crash never leaves a row without its body.
-   * @throws the database error (then nothing of the batch was removed).
-   */
-  remove(id: string): Promise<void> {
     this.q();
-    return new Promise((resolve, reject) => {
-      this.removals.push({ id, resolve, reject });
-      if (this.removals.length === 1) {
-        const flushed = new Promise<void>((done) => setImmediate(() => void this.flushRemovals().finally(done)));
-        this.inflight.add(flushed);
-        void flushed.finally(() => this.inflight.delete(flushed));
-      }
-    });
-  }
-
-  private readonly removals: Array<{ id: string; resolve: () => void; reject: (err: unknown) => void }> = [];
-
-  private async flushRemovals(): Promise<void> {
-    const batch = this.removals.splice(0);
-    if (batch.length === 0) return;
-    const stmts = this.q();
-    try {
-      this.db!.transaction(() => {
-        for (const r of batch) {
-          stmts.deleteRecipients.run(r.id);
-          stmts.deleteMessage.run(r.id);
-        }
-      })();
-    } catch (err) {
-      batch.forEach((r) => r.reject(err));
-      return;
-    }
-    await Promise.all(batch.map((r) => (isQueueId(r.id) ? unlink(this.layout.bodyPath(r.id)).catch(() => undefined) : undefined)));
-    batch.forEach((r) => r.resolve());
+    await this.write({ kind: 'setHold', id, held });
   }
 
   /**
-   * Moves the body to quarantine/ and marks the row (kept for inspection, invisible to the queue).
-   * Logs queueId and reason; emits 'message.quarantined'. Never throws.
+   * Deletes the rows (and inline body), then a body file if there is one. Idempotent for unknown
+   * IDs. Removals share the writer's batches with other writes (one WAL fsync). The row is gone
+   * for good before the file is unlinked, so a crash never leaves a row without its body.
+   * @throws StoreError with the database error (then nothing was removed).
+   */
+  async remove(id: string): Promise<void> {
+    this.q();
+    this.cache.delete(id);
+    const hadInline = await this.write({ kind: 'remove', id });
+    if (!hadInline && isQueueId(id)) await unlink(this.layout.bodyPath(id)).catch(() => undefined);
+  }
+
+  /**
+   * Moves the body aside (file to quarantine/; an inline body is copied there, its BLOB kept) and
+   * marks the row (kept for inspection, invisible to the queue). Logs queueId and reason; emits
+   * 'message.quarantined'. Never throws.
    */
   async quarantine(id: string, reason: string): Promise<void> {
-    const safe = isQueueId(id);
-    if (safe) {
-      await rename(this.layout.bodyPath(id), this.layout.quarantinePath(id)).catch((e: NodeJS.ErrnoException) => {
+    this.cache.delete(id);
+    if (isQueueId(id)) {
+      let inline: Buffer | undefined;
+      try {
+        inline = this.stmts?.rawBody.get(id)?.data;
+      } catch { /* unreadable: nothing to copy */ }
+      const moved = inline
+        ? writeFile(this.layout.quarantinePath(id), inline)
+        : rename(this.layout.bodyPath(id), this.layout.quarantinePath(id));
+      await moved.catch((e: NodeJS.ErrnoException) => {
         if (e.code !== 'ENOENT') this.logger.error({ queueId: id, err: e.message }, 'cannot move body to quarantine');
       });
     }
     try {
-      this.stmts?.markQuarantined.run(this.clock.now(), reason, id);
+      if (this.writer) await this.write({ kind: 'quarantine', id, at: this.clock.now(), reason });
     } catch (err) {
       this.logger.error({ queueId: id, err: (err as Error).message }, 'cannot mark queue entry quarantined');
     }
@@ -376,14 +388,20 @@ export class SqliteQueueStore implements QueueStore {
     }
   }
 
-  private insertRows(rows: readonly CommitRow[]): void {
-    const stmts = this.q();
-    this.db!.transaction(() => {
-      for (const r of rows) {
-        stmts.insertMessage.run(r.message);
-        for (const rc of r.recipients) stmts.insertRecipient.run(rc);
-      }
-    })();
+  /** Runs one write in the writer thread. @throws StoreError (full on disk-full codes). */
+  private write(op: WriteOp): Promise<number> {
+    const w = this.writer;
+    if (!w) return Promise.reject(new StoreError('queue store is not open'));
+    return this.track(w.run(op).catch((err: unknown) => {
+      throw toStoreError(err, `queue write (${op.kind} ${op.kind === 'insert' ? op.message.id : op.id}) failed`);
+    }));
+  }
+
+  /** Keeps `p` in the set close() waits for. */
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.inflight.add(p);
+    void p.then(() => this.inflight.delete(p), () => this.inflight.delete(p));
+    return p;
   }
 
   private async convert(row: MessageRow): Promise<QueuedMessage | undefined> {
@@ -396,8 +414,8 @@ export class SqliteQueueStore implements QueueStore {
     }
   }
 
-  /** The prepared statements; @throws StoreError when the store is not open. */
-  private q(): Statements {
+  /** The prepared read statements; @throws StoreError when the store is not open. */
+  private q(): ReadStatements {
     if (!this.stmts) throw new StoreError('queue store is not open');
     return this.stmts;
   }

@@ -25,7 +25,8 @@ async function putSqlite(store: SqliteQueueStore, arrivedAt: number, rcpts: stri
 
 test('scheduler over SqliteQueueStore: retry, restart, bounce with DSN, quarantine', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pl-sched-sqlite-'));
-  const store = new SqliteQueueStore({ dataDir: dir, minFreeBytes: 0, logger: silentLogger() });
+  // inlineMaxBytes 0: bodies are files, so the test can remove one (inline bodies: spool/inline.test.ts)
+  const store = new SqliteQueueStore({ dataDir: dir, minFreeBytes: 0, logger: silentLogger(), inlineMaxBytes: 0 });
   await store.open();
   try {
     const h = harness({

@@ -91,7 +91,7 @@ test('crash recovery: tmp leftovers removed, missing/truncated bodies quarantine
     const events: PostlineEvent[] = [];
     const bus = new EventBus();
     bus.subscribe((e) => events.push(e));
-    const store = makeStore(dir);
+    const store = makeStore(dir, { inlineMaxBytes: 0 }); // body files (inline bodies: spool/inline.test.ts)
     await store.open();
     const a = await commitOne(store, Buffer.from('Subject: a\r\n\r\naaaa\r\n'));
     const b = await commitOne(store, Buffer.from('Subject: b\r\n\r\nbbbb\r\n'));
@@ -106,7 +106,7 @@ test('crash recovery: tmp leftovers removed, missing/truncated bodies quarantine
     await writeFile(join(bucket(orphan), orphan), 'never acknowledged');
 
     const { logger, lines } = captureLogger();
-    const again = makeStore(dir, { logger, events: bus });
+    const again = makeStore(dir, { logger, events: bus, inlineMaxBytes: 0 });
     await again.open();
     assert.deepEqual((await again.loadAll()).map((m) => m.id), [c.id]);
     assert.deepEqual(await readdir(join(dir, 'spool', 'tmp')), []);
@@ -265,22 +265,32 @@ test('updateRecipients, setNextAttempt, setHold, list and remove', async () => {
   }
 });
 
-test('group commit: a failing row does not fail the others in its batch', async () => {
-  const { GroupCommitter } = await import('../../../src/spool/sqlite/group-commit.js');
-  const written: number[] = [];
-  const gc = new GroupCommitter<number>({
-    windowMs: 0,
-    syncDir: async (d) => { if (d === 'bad-dir') throw new Error('EIO'); },
-    runTransaction: (rows) => {
-      if (rows.includes(13)) throw new Error('constraint');
-      written.push(...rows);
-    },
-  });
-  const results = await Promise.allSettled([1, 2, 13, 4].map((n) => gc.submit(n, ['dir'])).concat(gc.submit(5, ['bad-dir'])));
-  assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'rejected']);
-  assert.deepEqual(written.sort(), [1, 2, 4]);
-  assert.equal(gc.stats.commits, 3);
-  assert.equal(gc.stats.failures, 2);
-  assert.equal(gc.stats.dirSyncs, 1, 'each directory synced once per batch (the failed one not counted)');
-  await gc.drain();
+test('group commit: a failing write does not fail the others in its batch', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const store = makeStore(dir);
+    await store.open();
+    const dup = newQueueId();
+    const first = await store.createBody(dup);
+    const second = await store.createBody(dup);
+    first.stream.write(Buffer.from('one\r\n'));
+    second.stream.write(Buffer.from('two\r\n'));
+    const other = newQueueId();
+    const results = await Promise.allSettled([
+      store.commit(newMessage(dup), first),
+      store.commit(newMessage(dup), second),
+      commitOne(store, Buffer.from('three\r\n'), other),
+      store.setHold(newQueueId(), true),
+    ]);
+    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled', 'rejected']);
+    assert.ok((results[3] as PromiseRejectedResult).reason instanceof StoreError);
+    assert.equal((await readAll(store.openBody(dup))).toString(), 'one\r\n');
+    assert.ok(await store.get(other));
+    const stats = store.commitStats();
+    assert.equal(stats.commits, 2);
+    assert.equal(stats.failures, 1);
+    await store.close();
+  } finally {
+    await cleanup();
+  }
 });

@@ -1,0 +1,176 @@
+/**
+ * The messages between the SQLite queue store (main thread) and its writer thread
+ * (writer-worker.ts), and how the writer applies one batch of them.
+ *
+ * Owns: the write operations of the store and their batch semantics. Every write the store makes
+ * goes through `applyBatch`: all operations that arrived while the previous batch was being written
+ * share ONE transaction (group commit: one WAL fsync for the batch), each in its own savepoint so a
+ * failing operation (unknown message, a too large row) fails alone. When the commit itself fails,
+ * the operations are retried one by one, so one bad operation cannot sink its neighbours.
+ */
+import type Database from 'better-sqlite3';
+import type { MessageRow, RecipientRow } from './rows.js';
+import type { RecipientUpdateParams, WriteStatements } from './statements.js';
+
+/** One write. `insert` with `body` stores the body inline; with `dir` the body is a file there. */
+export type WriteOp =
+  | { kind: 'insert'; message: MessageRow; recipients: RecipientRow[]; body: Uint8Array | null; dir: string | null }
+  | { kind: 'update'; id: string; updates: RecipientUpdateParams[]; attempts: number; nextAttemptAt: number; lastError: string | null }
+  | { kind: 'setNext'; id: string; at: number }
+  | { kind: 'setHold'; id: string; held: boolean }
+  | { kind: 'remove'; id: string }
+  | { kind: 'quarantine'; id: string; at: number; reason: string };
+
+/** main -> writer: one operation, or the request to flush and close. */
+export type WriterRequest = { seq: number; op: WriteOp } | { seq: number; op: { kind: 'close' } };
+
+/** An error crossing the thread boundary. `notFound`: the operation named an unknown message/recipient. */
+export interface WireError {
+  message: string;
+  code?: string;
+  notFound?: boolean;
+}
+
+/** Outcome of one operation: `value` is 1 when `remove` deleted an inline body, else 0. */
+export type WriteResult = { seq: number; value: number } | { seq: number; error: WireError };
+
+/** writer -> main. */
+export type WriterMessage =
+  | { type: 'ready' }
+  | { type: 'failed'; error: WireError }
+  | { type: 'done'; results: WriteResult[]; stats: WriterStats }
+  | { type: 'closed' };
+
+/** Counters of the writer, for tests and metrics. */
+export interface WriterStats {
+  /** New messages committed. */
+  commits: number;
+  /** New messages that failed (directory fsync or database error). */
+  failures: number;
+  /** Database transactions run (batches, plus retries one by one). */
+  transactions: number;
+  /** Directory fsyncs done (bodies kept as files). */
+  dirSyncs: number;
+  /** Largest number of new messages in one transaction. */
+  largestBatch: number;
+  /** Operations of any kind written. */
+  writes: number;
+}
+
+export const newStats = (): WriterStats => ({ commits: 0, failures: 0, transactions: 0, dirSyncs: 0, largestBatch: 0, writes: 0 });
+
+/** An operation named a message or recipient that does not exist (maps to StoreError). */
+export class NotFoundError extends Error {}
+
+/** Serializes any thrown value for postMessage. */
+export function toWire(err: unknown): WireError {
+  const e = err as { message?: unknown; code?: unknown } | undefined;
+  return {
+    message: typeof e?.message === 'string' ? e.message : String(err),
+    ...(typeof e?.code === 'string' ? { code: e.code } : {}),
+    ...(err instanceof NotFoundError ? { notFound: true } : {}),
+  };
+}
+
+/** Delivery-state writes: losing one in a crash only repeats an attempt, so no fsync of their own. */
+const isRelaxed = (op: WriteOp): boolean => op.kind === 'update' || op.kind === 'setNext';
+
+/** Applies one operation with the write statements. @returns see WriteResult. @throws NotFoundError, SqliteError. */
+export function applyOp(s: WriteStatements, op: WriteOp): number {
+  switch (op.kind) {
+    case 'insert': {
+      s.insertMessage.run(op.message);
+      for (const r of op.recipients) s.insertRecipient.run(r);
+      if (op.body) s.insertBody.run(op.message.id, Buffer.from(op.body.buffer, op.body.byteOffset, op.body.byteLength));
+      return 0;
+    }
+    case 'update': {
+      const r = s.updateNext.run({ id: op.id, attempts: op.attempts, next: op.nextAttemptAt, last_error: op.lastError });
+      if (r.changes !== 1) throw new NotFoundError(`no such message ${op.id}`);
+      for (const u of op.updates) {
+        if (s.updateRecipient.run(u).changes !== 1) throw new NotFoundError(`message ${op.id} has no recipient ${u.idx}`);
+      }
+      return 0;
+    }
+    case 'setNext':
+      if (s.setNext.run(op.at, op.id).changes !== 1) throw new NotFoundError(`no such message ${op.id}`);
+      return 0;
+    case 'setHold':
+      if (s.setHold.run(op.held ? 1 : 0, op.id).changes !== 1) throw new NotFoundError(`no such message ${op.id}`);
+      return 0;
+    case 'remove': {
+      s.deleteRecipients.run(op.id);
+      s.deleteMessage.run(op.id);
+      return s.deleteBody.run(op.id).changes;
+    }
+    case 'quarantine':
+      s.markQuarantined.run(op.at, op.reason, op.id);
+      return 0;
+  }
+}
+
+/**
+ * Writes `ops` in one transaction (synchronous=NORMAL when all are relaxed, else FULL), each in a
+ * savepoint. `failed` holds errors decided before (a directory fsync that failed), by index.
+ * @returns one result per op, in order.
+ */
+export function applyBatch(
+  db: Database.Database, s: WriteStatements, ops: readonly { seq: number; op: WriteOp }[],
+  failed: ReadonlyMap<number, unknown>, stats: WriterStats,
+): WriteResult[] {
+  const results: WriteResult[] = new Array(ops.length);
+  const todo: number[] = [];
+  ops.forEach((o, i) => {
+    const f = failed.get(i);
+    if (f !== undefined) results[i] = { seq: o.seq, error: toWire(f) };
+    else todo.push(i);
+  });
+  const run = (idx: readonly number[]): void => {
+    const relaxed = idx.every((i) => isRelaxed(ops[i].op));
+    if (relaxed) db.pragma('synchronous = NORMAL');
+    try {
+      const out = db.transaction(() => idx.map((i): WriteResult => {
+        try {
+          return { seq: ops[i].seq, value: db.transaction(() => applyOp(s, ops[i].op))() };
+        } catch (err) {
+          // SQLITE_FULL, IOERR... may roll back the whole transaction, not just the savepoint:
+          // then the batch fails (and is retried one by one) with this error, not a later one.
+          if (!db.inTransaction) throw err;
+          return { seq: ops[i].seq, error: toWire(err) };
+        }
+      }))();
+      stats.transactions++;
+      idx.forEach((i, k) => { results[i] = out[k]; });
+    } finally {
+      if (relaxed) db.pragma('synchronous = FULL');
+    }
+  };
+  if (todo.length) {
+    try {
+      run(todo);
+    } catch (err) {
+      if (todo.length === 1) results[todo[0]] = { seq: ops[todo[0]].seq, error: toWire(err) };
+      else {
+        for (const i of todo) {
+          try {
+            run([i]);
+          } catch (e) {
+            results[i] = { seq: ops[i].seq, error: toWire(e) };
+          }
+        }
+      }
+    }
+  }
+  let inserted = 0;
+  ops.forEach((o, i) => {
+    stats.writes++;
+    if (o.op.kind !== 'insert') return;
+    if ('error' in results[i]) stats.failures++;
+    else {
+      stats.commits++;
+      inserted++;
+    }
+  });
+  stats.largestBatch = Math.max(stats.largestBatch, inserted);
+  return results;
+}
