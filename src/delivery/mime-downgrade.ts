@@ -22,6 +22,8 @@ interface MimeNode {
   multipart: string | false;
   encoding: string | false;
   contentType: string | false;
+  /** True when mailsplit parses the body of a message/rfc822 part as an embedded message. */
+  messageNode?: boolean;
   headers: { update(key: string, value: string): void; hasHeader(key: string): boolean; add(key: string, value: string): void };
   getHeaders(): Buffer;
 }
@@ -98,7 +100,9 @@ class Downgrader extends Transform {
     this.node = node;
     const enc = node.encoding || '';
     const eightBit = enc === '8bit' || enc === 'binary';
-    if (node.multipart) {
+    if (node.multipart || node.messageNode) {
+      // A multipart, or a message/rfc822 whose embedded message is walked part by part (RFC 2046
+      // 5.2.1: its own encoding must be 7bit once every part inside is 7-bit).
       if (eightBit) node.headers.update('Content-Transfer-Encoding', '7bit');
       this.mode = 'pass';
     } else if ((node.contentType || '').startsWith('message/')) {
@@ -218,5 +222,6 @@ class LineAligner extends Transform {
 export function createMimeDowngrade(): Duplex {
   // stream.compose exists in Node 20 (experimental) but is missing from @types/node 20.
   const compose = (nodeStream as unknown as { compose(...s: Duplex[]): Duplex }).compose;
-  return compose(new LineAligner(), new mailsplit.Splitter(), new Downgrader(), new mailsplit.Joiner());
+  // defaultInlineEmbedded: walk into message/rfc822 parts (returned originals in DSNs) unless they are attachments.
+  return compose(new LineAligner(), new mailsplit.Splitter({ defaultInlineEmbedded: true }), new Downgrader(), new mailsplit.Joiner());
 }

@@ -34,9 +34,20 @@ test('a 7-bit message passes unchanged', async () => {
   assert.equal(await run(msg, 5), msg);
 });
 
-test('not convertible: 8-bit header, 8-bit message/rfc822 → MimeDowngradeError 5.6.3', async () => {
+test('not convertible: 8-bit header, 8-bit attached message/rfc822, 8-bit header inside → MimeDowngradeError 5.6.3', async () => {
   await assert.rejects(run('Subject: é\r\n\r\nx\r\n'), (e: unknown) => e instanceof MimeDowngradeError && e.dsnStatus === '5.6.3');
-  await assert.rejects(run('MIME-Version: 1.0\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSubject: y\r\n\r\nü\r\n'), MimeDowngradeError);
+  await assert.rejects(run('MIME-Version: 1.0\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSubject: y\r\n\r\nü\r\n'), MimeDowngradeError);
+  await assert.rejects(run('MIME-Version: 1.0\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSubject: ÿ\r\n\r\nü\r\n'), MimeDowngradeError);
+});
+
+test('an embedded message/rfc822 (e.g. the original in a DSN) is converted part by part and labelled 7bit', async () => {
+  const dsn = 'MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n--r\r\nContent-Type: text/plain\r\n\r\nbounce\r\n'
+    + '--r\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSubject: y\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nü\r\n--r--\r\n';
+  const out = await run(dsn);
+  assert.ok(!/[\x80-\xff]/.test(out), 'no 8-bit byte left');
+  assert.match(out, /Content-Type: message\/rfc822\r\nContent-Transfer-Encoding: 7bit\r\n/);
+  assert.match(out, /Content-Transfer-Encoding: quoted-printable\r\n[\s\S]*\r\n\r\n=C3=BC\r\n/);
+  assert.match(out, /--r--\r\n$/);
 });
 
 test('property: decoded body equals the original text over any chunking', async () => {
