@@ -141,7 +141,7 @@ export class SpoolBodyWriter implements BodyWriter {
     if (!this.spilled) {
       const n = bufs.reduce((sum, b) => sum + b.length, 0);
       if (this.inlineBytes + n <= this.inlineMaxBytes) {
-        this.chunks.push(...bufs);
+        for (const b of bufs) this.chunks.push(b); // no spread: writev may pass very many chunks
         this.inlineBytes += n;
         return;
       }
