@@ -39,7 +39,7 @@ const AFTER_CR = 4; // CR inside a line, LF expected
 
 /** How many bytes of CRLF "." CRLF are already matched in each state (for the discard matcher). */
 const MATCHED_IN_STATE = [2, 3, 4, 0, 1];
-const CRLF = Buffer.from('\r\n');
+const CR = Buffer.from('\r');
 
 /** One step of the matcher for CR LF "." CR LF; returns how many bytes are matched after `b`. */
 function matchStep(m: number, b: number): number {
@@ -68,6 +68,8 @@ export class DataReader {
   private matched = 0;
   private lineLen = 0;
   private finished = false;
+  /** A CR ended the previous chunk inside a line; it is emitted once its LF arrives. */
+  private pendingCr = false;
   /** Bytes of the decoded message so far (CRLFs included). */
   size = 0;
   /** The first error (a bare line ending overrides the others), or undefined. */
@@ -77,7 +79,9 @@ export class DataReader {
 
   /**
    * Decodes one chunk. Must not be called again after a result with `done: true`.
-   * @returns decoded bytes (slices of `chunk` or a shared CRLF), and `rest` once the end is found.
+   * Output is emitted in runs: one slice of `chunk` per stretch between dropped bytes (a stuffed
+   * dot, the end-of-data line), so a chunk without dot lines gives one slice, not one per line.
+   * @returns decoded bytes (slices of `chunk` or a shared CR), and `rest` once the end is found.
    * @throws Error when called after the end of data.
    */
   feed(chunk: Buffer): DataFeedResult {
@@ -85,6 +89,7 @@ export class DataReader {
     const out: Buffer[] = [];
     const n = chunk.length;
     let i = 0;
+    let runStart = 0;
     while (i < n) {
       if (this.discard) {
         for (; i < n; i++) {
@@ -98,7 +103,8 @@ export class DataReader {
         case IN_LINE: {
           let j = i;
           while (j < n && chunk[j] !== 13 && chunk[j] !== 10) j++;
-          if (j > i) this.content(chunk.subarray(i, j), out);
+          this.lineLen += j - i;
+          if (this.lineLen > this.opts.maxLineLength) this.error ??= 'lineTooLong';
           i = j;
           if (i < n) {
             if (chunk[i] === 13) { this.state = AFTER_CR; i++; } else this.bare();
@@ -106,28 +112,41 @@ export class DataReader {
           break;
         }
         case LINE_START:
-          if (b === 0x2e) { this.state = DOT; i++; }
-          else if (b === 13) { this.state = AFTER_CR; i++; }
+          if (b === 0x2e) {
+            this.emit(chunk, runStart, i, out); // the first '.' of a line is dropped (RFC 5321 4.5.2)
+            runStart = i + 1;
+            this.state = DOT;
+            i++;
+          } else if (b === 13) { this.state = AFTER_CR; i++; }
           else if (b === 10) this.bare();
           else this.state = IN_LINE;
           break;
-        case DOT: // the first '.' of a line is dropped (transparency, RFC 5321 4.5.2)
+        case DOT:
           if (b === 13) { this.state = DOT_CR; i++; }
           else if (b === 10) this.bare();
           else this.state = IN_LINE;
           break;
-        case DOT_CR:
+        case DOT_CR: // "." CR LF at a line start: the end; the CR after the dot is never emitted
           if (b === 10) return this.end(out, chunk, i + 1);
           this.bare();
           break;
         default: // AFTER_CR
           if (b !== 10) { this.bare(); break; }
+          if (this.pendingCr) { // the CR ended the previous chunk
+            this.pendingCr = false;
+            this.emitBytes(CR, out);
+          }
           i++;
           this.lineLen = 0;
           this.state = LINE_START;
-          this.content(CRLF, out, false);
           break;
       }
+    }
+    if (!this.discard) {
+      // A CR at the very end waits for its LF (it may be the CR of "." CR LF, or a bare CR).
+      const crAtEnd = (this.state === AFTER_CR || this.state === DOT_CR) && n > 0 && chunk[n - 1] === 13;
+      this.emit(chunk, runStart, crAtEnd ? n - 1 : n, out);
+      if (crAtEnd && this.state === AFTER_CR) this.pendingCr = true;
     }
     return { data: out, done: false };
   }
@@ -144,11 +163,12 @@ export class DataReader {
     this.matched = MATCHED_IN_STATE[this.state]!;
   }
 
-  private content(bytes: Buffer, out: Buffer[], countLine = true): void {
-    if (countLine) {
-      this.lineLen += bytes.length;
-      if (this.lineLen > this.opts.maxLineLength) this.error ??= 'lineTooLong';
-    }
+  /** Emits chunk[from, to) when not empty. */
+  private emit(chunk: Buffer, from: number, to: number, out: Buffer[]): void {
+    if (to > from) this.emitBytes(from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to), out);
+  }
+
+  private emitBytes(bytes: Buffer, out: Buffer[]): void {
     this.size += bytes.length;
     if (this.size > this.opts.maxMessageSize) this.error ??= 'sizeExceeded';
     if (this.error === undefined) out.push(bytes);
