@@ -147,7 +147,7 @@ export class SpoolBodyWriter implements BodyWriter {
       }
       await this.spill();
     }
-    await this.writeAll(bufs.length === 1 ? bufs[0] : Buffer.concat(bufs));
+    await this.writeAll(bufs);
   }
 
   /** Creates the temporary file and moves the in-memory bytes into it. */
@@ -157,16 +157,27 @@ export class SpoolBodyWriter implements BodyWriter {
     const held = this.chunks;
     this.chunks = [];
     this.inlineBytes = 0;
-    if (held.length) await this.writeAll(Buffer.concat(held));
+    if (held.length) await this.writeAll(held);
   }
 
-  private async writeAll(buf: Buffer): Promise<void> {
-    let off = 0;
-    while (off < buf.length) {
-      const { bytesWritten } = await this.fh!.write(buf, off, buf.length - off);
-      if (bytesWritten <= 0) throw new Error(`short write on body ${this.id}`);
-      off += bytesWritten;
-      this.written += bytesWritten;
+  /** Appends the buffers with one writev (no concatenation copy); finishes a short write piecewise. */
+  private async writeAll(bufs: readonly Buffer[]): Promise<void> {
+    const total = bufs.reduce((sum, b) => sum + b.length, 0);
+    if (total === 0) return;
+    const { bytesWritten } = await this.fh!.writev(bufs as Buffer[]);
+    this.written += bytesWritten;
+    if (bytesWritten === total) return;
+    let skip = bytesWritten;
+    for (const buf of bufs) {
+      if (skip >= buf.length) { skip -= buf.length; continue; }
+      let off = skip;
+      skip = 0;
+      while (off < buf.length) {
+        const r = await this.fh!.write(buf, off, buf.length - off);
+        if (r.bytesWritten <= 0) throw new Error(`short write on body ${this.id}`);
+        off += r.bytesWritten;
+        this.written += r.bytesWritten;
+      }
     }
   }
 
