@@ -43,6 +43,21 @@ export function formatReply(r: SmtpReply, enhancedCodes = true): string {
   return out.join('');
 }
 
+const wireCache = new WeakMap<SmtpReply, Buffer>();
+
+/**
+ * `formatReply(r)` as bytes (UTF-8), cached per reply object: the constant replies of the table `R`
+ * are encoded once, not at every use. Reply objects are immutable, so the cache never goes stale.
+ */
+export function replyBytes(r: SmtpReply): Buffer {
+  let b = wireCache.get(r);
+  if (!b) {
+    b = Buffer.from(formatReply(r), 'utf8');
+    wireCache.set(r, b);
+  }
+  return b;
+}
+
 /** True for a 2xx reply. */
 export const isPositive = (r: { code: number }): boolean => r.code >= 200 && r.code < 300;
 /** True for a 4xx reply (transient negative completion). */

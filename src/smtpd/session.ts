@@ -11,7 +11,7 @@ import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { PostlineConfig, ListenerConfig } from '../config/schema.js';
-import { R, formatReply, replyToString, type SmtpReply } from '../core/reply.js';
+import { R, replyBytes, replyToString, type SmtpReply } from '../core/reply.js';
 import { MAX_COMMAND_LINE, commandLineLimit, parseCommandLine } from '../rfc5321/command.js';
 import { COMMANDS } from './commands/index.js';
 import type { SessionContext, Transaction } from './context.js';
@@ -305,7 +305,7 @@ export class Session implements SessionContext {
       this.socket.cork();
       this.corked = true;
     }
-    this.socket.write(formatReply(r));
+    this.socket.write(replyBytes(r));
     if (r.code >= 400 && r.code !== 421 && r !== R.tooManyRecipients) {
       this.errors++;
       this.log.info({ verb: this.verb || undefined, reply: replyToString(r) }, 'command error');
