@@ -92,7 +92,8 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   attachLogSink(events, logger);
 
   const store = await openStore(config, logger);
-  const cleanup = new Cleanup({ store, config, events, logger, clock });
+  let scheduler: Scheduler | undefined; // set below; cleanup hands it each committed message
+  const cleanup = new Cleanup({ store, config, events, logger, clock, onQueued: (msg) => scheduler?.enqueued(msg) });
   const resolver = createResolver(config.delivery.dns);
   const router = createRouter(config);
   const agent = new SmtpDeliveryAgent({
@@ -101,7 +102,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     logger,
     ownListeners: config.listeners.map((l) => ({ address: l.address, port: l.port })),
   });
-  const scheduler = new Scheduler({
+  scheduler = new Scheduler({
     store,
     agent,
     route: (address: string) => router.route(address),
@@ -110,13 +111,6 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     clock,
     config,
     dsn: { build: buildDsn, inject: (envelope, body) => cleanup.inject(envelope, body, { kind: 'dsn' }) },
-  });
-  events.subscribe((e) => {
-    if (e.type !== 'message.queued') return;
-    store.get(e.queueId).then(
-      (msg) => msg && scheduler.enqueued(msg),
-      (err) => logger.error({ err, queueId: e.queueId }, 'cannot schedule new message'),
-    );
   });
 
   let tlsMaterial = loadOrCreateTls(config, logger);

@@ -21,7 +21,7 @@ import type { PostlineConfig } from '../config/schema.js';
 import type { EventBus } from '../events/bus.js';
 import { getHeaderFields, headerSection, parseHeaderFields } from '../rfc5322/header.js';
 import type { IncomingMessage, MessageSink, SessionInfo } from '../smtpd/types.js';
-import type { BodyWriter, MessageOrigin, NewMessage, QueueStore } from '../spool/types.js';
+import type { BodyWriter, MessageOrigin, NewMessage, QueuedMessage, QueueStore } from '../spool/types.js';
 import { CleanupMessage } from './incoming.js';
 import { buildReceived, receivedProtocol } from './received.js';
 
@@ -38,6 +38,8 @@ export interface CleanupOptions {
   readonly events: EventBus;
   readonly logger: Logger;
   readonly clock?: Clock;
+  /** Called with each committed message (the scheduler's `enqueued`), before the event is emitted. */
+  readonly onQueued?: (msg: QueuedMessage) => void;
 }
 
 /** The MessageSink smtpd streams into, plus `inject` for generated messages. */
@@ -47,6 +49,7 @@ export class Cleanup implements MessageSink {
   private readonly events: EventBus;
   private readonly logger: Logger;
   private readonly clock: Clock;
+  private readonly onQueued?: (msg: QueuedMessage) => void;
 
   /** @throws PostlineError when an option is missing. */
   constructor(opts: CleanupOptions) {
@@ -58,6 +61,7 @@ export class Cleanup implements MessageSink {
     this.events = opts.events;
     this.logger = opts.logger;
     this.clock = opts.clock ?? systemClock;
+    this.onQueued = opts.onQueued;
   }
 
   /**
@@ -144,6 +148,7 @@ export class Cleanup implements MessageSink {
       arrivedAt: this.clock.now(),
     };
     const q = await this.store.commit(msg, body);
+    this.onQueued?.(q);
     const recipients = env.recipients.map((r) => r.address);
     this.events.emit({
       type: 'message.queued', at: this.clock.now(), queueId: id, mailFrom: env.mailFrom, recipients,

@@ -6,7 +6,7 @@
  * RFC 6531 (SMTPUTF8; 5.6.7), RFC 3461 (DSN parameters). Owns: turning one message and its
  * recipients into per-recipient replies; it classifies nothing (trouble.ts does).
  */
-import { pipeline, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { crashPoint } from '../core/crashpoints.js';
 import { reply, type SmtpReply } from '../core/reply.js';
 import type { BodyType, DsnRet } from '../core/envelope.js';
@@ -151,7 +151,14 @@ async function sendData(client: SmtpClient, tx: MailTransaction, accepted: Deliv
   const downgrade = tx.bodyType !== '7BIT' && !client.extensions.has('8BITMIME');
   const stages: NodeJS.ReadWriteStream[] = downgrade ? [createMimeDowngrade(), new DotStuffer()] : [new DotStuffer()];
   // An error anywhere (body read, downgrade) destroys the last stage, which sendBody turns into an abort.
-  const stuffed = pipeline([tx.openBody(), ...stages], () => { /* errors surface through sendBody */ }) as unknown as Readable;
+  // Plain pipe() with error forwarding (stream.pipeline costs an AbortController per message): an
+  // error in any stage destroys the next one, and the last one's error reaches sendBody.
+  let stuffed: Readable = tx.openBody();
+  for (const stage of stages) {
+    const prev = stuffed;
+    prev.once('error', (err) => (stage as unknown as Readable).destroy(err));
+    stuffed = prev.pipe(stage) as unknown as Readable;
+  }
   await client.sendBody(stuffed);
   crashPoint('delivery-after-data');
   const final = await client.readReply('dot', t.dataDoneTimeoutMs);
