@@ -27,16 +27,25 @@ export async function probeBody(store: QueueStore, id: string, size: number): Pr
   } catch (err) {
     return `body cannot be opened: ${(err as Error).message}`;
   }
-  try {
-    for await (const chunk of stream) {
-      if ((chunk as Buffer).length > 0) return undefined;
-    }
-    return size > 0 ? `body is empty but its stored size is ${size} bytes` : undefined;
-  } catch (err) {
-    return `body cannot be read: ${(err as Error).message}`;
-  } finally {
-    stream.destroy();
-  }
+  // Events rather than for-await: leaving a for-await loop early makes the stream build an
+  // AbortError with a stack trace, at every delivery attempt.
+  return new Promise<string | undefined>((resolve) => {
+    let settled = false;
+    const done = (reason: string | undefined): void => {
+      if (settled) return;
+      settled = true;
+      stream.off('readable', onReadable);
+      stream.destroy();
+      resolve(reason);
+    };
+    const onReadable = (): void => {
+      const chunk = stream.read() as Buffer | null;
+      if (chunk !== null && chunk.length > 0) done(undefined);
+    };
+    stream.on('error', (err: Error) => done(`body cannot be read: ${err.message}`));
+    stream.once('end', () => done(size > 0 ? `body is empty but its stored size is ${size} bytes` : undefined));
+    stream.on('readable', onReadable);
+  });
 }
 
 /**
