@@ -72,12 +72,25 @@ export class SpoolBodyWriter implements BodyWriter {
     return this.written + this.inlineBytes;
   }
 
-  /** The whole body when it stayed in memory (one Buffer of exactly size() bytes), else undefined. */
+  /**
+   * The whole body when it stayed in memory (one Buffer of exactly size() bytes), else undefined.
+   * It is backed by a SharedArrayBuffer of exactly that size, so posting it to the writer thread
+   * shares the bytes instead of cloning (cloning a view copies its whole ArrayBuffer: a 64 KiB
+   * socket read or the 8 KiB Buffer pool), and the body cache holds no more than the body.
+   */
   inlineBody(): Buffer | undefined {
     if (this.spilled) return undefined;
-    if (this.chunks.length !== 1) this.chunks = [Buffer.concat(this.chunks, this.inlineBytes)];
+    if (!this.shared) {
+      const out = Buffer.from(new SharedArrayBuffer(this.inlineBytes));
+      let off = 0;
+      for (const c of this.chunks) off += c.copy(out, off);
+      this.chunks = [out];
+      this.shared = true;
+    }
     return this.chunks[0];
   }
+
+  private shared = false;
 
   /** The current path of the body file (tmp, or final once placed); meaningful only when spilled. */
   currentPath(): string {
