@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import type { Logger } from '../../../src/core/log.js';
+import { silentLogger, type Logger } from '../../../src/core/log.js';
+import { SqliteQueueStore, type SqliteQueueStoreOptions } from '../../../src/spool/sqlite/store.js';
 import { newQueueId } from '../../../src/core/queue-id.js';
 import type { BodyWriter, NewMessage } from '../../../src/spool/types.js';
 
@@ -54,4 +55,16 @@ export async function readAll(s: NodeJS.ReadableStream): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const c of s) parts.push(c as Buffer);
   return Buffer.concat(parts);
+}
+
+/** A store on `dir` with no free-space reserve and a silent logger; `over` replaces any option. */
+export function makeStore(dir: string, over: Partial<SqliteQueueStoreOptions> = {}): SqliteQueueStore {
+  return new SqliteQueueStore({ dataDir: dir, minFreeBytes: 0, logger: silentLogger(), ...over });
+}
+
+/** Writes `data` as a new body in `chunk`-byte writes and commits it with a test envelope. */
+export async function commitOne(store: SqliteQueueStore, data: Buffer, id = newQueueId(), chunk?: number) {
+  const body = await store.createBody(id);
+  await writeBody(body, data, chunk);
+  return store.commit(newMessage(id), body);
 }

@@ -5,23 +5,15 @@ import { randomBytes } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { silentLogger } from '../../../src/core/log.js';
 import { StoreError } from '../../../src/core/errors.js';
 import { newQueueId } from '../../../src/core/queue-id.js';
 import { SqliteQueueStore, type SqliteQueueStoreOptions } from '../../../src/spool/sqlite/store.js';
-import { captureLogger, newMessage, readAll, tempDir, writeBody } from './helpers.js';
+import { captureLogger, commitOne as commitTestBody, makeStore as makeTestStore, newMessage, readAll, tempDir } from './helpers.js';
 
 const LIMIT = 4096;
 
-function makeStore(dir: string, over: Partial<SqliteQueueStoreOptions> = {}): SqliteQueueStore {
-  return new SqliteQueueStore({ dataDir: dir, minFreeBytes: 0, logger: silentLogger(), inlineMaxBytes: LIMIT, ...over });
-}
-
-async function commitOne(store: SqliteQueueStore, data: Buffer, id = newQueueId(), chunk = 1000) {
-  const body = await store.createBody(id);
-  await writeBody(body, data, chunk);
-  return store.commit(newMessage(id), body);
-}
+const makeStore = (dir: string, over: Partial<SqliteQueueStoreOptions> = {}): SqliteQueueStore => makeTestStore(dir, { inlineMaxBytes: LIMIT, ...over });
+const commitOne = (store: SqliteQueueStore, data: Buffer, id = newQueueId(), chunk = 1000) => commitTestBody(store, data, id, chunk);
 
 const bodyFile = (dir: string, id: string): string => join(dir, 'spool', id.slice(6, 8), id);
 const exists = (p: string): Promise<boolean> => stat(p).then(() => true, () => false);

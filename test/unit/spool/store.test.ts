@@ -4,23 +4,11 @@ import { randomBytes } from 'node:crypto';
 import { readdir, readFile, stat, truncate, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { silentLogger } from '../../../src/core/log.js';
 import { StoreError } from '../../../src/core/errors.js';
 import { newQueueId } from '../../../src/core/queue-id.js';
 import { EventBus } from '../../../src/events/bus.js';
 import type { PostlineEvent } from '../../../src/events/types.js';
-import { SqliteQueueStore, type SqliteQueueStoreOptions } from '../../../src/spool/sqlite/store.js';
-import { captureLogger, newMessage, readAll, tempDir, writeBody } from './helpers.js';
-
-function makeStore(dir: string, over: Partial<SqliteQueueStoreOptions> = {}): SqliteQueueStore {
-  return new SqliteQueueStore({ dataDir: dir, minFreeBytes: 0, logger: silentLogger(), ...over });
-}
-
-async function commitOne(store: SqliteQueueStore, data: Buffer, id = newQueueId()) {
-  const body = await store.createBody(id);
-  await writeBody(body, data);
-  return store.commit(newMessage(id), body);
-}
+import { captureLogger, commitOne, makeStore, newMessage, readAll, tempDir, writeBody } from './helpers.js';
 
 test('round trip: 5 MB body survives a new store instance byte for byte', async () => {
   const { dir, cleanup } = await tempDir();
