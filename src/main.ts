@@ -13,6 +13,7 @@ import type { PostlineConfig } from './config/schema.js';
 import { loadConfig } from './config/load.js';
 import { applyLiveConfig, type LiveReloadResult } from './config/live.js';
 import { R } from './core/reply.js';
+import { NoDataDirError } from './core/errors.js';
 import { createLogger, type Logger } from './core/log.js';
 import { systemClock, type Clock } from './core/clock.js';
 import { EventBus } from './events/bus.js';
@@ -56,12 +57,18 @@ export interface RunningPostline {
  * Opens the queue store of a configuration (the server, and `postline queue` when no server runs).
  * Takes the data directory lock first, so the store's crash recovery never touches the spool of a
  * running server; `close()` releases it.
- * @throws PostlineError ERR_DATA_DIR_LOCKED when another Postline runs on the data directory.
+ * `opts.create` false (the CLI): only an existing queue is opened; nothing is created.
+ * @throws PostlineError ERR_DATA_DIR_LOCKED when another Postline runs on the data directory;
+ *         NoDataDirError when `opts.create` is false and dataDir holds no queue.
  */
-export async function openStore(config: PostlineConfig, logger?: Logger): Promise<QueueStore> {
+export async function openStore(config: PostlineConfig, logger?: Logger, opts: { create?: boolean } = {}): Promise<QueueStore> {
+  if (opts.create === false && !SqliteQueueStore.exists(config.dataDir)) {
+    // Checked before the lock and mkdir: a command that only reads the queue creates nothing.
+    throw new NoDataDirError(`no queue at ${config.dataDir} (no queue.db there)`, config.dataDir);
+  }
   mkdirSync(config.dataDir, { recursive: true });
   const lock = lockDataDir(config.dataDir);
-  const store = new SqliteQueueStore({ dataDir: config.dataDir, minFreeBytes: () => config.limits.minFreeBytes, logger: logger ?? createLogger({ level: 'warn', format: 'json' }, process.stderr) });
+  const store = new SqliteQueueStore({ dataDir: config.dataDir, create: opts.create !== false, minFreeBytes: () => config.limits.minFreeBytes, logger: logger ?? createLogger({ level: 'warn', format: 'json' }, process.stderr) });
   try {
     await store.open();
   } catch (err) {

@@ -24,6 +24,7 @@ import type { IncomingMessage, MessageSink, SessionInfo } from '../smtpd/types.j
 import type { BodyWriter, MessageOrigin, NewMessage, QueuedMessage, QueueStore } from '../spool/types.js';
 import { CleanupMessage } from './incoming.js';
 import { buildReceived, receivedProtocol } from './received.js';
+import { soleRecipient, uniqueRecipients } from './recipients.js';
 
 /** The configuration keys cleanup reads. */
 export type CleanupConfig = Pick<PostlineConfig, 'hostname'> & {
@@ -78,6 +79,7 @@ export class Cleanup implements MessageSink {
       throw new PostlineError('ERR_SIZE', 'declared size over the limit', { temporary: false, reply: R.sizeExceeded });
     }
     const id = newQueueId(this.clock.now());
+    envelope = this.withoutDuplicates(id, envelope);
     const body = await this.openBody(id);
     const origin: MessageOrigin = {
       kind: 'smtp', clientAddress: s.clientAddress, listener: s.listener.name,
@@ -88,7 +90,7 @@ export class Cleanup implements MessageSink {
       heloName: s.heloName, clientAddress: s.clientAddress, hostname: this.config.hostname,
       protocol: receivedProtocol({ esmtp: s.esmtp, tls: !!s.tls, authenticated: !!s.authUser, smtputf8: envelope.smtputf8 }),
       queueId: id,
-      forRecipient: envelope.recipients.length === 1 ? envelope.recipients[0].address : undefined,
+      forRecipient: soleRecipient(envelope.recipients),
       date: this.clock.now(),
     });
     return new CleanupMessage(id, body, {
@@ -111,6 +113,7 @@ export class Cleanup implements MessageSink {
   async inject(envelope: Envelope, body: Buffer, origin: MessageOrigin): Promise<string> {
     if (!envelope.recipients.length) throw new PostlineError('ERR_NO_RECIPIENTS', 'inject without recipients', { temporary: false });
     const id = newQueueId(this.clock.now());
+    envelope = this.withoutDuplicates(id, envelope);
     const writer = await this.openBody(id);
     try {
       const received = buildReceived({ hostname: this.config.hostname, queueId: id, date: this.clock.now() });
@@ -121,6 +124,18 @@ export class Cleanup implements MessageSink {
       await writer.abort();
       throw toPostlineError(err);
     }
+  }
+
+  /**
+   * The envelope with duplicate recipients removed (recipients.ts: same address, NOTIFY and ORCPT,
+   * compared in lower case, as Postfix's cleanup does). smtpd answered 250 to each RCPT and counted
+   * each toward limits.maxRecipients, as Postfix's smtpd does; only the queue sees one.
+   */
+  private withoutDuplicates(id: string, envelope: Envelope): Envelope {
+    const recipients = uniqueRecipients(envelope.recipients);
+    if (recipients === envelope.recipients) return envelope;
+    this.logger.debug({ queueId: id, given: envelope.recipients.length, kept: recipients.length }, 'duplicate recipients removed');
+    return { ...envelope, recipients };
   }
 
   private async openBody(id: string): Promise<BodyWriter> {

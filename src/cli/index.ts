@@ -1,10 +1,12 @@
 /**
  * The `postline` command (commander): serve, user, queue, config check.
- * Errors end the process with a clear one-line message and exit code 1 (config errors: 2).
+ * Errors end the process with a clear one-line message and exit code 1 (config errors: 2, also when
+ * a command other than `serve` finds no queue where the configuration points: it never creates one).
+ * The configuration file is --config FILE, else the POSTLINE_CONFIG environment variable.
  */
 import { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
-import { ConfigError } from '../core/errors.js';
+import { ConfigError, NoDataDirError } from '../core/errors.js';
 import { registerUserCommands } from './user.js';
 import { registerQueueCommands } from './queue.js';
 import { openStore } from '../main.js';
@@ -32,8 +34,16 @@ program
     console.log(JSON.stringify(shown, null, 2));
   });
 
-registerUserCommands(program, loadConfig);
-registerQueueCommands(program, { loadConfig, openStore });
+/** The configuration file the last command loaded (for the hint after NoDataDirError). */
+let configUsed: string | undefined;
+const loadForCli = (file?: string): ReturnType<typeof loadConfig> => {
+  configUsed = file || process.env.POSTLINE_CONFIG || undefined;
+  return loadConfig(file);
+};
+
+registerUserCommands(program, loadForCli);
+// Queue commands open only an existing queue: never a new, empty one where the user happens to be.
+registerQueueCommands(program, { loadConfig: loadForCli, openStore: (cfg) => openStore(cfg, undefined, { create: false }) });
 
 try {
   await program.parseAsync(process.argv);
@@ -42,5 +52,9 @@ try {
   console.error(`postline: ${e.message}`);
   if (e.code === 'EADDRINUSE') console.error('postline: another program uses that port: stop it, or set other ports under `listeners` in a configuration file (--config)');
   if (e.code === 'EACCES' && /listen/.test(e.message)) console.error('postline: ports below 1024 need root or CAP_NET_BIND_SERVICE');
+  if (err instanceof NoDataDirError) {
+    console.error(`postline: ${configUsed ? `dataDir as set by ${configUsed}` : 'no configuration file given: the embedded defaults put dataDir in ./var of the working directory'}`);
+    console.error("postline: point at the server's configuration with --config FILE or POSTLINE_CONFIG=FILE (or at its data directory with POSTLINE_DATA_DIR=DIR); `postline serve` creates the queue");
+  }
   process.exit(err instanceof ConfigError ? 2 : 1);
 }

@@ -3,9 +3,23 @@
  * The password is read from stdin when it is not a terminal (one line), else prompted for without echo.
  */
 import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { PostlineConfig } from '../config/schema.js';
+import { NoDataDirError } from '../core/errors.js';
 import { UserStore } from '../policy/users.js';
+import { SqliteQueueStore } from '../spool/sqlite/store.js';
+
+/** True when dataDir holds Postline data: a queue or a users file (creates nothing). */
+function hasData(dataDir: string): boolean {
+  return SqliteQueueStore.exists(dataDir) || existsSync(join(dataDir, 'users.json'));
+}
+
+/** @throws NoDataDirError when dataDir holds neither a queue nor a users file. */
+function needData(dataDir: string): void {
+  if (!hasData(dataDir)) throw new NoDataDirError(`no users and no queue at ${dataDir} (neither users.json nor queue.db there)`, dataDir);
+}
 
 /** Reads one password: the first line of piped stdin, or an interactive prompt without echo. */
 export async function readPassword(prompt: string): Promise<string> {
@@ -27,6 +41,10 @@ export async function readPassword(prompt: string): Promise<string> {
   });
 }
 
+/**
+ * Adds `postline user ...` to `program`. `list` and `delete` need existing data (else
+ * NoDataDirError); `add` may start users.json in a new data directory (never a queue) and says so.
+ */
 export function registerUserCommands(program: Command, loadConfig: (file?: string) => PostlineConfig): void {
   const user = program.command('user').description('manage SMTP AUTH users (submission)');
   user
@@ -38,8 +56,12 @@ export function registerUserCommands(program: Command, loadConfig: (file?: strin
       const cfg = loadConfig(opts.config);
       const password = await readPassword(`Password for ${name}: `);
       if (!password) throw new Error('empty password: give it on stdin or at the prompt');
+      const fresh = !hasData(cfg.dataDir);
       await new UserStore(cfg.dataDir).set(name, password, opts.sender);
       console.log(`user ${name} saved`);
+      if (fresh) {
+        console.error(`postline: note: no queue at ${cfg.dataDir} yet: the user is saved in ${join(cfg.dataDir, 'users.json')} for a server started with this configuration (point at another with --config FILE or POSTLINE_CONFIG=FILE)`);
+      }
     });
   user
     .command('list')
@@ -47,6 +69,7 @@ export function registerUserCommands(program: Command, loadConfig: (file?: strin
     .option('-c, --config <file>', 'configuration file')
     .action((opts: { config?: string }) => {
       const cfg = loadConfig(opts.config);
+      needData(cfg.dataDir);
       for (const u of new UserStore(cfg.dataDir).list()) {
         console.log(`${u.name}\t${u.senders.length ? u.senders.join(',') : '(default: own address)'}\t${u.createdAt}`);
       }
@@ -57,6 +80,7 @@ export function registerUserCommands(program: Command, loadConfig: (file?: strin
     .option('-c, --config <file>', 'configuration file')
     .action((name: string, opts: { config?: string }) => {
       const cfg = loadConfig(opts.config);
+      needData(cfg.dataDir);
       if (!new UserStore(cfg.dataDir).delete(name)) throw new Error(`no such user: ${name}`);
       console.log(`user ${name} deleted`);
     });

@@ -82,11 +82,13 @@ export function validateConfig(raw: unknown, baseDir: string = process.cwd(), en
 }
 
 /**
- * Loads the configuration. With no file, the embedded defaults apply (plus environment overrides).
+ * Loads the configuration from `file`, else from the file named by POSTLINE_CONFIG. With neither,
+ * the embedded defaults apply (plus environment overrides).
  * Relative paths in the file are relative to the file's folder; without a file, to the working directory.
  * @throws ConfigError when the file cannot be read, is not YAML, or fails validation.
  */
 export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env): PostlineConfig {
+  file ||= env.POSTLINE_CONFIG || undefined;
   if (!file) return validateConfig({}, process.cwd(), env);
   let text: string;
   try {

@@ -49,3 +49,16 @@ export function toPostlineError(err: unknown): PostlineError {
   if (e && (e.code === 'ENOSPC' || e.code === 'EDQUOT')) return new StoreError(e.message, { full: true, cause: e });
   return new PostlineError('ERR_INTERNAL', e?.message ?? String(err), { temporary: true, cause: err });
 }
+
+/**
+ * A command other than `serve` found no data where the configuration points (no `queue.db`, or no
+ * data directory at all). Commands that only read or change existing state never create one, so a
+ * wrong working directory or a missing `--config` cannot make a second, empty queue.
+ * A ConfigError: the CLI exits with its configuration error code (2).
+ */
+export class NoDataDirError extends ConfigError {
+  constructor(message: string, readonly dataDir: string) {
+    super(message, 'dataDir');
+    this.name = 'NoDataDirError';
+  }
+}

@@ -1,12 +1,20 @@
 /**
  * TLS material for the SMTP listeners (RFC 3207, RFC 8314).
  *
- * Owns: reading the configured certificate and key, or creating once a self-signed pair for
- * config.hostname in `${dataDir}/tls/` (key mode 0600) and reusing it on later starts.
+ * Owns: reading the configured certificate and key, or creating once a self-signed pair in
+ * `${dataDir}/tls/` (key mode 0600) and reusing it on later starts. The self-signed certificate
+ * names every name a local client may use, so that a client given it as its CA verifies it with
+ * no other override (RFC 6125 6.4: DNS names as dNSName, addresses as iPAddress SANs): the
+ * hostname, `localhost`, 127.0.0.1, ::1 and each listener's own address (a wildcard listener
+ * address names no one). A self-signed certificate in `${dataDir}/tls/` that lacks one of these
+ * names (made by an older version, or before the hostname or a listener changed) is made again;
+ * the old pair is kept as `cert.pem.old` / `key.pem.old`. A configured `tls.cert` is never touched.
  */
 import { execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { PostlineConfig } from '../config/schema.js';
@@ -21,27 +29,87 @@ export interface TlsMaterial {
 /** Days the generated self-signed certificate is valid. */
 const SELF_SIGNED_DAYS = 3650;
 
+/** The names a self-signed certificate must carry: DNS names and IP addresses. */
+export interface CertificateNames {
+  readonly dns: readonly string[];
+  readonly ips: readonly string[];
+}
+
+/** True for an unspecified (wildcard) address: 0.0.0.0, ::, ::0, 0:0:0:0:0:0:0:0. */
+function isWildcard(ip: string): boolean {
+  return isIP(ip) === 4 ? ip === '0.0.0.0' : /^[0:]+$/.test(ip);
+}
+
+/**
+ * The names of the self-signed certificate for a configuration: DNS hostname (when it is a name)
+ * and localhost; IPs 127.0.0.1, ::1 and every listener address that is not a wildcard (a listener
+ * address that is a name goes to the DNS names). Lower-cased, without duplicates, in that order.
+ */
+export function selfSignedNames(config: Pick<PostlineConfig, 'hostname' | 'listeners'>): CertificateNames {
+  const dns = new Set<string>();
+  const ips = new Set<string>();
+  const add = (name: string): void => {
+    const n = name.trim().replace(/^\[|\]$/g, '').toLowerCase();
+    if (!n) return;
+    if (isIP(n)) {
+      if (!isWildcard(n)) ips.add(n);
+    } else {
+      dns.add(n.replace(/\.$/, ''));
+    }
+  };
+  add(config.hostname);
+  add('localhost');
+  add('127.0.0.1');
+  add('::1');
+  for (const l of config.listeners) add(l.address);
+  return { dns: [...dns], ips: [...ips] };
+}
+
 /**
  * Generates a self-signed certificate with the `selfsigned` package. Its API is asynchronous, so it
  * runs in a short child process to keep `loadOrCreateTls` synchronous (used at boot and on SIGHUP).
+ * The common name is the first DNS name (the hostname); every name is a subjectAltName.
  */
-function generateSelfSigned(hostname: string): TlsMaterial {
+function generateSelfSigned(names: CertificateNames): TlsMaterial {
   const modulePath = createRequire(import.meta.url).resolve('selfsigned');
+  const altNames = [...names.dns.map((value) => ({ type: 2, value })), ...names.ips.map((ip) => ({ type: 7, ip }))];
   const script = `
-    const [mod, host, days] = process.argv.slice(1);
+    const [mod, cn, alt, days] = process.argv.slice(1);
     const notAfterDate = new Date(Date.now() + Number(days) * 86400000);
-    require(mod).generate([{ name: 'commonName', value: host }], {
+    require(mod).generate([{ name: 'commonName', value: cn }, { name: 'organizationName', value: 'Postline self-signed' }], {
       keySize: 2048, algorithm: 'sha256', notAfterDate,
       extensions: [{ name: 'basicConstraints', cA: false },
-        { name: 'subjectAltName', altNames: [{ type: 2, value: host }] }],
+        { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
+        { name: 'extKeyUsage', serverAuth: true },
+        { name: 'subjectAltName', altNames: JSON.parse(alt) }],
     }).then((p) => process.stdout.write(JSON.stringify({ cert: p.cert, key: p.private })),
       (e) => { console.error(e); process.exit(1); });`;
-  const out = execFileSync(process.execPath, ['-e', script, modulePath, hostname, String(SELF_SIGNED_DAYS)], {
+  const out = execFileSync(process.execPath, ['-e', script, modulePath, names.dns[0] ?? 'localhost', JSON.stringify(altNames), String(SELF_SIGNED_DAYS)], {
     encoding: 'utf8',
     timeout: 60_000,
   });
   const pems = JSON.parse(out) as TlsMaterial;
   return { cert: pems.cert, key: pems.key };
+}
+
+/**
+ * The names of `names` a self-signed certificate does not cover, or undefined when the PEM is
+ * not a self-signed certificate (issued by itself and signed with its own key): such a one is
+ * someone else's and is left alone. A PEM that cannot be parsed counts as covering nothing.
+ */
+export function missingSelfSignedNames(certPem: string, names: CertificateNames): string[] | undefined {
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(certPem);
+  } catch {
+    return [...names.dns, ...names.ips];
+  }
+  // Not checkIssued(): OpenSSL's check wants keyCertSign in the issuer's key usage, which a server certificate lacks.
+  if (cert.issuer !== cert.subject || !cert.verify(cert.publicKey)) return undefined;
+  return [
+    ...names.dns.filter((n) => cert.checkHost(n, { subject: 'never', wildcards: false }) === undefined),
+    ...names.ips.filter((ip) => cert.checkIP(ip) === undefined),
+  ];
 }
 
 function writePrivate(path: string, text: string): void {
@@ -53,9 +121,10 @@ function writePrivate(path: string, text: string): void {
 
 /**
  * Loads the TLS certificate and key.
- * - config.tls.cert and config.tls.key set: reads both PEM files.
+ * - config.tls.cert and config.tls.key set: reads both PEM files (never changed).
  * - neither set: reuses `${dataDir}/tls/cert.pem` and `key.pem`, creating a self-signed pair for
- *   config.hostname there first (mode 0600) when they do not exist yet.
+ *   selfSignedNames(config) there first (mode 0600) when they do not exist yet, or again when the
+ *   existing one is self-signed and lacks one of those names (the old pair kept as *.old).
  * @returns PEM strings {cert, key}.
  * @throws ConfigError when only one of cert/key is set or a file cannot be read.
  */
@@ -72,13 +141,19 @@ export function loadOrCreateTls(config: PostlineConfig, logger: Logger): TlsMate
   const dir = join(config.dataDir, 'tls');
   const certPath = join(dir, 'cert.pem');
   const keyPath = join(dir, 'key.pem');
+  const names = selfSignedNames(config);
   if (existsSync(certPath) && existsSync(keyPath)) {
-    return { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8') };
+    const existing = { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8') };
+    const missing = missingSelfSignedNames(existing.cert, names);
+    if (!missing?.length) return existing;
+    renameSync(certPath, `${certPath}.old`);
+    renameSync(keyPath, `${keyPath}.old`);
+    logger.warn({ cert: certPath, missing, old: `${certPath}.old` }, 'the self-signed TLS certificate lacks names clients use: making a new one (clients that trust the old one need the new file)');
   }
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const made = generateSelfSigned(config.hostname);
+  const made = generateSelfSigned(names);
   writePrivate(keyPath, made.key);
   writePrivate(certPath, made.cert);
-  logger.warn({ hostname: config.hostname, cert: certPath }, 'created a self-signed TLS certificate');
+  logger.warn({ hostname: config.hostname, names: [...names.dns, ...names.ips], cert: certPath }, 'created a self-signed TLS certificate (clients may trust this file as their CA; see README "TLS certificate")');
   return made;
 }

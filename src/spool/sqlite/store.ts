@@ -17,11 +17,11 @@
  * Owns: queue.db, spool/, quarantine/ under dataDir.
  */
 import Database from 'better-sqlite3';
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, existsSync, statSync } from 'node:fs';
 import { rename, statfs, unlink, writeFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { systemClock, type Clock } from '../../core/clock.js';
-import { PostlineError, StoreError } from '../../core/errors.js';
+import { NoDataDirError, PostlineError, StoreError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { isQueueId } from '../../core/queue-id.js';
 import type { EventBus } from '../../events/bus.js';
@@ -45,8 +45,10 @@ export const DEFAULT_BODY_CACHE_BYTES = 16 * 1024 * 1024;
 
 /** Constructor options of SqliteQueueStore. */
 export interface SqliteQueueStoreOptions {
-  /** Directory that holds queue.db, spool/ and quarantine/ (created when missing). */
+  /** Directory that holds queue.db, spool/ and quarantine/ (created when missing, unless `create` is false). */
   readonly dataDir: string;
+  /** false: open only an existing queue (queue.db present), never create one (the CLI). Default true (the server). */
+  readonly create?: boolean;
   /** Free-space reserve, bytes: createBody refuses (452 4.3.1) below it (Postfix queue_minfree). A function is read at each check (live reload). */
   readonly minFreeBytes: number | (() => number);
   readonly logger: Logger;
@@ -128,6 +130,11 @@ export class SqliteQueueStore implements QueueStore {
     this.cache = new BodyCache(cacheBytes);
   }
 
+  /** True when `dataDir` holds a queue (its queue.db exists). Creates nothing. */
+  static exists(dataDir: string): boolean {
+    return existsSync(new SpoolLayout(dataDir).dbPath);
+  }
+
   /** Writer counters: commits vs transactions vs directory fsyncs (as of the last reply). */
   commitStats(): Readonly<WriterStats> {
     return { ...(this.writer?.stats ?? { commits: 0, failures: 0, transactions: 0, dirSyncs: 0, largestBatch: 0, writes: 0 }) };
@@ -135,10 +142,14 @@ export class SqliteQueueStore implements QueueStore {
 
   /**
    * Opens queue.db (WAL), runs migrations, starts the writer thread and runs crash recovery.
-   * @throws StoreError when the data directory or database cannot be opened.
+   * @throws NoDataDirError when `create` is false and there is no queue.db; StoreError when the
+   *         data directory or database cannot be opened.
    */
   async open(): Promise<void> {
     if (this.db) return;
+    if (this.opts.create === false && !SqliteQueueStore.exists(this.opts.dataDir)) {
+      throw new NoDataDirError(`no queue at ${this.opts.dataDir} (no queue.db there)`, this.opts.dataDir);
+    }
     try {
       await this.layout.ensureDirs();
       const db = new Database(this.layout.dbPath);
