@@ -20,7 +20,7 @@ import { R } from '../core/reply.js';
 import type { PostlineConfig } from '../config/schema.js';
 import type { EventBus } from '../events/bus.js';
 import { getHeaderFields, headerSection, parseHeaderFields } from '../rfc5322/header.js';
-import type { IncomingMessage, MessageSink, SessionInfo } from '../smtpd/types.js';
+import type { IncomingMessage, MessageSink, SessionInfo } from '../core/session.js';
 import type { BodyWriter, MessageOrigin, NewMessage, QueuedMessage, QueueStore } from '../spool/types.js';
 import { CleanupMessage } from './incoming.js';
 import { buildReceived, receivedProtocol } from './received.js';

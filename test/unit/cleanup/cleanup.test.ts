@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PostlineError } from '../../../src/core/errors.js';
-import type { IncomingMessage } from '../../../src/smtpd/types.js';
+import type { IncomingMessage } from '../../../src/core/session.js';
 import { buildReceived, receivedProtocol, addressLiteral } from '../../../src/cleanup/received.js';
 import { HEADER_LIMIT } from '../../../src/cleanup/incoming.js';
 import { unfold } from '../../../src/rfc5322/header.js';

@@ -7,7 +7,7 @@ import type { Envelope } from '../../../src/core/envelope.js';
 import { ManualClock } from '../../../src/core/clock.js';
 import { EventBus } from '../../../src/events/bus.js';
 import type { PostlineEvent } from '../../../src/events/types.js';
-import type { SessionInfo } from '../../../src/smtpd/types.js';
+import type { SessionInfo } from '../../../src/core/session.js';
 import { Cleanup, type CleanupConfig } from '../../../src/cleanup/cleanup.js';
 import { SqliteQueueStore } from '../../../src/spool/sqlite/store.js';
 import { tempDir } from '../spool/helpers.js';
@@ -54,7 +54,7 @@ export function session(over: Partial<SessionInfo> & { role?: 'mx' | 'submission
   const { role = 'mx', ...rest } = over;
   return {
     id: 'sess1',
-    listener: { name: role, address: '127.0.0.1', port: role === 'mx' ? 25 : 587, role, tls: 'starttls', allowPlaintextAuth: false },
+    listener: { name: role, role },
     clientAddress: '192.0.2.10', clientPort: 40000, localAddress: '127.0.0.1', localPort: 25,
     heloName: 'client.example.org', esmtp: true,
     ...rest,
