@@ -4,7 +4,7 @@
  *
  * RFCs: RFC 5321 4.4 (Received trace field, 250 only after commit), RFC 5321 6.3 (hop count /
  * loop detection), RFC 6409 8.2/8.3 (submission may add Date and Message-ID), RFC 3848 / RFC 6531
- * (with-protocol types). Owns: queue ID assignment, the Received field, the byte rules in
+ * (with-protocol types), RFC 8314 4.3 (TLS details in Received). Owns: queue ID assignment, the Received field, the byte rules in
  * incoming.ts, the 'message.queued' event and its log line.
  *
  * Generated mail (`inject`) gets a short "Received: by HOSTNAME (Postline) id QUEUEID; DATE" so
@@ -28,6 +28,8 @@ import { buildReceived, receivedProtocol } from './received.js';
 /** The configuration keys cleanup reads. */
 export type CleanupConfig = Pick<PostlineConfig, 'hostname'> & {
   readonly limits: Pick<PostlineConfig['limits'], 'maxMessageSize' | 'maxReceivedHeaders'>;
+  /** received.tlsDetails (default true): TLS version and cipher in the Received field. */
+  readonly received?: Partial<PostlineConfig['received']>;
 };
 
 /** Constructor options of Cleanup. */
@@ -90,6 +92,7 @@ export class Cleanup implements MessageSink {
       queueId: id,
       forRecipient: envelope.recipients.length === 1 ? envelope.recipients[0].address : undefined,
       date: this.clock.now(),
+      tls: s.tls && this.config.received?.tlsDetails !== false ? s.tls : undefined,
     });
     return new CleanupMessage(id, body, {
       received,

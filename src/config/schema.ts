@@ -164,6 +164,13 @@ export const configSchema = z.object({
     /** TLS handshake. */
     tlsHandshakeMs: z.number().int().positive().default(30_000),
   }).strict().prefault({}),
+  received: z.object({
+    /**
+     * Record the TLS version and cipher in the Received field of mail that came over TLS (RFC 8314
+     * 4.3; like Postfix's smtpd_tls_received_header, but on by default).
+     */
+    tlsDetails: z.boolean().default(true),
+  }).strict().prefault({}),
   log: z.object({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     /** json: one JSON line per event; pretty: human-readable; auto: pretty on a terminal. */

@@ -395,7 +395,10 @@ export class Session implements SessionContext {
       };
       const onSecure = (): void => {
         const cipher = secure.getCipher();
-        this.info.tls = { protocol: secure.getProtocol() ?? '', cipher: cipher?.name ?? '' };
+        this.info.tls = {
+          protocol: secure.getProtocol() ?? '', cipher: cipher?.name ?? '',
+          ...(cipher?.standardName ? { standardName: cipher.standardName } : {}),
+        };
         this.log.info(this.info.tls, 'TLS established');
         finish(true);
       };

@@ -35,7 +35,9 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function harness(config: Partial<CleanupConfig['limits']> = {}, logger: Logger = silentLogger()): Promise<Harness> {
+export async function harness(
+  config: Partial<CleanupConfig['limits']> = {}, logger: Logger = silentLogger(), received?: CleanupConfig['received'],
+): Promise<Harness> {
   const { dir, cleanup: rmDir } = await tempDir('postline-cleanup-');
   const clock = new ManualClock(1_700_000_000_000);
   const store = new SqliteQueueStore({ dataDir: dir, minFreeBytes: 0, logger, clock });
@@ -45,7 +47,7 @@ export async function harness(config: Partial<CleanupConfig['limits']> = {}, log
   bus.subscribe((e) => events.push(e));
   const cleanup = new Cleanup({
     store, events: bus, logger, clock,
-    config: { hostname: 'mx.postline.test', limits: { maxMessageSize: 10 * 1024 * 1024, maxReceivedHeaders: 30, ...config } },
+    config: { hostname: 'mx.postline.test', limits: { maxMessageSize: 10 * 1024 * 1024, maxReceivedHeaders: 30, ...config }, ...(received ? { received } : {}) },
   });
   return { cleanup, store, events, clock, dir, close: async () => { await store.close(); await rmDir(); } };
 }
