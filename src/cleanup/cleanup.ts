@@ -4,7 +4,7 @@
  *
  * RFCs: RFC 5321 4.4 (Received trace field, 250 only after commit), RFC 5321 6.3 (hop count /
  * loop detection), RFC 6409 8.2/8.3 (submission may add Date and Message-ID), RFC 3848 / RFC 6531
- * (with-protocol types). Owns: queue ID assignment, the Received field, the byte rules in
+ * (with-protocol types), RFC 8314 4.3 (TLS details in Received). Owns: queue ID assignment, the Received field, the byte rules in
  * incoming.ts, the 'message.queued' event and its log line.
  *
  * Generated mail (`inject`) gets a short "Received: by HOSTNAME (Postline) id QUEUEID; DATE" so
@@ -20,7 +20,7 @@ import { R } from '../core/reply.js';
 import type { PostlineConfig } from '../config/schema.js';
 import type { EventBus } from '../events/bus.js';
 import { getHeaderFields, headerSection, parseHeaderFields } from '../rfc5322/header.js';
-import type { IncomingMessage, MessageSink, SessionInfo } from '../smtpd/types.js';
+import type { IncomingMessage, MessageSink, SessionInfo } from '../core/session.js';
 import type { BodyWriter, MessageOrigin, NewMessage, QueuedMessage, QueueStore } from '../spool/types.js';
 import { CleanupMessage } from './incoming.js';
 import { buildReceived, receivedProtocol } from './received.js';
@@ -29,6 +29,8 @@ import { soleRecipient, uniqueRecipients } from './recipients.js';
 /** The configuration keys cleanup reads. */
 export type CleanupConfig = Pick<PostlineConfig, 'hostname'> & {
   readonly limits: Pick<PostlineConfig['limits'], 'maxMessageSize' | 'maxReceivedHeaders'>;
+  /** received.tlsDetails (default true): TLS version and cipher in the Received field. */
+  readonly received?: Partial<PostlineConfig['received']>;
 };
 
 /** Constructor options of Cleanup. */
@@ -92,6 +94,7 @@ export class Cleanup implements MessageSink {
       queueId: id,
       forRecipient: soleRecipient(envelope.recipients),
       date: this.clock.now(),
+      tls: s.tls && this.config.received?.tlsDetails !== false ? s.tls : undefined,
     });
     return new CleanupMessage(id, body, {
       received,

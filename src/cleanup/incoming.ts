@@ -1,5 +1,5 @@
 /**
- * One message flowing through cleanup into the queue (the IncomingMessage of src/smtpd/types.ts).
+ * One message flowing through cleanup into the queue (the IncomingMessage of src/core/session.ts).
  *
  * Owns the byte rules: only the header section is buffered (at most HEADER_LIMIT bytes; past that
  * the rest counts as body so memory stays bounded), our Received field goes first, Date and
@@ -9,7 +9,7 @@
  */
 import { PostlineError, toPostlineError } from '../core/errors.js';
 import { R } from '../core/reply.js';
-import type { IncomingMessage } from '../smtpd/types.js';
+import type { IncomingMessage } from '../core/session.js';
 import type { BodyWriter } from '../spool/types.js';
 import { formatDate, makeMessageId } from '../rfc5322/format.js';
 import {

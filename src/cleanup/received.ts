@@ -4,11 +4,19 @@
  *
  * Owns the exact shape:
  *   Received: from HELO ([client address literal])
+ *   \t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))    (under TLS, when enabled)
  *   \tby HOSTNAME (Postline) with PROTOCOL id QUEUEID
- *   \tfor <rcpt>; DATE                      (for-clause only with exactly one recipient)
+ *   \tfor <rcpt>                            (for-clause only with exactly one recipient)
+ *   \ttls TLS_AES_256_GCM_SHA384; DATE      (under TLS, when enabled)
  * No reverse DNS is done, so the TCP-info is just the address literal (RFC 5321 4.1.3).
+ *
+ * TLS details (RFC 8314 4.3, 7.4): a comment before "by" in the form of Postfix's
+ * smtpd_tls_received_header (the CFWS before By-domain, RFC 5321 4.4), for people, and the
+ * registered "tls" clause with the IANA cipher suite name (an Additional-Registered-Clause after
+ * the for-clause), for programs. The with-protocol already says ESMTPS/ESMTPSA (RFC 3848).
  */
 import { isIPv4, isIPv6 } from 'node:net';
+import type { TlsFacts } from '../core/session.js';
 import { formatDate } from '../rfc5322/format.js';
 
 /** Session facts the with-protocol type depends on. */
@@ -61,6 +69,24 @@ export interface ReceivedInput {
   readonly forRecipient?: string;
   /** ms since epoch. */
   readonly date: number;
+  /** The TLS session the message came over; given: the TLS comment and "tls" clause are added. */
+  readonly tls?: TlsFacts;
+}
+
+/** Secret key bits of a cipher suite, from its name (AES-128/256, ChaCha20, 3DES); undefined when unknown. */
+export function cipherBits(cipher: string): number | undefined {
+  const c = cipher.toUpperCase();
+  if (/AES_?256|CHACHA20|CAMELLIA_?256|ARIA_?256/.test(c)) return 256;
+  if (/AES_?128|CAMELLIA_?128|ARIA_?128/.test(c)) return 128;
+  if (/3DES|DES_?CBC3|DES-CBC3/.test(c)) return 112;
+  return undefined;
+}
+
+/** "(using TLSv1.3 with cipher NAME (256/256 bits))", characters that would break the field replaced. */
+export function tlsComment(tls: TlsFacts): string {
+  const bits = cipherBits(tls.cipher);
+  const strength = bits === undefined ? '' : ` (${bits}/${bits} bits)`;
+  return `(using ${safeToken(tls.protocol)} with cipher ${safeToken(tls.cipher)}${strength})`;
 }
 
 /**
@@ -73,12 +99,15 @@ export function buildReceived(r: ReceivedInput): string {
     const literal = addressLiteral(r.clientAddress);
     const helo = r.heloName ? safeToken(r.heloName) : literal;
     lines.push(`Received: from ${helo} (${literal})`);
+    if (r.tls) lines.push(`\t${tlsComment(r.tls)}`);
   }
   const by = `by ${r.hostname} (Postline)${r.protocol ? ` with ${r.protocol}` : ''} id ${r.queueId}`;
   if (lines.length) lines.push(`\t${by}`);
   else lines.push(`Received: ${by}`);
   const date = formatDate(r.date);
-  if (r.forRecipient !== undefined) lines.push(`\tfor <${r.forRecipient}>; ${date}`);
-  else lines[lines.length - 1] += `; ${date}`;
+  if (r.forRecipient !== undefined) lines.push(`\tfor <${r.forRecipient}>`);
+  const suite = r.tls ? safeToken(r.tls.standardName || r.tls.cipher) : '';
+  if (suite) lines.push(`\ttls ${suite}`);
+  lines[lines.length - 1] += `; ${date}`;
   return lines.join('\r\n') + '\r\n';
 }

@@ -20,6 +20,12 @@ export const listenerSchema = z.object({
   tls: z.enum(['none', 'starttls', 'implicit']).default('starttls'),
   /** Offer AUTH before TLS on this listener (default false: AUTH only under TLS). */
   allowPlaintextAuth: z.boolean().default(false),
+  /**
+   * Lines ending in a bare LF (like Postfix's smtpd_forbid_bare_newline): normalize (default) ends a
+   * command line at LF and stores message lines with CRLF; reject answers 550 5.5.2 (and closes the
+   * session for a command line). Either way only CRLF "." CRLF ends DATA, and a bare CR is refused.
+   */
+  bareNewline: z.enum(['normalize', 'reject']).default('normalize'),
 }).strict();
 
 const localDomainSchema = z.union([
@@ -53,9 +59,9 @@ export const configSchema = z.object({
   hostname: z.string().min(1).default(() => osHostname() || 'localhost'),
   dataDir: z.string().min(1).default('./var'),
   listeners: z.array(listenerSchema).min(1).default(() => [
-    { name: 'mx', address: '127.0.0.1', port: 2525, role: 'mx' as const, tls: 'starttls' as const, allowPlaintextAuth: false },
-    { name: 'submission', address: '127.0.0.1', port: 5870, role: 'submission' as const, tls: 'starttls' as const, allowPlaintextAuth: false },
-    { name: 'smtps', address: '127.0.0.1', port: 4650, role: 'submission' as const, tls: 'implicit' as const, allowPlaintextAuth: false },
+    { name: 'mx', address: '127.0.0.1', port: 2525, role: 'mx' as const, tls: 'starttls' as const, allowPlaintextAuth: false, bareNewline: 'normalize' as const },
+    { name: 'submission', address: '127.0.0.1', port: 5870, role: 'submission' as const, tls: 'starttls' as const, allowPlaintextAuth: false, bareNewline: 'normalize' as const },
+    { name: 'smtps', address: '127.0.0.1', port: 4650, role: 'submission' as const, tls: 'implicit' as const, allowPlaintextAuth: false, bareNewline: 'normalize' as const },
   ]),
   tls: z.object({
     /** PEM certificate chain file; when both are absent a self-signed pair is made in dataDir/tls/. */
@@ -157,6 +163,13 @@ export const configSchema = z.object({
     sessionMs: z.number().int().positive().default(3_600_000),
     /** TLS handshake. */
     tlsHandshakeMs: z.number().int().positive().default(30_000),
+  }).strict().prefault({}),
+  received: z.object({
+    /**
+     * Record the TLS version and cipher in the Received field of mail that came over TLS (RFC 8314
+     * 4.3; like Postfix's smtpd_tls_received_header, but on by default).
+     */
+    tlsDetails: z.boolean().default(true),
   }).strict().prefault({}),
   log: z.object({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),

@@ -130,7 +130,10 @@ export const R = {
   senderNotOwned: reply(553, '5.7.1', 'Sender address rejected: not owned by user'),
   sizeExceeded: reply(552, '5.3.4', 'Message size exceeds fixed maximum message size'),
   tooManyHops: reply(554, '5.4.6', 'Too many hops (Received headers), mail loop suspected'),
-  bareLineEnding: reply(550, '5.5.2', 'Bare <CR> or <LF> not allowed; lines must end with <CR><LF>'),
+  /** A line ended in a bare LF (bareNewline: reject; Postfix's smtpd_forbid_bare_newline text). */
+  bareLf: reply(550, '5.5.2', 'Error: bare <LF> received'),
+  /** A CR not followed by LF (refused in every mode). */
+  bareCr: reply(550, '5.5.2', 'Error: bare <CR> received'),
   dataLineTooLong: reply(554, '5.6.0', 'Message line too long'),
   needs8bitmime: reply(554, '5.6.1', '8-bit data not allowed without BODY=8BITMIME'),
   needsSmtputf8: reply(553, '5.6.7', 'Non-ASCII address requires SMTPUTF8'),

@@ -12,7 +12,7 @@ import type { PostlineConfig } from '../config/schema.js';
 import type { Recipient } from '../core/envelope.js';
 import { splitAddress } from '../core/envelope.js';
 import { R, type SmtpReply } from '../core/reply.js';
-import type { RecipientDecision, SessionInfo, SmtpPolicy } from '../smtpd/types.js';
+import type { RecipientDecision, SessionInfo, SmtpPolicy } from '../core/session.js';
 import { NetworkList } from './networks.js';
 import type { UserStore } from './users.js';
 

@@ -2,22 +2,37 @@
  * Streaming decoder for the DATA body (RFC 5321 4.1.1.4 end of data, 4.5.2 transparency,
  * 4.5.3.1.6 line length, 2.3.8 lines end in CRLF).
  *
- * Owns: finding the end-of-data indicator CRLF "." CRLF exactly, dot-unstuffing, refusing bare CR
- * and bare LF (SMTP smuggling: "\n.\n", "\r\n.\n", "\n.\r\n", "\r.\r" can never end or split a
- * message), the line length and message size limits, and handing back the bytes after the end
+ * Owns: finding the end-of-data indicator CRLF "." CRLF exactly, dot-unstuffing, the bare CR / bare
+ * LF rules, the line length and message size limits, and handing back the bytes after the end
  * (pipelined commands). State is a few counters: memory stays flat for any message or line length;
- * output chunks are slices of the input.
+ * output chunks are slices of the input (plus shared constant buffers for added bytes).
+ *
+ * Bare line endings (`bareNewline`, like Postfix's smtpd_forbid_bare_newline):
+ * - `reject`: a bare LF or bare CR refuses the message (550 5.5.2), read up to the literal
+ *   CR LF "." CR LF.
+ * - `normalize`: a line ending in a bare LF is decoded as if it ended in CRLF (the CR is added), a
+ *   deviation from RFC 5321 2.3.8 for clients that send LF-only text. The end of data is still
+ *   ONLY CR LF "." CR LF: a "." line next to a bare LF ("\n.\n", "\r\n.\n", "\n.\r\n") never ends
+ *   the message (SMTP smuggling stays impossible); it is content and is stored as ".\r\n" (it cannot
+ *   be a stuffed line, so its dot is kept). Other lines starting with "." are unstuffed whatever
+ *   ended the line before. A bare CR is refused in both modes: passing it on could let a next hop
+ *   that ends lines at CR see "\r.\r" as an end of data.
  */
 import { R, type SmtpReply } from '../core/reply.js';
 
 /** Why a message was refused; the reply is sent after the real end of data. */
-export type DataErrorKind = 'bareLineEnding' | 'lineTooLong' | 'sizeExceeded';
+export type DataErrorKind = 'bareLf' | 'bareCr' | 'lineTooLong' | 'sizeExceeded';
+
+/** What to do with a line that ends in a bare LF (see the module header). */
+export type BareNewlineMode = 'normalize' | 'reject';
 
 export interface DataReaderOptions {
   /** Longest line, bytes without CRLF (after unstuffing). */
   readonly maxLineLength: number;
-  /** Largest message, bytes (after unstuffing, CRLFs included). */
+  /** Largest message, bytes (after unstuffing and normalizing, CRLFs included). */
   readonly maxMessageSize: number;
+  /** Default 'reject' (strict RFC 5321 2.3.8). */
+  readonly bareNewline?: BareNewlineMode;
 }
 
 /** Result of one `feed()`. */
@@ -30,8 +45,8 @@ export interface DataFeedResult {
   readonly rest?: Buffer;
 }
 
-// Parser states in normal mode.
-const LINE_START = 0; // after CRLF (or at the start of data)
+// Parser states.
+const LINE_START = 0; // after CRLF (or a normalized bare LF, or at the start of data)
 const DOT = 1; // line began with '.'
 const DOT_CR = 2; // "." CR at line start
 const IN_LINE = 3;
@@ -40,6 +55,8 @@ const AFTER_CR = 4; // CR inside a line, LF expected
 /** How many bytes of CRLF "." CRLF are already matched in each state (for the discard matcher). */
 const MATCHED_IN_STATE = [2, 3, 4, 0, 1];
 const CR = Buffer.from('\r');
+/** A content "." line next to a bare LF: its dot (dropped on the way in) and the CR it needs. */
+const DOT_CR_BYTES = Buffer.from('.\r');
 
 /** One step of the matcher for CR LF "." CR LF; returns how many bytes are matched after `b`. */
 function matchStep(m: number, b: number): number {
@@ -51,16 +68,17 @@ function matchStep(m: number, b: number): number {
 
 /** The reply for a refused message (RFC 5321 4.2.2 / 4.2.3, RFC 3463). */
 export function dataErrorReply(kind: DataErrorKind): SmtpReply {
-  if (kind === 'bareLineEnding') return R.bareLineEnding;
+  if (kind === 'bareLf') return R.bareLf;
+  if (kind === 'bareCr') return R.bareCr;
   return kind === 'lineTooLong' ? R.dataLineTooLong : R.sizeExceeded;
 }
 
 /**
  * Decoder for one DATA body, fed raw socket chunks in order.
  *
- * After a bare CR or LF the rest is discarded until the literal byte sequence CR LF "." CR LF;
- * other errors (line too long, size) keep parsing normally but emit nothing. `error` tells the
- * caller which reply to send once `done`.
+ * After a refused bare CR or LF the rest is discarded until the literal byte sequence
+ * CR LF "." CR LF; other errors (line too long, size) keep parsing normally but emit nothing.
+ * `error` tells the caller which reply to send once `done`.
  */
 export class DataReader {
   private state = LINE_START;
@@ -70,18 +88,25 @@ export class DataReader {
   private finished = false;
   /** A CR ended the previous chunk inside a line; it is emitted once its LF arrives. */
   private pendingCr = false;
+  /** The current line began after a bare LF (normalize mode): a "." line here is content. */
+  private afterBareLf = false;
+  private readonly normalize: boolean;
   /** Bytes of the decoded message so far (CRLFs included). */
   size = 0;
   /** The first error (a bare line ending overrides the others), or undefined. */
   error: DataErrorKind | undefined;
 
-  constructor(private readonly opts: DataReaderOptions) {}
+  constructor(private readonly opts: DataReaderOptions) {
+    this.normalize = opts.bareNewline === 'normalize';
+  }
 
   /**
    * Decodes one chunk. Must not be called again after a result with `done: true`.
-   * Output is emitted in runs: one slice of `chunk` per stretch between dropped bytes (a stuffed
-   * dot, the end-of-data line), so a chunk without dot lines gives one slice, not one per line.
-   * @returns decoded bytes (slices of `chunk` or a shared CR), and `rest` once the end is found.
+   * Output is emitted in runs: one slice of `chunk` per stretch between dropped or added bytes (a
+   * stuffed dot, the end-of-data line, a CR added before a bare LF), so a chunk of CRLF lines
+   * without dot lines gives one slice, not one per line. CR and LF are found with native indexOf
+   * scans whose results are kept for the rest of the chunk (linear in the chunk, also for LF-only text).
+   * @returns decoded bytes (slices of `chunk` or shared constants), and `rest` once the end is found.
    * @throws Error when called after the end of data.
    */
   feed(chunk: Buffer): DataFeedResult {
@@ -90,6 +115,8 @@ export class DataReader {
     const n = chunk.length;
     let i = 0;
     let runStart = 0;
+    let nextCr = -1; // position of the next CR at or after i (n: none), valid while >= i
+    let nextLf = -1;
     while (i < n) {
       if (this.discard) {
         for (; i < n; i++) {
@@ -101,15 +128,15 @@ export class DataReader {
       const b = chunk[i]!;
       switch (this.state) {
         case IN_LINE: {
-          // The next CR or LF, found with native scans (a JS byte loop was 5% of the main thread).
-          const cr = chunk.indexOf(13, i);
-          const lf = chunk.indexOf(10, i);
-          const j = cr < 0 ? (lf < 0 ? n : lf) : lf < 0 ? cr : Math.min(cr, lf);
+          if (nextCr < i) { nextCr = chunk.indexOf(13, i); if (nextCr < 0) nextCr = n; }
+          if (nextLf < i) { nextLf = chunk.indexOf(10, i); if (nextLf < 0) nextLf = n; }
+          const j = nextCr < nextLf ? nextCr : nextLf;
           this.lineLen += j - i;
           if (this.lineLen > this.opts.maxLineLength) this.error ??= 'lineTooLong';
           i = j;
           if (i < n) {
-            if (chunk[i] === 13) { this.state = AFTER_CR; i++; } else this.bare();
+            if (chunk[i] === 13) { this.state = AFTER_CR; i++; } else if (this.normalize) runStart = this.bareLf(chunk, runStart, i++, out, CR);
+            else this.bare('bareLf');
           }
           break;
         }
@@ -120,27 +147,35 @@ export class DataReader {
             this.state = DOT;
             i++;
           } else if (b === 13) { this.state = AFTER_CR; i++; }
-          else if (b === 10) this.bare();
-          else this.state = IN_LINE;
+          else if (b === 10) {
+            if (this.normalize) runStart = this.bareLf(chunk, runStart, i++, out, CR);
+            else this.bare('bareLf');
+          } else { this.state = IN_LINE; this.afterBareLf = false; }
           break;
         case DOT:
           if (b === 13) { this.state = DOT_CR; i++; }
-          else if (b === 10) this.bare();
-          else this.state = IN_LINE;
+          else if (b === 10) { // "." LF: content in normalize mode, never the end
+            if (this.normalize) runStart = this.bareLf(chunk, runStart, i++, out, DOT_CR_BYTES);
+            else this.bare('bareLf');
+          } else { this.state = IN_LINE; this.afterBareLf = false; }
           break;
-        case DOT_CR: // "." CR LF at a line start: the end; the CR after the dot is never emitted
-          if (b === 10) return this.end(out, chunk, i + 1);
-          this.bare();
+        case DOT_CR: // "." CR LF at a line start: the end, unless the line began after a bare LF
+          if (b !== 10) { this.bare('bareCr'); break; }
+          if (!this.afterBareLf) return this.end(out, chunk, i + 1); // the CR after the dot is never emitted
+          // "\n.\r\n": content. The run holds at most the CR (or it ended the previous chunk unsent).
+          this.emitBytes(DOT_CR_BYTES, out);
+          runStart = i; // the LF starts the next run
+          i++;
+          this.lineEnd(false);
           break;
         default: // AFTER_CR
-          if (b !== 10) { this.bare(); break; }
+          if (b !== 10) { this.bare('bareCr'); break; }
           if (this.pendingCr) { // the CR ended the previous chunk
             this.pendingCr = false;
             this.emitBytes(CR, out);
           }
           i++;
-          this.lineLen = 0;
-          this.state = LINE_START;
+          this.lineEnd(false);
           break;
       }
     }
@@ -158,9 +193,27 @@ export class DataReader {
     return { data: out, done: true, rest: chunk.subarray(restStart) };
   }
 
-  /** Bare CR or LF at the current byte: refuse the message, switch to the discard matcher. */
-  private bare(): void {
-    this.error = 'bareLineEnding';
+  private lineEnd(bareLf: boolean): void {
+    this.lineLen = 0;
+    this.state = LINE_START;
+    this.afterBareLf = bareLf;
+  }
+
+  /**
+   * Normalize mode, a bare LF at `lf`: emits the run before it and `insert` (the missing CR, or
+   * ".\r" for a content "." line whose dot was dropped); the LF itself starts the next run.
+   * @returns the new run start.
+   */
+  private bareLf(chunk: Buffer, runStart: number, lf: number, out: Buffer[], insert: Buffer): number {
+    this.emit(chunk, runStart, lf, out);
+    this.emitBytes(insert, out);
+    this.lineEnd(true);
+    return lf;
+  }
+
+  /** A refused bare CR or LF at the current byte: refuse the message, switch to the discard matcher. */
+  private bare(kind: 'bareLf' | 'bareCr'): void {
+    this.error = kind;
     this.discard = true;
     this.matched = MATCHED_IN_STATE[this.state]!;
   }

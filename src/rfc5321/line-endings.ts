@@ -1,32 +1,64 @@
 /**
- * Strict line endings for BDAT content (RFC 3030 with RFC 5321 2.3.8): every CR must be followed by
- * LF and every LF preceded by CR, across chunk boundaries. DATA gets the same rule from the DATA
- * reader; this keeps BDAT from carrying SMTP smuggling sequences ("\r.\r", "\n.\n") to a next hop.
+ * Line endings of BDAT content (RFC 3030 with RFC 5321 2.3.8), across chunk boundaries. DATA gets
+ * the same rules from the DATA reader; this keeps BDAT from carrying SMTP smuggling sequences
+ * ("\r.\r", "\n.\n") to a next hop, which would receive the message as DATA.
+ *
+ * - A bare CR (not followed by LF) is refused in every mode.
+ * - A bare LF (not preceded by CR) is refused in `reject` mode; in `normalize` mode a CR is added
+ *   before it, so the stored message has CRLF lines only (a deviation from RFC 5321 2.3.8 for
+ *   clients that send LF-only text, like Postfix's smtpd_forbid_bare_newline = normalize).
  */
+import type { BareNewlineMode } from './data-reader.js';
 
-/** Feeds chunks in order; `ok` turns false at the first bare CR or bare LF and stays false. */
+const CR = Buffer.from('\r');
+
+/** Feeds chunks in order; `error` is set at the first refused bare CR or LF and stays set. */
 export class LineEndingCheck {
   private prevCr = false;
-  ok = true;
+  error: 'bareLf' | 'bareCr' | undefined;
 
-  /** Checks one chunk. Returns `ok`. Cost: two indexOf scans per chunk. */
-  feed(chunk: Buffer): boolean {
-    if (!this.ok || chunk.length === 0) return this.ok;
-    if (this.prevCr && chunk[0] !== 0x0a) return (this.ok = false);
+  /** @param mode what a bare LF gets (default 'reject'). */
+  constructor(private readonly mode: BareNewlineMode = 'reject') {}
+
+  /** True while no bare line ending was refused. */
+  get ok(): boolean {
+    return this.error === undefined;
+  }
+
+  /**
+   * Checks (and in normalize mode repairs) one chunk. Cost: two indexOf scans per chunk.
+   * @returns the bytes to store: `[chunk]`, or slices of it with added CRs; [] once `error` is set.
+   */
+  feed(chunk: Buffer): Buffer[] {
+    if (this.error || chunk.length === 0) return [];
+    const n = chunk.length;
+    if (this.prevCr && chunk[0] !== 0x0a) return this.fail('bareCr');
     for (let i = chunk.indexOf(0x0d); i >= 0; i = chunk.indexOf(0x0d, i + 1)) {
-      if (i + 1 < chunk.length && chunk[i + 1] !== 0x0a) return (this.ok = false);
+      if (i + 1 < n && chunk[i + 1] !== 0x0a) return this.fail('bareCr');
     }
+    const out: Buffer[] = [];
+    let runStart = 0;
     for (let i = chunk.indexOf(0x0a); i >= 0; i = chunk.indexOf(0x0a, i + 1)) {
-      const before = i > 0 ? chunk[i - 1] === 0x0d : this.prevCr;
-      if (!before) return (this.ok = false);
+      const crBefore = i > 0 ? chunk[i - 1] === 0x0d : this.prevCr;
+      if (crBefore) continue;
+      if (this.mode === 'reject') return this.fail('bareLf');
+      if (i > runStart) out.push(chunk.subarray(runStart, i));
+      out.push(CR);
+      runStart = i;
     }
-    this.prevCr = chunk[chunk.length - 1] === 0x0d;
-    return this.ok;
+    out.push(runStart === 0 ? chunk : chunk.subarray(runStart));
+    this.prevCr = chunk[n - 1] === 0x0d;
+    return out;
   }
 
   /** At the last chunk: a trailing CR without its LF is bare too. Returns `ok`. */
   end(): boolean {
-    if (this.prevCr) this.ok = false;
+    if (this.prevCr && !this.error) this.error = 'bareCr';
     return this.ok;
+  }
+
+  private fail(kind: 'bareLf' | 'bareCr'): Buffer[] {
+    this.error = kind;
+    return [];
   }
 }

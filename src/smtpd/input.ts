@@ -4,15 +4,22 @@
  * Owns: the queue of received chunks, reading one command line at a time with a length limit
  * (overlong lines are discarded as they arrive, never buffered whole), detecting bare CR / bare LF
  * in command lines, and handing raw chunks to the DATA and BDAT readers. No socket access here.
+ *
+ * A command line ends at LF. One that ends in a bare LF (no CR before it) is reported as such
+ * (`bareLf: true`): the session then takes it as a line (bareNewline: normalize, as Postfix does; a
+ * deviation from RFC 5321 2.3.8, which allows only CRLF) or refuses it and closes (reject). Either
+ * way "NOOP\nMAIL FROM:<a@b>\r\n" is never one line. A CR anywhere else in the line (bare CR) is
+ * refused in both modes: Postfix would take it as part of the command text, which then fails
+ * to parse; Postline answers 500 5.5.2 at once.
  */
 
 /** One command line read from the client. */
 export type LineResult =
-  /** A CRLF-terminated line; `line` excludes the CRLF. */
-  | { readonly kind: 'line'; readonly line: Buffer }
+  /** A line ended by CRLF, or by a bare LF (`bareLf`); `line` excludes the line ending. */
+  | { readonly kind: 'line'; readonly line: Buffer; readonly bareLf: boolean }
   /** The line was longer than allowed; its bytes were discarded up to its LF. */
   | { readonly kind: 'tooLong' }
-  /** The line ended in a bare LF or contained a bare CR (refused, RFC 5321 2.3.8). */
+  /** The line contained a bare CR (refused, RFC 5321 2.3.8). */
   | { readonly kind: 'bare' };
 
 /** FIFO of received bytes with line and octet-count readers. */
@@ -92,7 +99,8 @@ export class InputQueue {
   /**
    * Reads one line terminated by LF.
    * @param maxOctets longest line allowed including CRLF; longer lines are dropped as they arrive.
-   * @returns the line, 'tooLong', 'bare', or undefined when no full line is queued yet.
+   * @returns the line (CRLF or bare LF ended), 'tooLong', 'bare' (a bare CR inside), or undefined
+   *          when no full line is queued yet.
    */
   readLine(maxOctets: number): LineResult | undefined {
     const lf = this.findLf();
@@ -110,9 +118,9 @@ export class InputQueue {
       return { kind: 'tooLong' };
     }
     const n = raw.length;
-    if (n < 2 || raw[n - 2] !== 13) return { kind: 'bare' };
-    const line = raw.subarray(0, n - 2);
+    const bareLf = n < 2 || raw[n - 2] !== 13;
+    const line = raw.subarray(0, bareLf ? n - 1 : n - 2);
     if (line.includes(13)) return { kind: 'bare' };
-    return { kind: 'line', line };
+    return { kind: 'line', line, bareLf };
   }
 }

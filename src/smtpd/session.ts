@@ -93,7 +93,8 @@ export class Session implements SessionContext {
     this.attach(this.socket);
     this.socket.setNoDelay(true);
     const sessionTimer = setTimeout(() => this.expire('session'), this.config.timeouts.sessionMs);
-    this.log.info({ client: this.info.clientAddress, port: this.info.clientPort, listener: this.listener.name }, 'session start');
+    // the logger of the listener already carries `listener`
+    this.log.info({ client: this.info.clientAddress, port: this.info.clientPort }, 'session start');
     try {
       if (this.listener.tls === 'implicit' && !(await this.handshake())) return;
       if (this.greet()) await this.commandLoop();
@@ -260,14 +261,23 @@ export class Session implements SessionContext {
   }
 
   /**
-   * Reads one command line. timeouts.commandMs bounds the whole line, not each read, so a client
-   * sending one byte a second (slowloris) cannot hold its slot for longer than that.
+   * Reads one command line (commands and AUTH responses alike). timeouts.commandMs bounds the whole
+   * line, not each read, so a client sending one byte a second (slowloris) cannot hold its slot for
+   * longer than that. A line ending in a bare LF is a line under bareNewline: normalize; under
+   * reject it gets 550 5.5.2 and the session ends (undefined is returned), like Postfix's
+   * smtpd_forbid_bare_newline = reject: closing is the one answer that cannot be read differently
+   * by a proxy in front that frames lines at CRLF.
    */
   async readLine(maxOctets: number): Promise<LineResult | undefined> {
     const deadline = Date.now() + this.config.timeouts.commandMs;
     for (;;) {
       if (this.closed) return undefined;
       const line = this.input.readLine(maxOctets);
+      if (line?.kind === 'line' && line.bareLf && this.listener.bareNewline === 'reject') {
+        this.log.info({ client: this.info.clientAddress }, 'bare LF in a command line');
+        this.close(R.bareLf);
+        return undefined;
+      }
       if (line) return line;
       if (this.eof) return undefined;
       await this.waitForInput(Math.max(1, deadline - Date.now()));
@@ -385,7 +395,10 @@ export class Session implements SessionContext {
       };
       const onSecure = (): void => {
         const cipher = secure.getCipher();
-        this.info.tls = { protocol: secure.getProtocol() ?? '', cipher: cipher?.name ?? '' };
+        this.info.tls = {
+          protocol: secure.getProtocol() ?? '', cipher: cipher?.name ?? '',
+          ...(cipher?.standardName ? { standardName: cipher.standardName } : {}),
+        };
         this.log.info(this.info.tls, 'TLS established');
         finish(true);
       };

@@ -12,6 +12,8 @@ import type { SessionContext } from '../context.js';
 interface Credentials {
   readonly user: string;
   readonly password: string;
+  /** PLAIN's authorization identity, when given. */
+  readonly authz?: string;
 }
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
@@ -42,8 +44,7 @@ async function plain(ctx: SessionContext, initial: string | undefined): Promise<
   const parts = raw.toString('utf8').split('\0');
   if (parts.length !== 3 || !parts[1]) return void ctx.reply(R.paramSyntax('malformed PLAIN response'));
   const [authz, user, password] = parts as [string, string, string];
-  if (authz && authz !== user) return void ctx.reply(R.authInvalid);
-  return { user, password };
+  return { user, password, ...(authz ? { authz } : {}) };
 }
 
 /** LOGIN: username and password, each base64 after a 334 prompt (or the username as initial response). */
@@ -53,6 +54,17 @@ async function login(ctx: SessionContext, initial: string | undefined): Promise<
   const password = await ask(ctx, 'Password:');
   if (!password) return undefined;
   return { user: user.toString('utf8'), password: password.toString('utf8') };
+}
+
+/**
+ * The one line per failed AUTH, at warn level, for operators and fail2ban: client IP (IPv4-mapped
+ * addresses as plain IPv4) and port, the user name tried, the mechanism; `listener` and `sid` come
+ * from the session's logger. Example (JSON): {"level":40,...,"listener":"submission","sid":"…",
+ * "client":"192.0.2.7","port":51234,"user":"alice","mech":"PLAIN","msg":"authentication failed"}
+ */
+function logFailure(ctx: SessionContext, mech: string, user: string): void {
+  const client = ctx.info.clientAddress.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
+  ctx.log.warn({ client, port: ctx.info.clientPort, user, mech }, 'authentication failed');
 }
 
 /**
@@ -72,15 +84,17 @@ export async function auth(ctx: SessionContext, arg: string): Promise<void> {
   if (m !== 'PLAIN' && m !== 'LOGIN') return ctx.reply(R.authMechUnsupported);
   const creds = m === 'PLAIN' ? await plain(ctx, initial) : await login(ctx, initial);
   if (!creds) return;
-  let valid: boolean;
-  try {
-    valid = await ctx.policy.authenticate(creds.user, creds.password);
-  } catch (err) {
-    ctx.log.warn({ err }, 'authentication check failed');
-    return ctx.reply(R.authTempFail);
+  let valid = false;
+  if (creds.authz === undefined || creds.authz === creds.user) { // acting as another user is not allowed
+    try {
+      valid = await ctx.policy.authenticate(creds.user, creds.password);
+    } catch (err) {
+      ctx.log.warn({ err }, 'authentication check failed');
+      return ctx.reply(R.authTempFail);
+    }
   }
   if (!valid) {
-    ctx.log.info({ user: creds.user, mech: m }, 'authentication failed');
+    logFailure(ctx, m, creds.user);
     return ctx.reply(R.authInvalid);
   }
   ctx.info.authUser = creds.user;

@@ -1,6 +1,8 @@
 /**
  * BDAT (RFC 3030 2, 4): message data in chunks of exact octet counts, no dot handling, the last
- * chunk marked LAST. Also the only way to send BODY=BINARYMIME.
+ * chunk marked LAST. Also the only way to send BODY=BINARYMIME (not offered).
+ * Line endings follow the listener's bareNewline (see rfc5321/line-endings.ts): a bare LF is
+ * stored as CRLF (normalize) or refuses the message (reject); a bare CR is always refused.
  * Owns: reading (or discarding) each chunk, the size limit across chunks, and the rule that a
  * failed BDAT transaction answers every later chunk with the same error until LAST or RSET.
  */
@@ -9,6 +11,7 @@ import { parseBdatArgs } from '../../rfc5321/command.js';
 import type { SessionContext, Transaction } from '../context.js';
 import { finishMessage, openMessage } from './message.js';
 import { LineEndingCheck } from '../../rfc5321/line-endings.js';
+import { dataErrorReply } from '../../rfc5321/data-reader.js';
 
 /** Checks order and opens the message on the first chunk; returns the reply that refuses this chunk. */
 async function prepare(ctx: SessionContext, size: number): Promise<SmtpReply | undefined> {
@@ -34,7 +37,8 @@ function fail(tx: Transaction, reply: SmtpReply): SmtpReply {
 }
 
 /**
- * BDAT n [LAST]: reads exactly n octets. Replies 250 "n octets received" per chunk and 250 queued
+ * BDAT n [LAST]: reads exactly n octets. 550 5.5.2 for a refused bare LF / CR (at LAST, or at
+ * once for that chunk; every later chunk gets it too). Replies 250 "n octets received" per chunk and 250 queued
  * after LAST; 503 out of sequence (the chunk is still read and discarded); 552 5.3.4 when the total
  * exceeds limits.maxMessageSize; 501 for a bad argument (the octets cannot be skipped then).
  */
@@ -45,23 +49,19 @@ export async function bdat(ctx: SessionContext, arg: string): Promise<void> {
   const refusal = await prepare(ctx, size);
   const tx = ctx.tx;
   let remaining = size;
-  const lines = tx && !refusal ? (tx.bdatLines ??= new LineEndingCheck()) : undefined;
-  let bare = false;
+  const lines = tx && !refusal ? (tx.bdatLines ??= new LineEndingCheck(ctx.listener.bareNewline)) : undefined;
+  let bare: SmtpReply | undefined;
   while (remaining > 0) {
     const chunk = await ctx.readChunk(remaining);
     if (!chunk) return ctx.resetTransaction();
     remaining -= chunk.length;
-    if (lines && !bare && !lines.feed(chunk)) {
-      bare = true; // refuse the message, keep reading the chunk (its octet count is exact)
-      fail(tx!, R.bareLineEnding);
-    }
-    if (!refusal && !bare && tx?.message) await ctx.writeMessage(tx.message, [chunk]);
+    if (!lines || bare) continue; // refused: keep reading the chunk (its octet count is exact)
+    const data = lines.feed(chunk);
+    if (lines.error) bare = fail(tx!, dataErrorReply(lines.error));
+    else if (!refusal && tx?.message) await ctx.writeMessage(tx.message, data);
   }
-  if (lines && last && !bare && !lines.end()) {
-    bare = true;
-    fail(tx!, R.bareLineEnding);
-  }
-  const refused = refusal ?? (bare ? R.bareLineEnding : undefined);
+  if (lines && last && !bare && !lines.end()) bare = fail(tx!, dataErrorReply(lines.error!));
+  const refused = refusal ?? bare;
   if (!tx || (refused && !tx.bdatFailed)) return ctx.reply(refused!); // order error: transaction unchanged
   if (!refused) tx.bdatBytes += size;
   if (!last) return ctx.reply(refused ?? R.bdatOk(size));

@@ -1,6 +1,6 @@
 /**
  * DATA (RFC 5321 4.1.1.4, 3.3): 354, then the body up to CRLF "." CRLF through the DataReader
- * (dot-unstuffing, bare CR/LF refusal, line and size limits), streamed into the sink.
+ * (dot-unstuffing, bare CR/LF rules, line and size limits), streamed into the sink.
  * Owns: the order checks for DATA and pumping the body with backpressure.
  */
 import { R, type SmtpReply } from '../../core/reply.js';
@@ -20,8 +20,9 @@ function dataRefusal(ctx: SessionContext, arg: string): SmtpReply | undefined {
 }
 
 /**
- * DATA: 354, then reads the body and replies 250 queued / 550 5.5.2 bare line ending / 552 5.5.6
- * line too long / 552 5.3.4 size / the sink's reply. Bytes after the end go back to the input.
+ * DATA: 354, then reads the body and replies 250 queued / 550 5.5.2 bare LF (bareNewline: reject)
+ * or bare CR / 554 5.6.0 line too long / 552 5.3.4 size / the sink's reply. Lines ending in a bare LF
+ * are stored with CRLF when the listener's bareNewline is normalize (the default). Bytes after the end go back to the input.
  */
 export async function data(ctx: SessionContext, arg: string): Promise<void> {
   const refusal = dataRefusal(ctx, arg);
@@ -34,7 +35,7 @@ export async function data(ctx: SessionContext, arg: string): Promise<void> {
   }
   ctx.reply(R.startData);
   const { maxLineLength, maxMessageSize } = ctx.config.limits;
-  const reader = new DataReader({ maxLineLength, maxMessageSize });
+  const reader = new DataReader({ maxLineLength, maxMessageSize, bareNewline: ctx.listener.bareNewline });
   for (;;) {
     const chunk = await ctx.readChunk();
     if (!chunk) return ctx.resetTransaction(); // connection gone or timed out

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PostlineError } from '../../../src/core/errors.js';
-import type { IncomingMessage } from '../../../src/smtpd/types.js';
+import type { IncomingMessage } from '../../../src/core/session.js';
 import { buildReceived, receivedProtocol, addressLiteral } from '../../../src/cleanup/received.js';
 import { HEADER_LIMIT } from '../../../src/cleanup/incoming.js';
 import { unfold } from '../../../src/rfc5322/header.js';
@@ -63,10 +63,37 @@ test('Received field: several recipients, no for-clause; TLS/AUTH/UTF8 protocol 
     await feed(msg, Buffer.from('Date: x\r\nMessage-ID: <m@x>\r\n\r\nhi\r\n'));
     const id = await msg.finish();
     const { received } = splitReceived(await stored(h, id));
-    assert.match(received, new RegExp(`with ESMTPSA id ${id}; Tue, 14 Nov 2023 22:13:20 \\+0000$`));
+    assert.match(received, new RegExp(`with ESMTPSA id ${id}\ttls TLS_AES_128_GCM_SHA256; Tue, 14 Nov 2023 22:13:20 \\+0000$`));
     assert.ok(!received.includes(' for '));
   } finally {
     await h.close();
+  }
+});
+
+test('Received field under TLS: "(using VERSION with cipher NAME (bits))" before by, and the RFC 8314 tls clause', async () => {
+  const tls = { protocol: 'TLSv1.2', cipher: 'ECDHE-RSA-AES256-GCM-SHA384', standardName: 'TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384' };
+  const h = await harness();
+  try {
+    const msg = await h.cleanup.begin(session({ tls }), envelope(['only@example.net']));
+    await feed(msg, Buffer.from('Subject: t\r\n\r\nhi\r\n'));
+    const id = await msg.finish();
+    const raw = (await stored(h, id)).toString('latin1');
+    for (const line of raw.slice(0, raw.indexOf('Subject:')).split('\r\n')) assert.ok(line.length <= 78, line);
+    assert.equal(splitReceived(Buffer.from(raw, 'latin1')).received,
+      'Received: from client.example.org ([192.0.2.10])\t(using TLSv1.2 with cipher ECDHE-RSA-AES256-GCM-SHA384 (256/256 bits))'
+      + `\tby mx.postline.test (Postline) with ESMTPS id ${id}\tfor <only@example.net>\ttls TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384; Tue, 14 Nov 2023 22:13:20 +0000`);
+  } finally {
+    await h.close();
+  }
+  const off = await harness({}, undefined, { tlsDetails: false });
+  try {
+    const msg = await off.cleanup.begin(session({ tls }), envelope(['only@example.net']));
+    await feed(msg, Buffer.from('Subject: t\r\n\r\nhi\r\n'));
+    const id = await msg.finish();
+    assert.equal(splitReceived(await stored(off, id)).received,
+      `Received: from client.example.org ([192.0.2.10])\tby mx.postline.test (Postline) with ESMTPS id ${id}\tfor <only@example.net>; Tue, 14 Nov 2023 22:13:20 +0000`);
+  } finally {
+    await off.close();
   }
   const p = (esmtp: boolean, tls: boolean, authenticated: boolean, smtputf8: boolean) => receivedProtocol({ esmtp, tls, authenticated, smtputf8 });
   assert.equal(p(false, false, false, false), 'SMTP');

@@ -7,7 +7,7 @@ import type { Envelope } from '../../../src/core/envelope.js';
 import { ManualClock } from '../../../src/core/clock.js';
 import { EventBus } from '../../../src/events/bus.js';
 import type { PostlineEvent } from '../../../src/events/types.js';
-import type { SessionInfo } from '../../../src/smtpd/types.js';
+import type { SessionInfo } from '../../../src/core/session.js';
 import { Cleanup, type CleanupConfig } from '../../../src/cleanup/cleanup.js';
 import { SqliteQueueStore } from '../../../src/spool/sqlite/store.js';
 import { tempDir } from '../spool/helpers.js';
@@ -35,7 +35,9 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function harness(config: Partial<CleanupConfig['limits']> = {}, logger: Logger = silentLogger()): Promise<Harness> {
+export async function harness(
+  config: Partial<CleanupConfig['limits']> = {}, logger: Logger = silentLogger(), received?: CleanupConfig['received'],
+): Promise<Harness> {
   const { dir, cleanup: rmDir } = await tempDir('postline-cleanup-');
   const clock = new ManualClock(1_700_000_000_000);
   const store = new SqliteQueueStore({ dataDir: dir, minFreeBytes: 0, logger, clock });
@@ -45,7 +47,7 @@ export async function harness(config: Partial<CleanupConfig['limits']> = {}, log
   bus.subscribe((e) => events.push(e));
   const cleanup = new Cleanup({
     store, events: bus, logger, clock,
-    config: { hostname: 'mx.postline.test', limits: { maxMessageSize: 10 * 1024 * 1024, maxReceivedHeaders: 30, ...config } },
+    config: { hostname: 'mx.postline.test', limits: { maxMessageSize: 10 * 1024 * 1024, maxReceivedHeaders: 30, ...config }, ...(received ? { received } : {}) },
   });
   return { cleanup, store, events, clock, dir, close: async () => { await store.close(); await rmDir(); } };
 }
@@ -54,7 +56,7 @@ export function session(over: Partial<SessionInfo> & { role?: 'mx' | 'submission
   const { role = 'mx', ...rest } = over;
   return {
     id: 'sess1',
-    listener: { name: role, address: '127.0.0.1', port: role === 'mx' ? 25 : 587, role, tls: 'starttls', allowPlaintextAuth: false },
+    listener: { name: role, role },
     clientAddress: '192.0.2.10', clientPort: 40000, localAddress: '127.0.0.1', localPort: 25,
     heloName: 'client.example.org', esmtp: true,
     ...rest,

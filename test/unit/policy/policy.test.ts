@@ -7,8 +7,8 @@ import { validateConfig } from '../../../src/config/load.js';
 import { RelayPolicy } from '../../../src/policy/smtp-policy.js';
 import { UserStore, hashPassword, verifyPassword } from '../../../src/policy/users.js';
 import { NetworkList } from '../../../src/policy/networks.js';
-import type { SessionInfo } from '../../../src/smtpd/types.js';
-import type { RecipientDecision } from '../../../src/smtpd/types.js';
+import type { SessionInfo } from '../../../src/core/session.js';
+import type { RecipientDecision } from '../../../src/core/session.js';
 
 function setup(extra: Record<string, unknown> = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'postline-policy-'));

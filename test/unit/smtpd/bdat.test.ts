@@ -4,8 +4,13 @@ import assert from 'node:assert/strict';
 import { startServer, ehlo, testConfig, type RawClient, type Running } from './helpers.js';
 
 let srv: Running;
-before(async () => { srv = await startServer(testConfig({ limits: { maxMessageSize: 1000 } })); });
-after(async () => { await srv.server.close(1000); });
+/** bareNewline: reject (bare-newline.test.ts covers normalize). */
+let strict: Running;
+before(async () => {
+  srv = await startServer(testConfig({ limits: { maxMessageSize: 1000 } }));
+  strict = await startServer(testConfig({ limits: { maxMessageSize: 1000 }, listener: { bareNewline: 'reject' } }));
+});
+after(async () => { await Promise.all([srv.server.close(1000), strict.server.close(1000)]); });
 
 async function tx(c: RawClient, mailParams = ''): Promise<void> {
   c.write(`MAIL FROM:<a@example.org>${mailParams}\r\nRCPT TO:<b@example.org>\r\n`);
@@ -97,7 +102,7 @@ test('pipelined BDAT chunks and commands', async () => {
   c.destroy();
 });
 
-test('BDAT refuses bare CR or LF (smuggling sequences) in any chunk, also split across chunks', async () => {
+test('BDAT (bareNewline: reject) refuses bare CR or LF (smuggling sequences) in any chunk, also split across chunks', async () => {
   const variants: Array<[string, string[]]> = [
     ['\\r.\\r', ['Subject: s\r\n\r\nhello\r.\rMAIL FROM:<evil@x.test>\r\n']],
     ['\\n.\\n', ['Subject: s\r\n\r\nhello\n.\nMAIL FROM:<evil@x.test>\r\n']],
@@ -106,8 +111,8 @@ test('BDAT refuses bare CR or LF (smuggling sequences) in any chunk, also split 
     ['trailing CR at LAST', ['Subject: s\r\n\r\nhello\r']],
   ];
   for (const [name, chunks] of variants) {
-    const before = srv.sink.messages.length;
-    const { c } = await ehlo(srv.port);
+    const before = strict.sink.messages.length;
+    const { c } = await ehlo(strict.port);
     await tx(c);
     for (let i = 0; i < chunks.length; i++) {
       const data = Buffer.from(chunks[i]!, 'latin1');
@@ -116,7 +121,7 @@ test('BDAT refuses bare CR or LF (smuggling sequences) in any chunk, also split 
       const r = await c.last();
       if (last) assert.match(r, /^550 5\.5\.2/, name);
     }
-    assert.equal(srv.sink.messages.length, before, `${name}: nothing queued`);
+    assert.equal(strict.sink.messages.length, before, `${name}: nothing queued`);
     assert.match(await c.cmd('NOOP'), /^250 /, `${name}: session in sync`);
     c.destroy();
   }

@@ -9,8 +9,13 @@ import { R } from '../../../src/core/reply.js';
 import { startServer, serverFor, ehlo, testConfig, type RawClient, type Running } from './helpers.js';
 
 let srv: Running;
-before(async () => { srv = await startServer(testConfig({ limits: { maxMessageSize: 200_000, maxLineLength: 1000 } })); });
-after(async () => { await srv.server.close(1000); });
+/** A listener with bareNewline: reject (the strict mode; bare-newline.test.ts covers normalize). */
+let strict: Running;
+before(async () => {
+  srv = await startServer(testConfig({ limits: { maxMessageSize: 200_000, maxLineLength: 1000 } }));
+  strict = await startServer(testConfig({ limits: { maxMessageSize: 200_000, maxLineLength: 1000 }, listener: { bareNewline: 'reject' } }));
+});
+after(async () => { await Promise.all([srv.server.close(1000), strict.server.close(1000)]); });
 
 /** Starts a transaction and DATA; returns after the 354. */
 async function begin(c: RawClient, rcpt = 'b@example.org'): Promise<void> {
@@ -60,27 +65,26 @@ test('long data lines: exactly maxLineLength accepted, one more refused with 554
 
 const SMUGGLE = ['\n.\n', '\r\n.\n', '\n.\r\n', '\r.\r', '\r.\r\n'];
 for (const s of SMUGGLE) {
-  test(`smuggling ${JSON.stringify(s)}: refused with 550 5.5.2, the smuggled message is never accepted`, async () => {
-    const { c } = await ehlo(srv.port);
-    const before = srv.sink.messages.length;
+  test(`smuggling ${JSON.stringify(s)} (bareNewline: reject): refused with 550 5.5.2, the smuggled message is never accepted`, async () => {
+    const { c } = await ehlo(strict.port);
+    const before = strict.sink.messages.length;
     await begin(c, 'victim1@example.org');
     c.write(`Subject: first\r\n\r\nhello${s}MAIL FROM:<evil@example.org>\r\nRCPT TO:<victim2@example.org>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n.\r\nNOOP\r\n`);
-    assert.match(await c.last(), /^550 5\.5\.2/);
+    assert.match(await c.last(), s.startsWith('\r.') ? /^550 5\.5\.2 Error: bare <CR> received$/ : /^550 5\.5\.2 Error: bare <LF> received$/);
     assert.match(await c.last(), /^250 2\.0\.0 OK$/, 'NOOP after the real end');
-    assert.equal(srv.sink.messages.length, before, 'nothing accepted');
-    assert.ok(!srv.sink.messages.some((m) => m.envelope.mailFrom === 'evil@example.org'));
+    assert.equal(strict.sink.messages.length, before, 'nothing accepted');
+    assert.ok(!strict.sink.messages.some((m) => m.envelope.mailFrom === 'evil@example.org'));
     c.destroy();
   });
 }
 
-test('bare LF in a command line is refused (500 5.5.2); LF-only commands never run', async () => {
-  const { c } = await ehlo(srv.port);
-  c.write('MAIL FROM:<a@example.org>\nRCPT TO:<b@example.org>\r\n');
-  assert.match(await c.last(), /^500 5\.5\.2/);
-  assert.match(await c.last(), /^503 /, 'RCPT: the MAIL never happened');
-  c.write('NO\rOP\r\n');
-  assert.match(await c.last(), /^500 5\.5\.2/);
-  c.destroy();
+test('bare LF in a command line (bareNewline: reject): 550 5.5.2 and close, the rest never runs', async () => {
+  const { c } = await ehlo(strict.port);
+  const begun = strict.sink.begun;
+  c.write('MAIL FROM:<a@example.org>\nRCPT TO:<b@example.org>\r\nDATA\r\n');
+  assert.equal(await c.last(), '550 5.5.2 Error: bare <LF> received');
+  await c.closed();
+  assert.equal(strict.sink.begun, begun, 'no DATA ran');
 });
 
 test('bytes pipelined after the end of data are the next commands', async () => {

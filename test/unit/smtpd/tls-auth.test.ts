@@ -107,14 +107,14 @@ test('AUTH response lines longer than 12288 octets: 500 5.5.6', async () => {
   c.destroy();
 });
 
-test('submission: MAIL without AUTH gets 530 5.7.0; after AUTH it works', async () => {
+test('submission: MAIL without AUTH gets 530 5.7.0 (before TLS: Must issue a STARTTLS command first); after AUTH it works', async () => {
   const { c } = await ehlo(sub.port);
-  assert.match(await c.cmd('MAIL FROM:<a@example.org>'), /^530 5\.7\.0/);
+  assert.equal(await c.cmd('MAIL FROM:<a@example.org>'), '530 5.7.0 Must issue a STARTTLS command first');
   c.destroy();
   const t = await tlsSession(sub.port);
   t.write('EHLO x\r\n');
   await t.reply();
-  assert.match(await t.cmd('MAIL FROM:<a@example.org>'), /^530 5\.7\.0/);
+  assert.equal(await t.cmd('MAIL FROM:<a@example.org>'), '530 5.7.0 Authentication required');
   assert.match(await t.cmd('AUTH PLAIN ' + b64('\0alice\0secret')), /^235 /);
   assert.match(await t.cmd('MAIL FROM:<a@example.org>'), /^250 /);
   assert.match(await t.cmd('RCPT TO:<b@example.org>'), /^250 /);
@@ -123,6 +123,7 @@ test('submission: MAIL without AUTH gets 530 5.7.0; after AUTH it works', async 
   const m = sub.sink.messages.at(-1)!;
   assert.equal(m.session.authUser, 'alice');
   assert.ok(m.session.tls?.protocol.startsWith('TLS'));
+  assert.match(m.session.tls?.standardName ?? '', /^TLS_/, 'the IANA cipher suite name, for the Received tls clause');
   t.destroy();
 });
 
@@ -171,4 +172,13 @@ test('STARTTLS followed by garbage instead of a ClientHello closes the session',
   assert.equal(await c.cmd('STARTTLS'), '220 2.0.0 Ready to start TLS');
   c.write('this is not TLS\r\n');
   await c.closed();
+});
+
+test('submission with allowPlaintextAuth (or tls: none) keeps 530 5.7.0 Authentication required without TLS', async (t) => {
+  for (const listener of [{ role: 'submission' as const, allowPlaintextAuth: true }, { role: 'submission' as const, tls: 'none' as const }]) {
+    const s = await serverFor(t, testConfig({ listener }));
+    const { c } = await ehlo(s.port);
+    assert.equal(await c.cmd('MAIL FROM:<a@example.org>'), '530 5.7.0 Authentication required', JSON.stringify(listener));
+    c.destroy();
+  }
 });
