@@ -33,8 +33,8 @@ test('errors: connection trouble defers with 4.4.x / 4.7.x, unknown is temporary
 });
 
 test('DNS and conversion errors', () => {
-  assert.deepEqual(pick(verdictOfError(new MxLookupError('E', 'null', false, '5.1.10'))), ['bounced', '5.1.10']);
-  assert.deepEqual(pick(verdictOfError(new MxLookupError('E', 'servfail', true, '4.4.3'))), ['deferred', '4.4.3']);
+  assert.deepEqual(pick(verdictOfError(new MxLookupError('ERR_DNS_NULL_MX', 'null', false, '5.1.10'))), ['bounced', '5.1.10']);
+  assert.deepEqual(pick(verdictOfError(new MxLookupError('ERR_DNS_TEMPORARY', 'servfail', true, '4.4.3'))), ['deferred', '4.4.3']);
   assert.deepEqual(pick(verdictOfError(new MimeDowngradeError('8-bit header'))), ['bounced', '5.6.3']);
 });
 
