@@ -129,12 +129,22 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
         lease.attach(await SmtpClient.open(this.clientOptions(t, hop)));
       } catch (err) {
         a.trouble = err;
-        this.logger.debug({ queueId: a.req.queueId, host: `${t.name}[${t.address}]:${t.port}`, err: (err as Error).message }, 'next host');
+        this.logSetupFailure(a, t, err);
         continue;
       }
       await this.useConnection(lease.conn!, a);
     }
     if (a.req.signal?.aborted && a.pending.length > 0) a.trouble = new SmtpClientError('aborted', 'none', 'delivery aborted (shutdown)');
+  }
+
+  /**
+   * One info line per failed connect or set-up (greeting, EHLO, STARTTLS, AUTH), like Postfix's
+   * "connect to HOST[IP]:25: Connection refused": the text is the error's own, which names the host.
+   */
+  private logSetupFailure(a: Attempt, t: Target, err: unknown): void {
+    const e = err instanceof SmtpClientError ? err : undefined;
+    const text = err instanceof Error ? err.message : String(err);
+    this.logger.info({ queueId: a.req.queueId, host: `${t.name}[${t.address}]:${t.port}`, stage: e?.stage, code: e?.code }, text);
   }
 
   private clientOptions(t: Target, hop: NextHop) {

@@ -2,7 +2,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
 import { generate } from 'selfsigned';
 import { configSchema } from '../../../src/config/schema.js';
 import { silentLogger } from '../../../src/core/log.js';
@@ -29,6 +30,9 @@ before(async () => {
     'me.self.test': { a: ['127.0.0.1'] },
     'nullmx.test': { mx: [{ exchange: '', priority: 0 }] },
     'broken.test': { servfail: true },
+    'down.test': { mx: [{ exchange: 'dead.down.test', priority: 10 }, { exchange: 'live.down.test', priority: 20 }] },
+    'dead.down.test': { a: ['127.0.0.2'] }, // the peers listen on 127.0.0.1 only: connection refused
+    'live.down.test': { a: ['127.0.0.1'] },
   });
   resolver = createResolver({ servers: [dns.server], timeoutMs: 1000, tries: 1 });
 });
@@ -36,13 +40,25 @@ after(async () => { await dns.close(); });
 
 type DeliveryOver = Record<string, unknown>;
 
-function makeAgent(delivery: DeliveryOver = {}, ownPort = 1): SmtpDeliveryAgent {
+/** A pino logger at `level` that keeps every JSON line it writes. */
+function captureLogger(level = 'info'): { logger: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const dest = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString('utf8').split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
+      cb();
+    },
+  });
+  return { logger: pino({ level, base: undefined }, dest), lines };
+}
+
+function makeAgent(delivery: DeliveryOver = {}, ownPort = 1, logger: Logger = silentLogger()): SmtpDeliveryAgent {
   const config = configSchema.parse({
     hostname: 'client.test',
     listeners: [{ name: 'mx', port: ownPort }],
     delivery: { tls: 'none', connectTimeoutMs: 2000, commandTimeoutMs: 2000, dataDoneTimeoutMs: 2000, transactionTimeoutMs: 10000, idleTimeoutMs: 2000, ...delivery },
   });
-  return new SmtpDeliveryAgent({ config, resolver, logger: silentLogger(), ownListeners: [{ address: '127.0.0.1', port: ownPort }] });
+  return new SmtpDeliveryAgent({ config, resolver, logger, ownListeners: [{ address: '127.0.0.1', port: ownPort }] });
 }
 
 const BODY = 'From: a@src.test\r\nTo: b@dst.test\r\nSubject: hi\r\n\r\nline one\r\n.leading dot\r\n';
@@ -237,6 +253,41 @@ test('connection refused is deferred 4.4.1', async () => {
   const res = await agent.deliver(request({ kind: 'host', host: '127.0.0.1', port, tls: 'none' }, ['b@d.test']));
   await agent.close();
   assert.deepEqual([res[0]!.outcome, res[0]!.dsnStatus], ['deferred', '4.4.1']);
+});
+
+test('issue 15 item 10: a failed connect to an MX host is logged at info with queue ID, host[ip]:port and reason', async () => {
+  await withPeer({}, async (peer) => {
+    const { logger, lines } = captureLogger('info');
+    const agent = makeAgent({ mxPort: peer.port }, 1, logger);
+    try {
+      const res = await agent.deliver(request({ kind: 'mx', domain: 'down.test', port: peer.port, tls: 'none' }, ['b@down.test']));
+      assert.equal(res[0]!.outcome, 'delivered', res[0]!.diagnostic);
+    } finally {
+      await agent.close();
+    }
+    const line = lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('connect to dead.down.test'));
+    assert.ok(line, JSON.stringify(lines));
+    assert.equal(line.level, 30); // info
+    assert.equal(line.queueId, 'Q1');
+    assert.equal(line.host, `dead.down.test[127.0.0.2]:${peer.port}`);
+    assert.equal(line.msg, `connect to dead.down.test[127.0.0.2]:${peer.port}: Connection refused`);
+  });
+});
+
+test('issue 15 item 10: a failed set-up (greeting refused) is logged at info', async () => {
+  await withPeer({ greeting: '554 5.3.2 not now' }, async (peer) => {
+    const { logger, lines } = captureLogger('info');
+    const agent = makeAgent({}, 1, logger);
+    try {
+      const res = await agent.deliver(request(hostHop(peer), ['b@d.test']));
+      assert.equal(res[0]!.outcome, 'bounced');
+    } finally {
+      await agent.close();
+    }
+    const line = lines.find((l) => l.level === 30 && l.host === `127.0.0.1[127.0.0.1]:${peer.port}` && l.queueId === 'Q1');
+    assert.ok(line, JSON.stringify(lines));
+    assert.match(String(line.msg), /554 5\.3\.2 not now/);
+  });
 });
 
 test('EHLO rejected with 5xx falls back to HELO', async () => {
