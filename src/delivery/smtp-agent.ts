@@ -4,7 +4,8 @@
  *
  * RFCs: RFC 5321 5.1 (try MX hosts and their addresses in order; never deliver to ourselves: a
  * loop is deferred 4.4.6), 4.5.4.1 (retry semantics belong to the scheduler), RFC 3461 5.2.2
- * (Action: relayed when NOTIFY=SUCCESS goes to a hop without DSN). Owns: host order, loop
+ * (Action: relayed when NOTIFY=SUCCESS goes to a hop without DSN; no notice of ours when the hop
+ * offers DSN and got NOTIFY, see trouble.ts handoffTo). Owns: host order, loop
  * detection, use of the connection pool and batching of recipients per transaction.
  */
 import { isIP } from 'node:net';
@@ -19,7 +20,7 @@ import { SmtpClientError } from './client-error.js';
 import { ConnectionPool, type PoolLease } from './pool.js';
 import { SmtpClient } from './smtp-client.js';
 import { sendMail } from './smtp-transaction.js';
-import { toResult, verdictOfError, verdictOfReply } from './trouble.js';
+import { handoffTo, toResult, verdictOfError, verdictOfReply } from './trouble.js';
 import type { DeliveryAgent, DeliveryRecipient, DeliveryRequest, RecipientResult } from './types.js';
 
 export interface SmtpAgentOptions {
@@ -184,8 +185,7 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
         decided.add(r.idx);
         if (r.stage === 'dot') a.sent = true;
         const v = verdictOfReply(r.reply, r.remote);
-        const relayed = v.outcome === 'delivered' && !client.extensions.has('DSN') && (byIdx.get(r.idx)?.notify?.includes('SUCCESS') ?? false);
-        a.results.push(toResult(r.idx, v, client.remoteMta, relayed));
+        a.results.push(toResult(r.idx, v, client.remoteMta, handoffTo(client.extensions.has('DSN'), byIdx.get(r.idx)?.notify)));
       }
       if (out.error) a.trouble = out.error;
       left.push(...batch.filter((r) => !decided.has(r.idx)));

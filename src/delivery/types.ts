@@ -49,8 +49,17 @@ export interface RecipientResult {
   readonly remote: boolean;
   /** Remote MTA name and address ("mx.example.com[127.0.0.1]:25"), when connected. */
   readonly remoteMta?: string;
-  /** True when the next hop does not support DSN and NOTIFY=SUCCESS was asked (Action: relayed). */
+  /**
+   * Delivered results only: true when the next hop does not support DSN and NOTIFY=SUCCESS was
+   * asked, so we report the success ourselves with `Action: relayed` (RFC 3461 5.2.2).
+   */
   readonly relayed?: boolean;
+  /**
+   * Delivered results only: true when the next hop offered DSN, so this recipient's NOTIFY and
+   * ORCPT went with its RCPT TO and the next hop reports on it. A relay to a DSN-capable hop
+   * issues no notice of its own (RFC 3461 5.2.2): no success DSN is owed. Never with `relayed`.
+   */
+  readonly dsnPassedOn?: boolean;
 }
 
 export interface DeliveryAgent {

@@ -100,6 +100,7 @@ test('delivers, dot-stuffs, passes SIZE and DSN parameters, and reports remoteMt
     assert.equal(res[0]!.dsnStatus, '2.0.0');
     assert.equal(res[0]!.remoteMta, `127.0.0.1[127.0.0.1]:${peer.port}`);
     assert.equal(res[0]!.relayed, undefined);
+    assert.equal(res[0]!.dsnPassedOn, true, 'the hop offers DSN and got NOTIFY: it reports, not us');
     const s = peer.sessions[0]!;
     assert.equal(peer.messages()[0]!.data.toString(), BODY);
     assert.ok(s.commands.includes(`MAIL FROM:<a@src.test> SIZE=${Buffer.byteLength(BODY)} RET=HDRS ENVID=env+201`), s.commands.join('|'));
@@ -392,6 +393,7 @@ test('NOTIFY=SUCCESS to a hop without DSN is marked relayed', async () => {
     const res = await deliverOnce(peer, [], {}, { recipients: [{ idx: 0, address: 'b@d.test', notify: ['SUCCESS'] }, { idx: 1, address: 'c@d.test' }] });
     assert.equal(res[0]!.relayed, true);
     assert.equal(res[1]!.relayed, undefined);
+    assert.equal(res[0]!.dsnPassedOn, undefined);
     assert.ok(!peer.sessions[0]!.commands.some((c) => c.includes('NOTIFY')));
   });
 });
