@@ -20,7 +20,13 @@ export interface DeliveryRequest {
   readonly queueId: string;
   readonly mailFrom: string;
   readonly bodyType: BodyType;
+  /** The sender asked for SMTPUTF8 (RFC 6531). */
   readonly smtputf8: boolean;
+  /**
+   * SMTPUTF8 mail: whether the header section holds UTF-8 (spool QueuedMessage.utf8Headers);
+   * undefined means unknown and counts as true. See mail-params.ts smtputf8Required.
+   */
+  readonly utf8Headers?: boolean;
   readonly ret?: DsnRet;
   readonly envid?: string;
   /** Body size in bytes (for SIZE=). */

@@ -145,6 +145,7 @@ async function deliverGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, ctl
   };
   const req: DeliveryRequest = {
     queueId: msg.id, mailFrom: msg.mailFrom, bodyType: msg.bodyType, smtputf8: msg.smtputf8, ret: msg.ret,
+    ...(msg.utf8Headers !== undefined ? { utf8Headers: msg.utf8Headers } : {}),
     envid: msg.envid, size: msg.size, nextHop: g.hop, signal: ctl.signal,
     recipients: g.recipients.map((r) => ({ idx: r.idx, address: r.address, notify: r.notify, orcpt: r.orcpt })),
     openBody: () => {

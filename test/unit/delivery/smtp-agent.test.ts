@@ -203,6 +203,70 @@ test('SMTPUTF8 needed but not offered bounces 5.6.7 without MAIL', async () => {
   });
 });
 
+const NO_UTF8 = ['PIPELINING', '8BITMIME', 'DSN', 'ENHANCEDSTATUSCODES'];
+
+test('issue 15 item 2: ASCII mail flagged SMTPUTF8 goes to a hop without SMTPUTF8, without the parameter', async () => {
+  await withPeer({ extensions: NO_UTF8 }, async (peer) => {
+    const res = await deliverOnce(peer, ['b@d.test'], {}, { smtputf8: true, utf8Headers: false });
+    assert.equal(res[0]!.outcome, 'delivered', res[0]!.diagnostic);
+    const mail = peer.sessions[0]!.commands.find((c) => c.startsWith('MAIL'));
+    assert.ok(mail && !mail.includes('SMTPUTF8'), mail);
+  });
+});
+
+test('issue 15 item 2: SMTPUTF8 is needed for a UTF-8 header, sender or recipient of this delivery: 5.6.7 when no host offers it', async () => {
+  for (const extra of [
+    { utf8Headers: true },
+    { mailFrom: 'jörg@src.test', utf8Headers: false },
+    { recipients: [{ idx: 0, address: 'b@d.test' }, { idx: 1, address: 'jörg@d.test' }], utf8Headers: false },
+  ] as Partial<DeliveryRequest>[]) {
+    await withPeer({ extensions: NO_UTF8 }, async (peer) => {
+      const res = await deliverOnce(peer, ['b@d.test'], {}, { smtputf8: true, ...extra });
+      assert.ok(res.length > 0);
+      for (const r of res) assert.deepEqual([r.outcome, r.code, r.dsnStatus, r.remote], ['bounced', 553, '5.6.7', false], JSON.stringify(extra));
+      assert.match(res[0]!.diagnostic, /requires SMTPUTF8, but no server was found that supports SMTPUTF8/);
+      assert.ok(!peer.sessions[0]!.commands.some((c) => c.startsWith('MAIL')));
+    });
+  }
+});
+
+test('issue 15 item 2: SMTPUTF8 needed and the first MX lacks it: the next MX is tried', async () => {
+  const noUtf8Ehlo = ['250-peer.test hello', ...NO_UTF8.slice(0, -1).map((e) => `250-${e}`), `250 ${NO_UTF8[NO_UTF8.length - 1]}`].join('\n');
+  await withPeer({ reply: (c, s) => (s.id === 1 && c.startsWith('EHLO') ? noUtf8Ehlo : undefined) }, async (peer) => {
+    const res = await deliverOnce(peer, ['jörg@two.test'], { mxPort: peer.port }, { smtputf8: true, utf8Headers: false }, { kind: 'mx', domain: 'two.test', port: peer.port, tls: 'none' });
+    assert.equal(res[0]!.outcome, 'delivered', res[0]!.diagnostic);
+    assert.equal(res[0]!.remoteMta, `mx2.two.test[127.0.0.1]:${peer.port}`);
+    assert.equal(peer.sessions.length, 2);
+    assert.ok(peer.sessions[1]!.commands.some((c) => c.startsWith('MAIL') && c.endsWith(' SMTPUTF8')));
+  });
+  await withPeer({ extensions: NO_UTF8 }, async (peer) => {
+    const res = await deliverOnce(peer, ['jörg@two.test'], { mxPort: peer.port }, { smtputf8: true, utf8Headers: false }, { kind: 'mx', domain: 'two.test', port: peer.port, tls: 'none' });
+    assert.deepEqual([res[0]!.outcome, res[0]!.dsnStatus], ['bounced', '5.6.7']);
+    assert.match(res[0]!.diagnostic, /The last attempted server was mx2\.two\.test/);
+    assert.equal(peer.sessions.length, 2, 'both MX hosts were tried');
+  });
+});
+
+test('issue 15 item 2: a UTF-8 ORCPT is sent as utf-8-addr-xtext (RFC 6533), an ASCII one as rfc822', async () => {
+  const recipients = [
+    { idx: 0, address: 'b@d.test', orcpt: { addrType: 'utf-8', address: 'jörg+x=y\\z@d.test' } },
+    { idx: 1, address: 'c@d.test', orcpt: { addrType: 'utf-8', address: 'c+1@d.test' } },
+    { idx: 2, address: 'e@d.test', orcpt: { addrType: 'rfc822', address: 'é@d.test' } },
+  ];
+  for (const extensions of [undefined, NO_UTF8]) {
+    await withPeer(extensions ? { extensions } : {}, async (peer) => {
+      const res = await deliverOnce(peer, [], {}, { smtputf8: true, utf8Headers: false, recipients });
+      assert.ok(res.every((r) => r.outcome === 'delivered'), JSON.stringify(res));
+      const rcpts = peer.sessions[0]!.commands.filter((c) => c.startsWith('RCPT'));
+      assert.deepEqual(rcpts, [
+        'RCPT TO:<b@d.test> ORCPT=utf-8;j\\x{F6}rg\\x{2B}x\\x{3D}y\\x{5C}z@d.test',
+        'RCPT TO:<c@d.test> ORCPT=rfc822;c+2B1@d.test',
+        'RCPT TO:<e@d.test> ORCPT=utf-8;\\x{E9}@d.test',
+      ]);
+    });
+  }
+});
+
 test('message larger than the server SIZE bounces 5.3.4 without MAIL', async () => {
   await withPeer({ extensions: ['SIZE 10'] }, async (peer) => {
     const res = await deliverOnce(peer, ['b@d.test']);
