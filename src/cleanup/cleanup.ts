@@ -11,6 +11,7 @@
  * it carries a trace like everything else; it is not subject to the size or hop limits (the
  * caller, the scheduler, bounds what it returns of an original).
  */
+import { isAscii } from 'node:buffer';
 import { systemClock, type Clock } from '../core/clock.js';
 import type { Envelope } from '../core/envelope.js';
 import { PostlineError, toPostlineError } from '../core/errors.js';
@@ -103,7 +104,9 @@ export class Cleanup implements MessageSink {
       maxReceived: limits.maxReceivedHeaders,
       maxSize: limits.maxMessageSize,
       now: () => this.clock.now(),
-      commit: (messageId) => this.commit(id, envelope, origin, body, messageId),
+      smtputf8: envelope.smtputf8,
+      // Our Received field is part of the header section too ("for <UTF-8 address>").
+      commit: (messageId, utf8Headers) => this.commit(id, envelope, origin, body, messageId, utf8Of(envelope, received, utf8Headers)),
     });
   }
 
@@ -121,8 +124,9 @@ export class Cleanup implements MessageSink {
     try {
       const received = buildReceived({ hostname: this.config.hostname, queueId: id, date: this.clock.now() });
       await writeAll(writer, [Buffer.from(received, 'utf8'), body]);
-      const messageId = getHeaderFields(parseHeaderFields(headerSection(body)), 'message-id')[0]?.value.trim();
-      return await this.commit(id, envelope, origin, writer, messageId || undefined);
+      const head = headerSection(body);
+      const messageId = getHeaderFields(parseHeaderFields(head), 'message-id')[0]?.value.trim();
+      return await this.commit(id, envelope, origin, writer, messageId || undefined, utf8Of(envelope, received, envelope.smtputf8 ? !isAscii(head) : undefined));
     } catch (err) {
       await writer.abort();
       throw toPostlineError(err);
@@ -152,9 +156,10 @@ export class Cleanup implements MessageSink {
   }
 
   /** Commits, then announces: 'message.queued' event and one log line. */
-  private async commit(id: string, env: Envelope, origin: MessageOrigin, body: BodyWriter, messageId: string | undefined): Promise<string> {
+  private async commit(id: string, env: Envelope, origin: MessageOrigin, body: BodyWriter, messageId: string | undefined, utf8Headers: boolean | undefined): Promise<string> {
     const msg: NewMessage = {
       id, mailFrom: env.mailFrom, bodyType: env.bodyType, smtputf8: env.smtputf8,
+      ...(utf8Headers !== undefined ? { utf8Headers } : {}),
       ...(env.ret !== undefined ? { ret: env.ret } : {}),
       ...(env.envid !== undefined ? { envid: env.envid } : {}),
       origin,
@@ -178,6 +183,15 @@ export class Cleanup implements MessageSink {
     }, 'message queued');
     return id;
   }
+}
+
+/**
+ * The stored `utf8Headers` flag (spool/types.ts): for SMTPUTF8 mail, whether the client's header
+ * section or our Received field holds non-ASCII; undefined for other mail (never needed).
+ */
+function utf8Of(env: Envelope, received: string, clientHeaders: boolean | undefined): boolean | undefined {
+  if (!env.smtputf8) return undefined;
+  return clientHeaders === true || !isAscii(Buffer.from(received, 'utf8'));
 }
 
 /** Writes buffers to a body stream honouring backpressure; rejects on a stream error. */

@@ -7,6 +7,7 @@
  * line ends the header section; every other byte goes to the store exactly as received.
  * Also the hop limit (RFC 5321 6.3, 554 5.4.6) and the message size limit (552 5.3.4).
  */
+import { isAscii } from 'node:buffer';
 import { PostlineError, toPostlineError } from '../core/errors.js';
 import { R } from '../core/reply.js';
 import type { IncomingMessage } from '../core/session.js';
@@ -34,8 +35,17 @@ export interface IncomingPlan {
   readonly maxSize: number;
   /** ms since epoch, for an added Date. */
   readonly now: () => number;
-  /** Commits the body; resolves with the queue ID. `messageId` is the Message-ID found or added. */
-  readonly commit: (messageId: string | undefined) => Promise<string>;
+  /**
+   * The sender asked for SMTPUTF8 (RFC 6531): then the buffered header section is checked for
+   * non-ASCII bytes (one native scan), so delivery knows whether a hop needs SMTPUTF8.
+   */
+  readonly smtputf8?: boolean;
+  /**
+   * Commits the body; resolves with the queue ID. `messageId` is the Message-ID found or added;
+   * `utf8Headers` says whether the header section holds non-ASCII bytes (undefined: not checked,
+   * the message is not SMTPUTF8).
+   */
+  readonly commit: (messageId: string | undefined, utf8Headers: boolean | undefined) => Promise<string>;
 }
 
 type State = 'open' | 'finishing' | 'done' | 'aborted';
@@ -48,6 +58,7 @@ export class CleanupMessage implements IncomingMessage {
   private clientBytes = 0;
   private failure: PostlineError | undefined;
   private messageId: string | undefined;
+  private utf8Headers: boolean | undefined;
   private state: State = 'open';
 
   constructor(readonly queueId: string, private readonly body: BodyWriter, private readonly plan: IncomingPlan) {}
@@ -97,7 +108,7 @@ export class CleanupMessage implements IncomingMessage {
       throw this.failure;
     }
     try {
-      const id = await this.plan.commit(this.messageId);
+      const id = await this.plan.commit(this.messageId, this.utf8Headers);
       this.state = 'done';
       return id;
     } catch (err) {
@@ -166,6 +177,7 @@ export class CleanupMessage implements IncomingMessage {
       return true;
     }
     this.messageId = getHeaderFields(fields, 'message-id')[0]?.value.trim() || undefined;
+    if (this.plan.smtputf8) this.utf8Headers = !isAscii(header);
     let added = '';
     if (this.plan.addMissingFields && bounds && isWellFormedHeader(header)) {
       if (!getHeaderFields(fields, 'date').length) added += `Date: ${formatDate(this.plan.now())}\r\n`;

@@ -2,11 +2,13 @@
  * Outbound command text: EHLO extension parsing and MAIL FROM / RCPT TO with their parameters.
  *
  * RFCs: RFC 5321 4.1.1.1/4.1.1.2/4.1.1.3 (EHLO, MAIL, RCPT), RFC 1870 (SIZE), RFC 6152 (8BITMIME),
- * RFC 6531 (SMTPUTF8), RFC 3461 4 (DSN: RET, ENVID, NOTIFY, ORCPT and xtext). Owns: the exact
- * bytes of these commands; it sends nothing.
+ * RFC 6531 (SMTPUTF8), RFC 3461 4 (DSN: RET, ENVID, NOTIFY, ORCPT and xtext), RFC 6533 3 (a UTF-8
+ * ORCPT as utf-8-addr-xtext). Owns: the exact bytes of these commands and whether a delivery needs
+ * SMTPUTF8; it sends nothing.
  */
 import type { SmtpReply } from '../core/reply.js';
 import type { BodyType, DsnRet } from '../core/envelope.js';
+import { encodeUtf8AddrXtext } from '../rfc5321/xtext.js';
 import type { DeliveryRecipient } from './types.js';
 
 /** EHLO keywords (upper case) → parameter text ('' when none), RFC 5321 4.1.1.1. */
@@ -74,12 +76,50 @@ export function mailFromCommand(m: MailFromInput, ext: Extensions): string {
   return `MAIL FROM:<${m.mailFrom}>${p.length ? ' ' + p.join(' ') : ''}\r\n`;
 }
 
-/** "RCPT TO:<addr> [NOTIFY=..] [ORCPT=type;xtext]\r\n"; DSN parameters only when offered (RFC 3461 4.1, 4.2). */
+/**
+ * "RCPT TO:<addr> [NOTIFY=..] [ORCPT=type;value]\r\n"; DSN parameters only when offered (RFC 3461
+ * 4.1, 4.2). An ORCPT whose address is all ASCII goes as "rfc822;" xtext; one with non-ASCII
+ * characters (of type utf-8, or a UTF-8 rfc822 address) as "utf-8;" utf-8-addr-xtext (RFC 6533 3),
+ * which is 7-bit and valid xtext, so it is sent whether or not the server offers SMTPUTF8 (as
+ * Postfix does). Other address types go unchanged in xtext.
+ */
 export function rcptToCommand(r: DeliveryRecipient, ext: Extensions): string {
   const p: string[] = [];
   if (ext.has('DSN')) {
     if (r.notify && r.notify.length > 0) p.push(`NOTIFY=${r.notify.join(',')}`);
-    if (r.orcpt) p.push(`ORCPT=${r.orcpt.addrType};${xtext(r.orcpt.address)}`);
+    if (r.orcpt) p.push(`ORCPT=${orcptValue(r.orcpt.addrType, r.orcpt.address)}`);
   }
   return `RCPT TO:<${r.address}>${p.length ? ' ' + p.join(' ') : ''}\r\n`;
+}
+
+function orcptValue(addrType: string, address: string): string {
+  const type = addrType.toLowerCase();
+  if (type !== 'utf-8' && type !== 'rfc822') return `${addrType};${xtext(address)}`;
+  return isAsciiText(address) ? `rfc822;${xtext(address)}` : `utf-8;${encodeUtf8AddrXtext(address)}`;
+}
+
+const isAsciiText = (s: string): boolean => !/[^\x00-\x7f]/.test(s);
+
+/** What decides whether a delivery needs SMTPUTF8. */
+export interface Smtputf8Facts {
+  /** The sender asked for SMTPUTF8 (MAIL FROM ... SMTPUTF8). */
+  readonly smtputf8: boolean;
+  readonly mailFrom: string;
+  /** The header section holds UTF-8; undefined (unknown) counts as true. */
+  readonly utf8Headers?: boolean;
+  /** The recipients of THIS delivery (one next-hop group), not the whole message. */
+  readonly recipients: readonly Pick<DeliveryRecipient, 'address'>[];
+}
+
+/**
+ * True when this delivery needs a server that offers SMTPUTF8 (RFC 6531 3.4): the sender asked
+ * for it AND the sender address, a header or a recipient of this delivery holds non-ASCII
+ * characters (Postfix's rule, smtp.h DELIVERY_REQUIRES_SMTPUTF8, with the recipient flag per
+ * delivery request). Otherwise the message may go to a server without SMTPUTF8, without the
+ * parameter; an ORCPT needs no SMTPUTF8 (see rcptToCommand).
+ */
+export function smtputf8Required(f: Smtputf8Facts): boolean {
+  if (!f.smtputf8) return false;
+  if (f.utf8Headers !== false) return true;
+  return !isAsciiText(f.mailFrom) || f.recipients.some((r) => !isAsciiText(r.address));
 }

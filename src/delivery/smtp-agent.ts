@@ -4,22 +4,27 @@
  *
  * RFCs: RFC 5321 5.1 (try MX hosts and their addresses in order; never deliver to ourselves: a
  * loop is deferred 4.4.6), 4.5.4.1 (retry semantics belong to the scheduler), RFC 3461 5.2.2
- * (Action: relayed when NOTIFY=SUCCESS goes to a hop without DSN). Owns: host order, loop
+ * (Action: relayed when NOTIFY=SUCCESS goes to a hop without DSN; no notice of ours when the hop
+ * offers DSN and got NOTIFY, see trouble.ts handoffTo), RFC 6531 3.4 (a delivery that needs SMTPUTF8
+ * moves on past hosts without it and bounces 5.6.7 only when the last one lacks it). Owns: host order, loop
  * detection, use of the connection pool and batching of recipients per transaction.
  */
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { ConnectionOptions } from 'node:tls';
 import type { PostlineConfig } from '../config/schema.js';
+import { PostlineError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { reply } from '../core/reply.js';
 import { resolveHostAddresses, resolveMxHosts, MxLookupError, type MxHost } from '../dns/mx.js';
 import { DnsError, type Resolver } from '../dns/types.js';
 import { nextHopKey, type NextHop } from '../routing/types.js';
 import { SmtpClientError } from './client-error.js';
+import { smtputf8Required } from './mail-params.js';
 import { ConnectionPool, type PoolLease } from './pool.js';
 import { SmtpClient } from './smtp-client.js';
 import { sendMail } from './smtp-transaction.js';
-import { toResult, verdictOfError, verdictOfReply } from './trouble.js';
+import { handoffTo, toResult, verdictOfError, verdictOfReply } from './trouble.js';
 import type { DeliveryAgent, DeliveryRecipient, DeliveryRequest, RecipientResult } from './types.js';
 
 export interface SmtpAgentOptions {
@@ -41,6 +46,8 @@ const MAX_TARGETS = 10;
 /** Per-delivery progress. */
 interface Attempt {
   readonly req: DeliveryRequest;
+  /** This delivery (this next-hop group) needs a host that offers SMTPUTF8 (mail-params.ts). */
+  readonly smtputf8Required: boolean;
   pending: DeliveryRecipient[];
   readonly results: RecipientResult[];
   trouble?: unknown;
@@ -80,7 +87,7 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
    * recipient (same idx); remote replies keep their code and enhanced status. Never throws.
    */
   async deliver(req: DeliveryRequest): Promise<RecipientResult[]> {
-    const a: Attempt = { req, pending: [...req.recipients], results: [], sent: false };
+    const a: Attempt = { req, smtputf8Required: smtputf8Required(req), pending: [...req.recipients], results: [], sent: false };
     try {
       await this.attempt(a);
     } catch (err) {
@@ -129,12 +136,22 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
         lease.attach(await SmtpClient.open(this.clientOptions(t, hop)));
       } catch (err) {
         a.trouble = err;
-        this.logger.debug({ queueId: a.req.queueId, host: `${t.name}[${t.address}]:${t.port}`, err: (err as Error).message }, 'next host');
+        this.logSetupFailure(a, t, err);
         continue;
       }
       await this.useConnection(lease.conn!, a);
     }
     if (a.req.signal?.aborted && a.pending.length > 0) a.trouble = new SmtpClientError('aborted', 'none', 'delivery aborted (shutdown)');
+  }
+
+  /**
+   * One info line per failed connect or set-up (greeting, EHLO, STARTTLS, AUTH), like Postfix's
+   * "connect to HOST[IP]:25: Connection refused": the text is the error's own, which names the host.
+   */
+  private logSetupFailure(a: Attempt, t: Target, err: unknown): void {
+    const e = err instanceof SmtpClientError ? err : undefined;
+    const text = err instanceof Error ? err.message : String(err);
+    this.logger.info({ queueId: a.req.queueId, host: `${t.name}[${t.address}]:${t.port}`, stage: e?.stage, code: e?.code }, text);
   }
 
   private clientOptions(t: Target, hop: NextHop) {
@@ -158,13 +175,19 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
    */
   private async useConnection(client: SmtpClient, a: Attempt): Promise<void> {
     const d = this.config.delivery;
+    if (a.smtputf8Required && !client.extensions.has('SMTPUTF8')) {
+      // Like Postfix (smtp_proto.c): soft for this host, try the next; a bounce only if it was the last.
+      a.trouble = smtputf8Missing(client.remoteMta);
+      this.logger.info({ queueId: a.req.queueId, host: client.remoteMta }, `host ${client.remoteMta} does not offer SMTPUTF8, which this message requires`);
+      return;
+    }
     const per = d.recipientsPerTransaction;
     const left: DeliveryRecipient[] = [];
     const byIdx = new Map(a.pending.map((r) => [r.idx, r]));
     for (let i = 0; i < a.pending.length; i += per) {
       const batch = a.pending.slice(i, i + per);
       if (!client.usable || left.length > 0) { left.push(...batch); continue; }
-      const out = await sendMail(client, { ...a.req, recipients: batch, openBody: () => a.req.openBody() }, d);
+      const out = await sendMail(client, { ...a.req, smtputf8Required: a.smtputf8Required, recipients: batch, openBody: () => a.req.openBody() }, d);
       const decided = new Set<number>();
       for (const r of out.replies) {
         if (r.stage === 'mail' && r.reply.code >= 400 && r.reply.code < 500) {
@@ -174,8 +197,7 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
         decided.add(r.idx);
         if (r.stage === 'dot') a.sent = true;
         const v = verdictOfReply(r.reply, r.remote);
-        const relayed = v.outcome === 'delivered' && !client.extensions.has('DSN') && (byIdx.get(r.idx)?.notify?.includes('SUCCESS') ?? false);
-        a.results.push(toResult(r.idx, v, client.remoteMta, relayed));
+        a.results.push(toResult(r.idx, v, client.remoteMta, handoffTo(client.extensions.has('DSN'), byIdx.get(r.idx)?.notify)));
       }
       if (out.error) a.trouble = out.error;
       left.push(...batch.filter((r) => !decided.has(r.idx)));
@@ -206,6 +228,12 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
       return isWildcard(l.address) && localAddresses().has(t.address);
     });
   }
+}
+
+/** RFC 6531 3.4 / RFC 3463 5.6.7: the last host tried lacks SMTPUTF8, which the delivery needs (permanent). */
+function smtputf8Missing(remoteMta: string): PostlineError {
+  const text = `message requires SMTPUTF8, but no server was found that supports SMTPUTF8. The last attempted server was ${remoteMta}`;
+  return new PostlineError('ERR_SMTPUTF8_REQUIRED', text, { temporary: false, reply: reply(553, '5.6.7', text) });
 }
 
 function flatten(hosts: readonly MxHost[], port: number): Target[] {

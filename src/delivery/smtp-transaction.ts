@@ -21,7 +21,10 @@ export interface MailTransaction {
   readonly mailFrom: string;
   readonly recipients: readonly DeliveryRecipient[];
   readonly bodyType: BodyType;
+  /** The sender asked for SMTPUTF8: the parameter is sent when the server offers it. */
   readonly smtputf8: boolean;
+  /** This transaction needs SMTPUTF8 (mail-params.ts smtputf8Required): 5.6.7 without it. */
+  readonly smtputf8Required: boolean;
   readonly ret?: DsnRet;
   readonly envid?: string;
   /** Body size, bytes. */
@@ -60,13 +63,16 @@ const ok = (r: SmtpReply) => r.code >= 200 && r.code < 300;
 const each = (rs: readonly DeliveryRecipient[], r: SmtpReply, remote: boolean, stage: RecipientReply['stage']): RecipientReply[] =>
   rs.map((x) => ({ idx: x.idx, reply: r, remote, stage }));
 
-/** Local checks before MAIL: SIZE (RFC 1870) and SMTPUTF8 (RFC 6531 3.4). */
+/**
+ * Local checks before MAIL: SIZE (RFC 1870) and SMTPUTF8 (RFC 6531 3.4). The agent moves on to the
+ * next host before calling sendMail when SMTPUTF8 is required and not offered; this is the backstop.
+ */
 function precheck(client: SmtpClient, tx: MailTransaction): SmtpReply | undefined {
   const limit = sizeLimit(client.extensions);
   if (limit !== undefined && tx.size > limit) {
     return reply(552, '5.3.4', `message size ${tx.size} exceeds size limit ${limit} of server ${client.remoteMta}`);
   }
-  if (tx.smtputf8 && !client.extensions.has('SMTPUTF8')) {
+  if (tx.smtputf8Required && !client.extensions.has('SMTPUTF8')) {
     return reply(553, '5.6.7', `SMTPUTF8 is required, but was not offered by host ${client.remoteMta}`);
   }
   return undefined;

@@ -4,10 +4,12 @@
  *
  * RFCs: RFC 5321 4.2.1 (2xx/4xx/5xx), RFC 3463 (enhanced status codes: 4.4.1 no answer from host,
  * 4.4.2 bad connection, 4.4.3 directory server failure, 4.4.5 system congestion, 4.4.6 routing loop,
- * 4.5.0 protocol error, 4.7.x security), RFC 3464 (diagnostic text). Rule: unknown trouble is temporary.
+ * 4.5.0 protocol error, 4.7.x security), RFC 3464 (diagnostic text), RFC 3461 5.2.2 (who reports the
+ * success of a relayed recipient). Rule: unknown trouble is temporary.
  */
 import { PostlineError } from '../core/errors.js';
 import { replyToString, type SmtpReply } from '../core/reply.js';
+import type { DsnNotify } from '../core/envelope.js';
 import type { DeliveryOutcome, RecipientResult } from './types.js';
 import { SmtpClientError } from './client-error.js';
 
@@ -86,11 +88,31 @@ export function verdictOfError(err: unknown): Verdict {
   return deferred('4.3.0', `local error: ${msg}`);
 }
 
-/** A RecipientResult from a verdict. `relayed` is set only on delivered results. */
-export function toResult(idx: number, v: Verdict, remoteMta?: string, relayed?: boolean): RecipientResult {
+/** Who reports a recipient accepted by a next hop (see RecipientResult.relayed / dsnPassedOn). */
+export interface Handoff {
+  readonly relayed?: true;
+  readonly dsnPassedOn?: true;
+}
+
+/**
+ * How a recipient accepted by an SMTP next hop is reported to its sender (RFC 3461 5.2.2; Postfix
+ * smtp_rcpt.c drops SUCCESS in the same case): a hop that offers DSN got the NOTIFY parameter and
+ * issues any notice itself, so we owe none (`dsnPassedOn`); a hop without DSN cannot, so a
+ * NOTIFY=SUCCESS recipient gets `Action: relayed` from us (`relayed`). `Action: delivered` is only
+ * for final delivery, which an SMTP relay never is.
+ */
+export function handoffTo(hopOffersDsn: boolean, notify: readonly DsnNotify[] | undefined): Handoff {
+  if (hopOffersDsn) return { dsnPassedOn: true };
+  return notify?.includes('SUCCESS') ? { relayed: true } : {};
+}
+
+/** A RecipientResult from a verdict. The handoff flags are kept only on delivered results. */
+export function toResult(idx: number, v: Verdict, remoteMta?: string, handoff: Handoff = {}): RecipientResult {
+  const delivered = v.outcome === 'delivered';
   return {
     idx, outcome: v.outcome, code: v.code, dsnStatus: v.dsnStatus, diagnostic: v.diagnostic, remote: v.remote,
     ...(remoteMta ? { remoteMta } : {}),
-    ...(relayed && v.outcome === 'delivered' ? { relayed: true } : {}),
+    ...(delivered && handoff.relayed ? { relayed: true } : {}),
+    ...(delivered && handoff.dsnPassedOn ? { dsnPassedOn: true } : {}),
   };
 }

@@ -20,7 +20,13 @@ export interface DeliveryRequest {
   readonly queueId: string;
   readonly mailFrom: string;
   readonly bodyType: BodyType;
+  /** The sender asked for SMTPUTF8 (RFC 6531). */
   readonly smtputf8: boolean;
+  /**
+   * SMTPUTF8 mail: whether the header section holds UTF-8 (spool QueuedMessage.utf8Headers);
+   * undefined means unknown and counts as true. See mail-params.ts smtputf8Required.
+   */
+  readonly utf8Headers?: boolean;
   readonly ret?: DsnRet;
   readonly envid?: string;
   /** Body size in bytes (for SIZE=). */
@@ -49,8 +55,17 @@ export interface RecipientResult {
   readonly remote: boolean;
   /** Remote MTA name and address ("mx.example.com[127.0.0.1]:25"), when connected. */
   readonly remoteMta?: string;
-  /** True when the next hop does not support DSN and NOTIFY=SUCCESS was asked (Action: relayed). */
+  /**
+   * Delivered results only: true when the next hop does not support DSN and NOTIFY=SUCCESS was
+   * asked, so we report the success ourselves with `Action: relayed` (RFC 3461 5.2.2).
+   */
   readonly relayed?: boolean;
+  /**
+   * Delivered results only: true when the next hop offered DSN, so this recipient's NOTIFY and
+   * ORCPT went with its RCPT TO and the next hop reports on it. A relay to a DSN-capable hop
+   * issues no notice of its own (RFC 3461 5.2.2): no success DSN is owed. Never with `relayed`.
+   */
+  readonly dsnPassedOn?: boolean;
 }
 
 export interface DeliveryAgent {

@@ -6,7 +6,10 @@
  * (5.1.2 bad destination system, 5.1.10 null MX, 4.4.3 directory server failure, 4.4.4 unable to route).
  *
  * Owns: deciding from DNS answers whether a domain is deliverable, permanently not (bounce) or not
- * now (defer). A temporary DNS failure never becomes a bounce.
+ * now (defer). A temporary DNS failure never becomes a bounce. An MX host whose name does not
+ * resolve is skipped when another one does; when none does, the answer is permanent (5.4.4) if every
+ * failure was NXDOMAIN or NODATA and temporary (4.4.3) if any was not, as Postfix does with
+ * smtp_defer_if_no_mx_address_found = no (RFC 5321 5.1: an unresolvable MX must be reported as an error).
  */
 import { isIP } from 'node:net';
 import { domainToASCII } from 'node:url';
@@ -25,10 +28,16 @@ export interface MxHost {
   readonly addresses: readonly string[];
 }
 
+/** The stable codes of MxLookupError (PostlineError.code). */
+export type MxLookupCode =
+  | 'ERR_DNS_BAD_DOMAIN' | 'ERR_DNS_NULL_MX' | 'ERR_DNS_NXDOMAIN' | 'ERR_DNS_TEMPORARY' | 'ERR_DNS_NO_MX'
+  | 'ERR_DNS_MX_UNRESOLVED' | 'ERR_DNS_HOST';
+
 /** Why MX resolution gave no host: `temporary` → defer, otherwise bounce; `dsnStatus` for the DSN. */
 export class MxLookupError extends PostlineError {
   readonly dsnStatus: string;
-  constructor(code: string, message: string, temporary: boolean, dsnStatus: string, cause?: unknown) {
+  declare readonly code: MxLookupCode;
+  constructor(code: MxLookupCode, message: string, temporary: boolean, dsnStatus: string, cause?: unknown) {
     super(code, message, { temporary, reply: reply(temporary ? 451 : dsnStatus === '5.1.10' ? 556 : 550, dsnStatus, message), cause });
     this.name = 'MxLookupError';
     this.dsnStatus = dsnStatus;
@@ -76,7 +85,9 @@ export async function resolveHostAddresses(resolver: Resolver, host: string): Pr
  * Domain may be a U-label (IDN); it is converted to an A-label.
  * @returns hosts in order, each with ≥1 address; an MX host that does not resolve is skipped.
  * @throws MxLookupError: null MX → permanent 5.1.10; NXDOMAIN or invalid name → permanent 5.1.2;
- *   no MX and no address → permanent 5.4.4; DNS trouble or no MX host resolving → temporary 4.4.3/4.4.4.
+ *   no MX and no address → permanent 5.4.4; no MX host resolving, every failure NXDOMAIN/NODATA →
+ *   permanent 5.4.4 (ERR_DNS_MX_UNRESOLVED); DNS trouble (SERVFAIL, timeout) on the MX lookup or on
+ *   every MX host that did not resolve → temporary 4.4.3.
  */
 export async function resolveMxHosts(resolver: Resolver, domain: string, opts: MxOptions = {}): Promise<MxHost[]> {
   const name = toALabel(domain);
@@ -113,14 +124,18 @@ async function implicitMx(resolver: Resolver, name: string, err: unknown): Promi
 async function resolveExchanges(resolver: Resolver, name: string, ordered: readonly { exchange: string; priority: number }[]): Promise<MxHost[]> {
   const settled = await Promise.allSettled(ordered.map((r) => resolveHostAddresses(resolver, toALabel(r.exchange) || r.exchange)));
   const hosts: MxHost[] = [];
-  let temporary = false;
+  const failures: DnsError[] = [];
   settled.forEach((s, i) => {
     const r = ordered[i]!;
-    if (s.status === 'fulfilled') hosts.push({ name: toALabel(r.exchange) || r.exchange, preference: r.priority, implicit: false, addresses: s.value });
-    else if ((s.reason as DnsError).kind === 'temporary') temporary = true;
+    const host = toALabel(r.exchange) || r.exchange;
+    if (s.status === 'fulfilled') hosts.push({ name: host, preference: r.priority, implicit: false, addresses: s.value });
+    else failures.push(s.reason instanceof DnsError ? s.reason : new DnsError('temporary', String(s.reason), host));
   });
   if (hosts.length > 0) return hosts;
-  const list = ordered.map((r) => r.exchange).join(', ');
-  if (temporary) throw new MxLookupError('ERR_DNS_TEMPORARY', `DNS lookup of the MX hosts of ${name} (${list}) failed temporarily`, true, '4.4.3');
-  throw new MxLookupError('ERR_DNS_MX_UNRESOLVED', `no MX host of ${name} (${list}) has an address`, true, '4.4.4');
+  const why = failures.map((e) => e.message).join('; ');
+  // A soft failure dominates hard ones: the host that failed for now may be the one that exists.
+  if (failures.some((e) => e.kind === 'temporary')) {
+    throw new MxLookupError('ERR_DNS_TEMPORARY', `DNS lookup of the MX hosts of ${name} failed temporarily: ${why}`, true, '4.4.3');
+  }
+  throw new MxLookupError('ERR_DNS_MX_UNRESOLVED', `no MX host of ${name} has an address: ${why}`, false, '5.4.4');
 }

@@ -9,7 +9,7 @@
  */
 import { R, type SmtpReply } from '../core/reply.js';
 import type { BodyType, DsnNotify, DsnRet, OriginalRecipient } from '../core/envelope.js';
-import { decodeXtext } from './xtext.js';
+import { decodeUtf8AddrXtext, decodeXtext } from './xtext.js';
 
 /** One "keyword[=value]" (keyword upper-cased). */
 export interface EsmtpParam {
@@ -142,14 +142,18 @@ export function parseNotify(v: string | undefined): DsnNotify[] | undefined {
   return out;
 }
 
-/** ORCPT= (RFC 3461 4.2): addr-type ";" xtext; addr-type is an atom (e.g. rfc822, utf-8). */
+/**
+ * ORCPT= (RFC 3461 4.2): addr-type ";" xtext; addr-type is an atom (e.g. rfc822, utf-8). A "utf-8"
+ * value may also carry RFC 6533 "\x{HEX}" escapes (utf-8-addr-xtext), decoded here.
+ */
 export function parseOrcpt(v: string | undefined): OriginalRecipient | undefined {
   if (!v || v.length > MAX_ORCPT) return undefined;
   const semi = v.indexOf(';');
   if (semi <= 0) return undefined;
   const addrType = v.slice(0, semi);
   if (!/^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+$/.test(addrType)) return undefined;
-  const address = decodeXtext(v.slice(semi + 1));
+  const raw = v.slice(semi + 1);
+  const address = addrType.toLowerCase() === 'utf-8' ? decodeUtf8AddrXtext(raw) : decodeXtext(raw);
   if (!address) return undefined;
   return { addrType: addrType.toLowerCase(), address };
 }

@@ -53,3 +53,43 @@ export function decodeXtext(text: string): string | undefined {
 export function isXtext(text: string): boolean {
   return decodeXtext(text) !== undefined;
 }
+
+/** QCHAR of RFC 6533 3: printable US-ASCII except '+', '=' and '\'. */
+const isQchar = (c: number): boolean => c >= 0x21 && c <= 0x7e && c !== 0x2b && c !== 0x3d && c !== 0x5c;
+
+/**
+ * Encodes an address as utf-8-addr-xtext (RFC 6533 3), the 7-bit form of a "utf-8" ORCPT: QCHARs
+ * stay, every other character becomes "\x{HEX}" (its code point, upper-case hex, at least two
+ * digits, no leading zeros beyond that). The result is also valid xtext (RFC 3461 4), so it is safe
+ * to send whether or not the server offers SMTPUTF8.
+ */
+export function encodeUtf8AddrXtext(value: string): string {
+  let out = '';
+  for (const ch of value) {
+    const cp = ch.codePointAt(0)!;
+    out += isQchar(cp) ? ch : `\\x{${cp.toString(16).toUpperCase().padStart(2, '0')}}`;
+  }
+  return out;
+}
+
+/**
+ * Decodes a "utf-8" ORCPT value (RFC 6533 3: utf-8-addr-xtext, utf-8-addr-unitext), after any
+ * RFC 3461 xtext "+HH" escapes: "\x{HEX}" becomes its character.
+ * @returns the address, or undefined when an escape is malformed (not 1-6 hex digits, a surrogate,
+ *   above U+10FFFF, a control character) or a '\' stands alone.
+ */
+export function decodeUtf8AddrXtext(text: string): string | undefined {
+  const plain = decodeXtext(text);
+  if (plain === undefined) return undefined;
+  let out = '';
+  for (let i = 0; i < plain.length; i++) {
+    if (plain[i] !== '\\') { out += plain[i]; continue; }
+    const m = /^\\x\{([0-9A-Fa-f]{1,6})\}/.exec(plain.slice(i, i + 11));
+    if (!m) return undefined;
+    const cp = parseInt(m[1]!, 16);
+    if (cp < 0x20 || cp === 0x7f || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return undefined;
+    out += String.fromCodePoint(cp);
+    i += m[0].length - 1;
+  }
+  return out;
+}

@@ -4,7 +4,8 @@
  *
  * The scheduler decides; the RFC 3464 message itself is written by src/bounce/dsn.ts (injected as
  * `dsn.build`) and queued through cleanup (`dsn.inject`). This module owns the NOTIFY defaults
- * (absent = FAILURE only, RFC 3461 5.2.1), the RET defaults (absent: full message for failures,
+ * (absent = FAILURE only, RFC 3461 5.2.1), the success rule (none when the agent passed NOTIFY on to a
+ * hop with DSN, RFC 3461 5.2.2: `successOwed`), the RET defaults (absent: full message for failures,
  * headers for delay and success notices, as Postfix does) and the double-bounce rule: a DSN is
  * never sent to the null reverse-path; it goes to the postmaster or is dropped, and a failed
  * double bounce to the postmaster is always dropped so it cannot loop.
@@ -60,6 +61,15 @@ export function notifyWants(notify: readonly DsnNotify[] | undefined, kind: DsnK
   if (!notify || notify.length === 0) return kind === 'failure';
   if (notify.includes('NEVER')) return false;
   return notify.includes(kind === 'failure' ? 'FAILURE' : kind === 'delay' ? 'DELAY' : 'SUCCESS');
+}
+
+/**
+ * True when a recipient whose delivery gave `result` is owed a success DSN from us: it asked
+ * NOTIFY=SUCCESS and the agent did not pass the NOTIFY on to a next hop that offers DSN (that hop
+ * reports; a relay to a DSN-capable hop issues no notice of its own, RFC 3461 5.2.2).
+ */
+export function successOwed(notify: readonly DsnNotify[] | undefined, result: { readonly dsnPassedOn?: boolean }): boolean {
+  return notifyWants(notify, 'success') && result.dsnPassedOn !== true;
 }
 
 /** RET for a DSN of `kind` (RFC 3461 4.3): explicit RET wins; absent: FULL for failures, HDRS otherwise. */

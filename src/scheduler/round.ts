@@ -19,7 +19,7 @@ import type { DsnOwed, QueuedMessage, QueuedRecipient, QueueStore, RecipientStat
 import { nextAttemptAt } from './backoff.js';
 import { probeBody } from './body.js';
 import { CANCELLED, type Dispatcher } from './dispatcher.js';
-import { notifyWants, type ReportItem } from './notify.js';
+import { notifyWants, successOwed, type ReportItem } from './notify.js';
 
 /** Shared parts the round needs (owned by the Scheduler). */
 export interface RoundContext {
@@ -145,6 +145,7 @@ async function deliverGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, ctl
   };
   const req: DeliveryRequest = {
     queueId: msg.id, mailFrom: msg.mailFrom, bodyType: msg.bodyType, smtputf8: msg.smtputf8, ret: msg.ret,
+    ...(msg.utf8Headers !== undefined ? { utf8Headers: msg.utf8Headers } : {}),
     envid: msg.envid, size: msg.size, nextHop: g.hop, signal: ctl.signal,
     recipients: g.recipients.map((r) => ({ idx: r.idx, address: r.address, notify: r.notify, orcpt: r.orcpt })),
     openBody: () => {
@@ -200,13 +201,14 @@ async function applyGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, resul
   const byIdx = new Map(results.map((r) => [r.idx, r]));
   const rows = g.recipients.map((rcpt) => {
     const r = byIdx.get(rcpt.idx) ?? missingResult(rcpt.idx);
-    return { rcpt, r, c: classify(ctx, msg, r, now, a.ctl.signal.aborted) };
+    const c = classify(ctx, msg, r, now, a.ctl.signal.aborted);
+    return { rcpt, r, c, owed: owedFor(rcpt, c.status, r) };
   });
   // The owed DSN is written with the final outcome (one commit), so a crash before the DSN is
   // queued leaves the mark behind and the restart sends it (scheduler.ts sendOwedDsns).
-  const updates: RecipientUpdate[] = rows.map(({ rcpt, r, c }) => ({
+  const updates: RecipientUpdate[] = rows.map(({ rcpt, r, c, owed }) => ({
     idx: rcpt.idx, status: c.status, lastReply: r.diagnostic, dsnStatus: c.dsn, remoteMta: r.remoteMta,
-    doneAt: c.status === 'pending' ? undefined : now, ...dsnOwedUpdate(rcpt, c.status),
+    doneAt: c.status === 'pending' ? undefined : now, ...(owed ? { dsnOwed: owed } : {}),
   }));
   const deferred = rows.filter((x) => x.c.status === 'pending');
   a.state.nextAt ??= nextAttemptAt(now, a.attempt, ctx.config.delivery.retry, ctx.random);
@@ -229,13 +231,12 @@ async function applyGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, resul
   msg.attempts = next.attempts;
   msg.nextAttemptAt = next.nextAttemptAt;
   msg.lastError = next.lastError;
-  for (const { rcpt, r, c } of rows) {
+  for (const { rcpt, r, c, owed } of rows) {
     Object.assign(rcpt, { status: c.status, lastReply: r.diagnostic, dsnStatus: c.dsn, remoteMta: r.remoteMta ?? rcpt.remoteMta });
-    const owed = owedFor(rcpt, c.status);
     if (owed) rcpt.dsnOwed = owed;
     if (c.status !== 'pending') rcpt.doneAt = now;
     a.out.latest.set(rcpt.idx, r);
-    collectReport(rcpt, r, c, now, a.out);
+    collectReport(rcpt, r, c, owed, now, a.out);
     ctx.events.emit({
       type: c.type, at: now, queueId: msg.id, mailFrom: msg.mailFrom, recipient: rcpt.address, relay: r.remoteMta,
       delayMs: Math.max(0, now - msg.arrivedAt), dsn: c.dsn, reply: c.reply, attempt: a.attempt,
@@ -243,25 +244,20 @@ async function applyGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, resul
   }
 }
 
-/** The DSN a recipient is owed after reaching `status` (RFC 3461 NOTIFY), if any. */
-export function owedFor(rcpt: Pick<QueuedRecipient, 'notify'>, status: RecipientStatus): DsnOwed | undefined {
+/**
+ * The DSN a recipient is owed after reaching `status` with `result` (RFC 3461 NOTIFY), if any. A
+ * success is not owed when the agent passed NOTIFY on to a next hop with DSN (notify.ts successOwed).
+ */
+export function owedFor(rcpt: Pick<QueuedRecipient, 'notify'>, status: RecipientStatus, result: Pick<RecipientResult, 'dsnPassedOn'>): DsnOwed | undefined {
   if ((status === 'bounced' || status === 'expired') && notifyWants(rcpt.notify, 'failure')) return 'failure';
-  if ((status === 'delivered' || status === 'relayed') && notifyWants(rcpt.notify, 'success')) return 'success';
+  if ((status === 'delivered' || status === 'relayed') && successOwed(rcpt.notify, result)) return 'success';
   return undefined;
 }
 
-function dsnOwedUpdate(rcpt: QueuedRecipient, status: RecipientStatus): { dsnOwed?: DsnOwed } {
-  const owed = owedFor(rcpt, status);
-  return owed ? { dsnOwed: owed } : {};
-}
-
-function collectReport(rcpt: QueuedRecipient, r: RecipientResult, c: Classified, now: number, out: RoundResult): void {
+function collectReport(rcpt: QueuedRecipient, r: RecipientResult, c: Classified, owed: DsnOwed | undefined, now: number, out: RoundResult): void {
   const base = { recipient: rcpt, diagnostic: r.diagnostic, remote: r.remote, remoteMta: r.remoteMta, lastAttemptAt: now };
-  if ((c.status === 'bounced' || c.status === 'expired') && notifyWants(rcpt.notify, 'failure')) {
-    out.failures.push({ ...base, action: 'failed', status: c.dsn });
-  } else if ((c.status === 'delivered' || c.status === 'relayed') && notifyWants(rcpt.notify, 'success')) {
-    out.successes.push({ ...base, action: c.status, status: c.dsn });
-  }
+  if (owed === 'failure') out.failures.push({ ...base, action: 'failed', status: c.dsn });
+  else if (owed === 'success') out.successes.push({ ...base, action: c.status === 'relayed' ? 'relayed' : 'delivered', status: c.dsn });
 }
 
 /**

@@ -59,6 +59,12 @@ export interface QueuedMessage {
   readonly mailFrom: string;
   readonly bodyType: BodyType;
   readonly smtputf8: boolean;
+  /**
+   * SMTPUTF8 mail only: true when the header section holds non-ASCII (UTF-8, RFC 6532) bytes, set
+   * by cleanup when the message is received. Absent means unknown (older rows, other writers):
+   * delivery then assumes UTF-8 for SMTPUTF8 mail. Always false or absent without `smtputf8`.
+   */
+  readonly utf8Headers?: boolean;
   readonly ret?: DsnRet;
   readonly envid?: string;
   /** Body size in bytes as stored (CRLF line endings, unstuffed, with our Received header). */
@@ -94,6 +100,12 @@ export interface NewMessage {
   readonly mailFrom: string;
   readonly bodyType: BodyType;
   readonly smtputf8: boolean;
+  /**
+   * SMTPUTF8 mail only: true when the header section holds non-ASCII (UTF-8, RFC 6532) bytes, set
+   * by cleanup when the message is received. Absent means unknown (older rows, other writers):
+   * delivery then assumes UTF-8 for SMTPUTF8 mail. Always false or absent without `smtputf8`.
+   */
+  readonly utf8Headers?: boolean;
   readonly ret?: DsnRet;
   readonly envid?: string;
   readonly origin: MessageOrigin;

@@ -27,6 +27,8 @@ before(async () => {
     'nullmx.test': { mx: [{ exchange: '', priority: 0 }] },
     'servfail.test': { servfail: true },
     'origin.test': { mx: [{ exchange: 'mail.mx.test', priority: 10 }] },
+    'deadmx.test': { mx: [{ exchange: 'no-such-host.deadmx.test', priority: 10 }] },
+    'halfmx.test': { mx: [{ exchange: 'no-such-host.halfmx.test', priority: 5 }, { exchange: 'mail.mx.test', priority: 10 }] },
   });
   pl = new PostlineProcess({
     config: {
@@ -79,6 +81,17 @@ test('NXDOMAIN bounces with 5.1.2', async () => {
   await send('e@no-such-domain.test', 'nxdomain');
   const dsn = await waitFor('a DSN for the missing domain', dsnFor('e@no-such-domain.test'), 20_000);
   assert.match(dsn.data.toString('latin1'), /Status: 5\.1\.2/);
+});
+
+test('issue 15 item 6: an MX host name that does not exist bounces with 5.4.4 (not deferred until expiry)', async () => {
+  await send('g@deadmx.test', 'dead-mx-host');
+  const dsn = await waitFor('a DSN for the domain whose MX host does not exist', dsnFor('g@deadmx.test'), 20_000);
+  assert.match(dsn.data.toString('latin1'), /Status: 5\.4\.4/);
+});
+
+test('issue 15 item 6: an MX host that does not exist is skipped when another resolves', async () => {
+  await send('h@halfmx.test', 'half-mx');
+  await waitFor('delivery via the MX host that resolves', at('h@halfmx.test'), 20_000);
 });
 
 test('SERVFAIL defers and never bounces', async () => {

@@ -41,6 +41,7 @@ export interface PutMessage {
   recipients: readonly { address: string; notify?: readonly DsnNotify[]; orcpt?: OriginalRecipient }[];
   bodyType?: BodyType;
   smtputf8?: boolean;
+  utf8Headers?: boolean;
   ret?: DsnRet;
   envid?: string;
   origin?: MessageOrigin;
@@ -71,6 +72,7 @@ export class MemoryQueueStore implements QueueStore {
     const data = Buffer.concat(body.chunks);
     const qm: QueuedMessage = {
       id: msg.id, mailFrom: msg.mailFrom, bodyType: msg.bodyType, smtputf8: msg.smtputf8,
+      ...(msg.utf8Headers !== undefined ? { utf8Headers: msg.utf8Headers } : {}),
       ret: msg.ret, envid: msg.envid, size: data.length, arrivedAt: msg.arrivedAt, origin: msg.origin,
       recipients: msg.recipients.map((r, idx) => ({ idx, address: r.address, notify: r.notify, orcpt: r.orcpt, status: 'pending' })),
       attempts: 0, nextAttemptAt: msg.arrivedAt, held: false,
@@ -86,6 +88,7 @@ export class MemoryQueueStore implements QueueStore {
     w.stream.write(typeof body === 'string' ? Buffer.from(body) : body);
     return this.commit({
       id, mailFrom: m.mailFrom, bodyType: m.bodyType ?? '8BITMIME', smtputf8: m.smtputf8 ?? false,
+      ...(m.utf8Headers !== undefined ? { utf8Headers: m.utf8Headers } : {}),
       ret: m.ret, envid: m.envid, origin: m.origin ?? { kind: 'smtp', clientAddress: '192.0.2.9', clientName: 'client.example' },
       recipients: m.recipients, arrivedAt: m.arrivedAt ?? Date.now(),
     }, w);

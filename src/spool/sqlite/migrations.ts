@@ -69,6 +69,13 @@ export const MIGRATIONS: readonly Migration[] = [
         data       BLOB NOT NULL
       );`,
   },
+  {
+    version: 4,
+    name: 'messages.utf8_headers: whether the header section of SMTPUTF8 mail holds UTF-8',
+    // 1 / 0 as cleanup found it; NULL (rows from before this version) means unknown, which delivery
+    // treats as "holds UTF-8" for SMTPUTF8 mail: such a row keeps the old, stricter behaviour.
+    sql: `ALTER TABLE messages ADD COLUMN utf8_headers INTEGER;`,
+  },
 ];
 
 /**

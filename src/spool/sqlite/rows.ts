@@ -24,6 +24,8 @@ export interface MessageRow {
   next_attempt_at: number;
   held: number;
   last_error: string | null;
+  /** 1 / 0: the header section holds UTF-8 (SMTPUTF8 mail, migration 4); null: unknown. */
+  utf8_headers: number | null;
 }
 
 /** A row of `recipients`. */
@@ -141,6 +143,10 @@ export function toMessage(m: MessageRow, rcpts: readonly RecipientRow[]): Queued
   };
   const lastError = opt(m.last_error);
   if (lastError !== undefined) msg.lastError = lastError;
+  if (m.utf8_headers !== null && m.utf8_headers !== undefined) {
+    if (m.utf8_headers !== 0 && m.utf8_headers !== 1) throw new RowError(`utf8_headers: ${String(m.utf8_headers)}`);
+    return { ...msg, utf8Headers: m.utf8_headers === 1 };
+  }
   return msg;
 }
 
@@ -160,6 +166,7 @@ export function newMessageRow(msg: NewMessage, size: number): MessageRow {
     next_attempt_at: msg.arrivedAt,
     held: 0,
     last_error: null,
+    utf8_headers: msg.utf8Headers === undefined ? null : msg.utf8Headers ? 1 : 0,
   };
 }
 

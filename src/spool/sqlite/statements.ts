@@ -62,9 +62,9 @@ export function prepareWriteStatements(db: Database.Database) {
   return {
     insertMessage: db.prepare<[MessageRow]>(`
       INSERT INTO messages (id, mail_from, body_type, smtputf8, ret, envid, size, arrived_at, origin,
-                            attempts, next_attempt_at, held, last_error)
+                            attempts, next_attempt_at, held, last_error, utf8_headers)
       VALUES (@id, @mail_from, @body_type, @smtputf8, @ret, @envid, @size, @arrived_at, @origin,
-              @attempts, @next_attempt_at, @held, @last_error)`),
+              @attempts, @next_attempt_at, @held, @last_error, @utf8_headers)`),
     insertRecipient: db.prepare<[RecipientRow]>(`
       INSERT INTO recipients (message_id, idx, address, notify, orcpt, status, last_reply, dsn_status,
                               remote_mta, done_at, delay_notified, dsn_owed)

@@ -2,7 +2,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
 import { generate } from 'selfsigned';
 import { configSchema } from '../../../src/config/schema.js';
 import { silentLogger } from '../../../src/core/log.js';
@@ -29,6 +30,9 @@ before(async () => {
     'me.self.test': { a: ['127.0.0.1'] },
     'nullmx.test': { mx: [{ exchange: '', priority: 0 }] },
     'broken.test': { servfail: true },
+    'down.test': { mx: [{ exchange: 'dead.down.test', priority: 10 }, { exchange: 'live.down.test', priority: 20 }] },
+    'dead.down.test': { a: ['127.0.0.2'] }, // the peers listen on 127.0.0.1 only: connection refused
+    'live.down.test': { a: ['127.0.0.1'] },
   });
   resolver = createResolver({ servers: [dns.server], timeoutMs: 1000, tries: 1 });
 });
@@ -36,13 +40,25 @@ after(async () => { await dns.close(); });
 
 type DeliveryOver = Record<string, unknown>;
 
-function makeAgent(delivery: DeliveryOver = {}, ownPort = 1): SmtpDeliveryAgent {
+/** A pino logger at `level` that keeps every JSON line it writes. */
+function captureLogger(level = 'info'): { logger: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const dest = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString('utf8').split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
+      cb();
+    },
+  });
+  return { logger: pino({ level, base: undefined }, dest), lines };
+}
+
+function makeAgent(delivery: DeliveryOver = {}, ownPort = 1, logger: Logger = silentLogger()): SmtpDeliveryAgent {
   const config = configSchema.parse({
     hostname: 'client.test',
     listeners: [{ name: 'mx', port: ownPort }],
     delivery: { tls: 'none', connectTimeoutMs: 2000, commandTimeoutMs: 2000, dataDoneTimeoutMs: 2000, transactionTimeoutMs: 10000, idleTimeoutMs: 2000, ...delivery },
   });
-  return new SmtpDeliveryAgent({ config, resolver, logger: silentLogger(), ownListeners: [{ address: '127.0.0.1', port: ownPort }] });
+  return new SmtpDeliveryAgent({ config, resolver, logger, ownListeners: [{ address: '127.0.0.1', port: ownPort }] });
 }
 
 const BODY = 'From: a@src.test\r\nTo: b@dst.test\r\nSubject: hi\r\n\r\nline one\r\n.leading dot\r\n';
@@ -84,6 +100,7 @@ test('delivers, dot-stuffs, passes SIZE and DSN parameters, and reports remoteMt
     assert.equal(res[0]!.dsnStatus, '2.0.0');
     assert.equal(res[0]!.remoteMta, `127.0.0.1[127.0.0.1]:${peer.port}`);
     assert.equal(res[0]!.relayed, undefined);
+    assert.equal(res[0]!.dsnPassedOn, true, 'the hop offers DSN and got NOTIFY: it reports, not us');
     const s = peer.sessions[0]!;
     assert.equal(peer.messages()[0]!.data.toString(), BODY);
     assert.ok(s.commands.includes(`MAIL FROM:<a@src.test> SIZE=${Buffer.byteLength(BODY)} RET=HDRS ENVID=env+201`), s.commands.join('|'));
@@ -186,6 +203,70 @@ test('SMTPUTF8 needed but not offered bounces 5.6.7 without MAIL', async () => {
   });
 });
 
+const NO_UTF8 = ['PIPELINING', '8BITMIME', 'DSN', 'ENHANCEDSTATUSCODES'];
+
+test('issue 15 item 2: ASCII mail flagged SMTPUTF8 goes to a hop without SMTPUTF8, without the parameter', async () => {
+  await withPeer({ extensions: NO_UTF8 }, async (peer) => {
+    const res = await deliverOnce(peer, ['b@d.test'], {}, { smtputf8: true, utf8Headers: false });
+    assert.equal(res[0]!.outcome, 'delivered', res[0]!.diagnostic);
+    const mail = peer.sessions[0]!.commands.find((c) => c.startsWith('MAIL'));
+    assert.ok(mail && !mail.includes('SMTPUTF8'), mail);
+  });
+});
+
+test('issue 15 item 2: SMTPUTF8 is needed for a UTF-8 header, sender or recipient of this delivery: 5.6.7 when no host offers it', async () => {
+  for (const extra of [
+    { utf8Headers: true },
+    { mailFrom: 'jörg@src.test', utf8Headers: false },
+    { recipients: [{ idx: 0, address: 'b@d.test' }, { idx: 1, address: 'jörg@d.test' }], utf8Headers: false },
+  ] as Partial<DeliveryRequest>[]) {
+    await withPeer({ extensions: NO_UTF8 }, async (peer) => {
+      const res = await deliverOnce(peer, ['b@d.test'], {}, { smtputf8: true, ...extra });
+      assert.ok(res.length > 0);
+      for (const r of res) assert.deepEqual([r.outcome, r.code, r.dsnStatus, r.remote], ['bounced', 553, '5.6.7', false], JSON.stringify(extra));
+      assert.match(res[0]!.diagnostic, /requires SMTPUTF8, but no server was found that supports SMTPUTF8/);
+      assert.ok(!peer.sessions[0]!.commands.some((c) => c.startsWith('MAIL')));
+    });
+  }
+});
+
+test('issue 15 item 2: SMTPUTF8 needed and the first MX lacks it: the next MX is tried', async () => {
+  const noUtf8Ehlo = ['250-peer.test hello', ...NO_UTF8.slice(0, -1).map((e) => `250-${e}`), `250 ${NO_UTF8[NO_UTF8.length - 1]}`].join('\n');
+  await withPeer({ reply: (c, s) => (s.id === 1 && c.startsWith('EHLO') ? noUtf8Ehlo : undefined) }, async (peer) => {
+    const res = await deliverOnce(peer, ['jörg@two.test'], { mxPort: peer.port }, { smtputf8: true, utf8Headers: false }, { kind: 'mx', domain: 'two.test', port: peer.port, tls: 'none' });
+    assert.equal(res[0]!.outcome, 'delivered', res[0]!.diagnostic);
+    assert.equal(res[0]!.remoteMta, `mx2.two.test[127.0.0.1]:${peer.port}`);
+    assert.equal(peer.sessions.length, 2);
+    assert.ok(peer.sessions[1]!.commands.some((c) => c.startsWith('MAIL') && c.endsWith(' SMTPUTF8')));
+  });
+  await withPeer({ extensions: NO_UTF8 }, async (peer) => {
+    const res = await deliverOnce(peer, ['jörg@two.test'], { mxPort: peer.port }, { smtputf8: true, utf8Headers: false }, { kind: 'mx', domain: 'two.test', port: peer.port, tls: 'none' });
+    assert.deepEqual([res[0]!.outcome, res[0]!.dsnStatus], ['bounced', '5.6.7']);
+    assert.match(res[0]!.diagnostic, /The last attempted server was mx2\.two\.test/);
+    assert.equal(peer.sessions.length, 2, 'both MX hosts were tried');
+  });
+});
+
+test('issue 15 item 2: a UTF-8 ORCPT is sent as utf-8-addr-xtext (RFC 6533), an ASCII one as rfc822', async () => {
+  const recipients = [
+    { idx: 0, address: 'b@d.test', orcpt: { addrType: 'utf-8', address: 'jörg+x=y\\z@d.test' } },
+    { idx: 1, address: 'c@d.test', orcpt: { addrType: 'utf-8', address: 'c+1@d.test' } },
+    { idx: 2, address: 'e@d.test', orcpt: { addrType: 'rfc822', address: 'é@d.test' } },
+  ];
+  for (const extensions of [undefined, NO_UTF8]) {
+    await withPeer(extensions ? { extensions } : {}, async (peer) => {
+      const res = await deliverOnce(peer, [], {}, { smtputf8: true, utf8Headers: false, recipients });
+      assert.ok(res.every((r) => r.outcome === 'delivered'), JSON.stringify(res));
+      const rcpts = peer.sessions[0]!.commands.filter((c) => c.startsWith('RCPT'));
+      assert.deepEqual(rcpts, [
+        'RCPT TO:<b@d.test> ORCPT=utf-8;j\\x{F6}rg\\x{2B}x\\x{3D}y\\x{5C}z@d.test',
+        'RCPT TO:<c@d.test> ORCPT=rfc822;c+2B1@d.test',
+        'RCPT TO:<e@d.test> ORCPT=utf-8;\\x{E9}@d.test',
+      ]);
+    });
+  }
+});
+
 test('message larger than the server SIZE bounces 5.3.4 without MAIL', async () => {
   await withPeer({ extensions: ['SIZE 10'] }, async (peer) => {
     const res = await deliverOnce(peer, ['b@d.test']);
@@ -237,6 +318,41 @@ test('connection refused is deferred 4.4.1', async () => {
   const res = await agent.deliver(request({ kind: 'host', host: '127.0.0.1', port, tls: 'none' }, ['b@d.test']));
   await agent.close();
   assert.deepEqual([res[0]!.outcome, res[0]!.dsnStatus], ['deferred', '4.4.1']);
+});
+
+test('issue 15 item 10: a failed connect to an MX host is logged at info with queue ID, host[ip]:port and reason', async () => {
+  await withPeer({}, async (peer) => {
+    const { logger, lines } = captureLogger('info');
+    const agent = makeAgent({ mxPort: peer.port }, 1, logger);
+    try {
+      const res = await agent.deliver(request({ kind: 'mx', domain: 'down.test', port: peer.port, tls: 'none' }, ['b@down.test']));
+      assert.equal(res[0]!.outcome, 'delivered', res[0]!.diagnostic);
+    } finally {
+      await agent.close();
+    }
+    const line = lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('connect to dead.down.test'));
+    assert.ok(line, JSON.stringify(lines));
+    assert.equal(line.level, 30); // info
+    assert.equal(line.queueId, 'Q1');
+    assert.equal(line.host, `dead.down.test[127.0.0.2]:${peer.port}`);
+    assert.equal(line.msg, `connect to dead.down.test[127.0.0.2]:${peer.port}: Connection refused`);
+  });
+});
+
+test('issue 15 item 10: a failed set-up (greeting refused) is logged at info', async () => {
+  await withPeer({ greeting: '554 5.3.2 not now' }, async (peer) => {
+    const { logger, lines } = captureLogger('info');
+    const agent = makeAgent({}, 1, logger);
+    try {
+      const res = await agent.deliver(request(hostHop(peer), ['b@d.test']));
+      assert.equal(res[0]!.outcome, 'bounced');
+    } finally {
+      await agent.close();
+    }
+    const line = lines.find((l) => l.level === 30 && l.host === `127.0.0.1[127.0.0.1]:${peer.port}` && l.queueId === 'Q1');
+    assert.ok(line, JSON.stringify(lines));
+    assert.match(String(line.msg), /554 5\.3\.2 not now/);
+  });
 });
 
 test('EHLO rejected with 5xx falls back to HELO', async () => {
@@ -341,6 +457,7 @@ test('NOTIFY=SUCCESS to a hop without DSN is marked relayed', async () => {
     const res = await deliverOnce(peer, [], {}, { recipients: [{ idx: 0, address: 'b@d.test', notify: ['SUCCESS'] }, { idx: 1, address: 'c@d.test' }] });
     assert.equal(res[0]!.relayed, true);
     assert.equal(res[1]!.relayed, undefined);
+    assert.equal(res[0]!.dsnPassedOn, undefined);
     assert.ok(!peer.sessions[0]!.commands.some((c) => c.includes('NOTIFY')));
   });
 });

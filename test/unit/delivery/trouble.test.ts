@@ -1,7 +1,7 @@
 /** trouble.ts: the one place that classifies outcomes (RFC 5321 4.2.1, RFC 3463). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { verdictOfError, verdictOfReply, statusOfReply } from '../../../src/delivery/trouble.js';
+import { handoffTo, toResult, verdictOfError, verdictOfReply, statusOfReply } from '../../../src/delivery/trouble.js';
 import { SmtpClientError } from '../../../src/delivery/client-error.js';
 import { MxLookupError } from '../../../src/dns/mx.js';
 import { MimeDowngradeError } from '../../../src/delivery/mime-downgrade.js';
@@ -33,11 +33,22 @@ test('errors: connection trouble defers with 4.4.x / 4.7.x, unknown is temporary
 });
 
 test('DNS and conversion errors', () => {
-  assert.deepEqual(pick(verdictOfError(new MxLookupError('E', 'null', false, '5.1.10'))), ['bounced', '5.1.10']);
-  assert.deepEqual(pick(verdictOfError(new MxLookupError('E', 'servfail', true, '4.4.3'))), ['deferred', '4.4.3']);
+  assert.deepEqual(pick(verdictOfError(new MxLookupError('ERR_DNS_NULL_MX', 'null', false, '5.1.10'))), ['bounced', '5.1.10']);
+  assert.deepEqual(pick(verdictOfError(new MxLookupError('ERR_DNS_TEMPORARY', 'servfail', true, '4.4.3'))), ['deferred', '4.4.3']);
   assert.deepEqual(pick(verdictOfError(new MimeDowngradeError('8-bit header'))), ['bounced', '5.6.3']);
 });
 
 function pick(v: { outcome: string; dsnStatus: string }): [string, string] {
   return [v.outcome, v.dsnStatus];
 }
+
+test('handoff of an accepted recipient (RFC 3461 5.2.2): DSN hop reports itself; hop without DSN: relayed for NOTIFY=SUCCESS', () => {
+  assert.deepEqual(handoffTo(true, ['SUCCESS']), { dsnPassedOn: true });
+  assert.deepEqual(handoffTo(false, ['SUCCESS', 'FAILURE']), { relayed: true });
+  assert.deepEqual(handoffTo(false, ['FAILURE']), {});
+  assert.deepEqual(handoffTo(false, undefined), {});
+  const delivered = verdictOfReply({ code: 250, enhanced: '2.0.0', lines: ['ok'] });
+  assert.equal(toResult(0, delivered, 'mx', { dsnPassedOn: true }).dsnPassedOn, true);
+  const bounced = verdictOfReply({ code: 550, enhanced: '5.1.1', lines: ['no'] });
+  assert.equal(toResult(0, bounced, 'mx', { dsnPassedOn: true, relayed: true }).dsnPassedOn, undefined, 'flags only on delivered results');
+});

@@ -27,6 +27,11 @@ before(async () => {
     'allbad.test': { mx: [{ exchange: 'sf.allbad.test', priority: 1 }] },
     'sf.allbad.test': { servfail: true },
     'empty.test': {},
+    'nxmx.test': { mx: [{ exchange: 'missing.nxmx.test', priority: 10 }] },
+    'nodatamx.test': { mx: [{ exchange: 'bare.nodatamx.test', priority: 10 }, { exchange: 'missing.nodatamx.test', priority: 20 }] },
+    'bare.nodatamx.test': {},
+    'mixedmx.test': { mx: [{ exchange: 'missing.mixedmx.test', priority: 10 }, { exchange: 'sf.mixedmx.test', priority: 20 }] },
+    'sf.mixedmx.test': { servfail: true },
     'xn--bcher-kva.test': { a: ['127.0.4.1'] },
   });
   resolver = createResolver({ servers: [dns.server], timeoutMs: 1000, tries: 1 });
@@ -102,6 +107,26 @@ test('SERVFAIL is temporary, never a bounce', async () => {
 test('an MX host that does not resolve is skipped', async () => {
   const hosts = await resolveMxHosts(resolver, 'partial.test');
   assert.deepEqual(hosts.map((h) => h.name), ['ok.partial.test']);
+});
+
+test('issue 15 item 6: an MX host that is NXDOMAIN, and no other, bounces 5.4.4', async () => {
+  const e = await rejects('nxmx.test');
+  assert.equal(e.temporary, false);
+  assert.equal(e.dsnStatus, '5.4.4');
+  assert.equal(e.code, 'ERR_DNS_MX_UNRESOLVED');
+  assert.match(e.message, /missing\.nxmx\.test/);
+});
+
+test('issue 15 item 6: MX hosts that are all NODATA or NXDOMAIN bounce 5.4.4', async () => {
+  const e = await rejects('nodatamx.test');
+  assert.equal(e.temporary, false);
+  assert.equal(e.dsnStatus, '5.4.4');
+});
+
+test('issue 15 item 6: one MX host NXDOMAIN and one SERVFAIL defers 4.4.3', async () => {
+  const e = await rejects('mixedmx.test');
+  assert.equal(e.temporary, true);
+  assert.equal(e.dsnStatus, '4.4.3');
 });
 
 test('all MX hosts failing temporarily is temporary', async () => {

@@ -25,6 +25,8 @@ export type Script = (req: DeliveryRequest, call: number) => RecipientResult[] |
 export const ok = (idx: number, relay = 'mx.example.org[192.0.2.25]:25'): RecipientResult =>
   ({ idx, outcome: 'delivered', code: 250, dsnStatus: '2.0.0', diagnostic: '250 2.0.0 Ok: queued as XYZ', remote: true, remoteMta: relay });
 export const relayed = (idx: number): RecipientResult => ({ ...ok(idx), relayed: true });
+/** Accepted by a next hop that offers DSN: NOTIFY went with the RCPT, the hop reports (RFC 3461 5.2.2). */
+export const passedOn = (idx: number): RecipientResult => ({ ...ok(idx), dsnPassedOn: true });
 export const tempfail = (idx: number): RecipientResult =>
   ({ idx, outcome: 'deferred', code: 451, dsnStatus: '4.3.0', diagnostic: '451 4.3.0 try again later', remote: true, remoteMta: 'mx.example.org[192.0.2.25]:25' });
 export const permfail = (idx: number): RecipientResult =>

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { NoSuchMessageError } from '../../../src/scheduler/admin.js';
 import { buildDsn } from '../../../src/bounce/dsn.js';
-import { BODY, HEADERS, all, harness, ofType, ok, permfail, relayed, tempfail, testConfig } from './harness.js';
+import { BODY, HEADERS, all, harness, ofType, ok, passedOn, permfail, relayed, tempfail, testConfig } from './harness.js';
 
 const FROM = 'sender@example.com';
 
@@ -125,6 +125,23 @@ test('success DSN for NOTIFY=SUCCESS: delivered and relayed, headers only by def
   assert.equal(ofType(h.events, 'dsn.queued')[0]!.kind, 'success');
   assert.equal(ofType(h.events, 'recipient.relayed').length, 2);
   assert.equal(ofType(h.events, 'recipient.delivered').length, 1);
+});
+
+test('issue 15 item 1: no success DSN when the agent passed NOTIFY on to a hop with DSN; relayed ones still get one', async () => {
+  const h = harness({ script: (req) => req.recipients.map((r) => (r.idx === 0 ? passedOn(r.idx) : relayed(r.idx))) });
+  const m = await h.put({ mailFrom: FROM, recipients: [{ address: 'a@example.org', notify: ['SUCCESS', 'FAILURE'] }, { address: 'b@example.org', notify: ['SUCCESS'] }] }, BODY);
+  await h.scheduler.start();
+  await h.scheduler.runDueOnce();
+  assert.equal(h.dsns.length, 1, 'one DSN, about the relayed recipient only');
+  assert.deepEqual(h.dsns[0]!.input.recipients.map((r) => [r.finalRecipient, r.action]), [['b@example.org', 'relayed']]);
+  assert.equal(h.store.size, 0, 'nothing owed is left behind');
+  const only = harness({ script: all(passedOn) });
+  await only.put({ mailFrom: FROM, recipients: [{ address: 'a@example.org', notify: ['SUCCESS'] }] }, BODY);
+  await only.scheduler.start();
+  await only.scheduler.runDueOnce();
+  assert.equal(only.dsns.length, 0);
+  assert.equal(only.store.size, 0);
+  assert.ok(m.id);
 });
 
 test('expiry: a deferral after maxQueueLifetimeMs expires the recipient with 4.4.7 and a failure DSN', async () => {

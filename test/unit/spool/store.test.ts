@@ -282,3 +282,54 @@ test('group commit: a failing write does not fail the others in its batch', asyn
     await cleanup();
   }
 });
+
+test('issue 15 item 2: utf8Headers round-trips (true, false, unknown) through a new store instance', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const store = makeStore(dir);
+    await store.open();
+    const ids: string[] = [];
+    for (const utf8Headers of [true, false, undefined]) {
+      const id = newQueueId();
+      ids.push(id);
+      const body = await store.createBody(id);
+      await writeBody(body, Buffer.from('Subject: x\r\n\r\nbody\r\n'));
+      const q = await store.commit(newMessage(id, { smtputf8: true, ...(utf8Headers !== undefined ? { utf8Headers } : {}) }), body);
+      assert.equal(q.utf8Headers, utf8Headers);
+    }
+    await store.close();
+    const again = makeStore(dir);
+    await again.open();
+    const got = await Promise.all(ids.map((id) => again.get(id)));
+    assert.deepEqual(got.map((m) => m?.utf8Headers), [true, false, undefined]);
+    await again.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('issue 15 item 2: migration 4 keeps rows of schema 3, their utf8Headers unknown', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const store = makeStore(dir);
+    await store.open();
+    const q = await commitOne(store, Buffer.from('Subject: old\r\n\r\nbody\r\n'));
+    await store.close();
+    // Make the database look like schema 3: drop the new column, set the version back.
+    const db = new Database(join(dir, 'queue.db'));
+    db.exec('ALTER TABLE messages DROP COLUMN utf8_headers');
+    db.pragma('user_version = 3');
+    db.close();
+    const again = makeStore(dir);
+    await again.open();
+    const m = await again.get(q.id);
+    assert.ok(m);
+    assert.equal(m.utf8Headers, undefined);
+    const check = new Database(join(dir, 'queue.db'), { readonly: true });
+    assert.ok((check.pragma('user_version', { simple: true }) as number) >= 4);
+    check.close();
+    await again.close();
+  } finally {
+    await cleanup();
+  }
+});
