@@ -47,9 +47,11 @@ export class SmtpSink {
   async stop(): Promise<void> {
     const c = this.child;
     this.child = undefined;
-    if (!c || c.exitCode !== null) return;
+    // A process that already ended by a signal has exitCode null but will never emit 'exit' again.
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
     await new Promise<void>((resolve) => {
-      c.once('exit', () => resolve());
+      const t = setTimeout(resolve, 5000); // bounded: never hang a test file on a lost 'exit'
+      c.once('exit', () => { clearTimeout(t); resolve(); });
       c.kill('SIGKILL');
     });
   }
