@@ -4,12 +4,11 @@
  * Owns: the wording of Postline's delivery reports and the Subject line per kind. Lines are wrapped
  * at 76 characters (words longer than that are split), so no line nears the 998 limit.
  */
+import type { DsnKind } from '../core/envelope.js';
 import type { DsnAction, DsnInput, DsnRecipientReport } from './types.js';
 import { formatDate } from '../rfc5322/format.js';
 import { cleanText, statusFor } from './dsn-fields.js';
 
-/** Which kind of report this is, by its most serious recipient action. */
-export type DsnKind = 'failure' | 'delay' | 'success';
 
 /** failure when any recipient failed, else delay when any is delayed, else success. */
 export function dsnKind(recipients: readonly { action: DsnAction }[]): DsnKind {

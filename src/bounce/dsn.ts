@@ -13,7 +13,8 @@ import type { DsnInput } from './types.js';
 import { formatDate, foldHeaderLine, makeMessageId } from '../rfc5322/format.js';
 import { headerSection } from '../rfc5322/header.js';
 import { cleanText, deliveryStatusBody } from './dsn-fields.js';
-import { dsnKind, dsnSubject, humanText, type DsnKind } from './dsn-text.js';
+import type { DsnKind } from '../core/envelope.js';
+import { dsnKind, dsnSubject, humanText } from './dsn-text.js';
 
 export { dsnKind, dsnSubject, type DsnKind };
 

@@ -182,3 +182,11 @@ export type PostlineConfig = z.infer<typeof configSchema>;
 export type ListenerConfig = z.infer<typeof listenerSchema>;
 export type RelayhostConfig = z.infer<typeof relayhostSchema>;
 export type RouteConfig = z.infer<typeof routeSchema>;
+
+/**
+ * The postmaster's address (RFC 5321 4.5.1): `relay.postmaster`, default postmaster@hostname.
+ * Mail to "postmaster" goes there, and double bounces are sent to it.
+ */
+export function postmasterAddress(config: PostlineConfig): string {
+  return config.relay.postmaster ?? `postmaster@${config.hostname}`;
+}

@@ -6,6 +6,8 @@
  * domain is compared case-insensitively.
  */
 
+import { domainToASCII } from 'node:url';
+
 /** The body type given by MAIL FROM BODY= (RFC 6152, RFC 3030). */
 export type BodyType = '7BIT' | '8BITMIME' | 'BINARYMIME';
 
@@ -14,6 +16,9 @@ export type DsnRet = 'FULL' | 'HDRS';
 
 /** DSN NOTIFY= values (RFC 3461 4.1). `['NEVER']` stands alone. */
 export type DsnNotify = 'NEVER' | 'SUCCESS' | 'FAILURE' | 'DELAY';
+
+/** The kind of a delivery status notification (RFC 3464): a failure (bounce), delay warning or success notice. */
+export type DsnKind = 'failure' | 'delay' | 'success';
 
 /** ORCPT= (RFC 3461 4.2): address type and the original recipient, xtext already decoded. */
 export interface OriginalRecipient {
@@ -54,3 +59,15 @@ export function splitAddress(address: string): { local: string; domain: string }
 export function domainOf(address: string): string {
   return splitAddress(address).domain.toLowerCase();
 }
+
+/**
+ * The lower-case A-label form of a domain, without a trailing dot (RFC 5890 / UTS #46 through
+ * node:url's domainToASCII): "Bücher.Example." -> "xn--bcher-kva.example". '' when the name is
+ * empty or not a valid IDN. The one A-label conversion of routing, DNS and delivery.
+ */
+export function toALabel(domain: string): string {
+  const d = domain.trim().replace(/\.$/, '');
+  if (d === '') return '';
+  return domainToASCII(d).toLowerCase();
+}
+

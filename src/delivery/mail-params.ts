@@ -8,7 +8,7 @@
  */
 import type { SmtpReply } from '../core/reply.js';
 import type { BodyType, DsnRet } from '../core/envelope.js';
-import { encodeUtf8AddrXtext } from '../rfc5321/xtext.js';
+import { encodeUtf8AddrXtext, encodeXtext } from '../rfc5321/xtext.js';
 import type { DeliveryRecipient } from './types.js';
 
 /** EHLO keywords (upper case) → parameter text ('' when none), RFC 5321 4.1.1.1. */
@@ -38,17 +38,6 @@ export function authMechanisms(ext: Extensions): string[] {
   return v ? v.split(/\s+/).filter(Boolean).map((m) => m.toUpperCase()) : [];
 }
 
-/**
- * xtext encoding (RFC 3461 4): "!".."~" except "+" and "=" stay; other bytes (UTF-8) become "+HH".
- */
-export function xtext(s: string): string {
-  let out = '';
-  for (const b of Buffer.from(s, 'utf8')) {
-    out += b >= 0x21 && b <= 0x7e && b !== 0x2b && b !== 0x3d ? String.fromCharCode(b) : '+' + b.toString(16).toUpperCase().padStart(2, '0');
-  }
-  return out;
-}
-
 export interface MailFromInput {
   readonly mailFrom: string;
   readonly bodyType: BodyType;
@@ -71,7 +60,7 @@ export function mailFromCommand(m: MailFromInput, ext: Extensions): string {
   if (m.smtputf8 && ext.has('SMTPUTF8')) p.push('SMTPUTF8');
   if (ext.has('DSN')) {
     if (m.ret) p.push(`RET=${m.ret}`);
-    if (m.envid) p.push(`ENVID=${xtext(m.envid)}`);
+    if (m.envid) p.push(`ENVID=${encodeXtext(m.envid)}`);
   }
   return `MAIL FROM:<${m.mailFrom}>${p.length ? ' ' + p.join(' ') : ''}\r\n`;
 }
@@ -94,8 +83,8 @@ export function rcptToCommand(r: DeliveryRecipient, ext: Extensions): string {
 
 function orcptValue(addrType: string, address: string): string {
   const type = addrType.toLowerCase();
-  if (type !== 'utf-8' && type !== 'rfc822') return `${addrType};${xtext(address)}`;
-  return isAsciiText(address) ? `rfc822;${xtext(address)}` : `utf-8;${encodeUtf8AddrXtext(address)}`;
+  if (type !== 'utf-8' && type !== 'rfc822') return `${addrType};${encodeXtext(address)}`;
+  return isAsciiText(address) ? `rfc822;${encodeXtext(address)}` : `utf-8;${encodeUtf8AddrXtext(address)}`;
 }
 
 const isAsciiText = (s: string): boolean => !/[^\x00-\x7f]/.test(s);

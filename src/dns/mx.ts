@@ -12,10 +12,12 @@
  * smtp_defer_if_no_mx_address_found = no (RFC 5321 5.1: an unresolvable MX must be reported as an error).
  */
 import { isIP } from 'node:net';
-import { domainToASCII } from 'node:url';
+import { toALabel } from '../core/envelope.js';
 import { PostlineError } from '../core/errors.js';
 import { reply } from '../core/reply.js';
 import { DnsError, type Resolver } from './types.js';
+
+export { toALabel };
 
 /** One host to try, with its addresses in order (A records first, then AAAA). */
 export interface MxHost {
@@ -49,12 +51,6 @@ export interface MxOptions {
   readonly random?: () => number;
 }
 
-/** Converts a domain to its lower-case A-label form without a trailing dot ('' when invalid). */
-export function toALabel(domain: string): string {
-  const d = domain.trim().replace(/\.$/, '');
-  if (d === '') return '';
-  return domainToASCII(d).toLowerCase();
-}
 
 /** Sorts MX records by preference; records with equal preference are shuffled (RFC 5321 5.1). */
 export function orderMx<T extends { priority: number }>(records: readonly T[], random: () => number = Math.random): T[] {

@@ -8,7 +8,7 @@
  * local, so the percent hack and bang paths cannot open a relay.
  */
 import { domainToASCII, domainToUnicode } from 'node:url';
-import type { PostlineConfig } from '../config/schema.js';
+import { postmasterAddress, type PostlineConfig } from '../config/schema.js';
 import type { Recipient } from '../core/envelope.js';
 import { splitAddress } from '../core/envelope.js';
 import { R, type SmtpReply } from '../core/reply.js';
@@ -55,11 +55,6 @@ export interface PolicyDeps {
    * mark). Absent: no delay.
    */
   readonly inFlow?: () => { readonly delayMs: number; readonly refuse?: SmtpReply };
-}
-
-/** The postmaster address mail to "postmaster" goes to (relay.postmaster, default postmaster@hostname). */
-export function postmasterAddress(config: PostlineConfig): string {
-  return config.relay.postmaster ?? `postmaster@${config.hostname}`;
 }
 
 export class RelayPolicy implements SmtpPolicy {

@@ -6,9 +6,8 @@
  * relayhost and MX; it does no DNS itself.
  */
 import { isIP } from 'node:net';
-import { domainToASCII } from 'node:url';
 import type { PostlineConfig, RouteConfig } from '../config/schema.js';
-import { domainOf } from '../core/envelope.js';
+import { domainOf, toALabel } from '../core/envelope.js';
 import type { NextHop } from './types.js';
 
 export interface Router {
@@ -21,10 +20,9 @@ export interface Router {
   route(recipientAddress: string): NextHop;
 }
 
-/** Lower-case A-label of a domain, without a trailing dot; the input lower-cased when it is not a valid name. */
+/** A-label form for matching; a name that is not a valid IDN is compared as written (lower case). */
 function aLabel(domain: string): string {
-  const d = domain.trim().replace(/\.$/, '').toLowerCase();
-  return domainToASCII(d).toLowerCase() || d;
+  return toALabel(domain) || domain.trim().replace(/\.$/, '').toLowerCase();
 }
 
 function routeMatches(route: RouteConfig, domain: string): boolean {

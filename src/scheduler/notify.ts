@@ -15,10 +15,10 @@
  * in between sends the DSN again after the restart (a duplicate at worst, never a loss).
  */
 import type { DsnAction, DsnInput, DsnRecipientReport } from '../bounce/types.js';
-import type { PostlineConfig } from '../config/schema.js';
+import { postmasterAddress, type PostlineConfig } from '../config/schema.js';
 import type { Clock } from '../core/clock.js';
 import { crashPoint } from '../core/crashpoints.js';
-import type { DsnNotify, DsnRet, Envelope } from '../core/envelope.js';
+import type { DsnKind, DsnNotify, DsnRet, Envelope } from '../core/envelope.js';
 import type { Logger } from '../core/log.js';
 import type { EventBus } from '../events/bus.js';
 import type { DsnOwed, QueuedMessage, QueuedRecipient, QueueStore } from '../spool/types.js';
@@ -31,8 +31,6 @@ export interface DsnPort {
   /** Queues a generated message through cleanup; resolves with its queue ID. */
   inject(envelope: Envelope, body: Buffer): Promise<string>;
 }
-
-export type DsnKind = 'failure' | 'delay' | 'success';
 
 /** One recipient to report in a DSN, with the facts of its last attempt. */
 export interface ReportItem {
@@ -75,11 +73,6 @@ export function successOwed(notify: readonly DsnNotify[] | undefined, result: { 
 /** RET for a DSN of `kind` (RFC 3461 4.3): explicit RET wins; absent: FULL for failures, HDRS otherwise. */
 export function retFor(ret: DsnRet | undefined, kind: DsnKind): DsnRet {
   return ret ?? (kind === 'failure' ? 'FULL' : 'HDRS');
-}
-
-/** The postmaster address (relay.postmaster, default postmaster@hostname; RFC 5321 4.5.1). */
-export function postmasterAddress(config: PostlineConfig): string {
-  return config.relay.postmaster ?? `postmaster@${config.hostname}`;
 }
 
 /** Where a DSN goes, or why it is dropped. */
