@@ -197,7 +197,7 @@ async function main() {
       for (const name of order) {
         const c = await calibrateServer(ctx, servers[name], sinks[name], p, { disk });
         log(`  ${name.padEnd(8)} ${c.messages} msgs: shim ${c.shim.total}, strace ${c.strace.total}, disk flushes ${c.disk?.flushes ?? '-'}${c.strace.error ? ' strace: ' + c.strace.error : ''}`);
-        cal.push({ point: pointKey(p), ...c });
+        cal.push({ ...c, command: c.point, point: pointKey(p) });
       }
     }
     sections.calibration = { runs: cal, seconds: (Date.now() - t) / 1000 };
@@ -254,7 +254,12 @@ async function main() {
       for (let rep = 0; rep < opt.sustainReps; rep++) {
         for (const name of order) {
           if (!counts[name]) continue;
-          const r = await runOnce(ctx, servers[name], sinks[name], { ...p, count: counts[name] }, `sustain ${rep + 1}`, { sampleMs: 1000 });
+          let r = await runOnce(ctx, servers[name], sinks[name], { ...p, count: counts[name] }, `sustain ${rep + 1}`, { sampleMs: 1000 });
+          if (!r.error && r.acceptSeconds < 0.9 * opt.sustainSeconds) { // faster than its warm-up: rescale and run again (once)
+            discarded.push({ disk: d, point: pointKey(p), rep, reason: `sustain run lasted ${fmt(r.acceptSeconds, 1)} s < ${opt.sustainSeconds} s`, ...r, samples: undefined });
+            counts[name] = Math.ceil(counts[name] * (opt.sustainSeconds / Math.max(r.acceptSeconds, 0.05)) * 1.1);
+            r = await runOnce(ctx, servers[name], sinks[name], { ...p, count: counts[name] }, `sustain ${rep + 1}b`, { sampleMs: 1000 });
+          }
           const m = sustainMetrics(r);
           log(`    delivered ${fmt(m.deliveredPerSec, 0)}/s during load (${fmt(m.deliveredPct, 0)}% of accepted), steady ${fmt(m.steadyDeliveredPerSec, 0)}/s, queue slope ${fmt(m.queueSlopePerSec, 1)} msg/s, max depth ${m.maxDepth}, drain ${fmt(m.drainSeconds, 1)} s`);
           sustain.push({ disk: d, point: pointKey(p), rep, ...r, sustain: m });

@@ -82,18 +82,24 @@ export function ddBandwidth(dir, mb = 128) {
  * given delay, in both modes. Parallel should take about calls x delay, serialized procs times that.
  */
 export async function shimSelfTest(shim, dir, { delayUs = 2000, procs = 4, calls = 50 } = {}) {
-  const script = `const fs=require('fs');const fd=fs.openSync(process.argv[1],'w');const b=Buffer.alloc(4096);for(let i=0;i<${calls};i++){fs.writeSync(fd,b);fs.fdatasyncSync(fd);}`;
+  // Every child waits for a common start time (so Node's start-up is not measured), then loops and
+  // prints its start and end (ms epoch); the span is from the first start to the last end.
+  const script = `const fs=require('fs');const fd=fs.openSync(process.argv[1],'w');const b=Buffer.alloc(4096);const at=Number(process.argv[2]);while(Date.now()<at){}` +
+    `const t0=Date.now();for(let i=0;i<${calls};i++){fs.writeSync(fd,b);fs.fdatasyncSync(fd);}console.log(t0+' '+Date.now());`;
   const out = {};
   for (const mode of ['parallel', 'serialized']) {
     shim.set(delayUs, mode);
     const cdir = join(dir, `selftest-${mode}`);
     const env = { ...process.env, ...shim.env(cdir) };
-    const t0 = Date.now();
-    await Promise.all(Array.from({ length: procs }, (_, i) => new Promise((res) => {
-      const p = spawn(process.execPath, ['-e', script, join(dir, `selftest-${mode}-${i}.bin`)], { env, stdio: 'ignore' });
-      p.on('exit', res);
+    const at = Date.now() + 2000;
+    const spans = await Promise.all(Array.from({ length: procs }, (_, i) => new Promise((res) => {
+      const p = spawn(process.execPath, ['-e', script, join(dir, `selftest-${mode}-${i}.bin`), String(at)], { env, stdio: ['ignore', 'pipe', 'ignore'] });
+      let o = '';
+      p.stdout.on('data', (d) => { o += d; });
+      p.on('exit', () => res(o.trim().split(' ').map(Number)));
     })));
-    out[mode] = { seconds: (Date.now() - t0) / 1000, counterDir: cdir };
+    const ok = spans.filter((x) => x.length === 2 && x.every(Number.isFinite));
+    out[mode] = { seconds: ok.length ? (Math.max(...ok.map((x) => x[1])) - Math.min(...ok.map((x) => x[0]))) / 1000 : null, counterDir: cdir };
     for (let i = 0; i < procs; i++) rmSync(join(dir, `selftest-${mode}-${i}.bin`), { force: true });
   }
   shim.set(0, 'parallel');

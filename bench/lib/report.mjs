@@ -173,7 +173,7 @@ export function renderMarkdown(res) {
   L.push('## Calibration of the fsync counter', '');
   const st = M.shimSelfTest;
   if (st) {
-    L.push(`Shim self-test (${st.procs} processes × ${st.calls} × (4 KB write + fdatasync), +${st.delayUs / 1000} ms per call; wall time includes Node start-up): ` +
+    L.push(`Shim self-test (${st.procs} processes × ${st.calls} × (4 KB write + fdatasync), +${st.delayUs / 1000} ms per call, all starting at the same instant; span from the first start to the last end): ` +
       `parallel ${f(st.parallel.seconds, 2)} s (sleep alone ≥ ${f(st.expectParallelS, 2)} s), serialized ${f(st.serialized.seconds, 2)} s (sleep alone ≥ ${f(st.expectSerializedS, 2)} s).`, '');
   }
   if (res.sections.calibration) {
