@@ -1,60 +1,94 @@
 #!/usr/bin/env node
-// Postline vs Postfix, side by side in one run (issue 4).
+// Postline vs Postfix (and the Node ceiling), side by side in one run (issues 4 and 16).
 //
-//   node bench/run.mjs [quick|full] [--reps N] [--points 2k:50:many,50k:10:one] [--scale F]
-//                      [--out DIR] [--no-memtests] [--only postline]
+//   node bench/run.mjs [quick|full] [--disk normal|slow|slow-serial|both|all] [--min-seconds 5]
+//        [--warmup-seconds 1.5] [--reps N] [--points 2k:50:many,50k:10:one] [--slow-delay-us 2000]
+//        [--sustain] [--sustain-only] [--sustain-seconds 40] [--sustain-points ...] [--sustain-disk normal]
+//        [--calibrate] [--calibrate-only] [--no-grid] [--no-memtests] [--no-ceiling]
+//        [--idle-connections N] [--big-mb N] [--label NAME] [--out DIR] [--only postline]
 //
-// Needs root (the private Postfix instance) and Postfix's smtp-source/smtp-sink. Everything
-// listens on and connects to 127.0.0.1 only; every process started here is stopped and the temp
-// dir removed on exit, error or signal.
-import { spawn, execFileSync } from 'node:child_process';
+// Needs root (the private Postfix instance), cc, strace (for --calibrate) and Postfix's
+// smtp-source/smtp-sink. Everything listens on and connects to 127.0.0.1 only; every process
+// started here is stopped and the temp dir removed on exit, error or signal.
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync, existsSync, readFileSync, chmodSync, readdirSync, statSync } from 'node:fs';
-import { tmpdir, cpus, totalmem, release, hostname } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import net from 'node:net';
 import { PostfixServer, ensurePostfix, postfixInstallHint } from './lib/postfix.mjs';
 import { PostlineServer } from './lib/postline.mjs';
+import { CeilingServer } from './lib/ceiling.mjs';
 import { Sink } from './lib/sink.mjs';
-import { cpuSnapshot, cpuDelta, startMemSampler, MiB } from './lib/proc.mjs';
+import { MiB } from './lib/proc.mjs';
 import { idleConnections, bigMessage } from './lib/memtests.mjs';
-import { renderMarkdown, summarize } from './lib/report.mjs';
-import { PROFILES, pointKey, parsePoints } from './lib/profiles.mjs';
+import { renderMarkdown, summarize, sustainMetrics } from './lib/report.mjs';
+import { PROFILES, SUSTAIN_POINTS, pointKey, parsePoints } from './lib/profiles.mjs';
+import { SlowSync } from './lib/slowsync.mjs';
+import { runOnce, calibrateRate, countFor, fmt } from './lib/load.mjs';
+import { machineFacts, fsyncLatency, ddBandwidth, shimSelfTest, diskOf } from './lib/machine.mjs';
+import { calibrateServer } from './lib/calibrate.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
-const SMTP_SOURCE = '/usr/sbin/smtp-source';
 const SMTP_SINK = '/usr/sbin/smtp-sink';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const t00 = Date.now();
 const log = (...a) => console.log(`[${((Date.now() - t00) / 1000).toFixed(1).padStart(6)}s]`, ...a);
 
 // ---------- arguments
+const DISKS = { normal: { delayUs: 0, mode: 'parallel' }, slow: { mode: 'parallel' }, 'slow-serial': { mode: 'serialized' } };
+const DISK_ALIASES = { both: ['normal', 'slow'], all: ['normal', 'slow', 'slow-serial'] };
 const argv = process.argv.slice(2);
-const opt = { profile: 'full', reps: null, points: null, scale: 1, out: join(here, 'results'), memtests: true, only: null };
+const opt = {
+  profile: 'full', reps: null, points: null, out: join(here, 'results'), only: null, label: null,
+  disks: ['normal'], slowDelayUs: 2000, minSeconds: 5, warmupSeconds: 1.5,
+  grid: true, memtests: true, ceiling: true, calibrate: false,
+  sustain: false, sustainSeconds: 40, sustainPoints: null, sustainDisk: 'normal', sustainReps: 1,
+  idleConnections: null, bigMb: null,
+};
+const parseDisks = (s) => s.split(',').flatMap((d) => DISK_ALIASES[d] ?? [d]).map((d) => {
+  if (!DISKS[d]) { console.error(`unknown disk profile ${d} (normal, slow, slow-serial, both, all)`); process.exit(2); }
+  return d;
+});
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
+  const num = () => { const v = Number(argv[++i]); if (!Number.isFinite(v)) { console.error(`${a} wants a number`); process.exit(2); } return v; };
   if (a === 'quick' || a === 'full') opt.profile = a;
-  else if (a === '--reps') opt.reps = Number(argv[++i]);
+  else if (a === '--reps') opt.reps = num();
   else if (a === '--points') opt.points = argv[++i];
-  else if (a === '--scale') opt.scale = Number(argv[++i]);
   else if (a === '--out') opt.out = resolve(argv[++i]);
+  else if (a === '--label') opt.label = argv[++i];
+  else if (a === '--disk') opt.disks = [...new Set(parseDisks(argv[++i]))];
+  else if (a === '--slow-delay-us') opt.slowDelayUs = num();
+  else if (a === '--min-seconds') opt.minSeconds = num();
+  else if (a === '--warmup-seconds') opt.warmupSeconds = num();
+  else if (a === '--sustain') opt.sustain = true;
+  else if (a === '--sustain-only') { opt.sustain = true; opt.grid = false; opt.memtests = false; }
+  else if (a === '--sustain-seconds') opt.sustainSeconds = num();
+  else if (a === '--sustain-points') opt.sustainPoints = argv[++i];
+  else if (a === '--sustain-disk') opt.sustainDisk = parseDisks(argv[++i])[0];
+  else if (a === '--sustain-reps') opt.sustainReps = num();
+  else if (a === '--calibrate') opt.calibrate = true;
+  else if (a === '--calibrate-only') { opt.calibrate = true; opt.grid = false; opt.memtests = false; }
+  else if (a === '--no-grid') opt.grid = false;
   else if (a === '--no-memtests') opt.memtests = false;
+  else if (a === '--no-ceiling') opt.ceiling = false;
+  else if (a === '--idle-connections') opt.idleConnections = num();
+  else if (a === '--big-mb') opt.bigMb = num();
   else if (a === '--only') opt.only = argv[++i];
   else if (a === '-h' || a === '--help') {
-    console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 6).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
+    console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 12).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
     process.exit(0);
   } else { console.error(`unknown argument ${a}`); process.exit(2); }
 }
 const profile = PROFILES[opt.profile];
 const reps = opt.reps ?? profile.reps;
-let points = profile.points.map((p) => ({ ...p, count: Math.max(10, Math.round(p.count * opt.scale)) }));
-if (opt.points) {
-  const wanted = parsePoints(opt.points);
-  points = points.filter((p) => wanted.has(pointKey(p)));
-  if (!points.length) { console.error(`no point of the ${opt.profile} profile matches ${opt.points}`); process.exit(2); }
-}
+let points = profile.points;
+try { if (opt.points) points = parsePoints(opt.points); } catch (e) { console.error(e.message); process.exit(2); }
+let sustainPoints = SUSTAIN_POINTS;
+try { if (opt.sustainPoints) sustainPoints = parsePoints(opt.sustainPoints); } catch (e) { console.error(e.message); process.exit(2); }
+const idleCount = opt.idleConnections ?? profile.idleConnections;
+const bigBytes = opt.bigMb ? opt.bigMb * MiB : profile.bigMessageBytes;
 
 // ---------- preconditions
 if (process.platform !== 'linux') { console.error('the bench reads /proc: Linux only'); process.exit(2); }
@@ -90,7 +124,7 @@ function ensureBuilt() {
 const tmp = mkdtempSync(join(process.env.BENCH_TMPDIR || tmpdir(), 'postline-bench-'));
 chmodSync(tmp, 0o755); // Postfix's daemons (user postfix) must reach their queue and data dirs
 const owned = []; // servers and sinks, stopped in reverse order
-const children = new Set(); // smtp-source processes in flight
+const children = new Set(); // smtp-source and strace processes in flight
 let cleaned = false;
 async function cleanup() {
   if (cleaned) return;
@@ -117,149 +151,139 @@ async function freePort() {
   });
 }
 
-// ---------- one measured run of one server at one point
-async function runOnce(server, sink, point, tag) {
-  const { size, sessions, reuse, count } = point;
-  const args = ['-s', String(sessions), '-m', String(count), '-l', String(size), ...(reuse ? ['-d'] : []),
-    '-M', 'source.test', '-f', 'bench@source.test', '-t', 'rcpt@sink.test', `127.0.0.1:${server.port}`];
-  const command = [SMTP_SOURCE, ...args].join(' ');
-  const base = sink.count;
-  const cpu0 = cpuSnapshot(server.rootPid);
-  const sys0 = systemCpu();
-  const mem = startMemSampler(server.rootPid, 100);
-  const probe = new Worker(new URL('./lib/probe-worker.mjs', import.meta.url), {
-    workerData: { port: server.port, size, intervalMs: point.probeIntervalMs, reuse, maxSamples: 5000, maxMs: 600000 },
-  });
-  const probeDone = new Promise((res) => {
-    probe.once('message', res);
-    probe.once('error', (e) => res({ latenciesMs: [], accepted: 0, errors: [String(e)] }));
-  });
-  const t0 = Date.now();
-  const src = spawn(SMTP_SOURCE, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  children.add(src);
-  src.once('exit', () => children.delete(src));
-  let srcErr = '';
-  src.stderr.on('data', (d) => { srcErr = (srcErr + d).slice(-2000); });
-  const limitMs = 120000 + count * 60;
-  const code = await new Promise((res) => {
-    const t = setTimeout(() => { src.kill('SIGKILL'); res('timeout'); }, limitMs);
-    src.once('exit', (c) => { clearTimeout(t); res(c); });
-  });
-  const tAcc = Date.now();
-  probe.postMessage('stop');
-  const pr = await Promise.race([probeDone, sleep(90000).then(() => ({ latenciesMs: [], accepted: 0, errors: ['probe did not stop'] }))]);
-  await probe.terminate();
-  let error = code === 0 ? null : `smtp-source ${code === 'timeout' ? 'timed out' : 'exited ' + code}: ${srcErr.trim().split('\n').slice(-2).join(' / ')}`;
-  const messages = count + pr.accepted;
-  let tE2e = null;
-  if (!error) {
-    tE2e = await sink.waitFor(base + messages, 180000);
-    if (tE2e === null) error = `the sink got ${sink.count - base} of ${messages} messages within 180 s`;
-  } else {
-    await settleSink(sink);
-  }
-  await sleep(300); // let the server finish its post-delivery bookkeeping before the CPU snapshot
-  const cpu = cpuDelta(cpu0, cpuSnapshot(server.rootPid));
-  const sys1 = systemCpu();
-  const sysTotal = sys1.total - sys0.total;
-  // Share of the machine busy during the run, and how much of it was neither this server nor
-  // the bench's own load: other people's work on the same machine shows up here.
-  const machineBusyPct = sysTotal ? 100 * (sys1.busy - sys0.busy) / sysTotal : null;
-  const m = await mem.stop();
-  const lat = pr.latenciesMs.slice().sort((a, b) => a - b);
-  const q = (p) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] : null);
-  const r = {
-    server: server.name, tag, command, error,
-    messages, sourceMessages: count, probeMessages: pr.accepted, probeErrors: pr.errors.slice(0, 3),
-    acceptSeconds: (tAcc - t0) / 1000, e2eSeconds: tE2e ? (tE2e - t0) / 1000 : null,
-    acceptedPerSec: error ? null : messages / ((tAcc - t0) / 1000),
-    e2ePerSec: tE2e ? messages / ((tE2e - t0) / 1000) : null,
-    latencySamples: lat.length, p50Ms: q(0.5), p99Ms: q(0.99), maxMs: lat.length ? lat[lat.length - 1] : null,
-    cpuMs: cpu.ms, cpuMsPerMsg: cpu.ms / messages, cpuByProcess: cpu.byName,
-    machineBusyPct, loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
-    peakRssBytes: m.peak.rss, peakPssBytes: m.peak.pss, peakProcesses: m.peak.processes,
-  };
-  log(`  ${tag.padEnd(9)} ${server.name.padEnd(8)} acc ${fmt(r.acceptedPerSec, 0).padStart(6)}/s  e2e ${fmt(r.e2ePerSec, 0).padStart(6)}/s  ` +
-    `p50 ${fmt(r.p50Ms, 1)} p99 ${fmt(r.p99Ms, 1)} ms  cpu ${fmt(r.cpuMsPerMsg, 2)} ms/msg  rss ${fmt(r.peakRssBytes / MiB, 0)} MB  busy ${fmt(machineBusyPct, 0)}%  load ${r.loadavg}${error ? '  ERROR ' + error : ''}`);
-  return r;
-}
-
-/** After a failed run: wait until the sink count stops moving (bounded). */
-async function settleSink(sink) {
-  let last = -1;
-  for (let i = 0; i < 60 && sink.count !== last; i++) { last = sink.count; await sleep(2000); }
-}
-
-/** Whole-machine CPU jiffies from /proc/stat: total and busy (not idle, not iowait). */
-function systemCpu() {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
-  return { total, busy: total - f[3] - f[4] };
-}
-
-function fmt(v, d) { return v === null || v === undefined || Number.isNaN(v) ? '-' : Number(v).toFixed(d); }
-
-function machineFacts(postfix) {
-  const sh = (cmd, args) => { try { return execFileSync(cmd, args, { encoding: 'utf8', cwd: root }).trim(); } catch { return null; } };
-  const c = cpus();
-  return {
-    hostname: hostname(),
-    cpuModel: c[0]?.model ?? 'unknown', cores: c.length,
-    memoryBytes: totalmem(), kernel: release(), node: process.version,
-    postfix: postfix?.version() ?? sh('/usr/sbin/postconf', ['-dh', 'mail_version']),
-    tmpFilesystem: sh('df', ['--output=fstype,source', tmp])?.split('\n').slice(-1)[0]?.trim() ?? null,
-    openFilesLimit: sh('/bin/sh', ['-c', 'ulimit -n']),
-    loadavgAtStart: readFileSync('/proc/loadavg', 'utf8').trim(),
-    gitCommit: sh('git', ['rev-parse', 'HEAD']), gitDirty: (sh('git', ['status', '--porcelain', '--', 'src']) ?? '') !== '',
-    sharedMachine: 'load generator (smtp-source + probe), server under test and smtp-sink all share these cores',
-  };
+/** Rough wall time of the grid: warm-ups + reps x (min run + drain) per server, point and disk. */
+function estimateGridSeconds(nServersByDisk) {
+  const perRun = opt.minSeconds * 1.25 + 1.5;
+  return points.length * nServersByDisk.reduce((a, n) => a + n * (2 * opt.warmupSeconds + 1 + reps * perRun), 0);
 }
 
 // ---------- main
 async function main() {
-  log(`profile ${opt.profile}: ${points.length} points x ${reps} reps, temp dir ${tmp}`);
-  const sizeLimit = 200 * MiB;
-  const [plPort, pfPort, plSinkPort, pfSinkPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  const sinks = { postline: new Sink({ bin: SMTP_SINK, port: plSinkPort, name: 'postline' }), postfix: new Sink({ bin: SMTP_SINK, port: pfSinkPort, name: 'postfix' }) };
+  const shim = new SlowSync({ src: join(here, 'shim', 'slowsync.c'), dir: join(tmp, 'slowsync') });
+  shim.build();
+  const counterDirs = { postline: join(tmp, 'slowsync', 'postline'), postfix: join(tmp, 'slowsync', 'postfix') };
+  const ctx = { tmp, children, log, counterDir: (s) => counterDirs[s.name] ?? null };
+  const [plPort, pfPort, ceilPort, plSinkPort, pfSinkPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  const sinks = { postline: new Sink({ bin: SMTP_SINK, port: plSinkPort, name: 'postline' }), postfix: new Sink({ bin: SMTP_SINK, port: pfSinkPort, name: 'postfix' }), ceiling: null };
   const servers = {
-    postline: new PostlineServer({ root, dir: join(tmp, 'postline'), port: plPort, sinkPort: plSinkPort, messageSizeLimit: sizeLimit }),
-    postfix: new PostfixServer({ dir: join(tmp, 'postfix'), port: pfPort, sinkPort: pfSinkPort, messageSizeLimit: sizeLimit }),
+    postline: new PostlineServer({ root, dir: join(tmp, 'postline'), port: plPort, sinkPort: plSinkPort, env: shim.env(counterDirs.postline) }),
+    postfix: new PostfixServer({ dir: join(tmp, 'postfix'), port: pfPort, sinkPort: pfSinkPort, env: shim.env(counterDirs.postfix) }),
+    ceiling: new CeilingServer({ port: ceilPort }),
   };
   const order = opt.only ? [opt.only] : ['postline', 'postfix'];
-  for (const name of order) {
-    owned.push(sinks[name]); await sinks[name].start();
+  const withCeiling = opt.ceiling && opt.grid;
+  for (const name of [...order, ...(withCeiling ? ['ceiling'] : [])]) {
+    if (sinks[name]) { owned.push(sinks[name]); await sinks[name].start(); }
     owned.push(servers[name]); await servers[name].start();
-    log(`${name} up on 127.0.0.1:${servers[name].port} (pid ${servers[name].rootPid}), sink on ${sinks[name].port}`);
+    log(`${name} up on 127.0.0.1:${servers[name].port} (pid ${servers[name].rootPid})${sinks[name] ? `, sink on ${sinks[name].port}` : ''}`);
   }
-  const facts = machineFacts(order.includes('postfix') ? servers.postfix : null);
+  const disk = diskOf(tmp);
+  const facts = machineFacts({ root, tmp, postfixVersion: order.includes('postfix') ? servers.postfix.version() : null });
+  facts.disk = disk;
+  log('machine: fsync latency, dd, shim self-test');
+  facts.fsyncLatency = fsyncLatency(tmp, 2);
+  facts.dd = ddBandwidth(tmp, 128);
+  facts.shimSelfTest = await shimSelfTest(shim, join(tmp, 'slowsync'), { delayUs: opt.slowDelayUs });
+  log(`  fsync after 4 KB: median ${fmt(facts.fsyncLatency.medianMs, 3)} ms, p99 ${fmt(facts.fsyncLatency.p99Ms, 3)} ms; dd oflag=dsync ${fmt(facts.dd.dsync.mbPerSec, 0)} MB/s, conv=fdatasync ${fmt(facts.dd.fdatasync.mbPerSec, 0)} MB/s`);
+  const describe = Object.fromEntries(Object.entries(servers).map(([k, s]) => [k, s.describe()]));
+  const sections = {};
 
-  // warm-up, not recorded: process pools, JIT, SQLite pages, outbound connections
-  for (const name of order) {
-    await runOnce(servers[name], sinks[name], { size: 2048, sessions: 10, reuse: true, count: profile.warmup, probeIntervalMs: 50 }, 'warmup');
+  if (opt.calibrate) {
+    const t = Date.now();
+    log('calibration: shim counts vs strace -f -c vs /proc/diskstats (untimed)');
+    shim.set(0, 'parallel');
+    const cal = [];
+    for (const p of [{ ...parsePoints('2k:10:many')[0], count: 1000 }, { ...parsePoints('1M:1:many')[0], count: 30 }]) {
+      for (const name of order) {
+        const c = await calibrateServer(ctx, servers[name], sinks[name], p, { disk });
+        log(`  ${name.padEnd(8)} ${c.messages} msgs: shim ${c.shim.total}, strace ${c.strace.total}, disk flushes ${c.disk?.flushes ?? '-'}${c.strace.error ? ' strace: ' + c.strace.error : ''}`);
+        cal.push({ ...c, command: c.point, point: pointKey(p) });
+      }
+    }
+    sections.calibration = { runs: cal, seconds: (Date.now() - t) / 1000 };
   }
 
   const runs = [];
-  for (const p of points) {
-    log(`point ${pointKey(p)}: ${p.count} messages of ${p.size} bytes, ${p.sessions} sessions, ${p.reuse ? 'many per connection' : 'one per connection'}`);
-    for (let rep = 0; rep < reps; rep++) {
-      for (const name of order) { // A B A B ...
-        const r = await runOnce(servers[name], sinks[name], p, `rep ${rep + 1}`);
-        runs.push({ point: pointKey(p), rep, ...r });
+  const discarded = [];
+  if (opt.grid) {
+    const nByDisk = opt.disks.map((d, i) => order.length + (withCeiling && i === 0 ? 1 : 0));
+    log(`grid: ${points.length} points x ${reps} reps x disk ${opt.disks.join(', ')}; runs of >= ${opt.minSeconds} s; estimated ${fmt(estimateGridSeconds(nByDisk) / 60, 0)} min`);
+    const t = Date.now();
+    for (const [di, d] of opt.disks.entries()) {
+      const delayUs = d === 'normal' ? 0 : opt.slowDelayUs;
+      shim.set(delayUs, DISKS[d].mode);
+      const names = [...order, ...(withCeiling && di === 0 ? ['ceiling'] : [])];
+      for (const p of points) {
+        const key = pointKey(p);
+        log(`[${d}] point ${key}: ${p.size} bytes, ${p.sessions} sessions, ${p.reuse ? 'many per connection' : 'one per connection'}`);
+        const counts = {};
+        for (const name of names) {
+          const cal = await calibrateRate(ctx, servers[name], sinks[name], p, opt.warmupSeconds);
+          counts[name] = cal.rate ? countFor(cal.rate, opt.minSeconds, p) : null;
+        }
+        for (let rep = 0; rep < reps; rep++) {
+          for (const name of names) { // A B C A B C ...
+            if (!counts[name]) continue;
+            let r = await runOnce(ctx, servers[name], sinks[name], { ...p, count: counts[name] }, `rep ${rep + 1}`);
+            if (!r.error && r.acceptSeconds < opt.minSeconds) { // faster than the warm-up: rescale, run again (once)
+              discarded.push({ disk: d, point: key, rep, reason: `lasted ${fmt(r.acceptSeconds, 2)} s < ${opt.minSeconds} s`, ...r });
+              counts[name] = Math.ceil(counts[name] * (opt.minSeconds / Math.max(r.acceptSeconds, 0.05)) * 1.15);
+              r = await runOnce(ctx, servers[name], sinks[name], { ...p, count: counts[name] }, `rep ${rep + 1}b`);
+            }
+            runs.push({ disk: d, delayUs, point: key, rep, ...r });
+          }
+        }
       }
     }
+    shim.set(0, 'parallel');
+    sections.grid = { seconds: (Date.now() - t) / 1000 };
+  }
+
+  const sustain = [];
+  if (opt.sustain) {
+    const t = Date.now();
+    const d = opt.sustainDisk;
+    shim.set(d === 'normal' ? 0 : opt.slowDelayUs, DISKS[d].mode);
+    log(`sustain: ${sustainPoints.map(pointKey).join(', ')} for ~${opt.sustainSeconds} s each, disk ${d}`);
+    for (const p of sustainPoints) {
+      const counts = {};
+      for (const name of order) {
+        const cal = await calibrateRate(ctx, servers[name], sinks[name], p, opt.warmupSeconds);
+        counts[name] = cal.rate ? countFor(cal.rate, opt.sustainSeconds, p) : null;
+      }
+      for (let rep = 0; rep < opt.sustainReps; rep++) {
+        for (const name of order) {
+          if (!counts[name]) continue;
+          let r = await runOnce(ctx, servers[name], sinks[name], { ...p, count: counts[name] }, `sustain ${rep + 1}`, { sampleMs: 1000 });
+          if (!r.error && r.acceptSeconds < 0.9 * opt.sustainSeconds) { // faster than its warm-up: rescale and run again (once)
+            discarded.push({ disk: d, point: pointKey(p), rep, reason: `sustain run lasted ${fmt(r.acceptSeconds, 1)} s < ${opt.sustainSeconds} s`, ...r, samples: undefined });
+            counts[name] = Math.ceil(counts[name] * (opt.sustainSeconds / Math.max(r.acceptSeconds, 0.05)) * 1.1);
+            r = await runOnce(ctx, servers[name], sinks[name], { ...p, count: counts[name] }, `sustain ${rep + 1}b`, { sampleMs: 1000 });
+          }
+          const m = sustainMetrics(r);
+          log(`    delivered ${fmt(m.deliveredPerSec, 0)}/s during load (${fmt(m.deliveredPct, 0)}% of accepted), steady ${fmt(m.steadyDeliveredPerSec, 0)}/s, queue slope ${fmt(m.queueSlopePerSec, 1)} msg/s, max depth ${m.maxDepth}, drain ${fmt(m.drainSeconds, 1)} s`);
+          sustain.push({ disk: d, point: pointKey(p), rep, ...r, sustain: m });
+        }
+      }
+    }
+    shim.set(0, 'parallel');
+    sections.sustain = { seconds: (Date.now() - t) / 1000, disk: d };
   }
 
   const memtests = {};
   if (opt.memtests) {
-    // Fresh Postline for the memory tests, so earlier load does not set the baseline.
+    const t = Date.now();
+    shim.set(0, 'parallel');
     for (const name of order) {
       const s = servers[name];
-      if (name === 'postline') { await s.stop(); await s.start(); log(`postline restarted for the memory tests (pid ${s.rootPid})`); }
+      // Fresh servers with the memory-test limits, so earlier load does not set the baseline.
+      await s.restart('memtests');
+      log(`${name} restarted for the memory tests (pid ${s.rootPid})`);
       // A 1 MB message first (not recorded) so first-use allocations are not charged to the big
       // one; then 10 MB and the big one: growth must not follow the size.
       await bigMessage(s, sinks[name], { bytes: MiB });
       memtests[name] = {};
-      for (const [label, bytes] of [['big10', 10 * MiB], ['big', profile.bigMessageBytes]]) {
+      for (const [label, bytes] of [['big10', Math.min(10 * MiB, bigBytes)], ['big', bigBytes]]) {
         log(`${name}: one ${bytes / MiB} MB message through`);
         const big = await bigMessage(s, sinks[name], { bytes });
         log(`  accepted in ${big.acceptMs} ms, at the sink in ${big.e2eMs} ms; RSS ${fmt(big.rssBefore / MiB, 1)} -> peak ${fmt(big.rssPeak / MiB, 1)} MB${big.error ? '  ERROR ' + big.error : ''}`);
@@ -267,28 +291,32 @@ async function main() {
       }
     }
     if (order.includes('postline')) {
-      log(`postline: ${profile.idleConnections} idle connections`);
-      const idle = await idleConnections(servers.postline, { count: profile.idleConnections, log });
+      log(`postline: ${idleCount} idle connections`);
+      const idle = await idleConnections(servers.postline, { count: idleCount, log });
       log(`  RSS ${fmt(idle.rssBefore / MiB, 1)} MB -> ${fmt(idle.rssHeld / MiB, 1)} MB with ${idle.greeted} idle connections`);
       memtests.postline.idle = idle;
     }
+    sections.memtests = { seconds: (Date.now() - t) / 1000 };
   }
 
-  for (const name of order.slice().reverse()) { await servers[name].stop(); await sinks[name].stop(); }
+  for (const name of [...order, 'ceiling'].reverse()) { await servers[name].stop(); await sinks[name]?.stop(); }
 
   const commands = {
-    bench: `npm run ${opt.profile === 'quick' ? 'bench:quick' : 'bench'}  (node bench/run.mjs ${argv.join(' ')})`.replace(/\s+\)/, ')'),
-    postline: servers.postline.describe(), postfix: servers.postfix.describe(),
+    bench: `node bench/run.mjs ${argv.join(' ')}`.trim(),
+    postline: describe.postline, postfix: describe.postfix, ceiling: describe.ceiling,
     sink: Object.fromEntries(order.map((n) => [n, sinks[n].command])),
+    shim: shim.command,
     probe: 'bench/lib/probe-worker.mjs: one session beside smtp-source, same size and mode, paced by probeIntervalMs; latency = final ".\\r\\n" written -> 250 read',
   };
   const result = {
-    date: new Date().toISOString(), profile: opt.profile, reps, durationSeconds: (Date.now() - t00) / 1000,
-    machine: facts, commands, points, runs, summary: summarize(points, runs, order), memtests,
+    date: new Date().toISOString(), profile: opt.profile, label: opt.label, reps, durationSeconds: (Date.now() - t00) / 1000,
+    options: { ...opt, out: undefined }, machine: facts, commands, points, sustainPoints: opt.sustain ? sustainPoints : [],
+    sections, runs, discardedRuns: discarded, summary: summarize(points, runs, opt.disks, order), sustain, memtests,
   };
   mkdirSync(opt.out, { recursive: true });
   const stamp = result.date.slice(0, 10);
-  const base = join(opt.out, `${stamp}-${opt.profile}`);
+  const what = [opt.grid ? `${opt.profile}-${opt.disks.join('+')}` : null, opt.sustain ? 'sustain' : null, opt.calibrate ? 'calibrate' : null].filter(Boolean).join('-') || 'memtests';
+  const base = join(opt.out, `${stamp}-${what}${opt.label ? '-' + opt.label : ''}`);
   writeFileSync(`${base}.json`, JSON.stringify(result, null, 2) + '\n');
   writeFileSync(`${base}.md`, renderMarkdown(result));
   log(`wrote ${base}.md and ${base}.json`);

@@ -1,9 +1,11 @@
 // A private Postfix instance for the comparison: its own config, queue and data directories in a
-// temp dir, smtpd on a loopback port, everything relayed to an smtp-sink, default durability
-// (cleanup fsyncs the queue file before smtpd answers 250). The system instance is not touched:
+// temp dir, smtpd on a loopback port, everything relayed to an smtp-sink. The configuration is
+// Debian's (its main.cf pieces and master.cf, read at run time) with only what the bench needs
+// changed; deviations() lists each change and why. Default durability (cleanup fsyncs the queue
+// file before smtpd answers 250). The system instance is not touched:
 // every postfix command gets -c <our config dir>.
 import { execFileSync } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readStat } from './proc.mjs';
 
@@ -33,79 +35,163 @@ export function ensurePostfix(log) {
   return false;
 }
 
+// Debian's own main.cf pieces (what its postinst writes for every site type), read at run time.
+const DEBIAN_MAIN = '/usr/share/postfix/main.cf.debian';
+const DEBIAN_TLS = '/usr/share/postfix/main.cf.tls';
+const DEBIAN_MASTER = '/etc/postfix/master.cf';
+
+// Used when the Debian files are missing (another distribution): Debian 12's shipped values.
+const FALLBACK_MAIN = `smtpd_banner = $myhostname ESMTP $mail_name (Debian/GNU)
+biff = no
+append_dot_mydomain = no
+readme_directory = no
+compatibility_level = 3.6
+`;
+const FALLBACK_TLS = `smtpd_tls_cert_file=/etc/ssl/certs/ssl-cert-snakeoil.pem
+smtpd_tls_key_file=/etc/ssl/private/ssl-cert-snakeoil.key
+smtpd_tls_security_level=may
+smtp_tls_CApath=/etc/ssl/certs
+smtp_tls_security_level=may
+smtp_tls_session_cache_database = btree:\${data_directory}/smtp_scache
+`;
+const FALLBACK_MASTER = `smtp      inet  n       -       y       -       -       smtpd
+pickup    unix  n       -       y       60      1       pickup
+cleanup   unix  n       -       y       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       y       1000?   1       tlsmgr
+rewrite   unix  -       -       y       -       -       trivial-rewrite
+bounce    unix  -       -       y       -       0       bounce
+defer     unix  -       -       y       -       0       bounce
+trace     unix  -       -       y       -       0       bounce
+verify    unix  -       -       y       -       1       verify
+flush     unix  n       -       y       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       y       -       -       smtp
+relay     unix  -       -       y       -       -       smtp
+showq     unix  n       -       y       -       -       showq
+error     unix  -       -       y       -       -       error
+retry     unix  -       -       y       -       -       error
+discard   unix  -       -       y       -       -       discard
+local     unix  -       n       n       -       -       local
+anvil     unix  -       -       y       -       1       anvil
+scache    unix  -       -       y       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+`;
+
+const readOr = (path, fallback) => { try { return readFileSync(path, 'utf8'); } catch { return fallback; } };
+
 export class PostfixServer {
-  constructor({ dir, port, sinkPort, messageSizeLimit }) {
+  /** @param {{ dir: string, port: number, sinkPort: number, env?: object }} o */
+  constructor({ dir, port, sinkPort, env = {} }) {
     this.name = 'postfix';
     this.dir = dir;
     this.port = port;
     this.sinkPort = sinkPort;
+    this.env = env;
     this.conf = join(dir, 'conf');
     this.queue = join(dir, 'queue');
     this.data = join(dir, 'data');
     this.maillog = join(dir, 'maillog');
-    this.messageSizeLimit = messageSizeLimit;
+    this.variant = 'grid';
     this.rootPid = null;
     this.started = false;
   }
 
+  /** Every main.cf/master.cf change from Debian's shipped configuration, and why. */
+  deviations() {
+    return [
+      { key: 'master.cf smtp inet', value: `127.0.0.1:${this.port} inet ... smtpd`, default: 'smtp inet (port 25, all interfaces)', reason: 'a free loopback port for the load; inet_interfaces = 127.0.0.1 likewise' },
+      { key: 'master.cf chroot column', value: 'n for every service', default: 'y for most services', reason: 'the private queue dir has no copy of /etc (Debian\'s init script makes one for /var/spool/postfix); chroot changes no file I/O of the mail path' },
+      { key: 'master.cf pipe transports', value: 'maildrop, uucp, ifmail, bsmtp, scalemail, mailman, virtual, lmtp left out', default: 'present', reason: 'unused (their users do not exist here); no process runs for an unused service' },
+      { key: 'relayhost', value: `[127.0.0.1]:${this.sinkPort}`, default: '(empty: MX lookup)', reason: 'everything goes to this server\'s own smtp-sink' },
+      { key: 'myhostname, mydestination', value: 'postfix-bench.test; $myhostname, localhost', default: 'the host FQDN; $myhostname, localhost.localdomain, localhost', reason: 'stable names; sink.test stays non-local' },
+      { key: 'mynetworks', value: '127.0.0.0/8 [::ffff:127.0.0.0]/104 [::1]/128', default: 'the same (Debian postinst)', reason: 'listed because the relay permission of the load rests on it' },
+      { key: 'queue_directory, data_directory', value: `${this.queue}, ${this.data}`, default: '/var/spool/postfix, /var/lib/postfix', reason: 'a private instance with a fresh queue in the bench temp dir (same filesystem as Postline\'s)' },
+      { key: 'maillog_file', value: this.maillog, default: '(empty: syslog)', reason: 'no syslog daemon here; postlogd writes one file, as Postline writes its log to one file (both at their default verbosity)' },
+      { key: 'smtpd_tls_cert_file, smtpd_tls_key_file', value: 'a self-signed pair made with openssl in the temp dir', default: 'ssl-cert-snakeoil.pem/.key', reason: 'the ssl-cert package is not installed; smtpd_tls_security_level = may is kept (STARTTLS offered, smtp-source does not use it)' },
+      { key: 'import_environment', value: '+ LD_PRELOAD SLOWSYNC_DIR SLOWSYNC_CTL SLOWSYNC_LOCK', default: 'MAIL_CONFIG MAIL_DEBUG ... POSTLOG_HOSTNAME', reason: 'master clears the environment; the slowsync shim (fsync counter, slow-disk delay) must reach every daemon, as it reaches Postline' },
+    ];
+  }
+
+  memtestDeviations() {
+    return [{ key: 'message_size_limit', value: 200 * 1024 * 1024, default: 10240000, reason: '100 MB message memory test only (Postline gets the same maxMessageSize there)' }];
+  }
+
   mainCf() {
-    return `# Postline bench: private Postfix peer (generated)
-compatibility_level = 3.6
+    const importEnv = (() => {
+      try { return execFileSync('/usr/sbin/postconf', ['-dh', 'import_environment'], { encoding: 'utf8' }).trim(); } catch { return 'MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ XAUTHORITY DISPLAY LANG=C POSTLOG_SERVICE POSTLOG_HOSTNAME'; }
+    })();
+    const tls = readOr(DEBIAN_TLS, FALLBACK_TLS)
+      .replace(/^smtpd_tls_cert_file\s*=.*$/m, `smtpd_tls_cert_file = ${join(this.conf, 'cert.pem')}`)
+      .replace(/^smtpd_tls_key_file\s*=.*$/m, `smtpd_tls_key_file = ${join(this.conf, 'key.pem')}`);
+    const extra = this.variant === 'memtests' ? this.memtestDeviations().map((d) => `${d.key} = ${d.value}`).join('\n') + '\n' : '';
+    return `# Postline bench: private Postfix peer (generated). Debian's main.cf first, then the bench's changes.
+# --- ${DEBIAN_MAIN}
+${readOr(DEBIAN_MAIN, FALLBACK_MAIN).replace(/^#.*\n/gm, '').replace(/\n{2,}/g, '\n').trim()}
+# --- ${DEBIAN_TLS} (cert paths: see deviations)
+${tls.replace(/^#.*\n/gm, '').replace(/\n{2,}/g, '\n').trim()}
+# --- what Debian's postinst adds for a site, with the bench's values
 myhostname = postfix-bench.test
-mydomain = postfix-bench.test
-myorigin = $myhostname
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
+mydestination = $myhostname, localhost
 relayhost = [127.0.0.1]:${this.sinkPort}
-# no local delivery
-mydestination =
-local_recipient_maps =
-local_transport = error:local delivery disabled
-alias_maps =
-alias_database =
-# plain SMTP on both sides, as Postline is configured
-smtpd_tls_security_level = none
-smtp_tls_security_level = none
-smtp_dns_support_level = disabled
-message_size_limit = ${this.messageSizeLimit}
+mynetworks = 127.0.0.0/8 [::ffff:127.0.0.0]/104 [::1]/128
+mailbox_size_limit = 0
+recipient_delimiter = +
+inet_interfaces = 127.0.0.1
+inet_protocols = all
+# --- the private instance
 queue_directory = ${this.queue}
 data_directory = ${this.data}
 maillog_file_prefixes = ${this.dir}
 maillog_file = ${this.maillog}
-biff = no
-`;
+import_environment = ${importEnv} LD_PRELOAD SLOWSYNC_DIR SLOWSYNC_CTL SLOWSYNC_LOCK
+${extra}`;
   }
 
   masterCf() {
-    // The Debian defaults minus chroot (the queue dir is private) and minus local/pipe transports.
-    return `# Postline bench: private Postfix peer (generated)
-127.0.0.1:${this.port} inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-`;
+    // Debian's master.cf: smtpd on our loopback port, chroot off, the pipe/virtual/lmtp transports
+    // (unused, for users that do not exist here) left out.
+    const drop = new Set(['maildrop', 'uucp', 'ifmail', 'bsmtp', 'scalemail-backend', 'mailman', 'virtual', 'lmtp']);
+    const out = ['# Postline bench: private Postfix peer (generated from Debian\'s master.cf)'];
+    let skipping = false;
+    for (const line of readOr(DEBIAN_MASTER, FALLBACK_MASTER).split('\n')) {
+      if (/^\s*(#|$)/.test(line)) continue;
+      if (/^\s/.test(line)) { if (!skipping) out.push(line); continue; } // -o continuation
+      const f = line.trim().split(/\s+/);
+      skipping = drop.has(f[0]);
+      if (skipping) continue;
+      if (f[1] === 'inet') { if (f[0] !== 'smtp') { skipping = true; continue; } f[0] = `127.0.0.1:${this.port}`; }
+      if (f.length >= 8) f[4] = 'n';
+      out.push(f.slice(0, 8).join('\t') + (f.length > 8 ? ' ' + f.slice(8).join(' ') : ''));
+    }
+    return out.join('\n') + '\n';
+  }
+
+  /** Files in the queue (maildrop, incoming, active, deferred, hold): Postfix's queue depth. */
+  queueDepth() {
+    let n = 0;
+    const walk = (d, depth) => {
+      let es;
+      try { es = readdirSync(d, { withFileTypes: true }); } catch { return; }
+      for (const e of es) {
+        if (e.isDirectory()) { if (depth < 4) walk(join(d, e.name), depth + 1); } else n++;
+      }
+    };
+    for (const q of ['maildrop', 'incoming', 'active', 'deferred', 'hold']) walk(join(this.queue, q), 0);
+    return n;
+  }
+
+  /** Restarts with another variant ('grid' or 'memtests': message_size_limit for the 100 MB test). */
+  async restart(variant = this.variant) {
+    await this.stop();
+    this.variant = variant;
+    await this.start();
   }
 
   #postfix(...args) {
     try {
-      return execFileSync(POSTFIX_BIN, ['-c', this.conf, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60000 });
+      return execFileSync(POSTFIX_BIN, ['-c', this.conf, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60000, env: { ...process.env, ...this.env } });
     } catch (e) {
       let maillog = '';
       try { maillog = readFileSync(this.maillog, 'utf8').split('\n').slice(-5).join('\n'); } catch { /* none yet */ }
@@ -125,6 +211,10 @@ postlog   unix-dgram n  -       n       -       1       postlogd
     const pw = execFileSync('id', ['-u', 'postfix'], { encoding: 'utf8' }).trim();
     const gr = execFileSync('id', ['-g', 'postfix'], { encoding: 'utf8' }).trim();
     chownSync(this.data, Number(pw), Number(gr));
+    if (!existsSync(join(this.conf, 'key.pem'))) {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=postfix-bench.test',
+        '-keyout', join(this.conf, 'key.pem'), '-out', join(this.conf, 'cert.pem')], { stdio: 'ignore' });
+    }
     writeFileSync(join(this.conf, 'main.cf'), this.mainCf());
     writeFileSync(join(this.conf, 'master.cf'), this.masterCf());
     this.#postfix('check');
@@ -143,7 +233,7 @@ postlog   unix-dgram n  -       n       -       1       postlogd
   }
 
   describe() {
-    return { mainCf: this.mainCf(), masterCf: this.masterCf(), start: `postfix -c ${this.conf} start` };
+    return { mainCf: this.mainCf(), masterCf: this.masterCf(), start: `postfix -c ${this.conf} start`, deviations: this.deviations(), memtestOverrides: this.memtestDeviations() };
   }
 
   /** Stops the instance and makes sure no process of it is left. Safe to call twice. */
