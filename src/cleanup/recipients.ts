@@ -5,16 +5,19 @@
  * Two recipients are duplicates when the address, the NOTIFY set and the ORCPT (RFC 3461 4.1,
  * 4.2) are all equal once lower-cased, the way Postfix's cleanup compares them (its duplicate
  * filter keys on ORCPT, NOTIFY and the address together and folds the whole key to lower case,
- * local part included). The first of a group is kept, with its own spelling and parameters.
+ * local part included). A quoted local part is compared unquoted (`"bob"@x` is `bob@x`, RFC 5321
+ * 4.1.2), as Postfix compares its internal (unquoted) form. The first of a group is kept, with
+ * its own spelling and parameters.
  * Recipients that differ in NOTIFY or ORCPT are all kept: each may owe its sender a different DSN.
  */
 import type { Recipient } from '../core/envelope.js';
+import { mailboxOf } from '../rfc5321/address.js';
 
-/** The comparison key of one recipient: address, NOTIFY (as a set) and ORCPT, lower-cased. */
+/** The comparison key of one recipient: mailbox (unquoted), NOTIFY (as a set) and ORCPT, lower-cased. */
 export function recipientKey(r: Recipient): string {
   const notify = r.notify ? [...r.notify].sort().join(',') : '-';
   const orcpt = r.orcpt ? `${r.orcpt.addrType};${r.orcpt.address}` : '-';
-  return `${r.address}\n${notify}\n${orcpt}`.toLowerCase();
+  return `${mailboxOf(r.address)}\n${notify}\n${orcpt}`.toLowerCase();
 }
 
 /**
@@ -36,12 +39,12 @@ export function uniqueRecipients(recipients: readonly Recipient[]): readonly Rec
 
 /**
  * The recipient a Received field may name in its `for` clause (RFC 5321 4.4): the address when
- * every recipient of the message is that one mailbox (compared in lower case), else undefined,
+ * every recipient of the message is that one mailbox (compared unquoted, in lower case), else undefined,
  * so that a message to several people never tells one of them who else got it.
  */
 export function soleRecipient(recipients: readonly Recipient[]): string | undefined {
   const first = recipients[0]?.address;
   if (first === undefined) return undefined;
-  const folded = first.toLowerCase();
-  return recipients.every((r) => r.address.toLowerCase() === folded) ? first : undefined;
+  const folded = mailboxOf(first).toLowerCase();
+  return recipients.every((r) => mailboxOf(r.address).toLowerCase() === folded) ? first : undefined;
 }

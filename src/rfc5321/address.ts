@@ -164,3 +164,23 @@ export function parsePath(input: string, opts: PathOptions = {}): PathResult {
   if (!c.eat('>')) return { ok: false, detail: 'path must end with >' };
   return { ok: true, address, rest: input.slice(c.pos), utf8: /[^\x00-\x7f]/.test(address) };
 }
+
+/**
+ * The mailbox an address names, for comparing addresses (RFC 5321 4.1.2: a quoted-string local
+ * part and the same characters unquoted are one local part; a quoted-pair is its character).
+ * `"bob"@x` and `"b\ob"@x` give `bob@x`; `"b o"@x` gives `b o@x`, which no unquoted form can be
+ * (the last '@' still separates the domain). Not for the wire: the result may not parse.
+ * @param address "local@domain" as parsePath returns it (or a local part alone).
+ * @returns the address with its local part unquoted; other addresses unchanged. Never throws.
+ */
+export function mailboxOf(address: string): string {
+  if (!address.startsWith('"')) return address;
+  let local = '';
+  for (let i = 1; i < address.length; i++) {
+    const ch = address[i]!;
+    if (ch === '"') return local + address.slice(i + 1);
+    if (ch === '\\' && i + 1 < address.length) local += address[++i];
+    else local += ch;
+  }
+  return address; // no closing quote: not from parsePath, compare as given
+}

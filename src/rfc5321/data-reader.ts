@@ -5,7 +5,8 @@
  * Owns: finding the end-of-data indicator CRLF "." CRLF exactly, dot-unstuffing, the bare CR / bare
  * LF rules, the line length and message size limits, and handing back the bytes after the end
  * (pipelined commands). State is a few counters: memory stays flat for any message or line length;
- * output chunks are slices of the input (plus shared constant buffers for added bytes).
+ * output chunks are slices of the input (plus shared constant buffers for added bytes), or one copy
+ * when a chunk gives more than a few pieces (many dot lines, or bare-LF lines in normalize mode).
  *
  * Bare line endings (`bareNewline`, like Postfix's smtpd_forbid_bare_newline):
  * - `reject`: a bare LF or bare CR refuses the message (550 5.5.2), read up to the literal
@@ -19,6 +20,7 @@
  *   that ends lines at CR see "\r.\r" as an end of data.
  */
 import { R, type SmtpReply } from '../core/reply.js';
+import { Pieces } from './pieces.js';
 
 /** Why a message was refused; the reply is sent after the real end of data. */
 export type DataErrorKind = 'bareLf' | 'bareCr' | 'lineTooLong' | 'sizeExceeded';
@@ -91,6 +93,8 @@ export class DataReader {
   /** The current line began after a bare LF (normalize mode): a "." line here is content. */
   private afterBareLf = false;
   private readonly normalize: boolean;
+  /** The output of the current feed(), as offsets into its chunk. */
+  private readonly out = new Pieces();
   /** Bytes of the decoded message so far (CRLFs included). */
   size = 0;
   /** The first error (a bare line ending overrides the others), or undefined. */
@@ -104,14 +108,15 @@ export class DataReader {
    * Decodes one chunk. Must not be called again after a result with `done: true`.
    * Output is emitted in runs: one slice of `chunk` per stretch between dropped or added bytes (a
    * stuffed dot, the end-of-data line, a CR added before a bare LF), so a chunk of CRLF lines
-   * without dot lines gives one slice, not one per line. CR and LF are found with native indexOf
+   * without dot lines gives one slice, not one per line; more than a few pieces are copied into one
+   * buffer (so a body of bare LFs is not two tiny body writes per line). CR and LF are found with native indexOf
    * scans whose results are kept for the rest of the chunk (linear in the chunk, also for LF-only text).
-   * @returns decoded bytes (slices of `chunk` or shared constants), and `rest` once the end is found.
+   * @returns decoded bytes (slices of `chunk`, shared constants or one copy), and `rest` once the end is found.
    * @throws Error when called after the end of data.
    */
   feed(chunk: Buffer): DataFeedResult {
     if (this.finished) throw new Error('DataReader: feed() after end of data');
-    const out: Buffer[] = [];
+    this.out.reset(chunk);
     const n = chunk.length;
     let i = 0;
     let runStart = 0;
@@ -121,7 +126,7 @@ export class DataReader {
       if (this.discard) {
         for (; i < n; i++) {
           this.matched = matchStep(this.matched, chunk[i]!);
-          if (this.matched === 5) return this.end(out, chunk, i + 1);
+          if (this.matched === 5) return this.end(chunk, i + 1);
         }
         break;
       }
@@ -135,35 +140,35 @@ export class DataReader {
           if (this.lineLen > this.opts.maxLineLength) this.error ??= 'lineTooLong';
           i = j;
           if (i < n) {
-            if (chunk[i] === 13) { this.state = AFTER_CR; i++; } else if (this.normalize) runStart = this.bareLf(chunk, runStart, i++, out, CR);
+            if (chunk[i] === 13) { this.state = AFTER_CR; i++; } else if (this.normalize) runStart = this.bareLf(runStart, i++, CR);
             else this.bare('bareLf');
           }
           break;
         }
         case LINE_START:
           if (b === 0x2e) {
-            this.emit(chunk, runStart, i, out); // the first '.' of a line is dropped (RFC 5321 4.5.2)
+            this.emit(runStart, i); // the first '.' of a line is dropped (RFC 5321 4.5.2)
             runStart = i + 1;
             this.state = DOT;
             i++;
           } else if (b === 13) { this.state = AFTER_CR; i++; }
           else if (b === 10) {
-            if (this.normalize) runStart = this.bareLf(chunk, runStart, i++, out, CR);
+            if (this.normalize) runStart = this.bareLf(runStart, i++, CR);
             else this.bare('bareLf');
           } else { this.state = IN_LINE; this.afterBareLf = false; }
           break;
         case DOT:
           if (b === 13) { this.state = DOT_CR; i++; }
           else if (b === 10) { // "." LF: content in normalize mode, never the end
-            if (this.normalize) runStart = this.bareLf(chunk, runStart, i++, out, DOT_CR_BYTES);
+            if (this.normalize) runStart = this.bareLf(runStart, i++, DOT_CR_BYTES);
             else this.bare('bareLf');
           } else { this.state = IN_LINE; this.afterBareLf = false; }
           break;
         case DOT_CR: // "." CR LF at a line start: the end, unless the line began after a bare LF
           if (b !== 10) { this.bare('bareCr'); break; }
-          if (!this.afterBareLf) return this.end(out, chunk, i + 1); // the CR after the dot is never emitted
+          if (!this.afterBareLf) return this.end(chunk, i + 1); // the CR after the dot is never emitted
           // "\n.\r\n": content. The run holds at most the CR (or it ended the previous chunk unsent).
-          this.emitBytes(DOT_CR_BYTES, out);
+          this.emitBytes(DOT_CR_BYTES);
           runStart = i; // the LF starts the next run
           i++;
           this.lineEnd(false);
@@ -172,7 +177,7 @@ export class DataReader {
           if (b !== 10) { this.bare('bareCr'); break; }
           if (this.pendingCr) { // the CR ended the previous chunk
             this.pendingCr = false;
-            this.emitBytes(CR, out);
+            this.emitBytes(CR);
           }
           i++;
           this.lineEnd(false);
@@ -182,15 +187,15 @@ export class DataReader {
     if (!this.discard) {
       // A CR at the very end waits for its LF (it may be the CR of "." CR LF, or a bare CR).
       const crAtEnd = (this.state === AFTER_CR || this.state === DOT_CR) && n > 0 && chunk[n - 1] === 13;
-      this.emit(chunk, runStart, crAtEnd ? n - 1 : n, out);
+      this.emit(runStart, crAtEnd ? n - 1 : n);
       if (crAtEnd && this.state === AFTER_CR) this.pendingCr = true;
     }
-    return { data: out, done: false };
+    return { data: this.out.build(), done: false };
   }
 
-  private end(out: Buffer[], chunk: Buffer, restStart: number): DataFeedResult {
+  private end(chunk: Buffer, restStart: number): DataFeedResult {
     this.finished = true;
-    return { data: out, done: true, rest: chunk.subarray(restStart) };
+    return { data: this.out.build(), done: true, rest: chunk.subarray(restStart) };
   }
 
   private lineEnd(bareLf: boolean): void {
@@ -204,9 +209,9 @@ export class DataReader {
    * ".\r" for a content "." line whose dot was dropped); the LF itself starts the next run.
    * @returns the new run start.
    */
-  private bareLf(chunk: Buffer, runStart: number, lf: number, out: Buffer[], insert: Buffer): number {
-    this.emit(chunk, runStart, lf, out);
-    this.emitBytes(insert, out);
+  private bareLf(runStart: number, lf: number, insert: Buffer): number {
+    this.emit(runStart, lf);
+    this.emitBytes(insert);
     this.lineEnd(true);
     return lf;
   }
@@ -218,14 +223,20 @@ export class DataReader {
     this.matched = MATCHED_IN_STATE[this.state]!;
   }
 
-  /** Emits chunk[from, to) when not empty. */
-  private emit(chunk: Buffer, from: number, to: number, out: Buffer[]): void {
-    if (to > from) this.emitBytes(from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to), out);
+  /** Emits chunk[from, to) of the current chunk when not empty. */
+  private emit(from: number, to: number): void {
+    if (to > from && this.count(to - from)) this.out.run(from, to);
   }
 
-  private emitBytes(bytes: Buffer, out: Buffer[]): void {
-    this.size += bytes.length;
+  /** Emits a constant. */
+  private emitBytes(bytes: Buffer): void {
+    if (this.count(bytes.length)) this.out.insert(bytes);
+  }
+
+  /** Counts `len` decoded bytes against the size limit; true while the message is not refused. */
+  private count(len: number): boolean {
+    this.size += len;
     if (this.size > this.opts.maxMessageSize) this.error ??= 'sizeExceeded';
-    if (this.error === undefined) out.push(bytes);
+    return this.error === undefined;
   }
 }

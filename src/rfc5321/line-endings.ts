@@ -9,12 +9,14 @@
  *   clients that send LF-only text, like Postfix's smtpd_forbid_bare_newline = normalize).
  */
 import type { BareNewlineMode } from './data-reader.js';
+import { Pieces } from './pieces.js';
 
 const CR = Buffer.from('\r');
 
 /** Feeds chunks in order; `error` is set at the first refused bare CR or LF and stays set. */
 export class LineEndingCheck {
   private prevCr = false;
+  private readonly out = new Pieces();
   error: 'bareLf' | 'bareCr' | undefined;
 
   /** @param mode what a bare LF gets (default 'reject'). */
@@ -27,7 +29,8 @@ export class LineEndingCheck {
 
   /**
    * Checks (and in normalize mode repairs) one chunk. Cost: two indexOf scans per chunk.
-   * @returns the bytes to store: `[chunk]`, or slices of it with added CRs; [] once `error` is set.
+   * @returns the bytes to store: `[chunk]`, slices of it with added CRs or one copy when there
+   *          would be more than a few pieces; [] once `error` is set.
    */
   feed(chunk: Buffer): Buffer[] {
     if (this.error || chunk.length === 0) return [];
@@ -36,19 +39,20 @@ export class LineEndingCheck {
     for (let i = chunk.indexOf(0x0d); i >= 0; i = chunk.indexOf(0x0d, i + 1)) {
       if (i + 1 < n && chunk[i + 1] !== 0x0a) return this.fail('bareCr');
     }
-    const out: Buffer[] = [];
+    const out = this.out;
+    out.reset(chunk);
     let runStart = 0;
     for (let i = chunk.indexOf(0x0a); i >= 0; i = chunk.indexOf(0x0a, i + 1)) {
       const crBefore = i > 0 ? chunk[i - 1] === 0x0d : this.prevCr;
       if (crBefore) continue;
       if (this.mode === 'reject') return this.fail('bareLf');
-      if (i > runStart) out.push(chunk.subarray(runStart, i));
-      out.push(CR);
+      out.run(runStart, i);
+      out.insert(CR);
       runStart = i;
     }
-    out.push(runStart === 0 ? chunk : chunk.subarray(runStart));
+    out.run(runStart, n);
     this.prevCr = chunk[n - 1] === 0x0d;
-    return out;
+    return out.build();
   }
 
   /** At the last chunk: a trailing CR without its LF is bare too. Returns `ok`. */

@@ -8,7 +8,8 @@
  * A command line ends at LF. One that ends in a bare LF (no CR before it) is reported as such
  * (`bareLf: true`): the session then takes it as a line (bareNewline: normalize, as Postfix does; a
  * deviation from RFC 5321 2.3.8, which allows only CRLF) or refuses it and closes (reject). Either
- * way "NOOP\nMAIL FROM:<a@b>\r\n" is never one line. A CR anywhere else in the line (bare CR) is
+ * way "NOOP\nMAIL FROM:<a@b>\r\n" is never one line (an overlong line, discarded, reports its
+ * ending too, so that reject mode closes for it as well). A CR anywhere else in the line (bare CR) is
  * refused in both modes: Postfix would take it as part of the command text, which then fails
  * to parse; Postline answers 500 5.5.2 at once.
  */
@@ -17,8 +18,8 @@
 export type LineResult =
   /** A line ended by CRLF, or by a bare LF (`bareLf`); `line` excludes the line ending. */
   | { readonly kind: 'line'; readonly line: Buffer; readonly bareLf: boolean }
-  /** The line was longer than allowed; its bytes were discarded up to its LF. */
-  | { readonly kind: 'tooLong' }
+  /** The line was longer than allowed; its bytes were discarded up to its LF (`bareLf`: no CR before it). */
+  | { readonly kind: 'tooLong'; readonly bareLf: boolean }
   /** The line contained a bare CR (refused, RFC 5321 2.3.8). */
   | { readonly kind: 'bare' };
 
@@ -30,6 +31,8 @@ export class InputQueue {
   private scanned = 0;
   /** True while dropping the rest of an overlong line. */
   private discarding = false;
+  /** While discarding: the last byte dropped was a CR (it may be the CR of the line's CRLF). */
+  private discardedCr = false;
 
   /** Bytes queued. */
   get length(): number {
@@ -99,7 +102,7 @@ export class InputQueue {
   /**
    * Reads one line terminated by LF.
    * @param maxOctets longest line allowed including CRLF; longer lines are dropped as they arrive.
-   * @returns the line (CRLF or bare LF ended), 'tooLong', 'bare' (a bare CR inside), or undefined
+   * @returns the line (CRLF or bare LF ended), 'tooLong' (with how it ended), 'bare' (a bare CR inside), or undefined
    *          when no full line is queued yet.
    */
   readLine(maxOctets: number): LineResult | undefined {
@@ -107,18 +110,20 @@ export class InputQueue {
     if (lf < 0) {
       this.scanned = this.bytes;
       if (this.discarding || this.bytes > maxOctets) {
+        const last = this.chunks.at(-1);
+        if (last) this.discardedCr = last[last.length - 1] === 13;
         this.clear();
         this.discarding = true;
       }
       return undefined;
     }
     const raw = this.takeExactly(lf + 1);
-    if (this.discarding || raw.length > maxOctets) {
-      this.discarding = false;
-      return { kind: 'tooLong' };
-    }
     const n = raw.length;
-    const bareLf = n < 2 || raw[n - 2] !== 13;
+    const bareLf = n < 2 ? !(this.discarding && this.discardedCr) : raw[n - 2] !== 13;
+    if (this.discarding || n > maxOctets) {
+      this.discarding = false;
+      return { kind: 'tooLong', bareLf };
+    }
     const line = raw.subarray(0, bareLf ? n - 1 : n - 2);
     if (line.includes(13)) return { kind: 'bare' };
     return { kind: 'line', line, bareLf };

@@ -273,7 +273,7 @@ export class Session implements SessionContext {
     for (;;) {
       if (this.closed) return undefined;
       const line = this.input.readLine(maxOctets);
-      if (line?.kind === 'line' && line.bareLf && this.listener.bareNewline === 'reject') {
+      if (line && line.kind !== 'bare' && line.bareLf && this.listener.bareNewline === 'reject') {
         this.log.info({ client: this.info.clientAddress }, 'bare LF in a command line');
         this.close(R.bareLf);
         return undefined;

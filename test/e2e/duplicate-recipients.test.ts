@@ -61,6 +61,15 @@ test('the same recipient given twice (and in other case) is relayed once; each R
   assert.deepEqual(queued?.recipients, ['bob@example.com'], 'queued once');
 });
 
+test('a quoted local part is the same mailbox as its unquoted form: relayed once', async () => {
+  await setup();
+  const r = await transaction(['RCPT TO:<erin@example.com>', 'RCPT TO:<"erin"@example.com>', 'RCPT TO:<"e\\rin"@Example.com>'], 'dup-quoted');
+  assert.deepEqual(r.rcpts.map((x) => x.code), [250, 250, 250]);
+  assert.equal(r.final.code, 250, r.final.text);
+  const m = await captured('dup-quoted');
+  assert.deepEqual(m.recipients, ['erin@example.com']);
+});
+
 test('recipients that differ in NOTIFY or ORCPT are all kept', async () => {
   await setup();
   const r = await transaction([

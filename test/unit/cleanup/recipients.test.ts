@@ -34,3 +34,19 @@ test('the `for` recipient is named only when every recipient is one mailbox', ()
   assert.equal(soleRecipient([{ address: 'a@x.test' }, { address: 'b@x.test' }]), undefined);
   assert.equal(soleRecipient([]), undefined);
 });
+
+test('a quoted local part names the same mailbox as its unquoted form (RFC 5321 4.1.2): duplicates', () => {
+  const rs: Recipient[] = [
+    { address: 'bob@x.test' },
+    { address: '"bob"@x.test' },
+    { address: '"b\\ob"@x.test' }, // a quoted-pair is the character itself
+    { address: '"Bob"@X.test' },
+    { address: '"b o"@x.test' }, // needs its quotes: another mailbox
+    { address: '"B O"@x.test' },
+    { address: '"b\\"o"@x.test' },
+    { address: '"b.o"@x.test' },
+    { address: 'b.o@x.test' },
+  ];
+  assert.deepEqual(uniqueRecipients(rs).map((r) => r.address), ['bob@x.test', '"b o"@x.test', '"b\\"o"@x.test', '"b.o"@x.test']);
+  assert.equal(soleRecipient([{ address: 'bob@x.test' }, { address: '"bob"@x.test' }]), 'bob@x.test');
+});

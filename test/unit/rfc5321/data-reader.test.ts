@@ -246,3 +246,17 @@ test('property (normalize): random CRLF / LF line endings decode to the CRLF ori
     assert.equal(d.rest!.toString(), 'T');
   }), { numRuns: 1000 });
 });
+
+test('normalize: a chunk of many bare-LF lines comes out as a few buffers, not two per line (one body write each)', () => {
+  // 64 KiB of empty LF lines, of LF text lines and of "." LF lines: each is one body write per
+  // returned buffer, so a body of bare LFs must not turn into millions of tiny writes (time, memory).
+  for (const unit of ['\n', 'text line\n', '.\n', '..x\n']) {
+    const r = new DataReader({ maxLineLength: 1000, maxMessageSize: 1 << 30, bareNewline: 'normalize' });
+    const chunk = Buffer.from(unit.repeat(Math.ceil(65536 / unit.length)));
+    const lines = chunk.length / unit.length;
+    const res = r.feed(chunk);
+    assert.ok(res.data.length <= 4, `${JSON.stringify(unit)}: ${res.data.length} buffers for ${lines} lines`);
+    const want = unit === '..x\n' ? '.x\r\n' : unit === '.\n' ? '.\r\n' : unit.replace('\n', '\r\n');
+    assert.equal(Buffer.concat(res.data).toString(), want.repeat(lines));
+  }
+});

@@ -55,6 +55,27 @@ test('reject: a command line ending in a bare LF gets 550 5.5.2 Error: bare <LF>
   again.c.destroy();
 });
 
+test('reject: an over-long command line ending in a bare LF also gets 550 and the session ends (not 500 and the rest as a command)', async () => {
+  for (const split of [false, true]) {
+    const { c } = await ehlo(rej.port);
+    const long = 'NOOP ' + 'x'.repeat(40_000); // longer than any command line: discarded as it arrives
+    if (split) { // the CR-less end arrives in a later segment than the discarded bytes
+      c.write(long);
+      await new Promise((r) => setTimeout(r, 50));
+      c.write('\nMAIL FROM:<a@example.org>\r\n');
+    } else c.write(long + '\nMAIL FROM:<a@example.org>\r\n');
+    assert.equal(await c.last(), '550 5.5.2 Error: bare <LF> received', `split ${split}`);
+    await c.closed();
+  }
+  const { c } = await ehlo(rej.port); // over-long with CRLF: 500, the session goes on
+  c.write('NOOP ' + 'x'.repeat(40_000) + '\r');
+  await new Promise((r) => setTimeout(r, 50));
+  c.write('\nNOOP\r\n');
+  assert.match(await c.last(), /^500 5\.5\.2 Line too long/);
+  assert.match(await c.last(), /^250 /);
+  c.destroy();
+});
+
 test('AUTH responses follow the same rule (normalize: accepted; reject: 550 and close)', async () => {
   const n = await ehlo(norm.port);
   assert.match(await n.c.cmd('AUTH LOGIN'), /^334 /);
