@@ -11,8 +11,7 @@ import { BenchSmtpClient } from './smtp-client.mjs';
 /** Limits the load itself would hit. `grid` applies to every run, `memtests` only to the memory tests. */
 const LIMIT_OVERRIDES = {
   grid: [
-    { key: 'limits.maxMessagesPerSession', value: 1000000, default: 1000,
-      reason: 'smtp-source -d sends thousands of messages over one connection; the default cap would close long sessions (until issue 15 item 11 lands: the cap then no longer applies to trusted clients, and this override goes)' },
+    // none: limits.maxMessagesPerSession no longer applies to trusted clients (issue 15 item 11)
   ],
   memtests: [
     { key: 'limits.maxConnectionsPerIp', value: 20000, default: 100, reason: 'idle-connections memory test only: 10,000 connections from 127.0.0.x' },
