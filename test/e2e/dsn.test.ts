@@ -6,7 +6,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { PostlineProcess } from '../helpers/postline-process.js';
+import { startRoutedPostline, type PostlineProcess } from '../helpers/postline-process.js';
 import { RawSmtp, dotStuff } from '../helpers/raw-smtp.js';
 import { waitFor } from '../helpers/net.js';
 import { startSmtpPeer, type SmtpPeer } from '../helpers/smtp-peer.js';
@@ -20,20 +20,7 @@ before(async () => {
   withDsn = await startSmtpPeer({ extensions: ['PIPELINING', '8BITMIME', 'ENHANCEDSTATUSCODES', 'DSN'] });
   withoutDsn = await startSmtpPeer({ extensions: ['PIPELINING', '8BITMIME', 'ENHANCEDSTATUSCODES'] });
   home = await startSmtpPeer({});
-  pl = new PostlineProcess({
-    config: {
-      delivery: {
-        routes: [
-          { domain: 'dsn-hop.test', host: '127.0.0.1', port: withDsn.port, tls: 'none' },
-          { domain: 'plain-hop.test', host: '127.0.0.1', port: withoutDsn.port, tls: 'none' },
-          { domain: 'origin.test', host: '127.0.0.1', port: home.port, tls: 'none' },
-        ],
-        retry: { initialMs: 60_000, maxMs: 60_000, jitter: 0 },
-        scanIntervalMs: 100,
-      },
-    },
-  });
-  await pl.start();
+  pl = await startRoutedPostline({ 'dsn-hop.test': withDsn.port, 'plain-hop.test': withoutDsn.port, 'origin.test': home.port });
 });
 
 after(async () => {

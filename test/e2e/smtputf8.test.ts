@@ -6,7 +6,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { PostlineProcess } from '../helpers/postline-process.js';
+import { startRoutedPostline, type PostlineProcess } from '../helpers/postline-process.js';
 import { RawSmtp, dotStuff } from '../helpers/raw-smtp.js';
 import { waitFor } from '../helpers/net.js';
 import { startCapturePeer, type CapturePeer } from '../helpers/capture-peer.js';
@@ -20,20 +20,7 @@ before(async () => {
   utf8Hop = await startCapturePeer({ smtputf8: true });
   plainHop = await startCapturePeer({ smtputf8: false });
   home = await startCapturePeer({ smtputf8: true });
-  pl = new PostlineProcess({
-    config: {
-      delivery: {
-        routes: [
-          { domain: 'utf8-hop.test', host: '127.0.0.1', port: utf8Hop.port, tls: 'none' },
-          { domain: 'plain-hop.test', host: '127.0.0.1', port: plainHop.port, tls: 'none' },
-          { domain: 'origin.test', host: '127.0.0.1', port: home.port, tls: 'none' },
-        ],
-        retry: { initialMs: 60_000, maxMs: 60_000, jitter: 0 },
-        scanIntervalMs: 100,
-      },
-    },
-  });
-  await pl.start();
+  pl = await startRoutedPostline({ 'utf8-hop.test': utf8Hop.port, 'plain-hop.test': plainHop.port, 'origin.test': home.port });
 });
 
 after(async () => {

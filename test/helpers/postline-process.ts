@@ -177,3 +177,22 @@ export function runCli(args: string[], input?: string, env?: Record<string, stri
     child.stdin.end(input ?? '');
   });
 }
+
+/**
+ * Starts `postline serve` with one delivery route per domain to a loopback peer's port (tls none),
+ * retries held back (60 s) and a 100 ms scan: the set-up of the end-to-end DSN and SMTPUTF8 tests.
+ * @param routes domain -> port of the peer standing for that next hop
+ */
+export async function startRoutedPostline(routes: Record<string, number>): Promise<PostlineProcess> {
+  const pl = new PostlineProcess({
+    config: {
+      delivery: {
+        routes: Object.entries(routes).map(([domain, port]) => ({ domain, host: '127.0.0.1', port, tls: 'none' })),
+        retry: { initialMs: 60_000, maxMs: 60_000, jitter: 0 },
+        scanIntervalMs: 100,
+      },
+    },
+  });
+  await pl.start();
+  return pl;
+}
