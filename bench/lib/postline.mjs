@@ -57,7 +57,8 @@ export class PostlineServer {
   }
 
   yaml() {
-    const limits = this.overrides().map((o) => `  ${o.key.split('.')[1]}: ${o.value}`).join('\n');
+    const lines = this.overrides().map((o) => `  ${o.key.split('.')[1]}: ${o.value}`);
+    const limits = lines.length ? `limits:\n${lines.join('\n')}\n` : ''; // an empty section would be null
     return `# Postline bench (generated): defaults except what the bench needs (see the report's deviations)
 hostname: postline-bench.test
 dataDir: ${this.dataDir}
@@ -65,9 +66,7 @@ listeners:
   - { name: mx, address: 127.0.0.1, port: ${this.port}, role: mx }
 delivery:
   relayhost: { host: 127.0.0.1, port: ${this.sinkPort} }
-limits:
-${limits}
-`;
+${limits}`;
   }
 
   get command() {
