@@ -15,6 +15,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
@@ -131,6 +132,16 @@ export function missingSelfSignedNames(certPem: string, names: CertificateNames)
   ];
 }
 
+/** Why `m` cannot serve TLS (unparseable PEM, a key that does not match the certificate), or undefined. */
+function unusable(m: TlsMaterial): string | undefined {
+  try {
+    createSecureContext({ cert: m.cert, key: m.key });
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
 /** Moves `path` aside to `path.old` (or `path.old-<ms>` when that exists); returns the new name, or undefined when absent. */
 function moveAside(path: string): string | undefined {
   if (!existsSync(path)) return undefined;
@@ -154,15 +165,23 @@ function writePrivate(path: string, text: string): void {
  *   existing one was made by Postline and lacks one of those names, or cannot be parsed (the old
  *   files kept as *.old). A certificate someone else made is used as it is.
  * @returns PEM strings {cert, key}.
- * @throws ConfigError when only one of cert/key is set or a file cannot be read.
+ * A pair that cannot serve TLS (a damaged key, a key of another certificate) is refused at load
+ * time, not at each STARTTLS: configured, or someone else's in dataDir/tls, it is a ConfigError;
+ * Postline's own is moved aside and made again.
+ * @throws ConfigError when only one of cert/key is set, a file cannot be read, or a pair that
+ *         Postline did not make cannot be used.
  */
 export function loadOrCreateTls(config: PostlineConfig, logger: Logger): TlsMaterial {
   const { cert, key } = config.tls;
   if (cert || key) {
     if (!cert || !key) throw new ConfigError('tls.cert and tls.key must be given together', cert ? 'tls.key' : 'tls.cert');
     try {
-      return { cert: readFileSync(cert, 'utf8'), key: readFileSync(key, 'utf8') };
+      const m = { cert: readFileSync(cert, 'utf8'), key: readFileSync(key, 'utf8') };
+      const why = unusable(m);
+      if (why) throw new ConfigError(`tls.cert and tls.key cannot be used: ${why}`, 'tls');
+      return m;
     } catch (err) {
+      if (err instanceof ConfigError) throw err;
       throw new ConfigError(`cannot read TLS files: ${(err as Error).message}`, 'tls');
     }
   }
@@ -173,7 +192,9 @@ export function loadOrCreateTls(config: PostlineConfig, logger: Logger): TlsMate
   if (existsSync(certPath) && existsSync(keyPath)) {
     const existing = { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8') };
     const missing = missingSelfSignedNames(existing.cert, names);
-    if (!missing?.length) return existing;
+    const why = unusable(existing);
+    if (why && missing === undefined) throw new ConfigError(`${certPath} and ${keyPath} cannot be used: ${why}`, 'tls');
+    if (!why && !missing?.length) return existing;
     const old = moveAside(certPath);
     moveAside(keyPath);
     logger.warn({ cert: certPath, missing, old }, 'the self-signed TLS certificate lacks names clients use: making a new one (clients that trust the old one need the new file)');

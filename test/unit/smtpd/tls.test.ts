@@ -164,3 +164,28 @@ test('a cert.pem or key.pem alone, or a damaged pair, is moved aside (never over
     rmSync(config.dataDir, { recursive: true, force: true });
   }
 });
+
+test('a key that is damaged or belongs to another certificate is found at load, not at each STARTTLS', () => {
+  const config = testConfig();
+  try {
+    const a = opensslCert(join(config.dataDir, 'a'), 'DNS:mx.test');
+    const b = opensslCert(join(config.dataDir, 'b'), 'DNS:mx.test');
+    const keyB = join(config.dataDir, 'b', 'o-key.pem');
+    const certA = join(config.dataDir, 'a', 'o-cert.pem');
+    assert.throws(() => loadOrCreateTls({ ...config, tls: { cert: certA, key: keyB } }, silentLogger()), ConfigError, 'configured, mismatched');
+    const dir = join(config.dataDir, 'tls');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'cert.pem'), a.cert); // someone else's certificate: an error, never replaced
+    writeFileSync(join(dir, 'key.pem'), b.key);
+    assert.throws(() => loadOrCreateTls(config, silentLogger()), ConfigError);
+    assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), a.cert);
+    rmSync(dir, { recursive: true });
+    const ours = loadOrCreateTls(config, silentLogger()); // Postline's own with a damaged key: made again
+    writeFileSync(join(dir, 'key.pem'), 'garbage');
+    const again = loadOrCreateTls(config, silentLogger());
+    assert.notEqual(again.cert, ours.cert);
+    assert.equal(readFileSync(join(dir, 'key.pem.old'), 'utf8'), 'garbage');
+  } finally {
+    rmSync(config.dataDir, { recursive: true, force: true });
+  }
+});
