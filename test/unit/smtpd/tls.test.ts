@@ -5,6 +5,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { readdirSync } from 'node:fs';
 import { silentLogger } from '../../../src/core/log.js';
 import { ConfigError } from '../../../src/core/errors.js';
 import { loadOrCreateTls, missingSelfSignedNames, selfSignedNames } from '../../../src/smtpd/tls.js';
@@ -71,11 +73,22 @@ test('the self-signed certificate names localhost, the hostname and the listener
   }
 });
 
+/** What the first Postline versions made (selfsigned package: CN only, CA:FALSE, SAN = DNS:host, 3650 days). */
+function olderPostlineCert(host: string): { cert: string; key: string } {
+  const mod = createRequire(import.meta.url).resolve('selfsigned');
+  const script = `const [mod, host] = process.argv.slice(1);
+    require(mod).generate([{ name: 'commonName', value: host }], { keySize: 2048, algorithm: 'sha256',
+      notAfterDate: new Date(Date.now() + 3650 * 86400000),
+      extensions: [{ name: 'basicConstraints', cA: false }, { name: 'subjectAltName', altNames: [{ type: 2, value: host }] }] })
+      .then((p) => process.stdout.write(JSON.stringify({ cert: p.cert, key: p.private })));`;
+  return JSON.parse(execFileSync(process.execPath, ['-e', script, mod, host], { encoding: 'utf8', timeout: 60_000 })) as { cert: string; key: string };
+}
+
 test('an older self-signed certificate without those names is made again, the old pair kept as *.old', () => {
   const config = testConfig();
   try {
     const dir = join(config.dataDir, 'tls');
-    const old = opensslCert(join(config.dataDir, 'work'), 'DNS:mx.test'); // what older versions made: the hostname only
+    const old = olderPostlineCert('mx.test'); // what older versions made: the hostname only
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'cert.pem'), old.cert);
     writeFileSync(join(dir, 'key.pem'), old.key);
@@ -108,6 +121,70 @@ test('a configured tls.cert, or a CA-signed certificate in dataDir/tls, is never
     writeFileSync(join(dir, 'key.pem'), signed.key);
     assert.deepEqual(loadOrCreateTls(config, silentLogger()), signed);
     assert.ok(!existsSync(join(dir, 'cert.pem.old')));
+  } finally {
+    rmSync(config.dataDir, { recursive: true, force: true });
+  }
+});
+
+test('a self-signed certificate the user made (not by Postline) in dataDir/tls is never replaced, even without those names', () => {
+  const config = testConfig();
+  try {
+    const mine = opensslCert(join(config.dataDir, 'work'), 'DNS:mail.example.com');
+    const dir = join(config.dataDir, 'tls');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'cert.pem'), mine.cert);
+    writeFileSync(join(dir, 'key.pem'), mine.key);
+    assert.equal(missingSelfSignedNames(mine.cert, selfSignedNames(config)), undefined, 'not ours: not judged');
+    assert.deepEqual(loadOrCreateTls(config, silentLogger()), mine);
+    assert.deepEqual(readdirSync(dir).sort(), ['cert.pem', 'key.pem']);
+  } finally {
+    rmSync(config.dataDir, { recursive: true, force: true });
+  }
+});
+
+test('a cert.pem or key.pem alone, or a damaged pair, is moved aside (never overwritten, nor an earlier *.old)', () => {
+  const config = testConfig();
+  try {
+    const dir = join(config.dataDir, 'tls');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'cert.pem'), 'my certificate, its key elsewhere');
+    loadOrCreateTls(config, silentLogger());
+    assert.equal(readFileSync(join(dir, 'cert.pem.old'), 'utf8'), 'my certificate, its key elsewhere');
+    rmSync(join(dir, 'cert.pem'));
+    writeFileSync(join(dir, 'key.pem'), 'garbage');
+    loadOrCreateTls(config, silentLogger());
+    assert.equal(readFileSync(join(dir, 'cert.pem.old'), 'utf8'), 'my certificate, its key elsewhere', 'the earlier *.old is kept');
+    const kept = readdirSync(dir).filter((f) => f.startsWith('key.pem.old')).map((f) => readFileSync(join(dir, f), 'utf8'));
+    assert.ok(kept.includes('garbage'), 'the lone key.pem was moved aside');
+    writeFileSync(join(dir, 'cert.pem'), 'damaged');
+    loadOrCreateTls(config, silentLogger());
+    const certs = readdirSync(dir).filter((f) => f.startsWith('cert.pem.old')).map((f) => readFileSync(join(dir, f), 'utf8'));
+    assert.ok(certs.includes('damaged') && certs.includes('my certificate, its key elsewhere'), JSON.stringify(readdirSync(dir)));
+  } finally {
+    rmSync(config.dataDir, { recursive: true, force: true });
+  }
+});
+
+test('a key that is damaged or belongs to another certificate is found at load, not at each STARTTLS', () => {
+  const config = testConfig();
+  try {
+    const a = opensslCert(join(config.dataDir, 'a'), 'DNS:mx.test');
+    const b = opensslCert(join(config.dataDir, 'b'), 'DNS:mx.test');
+    const keyB = join(config.dataDir, 'b', 'o-key.pem');
+    const certA = join(config.dataDir, 'a', 'o-cert.pem');
+    assert.throws(() => loadOrCreateTls({ ...config, tls: { cert: certA, key: keyB } }, silentLogger()), ConfigError, 'configured, mismatched');
+    const dir = join(config.dataDir, 'tls');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'cert.pem'), a.cert); // someone else's certificate: an error, never replaced
+    writeFileSync(join(dir, 'key.pem'), b.key);
+    assert.throws(() => loadOrCreateTls(config, silentLogger()), ConfigError);
+    assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), a.cert);
+    rmSync(dir, { recursive: true });
+    const ours = loadOrCreateTls(config, silentLogger()); // Postline's own with a damaged key: made again
+    writeFileSync(join(dir, 'key.pem'), 'garbage');
+    const again = loadOrCreateTls(config, silentLogger());
+    assert.notEqual(again.cert, ours.cert);
+    assert.equal(readFileSync(join(dir, 'key.pem.old'), 'utf8'), 'garbage');
   } finally {
     rmSync(config.dataDir, { recursive: true, force: true });
   }
