@@ -7,11 +7,10 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PostlineProcess, POSTLINE_BIN } from '../helpers/postline-process.js';
+import { PostlineProcess, runCli } from '../helpers/postline-process.js';
 import { RawSmtp } from '../helpers/raw-smtp.js';
 import { freePort } from '../helpers/net.js';
 
@@ -20,17 +19,7 @@ after(async () => { for (const c of cleanups.reverse()) await Promise.resolve(c(
 
 /** Runs `postline ARGS` in `cwd` with POSTLINE_* variables removed unless given in `env` (bounded to 60 s). */
 function runIn(cwd: string, args: string[], env: Record<string, string> = {}, input = ''): Promise<{ code: number; stdout: string; stderr: string }> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('POSTLINE_')));
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [POSTLINE_BIN, ...args], { cwd, env: { ...base, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    const t = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`postline ${args.join(' ')} took more than 60 s`)); }, 60_000);
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.on('exit', (code) => { clearTimeout(t); resolve({ code: code ?? -1, stdout, stderr }); });
-    child.stdin.end(input);
-  });
+  return runCli(args, input, env, { cwd, cleanEnv: true });
 }
 
 function tempDir(): string {

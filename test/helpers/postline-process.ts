@@ -164,10 +164,14 @@ export class PostlineProcess {
   }
 }
 
-/** Runs `postline ARGS` with optional stdin; resolves with the exit code and output (bounded to 60 s). */
-export function runCli(args: string[], input?: string, env?: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Runs `postline ARGS` with optional stdin (in `opts.cwd`, without the caller's POSTLINE_* variables when `opts.cleanEnv`); resolves with the exit code and output (bounded to 60 s). */
+export function runCli(
+  args: string[], input?: string, env?: Record<string, string>,
+  opts: { readonly cwd?: string; /** drop the caller's POSTLINE_* variables first */ readonly cleanEnv?: boolean } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const base = opts.cleanEnv ? Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('POSTLINE_'))) : process.env;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [POSTLINE_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [POSTLINE_BIN, ...args], { ...(opts.cwd ? { cwd: opts.cwd } : {}), env: { ...base, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     const t = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`postline ${args.join(' ')} took more than 60 s`)); }, 60_000);
