@@ -70,6 +70,11 @@ export interface IncomingMessage {
 export interface MessageSink {
   /** Starts receiving a message for this envelope. Throws PostlineError (e.g. 452 4.3.1) to refuse. */
   begin(s: SessionInfo, envelope: Envelope): Promise<IncomingMessage>;
+  /**
+   * Records that smtpd refused a recipient or a message (message.rejected event, durable, batched
+   * with other commits). Never throws; never delays the reply.
+   */
+  rejected?(s: SessionInfo, r: Rejection): void;
 }
 
 /** Policy answers: undefined means accept. */
@@ -95,3 +100,72 @@ export interface SmtpPolicy {
 export type RecipientDecision =
   | { readonly accept: true; readonly recipient: Recipient }
   | { readonly accept: false; readonly reply: SmtpReply };
+
+/** Where a message came from, for Received headers, logs, events and policy. */
+export interface MessageOrigin {
+  /** 'smtp' | 'dsn' (generated notice) | 'api' (HTTP sending API). */
+  readonly kind: 'smtp' | 'dsn' | 'api';
+  readonly clientAddress?: string;
+  /** HELO/EHLO name. */
+  readonly clientName?: string;
+  readonly authUser?: string;
+  readonly listener?: string;
+  /** API key name (kind 'api'). */
+  readonly apiKey?: string;
+}
+
+/**
+ * Message metadata (DESIGN.md): stored with the message and copied into every event about it.
+ * Set by the API's fields, or by X-Postline-Tags / X-Postline-Metadata headers from authenticated
+ * or trusted SMTP clients (cleanup reads and removes them).
+ */
+export interface MessageMeta {
+  /** Labels, each 1..128 characters; at most 32 (limits.maxTags / maxTagLength). */
+  readonly tags?: readonly string[];
+  /** String to string; keys 1..128 characters, the whole at most limits.maxMetadataBytes of JSON. */
+  readonly metadata?: Readonly<Record<string, string>>;
+  /** ms since epoch: do not try to deliver before this (deferred sending). */
+  readonly sendAt?: number;
+}
+
+/** A complete message handed to cleanup in one piece (the API, generated mail, the sendmail command). */
+export interface Submission {
+  readonly origin: MessageOrigin;
+  readonly envelope: Envelope;
+  /** The whole RFC 5322 message, CRLF line endings, not dot-stuffed. */
+  readonly body: Buffer;
+  readonly meta?: MessageMeta;
+  /** Add a missing Date and Message-ID (RFC 6409 8.2, 8.3). Default true for 'api'. */
+  readonly addMissingFields?: boolean;
+}
+
+/** What cleanup answers for an accepted Submission, once it is durable. */
+export interface Submitted {
+  readonly queueId: string;
+  /** The Message-ID header field value (found or added), with angle brackets, when any. */
+  readonly messageId?: string;
+  readonly size: number;
+}
+
+/**
+ * The door for whole messages (implemented by cleanup). Same limits, Received field, hop check and
+ * commit as SMTP mail; the message.received event is written in the same commit.
+ */
+export interface SubmissionSink {
+  /**
+   * Queues one message.
+   * @throws PostlineError: 552 5.3.4 over limits.maxMessageSize, 554 5.4.6 too many hops, 452 4.3.1
+   *         below the free-space reserve, 451 4.3.0 other store errors, 550 5.6.0 bad metadata.
+   */
+  submit(s: Submission): Promise<Submitted>;
+}
+
+/** Why smtpd refused something, for the message.rejected event (cleanup writes it). */
+export interface Rejection {
+  readonly stage: 'connect' | 'mail' | 'rcpt' | 'data' | 'api';
+  /** The reply we gave, one line ("550 5.7.1 Relay access denied"). */
+  readonly reply: string;
+  readonly mailFrom?: string;
+  readonly recipient?: string;
+  readonly queueId?: string;
+}

@@ -1,0 +1,126 @@
+/**
+ * Typed events: past-tense records of every state change (DESIGN.md "durable event log").
+ *
+ * An event is written by the store in the SAME commit as the state change it records (an outbox):
+ * a crash can never leave a change without its event, nor an event without its change. The store
+ * gives each a monotonically increasing `id` (the cursor every reader keeps: the log sink, metrics,
+ * webhooks, the API's history, `postline events`). Nothing else is a second source of truth.
+ *
+ * One flat record shape (like KumoMTA's log records), with the fields that apply to its type.
+ * Model: KumoMTA crates/kumo-log-types (facts only; no code taken).
+ */
+
+/** Event types known today. Past tense. */
+export const EVENT_TYPES = [
+  'message.received', // accepted and queued (cleanup)
+  'message.rejected', // refused at RCPT or end of DATA (smtpd), or by the API; `reply` is what we answered
+  'recipient.delivered', // the next hop took it and owns it (final)
+  'recipient.relayed', // delivered to a hop without DSN while NOTIFY=SUCCESS was asked (final)
+  'recipient.deferred', // temporary failure; retried
+  'recipient.bounced', // permanent failure (final)
+  'recipient.expired', // queue lifetime ran out (final)
+  'message.held', // operator: no delivery until released
+  'message.released',
+  'message.flushed', // operator: next attempt now
+  'message.deleted', // operator removed it (no DSN)
+  'message.quarantined', // a damaged entry was moved aside
+  'dsn.queued', // a DSN about `queueId` was queued as `dsnQueueId`
+  'dsn.dropped', // a DSN could not be sent anywhere (double bounce without a postmaster route)
+] as const;
+
+/**
+ * Types reserved for what comes next (tracking, feedback loops, suppressions, shaping); readers
+ * must accept any type they do not know and pass it on.
+ */
+export const RESERVED_EVENT_TYPES = [
+  'message.opened', 'message.clicked', 'recipient.complained', 'recipient.unsubscribed',
+  'recipient.suppressed', 'destination.suspended',
+] as const;
+
+export type KnownEventType = (typeof EVENT_TYPES)[number];
+export type EventType = KnownEventType | (typeof RESERVED_EVENT_TYPES)[number];
+
+/** The final recipient outcomes, and deferral. */
+export type RecipientEventType = 'recipient.delivered' | 'recipient.relayed' | 'recipient.deferred' | 'recipient.bounced' | 'recipient.expired';
+
+/** How a message came in (copied into its events). */
+export interface EventOrigin {
+  /** 'smtp' | 'api' | 'dsn' (generated notice) | 'local' (sendmail command, later). */
+  readonly kind: string;
+  /** Listener name for SMTP. */
+  readonly listener?: string;
+  /** API key name for the HTTP API. */
+  readonly apiKey?: string;
+  readonly clientAddress?: string;
+  /** HELO/EHLO name. */
+  readonly clientName?: string;
+  readonly authUser?: string;
+}
+
+/** An event before the store numbered it. Fields not applying to the type are absent. */
+export interface EventRecord {
+  readonly type: EventType;
+  /** ms since epoch. */
+  readonly at: number;
+  /** The message; absent for a rejection before a queue ID existed. */
+  readonly queueId?: string;
+  /** The recipient (recipient.* events; message.rejected at RCPT). */
+  readonly recipient?: string;
+  /** The reverse-path ('' for the null sender). */
+  readonly mailFrom?: string;
+  /** All recipients (message.received). */
+  readonly recipients?: readonly string[];
+  /** The Message-ID header field's value, with its angle brackets. */
+  readonly messageId?: string;
+  readonly tags?: readonly string[];
+  readonly metadata?: Readonly<Record<string, string>>;
+  readonly origin?: EventOrigin;
+  /** Message size, bytes (message.received). */
+  readonly size?: number;
+  /** Next hop key ("mx:example.com", "relay:[smtp.example.net]:587"). */
+  readonly nextHop?: string;
+  /** Remote MTA "host[addr]:port" that gave the reply. */
+  readonly remoteHost?: string;
+  /** TLS of the delivery connection, when it used TLS. */
+  readonly tls?: { readonly version: string; readonly cipher: string };
+  /** Enhanced status code ("2.0.0", "4.4.1", "5.1.1"). */
+  readonly dsn?: string;
+  /** The remote reply, or the reply we gave (message.rejected), or our reason; one line. */
+  readonly reply?: string;
+  /** Delivery attempt number (1 = first). */
+  readonly attempt?: number;
+  /** How long this delivery attempt took, ms. */
+  readonly durationMs?: number;
+  /** ms from arrival to this outcome. */
+  readonly delayMs?: number;
+  /** Why (quarantine, drop, rejection stage). */
+  readonly reason?: string;
+  /** dsn.queued: the queue ID of the DSN and its kind. */
+  readonly dsnQueueId?: string;
+  readonly dsnKind?: 'failure' | 'delay' | 'success';
+}
+
+/** An event as stored: with its cursor. */
+export interface StoredEvent extends EventRecord {
+  /** Monotonically increasing, never reused (even after pruning). */
+  readonly id: number;
+}
+
+/** True for a final recipient outcome. */
+export function isFinalOutcome(type: string): boolean {
+  return type === 'recipient.delivered' || type === 'recipient.relayed' || type === 'recipient.bounced' || type === 'recipient.expired';
+}
+
+/** Query of the event log (store.readEvents). */
+export interface EventQuery {
+  /** Only events with id > after (cursor). Default 0. */
+  readonly after?: number;
+  /** At most this many (1..10000). */
+  readonly limit: number;
+  /** Only these types. */
+  readonly types?: readonly string[];
+  /** Only events about this message. */
+  readonly queueId?: string;
+  /** Only events at or after this time, ms since epoch. */
+  readonly since?: number;
+}
