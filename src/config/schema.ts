@@ -55,6 +55,30 @@ const routeSchema = z.object({
   auth: z.object({ username: z.string().min(1), password: z.string() }).strict().optional(),
 }).strict();
 
+/**
+ * The HTTP API (src/http/): on by default on loopback; `http: null` turns it off. Limits of the
+ * API live here; the message limits (size, recipients, tags, metadata) are the `limits` ones.
+ */
+export const httpSchema = z.object({
+  address: host.default('127.0.0.1'),
+  port: port.default(8025),
+  /**
+   * HTTPS. Files as for the SMTP listeners (PEM certificate chain and key); `{}` (neither given)
+   * serves the SMTP listeners' material (`tls.cert`/`tls.key`, else the self-signed pair). Absent:
+   * plain HTTP (the default, on loopback).
+   */
+  tls: z.object({ cert: z.string().optional(), key: z.string().optional() }).strict().optional(),
+  /**
+   * Largest request body, bytes. Default: limits.maxMessageSize as base64 (4/3) plus 1 MiB for the
+   * JSON around it (apiMaxBodyBytes). Bigger: 413.
+   */
+  maxBodyBytes: z.number().int().positive().optional(),
+  /** How long an Idempotency-Key answer is kept and given again, ms (24 h). */
+  idempotencyTtlMs: z.number().int().positive().default(24 * 3600_000),
+  /** Require an API key with the read scope for GET /metrics (default false: open, but only on this address). */
+  metricsAuth: z.boolean().default(false),
+}).strict();
+
 export const configSchema = z.object({
   hostname: z.string().min(1).default(() => osHostname() || 'localhost'),
   dataDir: z.string().min(1).default('./var'),
@@ -153,6 +177,12 @@ export const configSchema = z.object({
     queueHighWater: z.number().int().min(0).default(100_000),
     /** How long the reply to MAIL waits while the queue is above queueHighWater, ms. */
     inFlowDelayMs: z.number().int().min(0).max(60_000).default(1000),
+    /** Message metadata (core/session.ts MessageMeta): at most this many tags per message. */
+    maxTags: z.number().int().min(0).default(32),
+    /** Longest tag, characters. */
+    maxTagLength: z.number().int().positive().default(128),
+    /** Size of a message's metadata as JSON, bytes (keys 1..128 characters, string values). */
+    maxMetadataBytes: z.number().int().positive().default(4096),
   }).strict().prefault({}),
   timeouts: z.object({
     /** Wait for the next command (RFC 5321 4.5.3.2.7: 5 minutes). */
@@ -171,6 +201,7 @@ export const configSchema = z.object({
      */
     tlsDetails: z.boolean().default(true),
   }).strict().prefault({}),
+  http: httpSchema.nullable().prefault({}),
   log: z.object({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     /** json: one JSON line per event; pretty: human-readable; auto: pretty on a terminal. */
@@ -182,6 +213,15 @@ export type PostlineConfig = z.infer<typeof configSchema>;
 export type ListenerConfig = z.infer<typeof listenerSchema>;
 export type RelayhostConfig = z.infer<typeof relayhostSchema>;
 export type RouteConfig = z.infer<typeof routeSchema>;
+export type HttpConfig = z.infer<typeof httpSchema>;
+
+/**
+ * The largest HTTP API request body, bytes: `http.maxBodyBytes`, else limits.maxMessageSize as
+ * base64 (4 bytes per 3) plus 1 MiB for the JSON fields around it.
+ */
+export function apiMaxBodyBytes(config: Pick<PostlineConfig, 'http' | 'limits'>): number {
+  return config.http?.maxBodyBytes ?? Math.ceil(config.limits.maxMessageSize / 3) * 4 + MiB;
+}
 
 /**
  * The postmaster's address (RFC 5321 4.5.1): `relay.postmaster`, default postmaster@hostname.

@@ -76,6 +76,35 @@ export const MIGRATIONS: readonly Migration[] = [
     // treats as "holds UTF-8" for SMTPUTF8 mail: such a row keeps the old, stricter behaviour.
     sql: `ALTER TABLE messages ADD COLUMN utf8_headers INTEGER;`,
   },
+  // version 5 is the event log (lead); 7 the webhook cursors.
+  {
+    version: 6,
+    name: 'api_keys and api_idempotency: the HTTP API keys (hashed) and the answers kept for Idempotency-Key',
+    // Written through a side connection (side-db.ts), by the CLI as well as the server.
+    // api_keys.hash is SHA-256 of the whole key; scopes a comma list; domains a JSON array or NULL.
+    sql: `
+      CREATE TABLE api_keys (
+        name            TEXT PRIMARY KEY,
+        prefix          TEXT NOT NULL UNIQUE,
+        hash            BLOB NOT NULL,
+        scopes          TEXT NOT NULL,
+        domains         TEXT,
+        rate_per_minute INTEGER,
+        created_at      INTEGER NOT NULL,
+        revoked_at      INTEGER
+      );
+      CREATE TABLE api_idempotency (
+        api_key      TEXT NOT NULL,
+        idem_key     TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        status       INTEGER NOT NULL,
+        body         TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        PRIMARY KEY (api_key, idem_key)
+      ) WITHOUT ROWID;
+      CREATE INDEX api_idempotency_created ON api_idempotency (created_at);
+    `,
+  },
 ];
 
 /**

@@ -1,0 +1,115 @@
+/**
+ * Composes the JSON of POST /api/v1/messages into an RFC 5322 / MIME message with nodemailer's
+ * MailComposer (nodemailer/lib/mail-composer), and normalizes the raw messages of
+ * POST /api/v1/messages/raw.
+ *
+ * Only content given in the request is used: MailComposer's file and URL access is off and no
+ * attachment is built from a path or URL. Bcc is not written into the header.
+ */
+import { randomBytes } from 'node:crypto';
+import MailComposer from 'nodemailer/lib/mail-composer';
+import { apiErrors } from './errors.js';
+import { addressOf, type AddressInput, type SendMessageInput } from './schemas.js';
+
+/** What composeMessage returns. */
+export interface ComposedMessage {
+  /** The whole message, CRLF line endings. */
+  readonly body: Buffer;
+  /** The Message-ID field value, with angle brackets. */
+  readonly messageId: string;
+  /** Envelope recipients: to, cc, bcc, duplicates (in lower case) removed, in that order. */
+  readonly recipients: readonly string[];
+}
+
+const toNodemailer = (a: AddressInput): string | { name: string; address: string } =>
+  typeof a === 'string' ? a : a.name ? { name: a.name, address: a.address } : a.address;
+
+/** A new Message-ID value for `hostname` (RFC 5322 3.6.4). */
+export function newMessageId(hostname: string): string {
+  return `<${Date.now().toString(36)}.${randomBytes(12).toString('base64url')}@${hostname}>`;
+}
+
+/**
+ * Builds the message. The Message-ID is a `headers` one when given, else a new one on `hostname`.
+ * @throws ApiError 400 when MailComposer refuses the input.
+ */
+export async function composeMessage(m: SendMessageInput, hostname: string): Promise<ComposedMessage> {
+  const custom = m.headers ?? {};
+  const hasMessageId = Object.keys(custom).some((k) => k.toLowerCase() === 'message-id');
+  const replyTo = m.replyTo === undefined ? undefined : Array.isArray(m.replyTo) ? m.replyTo.map(toNodemailer) : toNodemailer(m.replyTo);
+  const composer = new MailComposer({
+    from: toNodemailer(m.from),
+    to: m.to.map(toNodemailer),
+    cc: m.cc.map(toNodemailer),
+    bcc: m.bcc.map(toNodemailer),
+    ...(replyTo !== undefined ? { replyTo } : {}),
+    ...(m.subject !== undefined ? { subject: m.subject } : {}),
+    ...(m.text !== undefined ? { text: m.text } : {}),
+    ...(m.html !== undefined ? { html: m.html } : {}),
+    attachments: m.attachments.map((a) => ({
+      filename: a.filename,
+      content: Buffer.from(a.content, 'base64'),
+      ...(a.contentType ? { contentType: a.contentType } : {}),
+      ...(a.contentId ? { cid: a.contentId } : {}),
+    })),
+    headers: custom,
+    ...(hasMessageId ? {} : { messageId: newMessageId(hostname) }),
+    disableFileAccess: true,
+    disableUrlAccess: true,
+    newline: '\r\n',
+  });
+  const node = composer.compile();
+  let body: Buffer;
+  try {
+    body = await new Promise<Buffer>((resolve, reject) => node.build((err, out) => (err ? reject(err) : resolve(out))));
+  } catch (err) {
+    throw apiErrors.invalid([{ in: 'body', path: '', reason: `cannot compose the message: ${(err as Error).message}` }]);
+  }
+  const seen = new Set<string>();
+  const recipients: string[] = [];
+  for (const a of [...m.to, ...m.cc, ...m.bcc]) {
+    const addr = addressOf(a);
+    const k = addr.toLowerCase();
+    if (seen.has(k)) continue;
+    seen.add(k);
+    recipients.push(addr);
+  }
+  return { body, messageId: node.messageId(), recipients };
+}
+
+/**
+ * A raw message as SMTP would store it: every line ending CRLF (a bare LF gets its CR, like the
+ * listeners' `bareNewline: normalize`), ending in CRLF.
+ * @throws ApiError 400 for a bare CR or a message without a header section.
+ */
+export function normalizeRaw(raw: Buffer): Buffer {
+  if (raw.length === 0) throw apiErrors.invalid([{ in: 'body', path: 'raw', reason: 'empty message' }]);
+  let needsFix = false;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw[i];
+    if (c === 0x0d) {
+      if (raw[i + 1] !== 0x0a) throw apiErrors.invalid([{ in: 'body', path: 'raw', reason: 'bare CR in the message (lines end in CRLF)' }]);
+      i++;
+    } else if (c === 0x0a) {
+      needsFix = true;
+    }
+  }
+  let out = needsFix ? Buffer.from(raw.toString('latin1').replace(/\r?\n/g, '\r\n'), 'latin1') : raw;
+  if (!(out.length >= 2 && out[out.length - 2] === 0x0d && out[out.length - 1] === 0x0a)) out = Buffer.concat([out, Buffer.from('\r\n')]);
+  const firstLineEnd = out.indexOf('\r\n');
+  const firstLine = out.subarray(0, firstLineEnd).toString('latin1');
+  if (!/^[\x21-\x39\x3b-\x7e]+:/.test(firstLine)) throw apiErrors.invalid([{ in: 'body', path: 'raw', reason: 'the message must start with a header field (RFC 5322 2.2)' }]);
+  return out;
+}
+
+/** True when any byte is 8-bit (BODY=8BITMIME). */
+export function has8bit(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i]! >= 0x80) return true;
+  return false;
+}
+
+/** True when the header section (up to the first empty line) has a non-ASCII byte (SMTPUTF8 needed, RFC 6532). */
+export function utf8InHeader(b: Buffer): boolean {
+  const end = b.indexOf('\r\n\r\n');
+  return has8bit(end < 0 ? b : b.subarray(0, end));
+}

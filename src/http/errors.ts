@@ -1,0 +1,149 @@
+/**
+ * Every error answer of the HTTP API, in one place: the ApiError class, the mapping of
+ * PostlineErrors (from cleanup's submit, the store, QueueAdmin) and of fastify's own errors to HTTP
+ * statuses, and the one JSON shape of an error answer:
+ *
+ *   { "status": 400, "code": "ERR_API_VALIDATION", "message": "...",
+ *     "issues": [{ "in": "body", "path": "to.0", "reason": "..." }] }
+ *
+ * Client input never gets a 500: schema failures are 400 with every bad field, fastify's body and
+ * content-type errors keep their 4xx, and submit's permanent refusals are 4xx. A 500 means a bug.
+ */
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { PostlineError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+
+/** The API's own error codes. */
+export type ApiErrorCode =
+  | 'ERR_API_VALIDATION' | 'ERR_API_UNAUTHORIZED' | 'ERR_API_FORBIDDEN' | 'ERR_API_NOT_FOUND'
+  | 'ERR_API_CONFLICT' | 'ERR_API_IDEMPOTENCY' | 'ERR_API_TOO_LARGE' | 'ERR_API_MEDIA_TYPE'
+  | 'ERR_API_UNPROCESSABLE' | 'ERR_API_RATE_LIMITED' | 'ERR_API_UNAVAILABLE' | 'ERR_API_INTERNAL';
+
+/** One bad field: where (`body`, `querystring`, `params`, `headers`), its path ("to.0", '' for the whole) and why. */
+export interface ApiIssue {
+  readonly in: string;
+  readonly path: string;
+  readonly reason: string;
+}
+
+/** An error the API answers with `status`; `retryAfterS` sets Retry-After (429, 503). */
+export class ApiError extends PostlineError {
+  constructor(
+    readonly status: number,
+    code: ApiErrorCode,
+    message: string,
+    readonly extra: { issues?: readonly ApiIssue[]; retryAfterS?: number; headers?: Record<string, string>; cause?: unknown } = {},
+  ) {
+    super(code, message, { temporary: status >= 500 || status === 429, cause: extra.cause });
+    this.name = 'ApiError';
+  }
+}
+
+/** The error answer's schema (OpenAPI components, every route's 4xx/5xx). */
+export const errorSchema = z.object({
+  status: z.number().int().describe('HTTP status'),
+  code: z.string().describe('stable error code (ERR_API_VALIDATION, ERR_API_UNAUTHORIZED, ... or the PostlineError code)'),
+  message: z.string(),
+  issues: z.array(z.object({
+    in: z.string().describe('body, querystring, params or headers'),
+    path: z.string().describe('dotted path of the bad field ("to.0"), empty for the whole part'),
+    reason: z.string(),
+  })).optional().describe('every bad field (400)'),
+}).meta({ id: 'Error' });
+
+export type ErrorBody = z.infer<typeof errorSchema>;
+
+/** Short constructors for the common answers. */
+export const apiErrors = {
+  unauthorized: (why: string) => new ApiError(401, 'ERR_API_UNAUTHORIZED', why, { headers: { 'www-authenticate': 'Bearer realm="postline"' } }),
+  forbidden: (why: string) => new ApiError(403, 'ERR_API_FORBIDDEN', why),
+  notFound: (what: string) => new ApiError(404, 'ERR_API_NOT_FOUND', what),
+  invalid: (issues: readonly ApiIssue[], message = 'invalid request') => new ApiError(400, 'ERR_API_VALIDATION', message, { issues }),
+  tooLarge: (why: string) => new ApiError(413, 'ERR_API_TOO_LARGE', why),
+  rateLimited: (retryAfterS: number, why: string) => new ApiError(429, 'ERR_API_RATE_LIMITED', why, { retryAfterS }),
+  unavailable: (why: string, retryAfterS = 30) => new ApiError(503, 'ERR_API_UNAVAILABLE', why, { retryAfterS }),
+};
+
+/**
+ * The HTTP status of a PostlineError that is not an ApiError (submit, the store, QueueAdmin):
+ * no such message 404; a held message flushed 409; 552 (size) 413; other 4xx replies (452 4.3.1
+ * storage, 451 4.3.0 local error) and temporary errors 503; 5.7.x 403; other 5xx replies
+ * (5.4.6 loop, 5.6.0 bad content or metadata, 5.1.x address) 422.
+ */
+export function statusOfPostlineError(err: PostlineError): number {
+  if (err instanceof ApiError) return err.status;
+  if (err.code === 'ERR_NO_SUCH_MESSAGE') return 404;
+  if (err.code === 'ERR_MESSAGE_HELD') return 409;
+  if (err.code === 'ERR_INTERNAL') return 500;
+  const r = err.reply;
+  if (r.code === 552) return 413;
+  if (r.code >= 400 && r.code < 500) return 503;
+  if (r.code >= 500) {
+    if (err.temporary) return 503;
+    if (r.enhanced?.startsWith('5.7.')) return 403;
+    return 422;
+  }
+  return err.temporary ? 503 : 422;
+}
+
+/** fastify's client-error codes and ours. */
+function fastifyCode(status: number, code: string | undefined): ApiErrorCode {
+  if (status === 413) return 'ERR_API_TOO_LARGE';
+  if (status === 415) return 'ERR_API_MEDIA_TYPE';
+  if (status === 404) return 'ERR_API_NOT_FOUND';
+  if (status === 401) return 'ERR_API_UNAUTHORIZED';
+  if (status === 403) return 'ERR_API_FORBIDDEN';
+  if (status === 429) return 'ERR_API_RATE_LIMITED';
+  if (status === 409) return 'ERR_API_CONFLICT';
+  void code;
+  return 'ERR_API_VALIDATION';
+}
+
+/** A dotted path from a JSON pointer ("/to/0" -> "to.0"). */
+function dotted(pointer: string | undefined): string {
+  return (pointer ?? '').split('/').filter(Boolean).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~')).join('.');
+}
+
+/** Turns any error into [status, answer, headers]. */
+export function toErrorAnswer(err: unknown): { status: number; body: ErrorBody; headers: Record<string, string> } {
+  const headers: Record<string, string> = {};
+  if (hasZodFastifySchemaValidationErrors(err)) {
+    const where = (err as { validationContext?: string }).validationContext ?? 'body';
+    const issues = err.validation.map((v) => ({ in: where, path: dotted(v.instancePath), reason: v.message ?? 'invalid' }));
+    return { status: 400, body: { status: 400, code: 'ERR_API_VALIDATION', message: `invalid ${where}: ${issues.map((i) => (i.path ? `${i.path}: ${i.reason}` : i.reason)).join('; ')}`, issues }, headers };
+  }
+  if (err instanceof PostlineError) {
+    const status = statusOfPostlineError(err);
+    const extra = err instanceof ApiError ? err.extra : {};
+    if (extra.headers) Object.assign(headers, extra.headers);
+    const retry = extra.retryAfterS ?? (status === 503 ? 30 : undefined);
+    if (retry !== undefined) headers['retry-after'] = String(Math.max(1, Math.ceil(retry)));
+    const message = err instanceof ApiError ? err.message : status === 500 ? 'internal error' : err.message;
+    return { status, body: { status, code: err.code, message, ...(extra.issues ? { issues: [...extra.issues] } : {}) }, headers };
+  }
+  const fe = err as Partial<FastifyError> | undefined;
+  const sc = fe?.statusCode;
+  if (typeof sc === 'number' && sc >= 400 && sc < 500) {
+    const code = fastifyCode(sc, fe?.code);
+    const message = sc === 413 ? 'request body too large' : (fe?.message ?? 'bad request');
+    return { status: sc, body: { status: sc, code, message, ...(code === 'ERR_API_VALIDATION' ? { issues: [{ in: 'body', path: '', reason: message }] } : {}) }, headers };
+  }
+  return { status: 500, body: { status: 500, code: 'ERR_API_INTERNAL', message: 'internal error' }, headers };
+}
+
+/** fastify error handler: logs 5xx, answers in the one error shape. */
+export function errorHandler(logger: Logger) {
+  return (err: unknown, req: FastifyRequest, reply: FastifyReply): void => {
+    const a = toErrorAnswer(err);
+    if (a.status >= 500) logger.error({ err, method: req.method, url: req.url, status: a.status }, 'API request failed');
+    void reply.code(a.status).headers(a.headers).type('application/json; charset=utf-8').send(JSON.stringify(a.body));
+  };
+}
+
+/** fastify not-found handler: 404 in the error shape. */
+export function notFoundHandler(req: FastifyRequest, reply: FastifyReply): void {
+  const body: ErrorBody = { status: 404, code: 'ERR_API_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` };
+  void reply.code(404).type('application/json; charset=utf-8').send(JSON.stringify(body));
+}

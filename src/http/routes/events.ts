@@ -1,0 +1,30 @@
+/**
+ * Route group "events": GET /api/v1/events?after=ID&type=T[,T...]&limit=N, the durable event log
+ * in id order (newest last), cursor paged: `next` is the cursor for the following call.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { z } from 'zod';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { requireScope } from '../auth.js';
+import type { ApiContext } from '../context.js';
+import { errorSchema } from '../errors.js';
+
+export function registerEventRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const { deps, schemas: s } = ctx;
+  app.withTypeProvider<ZodTypeProvider>().get('/api/v1/events', {
+    schema: {
+      tags: ['events'],
+      summary: 'Events after a cursor, oldest first',
+      security: [{ bearer: [] }],
+      querystring: s.eventsQuery,
+      response: { 200: s.eventsPage, 400: errorSchema, 401: errorSchema, 403: errorSchema },
+    },
+    preValidation: requireScope(deps.keys, 'read'),
+  }, async (req) => {
+    const { after, type, limit } = req.query;
+    const types = type?.split(',').map((t) => t.trim()).filter(Boolean);
+    const events = await deps.store.readEvents({ after, limit, ...(types?.length ? { types } : {}) });
+    // StoredEvent has readonly arrays; the answer schema's are mutable: the same shape on the wire.
+    return { events: events as unknown as z.infer<typeof s.event>[], next: events.length ? events[events.length - 1]!.id : after };
+  });
+}

@@ -1,0 +1,219 @@
+/**
+ * Route group "messages": POST /api/v1/messages (JSON composed into MIME), POST
+ * /api/v1/messages/raw (an RFC 5322 message as is), GET /api/v1/messages/{queueId} (status and
+ * attempts, from the queue and the event log).
+ *
+ * Sending: each recipient becomes its own queue entry (one `submit` each, all in flight together so
+ * they share group commits); the 202 answer comes only after every commit. Checks, in order:
+ * key and scope (401/403), schema (400), sender domain (403), sendAt bound (400), rate (429), free
+ * space (503), size (413); then submit's own refusals mapped by errors.ts.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { Envelope } from '../../core/envelope.js';
+import { toPostlineError } from '../../core/errors.js';
+import type { MessageMeta, MessageOrigin, Submitted } from '../../core/session.js';
+import type { StoredEvent } from '../../events/record.js';
+import type { ApiKeyRecord } from '../api-keys.js';
+import { checkSender, requireScope } from '../auth.js';
+import { composeMessage, has8bit, normalizeRaw, utf8InHeader } from '../compose.js';
+import type { ApiContext } from '../context.js';
+import { apiErrors, errorSchema, statusOfPostlineError } from '../errors.js';
+import { addressOf, type AcceptedAnswer, type MessageStatusAnswer } from '../schemas.js';
+
+const errors = { 400: errorSchema, 401: errorSchema, 403: errorSchema, 409: errorSchema, 413: errorSchema, 422: errorSchema, 429: errorSchema, 503: errorSchema };
+
+/** Recipients without duplicates (compared in lower case), in order. */
+function unique(addresses: readonly string[]): string[] {
+  const seen = new Set<string>();
+  return addresses.filter((a) => {
+    const k = a.toLowerCase();
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+const isUtf8 = (a: string): boolean => /[^\x00-\x7f]/.test(a);
+
+export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const { deps, schemas: s } = ctx;
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  /** sendAt in ms, checked against the queue lifetime. @throws ApiError 400. */
+  const sendAtMs = (v: string | number | undefined): number | undefined => {
+    if (v === undefined) return undefined;
+    const ms = typeof v === 'number' ? v : Date.parse(v);
+    const latest = ctx.now() + deps.config.delivery.maxQueueLifetimeMs;
+    if (ms > latest) throw apiErrors.invalid([{ in: 'body', path: 'sendAt', reason: `later than the queue lifetime allows (delivery.maxQueueLifetimeMs, ${deps.config.delivery.maxQueueLifetimeMs} ms from now)` }]);
+    return ms;
+  };
+
+  /** The checks before composing: sender, rate, free space. */
+  const admit = async (mailFrom: string, recipients: number, apiKey: ApiKeyRecord): Promise<void> => {
+    checkSender(apiKey, mailFrom);
+    if (apiKey.ratePerMinute !== undefined) ctx.rate.take(apiKey.name, apiKey.ratePerMinute, recipients);
+    const reserve = deps.config.limits.minFreeBytes;
+    if (reserve > 0) {
+      const free = await deps.store.freeBytes().catch(() => Number.POSITIVE_INFINITY);
+      if (free < reserve) throw apiErrors.unavailable('the server is low on disk space; try again later');
+    }
+  };
+
+  /** One submit per recipient, together; the answer once all are settled. @throws the mapped error when none was queued. */
+  const submitAll = async (body: Buffer, mailFrom: string, recipients: readonly string[], meta: MessageMeta, origin: MessageOrigin, messageId: string | undefined): Promise<AcceptedAnswer> => {
+    if (body.length > deps.config.limits.maxMessageSize) {
+      throw apiErrors.tooLarge(`the message is ${body.length} bytes, more than the limit of ${deps.config.limits.maxMessageSize}`);
+    }
+    const bodyType = has8bit(body) ? '8BITMIME' as const : '7BIT' as const;
+    const headerUtf8 = utf8InHeader(body);
+    const results = await Promise.allSettled(recipients.map((address) => {
+      const envelope: Envelope = { mailFrom, recipients: [{ address }], bodyType, smtputf8: headerUtf8 || isUtf8(mailFrom) || isUtf8(address) };
+      return deps.sink.submit({ origin, envelope, body, meta, addMissingFields: true });
+    }));
+    const ok = results.filter((x): x is PromiseFulfilledResult<Submitted> => x.status === 'fulfilled');
+    if (ok.length === 0) throw (results[0] as PromiseRejectedResult).reason;
+    return {
+      messageId: ok.find((x) => x.value.messageId)?.value.messageId ?? messageId,
+      recipients: results.map((x, i) => {
+        if (x.status === 'fulfilled') return { address: recipients[i]!, queueId: x.value.queueId, status: 'queued' as const };
+        const e = toPostlineError(x.reason);
+        deps.logger.warn({ err: e, recipient: recipients[i] }, 'API submission of one recipient failed');
+        return { address: recipients[i]!, status: 'failed' as const, error: { status: statusOfPostlineError(e), code: e.code, message: e.message } };
+      }),
+    };
+  };
+
+  const meta = (m: { tags?: string[]; metadata?: Record<string, string> }, sendAt: number | undefined): MessageMeta => ({
+    ...(m.tags ? { tags: m.tags } : {}),
+    ...(m.metadata ? { metadata: m.metadata } : {}),
+    ...(sendAt !== undefined ? { sendAt } : {}),
+  });
+
+  r.post('/api/v1/messages', {
+    schema: {
+      tags: ['messages'],
+      summary: 'Send a message composed from fields (one queue entry per recipient)',
+      security: [{ bearer: [] }],
+      headers: s.idempotencyHeaders,
+      body: s.sendMessage,
+      response: { 202: s.accepted, ...errors },
+    },
+    preValidation: requireScope(deps.keys, 'send'),
+    preHandler: ctx.idempotency.preHandler,
+  }, async (req, reply) => {
+    const m = req.body;
+    const key = req.apiKey!;
+    const mailFrom = addressOf(m.from);
+    const at = sendAtMs(m.sendAt);
+    const recipients = unique([...m.to, ...m.cc, ...m.bcc].map(addressOf));
+    await admit(mailFrom, recipients.length, key);
+    const composed = await composeMessage(m, deps.config.hostname);
+    const answer = await submitAll(composed.body, mailFrom, composed.recipients, meta(m, at), { kind: 'api', apiKey: key.name, clientAddress: req.ip }, composed.messageId);
+    return reply.code(202).send(answer);
+  });
+
+  r.post('/api/v1/messages/raw', {
+    schema: {
+      tags: ['messages'],
+      summary: 'Send an RFC 5322 message as is (base64), as SMTP submission would queue it',
+      security: [{ bearer: [] }],
+      headers: s.idempotencyHeaders,
+      body: s.sendRaw,
+      response: { 202: s.accepted, ...errors },
+    },
+    preValidation: requireScope(deps.keys, 'send'),
+    preHandler: ctx.idempotency.preHandler,
+  }, async (req, reply) => {
+    const m = req.body;
+    const key = req.apiKey!;
+    const at = sendAtMs(m.sendAt);
+    const recipients = unique(m.rcptTo);
+    await admit(m.mailFrom, recipients.length, key);
+    const body = normalizeRaw(Buffer.from(m.raw, 'base64'));
+    const answer = await submitAll(body, m.mailFrom, recipients, meta(m, at), { kind: 'api', apiKey: key.name, clientAddress: req.ip }, undefined);
+    return reply.code(202).send(answer);
+  });
+
+  r.get('/api/v1/messages/:queueId', {
+    schema: {
+      tags: ['messages'],
+      summary: 'A message: envelope, size, metadata, and per recipient its status and every attempt',
+      security: [{ bearer: [] }],
+      params: s.queueParams,
+      response: { 200: s.messageStatus, 400: errorSchema, 401: errorSchema, 403: errorSchema, 404: errorSchema },
+    },
+    preValidation: requireScope(deps.keys, 'read'),
+  }, async (req) => {
+    const id = req.params.queueId;
+    const [msg, events] = await Promise.all([deps.store.get(id), readAllEvents(ctx, id)]);
+    if (!msg && events.length === 0) throw apiErrors.notFound(`no message ${id} (not queued, and no events of it retained)`);
+    return messageStatus(id, msg, events);
+  });
+}
+
+/** Every retained event of one message (at most 10 pages of 1000). */
+async function readAllEvents(ctx: ApiContext, queueId: string): Promise<StoredEvent[]> {
+  const out: StoredEvent[] = [];
+  let after = 0;
+  for (let page = 0; page < 10; page++) {
+    const got = await ctx.deps.store.readEvents({ queueId, after, limit: 1000 });
+    out.push(...got);
+    if (got.length < 1000) break;
+    after = got[got.length - 1]!.id;
+  }
+  return out;
+}
+
+type Status = MessageStatusAnswer['recipients'][number]['status'];
+
+/** Builds the GET /api/v1/messages/{queueId} answer from the queue row (if any) and the events. */
+export function messageStatus(id: string, msg: Awaited<ReturnType<ApiContext['deps']['store']['get']>>, events: readonly StoredEvent[]): MessageStatusAnswer {
+  const received = events.find((e) => e.type === 'message.received');
+  const deleted = events.some((e) => e.type === 'message.deleted');
+  const quarantined = events.some((e) => e.type === 'message.quarantined');
+  const addresses = msg ? msg.recipients.map((x) => x.address)
+    : received?.recipients ? [...received.recipients]
+      : [...new Set(events.map((e) => e.recipient).filter((x): x is string => !!x))];
+  const recipients = addresses.map((address, i) => {
+    const lower = address.toLowerCase();
+    const attempts = events
+      .filter((e) => e.type.startsWith('recipient.') && e.recipient?.toLowerCase() === lower)
+      .map((e) => ({
+        at: e.at,
+        outcome: e.type.slice('recipient.'.length),
+        ...(e.attempt !== undefined ? { attempt: e.attempt } : {}),
+        ...(e.remoteHost !== undefined ? { remoteHost: e.remoteHost } : {}),
+        ...(e.reply !== undefined ? { reply: e.reply } : {}),
+        ...(e.dsn !== undefined ? { dsn: e.dsn } : {}),
+        ...(e.durationMs !== undefined ? { durationMs: e.durationMs } : {}),
+        ...(e.tls !== undefined ? { tls: { version: e.tls.version, cipher: e.tls.cipher } } : {}),
+      }));
+    const last = attempts[attempts.length - 1]?.outcome;
+    let status: Status;
+    const stored = msg?.recipients[i];
+    if (stored && stored.status !== 'pending') status = stored.status;
+    else if (stored) status = last === 'deferred' ? 'deferred' : 'queued';
+    else if (last && last !== 'deferred') status = last as Status;
+    else status = deleted ? 'deleted' : last === 'deferred' ? 'deferred' : 'queued';
+    return { address, status, attempts };
+  });
+  const tags = msg?.tags ?? received?.tags ?? [];
+  const metadata = msg?.metadata ?? received?.metadata ?? {};
+  const messageId = msg?.messageId ?? received?.messageId ?? events.find((e) => e.messageId)?.messageId;
+  const size = msg?.size ?? received?.size;
+  const arrivedAt = msg?.arrivedAt ?? received?.at;
+  return {
+    queueId: id,
+    ...(messageId !== undefined ? { messageId } : {}),
+    mailFrom: msg?.mailFrom ?? received?.mailFrom ?? '',
+    ...(size !== undefined ? { size } : {}),
+    ...(arrivedAt !== undefined ? { arrivedAt } : {}),
+    tags: [...tags],
+    metadata: { ...metadata },
+    inQueue: !!msg,
+    state: msg ? (msg.held ? 'held' : 'queued') : deleted ? 'deleted' : quarantined ? 'quarantined' : 'done',
+    ...(msg ? { nextAttemptAt: msg.nextAttemptAt } : {}),
+    recipients,
+  };
+}

@@ -1,0 +1,215 @@
+/**
+ * The zod schemas of the HTTP API: the handlers validate with them (fastify-type-provider-zod) and
+ * the OpenAPI document is generated from them, so the two cannot disagree.
+ *
+ * Built per server by `apiSchemas(limits)`, since bounds come from the configuration
+ * (limits.maxRecipients, maxTags, maxTagLength, maxMetadataBytes). Every refinement names the bad
+ * field, so a 400 lists each one with its path.
+ */
+import { z } from 'zod';
+import type { PostlineConfig } from '../config/schema.js';
+import { parsePath } from '../rfc5321/address.js';
+import { EVENT_TYPES, RESERVED_EVENT_TYPES } from '../events/record.js';
+import { QUEUE_STATES } from './store.js';
+
+/** No CR, LF or NUL (header injection). */
+const NO_CTL = /^[^\r\n\0]*$/;
+/** A header field name (RFC 5322 2.2: printable US-ASCII except ':'), 1..76 characters. */
+const HEADER_NAME = /^[\x21-\x39\x3b-\x7e]{1,76}$/;
+/** Header fields set from the JSON fields, or by Postline: not accepted in `headers`. */
+const RESERVED_HEADERS = new Set([
+  'from', 'to', 'cc', 'bcc', 'reply-to', 'subject', 'content-type', 'content-transfer-encoding', 'mime-version',
+  'x-postline-tags', 'x-postline-metadata', 'received', 'return-path',
+]);
+
+const safeText = (max: number) => z.string().max(max).regex(NO_CTL, 'must not contain CR, LF or NUL');
+
+/** An address as the SMTP grammar accepts it (RFC 5321 4.1.2; UTF-8 allowed, RFC 6531). */
+export const mailbox = z.string().min(3).max(320).refine((a) => {
+  const p = parsePath(`<${a}>`);
+  return p.ok && p.rest === '';
+}, 'not a valid email address (local@domain)');
+
+/** A reverse-path: an address, or '' for the null sender. */
+const reversePath = z.union([z.literal(''), mailbox]);
+
+/** `"a@example.com"` or `{ name, address }`. */
+const addressInput = z.union([
+  mailbox,
+  z.object({ name: safeText(256).optional(), address: mailbox }).strict(),
+]).meta({ id: 'Address', description: 'an address, or a display name with an address' });
+
+export type AddressInput = z.infer<typeof addressInput>;
+
+/** The address of an AddressInput. */
+export const addressOf = (a: AddressInput): string => (typeof a === 'string' ? a : a.address);
+
+const queueId = z.string().regex(/^[0-9A-Z]{18}$/, 'not a queue ID (18 characters 0-9 A-Z)');
+
+/** sendAt: an RFC 3339 date-time, or ms since epoch. */
+const sendAt = z.union([z.iso.datetime({ offset: true }), z.number().int().min(0)])
+  .describe('do not deliver before this time: RFC 3339 date-time or ms since epoch');
+
+/** Builds every schema with the bounds of `limits`. */
+export function apiSchemas(limits: PostlineConfig['limits']) {
+  const tags = z.array(z.string().min(1).max(limits.maxTagLength).regex(NO_CTL, 'must not contain CR, LF or NUL'))
+    .max(limits.maxTags).describe(`labels copied into every event (at most ${limits.maxTags})`);
+  const metadata = z.record(z.string().min(1).max(128), z.string().max(limits.maxMetadataBytes))
+    .refine((m) => Buffer.byteLength(JSON.stringify(m)) <= limits.maxMetadataBytes, `metadata larger than ${limits.maxMetadataBytes} bytes as JSON`)
+    .describe(`string to string, copied into every event (at most ${limits.maxMetadataBytes} bytes as JSON)`);
+
+  const attachment = z.object({
+    filename: safeText(255).min(1),
+    contentType: z.string().max(255).regex(/^[\w.+-]+\/[\w.+-]+$/, 'not a MIME type (type/subtype)').optional(),
+    content: z.base64().describe('the content, base64'),
+    contentId: z.string().min(1).max(255).regex(/^[^\r\n\0<>\s]+$/, 'no spaces, <, >, CR, LF or NUL').optional()
+      .describe('for inline images: the html refers to it as cid:VALUE'),
+  }).strict().meta({ title: 'Attachment' });
+
+  const headers = z.record(
+    z.string().regex(HEADER_NAME, 'not a header field name (printable ASCII without ":"; no CR, LF or NUL)')
+      .refine((n) => !RESERVED_HEADERS.has(n.toLowerCase()), 'set by a field of the request or by Postline, not in headers'),
+    z.string().max(998).regex(NO_CTL, 'must not contain CR, LF or NUL'),
+  ).describe('extra header fields (name to value)');
+
+  const sendMessage = z.object({
+    from: addressInput,
+    to: z.array(addressInput).default([]),
+    cc: z.array(addressInput).default([]),
+    bcc: z.array(addressInput).default([]).describe('recipients not shown in the header'),
+    replyTo: z.union([addressInput, z.array(addressInput)]).optional(),
+    subject: safeText(998).optional(),
+    text: z.string().optional(),
+    html: z.string().optional(),
+    attachments: z.array(attachment).max(100).default([]),
+    headers: headers.optional(),
+    tags: tags.optional(),
+    metadata: metadata.optional(),
+    sendAt: sendAt.optional(),
+  }).strict().superRefine((m, ctx) => {
+    const n = new Set([...m.to, ...m.cc, ...m.bcc].map((a) => addressOf(a).toLowerCase())).size;
+    if (n === 0) ctx.addIssue({ code: 'custom', path: ['to'], message: 'at least one recipient in to, cc or bcc' });
+    if (n > limits.maxRecipients) ctx.addIssue({ code: 'custom', path: ['to'], message: `more than ${limits.maxRecipients} recipients` });
+  }).meta({ title: 'SendMessage' });
+
+  const sendRaw = z.object({
+    mailFrom: reversePath.describe("envelope sender ('' for the null sender)"),
+    rcptTo: z.array(mailbox).min(1).max(limits.maxRecipients),
+    raw: z.base64().min(1).describe('the RFC 5322 message, base64'),
+    tags: tags.optional(),
+    metadata: metadata.optional(),
+    sendAt: sendAt.optional(),
+  }).strict().meta({ title: 'SendRaw' });
+
+  const accepted = z.object({
+    messageId: z.string().optional().describe('the Message-ID header field value, with angle brackets'),
+    recipients: z.array(z.object({
+      address: z.string(),
+      queueId: z.string().optional(),
+      status: z.enum(['queued', 'failed']),
+      error: z.object({ status: z.number(), code: z.string(), message: z.string() }).optional().describe('why it was not queued (status failed)'),
+    })),
+  }).meta({ title: 'Accepted' });
+
+  const event = z.looseObject({
+    id: z.number().int(),
+    type: z.string(),
+    at: z.number().int().describe('ms since epoch'),
+    queueId: z.string().optional(),
+    recipient: z.string().optional(),
+    mailFrom: z.string().optional(),
+    recipients: z.array(z.string()).optional(),
+    messageId: z.string().optional(),
+    tags: z.array(z.string()).optional(),
+    metadata: z.record(z.string(), z.string()).optional(),
+    origin: z.looseObject({ kind: z.string(), listener: z.string().optional(), apiKey: z.string().optional() }).optional(),
+    size: z.number().optional(),
+    nextHop: z.string().optional(),
+    remoteHost: z.string().optional(),
+    tls: z.object({ version: z.string(), cipher: z.string() }).optional(),
+    dsn: z.string().optional(),
+    reply: z.string().optional(),
+    attempt: z.number().optional(),
+    durationMs: z.number().optional(),
+    delayMs: z.number().optional(),
+    reason: z.string().optional(),
+    dsnQueueId: z.string().optional(),
+    dsnKind: z.string().optional(),
+  }).meta({ title: 'Event' });
+
+  const attempt = z.object({
+    at: z.number().int().describe('ms since epoch'),
+    outcome: z.string().describe('delivered, relayed, deferred, bounced or expired'),
+    attempt: z.number().optional(),
+    remoteHost: z.string().optional(),
+    reply: z.string().optional(),
+    dsn: z.string().optional(),
+    durationMs: z.number().optional(),
+    tls: z.object({ version: z.string(), cipher: z.string() }).optional(),
+  }).meta({ title: 'Attempt' });
+
+  const messageStatus = z.object({
+    queueId: z.string(),
+    messageId: z.string().optional(),
+    mailFrom: z.string(),
+    size: z.number().optional().describe('bytes as stored'),
+    arrivedAt: z.number().optional(),
+    tags: z.array(z.string()),
+    metadata: z.record(z.string(), z.string()),
+    inQueue: z.boolean().describe('still in the queue (else: known from its retained events)'),
+    state: z.enum(['queued', 'held', 'done', 'deleted', 'quarantined']),
+    nextAttemptAt: z.number().optional(),
+    recipients: z.array(z.object({
+      address: z.string(),
+      status: z.enum(['queued', 'deferred', 'delivered', 'relayed', 'bounced', 'expired', 'deleted']),
+      attempts: z.array(attempt),
+    })),
+  }).meta({ title: 'MessageStatus' });
+
+  const knownTypes: readonly string[] = [...EVENT_TYPES, ...RESERVED_EVENT_TYPES];
+  const eventsQuery = z.object({
+    after: z.coerce.number().int().min(0).default(0).describe('cursor: events with a greater id'),
+    type: z.string().max(1000).optional().describe('comma-separated event types')
+      .refine((t) => t === undefined || t.split(',').every((x) => knownTypes.includes(x.trim())), `unknown event type (known: ${knownTypes.join(', ')})`),
+    limit: z.coerce.number().int().min(1).max(1000).default(100),
+  }).strict();
+  const eventsPage = z.object({
+    events: z.array(event),
+    next: z.number().int().describe('cursor for the next call (the last id here, or `after` again when none)'),
+  }).meta({ title: 'EventPage' });
+
+  const queueQuery = z.object({
+    state: z.enum(QUEUE_STATES).optional(),
+    sender: z.string().max(320).optional().describe("exact envelope sender ('' for the null sender)"),
+    domain: z.string().min(1).max(253).optional().describe('only messages with a pending recipient in this domain'),
+    after: queueId.optional().describe('cursor: queue IDs after this one'),
+    limit: z.coerce.number().int().min(1).max(1000).default(100),
+  }).strict();
+  const queuePage = z.object({
+    items: z.array(z.object({
+      id: z.string(), mailFrom: z.string(), size: z.number(), arrivedAt: z.number(), held: z.boolean(),
+      nextAttemptAt: z.number(), attempts: z.number(), lastError: z.string().optional(), pending: z.array(z.string()),
+    })),
+    next: z.string().optional().describe('cursor for the next page, when there is one'),
+    counts: z.record(z.string(), z.number()).describe('messages by state'),
+  }).meta({ title: 'QueuePage' });
+
+  const queueParams = z.object({ queueId }).strict();
+  const queueAction = z.object({ queueId: z.string(), action: z.enum(['flushed', 'held', 'released', 'deleted']) }).meta({ title: 'QueueAction' });
+
+  const idempotencyHeaders = z.looseObject({
+    'idempotency-key': z.string().regex(/^[\x21-\x7e]{1,255}$/, '1 to 255 visible ASCII characters').optional()
+      .describe('the same key with the same body within 24 h gives the first answer again'),
+  });
+
+  return {
+    sendMessage, sendRaw, accepted, event, messageStatus, eventsQuery, eventsPage,
+    queueQuery, queuePage, queueParams, queueAction, idempotencyHeaders,
+  };
+}
+
+export type ApiSchemas = ReturnType<typeof apiSchemas>;
+export type SendMessageInput = z.infer<ApiSchemas['sendMessage']>;
+export type SendRawInput = z.infer<ApiSchemas['sendRaw']>;
+export type AcceptedAnswer = z.infer<ApiSchemas['accepted']>;
+export type MessageStatusAnswer = z.infer<ApiSchemas['messageStatus']>;

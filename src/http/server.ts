@@ -1,0 +1,98 @@
+/**
+ * The HTTP API server (fastify 5): `createApiServer(deps)` builds it; `listen()` binds
+ * `http.address`:`http.port` (HTTPS when deps.tls is given), `close()` stops it (in-flight requests
+ * finish first). Issue 7 section 3.
+ *
+ * Route groups, one file each in routes/: messages (send, raw, status), events, queue, docs and
+ * metrics. Errors are answered in one shape by errors.ts. Request bodies are limited to
+ * apiMaxBodyBytes (config/schema.ts: the message size limit as base64 plus room for JSON); the
+ * routes validate with zod through fastify-type-provider-zod, and the OpenAPI document at
+ * /api/openapi.json is generated from those same schemas.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import fastifySwagger from '@fastify/swagger';
+import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { apiMaxBodyBytes } from '../config/schema.js';
+import { systemClock } from '../core/clock.js';
+import { RateLimiter } from './auth.js';
+import type { ApiContext, ApiServerDeps } from './context.js';
+import { errorHandler, notFoundHandler } from './errors.js';
+import { IdempotencyGuard } from './idempotency.js';
+import { apiSchemas } from './schemas.js';
+import { registerDocRoutes } from './routes/docs.js';
+import { registerEventRoutes } from './routes/events.js';
+import { registerMessageRoutes } from './routes/messages.js';
+import { registerQueueRoutes } from './routes/queue.js';
+
+export type { ApiServerDeps, MetricsSource } from './context.js';
+
+/** A built API server. */
+export interface ApiServer {
+  readonly app: FastifyInstance;
+  /**
+   * Binds `address`:`port` (default: the config's http section; port 0 picks a free one).
+   * @returns the bound address. @throws EADDRINUSE / EACCES from the socket.
+   */
+  listen(opts?: { address?: string; port?: number }): Promise<{ address: string; port: number }>;
+  /** Stops accepting, lets in-flight requests finish, stops the timers. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Builds the API server (routes registered, not listening). */
+export async function createApiServer(deps: ApiServerDeps): Promise<ApiServer> {
+  const clock = deps.clock ?? systemClock;
+  const now = () => clock.now();
+  const app = Fastify({
+    logger: false,
+    bodyLimit: apiMaxBodyBytes(deps.config),
+    ...(deps.tls ? { https: { cert: deps.tls.cert, key: deps.tls.key } } : {}),
+  }) as unknown as FastifyInstance;
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(errorHandler(deps.logger));
+  app.setNotFoundHandler(notFoundHandler);
+
+  const ctx: ApiContext = {
+    deps,
+    schemas: apiSchemas(deps.config.limits),
+    rate: new RateLimiter(now),
+    idempotency: new IdempotencyGuard(deps.idempotency, deps.config.http?.idempotencyTtlMs ?? 24 * 3600_000, now),
+    now,
+  };
+  app.addHook('onSend', ctx.idempotency.onSend);
+  app.addHook('onResponse', ctx.idempotency.onResponse);
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'Postline HTTP API', version: '1', description: 'Send mail, follow what happened to it, and act on the queue.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'an API key from `postline apikey create`' } } },
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+  registerMessageRoutes(app, ctx);
+  registerEventRoutes(app, ctx);
+  registerQueueRoutes(app, ctx);
+  await registerDocRoutes(app, ctx);
+  await app.ready();
+
+  let closed = false;
+  return {
+    app,
+    async listen(opts = {}) {
+      const host = opts.address ?? deps.config.http?.address ?? '127.0.0.1';
+      const port = opts.port ?? deps.config.http?.port ?? 8025;
+      await app.listen({ host, port });
+      const a = app.server.address();
+      if (!a || typeof a === 'string') return { address: host, port };
+      return { address: a.address, port: a.port };
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      ctx.idempotency.close();
+      await app.close();
+    },
+  };
+}
