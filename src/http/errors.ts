@@ -111,7 +111,12 @@ export function toErrorAnswer(err: unknown): { status: number; body: ErrorBody; 
   const headers: Record<string, string> = {};
   if (hasZodFastifySchemaValidationErrors(err)) {
     const where = (err as { validationContext?: string }).validationContext ?? 'body';
-    const issues = err.validation.map((v) => ({ in: where, path: dotted(v.instancePath), reason: v.message ?? 'invalid' }));
+    const issues = err.validation.map((v) => {
+      // A record key that failed its own check (zod 'invalid_key'): give the key's reason.
+      const inner = (v.params as { issues?: Array<{ message?: string }> } | undefined)?.issues?.[0]?.message;
+      const reason = v.keyword === 'invalid_key' && inner ? `bad key: ${inner}` : (v.message ?? 'invalid');
+      return { in: where, path: dotted(v.instancePath), reason };
+    });
     return { status: 400, body: { status: 400, code: 'ERR_API_VALIDATION', message: `invalid ${where}: ${issues.map((i) => (i.path ? `${i.path}: ${i.reason}` : i.reason)).join('; ')}`, issues }, headers };
   }
   if (err instanceof PostlineError) {
