@@ -29,6 +29,8 @@ export type { ApiServerDeps, MetricsSource } from './context.js';
 /** A built API server. */
 export interface ApiServer {
   readonly app: FastifyInstance;
+  /** Every route registered (method, URL as registered, whether the OpenAPI document hides it). */
+  readonly routes: readonly { method: string; url: string; hidden: boolean }[];
   /**
    * Binds `address`:`port` (default: the config's http section; port 0 picks a free one).
    * @returns the bound address. @throws EADDRINUSE / EACCES from the socket.
@@ -59,6 +61,10 @@ export async function createApiServer(deps: ApiServerDeps): Promise<ApiServer> {
     idempotency: new IdempotencyGuard(deps.idempotency, deps.config.http?.idempotencyTtlMs ?? 24 * 3600_000, now),
     now,
   };
+  const routes: { method: string; url: string; hidden: boolean }[] = [];
+  app.addHook('onRoute', (o) => {
+    for (const m of [o.method].flat()) routes.push({ method: String(m), url: o.url, hidden: (o.schema as { hide?: boolean } | undefined)?.hide === true });
+  });
   app.addHook('onSend', ctx.idempotency.onSend);
   app.addHook('onResponse', ctx.idempotency.onResponse);
 
@@ -80,6 +86,7 @@ export async function createApiServer(deps: ApiServerDeps): Promise<ApiServer> {
   let closed = false;
   return {
     app,
+    routes,
     async listen(opts = {}) {
       const host = opts.address ?? deps.config.http?.address ?? '127.0.0.1';
       const port = opts.port ?? deps.config.http?.port ?? 8025;
