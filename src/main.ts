@@ -31,6 +31,8 @@ import { loadOrCreateTls } from './smtpd/tls.js';
 import { ConnectionLimiter } from './smtpd/connection-limiter.js';
 import { RelayPolicy } from './policy/smtp-policy.js';
 import { UserStore } from './policy/users.js';
+import { createApiServer, httpTlsMaterial, type ApiServer } from './http/server.js';
+import { openApiStores } from './http/sqlite-stores.js';
 
 export interface RunningPostline {
   readonly config: PostlineConfig;
@@ -39,6 +41,8 @@ export interface RunningPostline {
   readonly events: EventBus;
   /** Bound listener addresses, by listener name. */
   readonly listeners: ReadonlyMap<string, { address: string; port: number }>;
+  /** The HTTP API's bound address (absent with `http: null`). */
+  readonly http?: { address: string; port: number };
   /** Re-reads TLS certificate and key (SIGHUP). */
   reloadTls(): void;
   /**
@@ -137,13 +141,19 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   );
   const control = new ControlServer({ socketPath: join(config.dataDir, 'control.sock'), scheduler, logger });
   const bound = new Map<string, { address: string; port: number }>();
+  // The HTTP API (src/http/): its key and idempotency tables on a side connection to queue.db.
+  let apiStores: ReturnType<typeof openApiStores> | undefined;
+  let api: ApiServer | undefined;
+  let httpBound: { address: string; port: number } | undefined;
+  const httpTls = () => (config.http?.tls ? httpTlsMaterial(config.http.tls, tlsMaterial) : undefined);
 
   const stop = async (graceMs = 10_000): Promise<void> => {
-    await Promise.allSettled(servers.map((s) => s.close(graceMs)));
+    await Promise.allSettled([...servers.map((s) => s.close(graceMs)), api?.close()]);
     await control.stop().catch(() => {});
     await scheduler.stop(graceMs).catch((err: unknown) => logger.error({ err }, 'scheduler stop failed'));
     await agent.close().catch(() => {});
     pruner.stop();
+    await apiStores?.close().catch(() => {});
     await store.close().catch((err: unknown) => logger.error({ err }, 'store close failed'));
   };
 
@@ -155,6 +165,16 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
       logger.info({ listener: config.listeners[i]!.name, role: config.listeners[i]!.role, tls: config.listeners[i]!.tls, ...addr }, 'listening');
     }
     await control.start();
+    if (config.http) {
+      apiStores = openApiStores(config.dataDir);
+      const tls = httpTls();
+      api = await createApiServer({
+        config, sink: cleanup, store, admin: scheduler, keys: apiStores.keys, idempotency: apiStores.idempotency, logger, clock,
+        ...(tls ? { tls } : {}),
+      });
+      httpBound = await api.listen();
+      logger.info({ listener: 'http', tls: !!tls, ...httpBound }, 'listening');
+    }
   } catch (err) {
     await stop(0);
     throw err;
@@ -166,14 +186,19 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     scheduler,
     events,
     listeners: bound,
+    ...(httpBound ? { http: httpBound } : {}),
     reloadTls: () => {
       tlsMaterial = loadOrCreateTls(config, logger);
+      const t = httpTls();
+      if (t) api?.setTls(t);
       logger.info('TLS certificate reloaded');
     },
     reload: (fresh) => {
       const res = applyLiveConfig(config, fresh);
       relayPolicy.reload();
       tlsMaterial = loadOrCreateTls(config, logger);
+      const t = httpTls();
+      if (t) api?.setTls(t);
       logger.info({ applied: res.applied }, 'configuration reloaded');
       if (res.needRestart.length) logger.warn({ keys: res.needRestart }, 'changed keys need a restart; kept the running values');
       return res;

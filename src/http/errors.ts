@@ -68,7 +68,7 @@ export const apiErrors = {
 
 /**
  * The HTTP status of a PostlineError that is not an ApiError (submit, the store, QueueAdmin):
- * no such message 404; a held message flushed 409; 552 (size) 413; other 4xx replies (452 4.3.1
+ * no such message 404; a held message flushed 409; bad metadata (cleanup's MetadataError) 400; 552 (size) 413; other 4xx replies (452 4.3.1
  * storage, 451 4.3.0 local error) and temporary errors 503; 5.7.x 403; other 5xx replies
  * (5.4.6 loop, 5.6.0 bad content or metadata, 5.1.x address) 422.
  */
@@ -77,6 +77,7 @@ export function statusOfPostlineError(err: PostlineError): number {
   if (err.code === 'ERR_NO_SUCH_MESSAGE') return 404;
   if (err.code === 'ERR_MESSAGE_HELD') return 409;
   if (err.code === 'ERR_INTERNAL') return 500;
+  if (err.code === 'ERR_METADATA') return 400;
   const r = err.reply;
   if (r.code === 552) return 413;
   if (r.code >= 400 && r.code < 500) return 503;
@@ -126,7 +127,10 @@ export function toErrorAnswer(err: unknown): { status: number; body: ErrorBody; 
     const retry = extra.retryAfterS ?? (status === 503 ? 30 : undefined);
     if (retry !== undefined) headers['retry-after'] = String(Math.max(1, Math.ceil(retry)));
     const message = err instanceof ApiError ? err.message : status === 500 ? 'internal error' : err.message;
-    return { status, body: { status, code: err.code, message, ...(extra.issues ? { issues: [...extra.issues] } : {}) }, headers };
+    // cleanup's MetadataError names its part ("tags[2]", "metadata.key"): give it as the issue's path.
+    const metaPath = err.code === 'ERR_METADATA' ? (err as PostlineError & { path?: string }).path : undefined;
+    const issues = extra.issues ?? (metaPath !== undefined ? [{ in: 'body', path: metaPath.replace(/\[(\d+)\]/g, '.$1'), reason: err.message }] : undefined);
+    return { status, body: { status, code: err.code, message, ...(issues ? { issues: [...issues] } : {}) }, headers };
   }
   const fe = err as Partial<FastifyError> | undefined;
   const sc = fe?.statusCode;

@@ -52,9 +52,10 @@ const sendAt = z.union([z.iso.datetime({ offset: true }), z.number().int().min(0
 
 /** Builds every schema with the bounds of `limits`. */
 export function apiSchemas(limits: PostlineConfig['limits']) {
-  const tags = z.array(z.string().min(1).max(limits.maxTagLength).regex(NO_CTL, 'must not contain CR, LF or NUL'))
-    .max(limits.maxTags).describe(`labels copied into every event (at most ${limits.maxTags})`);
-  const metadata = z.record(z.string().min(1).max(128), z.string().max(limits.maxMetadataBytes))
+  // The same rules as cleanup's validateMeta (cleanup/meta.ts), so a 400 names the field before submit.
+  const tags = z.array(z.string().min(1).max(limits.maxTagLength).regex(/^[^\x00-\x1f\x7f]*$/, 'must not contain control characters'))
+    .max(limits.maxTags).describe(`labels copied into every event (at most ${limits.maxTags}, each 1..${limits.maxTagLength} characters)`);
+  const metadata = z.record(z.string().min(1).max(limits.maxTagLength), z.string().max(limits.maxMetadataBytes))
     .refine((m) => Buffer.byteLength(JSON.stringify(m)) <= limits.maxMetadataBytes, `metadata larger than ${limits.maxMetadataBytes} bytes as JSON`)
     .describe(`string to string, copied into every event (at most ${limits.maxMetadataBytes} bytes as JSON)`);
 

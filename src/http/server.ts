@@ -12,7 +12,11 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import fastifySwagger from '@fastify/swagger';
 import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
-import { apiMaxBodyBytes } from '../config/schema.js';
+import { readFileSync } from 'node:fs';
+import type { Server as HttpsServer } from 'node:https';
+import { apiMaxBodyBytes, type HttpConfig } from '../config/schema.js';
+import { ConfigError } from '../core/errors.js';
+import type { TlsMaterial } from '../smtpd/tls.js';
 import { systemClock } from '../core/clock.js';
 import { RateLimiter } from './auth.js';
 import type { ApiContext, ApiServerDeps } from './context.js';
@@ -38,6 +42,25 @@ export interface ApiServer {
   listen(opts?: { address?: string; port?: number }): Promise<{ address: string; port: number }>;
   /** Stops accepting, lets in-flight requests finish, stops the timers. Idempotent. */
   close(): Promise<void>;
+  /** New TLS material for new connections (SIGHUP); nothing for a plain HTTP server. */
+  setTls(tls: TlsMaterial): void;
+}
+
+/**
+ * The PEM material of `http.tls`: its own cert/key files, or (neither given) the SMTP listeners'
+ * material. @throws ConfigError naming the key when only one is given or a file cannot be read.
+ */
+export function httpTlsMaterial(tls: NonNullable<HttpConfig['tls']>, listeners: TlsMaterial): TlsMaterial {
+  if (!tls.cert && !tls.key) return listeners;
+  if (!tls.cert || !tls.key) throw new ConfigError('http.tls needs both cert and key (or neither, for the listeners\' certificate)', tls.cert ? 'http.tls.key' : 'http.tls.cert');
+  const read = (file: string, key: string): string => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`cannot read ${key} ${file}: ${(err as Error).message}`, key);
+    }
+  };
+  return { cert: read(tls.cert, 'http.tls.cert'), key: read(tls.key, 'http.tls.key') };
 }
 
 /** Builds the API server (routes registered, not listening). */
@@ -94,6 +117,9 @@ export async function createApiServer(deps: ApiServerDeps): Promise<ApiServer> {
       const a = app.server.address();
       if (!a || typeof a === 'string') return { address: host, port };
       return { address: a.address, port: a.port };
+    },
+    setTls(tls) {
+      if (deps.tls) (app.server as unknown as HttpsServer).setSecureContext({ cert: tls.cert, key: tls.key });
     },
     async close() {
       if (closed) return;

@@ -114,7 +114,10 @@ export class Scheduler implements QueueAdmin {
   /** Cleanup committed `msg`: schedule it now without waiting for the scan. */
   enqueued(msg: QueuedMessage): void {
     if (this.stopping || msg.held) return;
-    this.index.set(msg.id, this.o.clock.now());
+    // A first attempt later than the arrival is a sendAt (deferred sending, issue 7 section 2):
+    // kept. Otherwise: try now.
+    const now = this.o.clock.now();
+    this.index.set(msg.id, msg.nextAttemptAt > msg.arrivedAt ? Math.max(msg.nextAttemptAt, now) : now);
     this.kick();
   }
 

@@ -21,12 +21,16 @@ export interface PostlineOptions {
   /** Listener roles to create on free ports: default one `mx` listener without TLS. */
   readonly listeners?: Array<{ name: string; role: 'mx' | 'submission'; tls: 'none' | 'starttls' | 'implicit'; allowPlaintextAuth?: boolean }>;
   readonly env?: Record<string, string>;
+  /** Start the HTTP API on a free loopback port (`httpPort`); default off (`http: null`), so tests never bind its default port 8025. */
+  readonly http?: boolean;
 }
 
 export class PostlineProcess {
   readonly dir: string;
   readonly configFile: string;
   readonly ports = new Map<string, number>();
+  /** The HTTP API's port (with `opts.http`). */
+  httpPort = 0;
   private child?: ChildProcess;
   /** Everything the process wrote to stdout/stderr (JSON log lines). */
   output = '';
@@ -53,7 +57,13 @@ export class PostlineProcess {
       }
     }
     const ls = this.opts.listeners ?? [{ name: 'mx', role: 'mx' as const, tls: 'none' as const }];
+    if (this.opts.http && this.httpPort === 0) {
+      let port = await freePort();
+      for (let i = 0; i < 20 && [...this.ports.values()].includes(port); i++) port = await freePort();
+      this.httpPort = port;
+    }
     this.config = {
+      http: this.opts.http ? { address: '127.0.0.1', port: this.httpPort } : null,
       hostname: 'mx.postline.test',
       dataDir: join(this.dir, 'var'),
       log: { level: 'info', format: 'json' },
@@ -87,7 +97,7 @@ export class PostlineProcess {
     this.child = child;
     child.stdout!.on('data', (d: Buffer) => { this.output += d.toString(); });
     child.stderr!.on('data', (d: Buffer) => { this.output += d.toString(); });
-    for (const port of this.ports.values()) {
+    for (const port of [...this.ports.values(), ...(this.httpPort ? [this.httpPort] : [])]) {
       await waitFor(`postline to listen on ${port} (output so far: ${this.output.slice(-2000)})`, async () => {
         if (child.exitCode !== null || child.signalCode !== null) throw new Error(`postline exited with ${child.exitCode ?? child.signalCode}: ${this.output.slice(-4000)}`);
         return new Promise<boolean>((res) => {
@@ -186,9 +196,11 @@ export function runCli(
  * Starts `postline serve` with one delivery route per domain to a loopback peer's port (tls none),
  * retries held back (60 s) and a 100 ms scan: the set-up of the end-to-end DSN and SMTPUTF8 tests.
  * @param routes domain -> port of the peer standing for that next hop
+ * @param opts.http also start the HTTP API on a free port (`pl.httpPort`)
  */
-export async function startRoutedPostline(routes: Record<string, number>): Promise<PostlineProcess> {
+export async function startRoutedPostline(routes: Record<string, number>, opts: { http?: boolean } = {}): Promise<PostlineProcess> {
   const pl = new PostlineProcess({
+    ...(opts.http ? { http: true } : {}),
     config: {
       delivery: {
         routes: Object.entries(routes).map(([domain, port]) => ({ domain, host: '127.0.0.1', port, tls: 'none' })),

@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { PostlineError, StoreError } from '../../../src/core/errors.js';
 import { reply } from '../../../src/core/reply.js';
+import { MetadataError } from '../../../src/cleanup/meta.js';
 import { SqliteApiKeyStore } from '../../../src/http/sqlite-stores.js';
 import { startApi, type ApiHarness } from './harness.js';
 
@@ -150,7 +151,8 @@ describe('POST /api/v1/messages', () => {
       [new StoreError('disk full', { full: true }), 503],
       [new StoreError('I/O error'), 503],
       [new PostlineError('ERR_LOOP', 'loop', { temporary: false, reply: reply(554, '5.4.6', 'Too many hops') }), 422],
-      [new PostlineError('ERR_META', 'bad metadata', { temporary: false, reply: reply(550, '5.6.0', 'bad metadata') }), 422],
+      [new PostlineError('ERR_CONTENT', 'bad content', { temporary: false, reply: reply(550, '5.6.0', 'bad content') }), 422],
+      [new MetadataError('holds a control character', 'tags[1]'), 400],
     ];
     try {
       for (const [err, status] of cases) {
