@@ -169,7 +169,8 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
       apiStores = openApiStores(config.dataDir);
       const tls = httpTls();
       api = await createApiServer({
-        config, sink: cleanup, store, admin: scheduler, keys: apiStores.keys, idempotency: apiStores.idempotency, logger, clock,
+        config, sink: cleanup, rejected: (origin, r) => cleanup.rejectedSubmission(origin, r),
+        store, admin: scheduler, keys: apiStores.keys, idempotency: apiStores.idempotency, logger, clock,
         ...(tls ? { tls } : {}),
       });
       httpBound = await api.listen();

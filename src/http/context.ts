@@ -5,7 +5,7 @@
 import type { PostlineConfig } from '../config/schema.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
-import type { SubmissionSink } from '../core/session.js';
+import type { MessageOrigin, Rejection, SubmissionSink } from '../core/session.js';
 import type { QueueAdmin } from '../scheduler/admin.js';
 import type { TlsMaterial } from '../smtpd/tls.js';
 import type { ApiKeyStore } from './api-keys.js';
@@ -27,6 +27,12 @@ export interface ApiServerDeps {
   readonly config: Pick<PostlineConfig, 'hostname' | 'limits' | 'http' | 'delivery'>;
   /** Cleanup's door for whole messages. */
   readonly sink: SubmissionSink;
+  /**
+   * Records a sending request the API refused after authentication (sender domain, rate, free
+   * space, size, submit's refusals) as a message.rejected event (cleanup.rejectedSubmission).
+   * Never throws. Schema failures (400) are not recorded.
+   */
+  readonly rejected?: (origin: MessageOrigin, r: Omit<Rejection, 'stage'>) => void;
   readonly store: ApiStore;
   /** Operator actions (the Scheduler, as behind the control socket). */
   readonly admin: Pick<QueueAdmin, 'flushOne' | 'hold' | 'release' | 'delete'>;

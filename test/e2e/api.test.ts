@@ -118,6 +118,12 @@ test('POST /api/v1/messages/raw is delivered as given; a sendAt message waits an
   assert.ok(!sink.messages().some((m) => m.data.toString().includes('Subject: later')));
 
   assert.equal((await call('/api/v1/messages', { method: 'POST', json: { from: 'x@other.test', to: ['a@sink.test'], text: 'x' } })).status, 403);
+  const rejected = await waitFor('the message.rejected event', async () => {
+    const ev = await call('/api/v1/events?type=message.rejected&limit=1000');
+    return ev.body.events.find((e: { mailFrom?: string }) => e.mailFrom === 'x@other.test');
+  }, 5000);
+  assert.equal(rejected.origin.apiKey, 'e2e');
+  assert.match(rejected.reply, /^403 /);
 });
 
 test('a key revoked with the CLI is refused by the running server', { skip: !SMTP_SINK && 'smtp-sink not installed' }, async () => {

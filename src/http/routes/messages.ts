@@ -18,7 +18,7 @@ import type { ApiKeyRecord } from '../api-keys.js';
 import { checkSender, requireScope } from '../auth.js';
 import { composeMessage, has8bit, normalizeRaw, utf8InHeader } from '../compose.js';
 import type { ApiContext } from '../context.js';
-import { apiErrors, errorSchema, statusOfPostlineError } from '../errors.js';
+import { apiErrors, errorSchema, statusOfPostlineError, toErrorAnswer } from '../errors.js';
 import { addressOf, type AcceptedAnswer, type MessageStatusAnswer } from '../schemas.js';
 
 const errors = { 400: errorSchema, 401: errorSchema, 403: errorSchema, 409: errorSchema, 413: errorSchema, 422: errorSchema, 429: errorSchema, 503: errorSchema };
@@ -79,9 +79,30 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
         if (x.status === 'fulfilled') return { address: recipients[i]!, queueId: x.value.queueId, status: 'queued' as const };
         const e = toPostlineError(x.reason);
         deps.logger.warn({ err: e, recipient: recipients[i] }, 'API submission of one recipient failed');
+        recordRefusal(origin, e, mailFrom, recipients[i]);
         return { address: recipients[i]!, status: 'failed' as const, error: { status: statusOfPostlineError(e), code: e.code, message: e.message } };
       }),
     };
+  };
+
+  /** Tells deps.rejected of a refusal (the answer as one line: "403 ERR_API_FORBIDDEN text"). */
+  const recordRefusal = (origin: MessageOrigin, err: unknown, mailFrom: string, recipient?: string): void => {
+    if (!deps.rejected) return;
+    const a = toErrorAnswer(err);
+    if (a.status >= 500 && a.status !== 503) return;
+    try {
+      deps.rejected(origin, { reply: `${a.status} ${a.body.code} ${a.body.message}`.replace(/[\r\n]+/g, ' '), mailFrom, ...(recipient !== undefined ? { recipient } : {}) });
+    } catch { /* never fails a request */ }
+  };
+
+  /** Runs `fn`, recording a refusal before passing it on. */
+  const recorded = async <T>(origin: MessageOrigin, mailFrom: string, fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (err) {
+      recordRefusal(origin, err, mailFrom);
+      throw err;
+    }
   };
 
   const meta = (m: { tags?: string[]; metadata?: Record<string, string> }, sendAt: number | undefined): MessageMeta => ({
@@ -105,11 +126,14 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
     const m = req.body;
     const key = req.apiKey!;
     const mailFrom = addressOf(m.from);
-    const at = sendAtMs(m.sendAt);
-    const recipients = unique([...m.to, ...m.cc, ...m.bcc].map(addressOf));
-    await admit(mailFrom, recipients.length, key);
-    const composed = await composeMessage(m, deps.config.hostname);
-    const answer = await submitAll(composed.body, mailFrom, composed.recipients, meta(m, at), { kind: 'api', apiKey: key.name, clientAddress: req.ip }, composed.messageId);
+    const origin: MessageOrigin = { kind: 'api', apiKey: key.name, clientAddress: req.ip };
+    const answer = await recorded(origin, mailFrom, async () => {
+      const at = sendAtMs(m.sendAt);
+      const recipients = unique([...m.to, ...m.cc, ...m.bcc].map(addressOf));
+      await admit(mailFrom, recipients.length, key);
+      const composed = await composeMessage(m, deps.config.hostname);
+      return submitAll(composed.body, mailFrom, composed.recipients, meta(m, at), origin, composed.messageId);
+    });
     return reply.code(202).send(answer);
   });
 
@@ -127,11 +151,14 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
   }, async (req, reply) => {
     const m = req.body;
     const key = req.apiKey!;
-    const at = sendAtMs(m.sendAt);
-    const recipients = unique(m.rcptTo);
-    await admit(m.mailFrom, recipients.length, key);
-    const body = normalizeRaw(Buffer.from(m.raw, 'base64'));
-    const answer = await submitAll(body, m.mailFrom, recipients, meta(m, at), { kind: 'api', apiKey: key.name, clientAddress: req.ip }, undefined);
+    const origin: MessageOrigin = { kind: 'api', apiKey: key.name, clientAddress: req.ip };
+    const answer = await recorded(origin, m.mailFrom, async () => {
+      const at = sendAtMs(m.sendAt);
+      const recipients = unique(m.rcptTo);
+      await admit(m.mailFrom, recipients.length, key);
+      const body = normalizeRaw(Buffer.from(m.raw, 'base64'));
+      return submitAll(body, m.mailFrom, recipients, meta(m, at), origin, undefined);
+    });
     return reply.code(202).send(answer);
   });
 

@@ -168,6 +168,8 @@ describe('POST /api/v1/messages', () => {
       assert.equal(r.status, 202);
       assert.deepEqual(r.body.recipients.map((x: { status: string }) => x.status), ['queued', 'failed']);
       assert.equal(r.body.recipients[1].error.status, 503);
+      assert.equal(h.rejections.at(-1)!.recipient, 'bad@example.net');
+      assert.match(h.rejections.at(-1)!.reply, /^503 ERR_STORE_FULL /);
     } finally {
       h.sink.fail = undefined;
     }
@@ -245,6 +247,10 @@ describe('API keys, scopes, sender domains, rate', () => {
     const no = await h.call('/api/v1/messages', { method: 'POST', key: `raw:${token}`, json: { ...simple, from: 'ceo@bank.example' } });
     assert.equal(no.status, 403);
     assert.match(no.body.message, /may not send as ceo@bank\.example/);
+    assert.deepEqual(h.rejections.at(-1), {
+      origin: { kind: 'api', apiKey: 'shop', clientAddress: '127.0.0.1' }, mailFrom: 'ceo@bank.example',
+      reply: '403 ERR_API_FORBIDDEN this API key may not send as ceo@bank.example (its sender domains: shop.example)',
+    });
     const sub = await h.call('/api/v1/messages', { method: 'POST', key: `raw:${token}`, json: { ...simple, from: 'x@evil.shop.example' } });
     assert.equal(sub.status, 403);
     const nullSender = await h.call('/api/v1/messages/raw', { method: 'POST', key: `raw:${token}`, json: { mailFrom: '', rcptTo: ['b@example.net'], raw: b64('Subject: x\r\n\r\nbody\r\n') } });
@@ -263,6 +269,11 @@ describe('API keys, scopes, sender domains, rate', () => {
     assert.ok(wait >= 1 && wait <= 20, `Retry-After ${wait}`);
     const many = await send(['1@example.net', '2@example.net', '3@example.net', '4@example.net']);
     assert.equal(many.status, 429);
+    assert.match(h.rejections.at(-1)!.reply, /^429 ERR_API_RATE_LIMITED /);
+    // A schema failure is not a refusal worth an event.
+    const n = h.rejections.length;
+    assert.equal((await h.call('/api/v1/messages', { method: 'POST', json: { from: 'x' } })).status, 400);
+    assert.equal(h.rejections.length, n);
   });
 });
 

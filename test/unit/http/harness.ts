@@ -11,6 +11,7 @@ import { createApiServer, type ApiServer, type MetricsSource } from '../../../sr
 import { openApiStores } from '../../../src/http/sqlite-stores.js';
 import type { ApiKeySpec } from '../../../src/http/api-keys.js';
 import type { TlsMaterial } from '../../../src/smtpd/tls.js';
+import type { MessageOrigin } from '../../../src/core/session.js';
 import { TestApiStore, TestQueueAdmin, TestSubmissionSink } from './doubles.js';
 
 export interface ApiHarness {
@@ -22,6 +23,8 @@ export interface ApiHarness {
   readonly sink: TestSubmissionSink;
   readonly admin: TestQueueAdmin;
   readonly stores: ReturnType<typeof openApiStores>;
+  /** What the server reported as refused (deps.rejected). */
+  readonly rejections: Array<{ origin: MessageOrigin; reply: string; mailFrom?: string; recipient?: string }>;
   /** Keys by name: send, read, admin, all (send+read+admin). */
   readonly key: Record<string, string>;
   /** Makes another key. */
@@ -38,8 +41,9 @@ export async function startApi(opts: { config?: Record<string, unknown>; metrics
   const store = new TestApiStore();
   const sink = new TestSubmissionSink(store);
   const admin = new TestQueueAdmin(store);
+  const rejections: ApiHarness['rejections'] = [];
   const server = await createApiServer({
-    config, sink, store, admin, keys: stores.keys, idempotency: stores.idempotency, logger: silentLogger(),
+    config, sink, rejected: (origin, r) => { rejections.push({ origin, ...r }); }, store, admin, keys: stores.keys, idempotency: stores.idempotency, logger: silentLogger(),
     ...(opts.metrics ? { metrics: opts.metrics } : {}), ...(opts.tls ? { tls: opts.tls } : {}),
   });
   const bound = await server.listen({ address: '127.0.0.1', port: 0 });
@@ -64,7 +68,7 @@ export async function startApi(opts: { config?: Record<string, unknown>; metrics
     return { status: res.status, headers: res.headers, body: parsed };
   };
   return {
-    url, dir, config, server, store, sink, admin, stores, key, call,
+    url, dir, config, server, store, sink, admin, stores, key, call, rejections,
     addKey: async (spec) => (await stores.keys.create(spec)).key,
     close: async () => {
       await server.close();
