@@ -73,6 +73,11 @@ export function validateConfig(raw: unknown, baseDir: string = process.cwd(), en
   if (cfg.tls.cert) cfg.tls.cert = resolve(baseDir, cfg.tls.cert);
   if (cfg.tls.key) cfg.tls.key = resolve(baseDir, cfg.tls.key);
   if (!!cfg.tls.cert !== !!cfg.tls.key) throw new ConfigError('tls: give both cert and key, or neither', cfg.tls.cert ? 'tls.key' : 'tls.cert');
+  if (cfg.http?.tls) {
+    if (cfg.http.tls.cert) cfg.http.tls.cert = resolve(baseDir, cfg.http.tls.cert);
+    if (cfg.http.tls.key) cfg.http.tls.key = resolve(baseDir, cfg.http.tls.key);
+    if (!!cfg.http.tls.cert !== !!cfg.http.tls.key) throw new ConfigError('http.tls: give both cert and key, or neither (the listeners\' certificate)', cfg.http.tls.cert ? 'http.tls.key' : 'http.tls.cert');
+  }
   const names = new Set<string>();
   cfg.listeners.forEach((l, i) => {
     if (names.has(l.name)) throw new ConfigError(`listeners.${i}.name: duplicate listener name "${l.name}"`, `listeners.${i}.name`);
