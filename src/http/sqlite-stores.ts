@@ -3,6 +3,10 @@
  * connection to queue.db (spool/sqlite/side-db.ts; tables of migration 6). The CLI and the server
  * use them at the same time; SQLite's locks keep them consistent and every read sees the last
  * commit, so a key revoked by the CLI fails on the server's next request.
+ *
+ * Calls are synchronous underneath (better-sqlite3). Reads never wait (WAL); a write (a new
+ * Idempotency-Key answer, the CLI's changes) may wait, on the calling thread, for the queue writer's
+ * current transaction (milliseconds; busy_timeout bounds it at 5 s).
  */
 import type Database from 'better-sqlite3';
 import { openSideDatabase, type SideDatabaseOptions } from '../spool/sqlite/side-db.js';

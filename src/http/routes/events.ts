@@ -9,6 +9,7 @@ import { requireScope } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { errorSchema } from '../errors.js';
 
+/** Registers GET /api/v1/events on `app`. */
 export function registerEventRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const { deps, schemas: s } = ctx;
   app.withTypeProvider<ZodTypeProvider>().get('/api/v1/events', {

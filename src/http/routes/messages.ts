@@ -36,6 +36,7 @@ function unique(addresses: readonly string[]): string[] {
 
 const isUtf8 = (a: string): boolean => /[^\x00-\x7f]/.test(a);
 
+/** Registers POST /api/v1/messages, POST /api/v1/messages/raw and GET /api/v1/messages/{queueId} on `app`. */
 export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const { deps, schemas: s } = ctx;
   const r = app.withTypeProvider<ZodTypeProvider>();

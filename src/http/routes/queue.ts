@@ -16,6 +16,7 @@ const ACTIONS = [
   { verb: 'release', done: 'released', summary: 'Release a held message' },
 ] as const;
 
+/** Registers GET /api/v1/queue, POST /api/v1/queue/{queueId}/flush|hold|release and DELETE /api/v1/queue/{queueId} on `app`. */
 export function registerQueueRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const { deps, schemas: s } = ctx;
   const r = app.withTypeProvider<ZodTypeProvider>();
