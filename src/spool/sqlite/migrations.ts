@@ -76,6 +76,24 @@ export const MIGRATIONS: readonly Migration[] = [
     // treats as "holds UTF-8" for SMTPUTF8 mail: such a row keeps the old, stricter behaviour.
     sql: `ALTER TABLE messages ADD COLUMN utf8_headers INTEGER;`,
   },
+  {
+    version: 7,
+    name: 'webhook_cursors: per webhook endpoint, the last acknowledged event id and its health',
+    // Written through the side connection (side-db.ts) by src/webhooks/cursor-store.ts, never by
+    // the queue's writer thread. Times are ms since epoch; NULL = never / not failing.
+    sql: `CREATE TABLE webhook_cursors (
+        endpoint        TEXT PRIMARY KEY,
+        cursor          INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        last_success_at INTEGER,
+        last_attempt_at INTEGER,
+        failing_since   INTEGER,
+        last_error      TEXT,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        delivered       INTEGER NOT NULL DEFAULT 0,
+        skipped         INTEGER NOT NULL DEFAULT 0
+      ) WITHOUT ROWID;`,
+  },
 ];
 
 /**
