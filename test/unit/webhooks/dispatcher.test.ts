@@ -275,3 +275,22 @@ test('reload: an added endpoint starts, a removed one stops and keeps its cursor
     await r.done();
   }
 });
+
+test('backoff: waits double from retry.initialMs up to retry.maxMs; once failing, every retry.maxMs', async () => {
+  const r = await rig();
+  try {
+    await r.receiver.setMode('error');
+    const m = r.manager();
+    m.start([r.endpoint('bo', { retry: { initialMs: 60, maxMs: 480, jitter: 0 }, maxAgeMs: 60_000 })]);
+    await waitFor('the cursor row', () => r.cursors.get('bo'));
+    r.source.appendMany(1);
+    await waitFor('6 attempts', () => (r.receiver.requests.get('/bo') ?? 0) >= 6, 10_000);
+    const at = r.receiver.deliveries.filter((d) => d.path === '/bo').map((d) => d.at);
+    const gaps = at.slice(1, 6).map((t, i) => t - at[i]!);
+    const want = [60, 120, 240, 480, 480];
+    gaps.forEach((g, i) => assert.ok(g >= want[i]! - 5 && g < want[i]! + 150, `gap ${i}: ${g} ms, want about ${want[i]} (${gaps.join(', ')})`));
+    assert.equal((await r.cursors.get('bo'))!.failingSince, undefined, 'not failing while younger than maxAgeMs');
+  } finally {
+    await r.done();
+  }
+});
