@@ -13,7 +13,7 @@
  * `maxAgeMs` the endpoint is marked failing (stored; `postline webhooks status` shows it) and
  * retried every retry.maxMs until it answers 2xx again; events are never dropped for it.
  *
- * Retention: events pruned from the log (events.retentionDays) before the endpoint took them are
+ * Retention: events pruned from the log (events.retentionDays) before the endpoint read them are
  * gone; the dispatcher notices the gap in ids after its cursor, logs a warning with the count and
  * adds it to the endpoint's `skipped` counter, and carries on with the oldest event still kept.
  */
@@ -144,6 +144,8 @@ export class WebhookDispatcher {
   private delivered = 0;
   private skipped = 0;
   private wakePending = false;
+  /** Events read after the cursor and not yet delivered or passed over (id order). */
+  private buffer: StoredEvent[] = [];
   private sleeper?: { timer: NodeJS.Timeout; wakeable: boolean; done: () => void };
   private inflight?: AbortController;
 
@@ -155,7 +157,7 @@ export class WebhookDispatcher {
     this.clock = deps.clock ?? systemClock;
     this.fetchFn = deps.fetch ?? fetch;
     this.random = deps.random ?? Math.random;
-    this.pageSize = Math.max(1, Math.min(10_000, deps.pageSize ?? 500));
+    this.pageSize = Math.max(endpoint.batch, Math.min(10_000, deps.pageSize ?? 500));
     this.flushMs = Math.max(0, deps.cursorFlushMs ?? 200);
     this.log = deps.logger.child({ webhook: endpoint.name });
   }
@@ -236,39 +238,52 @@ export class WebhookDispatcher {
     await this.flushCursor();
   }
 
-  /** One step: read a page, then deliver, skip, or sleep. */
+  /** One step: read a page when the buffer is empty, then deliver, pass over other types, or sleep. */
   private async step(): Promise<void> {
-    this.wakePending = false;
-    const page = await this.deps.source.readEvents({ after: this.cursor, limit: this.pageSize });
-    if (this.stopped) return;
-    if (page.length === 0) {
-      await this.flushCursor();
-      this.state = 'idle';
-      await this.sleep(this.endpoint.pollMs, true);
-      return;
+    if (this.buffer.length === 0) {
+      this.wakePending = false;
+      const page = await this.deps.source.readEvents({ after: this.cursor, limit: this.pageSize });
+      if (this.stopped) return;
+      if (page.length === 0) {
+        await this.flushCursor();
+        this.state = 'idle';
+        await this.sleep(this.endpoint.pollMs, true);
+        return;
+      }
+      const first = page[0]!.id;
+      if (this.cursor > 0 && first > this.cursor + 1) {
+        const n = first - this.cursor - 1;
+        this.skipped += n;
+        this.log.warn({ after: this.cursor, next: first, skipped: n }, 'webhook events were pruned by retention before delivery; skipped');
+        await this.deps.cursors.addSkipped(this.name, n).catch((err: unknown) => this.log.warn({ err }, 'cannot count skipped webhook events'));
+      }
+      this.buffer = page;
     }
-    const first = page[0]!.id;
-    if (this.cursor > 0 && first > this.cursor + 1) {
-      const n = first - this.cursor - 1;
-      this.skipped += n;
-      this.log.warn({ after: this.cursor, next: first, skipped: n }, 'webhook events were pruned by retention before delivery; skipped');
-      await this.deps.cursors.addSkipped(this.name, n).catch((err: unknown) => this.log.warn({ err }, 'cannot count skipped webhook events'));
+    // Events of other types ahead of the next wanted one: the cursor moves past them.
+    let lead = 0;
+    while (lead < this.buffer.length && !this.matches(this.buffer[lead]!.type)) lead++;
+    if (lead > 0) {
+      this.cursor = this.buffer[lead - 1]!.id;
+      this.buffer.splice(0, lead);
+      if (this.buffer.length === 0) {
+        await this.maybeFlush();
+        return;
+      }
     }
-    const wanted = page.filter((e) => this.matches(e.type));
-    const lastRead = page[page.length - 1]!.id;
-    if (wanted.length === 0) {
-      this.cursor = lastRead; // nothing for this endpoint in the page: move past it
-      await this.maybeFlush();
-      return;
+    const batch: StoredEvent[] = [];
+    let lastIdx = 0;
+    for (let i = 0; i < this.buffer.length && batch.length < this.endpoint.batch; i++) {
+      if (!this.matches(this.buffer[i]!.type)) continue;
+      batch.push(this.buffer[i]!);
+      lastIdx = i;
     }
-    const batch = wanted.slice(0, this.endpoint.batch);
-    const ackTo = wanted.length <= batch.length ? lastRead : batch[batch.length - 1]!.id;
     this.state = 'sending';
     const res = await this.attempt(batch);
     if (this.stopped && !res.ok) return;
     const now = this.clock.now();
     if (res.ok) {
-      this.cursor = ackTo;
+      this.cursor = this.buffer[lastIdx]!.id;
+      this.buffer.splice(0, lastIdx + 1);
       this.delivered += batch.length;
       this.unflushedDelivered += batch.length;
       this.lastSuccessAt = now;

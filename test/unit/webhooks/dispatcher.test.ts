@@ -217,30 +217,25 @@ test('from: start sends retained history; events pruned before delivery are skip
   const r = await rig();
   try {
     r.source.appendMany(3);
-    await r.receiver.setMode('down');
-    const m = r.manager();
-    m.start([r.endpoint('h', { from: 'start' })]);
-    await waitFor('the cursor row at 0', async () => (await r.cursors.get('h'))?.cursor === 0);
-    await waitFor('a failed attempt', async () => ((await r.cursors.get('h'))?.attempts ?? 0) > 0);
-    r.source.appendMany(5);
-    r.source.prune(5); // retention drops 1..5 while the endpoint is down
-    await r.receiver.setMode('ok');
-    await waitFor('6..8', () => r.receiver.uniqueIds('/h').size >= 3, 5000);
-    const ids = [...r.receiver.uniqueIds('/h')];
-    // Event 1 may have been sent before the prune (no: the receiver was down), so 6, 7, 8 only;
-    // the cursor was 0 (from start), which is not a gap: pruned history before the first delivery.
-    assert.deepEqual(ids, [6, 7, 8]);
-    r.source.appendMany(2); // 9, 10
-    await waitFor('10', () => r.receiver.uniqueIds('/h').size === 5);
-    await r.receiver.setMode('down');
-    r.source.appendMany(3); // 11..13
-    await sleep(100);
-    r.source.prune(12);
-    await r.receiver.setMode('ok');
-    await waitFor('13', () => r.receiver.uniqueIds('/h').has(13), 5000);
-    assert.ok(!r.receiver.uniqueIds('/h').has(11) && !r.receiver.uniqueIds('/h').has(12));
+    r.source.prune(2); // retention already dropped 1 and 2 before the endpoint existed
+    const ep = r.endpoint('h', { from: 'start' });
+    let m = r.manager();
+    m.start([ep]);
+    await waitFor('3', () => r.receiver.uniqueIds('/h').has(3));
+    r.source.appendMany(3); // 4..6
+    await waitFor('6', () => r.receiver.uniqueIds('/h').has(6));
+    assert.deepEqual(r.receiver.ids('/h'), [3, 4, 5, 6], 'history before a from-start endpoint is not a gap');
+    assert.equal((await r.cursors.get('h'))!.skipped, 0);
+    await m.stop();
+    r.source.appendMany(4); // 7..10 while the dispatcher is stopped
+    r.source.prune(8); // and retention drops 7 and 8 before it takes them
+    m = r.manager();
+    m.start([ep]);
+    await waitFor('10', () => r.receiver.uniqueIds('/h').has(10), 5000);
+    assert.deepEqual(r.receiver.ids('/h'), [3, 4, 5, 6, 9, 10]);
     await waitFor('skipped counted', async () => (await r.cursors.get('h'))?.skipped === 2);
     assert.ok(r.lines.some((l) => String(l.msg).includes('pruned by retention') && l.skipped === 2));
+    assert.equal((await m.status())[0]!.skipped, 2);
   } finally {
     await r.done();
   }
