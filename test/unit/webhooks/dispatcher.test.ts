@@ -283,7 +283,7 @@ test('backoff: waits double from retry.initialMs up to retry.maxMs; once failing
     const at = r.receiver.deliveries.filter((d) => d.path === '/bo').map((d) => d.at);
     const gaps = at.slice(1, 6).map((t, i) => t - at[i]!);
     const want = [60, 120, 240, 480, 480];
-    gaps.forEach((g, i) => assert.ok(g >= want[i]! - 5 && g < want[i]! + 150, `gap ${i}: ${g} ms, want about ${want[i]} (${gaps.join(', ')})`));
+    gaps.forEach((g, i) => assert.ok(g >= want[i]! - 5 && g < want[i]! + 300, `gap ${i}: ${g} ms, want about ${want[i]} (${gaps.join(', ')})`));
     assert.equal((await r.cursors.get('bo'))!.failingSince, undefined, 'not failing while younger than maxAgeMs');
   } finally {
     await r.done();
