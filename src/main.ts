@@ -13,14 +13,12 @@ import type { PostlineConfig } from './config/schema.js';
 import { loadConfig } from './config/load.js';
 import { applyLiveConfig, type LiveReloadResult } from './config/live.js';
 import { R } from './core/reply.js';
-import { NoDataDirError } from './core/errors.js';
 import { createLogger, type Logger } from './core/log.js';
 import { systemClock, type Clock } from './core/clock.js';
 import { EventBus } from './events/bus.js';
 import { attachLogSink } from './events/log-sink.js';
 import type { QueueStore } from './spool/types.js';
-import { SqliteQueueStore } from './spool/sqlite/store.js';
-import { withFaults } from './spool/fault-store.js';
+import { openStore } from './spool/open.js';
 import { Cleanup } from './cleanup/cleanup.js';
 import { buildDsn } from './bounce/dsn.js';
 import { createResolver } from './dns/resolver.js';
@@ -33,7 +31,6 @@ import { loadOrCreateTls } from './smtpd/tls.js';
 import { ConnectionLimiter } from './smtpd/connection-limiter.js';
 import { RelayPolicy } from './policy/smtp-policy.js';
 import { UserStore } from './policy/users.js';
-import { lockDataDir } from './spool/data-dir-lock.js';
 
 export interface RunningPostline {
   readonly config: PostlineConfig;
@@ -54,36 +51,32 @@ export interface RunningPostline {
 }
 
 /**
- * Opens the queue store of a configuration (the server, and `postline queue` when no server runs).
- * Takes the data directory lock first, so the store's crash recovery never touches the spool of a
- * running server; `close()` releases it.
- * `opts.create` false (the CLI): only an existing queue is opened; nothing is created.
- * @throws PostlineError ERR_DATA_DIR_LOCKED when another Postline runs on the data directory;
- *         NoDataDirError when `opts.create` is false and dataDir holds no queue.
+ * Prunes the event log in the background: every minute, events older than events.retentionDays
+ * (read at each run: live reload), a few thousand rows per write so no commit waits long.
+ * @returns its stop function.
  */
-export async function openStore(config: PostlineConfig, logger?: Logger, opts: { create?: boolean } = {}): Promise<QueueStore> {
-  if (opts.create === false && !SqliteQueueStore.exists(config.dataDir)) {
-    // Checked before the lock and mkdir: a command that only reads the queue creates nothing.
-    throw new NoDataDirError(`no queue at ${config.dataDir} (no queue.db there)`, config.dataDir);
-  }
-  mkdirSync(config.dataDir, { recursive: true });
-  const lock = lockDataDir(config.dataDir);
-  const store = new SqliteQueueStore({ dataDir: config.dataDir, create: opts.create !== false, minFreeBytes: () => config.limits.minFreeBytes, logger: logger ?? createLogger({ level: 'warn', format: 'json' }, process.stderr) });
-  try {
-    await store.open();
-  } catch (err) {
-    lock.release();
-    throw err;
-  }
-  const close = store.close.bind(store);
-  store.close = async () => {
+function startEventPruner(store: QueueStore, config: PostlineConfig, logger: Logger, clock: Clock): { stop(): void } {
+  let running = false;
+  let stopped = false;
+  const run = async (): Promise<void> => {
+    if (running || stopped) return;
+    running = true;
     try {
-      await close();
+      const before = clock.now() - config.events.retentionDays * 86_400_000;
+      for (let i = 0; i < 20; i++) {
+        if ((await store.pruneEvents(before, 2000)) < 2000) break;
+      }
+    } catch (err) {
+      logger.warn({ err }, 'cannot prune the event log');
     } finally {
-      lock.release();
+      running = false;
     }
   };
-  return withFaults(store);
+  const t = setInterval(() => void run(), 60_000);
+  t.unref();
+  const first = setTimeout(() => void run(), 5_000);
+  first.unref();
+  return { stop: () => { stopped = true; clearInterval(t); clearTimeout(first); } };
 }
 
 /**
@@ -99,8 +92,15 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   attachLogSink(events, logger);
 
   const store = await openStore(config, logger);
+  // The outbox: every event is committed with its state change; the bus hears it afterwards.
+  store.setEventListener((list) => { for (const e of list) events.emit(e); });
+  const pruner = startEventPruner(store, config, logger, clock);
   let scheduler: Scheduler | undefined; // set below; cleanup hands it each committed message
-  const cleanup = new Cleanup({ store, config, events, logger, clock, onQueued: (msg) => scheduler?.enqueued(msg) });
+  let policy: RelayPolicy | undefined; // set below; cleanup asks it who may set X-Postline-* metadata
+  const cleanup = new Cleanup({
+    store, config, logger, clock, onQueued: (msg) => scheduler?.enqueued(msg),
+    isTrusted: (s) => s.authUser !== undefined || policy?.mayRelay(s) === true,
+  });
   const resolver = createResolver(config.delivery.dns);
   const router = createRouter(config);
   const agent = new SmtpDeliveryAgent({
@@ -113,11 +113,10 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     store,
     agent,
     route: (address: string) => router.route(address),
-    events,
     logger,
     clock,
     config,
-    dsn: { build: buildDsn, inject: (envelope, body) => cleanup.inject(envelope, body, { kind: 'dsn' }) },
+    dsn: { build: buildDsn, inject: (envelope, body, evs) => cleanup.inject(envelope, body, { kind: 'dsn' }, evs) },
   });
 
   let tlsMaterial = loadOrCreateTls(config, logger);
@@ -130,10 +129,11 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     if (size >= 2 * queueHighWater) return { delayMs: inFlowDelayMs, refuse: R.insufficientStorage };
     return { delayMs: size > queueHighWater ? inFlowDelayMs : 0 };
   };
-  const policy = new RelayPolicy({ config, users: new UserStore(config.dataDir), freeBytes: () => store.freeBytes(), inFlow });
+  policy = new RelayPolicy({ config, users: new UserStore(config.dataDir), freeBytes: () => store.freeBytes(), inFlow });
+  const relayPolicy = policy;
   const limiter = new ConnectionLimiter(() => config.limits); // one count across all listeners
   const servers = config.listeners.map(
-    (listener) => new SmtpServer({ config, listener, sink: cleanup, policy, logger, tls: () => tlsMaterial, limiter }),
+    (listener) => new SmtpServer({ config, listener, sink: cleanup, policy: relayPolicy, logger, tls: () => tlsMaterial, limiter }),
   );
   const control = new ControlServer({ socketPath: join(config.dataDir, 'control.sock'), scheduler, logger });
   const bound = new Map<string, { address: string; port: number }>();
@@ -143,6 +143,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     await control.stop().catch(() => {});
     await scheduler.stop(graceMs).catch((err: unknown) => logger.error({ err }, 'scheduler stop failed'));
     await agent.close().catch(() => {});
+    pruner.stop();
     await store.close().catch((err: unknown) => logger.error({ err }, 'store close failed'));
   };
 
@@ -171,7 +172,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     },
     reload: (fresh) => {
       const res = applyLiveConfig(config, fresh);
-      policy.reload();
+      relayPolicy.reload();
       tlsMaterial = loadOrCreateTls(config, logger);
       logger.info({ applied: res.applied }, 'configuration reloaded');
       if (res.needRestart.length) logger.warn({ keys: res.needRestart }, 'changed keys need a restart; kept the running values');

@@ -7,6 +7,11 @@
  * (with-protocol types), RFC 8314 4.3 (TLS details in Received). Owns: queue ID assignment, the Received field, the byte rules in
  * incoming.ts, the 'message.queued' event and its log line.
  *
+ * Whole messages (the HTTP API, generated DSNs) come in through `submit` (core/session.ts
+ * SubmissionSink): same limits, hop check, Received field and commit as SMTP mail. Every commit
+ * carries its 'message.received' event (the store writes it in the same transaction: outbox);
+ * refusals reported by smtpd (`rejected`) become 'message.rejected' events.
+ *
  * Generated mail (`inject`) gets a short "Received: by HOSTNAME (Postline) id QUEUEID; DATE" so
  * it carries a trace like everything else; it is not subject to the size or hop limits (the
  * caller, the scheduler, bounds what it returns of an original).
@@ -19,17 +24,20 @@ import type { Logger } from '../core/log.js';
 import { newQueueId } from '../core/queue-id.js';
 import { R } from '../core/reply.js';
 import type { PostlineConfig } from '../config/schema.js';
-import type { EventBus } from '../events/bus.js';
+import type { EventRecord } from '../events/record.js';
 import { getHeaderFields, headerSection, parseHeaderFields } from '../rfc5322/header.js';
-import type { IncomingMessage, MessageSink, SessionInfo } from '../core/session.js';
-import type { BodyWriter, MessageOrigin, NewMessage, QueuedMessage, QueueStore } from '../spool/types.js';
+import type {
+  IncomingMessage, MessageMeta, MessageOrigin, MessageSink, Rejection, SessionInfo, Submission, SubmissionSink, Submitted,
+} from '../core/session.js';
+import type { BodyWriter, NewMessage, QueuedMessage, QueueStore } from '../spool/types.js';
 import { CleanupMessage } from './incoming.js';
+import { validateMeta, type MetaLimits } from './meta.js';
 import { buildReceived, receivedProtocol } from './received.js';
 import { soleRecipient, uniqueRecipients } from './recipients.js';
 
 /** The configuration keys cleanup reads. */
 export type CleanupConfig = Pick<PostlineConfig, 'hostname'> & {
-  readonly limits: Pick<PostlineConfig['limits'], 'maxMessageSize' | 'maxReceivedHeaders'>;
+  readonly limits: Pick<PostlineConfig['limits'], 'maxMessageSize' | 'maxReceivedHeaders'> & Partial<MetaLimits>;
   /** received.tlsDetails (default true): TLS version and cipher in the Received field. */
   readonly received?: Partial<PostlineConfig['received']>;
 };
@@ -39,33 +47,46 @@ export interface CleanupOptions {
   readonly store: QueueStore;
   /** hostname, limits.maxMessageSize (bytes), limits.maxReceivedHeaders. */
   readonly config: CleanupConfig;
-  readonly events: EventBus;
   readonly logger: Logger;
   readonly clock?: Clock;
-  /** Called with each committed message (the scheduler's `enqueued`), before the event is emitted. */
+  /** Called with each committed message (the scheduler's `enqueued`). */
   readonly onQueued?: (msg: QueuedMessage) => void;
+  /**
+   * True when the session's client is authenticated or trusted (relay.trustedNetworks): only then
+   * are X-Postline-Tags / X-Postline-Metadata read (policy mayRelay). Default: authenticated only.
+   */
+  readonly isTrusted?: (s: SessionInfo) => boolean;
 }
 
+const DEFAULT_META_LIMITS: MetaLimits = { maxTags: 32, maxTagLength: 128, maxMetadataBytes: 4096 };
+
 /** The MessageSink smtpd streams into, plus `inject` for generated messages. */
-export class Cleanup implements MessageSink {
+export class Cleanup implements MessageSink, SubmissionSink {
   private readonly store: QueueStore;
   private readonly config: CleanupConfig;
-  private readonly events: EventBus;
   private readonly logger: Logger;
   private readonly clock: Clock;
   private readonly onQueued?: (msg: QueuedMessage) => void;
 
   /** @throws PostlineError when an option is missing. */
   constructor(opts: CleanupOptions) {
-    if (!opts.store || !opts.config || !opts.events || !opts.logger) {
-      throw new PostlineError('ERR_CLEANUP_OPTIONS', 'Cleanup needs store, config, events and logger', { temporary: false });
+    if (!opts.store || !opts.config || !opts.logger) {
+      throw new PostlineError('ERR_CLEANUP_OPTIONS', 'Cleanup needs store, config and logger', { temporary: false });
     }
     this.store = opts.store;
     this.config = opts.config;
-    this.events = opts.events;
     this.logger = opts.logger;
     this.clock = opts.clock ?? systemClock;
     this.onQueued = opts.onQueued;
+    this.isTrusted = opts.isTrusted ?? ((s) => s.authUser !== undefined);
+  }
+
+  private readonly isTrusted: (s: SessionInfo) => boolean;
+
+  /** The metadata bounds (limits.maxTags, maxTagLength, maxMetadataBytes), read at each use (live reload). */
+  private metaLimits(): MetaLimits {
+    const l = this.config.limits;
+    return { maxTags: l.maxTags ?? DEFAULT_META_LIMITS.maxTags, maxTagLength: l.maxTagLength ?? DEFAULT_META_LIMITS.maxTagLength, maxMetadataBytes: l.maxMetadataBytes ?? DEFAULT_META_LIMITS.maxMetadataBytes };
   }
 
   /**
@@ -84,11 +105,7 @@ export class Cleanup implements MessageSink {
     const id = newQueueId(this.clock.now());
     envelope = this.withoutDuplicates(id, envelope);
     const body = await this.openBody(id);
-    const origin: MessageOrigin = {
-      kind: 'smtp', clientAddress: s.clientAddress, listener: s.listener.name,
-      ...(s.heloName !== undefined ? { clientName: s.heloName } : {}),
-      ...(s.authUser !== undefined ? { authUser: s.authUser } : {}),
-    };
+    const origin = originOf(s);
     const received = buildReceived({
       heloName: s.heloName, clientAddress: s.clientAddress, hostname: this.config.hostname,
       protocol: receivedProtocol({ esmtp: s.esmtp, tls: !!s.tls, authenticated: !!s.authUser, smtputf8: envelope.smtputf8 }),
@@ -105,18 +122,94 @@ export class Cleanup implements MessageSink {
       maxSize: limits.maxMessageSize,
       now: () => this.clock.now(),
       smtputf8: envelope.smtputf8,
+      ...(this.isTrusted(s) ? { readMeta: this.metaLimits() } : {}),
       // Our Received field is part of the header section too ("for <UTF-8 address>").
-      commit: (messageId, utf8Headers) => this.commit(id, envelope, origin, body, messageId, utf8Of(envelope, received, utf8Headers)),
+      commit: (messageId, utf8Headers, meta) => this.commit(id, envelope, origin, body, messageId, utf8Of(envelope, received, utf8Headers), meta),
     });
+  }
+
+  /**
+   * Records a refusal by smtpd as a 'message.rejected' event (written in the next group commit).
+   * Never throws and never waits: a failed write is logged.
+   */
+  rejected(s: SessionInfo, r: Rejection): void {
+    const origin: MessageOrigin = originOf(s);
+    const e: EventRecord = {
+      type: 'message.rejected', at: this.clock.now(), reason: r.stage, reply: r.reply, origin,
+      ...(r.queueId !== undefined ? { queueId: r.queueId } : {}),
+      ...(r.mailFrom !== undefined ? { mailFrom: r.mailFrom } : {}),
+      ...(r.recipient !== undefined ? { recipient: r.recipient } : {}),
+    };
+    this.store.appendEvents([e]).catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'cannot record a rejection event'));
+  }
+
+  /**
+   * Records a refusal by the API (or another whole-message door) as 'message.rejected'. Never throws.
+   */
+  rejectedSubmission(origin: MessageOrigin, r: Omit<Rejection, 'stage'>): void {
+    const e: EventRecord = {
+      type: 'message.rejected', at: this.clock.now(), reason: 'api', reply: r.reply, origin,
+      ...(r.mailFrom !== undefined ? { mailFrom: r.mailFrom } : {}),
+      ...(r.recipient !== undefined ? { recipient: r.recipient } : {}),
+    };
+    this.store.appendEvents([e]).catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'cannot record a rejection event'));
+  }
+
+  /**
+   * Queues one whole message (the HTTP API; core/session.ts SubmissionSink): the size and hop
+   * limits, a Received field ("from api (key NAME) by HOST with HTTP"), Date/Message-ID when
+   * missing (default for the API), X-Postline-* fields removed, metadata validated, one commit
+   * with its 'message.received' event. @returns the queue ID, Message-ID and size once durable.
+   * @throws PostlineError: 552 5.3.4 size, 554 5.4.6 hops, 554 5.6.0 bad metadata (MetadataError),
+   *         452 4.3.1 below the free-space reserve, 451 4.3.0 other store errors.
+   */
+  async submit(sub: Submission): Promise<Submitted> {
+    const envelope = sub.envelope;
+    if (!envelope.recipients.length) {
+      throw new PostlineError('ERR_NO_RECIPIENTS', 'no recipients', { temporary: false, reply: R.badSequence('need recipients') });
+    }
+    if (sub.body.length > this.config.limits.maxMessageSize) {
+      throw new PostlineError('ERR_SIZE', `message is ${sub.body.length} bytes, over ${this.config.limits.maxMessageSize}`, { temporary: false, reply: R.sizeExceeded });
+    }
+    const meta = sub.meta ? validateMeta(sub.meta, this.metaLimits()) : undefined;
+    const id = newQueueId(this.clock.now());
+    const env = this.withoutDuplicates(id, envelope);
+    const body = await this.openBody(id);
+    const received = buildReceived({
+      hostname: this.config.hostname, queueId: id, date: this.clock.now(),
+      ...(sub.origin.kind === 'api' ? { viaApi: sub.origin.apiKey ?? 'unknown' } : {}),
+      forRecipient: soleRecipient(env.recipients),
+    });
+    let result: { messageId: string | undefined; meta: MessageMeta | undefined } | undefined;
+    const msg = new CleanupMessage(id, body, {
+      received,
+      addMissingFields: sub.addMissingFields ?? sub.origin.kind === 'api',
+      hostname: this.config.hostname,
+      maxReceived: this.config.limits.maxReceivedHeaders,
+      maxSize: this.config.limits.maxMessageSize,
+      now: () => this.clock.now(),
+      smtputf8: env.smtputf8,
+      commit: async (messageId, utf8Headers, headerMeta) => {
+        const m = meta ?? headerMeta;
+        result = { messageId, meta: m };
+        return this.commit(id, env, sub.origin, body, messageId, utf8Of(env, received, utf8Headers), m);
+      },
+    });
+    msg.write(sub.body);
+    await msg.drain();
+    const queueId = await msg.finish();
+    return { queueId, ...(result?.messageId !== undefined ? { messageId: result.messageId } : {}), size: msg.size() };
   }
 
   /**
    * Queues a locally generated message (a DSN: origin.kind 'dsn') through the same commit path.
    * @param body the complete message, CRLF line endings; a Received "by" field is prepended.
+   * @param events more events to write in the same commit (the scheduler's 'dsn.queued' about the
+   *        original; its `dsnQueueId` is filled in here).
    * @returns the new queue ID, once the message is durable.
    * @throws PostlineError (452 4.3.1 disk full, 451 4.3.0 other store errors).
    */
-  async inject(envelope: Envelope, body: Buffer, origin: MessageOrigin): Promise<string> {
+  async inject(envelope: Envelope, body: Buffer, origin: MessageOrigin, events: readonly EventRecord[] = []): Promise<string> {
     if (!envelope.recipients.length) throw new PostlineError('ERR_NO_RECIPIENTS', 'inject without recipients', { temporary: false });
     const id = newQueueId(this.clock.now());
     envelope = this.withoutDuplicates(id, envelope);
@@ -126,7 +219,8 @@ export class Cleanup implements MessageSink {
       await writeAll(writer, [Buffer.from(received, 'utf8'), body]);
       const head = headerSection(body);
       const messageId = getHeaderFields(parseHeaderFields(head), 'message-id')[0]?.value.trim();
-      return await this.commit(id, envelope, origin, writer, messageId || undefined, utf8Of(envelope, received, envelope.smtputf8 ? !isAscii(head) : undefined));
+      return await this.commit(id, envelope, origin, writer, messageId || undefined, utf8Of(envelope, received, envelope.smtputf8 ? !isAscii(head) : undefined), undefined,
+        events.map((e) => (e.type === 'dsn.queued' ? { ...e, dsnQueueId: id } : e)));
     } catch (err) {
       await writer.abort();
       throw toPostlineError(err);
@@ -155,8 +249,12 @@ export class Cleanup implements MessageSink {
     }
   }
 
-  /** Commits, then announces: 'message.queued' event and one log line. */
-  private async commit(id: string, env: Envelope, origin: MessageOrigin, body: BodyWriter, messageId: string | undefined, utf8Headers: boolean | undefined): Promise<string> {
+  /** Commits with its 'message.received' event (same transaction), tells the scheduler, logs one line. */
+  private async commit(
+    id: string, env: Envelope, origin: MessageOrigin, body: BodyWriter, messageId: string | undefined,
+    utf8Headers: boolean | undefined, meta: MessageMeta | undefined, more: readonly EventRecord[] = [],
+  ): Promise<string> {
+    const now = this.clock.now();
     const msg: NewMessage = {
       id, mailFrom: env.mailFrom, bodyType: env.bodyType, smtputf8: env.smtputf8,
       ...(utf8Headers !== undefined ? { utf8Headers } : {}),
@@ -168,21 +266,35 @@ export class Cleanup implements MessageSink {
         ...(r.notify !== undefined ? { notify: r.notify } : {}),
         ...(r.orcpt !== undefined ? { orcpt: r.orcpt } : {}),
       })),
-      arrivedAt: this.clock.now(),
+      arrivedAt: now,
+      ...(messageId !== undefined ? { messageId } : {}),
+      ...(meta ? { meta } : {}),
     };
-    const q = await this.store.commit(msg, body);
-    this.onQueued?.(q);
     const recipients = env.recipients.map((r) => r.address);
-    this.events.emit({
-      type: 'message.queued', at: this.clock.now(), queueId: id, mailFrom: env.mailFrom, recipients,
-      size: q.size, origin, ...(messageId !== undefined ? { messageId } : {}),
-    });
-    this.logger.info({
+    const received: EventRecord = {
+      type: 'message.received', at: now, queueId: id, mailFrom: env.mailFrom, recipients,
+      size: body.bytesWritten(), origin,
+      ...(messageId !== undefined ? { messageId } : {}),
+      ...(meta?.tags ? { tags: meta.tags } : {}),
+      ...(meta?.metadata ? { metadata: meta.metadata } : {}),
+    };
+    const q = await this.store.commit(msg, body, [received, ...more]);
+    this.onQueued?.(q);
+    this.logger.debug({
       queueId: id, from: env.mailFrom, recipients, size: q.size, messageId,
       client: origin.clientAddress ?? origin.kind, helo: origin.clientName, authUser: origin.authUser,
     }, 'message queued');
     return id;
   }
+}
+
+/** The origin of an SMTP session's messages. */
+function originOf(s: SessionInfo): MessageOrigin {
+  return {
+    kind: 'smtp', clientAddress: s.clientAddress, listener: s.listener.name,
+    ...(s.heloName !== undefined ? { clientName: s.heloName } : {}),
+    ...(s.authUser !== undefined ? { authUser: s.authUser } : {}),
+  };
 }
 
 /**

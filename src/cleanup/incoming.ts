@@ -10,12 +10,13 @@
 import { isAscii } from 'node:buffer';
 import { PostlineError, toPostlineError } from '../core/errors.js';
 import { R } from '../core/reply.js';
-import type { IncomingMessage } from '../core/session.js';
+import type { IncomingMessage, MessageMeta } from '../core/session.js';
 import type { BodyWriter } from '../spool/types.js';
 import { formatDate, makeMessageId } from '../rfc5322/format.js';
 import {
-  findHeaderEnd, getHeaderFields, isWellFormedHeader, parseHeaderFields, type HeaderBounds,
+  findHeaderEnd, getHeaderFields, isWellFormedHeader, parseHeaderFields, withoutFields, type HeaderBounds,
 } from '../rfc5322/header.js';
+import { isPostlineField, metaFromHeaders, type MetaLimits } from './meta.js';
 
 /** Largest header section buffered, bytes; a longer one is passed through as body. */
 export const HEADER_LIMIT = 1024 * 1024;
@@ -41,11 +42,16 @@ export interface IncomingPlan {
    */
   readonly smtputf8?: boolean;
   /**
+   * Read X-Postline-Tags / X-Postline-Metadata (authenticated or trusted clients) with these
+   * bounds; absent: they are not read. Those fields are removed from every message either way.
+   */
+  readonly readMeta?: MetaLimits;
+  /**
    * Commits the body; resolves with the queue ID. `messageId` is the Message-ID found or added;
    * `utf8Headers` says whether the header section holds non-ASCII bytes (undefined: not checked,
-   * the message is not SMTPUTF8).
+   * the message is not SMTPUTF8); `meta` what the X-Postline-* fields gave.
    */
-  readonly commit: (messageId: string | undefined, utf8Headers: boolean | undefined) => Promise<string>;
+  readonly commit: (messageId: string | undefined, utf8Headers: boolean | undefined, meta: MessageMeta | undefined) => Promise<string>;
 }
 
 type State = 'open' | 'finishing' | 'done' | 'aborted';
@@ -59,6 +65,7 @@ export class CleanupMessage implements IncomingMessage {
   private failure: PostlineError | undefined;
   private messageId: string | undefined;
   private utf8Headers: boolean | undefined;
+  private meta: MessageMeta | undefined;
   private state: State = 'open';
 
   constructor(readonly queueId: string, private readonly body: BodyWriter, private readonly plan: IncomingPlan) {}
@@ -108,7 +115,7 @@ export class CleanupMessage implements IncomingMessage {
       throw this.failure;
     }
     try {
-      const id = await this.plan.commit(this.messageId, this.utf8Headers);
+      const id = await this.plan.commit(this.messageId, this.utf8Headers, this.meta);
       this.state = 'done';
       return id;
     } catch (err) {
@@ -167,7 +174,7 @@ export class CleanupMessage implements IncomingMessage {
    */
   private emitHeader(buf: Buffer, bounds: HeaderBounds | undefined): boolean {
     this.headerDone = true;
-    const header = bounds ? buf.subarray(0, bounds.headerEnd) : buf;
+    let header = bounds ? buf.subarray(0, bounds.headerEnd) : buf;
     const fields = parseHeaderFields(header);
     const hops = getHeaderFields(fields, 'received').length;
     if (hops > this.plan.maxReceived) {
@@ -175,6 +182,21 @@ export class CleanupMessage implements IncomingMessage {
         temporary: false, reply: R.tooManyHops,
       }));
       return true;
+    }
+    if (fields.some((f) => isPostlineField(f.name.toLowerCase()))) {
+      if (this.plan.readMeta) {
+        try {
+          this.meta = metaFromHeaders(fields, this.plan.readMeta);
+        } catch (err) {
+          this.fail(toPostlineError(err));
+          return true;
+        }
+      }
+      // Our own fields never leave Postline: the header section is written without them.
+      const rest = bounds ? buf.subarray(bounds.headerEnd) : Buffer.alloc(0);
+      header = withoutFields(header, isPostlineField);
+      buf = Buffer.concat([header, rest]);
+      if (bounds) bounds = { headerEnd: header.length, bodyStart: header.length + (bounds.bodyStart - bounds.headerEnd) };
     }
     this.messageId = getHeaderFields(fields, 'message-id')[0]?.value.trim() || undefined;
     if (this.plan.smtputf8) this.utf8Headers = !isAscii(header);

@@ -71,6 +71,8 @@ export interface ReceivedInput {
   readonly date: number;
   /** The TLS session the message came over; given: the TLS comment and "tls" clause are added. */
   readonly tls?: TlsFacts;
+  /** Came in by the HTTP API with this key name: "from api (key NAME)" ... "with HTTP". */
+  readonly viaApi?: string;
 }
 
 /** Secret key bits of a cipher suite, from its name (AES-128/256, ChaCha20, 3DES); undefined when unknown. */
@@ -100,8 +102,11 @@ export function buildReceived(r: ReceivedInput): string {
     const helo = r.heloName ? safeToken(r.heloName) : literal;
     lines.push(`Received: from ${helo} (${literal})`);
     if (r.tls) lines.push(`\t${tlsComment(r.tls)}`);
+  } else if (r.viaApi !== undefined) {
+    lines.push(`Received: from api (key ${safeToken(r.viaApi)})`);
   }
-  const by = `by ${r.hostname} (Postline)${r.protocol ? ` with ${r.protocol}` : ''} id ${r.queueId}`;
+  const protocol = r.protocol ?? (r.viaApi !== undefined ? 'HTTP' : undefined);
+  const by = `by ${r.hostname} (Postline)${protocol ? ` with ${protocol}` : ''} id ${r.queueId}`;
   if (lines.length) lines.push(`\t${by}`);
   else lines.push(`Received: ${by}`);
   const date = formatDate(r.date);

@@ -1,5 +1,5 @@
 /**
- * The `postline` command (commander): serve, user, queue, webhooks status, config check.
+ * The `postline` command (commander): serve, user, queue, events, webhooks status, config check.
  * Errors end the process with a clear one-line message and exit code 1 (config errors: 2, also when
  * a command other than `serve` finds no queue where the configuration points: it never creates one).
  * The configuration file is --config FILE, else the POSTLINE_CONFIG environment variable.
@@ -9,8 +9,9 @@ import { loadConfig } from '../config/load.js';
 import { ConfigError, NoDataDirError } from '../core/errors.js';
 import { registerUserCommands } from './user.js';
 import { registerQueueCommands } from './queue.js';
+import { registerEventsCommand } from './events.js';
 import { registerWebhookCommands } from './webhooks.js';
-import { openStore } from '../main.js';
+import { openStore } from '../spool/open.js';
 
 const program = new Command();
 program.name('postline').description('Postline mail transfer agent').version('0.1.0').showHelpAfterError();
@@ -44,6 +45,7 @@ const loadForCli = (file?: string): ReturnType<typeof loadConfig> => {
 };
 
 registerUserCommands(program, loadForCli);
+registerEventsCommand(program, loadForCli);
 // Queue commands open only an existing queue: never a new, empty one where the user happens to be.
 registerQueueCommands(program, { loadConfig: loadForCli, openStore: (cfg) => openStore(cfg, undefined, { create: false }) });
 registerWebhookCommands(program, loadForCli);

@@ -192,6 +192,16 @@ export const configSchema = z.object({
     queueHighWater: z.number().int().min(0).default(100_000),
     /** How long the reply to MAIL waits while the queue is above queueHighWater, ms. */
     inFlowDelayMs: z.number().int().min(0).max(60_000).default(1000),
+    /** Tags per message (X-Postline-Tags, API `tags`). */
+    maxTags: z.number().int().min(0).max(1000).default(32),
+    /** Longest tag, and longest metadata key, characters. */
+    maxTagLength: z.number().int().positive().max(1024).default(128),
+    /** Largest metadata object of a message as JSON, bytes (X-Postline-Metadata, API `metadata`). */
+    maxMetadataBytes: z.number().int().min(0).max(1024 * 1024).default(4096),
+  }).strict().prefault({}),
+  events: z.object({
+    /** Days the event log keeps events (then pruned in the background, a few thousand rows at a time). */
+    retentionDays: z.number().min(0.001).max(3650).default(7),
   }).strict().prefault({}),
   timeouts: z.object({
     /** Wait for the next command (RFC 5321 4.5.3.2.7: 5 minutes). */

@@ -66,6 +66,8 @@ export interface RecipientResult {
    * issues no notice of its own (RFC 3461 5.2.2): no success DSN is owed. Never with `relayed`.
    */
   readonly dsnPassedOn?: boolean;
+  /** The TLS session of the connection that gave this result, when it used TLS. */
+  readonly tls?: { readonly version: string; readonly cipher: string };
 }
 
 export interface DeliveryAgent {

@@ -5,10 +5,10 @@
  */
 import type { Logger } from '../core/log.js';
 import type { EventBus } from './bus.js';
-import type { PostlineEvent, RecipientOutcome } from './types.js';
+import type { PostlineEvent, RecipientEventType } from './types.js';
 
 /** Postfix status words per outcome event. */
-const STATUS: Record<RecipientOutcome['type'], string> = {
+const STATUS: Record<RecipientEventType, string> = {
   'recipient.delivered': 'sent',
   'recipient.relayed': 'relayed',
   'recipient.deferred': 'deferred',
@@ -23,42 +23,54 @@ export function delaySeconds(ms: number): string {
   return (Math.max(0, ms) / 1000).toFixed(2);
 }
 
-function outcomeLine(logger: Logger, e: RecipientOutcome): void {
+function outcomeLine(logger: Logger, e: PostlineEvent & { type: RecipientEventType }): void {
   const status = STATUS[e.type];
-  const delay = delaySeconds(e.delayMs);
-  const relay = e.relay ?? 'none';
-  const fields = { queueId: e.queueId, from: e.mailFrom, to: e.recipient, relay, delay: Number(delay), dsn: e.dsn, status, reply: e.reply, attempt: e.attempt };
+  const delay = delaySeconds(e.delayMs ?? 0);
+  const relay = e.remoteHost ?? 'none';
+  const fields = {
+    eventId: e.id, queueId: e.queueId, from: e.mailFrom, to: e.recipient, relay, delay: Number(delay), dsn: e.dsn, status,
+    reply: e.reply, attempt: e.attempt, ...(e.tls ? { tls: `${e.tls.version}:${e.tls.cipher}` } : {}),
+  };
   const text = `${e.queueId}: to=<${e.recipient}>, relay=${relay}, delay=${delay}, dsn=${e.dsn}, status=${status} (${e.reply})`;
-  if (e.type === 'recipient.deferred') logger.info(fields, text);
-  else if (e.type === 'recipient.bounced' || e.type === 'recipient.expired') logger.warn(fields, text);
+  if (e.type === 'recipient.bounced' || e.type === 'recipient.expired') logger.warn(fields, text);
   else logger.info(fields, text);
 }
 
-/** Writes the log line of one event. Never throws for a well-formed event. */
+const isOutcome = (e: PostlineEvent): e is PostlineEvent & { type: RecipientEventType } => e.type in STATUS;
+
+/** Writes the log line of one event. Never throws for a well-formed event; unknown types get a generic line. */
 export function logEvent(logger: Logger, e: PostlineEvent): void {
+  if (isOutcome(e)) return outcomeLine(logger, e);
+  const q = e.queueId ?? '-';
   switch (e.type) {
-    case 'message.queued':
-      logger.info({ queueId: e.queueId, from: e.mailFrom, size: e.size, nrcpt: e.recipients.length, origin: e.origin.kind, client: e.origin.clientAddress, messageId: e.messageId },
-        `${e.queueId}: from=<${e.mailFrom}>, size=${e.size}, nrcpt=${e.recipients.length} (queue active)`);
+    case 'message.received': {
+      const n = e.recipients?.length ?? 0;
+      logger.info({ eventId: e.id, queueId: e.queueId, from: e.mailFrom, size: e.size, nrcpt: n, origin: e.origin?.kind, client: e.origin?.clientAddress, apiKey: e.origin?.apiKey, messageId: e.messageId },
+        `${q}: from=<${e.mailFrom ?? ''}>, size=${e.size ?? 0}, nrcpt=${n} (queue active)`);
       return;
-    case 'recipient.delivered': case 'recipient.relayed': case 'recipient.deferred': case 'recipient.bounced': case 'recipient.expired':
-      outcomeLine(logger, e);
+    }
+    case 'message.rejected':
+      logger.info({ eventId: e.id, queueId: e.queueId, from: e.mailFrom, to: e.recipient, client: e.origin?.clientAddress, stage: e.reason, reply: e.reply },
+        `${q}: reject: ${e.reason ?? ''} from ${e.origin?.clientAddress ?? e.origin?.apiKey ?? 'unknown'}: ${e.reply ?? ''}; from=<${e.mailFrom ?? ''}>${e.recipient !== undefined ? ` to=<${e.recipient}>` : ''}`);
       return;
-    case 'message.removed':
-      logger.info({ queueId: e.queueId, reason: e.reason }, e.reason === 'deleted' ? `${e.queueId}: removed (deleted by operator)` : `${e.queueId}: removed`);
+    case 'message.deleted':
+      logger.info({ eventId: e.id, queueId: e.queueId }, `${q}: removed (deleted by operator)`);
       return;
     case 'message.quarantined':
-      logger.error({ queueId: e.queueId, reason: e.reason }, `${e.queueId}: quarantined: ${e.reason}`);
+      logger.error({ eventId: e.id, queueId: e.queueId, reason: e.reason }, `${q}: quarantined: ${e.reason ?? ''}`);
       return;
     case 'dsn.queued':
-      logger.info({ queueId: e.queueId, dsnQueueId: e.dsnQueueId, kind: e.kind, to: e.to }, `${e.queueId}: sender ${DSN_WORDS[e.kind]} notification: ${e.dsnQueueId}`);
+      logger.info({ eventId: e.id, queueId: e.queueId, dsnQueueId: e.dsnQueueId, kind: e.dsnKind, to: e.recipient },
+        `${q}: sender ${DSN_WORDS[e.dsnKind ?? 'failure']} notification: ${e.dsnQueueId ?? ''}`);
       return;
     case 'dsn.dropped':
-      logger.warn({ queueId: e.queueId, reason: e.reason }, `${e.queueId}: DSN dropped: ${e.reason}`);
+      logger.warn({ eventId: e.id, queueId: e.queueId, reason: e.reason }, `${q}: DSN dropped: ${e.reason ?? ''}`);
       return;
     case 'message.held': case 'message.released': case 'message.flushed':
-      logger.info({ queueId: e.queueId, action: e.type.slice('message.'.length) }, `${e.queueId}: ${e.type.slice('message.'.length)} by operator`);
+      logger.info({ eventId: e.id, queueId: e.queueId, action: e.type.slice('message.'.length) }, `${q}: ${e.type.slice('message.'.length)} by operator`);
       return;
+    default:
+      logger.info({ eventId: e.id, queueId: e.queueId, type: e.type }, `${q}: ${e.type}`);
   }
 }
 

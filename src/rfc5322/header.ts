@@ -125,3 +125,29 @@ export function countReceived(header: Buffer | string): number {
 export function endsWithCrlf(buf: Buffer): boolean {
   return buf.length >= 2 && buf.subarray(buf.length - 2).equals(CRLF);
 }
+
+/**
+ * The header section without the fields whose name matches `drop` (continuation lines go with
+ * their field). Other bytes are kept exactly. @param header header section bytes, CRLF lines.
+ * @returns `header` itself when nothing matched.
+ */
+export function withoutFields(header: Buffer, drop: (lowerName: string) => boolean): Buffer {
+  const text = header.toString('latin1');
+  const lines = text.split('\r\n');
+  let dropping = false;
+  let changed = false;
+  const kept: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if ((line[0] === ' ' || line[0] === '\t') && i > 0) {
+      if (!dropping) kept.push(line);
+      else changed = true;
+      continue;
+    }
+    const colon = line.indexOf(':');
+    dropping = colon > 0 && drop(line.slice(0, colon).trimEnd().toLowerCase());
+    if (dropping) changed = true;
+    else kept.push(line);
+  }
+  return changed ? Buffer.from(kept.join('\r\n'), 'latin1') : header;
+}

@@ -20,16 +20,20 @@ import type { Clock } from '../core/clock.js';
 import { crashPoint } from '../core/crashpoints.js';
 import type { DsnKind, DsnNotify, DsnRet, Envelope } from '../core/envelope.js';
 import type { Logger } from '../core/log.js';
-import type { EventBus } from '../events/bus.js';
-import type { DsnOwed, QueuedMessage, QueuedRecipient, QueueStore } from '../spool/types.js';
+import type { EventRecord } from '../events/record.js';
+import type { DsnOwed, QueuedMessage, QueuedRecipient, QueueStore, RecipientUpdate } from '../spool/types.js';
 import { readHeaders, readWhole } from './body.js';
+import { aboutMessage } from './round.js';
 
 /** What the scheduler needs to build and queue a DSN (main.ts wires the builder and cleanup). */
 export interface DsnPort {
   /** Writes the RFC 3464 multipart/report message (CRLF lines). */
   build(input: DsnInput): Buffer;
-  /** Queues a generated message through cleanup; resolves with its queue ID. */
-  inject(envelope: Envelope, body: Buffer): Promise<string>;
+  /**
+   * Queues a generated message through cleanup; resolves with its queue ID. `events` are written
+   * in the same commit (the 'dsn.queued' about the original; cleanup fills in its dsnQueueId).
+   */
+  inject(envelope: Envelope, body: Buffer, events: readonly EventRecord[]): Promise<string>;
 }
 
 /** One recipient to report in a DSN, with the facts of its last attempt. */
@@ -127,13 +131,20 @@ export interface NotifierOptions {
   readonly store: QueueStore;
   readonly dsn: DsnPort;
   readonly config: PostlineConfig;
-  readonly events: EventBus;
   readonly logger: Logger;
   readonly clock: Clock;
 }
 
-/** What became of one DSN: queued (with its queue ID), dropped by rule, or failed (logged; try again later). */
-export type DsnSendResult = { readonly outcome: 'queued'; readonly dsnQueueId: string } | { readonly outcome: 'dropped' } | { readonly outcome: 'failed' } | { readonly outcome: 'none' };
+/**
+ * What became of one DSN: queued (with its queue ID; its 'dsn.queued' event went in the DSN's own
+ * commit), dropped by rule (with the 'dsn.dropped' event for the caller to write with its next
+ * state change), or failed (logged; try again later).
+ */
+export type DsnSendResult =
+  | { readonly outcome: 'queued'; readonly dsnQueueId: string }
+  | { readonly outcome: 'dropped'; readonly event: EventRecord }
+  | { readonly outcome: 'failed' }
+  | { readonly outcome: 'none' };
 
 /** A report item rebuilt from a stored recipient (after a restart: no fresher facts in memory). */
 export function storedReportItem(r: QueuedRecipient, kind: DsnOwed): ReportItem {
@@ -148,7 +159,7 @@ export function storedReportItem(r: QueuedRecipient, kind: DsnOwed): ReportItem 
   };
 }
 
-/** Builds and queues DSNs; emits 'dsn.queued' / 'dsn.dropped' (the log sink writes the log lines). */
+/** Builds and queues DSNs, with their 'dsn.queued' / 'dsn.dropped' events. */
 export class Notifier {
   constructor(private readonly o: NotifierOptions) {}
 
@@ -163,8 +174,7 @@ export class Notifier {
     const route = dsnRoute(msg, kind, items, this.o.config);
     if ('drop' in route) {
       this.o.logger.debug({ queueId: msg.id, kind, recipients: items.map((i) => i.recipient.address) }, `DSN dropped: ${route.drop}`);
-      this.o.events.emit({ type: 'dsn.dropped', at: now, queueId: msg.id, reason: route.drop });
-      return { outcome: 'dropped' };
+      return { outcome: 'dropped', event: { type: 'dsn.dropped', at: now, ...aboutMessage(msg), dsnKind: kind, reason: route.drop } };
     }
     try {
       const { ret, original } = await this.original(msg, retFor(msg.ret, kind));
@@ -175,8 +185,8 @@ export class Notifier {
       };
       const body = this.o.dsn.build(input);
       const envelope: Envelope = { mailFrom: '', recipients: [{ address: route.to }], bodyType: '8BITMIME', smtputf8: msg.smtputf8 };
-      const dsnQueueId = await this.o.dsn.inject(envelope, body);
-      this.o.events.emit({ type: 'dsn.queued', at: this.o.clock.now(), queueId: msg.id, dsnQueueId, kind, to: route.to });
+      const queued: EventRecord = { type: 'dsn.queued', at: this.o.clock.now(), ...aboutMessage(msg), dsnKind: kind, recipient: route.to };
+      const dsnQueueId = await this.o.dsn.inject(envelope, body, [queued]);
       return { outcome: 'queued', dsnQueueId };
     } catch (err) {
       this.o.logger.error({ err, queueId: msg.id, kind, to: route.to }, 'cannot queue DSN; will try again');
@@ -186,13 +196,16 @@ export class Notifier {
 
   /**
    * Sends every failure and success DSN `msg` owes (recipients with `dsnOwed`), one DSN per kind,
-   * then clears the marks in the store (and in `msg`). `fresh` holds this round's items by
-   * recipient idx (they know whether the reply was remote); others are rebuilt from the stored
-   * recipient. A DSN that could not be queued keeps its mark for the next try.
-   * @returns true when nothing is owed any more. Never throws.
+   * then clears the marks in ONE store commit (and in `msg`), with the 'dsn.dropped' events and,
+   * when `removeWhenDone` and nothing is left to do, the removal of the message. `fresh` holds this
+   * round's items by recipient idx (they know whether the reply was remote); others are rebuilt
+   * from the stored recipient. A DSN that could not be queued keeps its mark for the next try.
+   * @returns settled: nothing is owed any more; removed: the message left the queue. Never throws.
    */
-  async sendOwed(msg: QueuedMessage, fresh: ReadonlyMap<number, ReportItem> = new Map()): Promise<boolean> {
+  async sendOwed(msg: QueuedMessage, fresh: ReadonlyMap<number, ReportItem> = new Map(), removeWhenDone = false): Promise<{ settled: boolean; removed: boolean }> {
     let settled = true;
+    const cleared: QueuedRecipient[] = [];
+    const events: EventRecord[] = [];
     for (const kind of ['failure', 'success'] as const) {
       const owed = msg.recipients.filter((r) => r.dsnOwed === kind);
       if (owed.length === 0) continue;
@@ -200,16 +213,20 @@ export class Notifier {
       const res = await this.send(msg, kind, owed.map((r) => fresh.get(r.idx) ?? storedReportItem(r, kind)));
       if (res.outcome === 'failed') { settled = false; continue; }
       crashPoint('dsn-after-queue');
-      try {
-        await this.o.store.updateRecipients(msg.id, owed.map((r) => ({ idx: r.idx, status: r.status, dsnOwed: null })),
-          { attempts: msg.attempts, nextAttemptAt: msg.nextAttemptAt, lastError: msg.lastError });
-        for (const r of owed) delete r.dsnOwed;
-      } catch (err) {
-        this.o.logger.error({ err, queueId: msg.id, kind }, 'cannot clear the owed-DSN mark (the DSN may be sent again)');
-        settled = false;
-      }
+      if (res.outcome === 'dropped') events.push(res.event);
+      cleared.push(...owed);
     }
-    return settled;
+    if (cleared.length === 0) return { settled, removed: false };
+    const remove = removeWhenDone && settled && msg.recipients.every((r) => r.status !== 'pending');
+    const updates: RecipientUpdate[] = cleared.map((r) => ({ idx: r.idx, status: r.status, dsnOwed: null }));
+    try {
+      await this.o.store.record(msg.id, { updates, events, remove });
+      for (const r of cleared) delete r.dsnOwed;
+      return { settled, removed: remove };
+    } catch (err) {
+      this.o.logger.error({ err, queueId: msg.id }, 'cannot clear the owed-DSN mark (the DSN may be sent again)');
+      return { settled: false, removed: false };
+    }
   }
 
   /** Recipients of `msg` that are owed a delay notice now (NOTIFY=DELAY, waited > delayWarningMs, not yet told). */

@@ -1,9 +1,9 @@
 /**
  * One delivery round of one message: check the body, group pending recipients by next hop,
  * send one DeliveryRequest per group through the Dispatcher (concurrency caps), and write each
- * group's outcomes to the store in one `updateRecipients` call (RFC 5321 4.5.4.1 retry,
- * 4.4.7 expiry per RFC 3463). Emits one 'recipient.*' event per recipient outcome and collects
- * what the DSN step (notify.ts) needs. Never throws for one bad message.
+ * group's outcomes with one 'recipient.*' event each to the store in one `record` call (RFC 5321
+ * 4.5.4.1 retry, 4.4.7 expiry per RFC 3463), the removal of a finished message in the same commit,
+ * and collects what the DSN step (notify.ts) needs. Never throws for one bad message.
  */
 import { Readable } from 'node:stream';
 import type { PostlineConfig } from '../config/schema.js';
@@ -12,8 +12,7 @@ import { crashPoint } from '../core/crashpoints.js';
 import { StoreError, toPostlineError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { DeliveryAgent, DeliveryRequest, RecipientResult } from '../delivery/types.js';
-import type { EventBus } from '../events/bus.js';
-import type { RecipientOutcome } from '../events/types.js';
+import type { EventRecord, RecipientEventType } from '../events/record.js';
 import { nextHopKey, type NextHop } from '../routing/types.js';
 import type { DsnOwed, QueuedMessage, QueuedRecipient, QueueStore, RecipientStatus, RecipientUpdate } from '../spool/types.js';
 import { nextAttemptAt } from './backoff.js';
@@ -29,7 +28,6 @@ export interface RoundContext {
   readonly dispatcher: Dispatcher;
   readonly clock: Clock;
   readonly config: PostlineConfig;
-  readonly events: EventBus;
   readonly logger: Logger;
   readonly random: () => number;
   /**
@@ -41,10 +39,11 @@ export interface RoundContext {
   readonly unrecorded: Map<string, UnrecordedWrite[]>;
 }
 
-/** One failed `updateRecipients` call, kept to be written again. */
+/** One failed outcome write (final outcomes only, with their events), kept to be written again. */
 export interface UnrecordedWrite {
   readonly updates: readonly RecipientUpdate[];
   readonly next: { attempts: number; nextAttemptAt: number; lastError?: string };
+  readonly events: readonly EventRecord[];
 }
 
 /** Per-round controls: abort in-flight requests (stop/delete), and whether the message was deleted. */
@@ -62,6 +61,8 @@ export interface RoundResult {
   readonly successes: ReportItem[];
   /** The result of each recipient attempted in this round, by idx. */
   readonly latest: Map<number, RecipientResult>;
+  /** The message left the queue in the round's last outcome commit (all final, no DSN owed). */
+  removed: boolean;
 }
 
 interface Group {
@@ -109,24 +110,28 @@ function missingResult(idx: number): RecipientResult {
 
 /** Runs one round for `msg` (mutated in place to mirror what was written). */
 export async function runRound(ctx: RoundContext, msg: QueuedMessage, ctl: RoundControl): Promise<RoundResult> {
-  const out: RoundResult = { quarantined: false, failures: [], successes: [], latest: new Map() };
+  const out: RoundResult = { quarantined: false, failures: [], successes: [], latest: new Map(), removed: false };
   const bad = await probeBody(ctx.store, msg.id, msg.size);
   if (bad !== undefined) {
     await quarantine(ctx, msg, bad);
     return { ...out, quarantined: true };
   }
   const attempt = msg.attempts + 1;
-  const state = { nextAt: undefined as number | undefined, bodyFailure: undefined as string | undefined };
+  const groups = groupByNextHop(msg, ctx.route);
+  const state = { nextAt: undefined as number | undefined, bodyFailure: undefined as string | undefined, open: groups.length };
   let chain: Promise<void> = Promise.resolve();
-  const applyLater = (g: Group, results: RecipientResult[]): Promise<void> => {
-    chain = chain.then(() => applyGroup(ctx, msg, g, results, { attempt, ctl, out, state }));
+  const applyLater = (g: Group, results: RecipientResult[] | undefined, durationMs: number): Promise<void> => {
+    chain = chain.then(() => {
+      state.open--;
+      if (results) return applyGroup(ctx, msg, g, results, { attempt, ctl, out, state, durationMs });
+    });
     return chain;
   };
-  await Promise.all(groupByNextHop(msg, ctx.route).map(async (g) => {
-    if (g.routeFailure) return applyLater(g, g.recipients.map(g.routeFailure));
+  await Promise.all(groups.map(async (g) => {
+    if (g.routeFailure) return applyLater(g, g.recipients.map(g.routeFailure), 0);
+    const started = ctx.clock.now();
     const results = await ctx.dispatcher.run(g.key, () => deliverGroup(ctx, msg, g, ctl, state));
-    if (results === CANCELLED || results === undefined) return;
-    return applyLater(g, results);
+    return applyLater(g, results === CANCELLED ? undefined : results, ctx.clock.now() - started);
   }));
   await chain;
   if (state.bodyFailure !== undefined && !ctl.isDeleted()) {
@@ -171,12 +176,15 @@ interface ApplyState {
   readonly attempt: number;
   readonly ctl: RoundControl;
   readonly out: RoundResult;
-  readonly state: { nextAt?: number };
+  /** `open`: groups of this round not yet applied (0: this is the last one). */
+  readonly state: { nextAt?: number; open: number; bodyFailure?: string };
+  /** How long this group's delivery took, ms. */
+  readonly durationMs: number;
 }
 
 interface Classified {
   readonly status: RecipientStatus;
-  readonly type: RecipientOutcome['type'];
+  readonly type: RecipientEventType;
   readonly dsn: string;
   readonly reply: string;
 }
@@ -194,7 +202,21 @@ function classify(ctx: RoundContext, msg: QueuedMessage, r: RecipientResult, now
   return { status: 'pending', type: 'recipient.deferred', dsn: r.dsnStatus, reply: r.diagnostic };
 }
 
-/** Writes one group's outcomes (one store call), mirrors them in `msg`, emits events, collects DSN items. */
+/** The fields every event about `msg` carries (DESIGN.md: metadata copied into its events). */
+export function aboutMessage(msg: Pick<QueuedMessage, 'id' | 'mailFrom' | 'messageId' | 'tags' | 'metadata'>): Pick<EventRecord, 'queueId' | 'mailFrom' | 'messageId' | 'tags' | 'metadata'> {
+  return {
+    queueId: msg.id, mailFrom: msg.mailFrom,
+    ...(msg.messageId !== undefined ? { messageId: msg.messageId } : {}),
+    ...(msg.tags !== undefined ? { tags: msg.tags } : {}),
+    ...(msg.metadata !== undefined ? { metadata: msg.metadata } : {}),
+  };
+}
+
+/**
+ * Writes one group's outcomes and their events in ONE store call (and, when this is the round's
+ * last group and nothing is left to do, the removal of the message in the same commit), mirrors
+ * them in `msg`, collects DSN items.
+ */
 async function applyGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, results: RecipientResult[], a: ApplyState): Promise<void> {
   if (a.ctl.isDeleted()) return;
   const now = ctx.clock.now();
@@ -205,29 +227,45 @@ async function applyGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, resul
     return { rcpt, r, c, owed: owedFor(rcpt, c.status, r) };
   });
   // The owed DSN is written with the final outcome (one commit), so a crash before the DSN is
-  // queued leaves the mark behind and the restart sends it (scheduler.ts sendOwedDsns).
+  // queued leaves the mark behind and the restart sends it (scheduler.ts sendOwed).
   const updates: RecipientUpdate[] = rows.map(({ rcpt, r, c, owed }) => ({
     idx: rcpt.idx, status: c.status, lastReply: r.diagnostic, dsnStatus: c.dsn, remoteMta: r.remoteMta,
     doneAt: c.status === 'pending' ? undefined : now, ...(owed ? { dsnOwed: owed } : {}),
   }));
+  const about = aboutMessage(msg);
+  const events: EventRecord[] = rows.map(({ rcpt, r, c }) => ({
+    type: c.type, at: now, ...about, recipient: rcpt.address,
+    ...(g.hop ? { nextHop: g.key } : {}),
+    ...(r.remoteMta !== undefined ? { remoteHost: r.remoteMta } : {}),
+    ...(r.tls ? { tls: r.tls } : {}),
+    dsn: c.dsn, reply: c.reply, attempt: a.attempt, durationMs: a.durationMs, delayMs: Math.max(0, now - msg.arrivedAt),
+  }));
   const deferred = rows.filter((x) => x.c.status === 'pending');
   a.state.nextAt ??= nextAttemptAt(now, a.attempt, ctx.config.delivery.retry, ctx.random);
   const next = { attempts: a.attempt, nextAttemptAt: a.state.nextAt, lastError: deferred.length ? deferred[deferred.length - 1]!.r.diagnostic : msg.lastError };
+  // Removed in the same commit when this is the last group of the round and nothing is left:
+  // every recipient final (the others from before), no DSN owed, nothing unwritten, body sound.
+  const touched = new Set(g.recipients.map((r) => r.idx));
+  const remove = a.state.open === 0 && a.state.bodyFailure === undefined && !ctx.unrecorded.has(msg.id)
+    && rows.every((x) => x.c.status !== 'pending' && !x.owed)
+    && msg.recipients.every((r) => touched.has(r.idx) || (r.status !== 'pending' && r.dsnOwed === undefined));
   crashPoint('delivery-before-outcome');
   try {
-    await ctx.store.updateRecipients(msg.id, updates, next);
+    await ctx.store.record(msg.id, { updates, next, events, remove });
   } catch (err) {
     // Final outcomes are kept and written again later (those recipients are not tried again
     // meanwhile); a lost deferral record only leaves the recipient pending, which is right.
     const finals = updates.filter((u) => u.status !== 'pending');
     ctx.logger.error({ err, queueId: msg.id, nextHop: g.key, finals: finals.length }, 'cannot record delivery results; final outcomes kept in memory and written again');
     if (finals.length) {
+      const finalIdx = new Set(finals.map((u) => u.idx));
       const list = ctx.unrecorded.get(msg.id) ?? [];
-      list.push({ updates: finals, next });
+      list.push({ updates: finals, next, events: events.filter((_, i) => finalIdx.has(rows[i]!.rcpt.idx)) });
       ctx.unrecorded.set(msg.id, list);
     }
     return;
   }
+  if (remove) a.out.removed = true;
   msg.attempts = next.attempts;
   msg.nextAttemptAt = next.nextAttemptAt;
   msg.lastError = next.lastError;
@@ -237,10 +275,6 @@ async function applyGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, resul
     if (c.status !== 'pending') rcpt.doneAt = now;
     a.out.latest.set(rcpt.idx, r);
     collectReport(rcpt, r, c, owed, now, a.out);
-    ctx.events.emit({
-      type: c.type, at: now, queueId: msg.id, mailFrom: msg.mailFrom, recipient: rcpt.address, relay: r.remoteMta,
-      delayMs: Math.max(0, now - msg.arrivedAt), dsn: c.dsn, reply: c.reply, attempt: a.attempt,
-    });
   }
 }
 
@@ -268,7 +302,7 @@ export async function writeUnrecorded(ctx: Pick<RoundContext, 'store' | 'logger'
   const list = ctx.unrecorded.get(id);
   while (list && list.length > 0) {
     try {
-      await ctx.store.updateRecipients(id, list[0]!.updates, list[0]!.next);
+      await ctx.store.record(id, { updates: list[0]!.updates, next: list[0]!.next, events: list[0]!.events });
     } catch (err) {
       ctx.logger.warn({ err, queueId: id }, 'still cannot record delivery results; not delivering again yet');
       return false;
@@ -291,12 +325,11 @@ export function overlayUnrecorded(ctx: Pick<RoundContext, 'unrecorded'>, msg: Qu
   }
 }
 
-/** Moves `msg` aside and emits 'message.quarantined'. Never throws. */
-export async function quarantine(ctx: Pick<RoundContext, 'store' | 'events' | 'logger' | 'clock'>, msg: Pick<QueuedMessage, 'id'>, reason: string): Promise<void> {
+/** Moves `msg` aside with its 'message.quarantined' event (same commit). Never throws. */
+export async function quarantine(ctx: Pick<RoundContext, 'store' | 'logger' | 'clock'>, msg: Pick<QueuedMessage, 'id' | 'mailFrom' | 'messageId' | 'tags' | 'metadata'>, reason: string): Promise<void> {
   try {
-    await ctx.store.quarantine(msg.id, reason);
+    await ctx.store.quarantine(msg.id, reason, [{ type: 'message.quarantined', at: ctx.clock.now(), ...aboutMessage(msg), reason }]);
   } catch (err) {
     ctx.logger.error({ err, queueId: msg.id }, 'cannot quarantine message');
   }
-  ctx.events.emit({ type: 'message.quarantined', at: ctx.clock.now(), queueId: msg.id, reason });
 }

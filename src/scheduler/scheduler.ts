@@ -12,21 +12,20 @@ import type { PostlineConfig } from '../config/schema.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
 import type { DeliveryAgent } from '../delivery/types.js';
-import type { EventBus } from '../events/bus.js';
 import type { NextHop } from '../routing/types.js';
 import type { QueuedMessage, QueueStore, QueueSummary } from '../spool/types.js';
 import { heldError, messageDetail, NoSuchMessageError, type MessageDetail, type QueueAdmin } from './admin.js';
 import { Dispatcher } from './dispatcher.js';
 import { DueIndex } from './due-index.js';
 import { Notifier, type DsnPort, type ReportItem } from './notify.js';
-import { overlayUnrecorded, queueLifetimeMs, runRound, writeUnrecorded, type RoundContext, type RoundResult } from './round.js';
+import { aboutMessage, overlayUnrecorded, queueLifetimeMs, runRound, writeUnrecorded, type RoundContext, type RoundResult } from './round.js';
+import type { EventRecord } from '../events/record.js';
 
 export interface SchedulerOptions {
   readonly store: QueueStore;
   readonly agent: DeliveryAgent;
   /** Next hop of a recipient address; may throw (PostlineError: temporary -> deferred, else bounced). */
   readonly route: (address: string) => NextHop;
-  readonly events: EventBus;
   readonly logger: Logger;
   readonly clock: Clock;
   readonly config: PostlineConfig;
@@ -69,10 +68,10 @@ export class Scheduler implements QueueAdmin {
     this.dispatcher = new Dispatcher(d.maxConnections, d.connectionsPerDestination);
     this.maxActive = o.maxActiveMessages ?? 10_000;
     if (!(this.maxActive >= 1)) throw new RangeError('maxActiveMessages must be >= 1');
-    this.notifier = new Notifier({ store: o.store, dsn: o.dsn, config: o.config, events: o.events, logger: o.logger, clock: o.clock });
+    this.notifier = new Notifier({ store: o.store, dsn: o.dsn, config: o.config, logger: o.logger, clock: o.clock });
     this.ctx = {
       store: o.store, agent: o.agent, route: o.route, dispatcher: this.dispatcher, clock: o.clock,
-      config: o.config, events: o.events, logger: o.logger, random: o.random ?? Math.random, unrecorded: new Map(),
+      config: o.config, logger: o.logger, random: o.random ?? Math.random, unrecorded: new Map(),
     };
   }
 
@@ -186,11 +185,12 @@ export class Scheduler implements QueueAdmin {
     overlayUnrecorded(this.ctx, msg);
     if (isPending(msg)) {
       const res = await runRound(this.ctx, msg, { signal: entry.abort.signal, isDeleted: () => entry.deleted });
+      if (res.removed) return void this.index.delete(id);
       if (res.quarantined || entry.deleted) return;
-      await this.notifyAfterRound(msg, res);
+      if (await this.notifyAfterRound(msg, res)) return void this.index.delete(id);
     } else {
       // Only owed DSNs left (a crash or a failed DSN commit after the outcome was written).
-      await this.notifier.sendOwed(msg);
+      if ((await this.notifier.sendOwed(msg, new Map(), !this.ctx.unrecorded.has(id))).removed) return void this.index.delete(id);
     }
     if (entry.deleted) return;
     if (this.ctx.unrecorded.has(id) && !needsWork(msg)) return later();
@@ -200,25 +200,28 @@ export class Scheduler implements QueueAdmin {
     this.index.set(id, isPending(msg) ? msg.nextAttemptAt : Math.max(msg.nextAttemptAt, retryDsnAt));
   }
 
+  /** Removes a finished message (every recipient final, no DSN owed) left over by an earlier round. */
   private async removeDone(msg: QueuedMessage): Promise<void> {
     try {
-      await this.o.store.remove(msg.id);
+      await this.o.store.record(msg.id, { updates: [], remove: true });
     } catch (err) {
       this.o.logger.error({ err, queueId: msg.id }, 'cannot remove finished message');
       return;
     }
     this.index.delete(msg.id);
-    this.o.events.emit({ type: 'message.removed', at: this.o.clock.now(), queueId: msg.id, reason: 'done' });
   }
 
-  /** Failure and success DSNs for this round's outcomes, then the delay DSN when one is due. */
-  private async notifyAfterRound(msg: QueuedMessage, res: RoundResult): Promise<void> {
+  /**
+   * Failure and success DSNs for this round's outcomes (the marks cleared, and the message removed
+   * when done, in one commit), then the delay DSN when one is due. @returns true when removed.
+   */
+  private async notifyAfterRound(msg: QueuedMessage, res: RoundResult): Promise<boolean> {
     const fresh = new Map<number, ReportItem>([...res.failures, ...res.successes].map((i) => [i.recipient.idx, i]));
-    await this.notifier.sendOwed(msg, fresh);
+    if ((await this.notifier.sendOwed(msg, fresh, !this.ctx.unrecorded.has(msg.id))).removed) return true;
     const now = this.o.clock.now();
     // Only recipients deferred in this round (not ones whose request was cancelled at shutdown).
     const delayed = this.notifier.delayCandidates(msg, now).filter((r) => res.latest.has(r.idx));
-    if (delayed.length === 0) return;
+    if (delayed.length === 0) return false;
     const until = msg.arrivedAt + queueLifetimeMs(msg, this.o.config);
     const items: ReportItem[] = delayed.map((r) => {
       const l = res.latest.get(r.idx);
@@ -227,14 +230,23 @@ export class Scheduler implements QueueAdmin {
         remote: l?.remote, remoteMta: l?.remoteMta ?? r.remoteMta, lastAttemptAt: l ? now : undefined, willRetryUntil: until,
       };
     });
-    await this.notifier.send(msg, 'delay', items);
+    const sent = await this.notifier.send(msg, 'delay', items);
+    if (sent.outcome === 'failed') return false;
     try {
-      await this.o.store.updateRecipients(msg.id, delayed.map((r) => ({ idx: r.idx, status: 'pending', delayNotified: true })),
-        { attempts: msg.attempts, nextAttemptAt: msg.nextAttemptAt, lastError: msg.lastError });
+      await this.o.store.record(msg.id, {
+        updates: delayed.map((r) => ({ idx: r.idx, status: 'pending', delayNotified: true })),
+        events: sent.outcome === 'dropped' ? [sent.event] : [],
+      });
       for (const r of delayed) r.delayNotified = true;
     } catch (err) {
       this.o.logger.error({ err, queueId: msg.id }, 'cannot record that a delay DSN was sent');
     }
+    return false;
+  }
+
+  /** An operator event about `msg`. */
+  private adminEvent(type: EventRecord['type'], msg: QueuedMessage): EventRecord {
+    return { type, at: this.o.clock.now(), ...aboutMessage(msg) };
   }
 
   private async need(id: string): Promise<QueuedMessage> {
@@ -259,13 +271,12 @@ export class Scheduler implements QueueAdmin {
     let n = 0;
     for (const id of this.index.ids()) {
       try {
-        await this.o.store.setNextAttempt(id, now);
+        await this.o.store.setNextAttempt(id, now, [{ type: 'message.flushed', at: now, queueId: id }]);
       } catch (err) {
         this.o.logger.warn({ err, queueId: id }, 'cannot flush message');
         continue;
       }
       this.index.set(id, now);
-      this.o.events.emit({ type: 'message.flushed', at: now, queueId: id });
       n++;
     }
     this.kick();
@@ -278,9 +289,8 @@ export class Scheduler implements QueueAdmin {
     if (msg.held) throw heldError();
     if (this.active.has(id)) return;
     const now = this.o.clock.now();
-    await this.o.store.setNextAttempt(id, now);
+    await this.o.store.setNextAttempt(id, now, [this.adminEvent('message.flushed', msg)]);
     this.index.set(id, now);
-    this.o.events.emit({ type: 'message.flushed', at: now, queueId: id });
     this.kick();
   }
 
@@ -288,28 +298,26 @@ export class Scheduler implements QueueAdmin {
   async hold(id: string): Promise<void> {
     const msg = await this.need(id);
     if (msg.held) return;
-    await this.o.store.setHold(id, true);
+    await this.o.store.setHold(id, true, [this.adminEvent('message.held', msg)]);
     this.index.delete(id);
     const a = this.active.get(id);
     if (a) a.held = true;
-    this.o.events.emit({ type: 'message.held', at: this.o.clock.now(), queueId: id });
   }
 
   /** Releases a held message; it is tried at its stored next attempt time. @throws NoSuchMessageError */
   async release(id: string): Promise<void> {
     const msg = await this.need(id);
     if (!msg.held) return;
-    await this.o.store.setHold(id, false);
+    await this.o.store.setHold(id, false, [this.adminEvent('message.released', msg)]);
     const a = this.active.get(id);
     if (a) a.held = false;
     if (!this.stopping) this.index.set(id, msg.nextAttemptAt);
-    this.o.events.emit({ type: 'message.released', at: this.o.clock.now(), queueId: id });
     this.kick();
   }
 
   /** Deletes a message (no DSN); a running round is aborted first. @throws NoSuchMessageError */
   async delete(id: string): Promise<void> {
-    await this.need(id);
+    const msg = await this.need(id);
     const a = this.active.get(id);
     if (a) {
       a.deleted = true;
@@ -318,7 +326,6 @@ export class Scheduler implements QueueAdmin {
     }
     this.index.delete(id);
     this.ctx.unrecorded.delete(id);
-    await this.o.store.remove(id);
-    this.o.events.emit({ type: 'message.removed', at: this.o.clock.now(), queueId: id, reason: 'deleted' });
+    await this.o.store.remove(id, [this.adminEvent('message.deleted', msg)]);
   }
 }

@@ -12,6 +12,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { StoreError } from '../core/errors.js';
+import type { EventRecord } from '../events/record.js';
 import type { BodyWriter, NewMessage, QueuedMessage, QueueStore } from './types.js';
 
 type DiskState = 'ok' | 'low' | 'full';
@@ -48,22 +49,29 @@ class FaultyStore implements QueueStore {
     if (this.state() === 'full') throw enospc(`cannot create body ${id}`);
     return this.inner.createBody(id);
   }
-  async commit(msg: NewMessage, body: BodyWriter): Promise<QueuedMessage> {
+  async commit(msg: NewMessage, body: BodyWriter, events?: readonly EventRecord[]): Promise<QueuedMessage> {
     if (this.state() === 'full') {
       await body.abort();
       throw enospc(`cannot commit ${msg.id}`);
     }
-    return this.inner.commit(msg, body);
+    return this.inner.commit(msg, body, events);
   }
   openBody(id: string) { return this.inner.openBody(id); }
   get(id: string) { return this.inner.get(id); }
   loadAll() { return this.inner.loadAll(); }
   list() { return this.inner.list(); }
-  updateRecipients(...a: Parameters<QueueStore['updateRecipients']>) { return this.inner.updateRecipients(...a); }
-  setNextAttempt(id: string, at: number) { return this.inner.setNextAttempt(id, at); }
-  setHold(id: string, held: boolean) { return this.inner.setHold(id, held); }
-  remove(id: string) { return this.inner.remove(id); }
-  quarantine(id: string, reason: string) { return this.inner.quarantine(id, reason); }
+  listPage(...a: Parameters<QueueStore['listPage']>) { return this.inner.listPage(...a); }
+  countByState() { return this.inner.countByState(); }
+  record(...a: Parameters<QueueStore['record']>) { return this.inner.record(...a); }
+  setNextAttempt(...a: Parameters<QueueStore['setNextAttempt']>) { return this.inner.setNextAttempt(...a); }
+  setHold(...a: Parameters<QueueStore['setHold']>) { return this.inner.setHold(...a); }
+  remove(...a: Parameters<QueueStore['remove']>) { return this.inner.remove(...a); }
+  quarantine(...a: Parameters<QueueStore['quarantine']>) { return this.inner.quarantine(...a); }
+  appendEvents(...a: Parameters<QueueStore['appendEvents']>) { return this.inner.appendEvents(...a); }
+  readEvents(...a: Parameters<QueueStore['readEvents']>) { return this.inner.readEvents(...a); }
+  lastEventId() { return this.inner.lastEventId(); }
+  pruneEvents(...a: Parameters<QueueStore['pruneEvents']>) { return this.inner.pruneEvents(...a); }
+  setEventListener(...a: Parameters<QueueStore['setEventListener']>) { this.inner.setEventListener(...a); }
   async freeBytes(): Promise<number> {
     return this.state() === 'ok' ? this.inner.freeBytes() : 0;
   }

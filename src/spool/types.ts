@@ -5,11 +5,13 @@
  * store for clusters will implement the same interface. No SQL or file layout leaks past here.
  *
  * Ownership (DESIGN.md): cleanup is the only caller of `createBody` / `commit`; the scheduler is the
- * only writer of queue state (`updateRecipients`, `setNextAttempt`, `setHold`, `remove`,
+ * only writer of queue state (`record`, `setNextAttempt`, `setHold`, `remove`,
  * `quarantine`). Everyone else reads.
  */
 import type { Readable, Writable } from 'node:stream';
 import type { BodyType, DsnNotify, DsnRet, OriginalRecipient } from '../core/envelope.js';
+import type { MessageMeta, MessageOrigin } from '../core/session.js';
+import type { EventQuery, EventRecord, StoredEvent } from '../events/record.js';
 
 /** Delivery status of one recipient of a queued message. */
 export type RecipientStatus = 'pending' | 'delivered' | 'relayed' | 'bounced' | 'expired';
@@ -43,15 +45,8 @@ export interface QueuedRecipient {
 /** Which DSN a recipient is owed (RFC 3461 NOTIFY=FAILURE / SUCCESS). */
 export type DsnOwed = 'failure' | 'success';
 
-/** Where a message came from, for Received headers, logs and policy. */
-export interface MessageOrigin {
-  /** 'smtp' | 'dsn' (generated bounce) | 'api' (later). */
-  readonly kind: 'smtp' | 'dsn' | 'api';
-  readonly clientAddress?: string;
-  readonly clientName?: string; // HELO/EHLO name
-  readonly authUser?: string;
-  readonly listener?: string;
-}
+/** Where a message came from (core/session.ts). */
+export type { MessageOrigin } from '../core/session.js';
 
 /** A message in the queue (metadata only; the body is read with `openBody`). */
 export interface QueuedMessage {
@@ -81,6 +76,11 @@ export interface QueuedMessage {
   held: boolean;
   /** Last reason the message was deferred, for `queue list`. */
   lastError?: string;
+  /** The Message-ID header field value, with angle brackets, when the message has one. */
+  readonly messageId?: string;
+  /** Message metadata (core/session.ts MessageMeta), copied into every event about it. */
+  readonly tags?: readonly string[];
+  readonly metadata?: Readonly<Record<string, string>>;
 }
 
 /** A body being written; call `store.commit` with it, or `abort()`. */
@@ -111,6 +111,41 @@ export interface NewMessage {
   readonly origin: MessageOrigin;
   readonly recipients: readonly { address: string; notify?: readonly DsnNotify[]; orcpt?: OriginalRecipient }[];
   readonly arrivedAt: number;
+  /** The Message-ID header field value, with angle brackets, when any. */
+  readonly messageId?: string;
+  /** tags, metadata; `sendAt` (ms) becomes the first next attempt time. */
+  readonly meta?: MessageMeta;
+}
+
+/**
+ * One delivery round's result for one message, written in ONE transaction (DESIGN.md "one commit
+ * per outcome"): recipient states, the next attempt, the DSN marks, the events, and the removal of
+ * the message when nothing is left to do.
+ */
+export interface OutcomeWrite {
+  readonly updates: readonly RecipientUpdate[];
+  /** New attempts count, next attempt time and last error; absent keeps them. */
+  readonly next?: { attempts: number; nextAttemptAt: number; lastError?: string };
+  /** Events recording these changes (same commit). */
+  readonly events?: readonly EventRecord[];
+  /** Delete the message and its body in the same commit (every recipient final, no DSN owed). */
+  readonly remove?: boolean;
+}
+
+/** Queue states for paged listing and counts. */
+export type QueueState = 'active' | 'deferred' | 'held' | 'quarantined';
+
+/** A filtered page of the queue (API GET /api/v1/queue). */
+export interface QueuePageQuery {
+  readonly state?: QueueState;
+  /** Exact reverse-path ('' for the null sender). */
+  readonly sender?: string;
+  /** Only messages with a pending recipient in this domain (lower case). */
+  readonly recipientDomain?: string;
+  /** Cursor: queue IDs greater than this (IDs sort by arrival). */
+  readonly after?: string;
+  /** 1..1000. */
+  readonly limit: number;
 }
 
 /** One state change the scheduler writes for a recipient. */
@@ -153,7 +188,7 @@ export interface QueueStore {
    * directory's fsync. Resolves only when it is on disk; only then may the caller answer 250.
    * Throws StoreError (full or not) when it could not commit; then nothing is kept.
    */
-  commit(msg: NewMessage, body: BodyWriter): Promise<QueuedMessage>;
+  commit(msg: NewMessage, body: BodyWriter, events?: readonly EventRecord[]): Promise<QueuedMessage>;
 
   /** Opens the stored body for reading. Throws StoreError when it is missing or unreadable. */
   openBody(id: string): Readable;
@@ -164,16 +199,44 @@ export interface QueueStore {
   /** Summaries for `queue list`. */
   list(): Promise<QueueSummary[]>;
 
-  /** Scheduler only: records recipient outcomes and the next attempt time in one commit. */
-  updateRecipients(id: string, updates: readonly RecipientUpdate[], next: { attempts: number; nextAttemptAt: number; lastError?: string }): Promise<void>;
-  /** Scheduler only: moves the next attempt time (flush = now). */
-  setNextAttempt(id: string, nextAttemptAt: number): Promise<void>;
-  /** Scheduler only: hold or release. */
-  setHold(id: string, held: boolean): Promise<void>;
-  /** Scheduler only: deletes a message and its body (all recipients final, or `queue delete`). */
-  remove(id: string): Promise<void>;
-  /** Moves a damaged entry aside (body file to quarantine/, row marked) with a reason. */
-  quarantine(id: string, reason: string): Promise<void>;
+  /** Paged, filtered summaries, in queue ID order (API). */
+  listPage(q: QueuePageQuery): Promise<{ items: QueueSummary[]; next?: string }>;
+  /** Messages by state (queue gauge, API). */
+  countByState(): Promise<Record<QueueState, number>>;
+
+  /**
+   * Scheduler only: one round's outcome for one message in one commit (see OutcomeWrite).
+   * @throws StoreError (full or not) when it could not be written; then nothing of it is kept.
+   */
+  record(id: string, w: OutcomeWrite): Promise<void>;
+  /** Scheduler only: moves the next attempt time (flush = now), with its events. */
+  setNextAttempt(id: string, nextAttemptAt: number, events?: readonly EventRecord[]): Promise<void>;
+  /** Scheduler only: hold or release, with its events. */
+  setHold(id: string, held: boolean, events?: readonly EventRecord[]): Promise<void>;
+  /** Scheduler only: deletes a message and its body (`queue delete`), with its events. */
+  remove(id: string, events?: readonly EventRecord[]): Promise<void>;
+  /** Moves a damaged entry aside (body file to quarantine/, row marked) with a reason, and its events. */
+  quarantine(id: string, reason: string, events?: readonly EventRecord[]): Promise<void>;
+
+  /**
+   * Writes events that record no queue state change of their own (message.rejected,
+   * dsn.dropped), in the next group commit. @returns them numbered. @throws StoreError.
+   */
+  appendEvents(events: readonly EventRecord[]): Promise<StoredEvent[]>;
+  /** Events in id order matching `q`. */
+  readEvents(q: EventQuery): Promise<StoredEvent[]>;
+  /** The id of the newest event (0 when none was ever written). */
+  lastEventId(): Promise<number>;
+  /**
+   * Deletes events older than `beforeMs` (ms since epoch), at most `maxRows` per call so commits
+   * are not stalled; the newest event is always kept (ids are never reused). @returns rows deleted.
+   */
+  pruneEvents(beforeMs: number, maxRows?: number): Promise<number>;
+  /**
+   * Sets who hears of events once they are committed (the bus in main.ts), in id order, once per
+   * commit. The store imports no bus.
+   */
+  setEventListener(fn: (events: readonly StoredEvent[]) => void): void;
 
   /** Free bytes on the store's filesystem (for the free-space reserve check). */
   freeBytes(): Promise<number>;

@@ -10,8 +10,9 @@ import { Readable, Writable } from 'node:stream';
 import { StoreError } from '../../src/core/errors.js';
 import { newQueueId } from '../../src/core/queue-id.js';
 import type {
-  BodyWriter, NewMessage, QueuedMessage, QueueStore, QueueSummary, RecipientUpdate, MessageOrigin,
+  BodyWriter, NewMessage, OutcomeWrite, QueuedMessage, QueuePageQuery, QueueState, QueueStore, QueueSummary, MessageOrigin,
 } from '../../src/spool/types.js';
+import type { EventQuery, EventRecord, StoredEvent } from '../../src/events/record.js';
 import type { BodyType, DsnNotify, DsnRet, OriginalRecipient } from '../../src/core/envelope.js';
 
 interface Entry {
@@ -52,7 +53,11 @@ export class MemoryQueueStore implements QueueStore {
   private readonly entries = new Map<string, Entry>();
   readonly quarantined = new Map<string, { msg: QueuedMessage; reason: string }>();
   /** Count of calls per write method, for assertions. */
-  readonly calls = { updateRecipients: 0, setNextAttempt: 0, setHold: 0, remove: 0, quarantine: 0, commit: 0 };
+  readonly calls = { record: 0, setNextAttempt: 0, setHold: 0, remove: 0, quarantine: 0, commit: 0, appendEvents: 0 };
+  /** The event log (outbox), in id order. */
+  readonly events: StoredEvent[] = [];
+  private nextEventId = 1;
+  private listener: ((e: readonly StoredEvent[]) => void) | undefined;
   opened = false;
   closed = false;
   /** Value returned by freeBytes(). */
@@ -66,7 +71,16 @@ export class MemoryQueueStore implements QueueStore {
     return new MemoryBodyWriter(id);
   }
 
-  async commit(msg: NewMessage, body: BodyWriter): Promise<QueuedMessage> {
+  /** Appends events as one commit would, and tells the listener. */
+  private log(events: readonly EventRecord[] | undefined): StoredEvent[] {
+    if (!events?.length) return [];
+    const out = events.map((e) => ({ ...structuredClone(e), id: this.nextEventId++ }) as StoredEvent);
+    this.events.push(...out);
+    this.listener?.(out);
+    return out;
+  }
+
+  async commit(msg: NewMessage, body: BodyWriter, events?: readonly EventRecord[]): Promise<QueuedMessage> {
     if (!(body instanceof MemoryBodyWriter) || body.aborted) throw new StoreError('body writer not from this store or aborted');
     this.calls.commit++;
     const data = Buffer.concat(body.chunks);
@@ -75,9 +89,13 @@ export class MemoryQueueStore implements QueueStore {
       ...(msg.utf8Headers !== undefined ? { utf8Headers: msg.utf8Headers } : {}),
       ret: msg.ret, envid: msg.envid, size: data.length, arrivedAt: msg.arrivedAt, origin: msg.origin,
       recipients: msg.recipients.map((r, idx) => ({ idx, address: r.address, notify: r.notify, orcpt: r.orcpt, status: 'pending' })),
-      attempts: 0, nextAttemptAt: msg.arrivedAt, held: false,
+      attempts: 0, nextAttemptAt: Math.max(msg.arrivedAt, msg.meta?.sendAt ?? 0), held: false,
+      ...(msg.messageId !== undefined ? { messageId: msg.messageId } : {}),
+      ...(msg.meta?.tags ? { tags: msg.meta.tags } : {}),
+      ...(msg.meta?.metadata ? { metadata: msg.meta.metadata } : {}),
     };
     this.entries.set(msg.id, { msg: qm, body: data });
+    this.log(events);
     return structuredClone(qm);
   }
 
@@ -148,12 +166,14 @@ export class MemoryQueueStore implements QueueStore {
     return e;
   }
 
-  async updateRecipients(id: string, updates: readonly RecipientUpdate[], next: { attempts: number; nextAttemptAt: number; lastError?: string }): Promise<void> {
+  async record(id: string, w: OutcomeWrite): Promise<void> {
     const e = this.need(id);
-    this.calls.updateRecipients++;
-    for (const u of updates) {
-      const r = e.msg.recipients.find((x) => x.idx === u.idx);
-      if (!r) throw new StoreError(`message ${id} has no recipient ${u.idx}`);
+    this.calls.record++;
+    for (const u of w.updates) {
+      if (!e.msg.recipients.some((x) => x.idx === u.idx)) throw new StoreError(`message ${id} has no recipient ${u.idx}`);
+    }
+    for (const u of w.updates) {
+      const r = e.msg.recipients.find((x) => x.idx === u.idx)!;
       r.status = u.status;
       if (u.lastReply !== undefined) r.lastReply = u.lastReply;
       if (u.dsnStatus !== undefined) r.dsnStatus = u.dsnStatus;
@@ -163,33 +183,81 @@ export class MemoryQueueStore implements QueueStore {
       if (u.dsnOwed === null) delete r.dsnOwed;
       else if (u.dsnOwed !== undefined) r.dsnOwed = u.dsnOwed;
     }
-    e.msg.attempts = next.attempts;
-    e.msg.nextAttemptAt = next.nextAttemptAt;
-    if (next.lastError !== undefined) e.msg.lastError = next.lastError;
+    if (w.next) {
+      e.msg.attempts = w.next.attempts;
+      e.msg.nextAttemptAt = w.next.nextAttemptAt;
+      if (w.next.lastError !== undefined) e.msg.lastError = w.next.lastError;
+    }
+    if (w.remove) {
+      this.calls.remove++;
+      this.entries.delete(id);
+    }
+    this.log(w.events);
   }
 
-  async setNextAttempt(id: string, nextAttemptAt: number): Promise<void> {
+  async setNextAttempt(id: string, nextAttemptAt: number, events?: readonly EventRecord[]): Promise<void> {
     this.calls.setNextAttempt++;
     this.need(id).msg.nextAttemptAt = nextAttemptAt;
+    this.log(events);
   }
 
-  async setHold(id: string, held: boolean): Promise<void> {
+  async setHold(id: string, held: boolean, events?: readonly EventRecord[]): Promise<void> {
     this.calls.setHold++;
     this.need(id).msg.held = held;
+    this.log(events);
   }
 
-  async remove(id: string): Promise<void> {
+  async remove(id: string, events?: readonly EventRecord[]): Promise<void> {
     this.calls.remove++;
     this.entries.delete(id);
+    this.log(events);
   }
 
-  async quarantine(id: string, reason: string): Promise<void> {
+  async quarantine(id: string, reason: string, events?: readonly EventRecord[]): Promise<void> {
     this.calls.quarantine++;
     const e = this.entries.get(id);
     if (!e) return;
     this.entries.delete(id);
     this.quarantined.set(id, { msg: e.msg, reason });
+    this.log(events ?? [{ type: 'message.quarantined', at: Date.now(), queueId: id, reason }]);
   }
+
+  async listPage(q: QueuePageQuery): Promise<{ items: QueueSummary[]; next?: string }> {
+    const all = (await this.list()).filter((m) => (q.after === undefined || m.id > q.after) && (q.sender === undefined || m.mailFrom === q.sender))
+      .sort((a, b) => (a.id < b.id ? -1 : 1));
+    const items = all.slice(0, q.limit);
+    return all.length > q.limit ? { items, next: items[items.length - 1]!.id } : { items };
+  }
+
+  async countByState(): Promise<Record<QueueState, number>> {
+    const c = { active: 0, deferred: 0, held: 0, quarantined: this.quarantined.size };
+    for (const { msg } of this.entries.values()) {
+      if (msg.held) c.held++;
+      else if (msg.attempts === 0) c.active++;
+      else c.deferred++;
+    }
+    return c;
+  }
+
+  async appendEvents(events: readonly EventRecord[]): Promise<StoredEvent[]> {
+    this.calls.appendEvents++;
+    return this.log(events);
+  }
+
+  async readEvents(q: EventQuery): Promise<StoredEvent[]> {
+    return this.events.filter((e) => e.id > (q.after ?? 0) && (q.queueId === undefined || e.queueId === q.queueId)
+      && (q.since === undefined || e.at >= q.since) && (!q.types?.length || q.types.includes(e.type))).slice(0, q.limit).map((e) => structuredClone(e));
+  }
+
+  async lastEventId(): Promise<number> { return this.nextEventId - 1; }
+
+  async pruneEvents(beforeMs: number, maxRows = 5000): Promise<number> {
+    let n = 0;
+    while (n < maxRows && this.events.length > 1 && this.events[0]!.at < beforeMs) { this.events.shift(); n++; }
+    return n;
+  }
+
+  setEventListener(fn: (events: readonly StoredEvent[]) => void): void { this.listener = fn; }
 
   async freeBytes(): Promise<number> { return this.free; }
 

@@ -5,7 +5,7 @@
  */
 import { crashPoint } from '../../core/crashpoints.js';
 import { PostlineError } from '../../core/errors.js';
-import { R, type SmtpReply } from '../../core/reply.js';
+import { R, replyToString, type SmtpReply } from '../../core/reply.js';
 import { envelopeOf, type SessionContext, type Transaction } from '../context.js';
 import type { IncomingMessage } from '../types.js';
 
@@ -36,7 +36,9 @@ export async function finishMessage(ctx: SessionContext, tx: Transaction, refusa
   if (ctx.tx === tx) ctx.tx = undefined;
   if (refusal || !msg) {
     await msg?.abort();
-    ctx.reply(refusal ?? R.transactionFailed);
+    const r = refusal ?? R.transactionFailed;
+    rejectedAtData(ctx, tx, r, msg?.queueId);
+    ctx.reply(r);
     return;
   }
   try {
@@ -50,6 +52,13 @@ export async function finishMessage(ctx: SessionContext, tx: Transaction, refusa
     // A refusal the client caused (mail loop, size) is an ordinary event; a store failure is not.
     if (pe.temporary === false) ctx.log.info({ queueId: msg.queueId, reason: pe.message }, 'message refused');
     else ctx.log.warn({ err, queueId: msg.queueId }, 'message commit failed');
-    ctx.reply(failureReply(err));
+    const r = failureReply(err);
+    rejectedAtData(ctx, tx, r, msg.queueId);
+    ctx.reply(r);
   }
+}
+
+/** Reports a refusal at the end of the data to the sink (a 'message.rejected' event). */
+function rejectedAtData(ctx: SessionContext, tx: Transaction, r: SmtpReply, queueId: string | undefined): void {
+  ctx.sink.rejected?.(ctx.info, { stage: 'data', reply: replyToString(r), mailFrom: tx.mailFrom, ...(queueId !== undefined ? { queueId } : {}) });
 }

@@ -3,7 +3,7 @@
  * Owns: adding forward-paths to the transaction after the limit check and the policy's decision
  * (which may rewrite the recipient, e.g. postmaster). A refused RCPT leaves the transaction intact.
  */
-import { R } from '../../core/reply.js';
+import { R, replyToString } from '../../core/reply.js';
 import type { Recipient } from '../../core/envelope.js';
 import { parseRcptTo } from '../../rfc5321/command.js';
 import type { SessionContext } from '../context.js';
@@ -35,7 +35,10 @@ export async function rcpt(ctx: SessionContext, arg: string): Promise<void> {
     ...(params.orcpt ? { orcpt: params.orcpt } : {}),
   };
   const decision = await ctx.policy.checkRecipient(ctx.info, wanted);
-  if (!decision.accept) return ctx.reply(decision.reply);
+  if (!decision.accept) {
+    ctx.sink.rejected?.(ctx.info, { stage: 'rcpt', reply: replyToString(decision.reply), mailFrom: tx.mailFrom, recipient: forwardPath });
+    return ctx.reply(decision.reply);
+  }
   if (ctx.tx !== tx) return; // the session was reset while the policy was thinking
   tx.recipients.push(decision.recipient);
   ctx.reply(R.recipientOk);

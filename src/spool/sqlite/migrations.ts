@@ -77,6 +77,27 @@ export const MIGRATIONS: readonly Migration[] = [
     sql: `ALTER TABLE messages ADD COLUMN utf8_headers INTEGER;`,
   },
   {
+    version: 5,
+    name: 'events (the outbox, written in the same commit as each state change); message metadata',
+    // id INTEGER PRIMARY KEY is the rowid: max + 1 on insert, so ids only grow as long as the newest
+    // row is never deleted (pruning keeps it). No AUTOINCREMENT: it would write sqlite_sequence on
+    // every insert. `data` is the rest of the record as JSON. The partial index serves the history
+    // of one message (API); readers by cursor use the primary key.
+    sql: `
+      CREATE TABLE events (
+        id       INTEGER PRIMARY KEY,
+        at       INTEGER NOT NULL,
+        type     TEXT NOT NULL,
+        queue_id TEXT,
+        data     TEXT NOT NULL
+      );
+      CREATE INDEX events_queue ON events (queue_id) WHERE queue_id IS NOT NULL;
+      ALTER TABLE messages ADD COLUMN message_id TEXT;
+      ALTER TABLE messages ADD COLUMN tags TEXT;
+      ALTER TABLE messages ADD COLUMN metadata TEXT;
+    `,
+  },
+  {
     version: 7,
     name: 'webhook_cursors: per webhook endpoint, the last acknowledged event id and its health',
     // Written through the side connection (side-db.ts) by src/webhooks/cursor-store.ts, never by

@@ -7,6 +7,7 @@
  */
 import type { BodyType, DsnNotify, DsnRet, OriginalRecipient } from '../../core/envelope.js';
 import { isQueueId } from '../../core/queue-id.js';
+import type { EventRecord, StoredEvent } from '../../events/record.js';
 import type { MessageOrigin, NewMessage, QueuedMessage, QueuedRecipient, RecipientStatus } from '../types.js';
 
 /** A row of `messages` as better-sqlite3 returns it. */
@@ -26,6 +27,20 @@ export interface MessageRow {
   last_error: string | null;
   /** 1 / 0: the header section holds UTF-8 (SMTPUTF8 mail, migration 4); null: unknown. */
   utf8_headers: number | null;
+  /** The Message-ID field value (migration 5); null when none. */
+  message_id: string | null;
+  /** JSON array of strings (migration 5); null when none. */
+  tags: string | null;
+  /** JSON object string -> string (migration 5); null when none. */
+  metadata: string | null;
+}
+
+/** A row of `events` (migration 5): the record's type, time and message, the rest as JSON. */
+export interface EventRow {
+  at: number;
+  type: string;
+  queue_id: string | null;
+  data: string;
 }
 
 /** A row of `recipients`. */
@@ -72,7 +87,7 @@ function parseJson(text: string, what: string): unknown {
 function parseOrigin(text: string): MessageOrigin {
   const o = parseJson(text, 'origin') as Record<string, unknown> | null;
   if (!o || typeof o !== 'object' || !ORIGIN_KINDS.includes(o.kind as string)) throw new RowError('origin: bad kind');
-  for (const k of ['clientAddress', 'clientName', 'authUser', 'listener']) {
+  for (const k of ['clientAddress', 'clientName', 'authUser', 'listener', 'apiKey']) {
     if (o[k] !== undefined && typeof o[k] !== 'string') throw new RowError(`origin.${k}: not a string`);
   }
   return o as unknown as MessageOrigin;
@@ -143,6 +158,8 @@ export function toMessage(m: MessageRow, rcpts: readonly RecipientRow[]): Queued
   };
   const lastError = opt(m.last_error);
   if (lastError !== undefined) msg.lastError = lastError;
+  const meta = parseMeta(m);
+  if (meta) Object.assign(msg, meta);
   if (m.utf8_headers !== null && m.utf8_headers !== undefined) {
     if (m.utf8_headers !== 0 && m.utf8_headers !== 1) throw new RowError(`utf8_headers: ${String(m.utf8_headers)}`);
     return { ...msg, utf8Headers: m.utf8_headers === 1 };
@@ -152,7 +169,7 @@ export function toMessage(m: MessageRow, rcpts: readonly RecipientRow[]): Queued
 
 /** The message row for a new message of `size` bytes (due at once). */
 export function newMessageRow(msg: NewMessage, size: number): MessageRow {
-  return {
+  const row: MessageRow = {
     id: msg.id,
     mail_from: msg.mailFrom,
     body_type: msg.bodyType,
@@ -167,7 +184,46 @@ export function newMessageRow(msg: NewMessage, size: number): MessageRow {
     held: 0,
     last_error: null,
     utf8_headers: msg.utf8Headers === undefined ? null : msg.utf8Headers ? 1 : 0,
+    message_id: msg.messageId ?? null,
+    tags: msg.meta?.tags?.length ? JSON.stringify(msg.meta.tags) : null,
+    metadata: msg.meta?.metadata && Object.keys(msg.meta.metadata).length ? JSON.stringify(msg.meta.metadata) : null,
   };
+  if (msg.meta?.sendAt !== undefined && msg.meta.sendAt > msg.arrivedAt) row.next_attempt_at = msg.meta.sendAt;
+  return row;
+}
+
+/** messageId, tags and metadata of a message row (migration 5), when any. @throws RowError when malformed. */
+function parseMeta(m: MessageRow): Pick<QueuedMessage, 'messageId' | 'tags' | 'metadata'> | undefined {
+  if (m.message_id == null && m.tags == null && m.metadata == null) return undefined;
+  const out: { messageId?: string; tags?: string[]; metadata?: Record<string, string> } = {};
+  if (m.message_id != null) out.messageId = m.message_id;
+  if (m.tags != null) {
+    const t = parseJson(m.tags, 'tags');
+    if (!Array.isArray(t) || !t.every((x) => typeof x === 'string')) throw new RowError('tags: not a list of strings');
+    out.tags = t as string[];
+  }
+  if (m.metadata != null) {
+    const v = parseJson(m.metadata, 'metadata') as Record<string, unknown> | null;
+    if (!v || typeof v !== 'object' || Array.isArray(v) || !Object.values(v).every((x) => typeof x === 'string')) throw new RowError('metadata: not an object of strings');
+    out.metadata = v as Record<string, string>;
+  }
+  return out;
+}
+
+/** The row of one event (the record minus type, at and queueId becomes `data`). */
+export function eventRow(e: EventRecord): EventRow {
+  const { type, at, queueId, ...rest } = e;
+  return { at, type, queue_id: queueId ?? null, data: JSON.stringify(rest) };
+}
+
+/** One stored event from its row. A row whose data is not a JSON object yields the bare record. */
+export function toStoredEvent(r: EventRow & { id: number }): StoredEvent {
+  let rest: Record<string, unknown> = {};
+  try {
+    const v = JSON.parse(r.data) as unknown;
+    if (v && typeof v === 'object' && !Array.isArray(v)) rest = v as Record<string, unknown>;
+  } catch { /* damaged row: the bare record */ }
+  return { ...rest, id: r.id, type: r.type as StoredEvent['type'], at: r.at, ...(r.queue_id !== null ? { queueId: r.queue_id } : {}) } as StoredEvent;
 }
 
 /** The recipient rows for a new message (all pending). */

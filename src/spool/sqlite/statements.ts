@@ -7,7 +7,7 @@
  * writer-worker.ts), which owns the one write connection.
  */
 import type Database from 'better-sqlite3';
-import type { MessageRow, RecipientRow } from './rows.js';
+import type { EventRow, MessageRow, RecipientRow } from './rows.js';
 
 /** Named parameters of a recipient update; null keeps the stored value (except status). */
 export interface RecipientUpdateParams {
@@ -52,6 +52,7 @@ export function prepareReadStatements(db: Database.Database) {
       'SELECT length(data) AS len FROM bodies WHERE message_id = ?'),
     /** The inline body of any message, quarantined ones included (to copy it to quarantine/). */
     rawBody: db.prepare<[string], { data: Buffer }>('SELECT data FROM bodies WHERE message_id = ?'),
+    lastEventId: db.prepare<[], { id: number | null }>('SELECT MAX(id) AS id FROM events'),
   };
 }
 
@@ -62,9 +63,15 @@ export function prepareWriteStatements(db: Database.Database) {
   return {
     insertMessage: db.prepare<[MessageRow]>(`
       INSERT INTO messages (id, mail_from, body_type, smtputf8, ret, envid, size, arrived_at, origin,
-                            attempts, next_attempt_at, held, last_error, utf8_headers)
+                            attempts, next_attempt_at, held, last_error, utf8_headers, message_id, tags, metadata)
       VALUES (@id, @mail_from, @body_type, @smtputf8, @ret, @envid, @size, @arrived_at, @origin,
-              @attempts, @next_attempt_at, @held, @last_error, @utf8_headers)`),
+              @attempts, @next_attempt_at, @held, @last_error, @utf8_headers, @message_id, @tags, @metadata)`),
+    insertEvent: db.prepare<[EventRow]>(
+      'INSERT INTO events (at, type, queue_id, data) VALUES (@at, @type, @queue_id, @data)'),
+    /** Oldest first, at most @max, never the newest row (so ids are never reused after pruning). */
+    pruneEvents: db.prepare<[{ before: number; max: number }]>(`
+      DELETE FROM events WHERE id IN (
+        SELECT id FROM events WHERE at < @before AND id < (SELECT MAX(id) FROM events) ORDER BY id LIMIT @max)`),
     insertRecipient: db.prepare<[RecipientRow]>(`
       INSERT INTO recipients (message_id, idx, address, notify, orcpt, status, last_reply, dsn_status,
                               remote_mta, done_at, delay_notified, dsn_owed)

@@ -24,18 +24,19 @@ import { systemClock, type Clock } from '../../core/clock.js';
 import { NoDataDirError, PostlineError, StoreError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { isQueueId } from '../../core/queue-id.js';
-import type { EventBus } from '../../events/bus.js';
+import type { EventQuery, EventRecord, StoredEvent } from '../../events/record.js';
 import type {
-  BodyWriter, NewMessage, QueuedMessage, QueueStore, QueueSummary, RecipientUpdate,
+  BodyWriter, NewMessage, OutcomeWrite, QueuedMessage, QueuePageQuery, QueueState, QueueStore, QueueSummary,
 } from '../types.js';
 import { BodyCache } from './body-cache.js';
 import { SpoolBodyWriter } from './body-writer.js';
 import { SpoolLayout } from './layout.js';
 import { migrate } from './migrations.js';
 import { recover, type RecoveryReport } from './recovery.js';
-import { newMessageRow, newRecipientRows, RowError, toMessage, type MessageRow } from './rows.js';
+import { queryEvents } from './event-log.js';
+import { eventRow, newMessageRow, newRecipientRows, RowError, toMessage, type MessageRow } from './rows.js';
 import { prepareReadStatements, type ReadStatements } from './statements.js';
-import { WriterClient } from './writer-client.js';
+import { WriterClient, type WriteOutcome } from './writer-client.js';
 import type { WriteOp, WriterStats } from './writer-protocol.js';
 
 /** Default largest body stored inline in queue.db, bytes. */
@@ -63,8 +64,6 @@ export interface SqliteQueueStoreOptions {
   readonly bodyCacheBytes?: number;
   /** Caps queue.db at this many pages (PRAGMA max_page_count, 4 KiB each): beyond it commits fail with SQLITE_FULL (452 4.3.1). Default: no cap. */
   readonly maxDatabasePages?: number;
-  /** When given, quarantines are published as 'message.quarantined' events. */
-  readonly events?: EventBus;
 }
 
 const DISK_FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
@@ -89,6 +88,21 @@ function bufferStream(buf: Buffer): Readable {
   });
 }
 
+/** The `queue list` summary of a message. */
+function summaryOf(m: QueuedMessage): QueueSummary {
+  return {
+    id: m.id, mailFrom: m.mailFrom, size: m.size, arrivedAt: m.arrivedAt, held: m.held,
+    nextAttemptAt: m.nextAttemptAt, attempts: m.attempts,
+    ...(m.lastError !== undefined ? { lastError: m.lastError } : {}),
+    pending: m.recipients.filter((r) => r.status === 'pending').map((r) => r.address),
+  };
+}
+
+/** `events` with ids from `first` on, in order. */
+function numbered(events: readonly EventRecord[], first: number): StoredEvent[] {
+  return events.map((e, i) => ({ ...e, id: first + i }));
+}
+
 /** QueueStore on SQLite (inline small bodies) plus one file per large body. Usable in tests with a temp dataDir. */
 export class SqliteQueueStore implements QueueStore {
   private readonly layout: SpoolLayout;
@@ -105,6 +119,8 @@ export class SqliteQueueStore implements QueueStore {
   private readonly inflight = new Set<Promise<unknown>>();
   /** Result of the last open()'s crash recovery. */
   lastRecovery: RecoveryReport | undefined;
+  private eventListener: ((events: readonly StoredEvent[]) => void) | undefined;
+
 
   /** @throws PostlineError ERR_STORE_OPTIONS when an option is invalid. */
   constructor(private readonly opts: SqliteQueueStoreOptions) {
@@ -215,12 +231,12 @@ export class SqliteQueueStore implements QueueStore {
    * directory, then commits the row. Resolves with the stored metadata only when all of it is on disk.
    * @throws StoreError (full on ENOSPC/EDQUOT/SQLITE_FULL); the body is discarded, nothing is kept.
    */
-  async commit(msg: NewMessage, body: BodyWriter): Promise<QueuedMessage> {
+  async commit(msg: NewMessage, body: BodyWriter, events?: readonly EventRecord[]): Promise<QueuedMessage> {
     this.q();
-    return this.track(this.commitBody(msg, body));
+    return this.track(this.commitBody(msg, body, events));
   }
 
-  private async commitBody(msg: NewMessage, body: BodyWriter): Promise<QueuedMessage> {
+  private async commitBody(msg: NewMessage, body: BodyWriter, events: readonly EventRecord[] | undefined): Promise<QueuedMessage> {
     if (!(body instanceof SpoolBodyWriter) || body.id !== msg.id || !body.isOpen()) {
       throw new StoreError(`commit of ${msg.id}: body writer does not belong to this message`);
     }
@@ -231,13 +247,13 @@ export class SqliteQueueStore implements QueueStore {
       const recipients = newRecipientRows(msg);
       const inline = body.inlineBody();
       if (inline) {
-        await this.write({ kind: 'insert', message, recipients, body: inline, dir: null });
+        await this.write({ kind: 'insert', message, recipients, body: inline, dir: null }, events);
         this.cache.set(msg.id, inline);
       } else {
         const finalPath = this.layout.bodyPath(msg.id);
         await rename(body.currentPath(), finalPath);
         body.placed(finalPath);
-        await this.write({ kind: 'insert', message, recipients, body: null, dir: this.layout.bucketDir(msg.id) });
+        await this.write({ kind: 'insert', message, recipients, body: null, dir: this.layout.bucketDir(msg.id) }, events);
       }
       body.committed();
       return toMessage(message, recipients);
@@ -293,50 +309,94 @@ export class SqliteQueueStore implements QueueStore {
     for (const row of this.q().allMessages.all()) {
       const m = await this.convert(row);
       if (!m) continue;
-      out.push({
-        id: m.id, mailFrom: m.mailFrom, size: m.size, arrivedAt: m.arrivedAt, held: m.held,
-        nextAttemptAt: m.nextAttemptAt, attempts: m.attempts,
-        ...(m.lastError !== undefined ? { lastError: m.lastError } : {}),
-        pending: m.recipients.filter((r) => r.status === 'pending').map((r) => r.address),
-      });
+      out.push(summaryOf(m));
     }
     return out;
   }
 
-  /**
-   * Records recipient outcomes and the next attempt in ONE transaction, written without an fsync
-   * of its own (synchronous=NORMAL unless it shares a batch with a full commit): in WAL mode the
-   * next full commit or checkpoint makes it durable. Losing one in a crash only repeats a delivery
-   * attempt (at-least-once), never loses mail. Optional fields left undefined keep their stored
-   * values. @throws StoreError for an unknown message or recipient idx (then nothing is changed).
-   */
-  async updateRecipients(
-    id: string,
-    updates: readonly RecipientUpdate[],
-    next: { attempts: number; nextAttemptAt: number; lastError?: string },
-  ): Promise<void> {
+  /** Paged summaries in queue ID order (IDs sort by arrival), filtered by state, sender and recipient domain. */
+  async listPage(q: QueuePageQuery): Promise<{ items: QueueSummary[]; next?: string }> {
+    const limit = Math.min(1000, Math.max(1, Math.floor(q.limit)));
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (q.state === 'quarantined') where.push('m.quarantined_at IS NOT NULL');
+    else {
+      where.push('m.quarantined_at IS NULL');
+      if (q.state === 'held') where.push('m.held = 1');
+      else if (q.state === 'active' || q.state === 'deferred') {
+        where.push('m.held = 0', q.state === 'active' ? 'm.attempts = 0' : 'm.attempts > 0');
+      }
+    }
+    if (q.after !== undefined) { where.push('m.id > ?'); args.push(q.after); }
+    if (q.sender !== undefined) { where.push('m.mail_from = ?'); args.push(q.sender); }
+    if (q.recipientDomain !== undefined) {
+      where.push("EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.status = 'pending' AND lower(substr(r.address, instr(r.address, '@') + 1)) = ?)");
+      args.push(q.recipientDomain.toLowerCase());
+    }
+    const rows = this.db!.prepare<unknown[], MessageRow>(`SELECT * FROM messages m WHERE ${where.join(' AND ')} ORDER BY m.id LIMIT ${limit + 1}`).all(...args);
+    const items: QueueSummary[] = [];
+    for (const row of rows.slice(0, limit)) {
+      let m: QueuedMessage;
+      try {
+        m = toMessage(row, this.q().getRecipients.all(row.id));
+      } catch {
+        continue; // a damaged row: listed by `queue list` after its quarantine, not here
+      }
+      items.push(summaryOf(m));
+    }
+    return rows.length > limit ? { items, next: rows[limit - 1]!.id } : { items };
+  }
+
+  /** Counts of messages by state: active (never tried), deferred (tried), held, quarantined. */
+  async countByState(): Promise<Record<QueueState, number>> {
     this.q();
-    await this.write({
-      kind: 'update', id, attempts: next.attempts, nextAttemptAt: next.nextAttemptAt, lastError: next.lastError ?? null,
-      updates: updates.map((u) => ({
+    const r = this.db!.prepare<[], { active: number; deferred: number; held: number; quarantined: number }>(`
+      SELECT COALESCE(SUM(quarantined_at IS NULL AND held = 0 AND attempts = 0), 0) AS active,
+             COALESCE(SUM(quarantined_at IS NULL AND held = 0 AND attempts > 0), 0) AS deferred,
+             COALESCE(SUM(quarantined_at IS NULL AND held = 1), 0) AS held,
+             COALESCE(SUM(quarantined_at IS NOT NULL), 0) AS quarantined
+      FROM messages`).get()!;
+    return { active: r.active, deferred: r.deferred, held: r.held, quarantined: r.quarantined };
+  }
+
+  /**
+   * One round's outcome in ONE transaction: recipient states and DSN marks, the next attempt, the
+   * events, and the removal when `w.remove`. Written without an fsync of its own
+   * (synchronous=NORMAL unless it shares a batch with a full commit): in WAL mode the next full
+   * commit or checkpoint makes it durable; losing one in a crash only repeats a delivery attempt
+   * (at-least-once) together with its events, never loses mail. A removal of a message whose body
+   * is a file is written durably before the file is unlinked. Optional update fields left
+   * undefined keep their stored values.
+   * @throws StoreError for an unknown message or recipient idx (then nothing is changed).
+   */
+  async record(id: string, w: OutcomeWrite): Promise<void> {
+    const stmts = this.q();
+    const remove = w.remove === true;
+    const fileBody = remove && isQueueId(id) && (stmts.inlineLength.get(id)?.len ?? null) === null;
+    if (remove) this.cache.delete(id);
+    const res = await this.write({
+      kind: 'record', id, remove, durable: fileBody,
+      next: w.next ? { attempts: w.next.attempts, nextAttemptAt: w.next.nextAttemptAt, lastError: w.next.lastError ?? null } : null,
+      updates: w.updates.map((u) => ({
         message_id: id, idx: u.idx, status: u.status,
         last_reply: u.lastReply ?? null, dsn_status: u.dsnStatus ?? null, remote_mta: u.remoteMta ?? null,
         done_at: u.doneAt ?? null, delay_notified: u.delayNotified === undefined ? null : u.delayNotified ? 1 : 0,
         dsn_owed_set: u.dsnOwed === undefined ? 0 : 1, dsn_owed: u.dsnOwed ?? null,
       })),
-    });
+    }, w.events);
+    if (fileBody && res.value === 0) await unlink(this.layout.bodyPath(id)).catch(() => undefined);
   }
 
-  /** Moves the next attempt time (ms since epoch; relaxed like updateRecipients). @throws StoreError for an unknown message. */
-  async setNextAttempt(id: string, nextAttemptAt: number): Promise<void> {
+  /** Moves the next attempt time (ms since epoch; relaxed like record). @throws StoreError for an unknown message. */
+  async setNextAttempt(id: string, nextAttemptAt: number, events?: readonly EventRecord[]): Promise<void> {
     this.q();
-    await this.write({ kind: 'setNext', id, at: nextAttemptAt });
+    await this.write({ kind: 'setNext', id, at: nextAttemptAt }, events);
   }
 
   /** Holds or releases a message. @throws StoreError for an unknown message. */
-  async setHold(id: string, held: boolean): Promise<void> {
+  async setHold(id: string, held: boolean, events?: readonly EventRecord[]): Promise<void> {
     this.q();
-    await this.write({ kind: 'setHold', id, held });
+    await this.write({ kind: 'setHold', id, held }, events);
   }
 
   /**
@@ -345,19 +405,19 @@ export class SqliteQueueStore implements QueueStore {
    * for good before the file is unlinked, so a crash never leaves a row without its body.
    * @throws StoreError with the database error (then nothing was removed).
    */
-  async remove(id: string): Promise<void> {
+  async remove(id: string, events?: readonly EventRecord[]): Promise<void> {
     this.q();
     this.cache.delete(id);
-    const hadInline = await this.write({ kind: 'remove', id });
+    const { value: hadInline } = await this.write({ kind: 'remove', id }, events);
     if (!hadInline && isQueueId(id)) await unlink(this.layout.bodyPath(id)).catch(() => undefined);
   }
 
   /**
    * Moves the body aside (file to quarantine/; an inline body is copied there, its BLOB kept) and
-   * marks the row (kept for inspection, invisible to the queue). Logs queueId and reason; emits
-   * 'message.quarantined'. Never throws.
+   * marks the row (kept for inspection, invisible to the queue), with a 'message.quarantined'
+   * event in the same commit (unless `events` are given: then those). Logs queueId and reason. Never throws.
    */
-  async quarantine(id: string, reason: string): Promise<void> {
+  async quarantine(id: string, reason: string, events?: readonly EventRecord[]): Promise<void> {
     this.cache.delete(id);
     if (isQueueId(id)) {
       let inline: Buffer | undefined;
@@ -371,13 +431,43 @@ export class SqliteQueueStore implements QueueStore {
         if (e.code !== 'ENOENT') this.logger.error({ queueId: id, err: e.message }, 'cannot move body to quarantine');
       });
     }
+    const at = this.clock.now();
     try {
-      if (this.writer) await this.write({ kind: 'quarantine', id, at: this.clock.now(), reason });
+      if (this.writer) await this.write({ kind: 'quarantine', id, at, reason }, events ?? [{ type: 'message.quarantined', at, queueId: id, reason }]);
     } catch (err) {
       this.logger.error({ queueId: id, err: (err as Error).message }, 'cannot mark queue entry quarantined');
     }
     this.logger.warn({ queueId: id, reason }, 'queue entry quarantined');
-    this.opts.events?.emit({ type: 'message.quarantined', at: this.clock.now(), queueId: id, reason });
+  }
+
+  /** Writes events of no state change in the next group commit (relaxed). @returns them numbered. @throws StoreError. */
+  async appendEvents(events: readonly EventRecord[]): Promise<StoredEvent[]> {
+    this.q();
+    if (events.length === 0) return [];
+    const res = await this.write({ kind: 'events', events: [] }, events);
+    return numbered(events, res.firstEventId!);
+  }
+
+  /** Events in id order matching `q` (limit clamped to 1..10000; event-log.ts). */
+  async readEvents(q: EventQuery): Promise<StoredEvent[]> {
+    this.q();
+    return queryEvents(this.db!, q);
+  }
+
+  /** The newest event id (0 when none was ever written). */
+  async lastEventId(): Promise<number> {
+    return this.q().lastEventId.get()?.id ?? 0;
+  }
+
+  /** Deletes events older than `beforeMs`, at most `maxRows` (default 5000), keeping the newest. @returns rows deleted. */
+  async pruneEvents(beforeMs: number, maxRows = 5000): Promise<number> {
+    this.q();
+    return (await this.write({ kind: 'prune', before: beforeMs, max: Math.max(1, Math.floor(maxRows)) })).value;
+  }
+
+  /** Who hears of committed events (in id order, once per commit). */
+  setEventListener(fn: (events: readonly StoredEvent[]) => void): void {
+    this.eventListener = fn;
   }
 
   /** Free bytes available to us on the dataDir filesystem (statfs bavail * bsize). */
@@ -399,12 +489,25 @@ export class SqliteQueueStore implements QueueStore {
     }
   }
 
-  /** Runs one write in the writer thread. @throws StoreError (full on disk-full codes). */
-  private write(op: WriteOp): Promise<number> {
+  /**
+   * Runs one write in the writer thread with its events (same savepoint); once committed, the
+   * events are handed to the event listener with their ids. @throws StoreError (full on disk-full codes).
+   */
+  private write(op: WriteOp, events?: readonly EventRecord[]): Promise<WriteOutcome> {
     const w = this.writer;
     if (!w) return Promise.reject(new StoreError('queue store is not open'));
-    return this.track(w.run(op).catch((err: unknown) => {
-      throw toStoreError(err, `queue write (${op.kind} ${op.kind === 'insert' ? op.message.id : op.id}) failed`);
+    if (events?.length && op.kind !== 'prune') op.events = events.map(eventRow);
+    return this.track(w.run(op).then((res) => {
+      if (events?.length && res.firstEventId !== undefined && this.eventListener) {
+        try {
+          this.eventListener(numbered(events, res.firstEventId));
+        } catch (err) {
+          this.logger.error({ err }, 'event listener failed');
+        }
+      }
+      return res;
+    }, (err: unknown) => {
+      throw toStoreError(err, `queue write (${op.kind}${'id' in op ? ` ${op.id}` : op.kind === 'insert' ? ` ${op.message.id}` : ''}) failed`);
     }));
   }
 

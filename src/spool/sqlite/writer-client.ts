@@ -11,8 +11,14 @@ import { StoreError } from '../../core/errors.js';
 import { newStats, type WireError, type WriteOp, type WriterMessage, type WriterStats } from './writer-protocol.js';
 import type { WriterData } from './writer-worker.js';
 
+/** What a write resolves with (writer-protocol.ts WriteResult without its seq). */
+export interface WriteOutcome {
+  readonly value: number;
+  readonly firstEventId?: number;
+}
+
 interface Waiter {
-  resolve(value: number): void;
+  resolve(value: WriteOutcome): void;
   reject(err: unknown): void;
 }
 
@@ -61,14 +67,15 @@ export class WriterClient {
 
   /**
    * Sends one write; resolves when it is committed (durable unless it is a relaxed delivery-state
-   * write) with 1 when a `remove` deleted an inline body, else 0.
+   * write) with `value` 1 when a removal deleted an inline body (else 0; rows deleted for prune) and
+   * the id of its first event.
    * @throws StoreError for an unknown message; Error with `code` for database and fsync failures.
    */
-  run(op: WriteOp): Promise<number> {
+  run(op: WriteOp): Promise<WriteOutcome> {
     if (this.dead) return Promise.reject(new StoreError(`queue writer unavailable: ${this.dead.message}`, { cause: this.dead }));
     if (this.closed) return Promise.reject(new StoreError('queue store is closing'));
     const seq = ++this.seq;
-    return new Promise<number>((resolve, reject) => {
+    return new Promise<WriteOutcome>((resolve, reject) => {
       if (this.waiting.size === 0) this.worker.ref();
       this.waiting.set(seq, { resolve, reject });
       this.worker.postMessage({ seq, op });
@@ -95,7 +102,7 @@ export class WriterClient {
       if (!w) continue;
       this.waiting.delete(r.seq);
       if ('error' in r) w.reject(fromWire(r.error));
-      else w.resolve(r.value);
+      else w.resolve(r);
     }
     if (this.waiting.size === 0 && !this.closed) this.worker.unref();
   }

@@ -9,17 +9,28 @@
  * the operations are retried one by one, so one bad operation cannot sink its neighbours.
  */
 import type Database from 'better-sqlite3';
-import type { MessageRow, RecipientRow } from './rows.js';
+import type { EventRow, MessageRow, RecipientRow } from './rows.js';
 import type { RecipientUpdateParams, WriteStatements } from './statements.js';
 
-/** One write. `insert` with `body` stores the body inline; with `dir` the body is a file there. */
+/**
+ * One write. `insert` with `body` stores the body inline; with `dir` the body is a file there.
+ * Every write may carry `events`: rows of the event log (outbox) inserted in the same savepoint,
+ * so they commit, or fail, with the state change they record.
+ */
 export type WriteOp =
-  | { kind: 'insert'; message: MessageRow; recipients: RecipientRow[]; body: Uint8Array | null; dir: string | null }
-  | { kind: 'update'; id: string; updates: RecipientUpdateParams[]; attempts: number; nextAttemptAt: number; lastError: string | null }
-  | { kind: 'setNext'; id: string; at: number }
-  | { kind: 'setHold'; id: string; held: boolean }
-  | { kind: 'remove'; id: string }
-  | { kind: 'quarantine'; id: string; at: number; reason: string };
+  | { kind: 'insert'; message: MessageRow; recipients: RecipientRow[]; body: Uint8Array | null; dir: string | null; events?: EventRow[] }
+  | {
+    kind: 'record'; id: string; updates: RecipientUpdateParams[];
+    next: { attempts: number; nextAttemptAt: number; lastError: string | null } | null;
+    /** Delete the message in the same savepoint; `durable` makes the batch fsync (a body file is unlinked after it). */
+    remove: boolean; durable: boolean; events?: EventRow[];
+  }
+  | { kind: 'setNext'; id: string; at: number; events?: EventRow[] }
+  | { kind: 'setHold'; id: string; held: boolean; events?: EventRow[] }
+  | { kind: 'remove'; id: string; events?: EventRow[] }
+  | { kind: 'quarantine'; id: string; at: number; reason: string; events?: EventRow[] }
+  | { kind: 'events'; events: EventRow[] }
+  | { kind: 'prune'; before: number; max: number };
 
 /** main -> writer: one operation, or the request to flush and close. */
 export type WriterRequest = { seq: number; op: WriteOp } | { seq: number; op: { kind: 'close' } };
@@ -31,8 +42,12 @@ export interface WireError {
   notFound?: boolean;
 }
 
-/** Outcome of one operation: `value` is 1 when `remove` deleted an inline body, else 0. */
-export type WriteResult = { seq: number; value: number } | { seq: number; error: WireError };
+/**
+ * Outcome of one operation: `value` is 1 when a removal deleted an inline body (else 0), or the
+ * rows a `prune` deleted; `firstEventId` is the id given to the op's first event (the others follow
+ * one by one: a single writer numbers them in order).
+ */
+export type WriteResult = { seq: number; value: number; firstEventId?: number } | { seq: number; error: WireError };
 
 /** writer -> main. */
 export type WriterMessage =
@@ -72,11 +87,29 @@ export function toWire(err: unknown): WireError {
   };
 }
 
-/** Delivery-state writes: losing one in a crash only repeats an attempt, so no fsync of their own. */
-const isRelaxed = (op: WriteOp): boolean => op.kind === 'update' || op.kind === 'setNext';
+/**
+ * Delivery-state writes and event-only writes: losing one in a crash only repeats an attempt (and
+ * its events with it), so no fsync of their own; the next full commit or checkpoint makes them durable.
+ */
+const isRelaxed = (op: WriteOp): boolean =>
+  (op.kind === 'record' && !op.durable) || op.kind === 'setNext' || op.kind === 'events' || op.kind === 'prune';
 
-/** Applies one operation with the write statements. @returns see WriteResult. @throws NotFoundError, SqliteError. */
-export function applyOp(s: WriteStatements, op: WriteOp): number {
+/** Inserts the events of an op. @returns the first id, or undefined when there were none. */
+function insertEvents(s: WriteStatements, events: readonly EventRow[] | undefined): number | undefined {
+  if (!events || events.length === 0) return undefined;
+  const first = Number(s.insertEvent.run(events[0]!).lastInsertRowid);
+  for (let i = 1; i < events.length; i++) s.insertEvent.run(events[i]!);
+  return first;
+}
+
+/** Applies one operation and its events with the write statements. @returns see WriteResult. @throws NotFoundError, SqliteError. */
+export function applyOp(s: WriteStatements, op: WriteOp): { value: number; firstEventId?: number } {
+  const value = applyState(s, op);
+  const first = op.kind === 'prune' ? undefined : insertEvents(s, op.events);
+  return first === undefined ? { value } : { value, firstEventId: first };
+}
+
+function applyState(s: WriteStatements, op: WriteOp): number {
   switch (op.kind) {
     case 'insert': {
       s.insertMessage.run(op.message);
@@ -84,14 +117,23 @@ export function applyOp(s: WriteStatements, op: WriteOp): number {
       if (op.body) s.insertBody.run(op.message.id, Buffer.from(op.body.buffer, op.body.byteOffset, op.body.byteLength));
       return 0;
     }
-    case 'update': {
-      const r = s.updateNext.run({ id: op.id, attempts: op.attempts, next: op.nextAttemptAt, last_error: op.lastError });
-      if (r.changes !== 1) throw new NotFoundError(`no such message ${op.id}`);
+    case 'record': {
+      if (op.next) {
+        const r = s.updateNext.run({ id: op.id, attempts: op.next.attempts, next: op.next.nextAttemptAt, last_error: op.next.lastError });
+        if (r.changes !== 1) throw new NotFoundError(`no such message ${op.id}`);
+      }
       for (const u of op.updates) {
         if (s.updateRecipient.run(u).changes !== 1) throw new NotFoundError(`message ${op.id} has no recipient ${u.idx}`);
       }
-      return 0;
+      if (!op.remove) return 0;
+      s.deleteRecipients.run(op.id);
+      if (s.deleteMessage.run(op.id).changes !== 1) throw new NotFoundError(`no such message ${op.id}`);
+      return s.deleteBody.run(op.id).changes;
     }
+    case 'events':
+      return 0;
+    case 'prune':
+      return s.pruneEvents.run({ before: op.before, max: op.max }).changes;
     case 'setNext':
       if (s.setNext.run(op.at, op.id).changes !== 1) throw new NotFoundError(`no such message ${op.id}`);
       return 0;
@@ -131,7 +173,7 @@ export function applyBatch(
     try {
       const out = db.transaction(() => idx.map((i): WriteResult => {
         try {
-          return { seq: ops[i].seq, value: db.transaction(() => applyOp(s, ops[i].op))() };
+          return { seq: ops[i].seq, ...db.transaction(() => applyOp(s, ops[i].op))() };
         } catch (err) {
           // SQLITE_FULL, IOERR... may roll back the whole transaction, not just the savepoint:
           // then the batch fails (and is retried one by one) with this error, not a later one.

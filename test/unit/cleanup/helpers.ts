@@ -45,8 +45,9 @@ export async function harness(
   const bus = new EventBus();
   const events: PostlineEvent[] = [];
   bus.subscribe((e) => events.push(e));
+  store.setEventListener((list) => { for (const e of list) bus.emit(e); });
   const cleanup = new Cleanup({
-    store, events: bus, logger, clock,
+    store, logger, clock,
     config: { hostname: 'mx.postline.test', limits: { maxMessageSize: 10 * 1024 * 1024, maxReceivedHeaders: 30, ...config }, ...(received ? { received } : {}) },
   });
   return { cleanup, store, events, clock, dir, close: async () => { await store.close(); await rmDir(); } };

@@ -34,7 +34,7 @@ test('queue commands without a server work on the store directly', async () => {
     const store = new MemoryQueueStore();
     const now = Date.now();
     const m = await store.put({ mailFrom: 's@example.com', recipients: [{ address: 'a@example.org' }, { address: 'b@example.org' }], arrivedAt: now }, BODY);
-    await store.updateRecipients(m.id, [{ idx: 1, status: 'delivered', dsnStatus: '2.0.0' }], { attempts: 1, nextAttemptAt: now + 3_600_000, lastError: '451 4.3.0 try again later' });
+    await store.record(m.id, { updates: [{ idx: 1, status: 'delivered', dsnStatus: '2.0.0' }], next: { attempts: 1, nextAttemptAt: now + 3_600_000, lastError: '451 4.3.0 try again later' } });
     const c = cli(dir, store);
     await c.run('hold', m.id.toLowerCase());
     assert.equal((await store.get(m.id))!.held, true);

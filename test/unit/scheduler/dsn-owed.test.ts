@@ -44,10 +44,10 @@ test('restart after a crash between the bounce record and the DSN: the DSN is se
   const h = harness({ script: all(permfail) });
   const m = await h.put({ mailFrom: FROM, recipients: [{ address: 'a@example.org' }, { address: 'b@example.org' }] }, BODY);
   // What the round wrote before the crash: outcome and mark in one commit, no DSN yet.
-  await h.store.updateRecipients(m.id, [
+  await h.store.record(m.id, { updates: [
     { idx: 0, status: 'bounced', lastReply: '550 5.1.1 no such user', dsnStatus: '5.1.1', remoteMta: 'mx.example.org[192.0.2.1]:25', doneAt: h.clock.now(), dsnOwed: 'failure' },
     { idx: 1, status: 'delivered', lastReply: '250 ok', dsnStatus: '2.0.0', doneAt: h.clock.now() },
-  ], { attempts: 1, nextAttemptAt: h.clock.now() });
+  ], next: { attempts: 1, nextAttemptAt: h.clock.now() } });
   const s2 = h.restart();
   await s2.start();
   await s2.runDueOnce();
@@ -70,14 +70,14 @@ test('SQLite store: dsnOwed is stored with the outcome, kept by loadAll, and cle
     await writeBody(body, Buffer.from(BODY));
     const q = await store.commit(newMessage(id), body);
     const updates = q.recipients.map((r) => ({ idx: r.idx, status: 'bounced' as const, dsnStatus: '5.1.1', dsnOwed: 'failure' as const }));
-    await store.updateRecipients(id, updates, { attempts: 1, nextAttemptAt: 0 });
+    await store.record(id, { updates: updates, next: { attempts: 1, nextAttemptAt: 0 } });
     await store.close();
     const again = new SqliteQueueStore({ dataDir: dir, minFreeBytes: 0, logger: silentLogger() });
     await again.open();
     const loaded = await again.loadAll();
     assert.equal(loaded.length, 1);
     assert.ok(loaded[0]!.recipients.every((r) => r.dsnOwed === 'failure' && r.status === 'bounced'));
-    await again.updateRecipients(id, q.recipients.map((r) => ({ idx: r.idx, status: 'bounced' as const, dsnOwed: null })), { attempts: 1, nextAttemptAt: 0 });
+    await again.record(id, { updates: q.recipients.map((r) => ({ idx: r.idx, status: 'bounced' as const, dsnOwed: null })), next: { attempts: 1, nextAttemptAt: 0 } });
     assert.equal((await again.loadAll()).length, 0);
     const got = await again.get(id);
     assert.ok(got && got.recipients.every((r) => r.dsnOwed === undefined && r.dsnStatus === '5.1.1'));
@@ -90,9 +90,9 @@ test('SQLite store: dsnOwed is stored with the outcome, kept by loadAll, and cle
 test('an outcome that cannot be written is written again before any new attempt (no duplicate delivery)', async () => {
   const h = harness({ script: all(ok) });
   const m = await h.put({ mailFrom: FROM, recipients: [{ address: 'a@example.org' }] }, BODY);
-  const real = h.store.updateRecipients.bind(h.store);
+  const real = h.store.record.bind(h.store);
   let failing = true;
-  h.store.updateRecipients = async (...a) => { if (failing) throw new Error('SQLITE_FULL'); return real(...a); };
+  h.store.record = async (...a) => { if (failing) throw new Error('SQLITE_FULL'); return real(...a); };
   await h.scheduler.start();
   await h.scheduler.runDueOnce();
   assert.equal(h.agent.calls.length, 1);

@@ -11,6 +11,7 @@ import { newQueueId } from '../../../src/core/queue-id.js';
 import type { DsnInput } from '../../../src/bounce/types.js';
 import type { DeliveryAgent, DeliveryRequest, RecipientResult } from '../../../src/delivery/types.js';
 import { EventBus } from '../../../src/events/bus.js';
+import type { EventRecord } from '../../../src/events/record.js';
 import type { PostlineEvent } from '../../../src/events/types.js';
 import { nextHopKey, type NextHop } from '../../../src/routing/types.js';
 import { Scheduler } from '../../../src/scheduler/scheduler.js';
@@ -88,20 +89,22 @@ export function harness(opts: { config?: PostlineConfig; script?: Script; store?
   const events: PostlineEvent[] = [];
   const bus = new EventBus();
   bus.subscribe((e) => events.push(e));
+  store.setEventListener((list) => { for (const e of list) bus.emit(e); });
   const dsns: Harness['dsns'] = [];
   const config = opts.config ?? testConfig();
   let lastInput: DsnInput | undefined;
   const dsn = {
     build: (input: DsnInput): Buffer => { lastInput = input; return opts.build ? opts.build(input) : Buffer.from(`DSN about ${input.queueId}`); },
-    inject: async (envelope: Envelope, _body: Buffer): Promise<string> => {
+    inject: async (envelope: Envelope, _body: Buffer, evs: readonly EventRecord[]): Promise<string> => {
       if (!lastInput) throw new Error('inject without build');
       const id = newQueueId(clock.now());
       dsns.push({ input: lastInput, envelope, id, body: _body });
+      await store.appendEvents(evs.map((e) => (e.type === 'dsn.queued' ? { ...e, dsnQueueId: id } : e)));
       return id;
     },
   };
   const make = (): Scheduler => new Scheduler({
-    store, agent, route: mxRoute, events: bus, logger: silentLogger(), clock, config, random: () => 0.5, scanTimer: false, dsn,
+    store, agent, route: mxRoute, logger: silentLogger(), clock, config, random: () => 0.5, scanTimer: false, dsn,
   });
   const put = (m: PutMessage, body: string | Buffer): Promise<QueuedMessage> => store.put({ arrivedAt: clock.now(), ...m }, body);
   return { store, agent, clock, events, bus, dsns, config, scheduler: make(), restart: make, put };

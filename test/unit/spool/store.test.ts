@@ -94,7 +94,8 @@ test('crash recovery: tmp leftovers removed, missing/truncated bodies quarantine
     await writeFile(join(bucket(orphan), orphan), 'never acknowledged');
 
     const { logger, lines } = captureLogger();
-    const again = makeStore(dir, { logger, events: bus, inlineMaxBytes: 0 });
+    const again = makeStore(dir, { logger, inlineMaxBytes: 0 });
+    again.setEventListener((list) => { for (const e of list) bus.emit(e); });
     await again.open();
     assert.deepEqual((await again.loadAll()).map((m) => m.id), [c.id]);
     assert.deepEqual(await readdir(join(dir, 'spool', 'tmp')), []);
@@ -203,16 +204,16 @@ test('abort removes the partial body', async () => {
   }
 });
 
-test('updateRecipients, setNextAttempt, setHold, list and remove', async () => {
+test('record, setNextAttempt, setHold, list and remove', async () => {
   const { dir, cleanup } = await tempDir();
   try {
     const store = makeStore(dir);
     await store.open();
     const m = await commitOne(store, Buffer.from('Subject: s\r\n\r\nx\r\n'));
-    await store.updateRecipients(m.id, [
+    await store.record(m.id, { updates: [
       { idx: 0, status: 'delivered', lastReply: '250 2.0.0 ok', dsnStatus: '2.0.0', remoteMta: 'mx.example.net[192.0.2.9]:25', doneAt: 5 },
       { idx: 1, status: 'pending', lastReply: '451 4.3.0 later', dsnStatus: '4.3.0', delayNotified: true },
-    ], { attempts: 1, nextAttemptAt: 1_700_000_300_000, lastError: '451 4.3.0 later' });
+    ], next: { attempts: 1, nextAttemptAt: 1_700_000_300_000, lastError: '451 4.3.0 later' } });
     let got = await store.get(m.id);
     assert.ok(got);
     assert.equal(got.attempts, 1);
@@ -222,7 +223,7 @@ test('updateRecipients, setNextAttempt, setHold, list and remove', async () => {
     assert.equal(got.recipients[0].remoteMta, 'mx.example.net[192.0.2.9]:25');
     assert.equal(got.recipients[0].doneAt, 5);
     assert.equal(got.recipients[1].delayNotified, true);
-    await assert.rejects(store.updateRecipients(m.id, [{ idx: 7, status: 'bounced' }], { attempts: 2, nextAttemptAt: 0 }), StoreError);
+    await assert.rejects(store.record(m.id, { updates: [{ idx: 7, status: 'bounced' }], next: { attempts: 2, nextAttemptAt: 0 } }), StoreError);
     got = await store.get(m.id);
     assert.equal(got?.attempts, 1, 'a failed update changes nothing');
 
@@ -238,7 +239,7 @@ test('updateRecipients, setNextAttempt, setHold, list and remove', async () => {
     assert.equal((await store.get(m.id))?.held, false);
     await assert.rejects(store.setHold(newQueueId(), true), StoreError);
 
-    await store.updateRecipients(m.id, [{ idx: 1, status: 'bounced', dsnStatus: '5.1.1' }], { attempts: 2, nextAttemptAt: 0 });
+    await store.record(m.id, { updates: [{ idx: 1, status: 'bounced', dsnStatus: '5.1.1' }], next: { attempts: 2, nextAttemptAt: 0 } });
     assert.equal((await store.loadAll()).length, 0, 'no pending recipient left');
     assert.equal((await store.list()).length, 1, 'still listed until removed');
 
@@ -318,6 +319,8 @@ test('issue 15 item 2: migration 4 keeps rows of schema 3, their utf8Headers unk
     // Make the database look like schema 3: drop the new column, set the version back.
     const db = new Database(join(dir, 'queue.db'));
     db.exec('ALTER TABLE messages DROP COLUMN utf8_headers');
+    // ...and undo migration 5 (events, message metadata) too.
+    db.exec('DROP TABLE events; ALTER TABLE messages DROP COLUMN message_id; ALTER TABLE messages DROP COLUMN tags; ALTER TABLE messages DROP COLUMN metadata');
     db.pragma('user_version = 3');
     db.close();
     const again = makeStore(dir);
