@@ -101,8 +101,9 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 7,
     name: 'webhook_cursors: per webhook endpoint, the last acknowledged event id and its health',
     // Written through the side connection (side-db.ts) by src/webhooks/cursor-store.ts, never by
-    // the queue's writer thread. Times are ms since epoch; NULL = never / not failing.
-    sql: `CREATE TABLE webhook_cursors (
+    // the queue's writer thread. Times are ms since epoch; NULL = never / not failing. IF NOT EXISTS:
+    // safe to run again on a database whose user_version was set back (tests) or renumbered.
+    sql: `CREATE TABLE IF NOT EXISTS webhook_cursors (
         endpoint        TEXT PRIMARY KEY,
         cursor          INTEGER NOT NULL,
         created_at      INTEGER NOT NULL,
