@@ -289,3 +289,24 @@ test('backoff: waits double from retry.initialMs up to retry.maxMs; once failing
     await r.done();
   }
 });
+
+test('the receiver\'s check is real: another secret, a changed body or an old timestamp is counted as forged', async () => {
+  const r = await rig();
+  try {
+    const ep = r.endpoint('v');
+    const { WebhookSigner } = await import('../../../src/webhooks/signing.js');
+    const [e] = r.source.appendMany(1);
+    const good = new WebhookSigner(ep.secret).sign([e!], false, Date.now());
+    const post = (headers: Record<string, string>, body: string) => fetch(ep.url, { method: 'POST', headers, body });
+    assert.equal((await post(good.headers, good.body)).status, 204);
+    const other = new WebhookSigner(newSecret()).sign([e!], false, Date.now());
+    assert.equal((await post(other.headers, other.body)).status, 401);
+    assert.equal((await post(good.headers, good.body.replace('message.received', 'message.rejected'))).status, 401);
+    const old = new WebhookSigner(ep.secret).sign([e!], false, Date.now() - 3600_000);
+    assert.equal((await post(old.headers, old.body)).status, 401);
+    assert.equal(r.receiver.forged, 3);
+    assert.deepEqual(r.receiver.ids('/v'), [1]);
+  } finally {
+    await r.done();
+  }
+});
