@@ -217,6 +217,10 @@ export class WebhookDispatcher {
           this.log.info({ cursor: c.cursor, from: this.endpoint.from }, 'new webhook endpoint');
         }
         this.cursor = this.storedCursor = c.cursor;
+        const last = await this.deps.source.lastEventId();
+        if (c.cursor > last) {
+          this.log.warn({ cursor: c.cursor, lastEventId: last }, 'webhook cursor is ahead of the event log (queue.db restored or replaced?): new events up to the cursor will not be sent');
+        }
         this.attempts = c.attempts;
         if (c.failingSince !== undefined) this.failingSince = c.failingSince;
         if (c.lastError !== undefined) this.lastError = c.lastError;
