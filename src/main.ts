@@ -3,6 +3,7 @@
  *
  *   SMTP listeners -> smtpd session -> cleanup -> spool (durable) -> scheduler -> delivery agent
  *                                                                      |-> events -> log
+ *                                                       store's event log -> webhooks (own cursors)
  *
  * `startPostline(config)` starts everything and returns a handle with `stop()`; `runServer(file)` is
  * the `postline serve` command (signals, exit codes).
@@ -31,19 +32,24 @@ import { loadOrCreateTls } from './smtpd/tls.js';
 import { ConnectionLimiter } from './smtpd/connection-limiter.js';
 import { RelayPolicy } from './policy/smtp-policy.js';
 import { UserStore } from './policy/users.js';
+import { WebhookManager } from './webhooks/manager.js';
+import { SqliteWebhookCursorStore } from './webhooks/cursor-store.js';
 
 export interface RunningPostline {
   readonly config: PostlineConfig;
   readonly store: QueueStore;
   readonly scheduler: Scheduler;
   readonly events: EventBus;
+  /** The webhook dispatchers (status, reload). */
+  readonly webhooks: WebhookManager;
   /** Bound listener addresses, by listener name. */
   readonly listeners: ReadonlyMap<string, { address: string; port: number }>;
   /** Re-reads TLS certificate and key (SIGHUP). */
   reloadTls(): void;
   /**
    * Takes over the live keys of a freshly loaded configuration (src/config/live.ts), rebuilds the
-   * relay policy and reloads the TLS material. Established sessions are kept. @throws when the new TLS material cannot be loaded.
+   * relay policy and reloads the TLS material; a changed `webhooks` list is handed to the webhook
+   * manager (in the background: a failure is logged). Established sessions are kept. @throws when the new TLS material cannot be loaded.
    */
   reload(fresh: PostlineConfig): LiveReloadResult;
   /** Graceful stop: stop accepting, finish or abandon in-flight work within graceMs, close the store. */
@@ -92,8 +98,21 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   attachLogSink(events, logger);
 
   const store = await openStore(config, logger);
+  // Webhooks read the store's event log with their own cursors (webhook_cursors in queue.db, on a
+  // side connection); a commit only wakes them, it never waits for them.
+  let webhookCursors: SqliteWebhookCursorStore;
+  try {
+    webhookCursors = SqliteWebhookCursorStore.open(config.dataDir);
+  } catch (err) {
+    await store.close().catch(() => {});
+    throw err;
+  }
+  const webhooks = new WebhookManager({ source: store, cursors: webhookCursors, logger, clock });
   // The outbox: every event is committed with its state change; the bus hears it afterwards.
-  store.setEventListener((list) => { for (const e of list) events.emit(e); });
+  store.setEventListener((list) => {
+    for (const e of list) events.emit(e);
+    webhooks.wake();
+  });
   const pruner = startEventPruner(store, config, logger, clock);
   let scheduler: Scheduler | undefined; // set below; cleanup hands it each committed message
   let policy: RelayPolicy | undefined; // set below; cleanup asks it who may set X-Postline-* metadata
@@ -144,6 +163,8 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     await scheduler.stop(graceMs).catch((err: unknown) => logger.error({ err }, 'scheduler stop failed'));
     await agent.close().catch(() => {});
     pruner.stop();
+    await webhooks.stop().catch((err: unknown) => logger.error({ err }, 'webhooks stop failed'));
+    await webhookCursors.close().catch(() => {});
     await store.close().catch((err: unknown) => logger.error({ err }, 'store close failed'));
   };
 
@@ -155,6 +176,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
       logger.info({ listener: config.listeners[i]!.name, role: config.listeners[i]!.role, tls: config.listeners[i]!.tls, ...addr }, 'listening');
     }
     await control.start();
+    webhooks.start(config.webhooks);
   } catch (err) {
     await stop(0);
     throw err;
@@ -165,6 +187,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     store,
     scheduler,
     events,
+    webhooks,
     listeners: bound,
     reloadTls: () => {
       tlsMaterial = loadOrCreateTls(config, logger);
@@ -174,6 +197,9 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
       const res = applyLiveConfig(config, fresh);
       relayPolicy.reload();
       tlsMaterial = loadOrCreateTls(config, logger);
+      if (res.applied.includes('webhooks')) {
+        webhooks.reload(config.webhooks).catch((err: unknown) => logger.error({ err }, 'webhook reload failed'));
+      }
       logger.info({ applied: res.applied }, 'configuration reloaded');
       if (res.needRestart.length) logger.warn({ keys: res.needRestart }, 'changed keys need a restart; kept the running values');
       return res;

@@ -99,6 +99,25 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TABLE store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
     `,
   },
+  {
+    version: 7,
+    name: 'webhook_cursors: per webhook endpoint, the last acknowledged event id and its health',
+    // Written through the side connection (side-db.ts) by src/webhooks/cursor-store.ts, never by
+    // the queue's writer thread. Times are ms since epoch; NULL = never / not failing. IF NOT EXISTS:
+    // safe to run again on a database whose user_version was set back (tests) or renumbered.
+    sql: `CREATE TABLE IF NOT EXISTS webhook_cursors (
+        endpoint        TEXT PRIMARY KEY,
+        cursor          INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        last_success_at INTEGER,
+        last_attempt_at INTEGER,
+        failing_since   INTEGER,
+        last_error      TEXT,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        delivered       INTEGER NOT NULL DEFAULT 0,
+        skipped         INTEGER NOT NULL DEFAULT 0
+      ) WITHOUT ROWID;`,
+  },
 ];
 
 /**
