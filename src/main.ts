@@ -3,6 +3,7 @@
  *
  *   SMTP listeners -> smtpd session -> cleanup -> spool (durable) -> scheduler -> delivery agent
  *                                                                      |-> events -> log
+ *                                                       store's event log -> webhooks (own cursors)
  *
  * `startPostline(config)` starts everything and returns a handle with `stop()`; `runServer(file)` is
  * the `postline serve` command (signals, exit codes).
@@ -33,12 +34,16 @@ import { RelayPolicy } from './policy/smtp-policy.js';
 import { UserStore } from './policy/users.js';
 import { createApiServer, httpTlsMaterial, type ApiServer } from './http/server.js';
 import { openApiStores } from './http/sqlite-stores.js';
+import { WebhookManager } from './webhooks/manager.js';
+import { SqliteWebhookCursorStore } from './webhooks/cursor-store.js';
 
 export interface RunningPostline {
   readonly config: PostlineConfig;
   readonly store: QueueStore;
   readonly scheduler: Scheduler;
   readonly events: EventBus;
+  /** The webhook dispatchers (status, reload). */
+  readonly webhooks: WebhookManager;
   /** Bound listener addresses, by listener name. */
   readonly listeners: ReadonlyMap<string, { address: string; port: number }>;
   /** The HTTP API's bound address (absent with `http: null`). */
@@ -47,7 +52,8 @@ export interface RunningPostline {
   reloadTls(): void;
   /**
    * Takes over the live keys of a freshly loaded configuration (src/config/live.ts), rebuilds the
-   * relay policy and reloads the TLS material. Established sessions are kept. @throws when the new TLS material cannot be loaded.
+   * relay policy and reloads the TLS material; a changed `webhooks` list is handed to the webhook
+   * manager (in the background: a failure is logged). Established sessions are kept. @throws when the new TLS material cannot be loaded.
    */
   reload(fresh: PostlineConfig): LiveReloadResult;
   /** Graceful stop: stop accepting, finish or abandon in-flight work within graceMs, close the store. */
@@ -96,8 +102,21 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   attachLogSink(events, logger);
 
   const store = await openStore(config, logger);
+  // Webhooks read the store's event log with their own cursors (webhook_cursors in queue.db, on a
+  // side connection); a commit only wakes them, it never waits for them.
+  let webhookCursors: SqliteWebhookCursorStore;
+  try {
+    webhookCursors = SqliteWebhookCursorStore.open(config.dataDir);
+  } catch (err) {
+    await store.close().catch(() => {});
+    throw err;
+  }
+  const webhooks = new WebhookManager({ source: store, cursors: webhookCursors, logger, clock });
   // The outbox: every event is committed with its state change; the bus hears it afterwards.
-  store.setEventListener((list) => { for (const e of list) events.emit(e); });
+  store.setEventListener((list) => {
+    for (const e of list) events.emit(e);
+    webhooks.wake();
+  });
   const pruner = startEventPruner(store, config, logger, clock);
   let scheduler: Scheduler | undefined; // set below; cleanup hands it each committed message
   let policy: RelayPolicy | undefined; // set below; cleanup asks it who may set X-Postline-* metadata
@@ -153,6 +172,8 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     await scheduler.stop(graceMs).catch((err: unknown) => logger.error({ err }, 'scheduler stop failed'));
     await agent.close().catch(() => {});
     pruner.stop();
+    await webhooks.stop().catch((err: unknown) => logger.error({ err }, 'webhooks stop failed'));
+    await webhookCursors.close().catch(() => {});
     await apiStores?.close().catch(() => {});
     await store.close().catch((err: unknown) => logger.error({ err }, 'store close failed'));
   };
@@ -165,6 +186,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
       logger.info({ listener: config.listeners[i]!.name, role: config.listeners[i]!.role, tls: config.listeners[i]!.tls, ...addr }, 'listening');
     }
     await control.start();
+    webhooks.start(config.webhooks);
     if (config.http) {
       apiStores = openApiStores(config.dataDir);
       const tls = httpTls();
@@ -186,6 +208,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     store,
     scheduler,
     events,
+    webhooks,
     listeners: bound,
     ...(httpBound ? { http: httpBound } : {}),
     reloadTls: () => {
@@ -200,6 +223,9 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
       tlsMaterial = loadOrCreateTls(config, logger);
       const t = httpTls();
       if (t) api?.setTls(t);
+      if (res.applied.includes('webhooks')) {
+        webhooks.reload(config.webhooks).catch((err: unknown) => logger.error({ err }, 'webhook reload failed'));
+      }
       logger.info({ applied: res.applied }, 'configuration reloaded');
       if (res.needRestart.length) logger.warn({ keys: res.needRestart }, 'changed keys need a restart; kept the running values');
       return res;

@@ -78,11 +78,12 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 5,
-    name: 'events (the outbox, written in the same commit as each state change); message metadata',
+    name: 'events (the outbox, written in the same commit as each state change); message metadata; store_meta',
     // id INTEGER PRIMARY KEY is the rowid: max + 1 on insert, so ids only grow as long as the newest
     // row is never deleted (pruning keeps it). No AUTOINCREMENT: it would write sqlite_sequence on
     // every insert. `data` is the rest of the record as JSON. The partial index serves the history
-    // of one message (API); readers by cursor use the primary key.
+    // of one message (API); readers by cursor use the primary key. store_meta holds the counter the
+    // writer's idle flush bumps (a real write, so its FULL commit fsyncs the WAL).
     sql: `
       CREATE TABLE events (
         id       INTEGER PRIMARY KEY,
@@ -95,6 +96,7 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE messages ADD COLUMN message_id TEXT;
       ALTER TABLE messages ADD COLUMN tags TEXT;
       ALTER TABLE messages ADD COLUMN metadata TEXT;
+      CREATE TABLE store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
     `,
   },
   {
@@ -103,7 +105,7 @@ export const MIGRATIONS: readonly Migration[] = [
     // Written through a side connection (side-db.ts), by the CLI as well as the server.
     // api_keys.hash is SHA-256 of the whole key; scopes a comma list; domains a JSON array or NULL.
     sql: `
-      CREATE TABLE api_keys (
+      CREATE TABLE IF NOT EXISTS api_keys (
         name            TEXT PRIMARY KEY,
         prefix          TEXT NOT NULL UNIQUE,
         hash            BLOB NOT NULL,
@@ -113,7 +115,7 @@ export const MIGRATIONS: readonly Migration[] = [
         created_at      INTEGER NOT NULL,
         revoked_at      INTEGER
       );
-      CREATE TABLE api_idempotency (
+      CREATE TABLE IF NOT EXISTS api_idempotency (
         api_key      TEXT NOT NULL,
         idem_key     TEXT NOT NULL,
         request_hash TEXT NOT NULL,
@@ -122,10 +124,28 @@ export const MIGRATIONS: readonly Migration[] = [
         created_at   INTEGER NOT NULL,
         PRIMARY KEY (api_key, idem_key)
       ) WITHOUT ROWID;
-      CREATE INDEX api_idempotency_created ON api_idempotency (created_at);
+      CREATE INDEX IF NOT EXISTS api_idempotency_created ON api_idempotency (created_at);
     `,
   },
-  // version 7: the webhook cursors (webhooks).
+  {
+    version: 7,
+    name: 'webhook_cursors: per webhook endpoint, the last acknowledged event id and its health',
+    // Written through the side connection (side-db.ts) by src/webhooks/cursor-store.ts, never by
+    // the queue's writer thread. Times are ms since epoch; NULL = never / not failing. IF NOT EXISTS:
+    // safe to run again on a database whose user_version was set back (tests) or renumbered.
+    sql: `CREATE TABLE IF NOT EXISTS webhook_cursors (
+        endpoint        TEXT PRIMARY KEY,
+        cursor          INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        last_success_at INTEGER,
+        last_attempt_at INTEGER,
+        failing_since   INTEGER,
+        last_error      TEXT,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        delivered       INTEGER NOT NULL DEFAULT 0,
+        skipped         INTEGER NOT NULL DEFAULT 0
+      ) WITHOUT ROWID;`,
+  },
 ];
 
 /**

@@ -320,7 +320,7 @@ test('issue 15 item 2: migration 4 keeps rows of schema 3, their utf8Headers unk
     const db = new Database(join(dir, 'queue.db'));
     db.exec('ALTER TABLE messages DROP COLUMN utf8_headers');
     // ...and undo migration 5 (events, message metadata) too.
-    db.exec('DROP TABLE events; ALTER TABLE messages DROP COLUMN message_id; ALTER TABLE messages DROP COLUMN tags; ALTER TABLE messages DROP COLUMN metadata');
+    db.exec('DROP TABLE events; DROP TABLE store_meta; ALTER TABLE messages DROP COLUMN message_id; ALTER TABLE messages DROP COLUMN tags; ALTER TABLE messages DROP COLUMN metadata');
     // ...and migration 6 (HTTP API keys and idempotency records).
     db.exec('DROP TABLE api_idempotency; DROP TABLE api_keys');
     db.pragma('user_version = 3');
