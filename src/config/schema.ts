@@ -73,6 +73,8 @@ export const httpSchema = z.object({
    * JSON around it (apiMaxBodyBytes). Bigger: 413.
    */
   maxBodyBytes: z.number().int().positive().optional(),
+  /** Whole-request deadline (headers and body), ms; slower clients get 408. */
+  requestTimeoutMs: z.number().int().positive().default(300_000),
   /** How long an Idempotency-Key answer is kept and given again, ms (24 h). */
   idempotencyTtlMs: z.number().int().positive().default(24 * 3600_000),
   /** Require an API key with the read scope for GET /metrics (default false: open, but only on this address). */

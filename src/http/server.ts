@@ -70,6 +70,7 @@ export async function createApiServer(deps: ApiServerDeps): Promise<ApiServer> {
   const app = Fastify({
     logger: false,
     bodyLimit: apiMaxBodyBytes(deps.config),
+    requestTimeout: deps.config.http?.requestTimeoutMs ?? 300_000,
     ...(deps.tls ? { https: { cert: deps.tls.cert, key: deps.tls.key } } : {}),
   }) as unknown as FastifyInstance;
   app.setValidatorCompiler(validatorCompiler);
