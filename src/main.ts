@@ -31,12 +31,16 @@ import { loadOrCreateTls } from './smtpd/tls.js';
 import { ConnectionLimiter } from './smtpd/connection-limiter.js';
 import { RelayPolicy } from './policy/smtp-policy.js';
 import { UserStore } from './policy/users.js';
+import { SqliteQueueStore } from './spool/sqlite/store.js';
+import { createMetrics, type Metrics } from './metrics/metrics.js';
 
 export interface RunningPostline {
   readonly config: PostlineConfig;
   readonly store: QueueStore;
   readonly scheduler: Scheduler;
   readonly events: EventBus;
+  /** Prometheus metrics (src/metrics/; the HTTP API serves them on GET /metrics); absent when metrics.enabled is false. */
+  readonly metrics?: Metrics;
   /** Bound listener addresses, by listener name. */
   readonly listeners: ReadonlyMap<string, { address: string; port: number }>;
   /** Re-reads TLS certificate and key (SIGHUP). */
@@ -135,6 +139,14 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   const servers = config.listeners.map(
     (listener) => new SmtpServer({ config, listener, sink: cleanup, policy: relayPolicy, logger, tls: () => tlsMaterial, limiter }),
   );
+  // Metrics: after the store, scheduler and limiter they read at scrape time; closed at stop.
+  const metrics = config.metrics.enabled ? createMetrics({
+    events, store, scheduler, inbound: limiter, outbound: agent,
+    ...(store instanceof SqliteQueueStore ? { commitStats: () => store.commitStats() } : {}),
+    listeners: config.listeners.map((l) => l.name),
+    maxLabelValues: config.metrics.maxLabelValues,
+    onError: (err, what) => logger.warn({ err, what }, 'metrics: cannot read'),
+  }) : undefined;
   const control = new ControlServer({ socketPath: join(config.dataDir, 'control.sock'), scheduler, logger });
   const bound = new Map<string, { address: string; port: number }>();
 
@@ -144,6 +156,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     await scheduler.stop(graceMs).catch((err: unknown) => logger.error({ err }, 'scheduler stop failed'));
     await agent.close().catch(() => {});
     pruner.stop();
+    metrics?.close();
     await store.close().catch((err: unknown) => logger.error({ err }, 'store close failed'));
   };
 
@@ -165,6 +178,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     store,
     scheduler,
     events,
+    ...(metrics ? { metrics } : {}),
     listeners: bound,
     reloadTls: () => {
       tlsMaterial = loadOrCreateTls(config, logger);

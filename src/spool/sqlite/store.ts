@@ -37,7 +37,7 @@ import { queryEvents } from './event-log.js';
 import { eventRow, newMessageRow, newRecipientRows, RowError, toMessage, type MessageRow } from './rows.js';
 import { prepareReadStatements, type ReadStatements } from './statements.js';
 import { WriterClient, type WriteOutcome } from './writer-client.js';
-import type { WriteOp, WriterStats } from './writer-protocol.js';
+import { newStats, type WriteOp, type WriterStats } from './writer-protocol.js';
 
 /** Default largest body stored inline in queue.db, bytes. */
 export const DEFAULT_INLINE_MAX_BYTES = 128 * 1024;
@@ -153,7 +153,7 @@ export class SqliteQueueStore implements QueueStore {
 
   /** Writer counters: commits vs transactions vs directory fsyncs (as of the last reply). */
   commitStats(): Readonly<WriterStats> {
-    return { ...(this.writer?.stats ?? { commits: 0, failures: 0, transactions: 0, dirSyncs: 0, largestBatch: 0, writes: 0 }) };
+    return { ...(this.writer?.stats ?? newStats()) };
   }
 
   /**

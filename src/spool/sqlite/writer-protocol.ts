@@ -70,9 +70,51 @@ export interface WriterStats {
   largestBatch: number;
   /** Operations of any kind written. */
   writes: number;
+  /** Durable (synchronous=FULL) transactions by how long they took, seconds: statements, COMMIT and its WAL fsync. */
+  commitSeconds: FixedHistogram;
+  /** Transactions that held new messages, by how many (group commit size). */
+  batchSize: FixedHistogram;
 }
 
-export const newStats = (): WriterStats => ({ commits: 0, failures: 0, transactions: 0, dirSyncs: 0, largestBatch: 0, writes: 0 });
+/**
+ * A histogram with fixed buckets, cheap enough for the writer's hot path (no allocation per
+ * observation) and plain data, so it crosses the thread boundary in the `done` message.
+ * `counts[i]` counts observations <= `bounds[i]` and > `bounds[i-1]` (not cumulative); the last
+ * entry, one past the bounds, counts those above the largest bound (+Inf).
+ */
+export interface FixedHistogram {
+  /** Upper bounds, ascending. */
+  readonly bounds: readonly number[];
+  readonly counts: number[];
+  /** Sum of the observed values. */
+  sum: number;
+  /** Number of observations. */
+  count: number;
+}
+
+/** Bucket bounds of WriterStats.commitSeconds, seconds (0.25 ms .. 2.5 s). */
+export const COMMIT_SECONDS_BOUNDS: readonly number[] = [0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+/** Bucket bounds of WriterStats.batchSize, messages per transaction. */
+export const BATCH_SIZE_BOUNDS: readonly number[] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+
+/** An empty FixedHistogram over `bounds`. */
+export function newHistogram(bounds: readonly number[]): FixedHistogram {
+  return { bounds, counts: new Array<number>(bounds.length + 1).fill(0), sum: 0, count: 0 };
+}
+
+/** Counts `v` in `h` (a linear scan of a dozen bounds; no allocation). */
+export function observe(h: FixedHistogram, v: number): void {
+  let i = 0;
+  while (i < h.bounds.length && v > h.bounds[i]!) i++;
+  h.counts[i]!++;
+  h.sum += v;
+  h.count++;
+}
+
+export const newStats = (): WriterStats => ({
+  commits: 0, failures: 0, transactions: 0, dirSyncs: 0, largestBatch: 0, writes: 0,
+  commitSeconds: newHistogram(COMMIT_SECONDS_BOUNDS), batchSize: newHistogram(BATCH_SIZE_BOUNDS),
+});
 
 /** An operation named a message or recipient that does not exist (maps to StoreError). */
 export class NotFoundError extends Error {}
@@ -170,6 +212,7 @@ export function applyBatch(
   const run = (idx: readonly number[]): void => {
     const relaxed = idx.every((i) => isRelaxed(ops[i].op));
     if (relaxed) db.pragma('synchronous = NORMAL');
+    const t0 = relaxed ? 0 : performance.now();
     try {
       const out = db.transaction(() => idx.map((i): WriteResult => {
         try {
@@ -181,6 +224,7 @@ export function applyBatch(
           return { seq: ops[i].seq, error: toWire(err) };
         }
       }))();
+      if (!relaxed) observe(stats.commitSeconds, (performance.now() - t0) / 1000);
       stats.transactions++;
       idx.forEach((i, k) => { results[i] = out[k]; });
     } finally {
@@ -214,5 +258,6 @@ export function applyBatch(
     }
   });
   stats.largestBatch = Math.max(stats.largestBatch, inserted);
+  if (inserted > 0) observe(stats.batchSize, inserted);
   return results;
 }
