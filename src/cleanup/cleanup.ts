@@ -280,7 +280,7 @@ export class Cleanup implements MessageSink, SubmissionSink {
     };
     const q = await this.store.commit(msg, body, [received, ...more]);
     this.onQueued?.(q);
-    this.logger.debug({
+    this.logger.info({
       queueId: id, from: env.mailFrom, recipients, size: q.size, messageId,
       client: origin.clientAddress ?? origin.kind, helo: origin.clientName, authUser: origin.authUser,
     }, 'message queued');

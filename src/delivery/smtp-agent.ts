@@ -205,7 +205,9 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
         decided.add(r.idx);
         if (r.stage === 'dot') a.sent = true;
         const v = verdictOfReply(r.reply, r.remote);
-        a.results.push(toResult(r.idx, v, client.remoteMta, handoffTo(client.extensions.has('DSN'), byIdx.get(r.idx)?.notify)));
+        const res = toResult(r.idx, v, client.remoteMta, handoffTo(client.extensions.has('DSN'), byIdx.get(r.idx)?.notify));
+        const tls = client.tlsInfo;
+        a.results.push(tls ? { ...res, tls: { version: tls.protocol, cipher: tls.cipher } } : res);
       }
       if (out.error) a.trouble = out.error;
       left.push(...batch.filter((r) => !decided.has(r.idx)));

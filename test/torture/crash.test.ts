@@ -5,6 +5,11 @@
  * before and after the DSN is queued), and restarted. At the end every message answered 250 has
  * reached the sink (or, for the ones that bounce, its DSN has reached the sender) at least once.
  * Duplicates are counted: only messages in flight at a kill may repeat.
+ *
+ * Then the event log (outbox, issue 7): every recipient at the sink has its recipient.delivered
+ * event and every bounce its recipient.bounced event; no delivered event names a recipient the sink
+ * never saw, nor a bounced event a message that did not bounce; every queued message has its
+ * message.received event; ids only grow.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,6 +19,10 @@ import { waitFor } from '../helpers/net.js';
 import { LoadGenerator } from './lib/load.js';
 import { LONG, randInt, report, sleep } from './lib/profile.js';
 import { countByNumber, figures, missing } from './lib/tally.js';
+import { join } from 'node:path';
+import { openSideDatabase } from '../../src/spool/sqlite/side-db.js';
+import { queryEvents } from '../../src/spool/sqlite/event-log.js';
+import type { StoredEvent } from '../../src/events/record.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 after(async () => {
@@ -114,4 +123,52 @@ test(`crash: ${KILLS} SIGKILLs under load lose no message answered 250`, { timeo
   // Only in-flight messages may repeat: at most a few per kill (4 clients, delivery concurrency).
   assert.ok(f.duplicated <= (kills + startCrashes) * 20, `too many duplicates: ${f.duplicated}`);
   await pl.stop();
+  checkEvents(join(pl.dir, 'var'), delivered, dsns);
 });
+
+/** The event log agrees with what the receivers saw (see the header). */
+function checkEvents(dataDir: string, delivered: Map<number, number>, dsns: Map<number, number>): void {
+  const db = openSideDatabase(dataDir, { readonly: true });
+  const events: StoredEvent[] = [];
+  try {
+    for (let after = 0, i = 0; i < 10_000; i++) {
+      const batch = queryEvents(db, { after, limit: 10_000 });
+      events.push(...batch);
+      if (batch.length < 10_000) break;
+      after = batch[batch.length - 1]!.id;
+    }
+  } finally {
+    db.close();
+  }
+  const num = (re: RegExp, s: string | undefined): number | undefined => { const m = s ? re.exec(s) : null; return m ? Number(m[1]) : undefined; };
+  const deliveredEv = new Set<number>();
+  const bouncedEv = new Set<number>();
+  const receivedEv = new Set<number>();
+  let lastId = 0;
+  for (const e of events) {
+    assert.ok(e.id > lastId, `event ids grow (${e.id} after ${lastId})`);
+    lastId = e.id;
+    if ((e.type === 'recipient.delivered' || e.type === 'recipient.relayed') && e.mailFrom === '') {
+      const n = num(/^s(\d+)@origin\.test$/, e.recipient);
+      assert.ok(n !== undefined && dsns.has(n), `delivered event for the DSN to ${e.recipient}, which never arrived`);
+    } else if (e.type === 'recipient.delivered' || e.type === 'recipient.relayed') {
+      const n = num(/^m(\d+)@sink\.test$/, e.recipient);
+      assert.ok(n !== undefined && delivered.has(n), `delivered event for ${e.recipient}, which the sink never received`);
+      deliveredEv.add(n);
+    } else if (e.type === 'recipient.bounced') {
+      const n = num(/^b(\d+)@bounce\.test$/, e.recipient);
+      assert.ok(n !== undefined && dsns.has(n), `bounced event for ${e.recipient}, whose DSN never arrived`);
+      bouncedEv.add(n);
+    } else if (e.type === 'message.received') {
+      const n = num(/<torture-(\d+)@origin\.test>/, e.messageId);
+      if (n !== undefined) receivedEv.add(n);
+    }
+  }
+  const noDelivered = [...delivered.keys()].filter((n) => !deliveredEv.has(n));
+  assert.deepEqual(noDelivered.slice(0, 20), [], `recipients at the sink without a delivered event: ${noDelivered.length}`);
+  const noBounced = [...dsns.keys()].filter((n) => !bouncedEv.has(n));
+  assert.deepEqual(noBounced.slice(0, 20), [], `bounces without a bounced event: ${noBounced.length}`);
+  const noReceived = [...delivered.keys(), ...dsns.keys()].filter((n) => !receivedEv.has(n));
+  assert.deepEqual(noReceived.slice(0, 20), [], `messages delivered or bounced without a received event: ${noReceived.length}`);
+  console.log(`# crash-events: ${events.length} events, ${deliveredEv.size} delivered, ${bouncedEv.size} bounced, ${receivedEv.size} received`);
+}
