@@ -11,7 +11,7 @@
  * `delivery.` relayhost, routes, mxPort, tls, heloName, retry, maxQueueLifetimeMs,
  * bounceQueueLifetimeMs, delayWarningMs, doubleBounce, connectTimeoutMs, commandTimeoutMs,
  * dataDoneTimeoutMs, transactionTimeoutMs, recipientsPerTransaction.
- * Restart needed (a changed value is logged and ignored): hostname, dataDir, listeners, log, and
+ * Restart needed (a changed value is logged and ignored): hostname, dataDir, listeners, log, metrics, and
  * every other `delivery.` key (dns, sourceAddress, connection caps, pool settings, scanIntervalMs).
  */
 import { isDeepStrictEqual } from 'node:util';
@@ -62,7 +62,7 @@ export function applyLiveConfig(running: PostlineConfig, fresh: PostlineConfig):
     else d[k] = fd[k];
     applied.push(`delivery.${k}`);
   }
-  for (const k of ['hostname', 'dataDir', 'listeners', 'log'] as const) {
+  for (const k of ['hostname', 'dataDir', 'listeners', 'log', 'metrics'] as const) {
     if (!isDeepStrictEqual(running[k], fresh[k])) needRestart.push(k);
   }
   return { applied, needRestart };

@@ -4,6 +4,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { applyLiveConfig } from '../../../src/config/live.js';
+import { validateConfig } from '../../../src/config/load.js';
 import { EventBus } from '../../../src/events/bus.js';
 import type { EventRecord } from '../../../src/events/record.js';
 import { createMetrics, type MetricsDeps } from '../../../src/metrics/metrics.js';
@@ -283,6 +285,17 @@ test('the SQLite writer times its durable commits and counts messages per batch'
     await store.close();
     await cleanup();
   }
+});
+
+test('config: metrics on by default, bounded, and a change needs a restart', () => {
+  const base = { hostname: 'mx.test', dataDir: '/tmp/x', listeners: [{ name: 'mx', port: 2525 }] };
+  const running = validateConfig(base, '/tmp', {});
+  assert.deepEqual(running.metrics, { enabled: true, maxLabelValues: 64 });
+  assert.throws(() => validateConfig({ ...base, metrics: { maxLabelValues: 0 } }, '/tmp', {}), /metrics\.maxLabelValues/);
+  assert.throws(() => validateConfig({ ...base, metrics: { enable: true } }, '/tmp', {}), /metrics/);
+  const res = applyLiveConfig(running, validateConfig({ ...base, metrics: { enabled: false } }, '/tmp', {}));
+  assert.deepEqual(res.needRestart, ['metrics']);
+  assert.equal(running.metrics.enabled, true, 'kept');
 });
 
 test('the text parser is strict', () => {
