@@ -14,12 +14,11 @@
  *
  * Owns: metric names and their meaning. Must not change state.
  */
-import {
-  collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric,
-} from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { EVENT_TYPES, RESERVED_EVENT_TYPES, isFinalOutcome, type StoredEvent } from '../events/record.js';
 import type { QueueState } from '../spool/types.js';
-import type { FixedHistogram, WriterStats } from '../spool/sqlite/writer-protocol.js';
+import type { WriterStats } from '../spool/sqlite/writer-protocol.js';
+import { CounterFamily, HistogramFamily, registerFixedHistogram } from './families.js';
 import { LabelSet, nextHopClass, OTHER, rejectStage, replyClass } from './labels.js';
 
 /** Scheduler counts (scheduler/scheduler.ts stats()). */
@@ -112,35 +111,23 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   const registers = [registry];
   if (deps.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
 
-  // ---- from events ----
+  // ---- from events (plain counts: this runs for every committed event) ----
   const listeners = new LabelSet(cap, deps.listeners ?? []);
-  const received = new Counter({
-    name: 'postline_messages_received_total', help: 'Messages accepted and queued, by origin (SMTP listener name, api, dsn, local).',
-    labelNames: ['origin'], registers,
-  });
-  const rejected = new Counter({
-    name: 'postline_messages_rejected_total', help: 'Messages or recipients refused, by stage (connect, mail, rcpt, data, api) and reply class (4xx, 5xx).',
-    labelNames: ['stage', 'class'], registers,
-  });
-  const recipients = new Counter({
-    name: 'postline_recipients_total', help: 'Recipient outcomes (delivered, relayed, deferred, bounced, expired), by next-hop class (mx, relay, local, none, other).',
-    labelNames: ['outcome', 'next_hop'], registers,
-  });
-  const dsnQueued = new Counter({ name: 'postline_dsn_queued_total', help: 'DSNs queued, by kind (failure, delay, success).', labelNames: ['kind'], registers });
-  const dsnDropped = new Counter({ name: 'postline_dsn_dropped_total', help: 'DSNs that could not be sent anywhere, by kind.', labelNames: ['kind'], registers });
-  const eventsTotal = new Counter({ name: 'postline_events_total', help: 'Committed events, by type.', labelNames: ['type'], registers });
-  const delay = new Histogram({
-    name: 'postline_delivery_delay_seconds', help: 'Time from arrival to a final recipient outcome, seconds, by outcome.',
-    labelNames: ['outcome'], buckets: DELAY_BUCKETS, registers,
-  });
-  const attempt = new Histogram({
-    name: 'postline_delivery_attempt_seconds', help: 'Duration of one delivery attempt to one next hop, seconds, by next-hop class.',
-    labelNames: ['next_hop'], buckets: ATTEMPT_BUCKETS, registers,
-  });
-  const accept = new Histogram({
-    name: 'postline_accept_seconds', help: 'Time from the first byte of a message to our 250 (after its commit), seconds.',
-    buckets: ACCEPT_BUCKETS, registers,
-  });
+  const received = new CounterFamily(registry, 'postline_messages_received_total',
+    'Messages accepted and queued, by origin (SMTP listener name, api, dsn, local).', ['origin']);
+  const rejected = new CounterFamily(registry, 'postline_messages_rejected_total',
+    'Messages or recipients refused, by stage (connect, mail, rcpt, data, api) and reply class (4xx, 5xx).', ['stage', 'class']);
+  const recipients = new CounterFamily(registry, 'postline_recipients_total',
+    'Recipient outcomes (delivered, relayed, deferred, bounced, expired), by next-hop class (mx, relay, local, none, other).', ['outcome', 'next_hop']);
+  const dsnQueued = new CounterFamily(registry, 'postline_dsn_queued_total', 'DSNs queued, by kind (failure, delay, success).', ['kind']);
+  const dsnDropped = new CounterFamily(registry, 'postline_dsn_dropped_total', 'DSNs that could not be sent anywhere, by kind.', ['kind']);
+  const eventsTotal = new CounterFamily(registry, 'postline_events_total', 'Committed events, by type.', ['type']);
+  const delay = new HistogramFamily(registry, 'postline_delivery_delay_seconds',
+    'Time from arrival to a final recipient outcome, seconds, by outcome.', DELAY_BUCKETS, 'outcome');
+  const attempt = new HistogramFamily(registry, 'postline_delivery_attempt_seconds',
+    'Duration of one delivery attempt to one next hop, seconds, by next-hop class.', ATTEMPT_BUCKETS, 'next_hop');
+  const accept = new HistogramFamily(registry, 'postline_accept_seconds',
+    'Time from the first byte of a message to our 250 (after its commit), seconds.', ACCEPT_BUCKETS);
 
   const originLabel = (e: StoredEvent): string => {
     const o = e.origin;
@@ -148,38 +135,34 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     if (o.kind === 'smtp') return listeners.get(o.listener ?? 'smtp');
     return ORIGIN_KINDS.has(o.kind) ? o.kind : OTHER;
   };
+  const dsnKind = (e: StoredEvent): string => (e.dsnKind !== undefined && DSN_KINDS.has(e.dsnKind) ? e.dsnKind : OTHER);
   // One attempt writes one event per recipient, all with the attempt's duration: count it once.
-  let lastAttempt: { queueId: string | undefined; attempt: number | undefined; hop: string | undefined; at: number } = { queueId: undefined, attempt: undefined, hop: undefined, at: -1 };
+  let lastQueueId: string | undefined;
+  let lastAttempt: number | undefined;
+  let lastHop: string | undefined;
+  let lastAt = -1;
 
   const onEvent = (e: StoredEvent): void => {
-    eventsTotal.inc({ type: KNOWN_TYPES.has(e.type) ? e.type : OTHER });
+    eventsTotal.inc(KNOWN_TYPES.has(e.type) ? e.type : OTHER);
     switch (e.type) {
-      case 'message.received':
-        received.inc({ origin: originLabel(e) });
-        return;
-      case 'message.rejected':
-        rejected.inc({ stage: rejectStage(e.reason), class: replyClass(e.reply) });
-        return;
-      case 'dsn.queued':
-        dsnQueued.inc({ kind: e.dsnKind !== undefined && DSN_KINDS.has(e.dsnKind) ? e.dsnKind : OTHER });
-        return;
-      case 'dsn.dropped':
-        dsnDropped.inc({ kind: e.dsnKind !== undefined && DSN_KINDS.has(e.dsnKind) ? e.dsnKind : OTHER });
-        return;
-      default:
-        break;
+      case 'message.received': received.inc(originLabel(e)); return;
+      case 'message.rejected': rejected.inc(rejectStage(e.reason), replyClass(e.reply)); return;
+      case 'dsn.queued': dsnQueued.inc(dsnKind(e)); return;
+      case 'dsn.dropped': dsnDropped.inc(dsnKind(e)); return;
+      default: break;
     }
     const outcome = OUTCOMES[e.type];
     if (outcome === undefined) return;
     const hop = nextHopClass(e.nextHop);
-    recipients.inc({ outcome, next_hop: hop });
-    if (isFinalOutcome(e.type) && typeof e.delayMs === 'number' && e.delayMs >= 0) delay.observe({ outcome }, e.delayMs / 1000);
-    if (typeof e.durationMs === 'number' && e.durationMs >= 0) {
-      const l = lastAttempt;
-      if (l.queueId !== e.queueId || l.attempt !== e.attempt || l.hop !== e.nextHop || l.at !== e.at) {
-        lastAttempt = { queueId: e.queueId, attempt: e.attempt, hop: e.nextHop, at: e.at };
-        attempt.observe({ next_hop: hop }, e.durationMs / 1000);
-      }
+    recipients.inc(outcome, hop);
+    if (isFinalOutcome(e.type) && typeof e.delayMs === 'number' && e.delayMs >= 0) delay.observe(outcome, e.delayMs / 1000);
+    if (typeof e.durationMs === 'number' && e.durationMs >= 0
+      && (lastQueueId !== e.queueId || lastAttempt !== e.attempt || lastHop !== e.nextHop || lastAt !== e.at)) {
+      lastQueueId = e.queueId;
+      lastAttempt = e.attempt;
+      lastHop = e.nextHop;
+      lastAt = e.at;
+      attempt.observe(hop, e.durationMs / 1000);
     }
   };
   const unsubscribe = deps.events.subscribe(onEvent);
@@ -279,7 +262,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     contentType: registry.contentType,
     render: () => registry.metrics(),
     observeAccept(ms: number): void {
-      if (!closed && Number.isFinite(ms) && ms >= 0) accept.observe(ms / 1000);
+      if (!closed && Number.isFinite(ms) && ms >= 0) accept.observe('', ms / 1000);
     },
     close(): void {
       if (closed) return;
@@ -311,33 +294,8 @@ function registerStoreMetrics(registry: Registry, read: () => Readonly<WriterSta
     name: 'postline_store_largest_batch_messages', help: 'Largest number of new messages in one transaction since start.', registers,
     collect() { this.set(read().largestBatch); },
   });
-  registry.registerMetric(fixedHistogram('postline_store_commit_seconds',
-    'Durable write transactions of the queue writer by duration, seconds (statements, COMMIT and its WAL fsync).', () => read().commitSeconds));
-  registry.registerMetric(fixedHistogram('postline_store_batch_messages',
-    'Write transactions holding new messages, by how many (group commit size).', () => read().batchSize));
-}
-
-/**
- * A histogram kept elsewhere (the writer thread's FixedHistogram) as a prom-client metric: the
- * registry asks `get()` at each scrape and renders buckets (cumulative), sum and count.
- */
-function fixedHistogram(name: string, help: string, read: () => FixedHistogram | undefined): Metric {
-  const get = async (): Promise<unknown> => {
-    const h = read();
-    const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
-    if (h) {
-      let acc = 0;
-      h.bounds.forEach((b, i) => {
-        acc += h.counts[i] ?? 0;
-        values.push({ labels: { le: b }, value: acc, metricName: `${name}_bucket` });
-      });
-      acc += h.counts[h.bounds.length] ?? 0;
-      values.push({ labels: { le: '+Inf' }, value: acc, metricName: `${name}_bucket` });
-      values.push({ labels: {}, value: h.sum, metricName: `${name}_sum` });
-      values.push({ labels: {}, value: h.count, metricName: `${name}_count` });
-    }
-    return { name, help, type: 'histogram', values, aggregator: 'sum' };
-  };
-  // prom-client's Registry accepts any object with name, help, type and get() (it renders what get() returns).
-  return { name, help, type: 'histogram', aggregator: 'sum', get, reset: () => {} } as unknown as Metric;
+  registerFixedHistogram(registry, 'postline_store_commit_seconds',
+    'Durable write transactions of the queue writer by duration, seconds (statements, COMMIT and its WAL fsync).', () => read().commitSeconds);
+  registerFixedHistogram(registry, 'postline_store_batch_messages',
+    'Write transactions holding new messages, by how many (group commit size).', () => read().batchSize);
 }

@@ -11,6 +11,7 @@
 import type Database from 'better-sqlite3';
 import type { EventRow, MessageRow, RecipientRow } from './rows.js';
 import type { RecipientUpdateParams, WriteStatements } from './statements.js';
+import { newHistogram, observe, type FixedHistogram } from '../../core/fixed-histogram.js';
 
 /**
  * One write. `insert` with `body` stores the body inline; with `dir` the body is a file there.
@@ -76,40 +77,10 @@ export interface WriterStats {
   batchSize: FixedHistogram;
 }
 
-/**
- * A histogram with fixed buckets, cheap enough for the writer's hot path (no allocation per
- * observation) and plain data, so it crosses the thread boundary in the `done` message.
- * `counts[i]` counts observations <= `bounds[i]` and > `bounds[i-1]` (not cumulative); the last
- * entry, one past the bounds, counts those above the largest bound (+Inf).
- */
-export interface FixedHistogram {
-  /** Upper bounds, ascending. */
-  readonly bounds: readonly number[];
-  readonly counts: number[];
-  /** Sum of the observed values. */
-  sum: number;
-  /** Number of observations. */
-  count: number;
-}
-
 /** Bucket bounds of WriterStats.commitSeconds, seconds (0.25 ms .. 2.5 s). */
 export const COMMIT_SECONDS_BOUNDS: readonly number[] = [0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 /** Bucket bounds of WriterStats.batchSize, messages per transaction. */
 export const BATCH_SIZE_BOUNDS: readonly number[] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
-
-/** An empty FixedHistogram over `bounds`. */
-export function newHistogram(bounds: readonly number[]): FixedHistogram {
-  return { bounds, counts: new Array<number>(bounds.length + 1).fill(0), sum: 0, count: 0 };
-}
-
-/** Counts `v` in `h` (a linear scan of a dozen bounds; no allocation). */
-export function observe(h: FixedHistogram, v: number): void {
-  let i = 0;
-  while (i < h.bounds.length && v > h.bounds[i]!) i++;
-  h.counts[i]!++;
-  h.sum += v;
-  h.count++;
-}
 
 export const newStats = (): WriterStats => ({
   commits: 0, failures: 0, transactions: 0, dirSyncs: 0, largestBatch: 0, writes: 0,
