@@ -50,6 +50,16 @@ export class CounterFamily {
     register(registry, name, help, 'counter', () => this.rows());
   }
 
+  /** Makes the series (a) or (a, b) exist at 0 (so a rate over it is defined before its first count). */
+  zero(a: string, b = ''): void {
+    let inner = this.counts.get(a);
+    if (inner === undefined) {
+      inner = new Map();
+      this.counts.set(a, inner);
+    }
+    if (!inner.has(b)) inner.set(b, 0);
+  }
+
   /** Adds 1 to the series (a) or (a, b). */
   inc(a: string, b = ''): void {
     let inner = this.counts.get(a);

@@ -288,6 +288,26 @@ test('the SQLite writer times its durable commits and counts messages per batch'
   }
 });
 
+test('listener series exist at 0 from the start; odd names are escaped, cut and capped', async () => {
+  const { bus, store } = wired();
+  const odd = 'we"ird\\name\nwith newline';
+  const long = 'l'.repeat(80);
+  const m = createMetrics({ events: bus, store, listeners: ['mx', odd, long], maxLabelValues: 3, defaultMetrics: false });
+  try {
+    let x = parsePromText(await m.render());
+    assert.equal(x.value('postline_messages_received_total', { origin: 'mx' }), 0);
+    assert.equal(x.value('postline_messages_received_total', { origin: 'api' }), 0);
+    assert.equal(x.value('postline_messages_received_total', { origin: odd }), 0, 'escaped and read back');
+    assert.equal(x.value('postline_messages_received_total', { origin: 'l'.repeat(64) }), 0, 'cut to 64 characters');
+    await store.appendEvents([{ type: 'message.received', at, queueId: 'Q7A', origin: smtp(odd) }, { type: 'message.received', at, queueId: 'Q7B', origin: smtp('late') }]);
+    x = parsePromText(await m.render());
+    assert.equal(x.value('postline_messages_received_total', { origin: odd }), 1);
+    assert.equal(x.value('postline_messages_received_total', { origin: 'other' }), 1);
+  } finally {
+    m.close();
+  }
+});
+
 test('config: metrics on by default, bounded, and a change needs a restart', () => {
   const base = { hostname: 'mx.test', dataDir: '/tmp/x', listeners: [{ name: 'mx', port: 2525 }] };
   const running = validateConfig(base, '/tmp', {});
