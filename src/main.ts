@@ -3,6 +3,7 @@
  *
  *   SMTP listeners -> smtpd session -> cleanup -> spool (durable) -> scheduler -> delivery agent
  *                                                                      |-> events -> log
+ *                                                       store's event log -> webhooks (own cursors)
  *
  * `startPostline(config)` starts everything and returns a handle with `stop()`; `runServer(file)` is
  * the `postline serve` command (signals, exit codes).
@@ -33,6 +34,8 @@ import { RelayPolicy } from './policy/smtp-policy.js';
 import { UserStore } from './policy/users.js';
 import { SqliteQueueStore } from './spool/sqlite/store.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
+import { WebhookManager } from './webhooks/manager.js';
+import { SqliteWebhookCursorStore } from './webhooks/cursor-store.js';
 
 export interface RunningPostline {
   readonly config: PostlineConfig;
@@ -41,13 +44,16 @@ export interface RunningPostline {
   readonly events: EventBus;
   /** Prometheus metrics (src/metrics/; the HTTP API serves them on GET /metrics); absent when metrics.enabled is false. */
   readonly metrics?: Metrics;
+  /** The webhook dispatchers (status, reload). */
+  readonly webhooks: WebhookManager;
   /** Bound listener addresses, by listener name. */
   readonly listeners: ReadonlyMap<string, { address: string; port: number }>;
   /** Re-reads TLS certificate and key (SIGHUP). */
   reloadTls(): void;
   /**
    * Takes over the live keys of a freshly loaded configuration (src/config/live.ts), rebuilds the
-   * relay policy and reloads the TLS material. Established sessions are kept. @throws when the new TLS material cannot be loaded.
+   * relay policy and reloads the TLS material; a changed `webhooks` list is handed to the webhook
+   * manager (in the background: a failure is logged). Established sessions are kept. @throws when the new TLS material cannot be loaded.
    */
   reload(fresh: PostlineConfig): LiveReloadResult;
   /** Graceful stop: stop accepting, finish or abandon in-flight work within graceMs, close the store. */
@@ -96,8 +102,21 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   attachLogSink(events, logger);
 
   const store = await openStore(config, logger);
+  // Webhooks read the store's event log with their own cursors (webhook_cursors in queue.db, on a
+  // side connection); a commit only wakes them, it never waits for them.
+  let webhookCursors: SqliteWebhookCursorStore;
+  try {
+    webhookCursors = SqliteWebhookCursorStore.open(config.dataDir);
+  } catch (err) {
+    await store.close().catch(() => {});
+    throw err;
+  }
+  const webhooks = new WebhookManager({ source: store, cursors: webhookCursors, logger, clock });
   // The outbox: every event is committed with its state change; the bus hears it afterwards.
-  store.setEventListener((list) => { for (const e of list) events.emit(e); });
+  store.setEventListener((list) => {
+    for (const e of list) events.emit(e);
+    webhooks.wake();
+  });
   const pruner = startEventPruner(store, config, logger, clock);
   let scheduler: Scheduler | undefined; // set below; cleanup hands it each committed message
   let policy: RelayPolicy | undefined; // set below; cleanup asks it who may set X-Postline-* metadata
@@ -139,10 +158,11 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   const servers = config.listeners.map(
     (listener) => new SmtpServer({ config, listener, sink: cleanup, policy: relayPolicy, logger, tls: () => tlsMaterial, limiter }),
   );
-  // Metrics: after the store, scheduler and limiter they read at scrape time; closed at stop.
+  // Metrics: after the store, scheduler, limiter and webhooks they read at scrape time; closed at stop.
   const metrics = config.metrics.enabled ? createMetrics({
     events, store, scheduler, inbound: limiter, outbound: agent,
     ...(store instanceof SqliteQueueStore ? { commitStats: () => store.commitStats() } : {}),
+    webhookBacklog: async () => (await webhooks.status()).map((w) => ({ name: w.name, backlog: w.backlog, failing: w.failingSince !== undefined })),
     listeners: config.listeners.map((l) => l.name),
     maxLabelValues: config.metrics.maxLabelValues,
     onError: (err, what) => logger.warn({ err, what }, 'metrics: cannot read'),
@@ -157,6 +177,8 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     await agent.close().catch(() => {});
     pruner.stop();
     metrics?.close();
+    await webhooks.stop().catch((err: unknown) => logger.error({ err }, 'webhooks stop failed'));
+    await webhookCursors.close().catch(() => {});
     await store.close().catch((err: unknown) => logger.error({ err }, 'store close failed'));
   };
 
@@ -168,6 +190,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
       logger.info({ listener: config.listeners[i]!.name, role: config.listeners[i]!.role, tls: config.listeners[i]!.tls, ...addr }, 'listening');
     }
     await control.start();
+    webhooks.start(config.webhooks);
   } catch (err) {
     await stop(0);
     throw err;
@@ -179,6 +202,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     scheduler,
     events,
     ...(metrics ? { metrics } : {}),
+    webhooks,
     listeners: bound,
     reloadTls: () => {
       tlsMaterial = loadOrCreateTls(config, logger);
@@ -188,6 +212,9 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
       const res = applyLiveConfig(config, fresh);
       relayPolicy.reload();
       tlsMaterial = loadOrCreateTls(config, logger);
+      if (res.applied.includes('webhooks')) {
+        webhooks.reload(config.webhooks).catch((err: unknown) => logger.error({ err }, 'webhook reload failed'));
+      }
       logger.info({ applied: res.applied }, 'configuration reloaded');
       if (res.needRestart.length) logger.warn({ keys: res.needRestart }, 'changed keys need a restart; kept the running values');
       return res;

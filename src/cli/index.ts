@@ -1,5 +1,5 @@
 /**
- * The `postline` command (commander): serve, user, queue, events, config check.
+ * The `postline` command (commander): serve, user, queue, events, webhooks status, config check.
  * Errors end the process with a clear one-line message and exit code 1 (config errors: 2, also when
  * a command other than `serve` finds no queue where the configuration points: it never creates one).
  * The configuration file is --config FILE, else the POSTLINE_CONFIG environment variable.
@@ -10,6 +10,7 @@ import { ConfigError, NoDataDirError } from '../core/errors.js';
 import { registerUserCommands } from './user.js';
 import { registerQueueCommands } from './queue.js';
 import { registerEventsCommand } from './events.js';
+import { registerWebhookCommands } from './webhooks.js';
 import { openStore } from '../spool/open.js';
 
 const program = new Command();
@@ -32,6 +33,7 @@ program
     const cfg = loadConfig(opts.config);
     const shown = structuredClone(cfg);
     if (shown.delivery.relayhost?.auth) shown.delivery.relayhost.auth.password = '********';
+    for (const w of shown.webhooks) w.secret = 'whsec_********';
     console.log(JSON.stringify(shown, null, 2));
   });
 
@@ -46,6 +48,7 @@ registerUserCommands(program, loadForCli);
 registerEventsCommand(program, loadForCli);
 // Queue commands open only an existing queue: never a new, empty one where the user happens to be.
 registerQueueCommands(program, { loadConfig: loadForCli, openStore: (cfg) => openStore(cfg, undefined, { create: false }) });
+registerWebhookCommands(program, loadForCli);
 
 try {
   await program.parseAsync(process.argv);

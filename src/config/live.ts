@@ -11,6 +11,8 @@
  * `delivery.` relayhost, routes, mxPort, tls, heloName, retry, maxQueueLifetimeMs,
  * bounceQueueLifetimeMs, delayWarningMs, doubleBounce, connectTimeoutMs, commandTimeoutMs,
  * dataDoneTimeoutMs, transactionTimeoutMs, recipientsPerTransaction.
+ * `webhooks` (the whole list: the webhook manager, src/webhooks/manager.ts, is given the new list and
+ * restarts the dispatchers of endpoints that changed; stored cursors are kept by name).
  * Restart needed (a changed value is logged and ignored): hostname, dataDir, listeners, log, metrics, and
  * every other `delivery.` key (dns, sourceAddress, connection caps, pool settings, scanIntervalMs).
  */
@@ -61,6 +63,10 @@ export function applyLiveConfig(running: PostlineConfig, fresh: PostlineConfig):
     if (fd[k] === undefined) delete d[k];
     else d[k] = fd[k];
     applied.push(`delivery.${k}`);
+  }
+  if (!isDeepStrictEqual(running.webhooks, fresh.webhooks)) {
+    running.webhooks = fresh.webhooks;
+    applied.push('webhooks');
   }
   for (const k of ['hostname', 'dataDir', 'listeners', 'log', 'metrics'] as const) {
     if (!isDeepStrictEqual(running[k], fresh[k])) needRestart.push(k);

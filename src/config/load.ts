@@ -7,6 +7,7 @@ import { resolve, dirname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { configSchema, type PostlineConfig } from './schema.js';
 import { ConfigError } from '../core/errors.js';
+import { checkUrlStatic } from '../webhooks/ssrf.js';
 
 /** Environment variables that override main keys (applied on top of the file). */
 export const ENV_OVERRIDES: Readonly<Record<string, string>> = {
@@ -73,6 +74,14 @@ export function validateConfig(raw: unknown, baseDir: string = process.cwd(), en
   if (cfg.tls.cert) cfg.tls.cert = resolve(baseDir, cfg.tls.cert);
   if (cfg.tls.key) cfg.tls.key = resolve(baseDir, cfg.tls.key);
   if (!!cfg.tls.cert !== !!cfg.tls.key) throw new ConfigError('tls: give both cert and key, or neither', cfg.tls.cert ? 'tls.key' : 'tls.cert');
+  const hookNames = new Set<string>();
+  cfg.webhooks.forEach((w, i) => {
+    if (hookNames.has(w.name)) throw new ConfigError(`webhooks.${i}.name: duplicate webhook name "${w.name}"`, `webhooks.${i}.name`);
+    hookNames.add(w.name);
+    const why = checkUrlStatic(w.url, w.allowPrivate);
+    if (why) throw new ConfigError(`webhooks.${i}.url: ${why}`, `webhooks.${i}.url`);
+    if (w.retry.maxMs < w.retry.initialMs) throw new ConfigError(`webhooks.${i}.retry.maxMs: must be at least retry.initialMs`, `webhooks.${i}.retry.maxMs`);
+  });
   const names = new Set<string>();
   cfg.listeners.forEach((l, i) => {
     if (names.has(l.name)) throw new ConfigError(`listeners.${i}.name: duplicate listener name "${l.name}"`, `listeners.${i}.name`);

@@ -55,6 +55,45 @@ const routeSchema = z.object({
   auth: z.object({ username: z.string().min(1), password: z.string() }).strict().optional(),
 }).strict();
 
+/** Event type names a webhook may subscribe to: a known or reserved type, or "prefix.*". */
+const webhookEventName = z.string().regex(/^[a-z]+(\.[a-z_]+|\.\*)$/, 'expected an event type such as "recipient.delivered" or "recipient.*"');
+
+/**
+ * One webhook endpoint (issue 7 section 4; src/webhooks/). Events from the durable event log are
+ * POSTed to `url` signed by the Standard Webhooks scheme; at least once, in id order.
+ */
+export const webhookSchema = z.object({
+  /** Stable name: the endpoint's stored cursor is kept under it (rename = a new endpoint). */
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'expected 1-64 letters, digits, ".", "_" or "-"'),
+  /** http(s) URL; checked by the SSRF guard (src/webhooks/ssrf.ts). */
+  url: z.string().min(1).max(2048),
+  /** "whsec_" + base64 of 16 to 64 random bytes (Standard Webhooks). */
+  secret: z.string().regex(/^whsec_[A-Za-z0-9+/]+={0,2}$/, 'expected "whsec_" followed by base64')
+    .refine((s) => { const n = Buffer.from(s.slice(6), 'base64').length; return n >= 16 && n <= 64; }, 'the secret must decode to 16-64 bytes'),
+  /** Event types to send (exact names or "prefix.*"); absent: all. */
+  events: z.array(webhookEventName).min(1).optional(),
+  /** Events per request: 1 sends one object, more sends a JSON array of up to this many. */
+  batch: z.number().int().min(1).max(100).default(1),
+  /** Per-request deadline (connect, headers and body), ms. */
+  timeoutMs: z.number().int().min(100).max(300_000).default(10_000),
+  /** When the oldest unsent event is older than this, ms, the endpoint is marked failing (retries go on). */
+  maxAgeMs: z.number().int().positive().default(3 * 24 * 3600_000),
+  /** Allow loopback and private addresses (tests, internal receivers). Link-local and metadata stay refused. */
+  allowPrivate: z.boolean().default(false),
+  /** Where a new endpoint starts: "now" (the newest event at its first start) or "start" (all retained history). */
+  from: z.enum(['now', 'start']).default('now'),
+  retry: z.object({
+    /** First wait after a failure, ms; doubles per failure. */
+    initialMs: z.number().int().positive().default(5000),
+    /** Longest wait between attempts, ms (also the interval once failing). */
+    maxMs: z.number().int().positive().default(600_000),
+    /** Random spread of each wait, as a fraction (0.2 = +-20%). */
+    jitter: z.number().min(0).max(1).default(0.2),
+  }).strict().prefault({}),
+  /** Idle poll of the event log, ms (new events also wake the dispatcher at once). */
+  pollMs: z.number().int().min(10).max(60_000).default(1000),
+}).strict();
+
 export const configSchema = z.object({
   hostname: z.string().min(1).default(() => osHostname() || 'localhost'),
   dataDir: z.string().min(1).default('./var'),
@@ -187,6 +226,8 @@ export const configSchema = z.object({
      */
     tlsDetails: z.boolean().default(true),
   }).strict().prefault({}),
+  /** Webhook endpoints (src/webhooks/); reloaded on SIGHUP. */
+  webhooks: z.array(webhookSchema).max(100).default([]),
   log: z.object({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     /** json: one JSON line per event; pretty: human-readable; auto: pretty on a terminal. */
@@ -198,6 +239,7 @@ export type PostlineConfig = z.infer<typeof configSchema>;
 export type ListenerConfig = z.infer<typeof listenerSchema>;
 export type RelayhostConfig = z.infer<typeof relayhostSchema>;
 export type RouteConfig = z.infer<typeof routeSchema>;
+export type WebhookConfig = z.infer<typeof webhookSchema>;
 
 /**
  * The postmaster's address (RFC 5321 4.5.1): `relay.postmaster`, default postmaster@hostname.

@@ -13,7 +13,7 @@ import { validateConfig } from '../../src/config/load.js';
 import { startPostline, type RunningPostline } from '../../src/main.js';
 import { SmtpSink, SMTP_SINK } from '../helpers/smtp-sink.js';
 import { RawSmtp } from '../helpers/raw-smtp.js';
-import { waitFor } from '../helpers/net.js';
+import { freePort, waitFor } from '../helpers/net.js';
 import { assertBoundedLabels, parsePromText, type Exposition } from '../helpers/prom-text.js';
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -33,6 +33,7 @@ test('counters agree with the sink; queue, connections and store figures make se
   cleanups.push(() => sink.cleanup());
   const dir = mkdtempSync(join(tmpdir(), 'postline-metrics-'));
   cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+  const closedPort = await freePort(); // a webhook endpoint that never answers: its backlog grows
   const config = validateConfig({
     hostname: 'mx.postline.test',
     dataDir: join(dir, 'var'),
@@ -45,6 +46,10 @@ test('counters agree with the sink; queue, connections and store figures make se
       retry: { initialMs: 60_000, maxMs: 60_000, jitter: 0 },
       scanIntervalMs: 100,
     },
+    webhooks: [{
+      name: 'hook-down', url: `http://127.0.0.1:${closedPort}/events`, secret: `whsec_${Buffer.alloc(24, 7).toString('base64')}`,
+      allowPrivate: true, from: 'start', timeoutMs: 500, retry: { initialMs: 60_000, maxMs: 60_000, jitter: 0 },
+    }],
   });
   const running = await startPostline(config);
   let stopped = false;
@@ -110,6 +115,13 @@ test('counters agree with the sink; queue, connections and store figures make se
   assert.ok(x.value('postline_store_transactions_total')! >= x.value('postline_store_commit_seconds_count')!);
   assert.ok(x.value('postline_store_largest_batch_messages')! >= 1);
 
+  // The webhook endpoint that is down holds the events back (at least one per message).
+  const hook = await waitFor('webhook backlog', async () => {
+    const e = await scrape(running);
+    return (e.value('postline_webhook_backlog_events', { endpoint: 'hook-down' }) ?? 0) >= N ? e : undefined;
+  }, 20_000);
+  assert.equal(hook.value('postline_webhook_failing', { endpoint: 'hook-down' }), 0, 'not failing before maxAgeMs');
+
   // Default process metrics, on the same registry.
   for (const name of ['process_cpu_user_seconds_total', 'nodejs_eventloop_lag_seconds', 'nodejs_heap_size_used_bytes']) {
     assert.ok(x.families.has(name), `${name} present`);
@@ -118,7 +130,7 @@ test('counters agree with the sink; queue, connections and store figures make se
   for (const f of x.families.values()) assert.ok(f.help !== undefined && f.type !== undefined, `${f.name} has HELP and TYPE`);
 
   // Cardinality: no queue ID, address or domain as a label value.
-  assertBoundedLabels(x.samples, [...queueIds, ...addresses, 'sink.test', 'origin.test', 'local.test', String(sink.port)]);
+  assertBoundedLabels(x.samples, [...queueIds, ...addresses, 'sink.test', 'origin.test', 'local.test', String(sink.port), String(closedPort), 'events']);
   const labelValues = new Set(x.samples.flatMap((s) => Object.values(s.labels)));
   assert.ok(labelValues.size < 200, `label values: ${labelValues.size}`);
 

@@ -12,12 +12,13 @@ const caches = new WeakMap<Database.Database, Map<string, Database.Statement<unk
 
 /**
  * Events matching `q` (limit clamped to 1..10000; types, queueId and since filters), oldest
- * first; `desc`: the newest `limit` ones, newest first.
+ * first; `desc`: the newest `limit` ones, newest first. `upTo`: only ids up to it (the durable ones).
  * @throws SqliteError (e.g. the table does not exist in a database older than schema 5).
  */
-export function queryEvents(db: Database.Database, q: EventQuery, order: 'asc' | 'desc' = 'asc'): StoredEvent[] {
+export function queryEvents(db: Database.Database, q: EventQuery, order: 'asc' | 'desc' = 'asc', upTo?: number): StoredEvent[] {
   const where: string[] = ['id > ?'];
   const args: (string | number)[] = [Math.max(0, Math.floor(q.after ?? 0))];
+  if (upTo !== undefined) { where.push('id <= ?'); args.push(upTo); }
   if (q.queueId !== undefined) { where.push('queue_id = ?'); args.push(q.queueId); }
   if (q.since !== undefined) { where.push('at >= ?'); args.push(q.since); }
   if (q.types?.length) { where.push(`type IN (${q.types.map(() => '?').join(',')})`); args.push(...q.types); }

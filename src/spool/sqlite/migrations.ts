@@ -78,11 +78,12 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 5,
-    name: 'events (the outbox, written in the same commit as each state change); message metadata',
+    name: 'events (the outbox, written in the same commit as each state change); message metadata; store_meta',
     // id INTEGER PRIMARY KEY is the rowid: max + 1 on insert, so ids only grow as long as the newest
     // row is never deleted (pruning keeps it). No AUTOINCREMENT: it would write sqlite_sequence on
     // every insert. `data` is the rest of the record as JSON. The partial index serves the history
-    // of one message (API); readers by cursor use the primary key.
+    // of one message (API); readers by cursor use the primary key. store_meta holds the counter the
+    // writer's idle flush bumps (a real write, so its FULL commit fsyncs the WAL).
     sql: `
       CREATE TABLE events (
         id       INTEGER PRIMARY KEY,
@@ -95,7 +96,27 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE messages ADD COLUMN message_id TEXT;
       ALTER TABLE messages ADD COLUMN tags TEXT;
       ALTER TABLE messages ADD COLUMN metadata TEXT;
+      CREATE TABLE store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
     `,
+  },
+  {
+    version: 7,
+    name: 'webhook_cursors: per webhook endpoint, the last acknowledged event id and its health',
+    // Written through the side connection (side-db.ts) by src/webhooks/cursor-store.ts, never by
+    // the queue's writer thread. Times are ms since epoch; NULL = never / not failing. IF NOT EXISTS:
+    // safe to run again on a database whose user_version was set back (tests) or renumbered.
+    sql: `CREATE TABLE IF NOT EXISTS webhook_cursors (
+        endpoint        TEXT PRIMARY KEY,
+        cursor          INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        last_success_at INTEGER,
+        last_attempt_at INTEGER,
+        failing_since   INTEGER,
+        last_error      TEXT,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        delivered       INTEGER NOT NULL DEFAULT 0,
+        skipped         INTEGER NOT NULL DEFAULT 0
+      ) WITHOUT ROWID;`,
   },
 ];
 

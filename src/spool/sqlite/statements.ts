@@ -66,6 +66,8 @@ export function prepareWriteStatements(db: Database.Database) {
                             attempts, next_attempt_at, held, last_error, utf8_headers, message_id, tags, metadata)
       VALUES (@id, @mail_from, @body_type, @smtputf8, @ret, @envid, @size, @arrived_at, @origin,
               @attempts, @next_attempt_at, @held, @last_error, @utf8_headers, @message_id, @tags, @metadata)`),
+    /** The idle flush's write (writer-protocol.ts syncNow). */
+    touchSync: db.prepare<[]>("INSERT INTO store_meta (key, value) VALUES ('sync', 1) ON CONFLICT(key) DO UPDATE SET value = value + 1"),
     insertEvent: db.prepare<[EventRow]>(
       'INSERT INTO events (at, type, queue_id, data) VALUES (@at, @type, @queue_id, @data)'),
     /** Oldest first, at most @max, never the newest row (so ids are never reused after pruning). */

@@ -33,7 +33,7 @@ import { SpoolBodyWriter } from './body-writer.js';
 import { SpoolLayout } from './layout.js';
 import { migrate } from './migrations.js';
 import { recover, type RecoveryReport } from './recovery.js';
-import { queryEvents } from './event-log.js';
+import { lastEventIdOf, queryEvents } from './event-log.js';
 import { eventRow, newMessageRow, newRecipientRows, RowError, toMessage, type MessageRow } from './rows.js';
 import { prepareReadStatements, type ReadStatements } from './statements.js';
 import { WriterClient, type WriteOutcome } from './writer-client.js';
@@ -120,6 +120,8 @@ export class SqliteQueueStore implements QueueStore {
   /** Result of the last open()'s crash recovery. */
   lastRecovery: RecoveryReport | undefined;
   private eventListener: ((events: readonly StoredEvent[]) => void) | undefined;
+  /** Committed events not yet covered by a WAL fsync, oldest first: published once they are. */
+  private unpublished: StoredEvent[][] = [];
 
 
   /** @throws PostlineError ERR_STORE_OPTIONS when an option is invalid. */
@@ -184,6 +186,8 @@ export class SqliteQueueStore implements QueueStore {
       }
       this.db = db;
       this.stmts = prepareReadStatements(db);
+      this.writer.startEventIds(lastEventIdOf(db));
+      this.writer.onDurable = (id) => this.publishUpTo(id);
     } catch (err) {
       throw toStoreError(err, 'cannot open queue store');
     }
@@ -374,8 +378,12 @@ export class SqliteQueueStore implements QueueStore {
     const remove = w.remove === true;
     const fileBody = remove && isQueueId(id) && (stmts.inlineLength.get(id)?.len ?? null) === null;
     if (remove) this.cache.delete(id);
+    // Durable: a body file is unlinked after this commit; a bounce or DSN decision (Postfix fsyncs
+    // its bounce logs). Others (deliveries, deferrals) ride on the next fsync: a power loss can at
+    // most repeat an attempt, and their events are published only once that fsync happened.
+    const durable = fileBody || w.updates.some((u) => u.status === 'bounced' || u.status === 'expired' || (u.dsnOwed !== undefined && u.dsnOwed !== null));
     const res = await this.write({
-      kind: 'record', id, remove, durable: fileBody,
+      kind: 'record', id, remove, durable,
       next: w.next ? { attempts: w.next.attempts, nextAttemptAt: w.next.nextAttemptAt, lastError: w.next.lastError ?? null } : null,
       updates: w.updates.map((u) => ({
         message_id: id, idx: u.idx, status: u.status,
@@ -448,15 +456,19 @@ export class SqliteQueueStore implements QueueStore {
     return numbered(events, res.firstEventId!);
   }
 
-  /** Events in id order matching `q` (limit clamped to 1..10000; event-log.ts). */
+  /**
+   * Events in id order matching `q` (limit clamped to 1..10000; event-log.ts), only those a WAL
+   * fsync covers: no reader sees an event a power loss could still take back.
+   */
   async readEvents(q: EventQuery): Promise<StoredEvent[]> {
     this.q();
-    return queryEvents(this.db!, q);
+    return queryEvents(this.db!, q, 'asc', this.writer?.durableEventId());
   }
 
-  /** The newest event id (0 when none was ever written). */
+  /** The newest durable event id (0 when none was ever written). */
   async lastEventId(): Promise<number> {
-    return this.q().lastEventId.get()?.id ?? 0;
+    this.q();
+    return this.writer?.durableEventId() ?? 0;
   }
 
   /** Deletes events older than `beforeMs`, at most `maxRows` (default 5000), keeping the newest. @returns rows deleted. */
@@ -465,7 +477,16 @@ export class SqliteQueueStore implements QueueStore {
     return (await this.write({ kind: 'prune', before: beforeMs, max: Math.max(1, Math.floor(maxRows)) })).value;
   }
 
-  /** Who hears of committed events (in id order, once per commit). */
+  /**
+   * Makes every commit so far durable now (one WAL fsync) and publishes the events waiting for it,
+   * instead of waiting for the next full commit or the idle flush. @throws StoreError.
+   */
+  async sync(): Promise<void> {
+    this.q();
+    await this.write({ kind: 'sync' });
+  }
+
+  /** Who hears of committed events (in id order, once per commit, once a WAL fsync covers them). */
   setEventListener(fn: (events: readonly StoredEvent[]) => void): void {
     this.eventListener = fn;
   }
@@ -496,19 +517,41 @@ export class SqliteQueueStore implements QueueStore {
   private write(op: WriteOp, events?: readonly EventRecord[]): Promise<WriteOutcome> {
     const w = this.writer;
     if (!w) return Promise.reject(new StoreError('queue store is not open'));
-    if (events?.length && op.kind !== 'prune') op.events = events.map(eventRow);
+    if (events?.length && op.kind !== 'prune' && op.kind !== 'sync') op.events = events.map(eventRow);
     return this.track(w.run(op).then((res) => {
-      if (events?.length && res.firstEventId !== undefined && this.eventListener) {
-        try {
-          this.eventListener(numbered(events, res.firstEventId));
-        } catch (err) {
-          this.logger.error({ err }, 'event listener failed');
-        }
+      if (events?.length && res.firstEventId !== undefined) {
+        this.unpublished.push(numbered(events, res.firstEventId));
+        this.publishUpTo(w.durableEventId());
       }
       return res;
     }, (err: unknown) => {
       throw toStoreError(err, `queue write (${op.kind}${'id' in op ? ` ${op.id}` : op.kind === 'insert' ? ` ${op.message.id}` : ''}) failed`);
     }));
+  }
+
+  /**
+   * Hands the listener every committed event up to `durableId` (a WAL fsync covers them), in id
+   * order, one call per commit. Later ones wait for the next fsync (a full commit or the writer's
+   * idle flush, about 0.5 s). Listener errors are logged.
+   */
+  private publishUpTo(durableId: number): void {
+    let n = 0;
+    while (n < this.unpublished.length) {
+      const list = this.unpublished[n]!;
+      if (list[list.length - 1]!.id > durableId) break;
+      n++;
+    }
+    if (n === 0) return;
+    const ready = this.unpublished.splice(0, n);
+    if (this.unpublished.length === 0) this.unpublished = [];
+    if (!this.eventListener) return;
+    for (const list of ready.sort((a, b) => a[0]!.id - b[0]!.id)) {
+      try {
+        this.eventListener(list);
+      } catch (err) {
+        this.logger.error({ err }, 'event listener failed');
+      }
+    }
   }
 
   /** Keeps `p` in the set close() waits for. */

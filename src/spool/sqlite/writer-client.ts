@@ -15,6 +15,7 @@ import type { WriterData } from './writer-worker.js';
 export interface WriteOutcome {
   readonly value: number;
   readonly firstEventId?: number;
+  readonly lastEventId?: number;
 }
 
 interface Waiter {
@@ -35,6 +36,14 @@ export class WriterClient {
   private closed: Promise<void> | undefined;
   /** The writer's counters as of its last reply. */
   stats: WriterStats = newStats();
+  /** Highest event id committed so far, and the highest covered by a WAL fsync. */
+  private maxEventId = 0;
+  private durable = 0;
+  /**
+   * Called (in a microtask, after the write promises of that batch resolved) with the newest event
+   * id a WAL fsync covers, each time it grows.
+   */
+  onDurable: ((eventId: number) => void) | undefined;
 
   private constructor(private readonly worker: Worker) {
     worker.on('message', (m: WriterMessage) => this.onMessage(m));
@@ -94,17 +103,42 @@ export class WriterClient {
     return this.closed;
   }
 
+  /** Sets where event ids start being counted (the newest id in the database at open: on disk). */
+  startEventIds(lastId: number): void {
+    this.maxEventId = Math.max(this.maxEventId, lastId);
+    this.durable = Math.max(this.durable, lastId);
+  }
+
+  /** The newest event id covered by a WAL fsync. */
+  durableEventId(): number {
+    return this.durable;
+  }
+
   private onMessage(m: WriterMessage): void {
+    if (m.type === 'synced') {
+      this.stats = m.stats;
+      return this.markDurable();
+    }
     if (m.type !== 'done') return;
     this.stats = m.stats;
     for (const r of m.results) {
+      if (!('error' in r) && r.lastEventId !== undefined && r.lastEventId > this.maxEventId) this.maxEventId = r.lastEventId;
       const w = this.waiting.get(r.seq);
       if (!w) continue;
       this.waiting.delete(r.seq);
       if ('error' in r) w.reject(fromWire(r.error));
       else w.resolve(r);
     }
+    if (m.synced) this.markDurable();
     if (this.waiting.size === 0 && !this.closed) this.worker.unref();
+  }
+
+  /** Everything committed so far is durable now. */
+  private markDurable(): void {
+    if (this.maxEventId <= this.durable) return;
+    const id = (this.durable = this.maxEventId);
+    // After the promise reactions of this batch (the store queues their events there first).
+    queueMicrotask(() => queueMicrotask(() => this.onDurable?.(id)));
   }
 
   private die(err: Error): void {

@@ -31,7 +31,9 @@ export type WriteOp =
   | { kind: 'remove'; id: string; events?: EventRow[] }
   | { kind: 'quarantine'; id: string; at: number; reason: string; events?: EventRow[] }
   | { kind: 'events'; events: EventRow[] }
-  | { kind: 'prune'; before: number; max: number };
+  | { kind: 'prune'; before: number; max: number }
+  /** Makes every relaxed commit so far durable (a FULL commit of a tiny write). */
+  | { kind: 'sync' };
 
 /** main -> writer: one operation, or the request to flush and close. */
 export type WriterRequest = { seq: number; op: WriteOp } | { seq: number; op: { kind: 'close' } };
@@ -48,13 +50,16 @@ export interface WireError {
  * rows a `prune` deleted; `firstEventId` is the id given to the op's first event (the others follow
  * one by one: a single writer numbers them in order).
  */
-export type WriteResult = { seq: number; value: number; firstEventId?: number } | { seq: number; error: WireError };
+export type WriteResult = { seq: number; value: number; firstEventId?: number; lastEventId?: number } | { seq: number; error: WireError };
 
 /** writer -> main. */
 export type WriterMessage =
   | { type: 'ready' }
   | { type: 'failed'; error: WireError }
-  | { type: 'done'; results: WriteResult[]; stats: WriterStats }
+  /** `synced`: this batch committed with a WAL fsync, so it and everything before it is durable. */
+  | { type: 'done'; results: WriteResult[]; stats: WriterStats; synced: boolean }
+  /** Relaxed commits of earlier batches were made durable (the idle flush, or before closing). */
+  | { type: 'synced'; stats: WriterStats }
   | { type: 'closed' };
 
 /** Counters of the writer, for tests and metrics. */
@@ -71,7 +76,12 @@ export interface WriterStats {
   largestBatch: number;
   /** Operations of any kind written. */
   writes: number;
-  /** Durable (synchronous=FULL) transactions by how long they took, seconds: statements, COMMIT and its WAL fsync. */
+  /** Transactions committed with a WAL fsync (synchronous=FULL), and without one (relaxed). */
+  syncedTransactions: number;
+  relaxedTransactions: number;
+  /** Idle flushes: relaxed commits made durable because nothing else came within the flush delay. */
+  idleSyncs: number;
+  /** Durable (synchronous=FULL) transactions by how long they took, seconds: statements, COMMIT and its WAL fsync (idle flushes included). */
   commitSeconds: FixedHistogram;
   /** Transactions that held new messages, by how many (group commit size). */
   batchSize: FixedHistogram;
@@ -84,6 +94,7 @@ export const BATCH_SIZE_BOUNDS: readonly number[] = [1, 2, 4, 8, 16, 32, 64, 128
 
 export const newStats = (): WriterStats => ({
   commits: 0, failures: 0, transactions: 0, dirSyncs: 0, largestBatch: 0, writes: 0,
+  syncedTransactions: 0, relaxedTransactions: 0, idleSyncs: 0,
   commitSeconds: newHistogram(COMMIT_SECONDS_BOUNDS), batchSize: newHistogram(BATCH_SIZE_BOUNDS),
 });
 
@@ -101,25 +112,30 @@ export function toWire(err: unknown): WireError {
 }
 
 /**
- * Delivery-state writes and event-only writes: losing one in a crash only repeats an attempt (and
- * its events with it), so no fsync of their own; the next full commit or checkpoint makes them durable.
+ * Relaxed writes commit without a WAL fsync of their own; the next full commit, the writer's idle
+ * flush (about 0.5 s later) or a checkpoint makes them durable. Losing one to a power loss only
+ * repeats a delivery attempt (with its events: readers see events only once they are durable):
+ * deferrals, successful outcomes (with the removal of a message whose body is inline), the next
+ * attempt time, events of no state change, pruning. Durable (`record.durable`): a removal whose
+ * body file is unlinked afterwards, and bounce or DSN decisions (as Postfix fsyncs its bounce logs).
  */
 const isRelaxed = (op: WriteOp): boolean =>
   (op.kind === 'record' && !op.durable) || op.kind === 'setNext' || op.kind === 'events' || op.kind === 'prune';
 
-/** Inserts the events of an op. @returns the first id, or undefined when there were none. */
-function insertEvents(s: WriteStatements, events: readonly EventRow[] | undefined): number | undefined {
+/** Inserts the events of an op. @returns the first and last id, or undefined when there were none. */
+function insertEvents(s: WriteStatements, events: readonly EventRow[] | undefined): [number, number] | undefined {
   if (!events || events.length === 0) return undefined;
   const first = Number(s.insertEvent.run(events[0]!).lastInsertRowid);
-  for (let i = 1; i < events.length; i++) s.insertEvent.run(events[i]!);
-  return first;
+  let last = first;
+  for (let i = 1; i < events.length; i++) last = Number(s.insertEvent.run(events[i]!).lastInsertRowid);
+  return [first, last];
 }
 
 /** Applies one operation and its events with the write statements. @returns see WriteResult. @throws NotFoundError, SqliteError. */
-export function applyOp(s: WriteStatements, op: WriteOp): { value: number; firstEventId?: number } {
+export function applyOp(s: WriteStatements, op: WriteOp): { value: number; firstEventId?: number; lastEventId?: number } {
   const value = applyState(s, op);
-  const first = op.kind === 'prune' ? undefined : insertEvents(s, op.events);
-  return first === undefined ? { value } : { value, firstEventId: first };
+  const ids = op.kind === 'prune' || op.kind === 'sync' ? undefined : insertEvents(s, op.events);
+  return ids === undefined ? { value } : { value, firstEventId: ids[0], lastEventId: ids[1] };
 }
 
 function applyState(s: WriteStatements, op: WriteOp): number {
@@ -145,6 +161,9 @@ function applyState(s: WriteStatements, op: WriteOp): number {
     }
     case 'events':
       return 0;
+    case 'sync':
+      s.touchSync.run();
+      return 0;
     case 'prune':
       return s.pruneEvents.run({ before: op.before, max: op.max }).changes;
     case 'setNext':
@@ -167,13 +186,14 @@ function applyState(s: WriteStatements, op: WriteOp): number {
 /**
  * Writes `ops` in one transaction (synchronous=NORMAL when all are relaxed, else FULL), each in a
  * savepoint. `failed` holds errors decided before (a directory fsync that failed), by index.
- * @returns one result per op, in order.
+ * @returns one result per op, in order, and whether a transaction of the batch fsynced the WAL.
  */
 export function applyBatch(
   db: Database.Database, s: WriteStatements, ops: readonly { seq: number; op: WriteOp }[],
   failed: ReadonlyMap<number, unknown>, stats: WriterStats,
-): WriteResult[] {
+): { results: WriteResult[]; synced: boolean } {
   const results: WriteResult[] = new Array(ops.length);
+  let batchSynced = false;
   const todo: number[] = [];
   ops.forEach((o, i) => {
     const f = failed.get(i);
@@ -197,6 +217,11 @@ export function applyBatch(
       }))();
       if (!relaxed) observe(stats.commitSeconds, (performance.now() - t0) / 1000);
       stats.transactions++;
+      if (relaxed) stats.relaxedTransactions++;
+      else {
+        stats.syncedTransactions++;
+        batchSynced = true;
+      }
       idx.forEach((i, k) => { results[i] = out[k]; });
     } finally {
       if (relaxed) db.pragma('synchronous = FULL');
@@ -230,5 +255,16 @@ export function applyBatch(
   });
   stats.largestBatch = Math.max(stats.largestBatch, inserted);
   if (inserted > 0) observe(stats.batchSize, inserted);
-  return results;
+  return { results, synced: batchSynced };
+}
+
+/**
+ * Makes every relaxed commit so far durable: one tiny write committed with synchronous=FULL (an
+ * empty transaction would not touch the WAL, so it would not fsync it). @throws SqliteError.
+ */
+export function syncNow(db: Database.Database, s: WriteStatements, stats: WriterStats): void {
+  const t0 = performance.now();
+  db.transaction(() => s.touchSync.run())();
+  observe(stats.commitSeconds, (performance.now() - t0) / 1000);
+  stats.idleSyncs++;
 }

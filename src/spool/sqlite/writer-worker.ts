@@ -10,7 +10,7 @@
 import Database from 'better-sqlite3';
 import { closeSync, fsyncSync, openSync } from 'node:fs';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { applyBatch, newStats, toWire, type WriteOp, type WriterMessage, type WriterRequest } from './writer-protocol.js';
+import { applyBatch, newStats, syncNow, toWire, type WriteOp, type WriterMessage, type WriterRequest } from './writer-protocol.js';
 import { prepareWriteStatements } from './statements.js';
 
 /** What the store passes to the thread. */
@@ -18,6 +18,8 @@ export interface WriterData {
   readonly dbPath: string;
   /** PRAGMA max_page_count of the write connection (SQLITE_FULL beyond it); absent: SQLite's default. */
   readonly maxPageCount?: number;
+  /** ms after a relaxed-only batch with nothing new before the idle flush makes it durable (default 500). */
+  readonly idleSyncMs?: number;
 }
 
 const port = parentPort!;
@@ -54,6 +56,23 @@ const stats = newStats();
 let pending: WriterRequest[] = [];
 let scheduled = false;
 let closing: number | undefined;
+/** Relaxed commits not yet covered by a WAL fsync. */
+let unsynced = false;
+let idleTimer: NodeJS.Timeout | undefined;
+const idleSyncMs = Math.max(1, (workerData as WriterData).idleSyncMs ?? 500);
+
+/** The idle flush: nothing came since the last relaxed batch; make it durable and say so. */
+function idleSync(): void {
+  idleTimer = undefined;
+  if (!unsynced || scheduled) return;
+  try {
+    syncNow(db, stmts, stats);
+    unsynced = false;
+    send({ type: 'synced', stats: { ...stats } });
+  } catch {
+    idleTimer = setTimeout(idleSync, idleSyncMs); // disk trouble: try again later
+  }
+}
 
 /** Writes everything pending as one batch and replies. */
 function flush(): void {
@@ -77,10 +96,20 @@ function flush(): void {
       const err = op.kind === 'insert' && op.dir !== null ? dirs.get(op.dir) : undefined;
       if (err !== undefined) failed.set(i, err);
     });
-    const results = applyBatch(db, stmts, batch, failed, stats);
-    send({ type: 'done', results, stats: { ...stats } });
+    const { results, synced } = applyBatch(db, stmts, batch, failed, stats);
+    if (synced) unsynced = false;
+    else if (results.some((r) => !('error' in r))) unsynced = true;
+    send({ type: 'done', results, stats: { ...stats }, synced });
+    if (unsynced && !idleTimer) idleTimer = setTimeout(idleSync, idleSyncMs);
   }
   if (closing !== undefined && pending.length === 0) {
+    if (idleTimer) clearTimeout(idleTimer);
+    if (unsynced) {
+      try {
+        syncNow(db, stmts, stats);
+        send({ type: 'synced', stats: { ...stats } });
+      } catch { /* closing anyway: the next open finds what the disk kept */ }
+    }
     db.close();
     send({ type: 'closed' });
     port.close();

@@ -12,6 +12,14 @@ import { makeStore, newMessage, tempDir, writeBody } from './helpers.js';
 import type { SqliteQueueStore } from '../../../src/spool/sqlite/store.js';
 import type { NewMessage } from '../../../src/spool/types.js';
 
+/** Waits (bounded) until the writer's idle flush made the relaxed commits durable. */
+async function waitForIdleSync(store: SqliteQueueStore): Promise<void> {
+  const t0 = Date.now();
+  while (store.commitStats().idleSyncs === 0 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(store.commitStats().idleSyncs > 0, 'idle flush within 5 s');
+  await new Promise((r) => setTimeout(r, 10));
+}
+
 async function commitWith(store: SqliteQueueStore, over: Partial<NewMessage> = {}, at = 1_700_000_000_000) {
   const id = newQueueId(at);
   const body = await store.createBody(id);
@@ -37,6 +45,7 @@ test('events are written with their state change, numbered in order, heard once 
     await assert.rejects(store.record(b.id, { updates: [{ idx: 9, status: 'bounced' }], events: [{ type: 'recipient.bounced', at: 2, queueId: b.id }] }), StoreError);
     await store.setHold(b.id, true, [{ type: 'message.held', at: 3, queueId: b.id }]);
     const all = await store.readEvents({ limit: 100 });
+    // The delivery outcome was relaxed; the hold was a full commit that covers it too.
     assert.deepEqual(all.map((e) => e.type), ['message.received', 'message.received', 'recipient.delivered', 'message.held']);
     assert.deepEqual(all.map((e) => e.id), [1, 2, 3, 4]);
     assert.deepEqual(all[2]!.tls, { version: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384' });
@@ -47,7 +56,12 @@ test('events are written with their state change, numbered in order, heard once 
     assert.deepEqual((await store.readEvents({ limit: 10, since: 2 })).map((e) => e.id), [1, 2, 4]);
     const appended = await store.appendEvents([{ type: 'message.rejected', at: 5, reply: '550 5.7.1 Relay access denied', recipient: 'x@elsewhere.example' }]);
     assert.equal(appended[0]!.id, 5);
+    assert.equal(await store.lastEventId(), 4, 'a relaxed write is not yet durable: readers do not see it');
+    assert.equal((await store.readEvents({ limit: 10, after: 4 })).length, 0);
+    assert.equal(heard.length, 4, 'nor does the listener');
+    await store.sync();
     assert.equal(await store.lastEventId(), 5);
+    assert.deepEqual(heard.map((l) => l.map((e) => e.id)), [[1], [2], [3], [4], [5]]);
   } finally {
     await store.close();
     await cleanup();
@@ -66,7 +80,10 @@ test('a finished message is removed in the same commit as its last outcome and i
       events: a.recipients.map((r) => ({ type: 'recipient.delivered' as const, at: 9, queueId: a.id, recipient: r.address })), remove: true,
     });
     assert.equal(store.commitStats().transactions - before, 1, 'one transaction');
+    assert.equal(store.commitStats().relaxedTransactions, 1, 'a delivery with an inline body needs no fsync of its own');
     assert.equal(await store.get(a.id), undefined);
+    assert.equal((await store.readEvents({ limit: 10, queueId: a.id })).length, 1, 'until an fsync covers them, only the received event is seen');
+    await waitForIdleSync(store);
     assert.throws(() => store.openBody(a.id), StoreError);
     assert.equal((await store.readEvents({ limit: 10, queueId: a.id })).length, 3, 'its history stays after it left the queue');
   } finally {
@@ -81,14 +98,17 @@ test('pruning deletes old events in slices and never the newest, so ids are neve
   try {
     await store.open();
     await store.appendEvents(Array.from({ length: 30 }, (_, i) => ({ type: 'message.rejected' as const, at: 1000 + i, reply: `550 ${i}` })));
+    await store.sync();
     assert.equal(await store.pruneEvents(2000, 10), 10);
     assert.equal(await store.pruneEvents(2000, 100), 19, 'the newest is kept');
     assert.equal(await store.pruneEvents(2000, 100), 0);
+    await store.sync();
     const left = await store.readEvents({ limit: 100 });
     assert.deepEqual(left.map((e) => e.id), [30]);
     await store.close();
     store = makeStore(dir);
     await store.open();
+    assert.equal(await store.lastEventId(), 30, 'what is in the database at open counts as durable');
     const [next] = await store.appendEvents([{ type: 'message.rejected', at: 3000, reply: '550 again' }]);
     assert.equal(next!.id, 31, 'after a restart the next id follows the newest');
   } finally {

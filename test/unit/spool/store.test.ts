@@ -320,7 +320,7 @@ test('issue 15 item 2: migration 4 keeps rows of schema 3, their utf8Headers unk
     const db = new Database(join(dir, 'queue.db'));
     db.exec('ALTER TABLE messages DROP COLUMN utf8_headers');
     // ...and undo migration 5 (events, message metadata) too.
-    db.exec('DROP TABLE events; ALTER TABLE messages DROP COLUMN message_id; ALTER TABLE messages DROP COLUMN tags; ALTER TABLE messages DROP COLUMN metadata');
+    db.exec('DROP TABLE events; DROP TABLE store_meta; ALTER TABLE messages DROP COLUMN message_id; ALTER TABLE messages DROP COLUMN tags; ALTER TABLE messages DROP COLUMN metadata');
     db.pragma('user_version = 3');
     db.close();
     const again = makeStore(dir);
