@@ -288,6 +288,8 @@ function registerStoreMetrics(registry: Registry, read: () => Readonly<WriterSta
     });
   };
   counter('postline_store_transactions_total', 'Database transactions of the queue writer (group commits, and retries one by one).', (s) => s.transactions);
+  counter('postline_store_synced_transactions_total', 'Transactions committed with a WAL fsync (the others are relaxed: made durable by a later one or the idle flush).', (s) => s.syncedTransactions);
+  counter('postline_store_idle_syncs_total', 'Idle flushes: relaxed commits made durable because no other write came.', (s) => s.idleSyncs);
   counter('postline_store_messages_committed_total', 'New messages committed to the queue.', (s) => s.commits);
   counter('postline_store_commit_failures_total', 'New messages whose commit failed.', (s) => s.failures);
   counter('postline_store_dir_fsyncs_total', 'Directory fsyncs (bodies kept as files).', (s) => s.dirSyncs);

@@ -159,7 +159,7 @@ test('gauges are read at scrape time: queue by state, scheduler, connections, st
   limiter.tryAcquire('192.0.2.2');
   const sched = { scheduled: 7, activeMessages: 2, activeRequests: 3, waitingRequests: 1 };
   const writer = newStats();
-  writer.transactions = 5; writer.commits = 12; writer.writes = 20; writer.largestBatch = 6; writer.dirSyncs = 1;
+  writer.transactions = 5; writer.syncedTransactions = 4; writer.idleSyncs = 2; writer.commits = 12; writer.writes = 20; writer.largestBatch = 6; writer.dirSyncs = 1;
   for (const s of [0.0003, 0.0008, 0.004, 3]) observe(writer.commitSeconds, s);
   for (const n of [1, 5, 6]) observe(writer.batchSize, n);
   let hooks: { name: string; backlog: number; failing: boolean }[] = [
@@ -193,6 +193,8 @@ test('gauges are read at scrape time: queue by state, scheduler, connections, st
     assert.equal(x.families.get('postline_store_transactions_total')?.type, 'counter');
     assert.equal(x.value('postline_store_transactions_total'), 5);
     assert.equal(x.value('postline_store_messages_committed_total'), 12);
+    assert.equal(x.value('postline_store_synced_transactions_total'), 4);
+    assert.equal(x.value('postline_store_idle_syncs_total'), 2);
     assert.equal(x.value('postline_store_writes_total'), 20);
     assert.equal(x.value('postline_store_dir_fsyncs_total'), 1);
     assert.equal(x.value('postline_store_commit_failures_total'), 0);
