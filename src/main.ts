@@ -34,6 +34,8 @@ import { RelayPolicy } from './policy/smtp-policy.js';
 import { UserStore } from './policy/users.js';
 import { createApiServer, httpTlsMaterial, type ApiServer } from './http/server.js';
 import { openApiStores } from './http/sqlite-stores.js';
+import { SqliteQueueStore } from './spool/sqlite/store.js';
+import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { WebhookManager } from './webhooks/manager.js';
 import { SqliteWebhookCursorStore } from './webhooks/cursor-store.js';
 
@@ -42,6 +44,8 @@ export interface RunningPostline {
   readonly store: QueueStore;
   readonly scheduler: Scheduler;
   readonly events: EventBus;
+  /** Prometheus metrics (src/metrics/; the HTTP API serves them on GET /metrics); absent when metrics.enabled is false. */
+  readonly metrics?: Metrics;
   /** The webhook dispatchers (status, reload). */
   readonly webhooks: WebhookManager;
   /** Bound listener addresses, by listener name. */
@@ -158,6 +162,15 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   const servers = config.listeners.map(
     (listener) => new SmtpServer({ config, listener, sink: cleanup, policy: relayPolicy, logger, tls: () => tlsMaterial, limiter }),
   );
+  // Metrics: after the store, scheduler, limiter and webhooks they read at scrape time; closed at stop.
+  const metrics = config.metrics.enabled ? createMetrics({
+    events, store, scheduler, inbound: limiter, outbound: agent,
+    ...(store instanceof SqliteQueueStore ? { commitStats: () => store.commitStats() } : {}),
+    webhookBacklog: async () => (await webhooks.status()).map((w) => ({ name: w.name, backlog: w.backlog, failing: w.failingSince !== undefined })),
+    listeners: config.listeners.map((l) => l.name),
+    maxLabelValues: config.metrics.maxLabelValues,
+    onError: (err, what) => logger.warn({ err, what }, 'metrics: cannot read'),
+  }) : undefined;
   const control = new ControlServer({ socketPath: join(config.dataDir, 'control.sock'), scheduler, logger });
   const bound = new Map<string, { address: string; port: number }>();
   // The HTTP API (src/http/): its key and idempotency tables on a side connection to queue.db.
@@ -172,6 +185,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     await scheduler.stop(graceMs).catch((err: unknown) => logger.error({ err }, 'scheduler stop failed'));
     await agent.close().catch(() => {});
     pruner.stop();
+    metrics?.close();
     await webhooks.stop().catch((err: unknown) => logger.error({ err }, 'webhooks stop failed'));
     await webhookCursors.close().catch(() => {});
     await apiStores?.close().catch(() => {});
@@ -193,7 +207,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
       api = await createApiServer({
         config, sink: cleanup, rejected: (origin, r) => cleanup.rejectedSubmission(origin, r),
         store, admin: scheduler, keys: apiStores.keys, idempotency: apiStores.idempotency, logger, clock,
-        ...(tls ? { tls } : {}),
+        ...(tls ? { tls } : {}), ...(metrics ? { metrics } : {}),
       });
       httpBound = await api.listen();
       logger.info({ listener: 'http', tls: !!tls, ...httpBound }, 'listening');
@@ -208,6 +222,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     store,
     scheduler,
     events,
+    ...(metrics ? { metrics } : {}),
     webhooks,
     listeners: bound,
     ...(httpBound ? { http: httpBound } : {}),

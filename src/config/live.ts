@@ -7,13 +7,13 @@
  * established SMTP sessions and deliveries in flight carry on; what they do next follows the new
  * values.
  *
- * Live: `limits.*`, `timeouts.*`, `relay.*`, `received.*`, `tls.cert` / `tls.key` (new TLS sessions), and
+ * Live: `limits.*`, `timeouts.*`, `relay.*`, `received.*`, `events.*` (retention), `tls.cert` / `tls.key` (new TLS sessions), and
  * `delivery.` relayhost, routes, mxPort, tls, heloName, retry, maxQueueLifetimeMs,
  * bounceQueueLifetimeMs, delayWarningMs, doubleBounce, connectTimeoutMs, commandTimeoutMs,
  * dataDoneTimeoutMs, transactionTimeoutMs, recipientsPerTransaction.
  * `webhooks` (the whole list: the webhook manager, src/webhooks/manager.ts, is given the new list and
  * restarts the dispatchers of endpoints that changed; stored cursors are kept by name).
- * Restart needed (a changed value is logged and ignored): hostname, dataDir, listeners, log, and
+ * Restart needed (a changed value is logged and ignored): hostname, dataDir, listeners, log, metrics, http, and
  * every other `delivery.` key (dns, sourceAddress, connection caps, pool settings, scanIntervalMs).
  */
 import { isDeepStrictEqual } from 'node:util';
@@ -27,7 +27,7 @@ export const LIVE_DELIVERY_KEYS = [
 ] as const satisfies readonly (keyof PostlineConfig['delivery'])[];
 
 /** Top-level sections taken over whole. */
-const LIVE_SECTIONS = ['limits', 'timeouts', 'relay', 'tls', 'received'] as const;
+const LIVE_SECTIONS = ['limits', 'timeouts', 'relay', 'tls', 'received', 'events'] as const;
 
 /** What a reload did: keys applied, and keys that changed but need a restart (dotted paths). */
 export interface LiveReloadResult {
@@ -68,7 +68,7 @@ export function applyLiveConfig(running: PostlineConfig, fresh: PostlineConfig):
     running.webhooks = fresh.webhooks;
     applied.push('webhooks');
   }
-  for (const k of ['hostname', 'dataDir', 'listeners', 'log'] as const) {
+  for (const k of ['hostname', 'dataDir', 'listeners', 'log', 'metrics', 'http'] as const) {
     if (!isDeepStrictEqual(running[k], fresh[k])) needRestart.push(k);
   }
   return { applied, needRestart };

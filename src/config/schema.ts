@@ -229,6 +229,12 @@ export const configSchema = z.object({
     /** Days the event log keeps events (then pruned in the background, a few thousand rows at a time). */
     retentionDays: z.number().min(0.001).max(3650).default(7),
   }).strict().prefault({}),
+  metrics: z.object({
+    /** Keep Prometheus metrics (served by the HTTP API on GET /metrics). */
+    enabled: z.boolean().default(true),
+    /** Distinct values of a name-like label (listener, webhook endpoint); more are counted as "other". */
+    maxLabelValues: z.number().int().min(1).max(1000).default(64),
+  }).strict().prefault({}),
   timeouts: z.object({
     /** Wait for the next command (RFC 5321 4.5.3.2.7: 5 minutes). */
     commandMs: z.number().int().positive().default(300_000),

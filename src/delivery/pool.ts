@@ -63,6 +63,12 @@ export class ConnectionPool<T extends Poolable> {
   size(key?: string): number { return key === undefined ? this.total : (this.live.get(key) ?? 0); }
   /** Idle connections for a key. */
   idleCount(key: string): number { return this.idle.get(key)?.length ?? 0; }
+  /** Idle connections of every key (metrics). O(next hops with idle connections). */
+  idleTotal(): number {
+    let n = 0;
+    for (const list of this.idle.values()) n += list.length;
+    return n;
+  }
 
   /**
    * Takes a slot for `key`: an idle connection when there is one, else room to open one. Waits

@@ -101,6 +101,14 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
     return a.results;
   }
 
+  /**
+   * Outbound connection slots for metrics: `open` counts every live slot (connecting, busy or
+   * idle), `idle` those parked for reuse. Read-only.
+   */
+  connections(): { open: number; idle: number } {
+    return { open: this.pool.size(), idle: this.pool.idleTotal() };
+  }
+
   /** Quits idle pooled connections. */
   async close(): Promise<void> {
     await this.pool.close();

@@ -11,6 +11,7 @@
 import type Database from 'better-sqlite3';
 import type { EventRow, MessageRow, RecipientRow } from './rows.js';
 import type { RecipientUpdateParams, WriteStatements } from './statements.js';
+import { newHistogram, observe, type FixedHistogram } from '../../core/fixed-histogram.js';
 
 /**
  * One write. `insert` with `body` stores the body inline; with `dir` the body is a file there.
@@ -80,11 +81,21 @@ export interface WriterStats {
   relaxedTransactions: number;
   /** Idle flushes: relaxed commits made durable because nothing else came within the flush delay. */
   idleSyncs: number;
+  /** Durable (synchronous=FULL) transactions by how long they took, seconds: statements, COMMIT and its WAL fsync (idle flushes included). */
+  commitSeconds: FixedHistogram;
+  /** Transactions that held new messages, by how many (group commit size). */
+  batchSize: FixedHistogram;
 }
+
+/** Bucket bounds of WriterStats.commitSeconds, seconds (0.25 ms .. 2.5 s). */
+export const COMMIT_SECONDS_BOUNDS: readonly number[] = [0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+/** Bucket bounds of WriterStats.batchSize, messages per transaction. */
+export const BATCH_SIZE_BOUNDS: readonly number[] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 
 export const newStats = (): WriterStats => ({
   commits: 0, failures: 0, transactions: 0, dirSyncs: 0, largestBatch: 0, writes: 0,
   syncedTransactions: 0, relaxedTransactions: 0, idleSyncs: 0,
+  commitSeconds: newHistogram(COMMIT_SECONDS_BOUNDS), batchSize: newHistogram(BATCH_SIZE_BOUNDS),
 });
 
 /** An operation named a message or recipient that does not exist (maps to StoreError). */
@@ -192,6 +203,7 @@ export function applyBatch(
   const run = (idx: readonly number[]): void => {
     const relaxed = idx.every((i) => isRelaxed(ops[i].op));
     if (relaxed) db.pragma('synchronous = NORMAL');
+    const t0 = relaxed ? 0 : performance.now();
     try {
       const out = db.transaction(() => idx.map((i): WriteResult => {
         try {
@@ -203,6 +215,7 @@ export function applyBatch(
           return { seq: ops[i].seq, error: toWire(err) };
         }
       }))();
+      if (!relaxed) observe(stats.commitSeconds, (performance.now() - t0) / 1000);
       stats.transactions++;
       if (relaxed) stats.relaxedTransactions++;
       else {
@@ -241,6 +254,7 @@ export function applyBatch(
     }
   });
   stats.largestBatch = Math.max(stats.largestBatch, inserted);
+  if (inserted > 0) observe(stats.batchSize, inserted);
   return { results, synced: batchSynced };
 }
 
@@ -249,6 +263,8 @@ export function applyBatch(
  * empty transaction would not touch the WAL, so it would not fsync it). @throws SqliteError.
  */
 export function syncNow(db: Database.Database, s: WriteStatements, stats: WriterStats): void {
+  const t0 = performance.now();
   db.transaction(() => s.touchSync.run())();
+  observe(stats.commitSeconds, (performance.now() - t0) / 1000);
   stats.idleSyncs++;
 }
