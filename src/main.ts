@@ -124,9 +124,11 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   const pruner = startEventPruner(store, config, logger, clock);
   let scheduler: Scheduler | undefined; // set below; cleanup hands it each committed message
   let policy: RelayPolicy | undefined; // set below; cleanup asks it who may set X-Postline-* metadata
+  let observeAccept: ((ms: number) => void) | undefined; // the metrics' accept latency, set below
   const cleanup = new Cleanup({
     store, config, logger, clock, onQueued: (msg) => scheduler?.enqueued(msg),
     isTrusted: (s) => s.authUser !== undefined || policy?.mayRelay(s) === true,
+    onAccepted: (ms) => observeAccept?.(ms),
   });
   const resolver = createResolver(config.delivery.dns);
   const router = createRouter(config);
@@ -171,6 +173,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     maxLabelValues: config.metrics.maxLabelValues,
     onError: (err, what) => logger.warn({ err, what }, 'metrics: cannot read'),
   }) : undefined;
+  observeAccept = metrics ? (ms) => metrics.observeAccept(ms) : undefined;
   const control = new ControlServer({ socketPath: join(config.dataDir, 'control.sock'), scheduler, logger });
   const bound = new Map<string, { address: string; port: number }>();
   // The HTTP API (src/http/): its key and idempotency tables on a side connection to queue.db.

@@ -99,7 +99,7 @@ function expandTypes(types: readonly string[] | undefined): string[] | undefined
 export async function runEvents(db: Database.Database, opts: EventsOptions, out: NodeJS.WritableStream): Promise<void> {
   if (opts.queueId !== undefined && !isQueueId(opts.queueId.trim().toUpperCase())) throw new ConfigError(`--queue-id ${JSON.stringify(opts.queueId)}: not a queue ID`, 'queueId');
   const limit = opts.limit === undefined ? undefined : Number(opts.limit);
-  if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) throw new ConfigError('--limit: give a positive whole number', 'limit');
+  if (limit !== undefined && !(Number.isSafeInteger(limit) && limit >= 0)) throw new ConfigError('--limit: give a whole number (0 with --follow: only new events)', 'limit');
   const pollMs = opts.pollMs === undefined ? 500 : Number(opts.pollMs);
   if (!(Number.isFinite(pollMs) && pollMs >= 10)) throw new ConfigError('--poll-ms: give at least 10', 'pollMs');
   const types = expandTypes(opts.type);
@@ -112,14 +112,14 @@ export async function runEvents(db: Database.Database, opts: EventsOptions, out:
   if (opts.since === undefined) {
     // The newest N, oldest of them first; --follow goes on after the newest event of all.
     const newest = lastEventIdOf(db);
-    const tail = queryEvents(db, { ...base, limit: limit ?? 20 }, 'desc').reverse();
+    const tail = limit === 0 ? [] : queryEvents(db, { ...base, limit: limit ?? 20 }, 'desc').reverse();
     for (const e of tail) print(e);
     after = newest;
   } else {
     const s = parseSince(opts.since, Date.now());
     after = 'after' in s ? s.after : 0;
     const since = 'at' in s ? s.at : undefined;
-    let left = opts.follow ? Infinity : limit ?? 1000;
+    let left = opts.follow ? Infinity : limit || 1000;
     for (let i = 0; left > 0 && i < 1_000_000; i++) {
       const batch = queryEvents(db, { ...base, after, limit: Math.min(1000, left), ...(since !== undefined ? { since } : {}) });
       for (const e of batch) print(e);

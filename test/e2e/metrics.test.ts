@@ -104,6 +104,7 @@ test('counters agree with the sink; queue, connections and store figures make se
   assert.equal(x.sum('postline_recipients_total', { outcome: 'bounced' }), 0);
   assert.equal(x.value('postline_messages_rejected_total', { stage: 'rcpt', class: '5xx' }), 1);
   assert.equal(x.value('postline_events_total', { type: 'message.received' }), N);
+  assert.equal(x.value('postline_accept_seconds_count'), N, 'accept latency observed once per accepted message');
   assert.equal(x.value('postline_delivery_delay_seconds_count', { outcome: 'delivered' }), N);
   const attempts = x.value('postline_delivery_attempt_seconds_count', { next_hop: 'relay' })!;
   assert.ok(attempts >= 1 && attempts <= N, `attempts ${attempts}`);
