@@ -147,9 +147,10 @@ function webhookTables(L, res) {
   const T = W.throughput;
   if (T) {
     L.push('**(a) Throughput** (SMTP load, smtp-source 2k:10:many, receiver answering at once)', '');
-    L.push('| load msgs | load s | SMTP accepted msg/s | events | events/msg | events written/s | received ev/s during load | ev/s until caught up | lag at load end (events) | max lag | caught up after load s | duplicates | bad signatures |');
-    L.push('|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
-    L.push(`| ${T.smtp.messages} | ${f(T.smtp.acceptSeconds, 1)} | ${f(T.smtp.acceptedPerSec)} | ${T.events} | ${f(T.eventsPerMessage, 2)} | ${f(T.eventsWrittenPerSec)} | **${f(T.receivedDuringLoadPerSec)}** | ${f(T.eventsPerSec)} | ${T.lagAtLoadEndEvents ?? '–'} | ${T.maxLagEvents} | ${T.caughtUp ? f(T.drainAfterLoadSeconds, 1) : 'not within the limit'} | ${T.duplicates} | ${T.badSignatures} |`);
+    L.push('| load msgs | load s | SMTP accepted msg/s | CPU ms/msg | fsyncs/msg | events | events/msg | events written/s | received ev/s during load | ev/s until caught up | lag at load end (events) | max lag | caught up after load s | duplicates | bad signatures |');
+    L.push('|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
+    L.push(`| ${T.smtp.messages}${T.smtp.error ? ' ⚠' : ''} | ${f(T.smtp.acceptSeconds, 1)} | ${f(T.smtp.acceptedPerSec)} | ${f(T.smtp.cpuMsPerMsg, 2)} | ${f(T.smtp.fsyncsPerMsg, 2)} | ${T.events} | ${f(T.eventsPerMessage, 2)} | ${f(T.eventsWrittenPerSec)} | **${f(T.receivedDuringLoadPerSec)}** | ${f(T.eventsPerSec)} | ${T.lagAtLoadEndEvents ?? '–'} | ${T.maxLagEvents} | ${T.caughtUp ? f(T.drainAfterLoadSeconds, 1) : 'not within the limit'} | ${T.duplicates} | ${T.badSignatures} |`);
+    L.push('', 'CPU and fsyncs per message: Postline\'s, for the SMTP load with the endpoint configured (the dispatcher runs in the same process).');
     L.push('', `Lag over time (s: events behind): ${thin(T.samples, 12).map((s) => `${f(s.t, 1)}: ${s.backlog ?? '–'}`).join(', ')}.`, '');
   }
   const C = W.catchup;

@@ -132,14 +132,23 @@ export async function webhookSection(ctx, server, sink, opts) {
   const p = point(2048, 10, true);
   const cal = await calibrateRate(ctx, server, sink, p, opts.warmupSeconds);
   if (!cal.rate) return { ...out, error: 'SMTP warm-up failed', warmup: cal.runs };
-  // let the receiver catch up with the warm-up's events before measuring
-  await waitReceiver(receiver, await settledLastEventId(server), 300000);
-  const a0 = receiver.counts();
-  const id0 = server.lastEventId();
-  const tA = Date.now();
-  const samp = startSampler(server, receiver, tA, 500, id0);
-  samp.take();
-  const run = await runOnce(ctx, server, sink, { ...p, count: countFor(cal.rate, opts.minSeconds, p) }, 'webhooks');
+  let count = countFor(cal.rate, opts.minSeconds, p);
+  out.discarded = [];
+  let a0, id0, tA, samp, run;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    // let the receiver catch up with the earlier events (warm-up, a short run) before measuring
+    await waitReceiver(receiver, await settledLastEventId(server), 300000);
+    a0 = receiver.counts();
+    id0 = server.lastEventId();
+    tA = Date.now();
+    samp = startSampler(server, receiver, tA, 500, id0);
+    samp.take();
+    run = await runOnce(ctx, server, sink, { ...p, count }, attempt ? 'webhooks b' : 'webhooks');
+    if (attempt || run.error || run.acceptSeconds >= opts.minSeconds) break;
+    samp.stop(); // faster than its warm-up: rescale and run again (once), as the grid does
+    out.discarded.push({ reason: `lasted ${fmt(run.acceptSeconds, 2)} s < ${opts.minSeconds} s`, messages: run.messages, acceptedPerSec: run.acceptedPerSec });
+    count = Math.ceil(count * (opts.minSeconds / Math.max(run.acceptSeconds, 0.05)) * 1.15);
+  }
   const tLoadEnd = tA + run.acceptSeconds * 1000;
   const idEnd = await settledLastEventId(server);
   const statusAfterLoad = safeStatus(server);
@@ -152,7 +161,7 @@ export async function webhookSection(ctx, server, sink, opts) {
   const receivedDuringLoad = loadSamples.length ? loadSamples[loadSamples.length - 1].acked - a0.acked : null;
   const lastLoad = loadSamples[loadSamples.length - 1];
   out.throughput = {
-    point: '2k:10:many', smtp: { command: run.command, messages: run.messages, acceptSeconds: run.acceptSeconds, acceptedPerSec: run.acceptedPerSec, e2ePerSec: run.e2ePerSec, error: run.error },
+    point: '2k:10:many', smtp: { command: run.command, messages: run.messages, acceptSeconds: run.acceptSeconds, acceptedPerSec: run.acceptedPerSec, e2ePerSec: run.e2ePerSec, cpuMsPerMsg: run.cpuMsPerMsg, fsyncsPerMsg: run.fsyncsPerMsg, p99Ms: run.p99Ms, error: run.error },
     events, eventsPerMessage: run.messages ? events / run.messages : null,
     eventsWrittenPerSec: lastLoad && lastLoad.t ? (lastLoad.lastEventId - id0) / lastLoad.t : null,
     receivedDuringLoadPerSec: lastLoad && lastLoad.t ? receivedDuringLoad / lastLoad.t : null,
