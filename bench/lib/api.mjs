@@ -51,6 +51,7 @@ export async function apiRunOnce(ctx, server, sink, { key, size, connections, am
   const cpu0 = cpuSnapshot(server.rootPid);
   const mem = startMemSampler(server.rootPid, 200);
   const statuses = {};
+  const client0 = process.cpuUsage(); // the bench process: autocannon (and the sink reader, idle meanwhile)
   const t0 = Date.now();
   const inst = autocannon({
     url, method: 'POST', connections, amount, timeout: 60, body,
@@ -63,6 +64,7 @@ export async function apiRunOnce(ctx, server, sink, { key, size, connections, am
     inst.once('error', (e) => { clearTimeout(t); reject(e); });
   });
   const tAcc = Date.now();
+  const client = process.cpuUsage(client0);
   const ok = res['2xx'];
   let error = null;
   if (res.errors || res.timeouts) error = `autocannon: ${res.errors} errors, ${res.timeouts} timeouts`;
@@ -80,6 +82,7 @@ export async function apiRunOnce(ctx, server, sink, { key, size, connections, am
     acceptedPerSec: ok / acceptSeconds, e2ePerSec: tE2e ? ok / ((tE2e - t0) / 1000) : null,
     p50Ms: res.latency.p50, p99Ms: res.latency.p99, maxMs: res.latency.max, meanMs: res.latency.average,
     cpuMs: cpu.ms, cpuMsPerMsg: ok ? cpu.ms / ok : null, cpuByProcess: cpu.byName,
+    clientCpuMsPerMsg: ok ? (client.user + client.system) / 1000 / ok : null,
     syncCalls: sync?.total ?? null, fsyncsPerMsg: sync && ok ? sync.total / ok : null, syncByCall: sync?.byCall,
     peakRssBytes: m.peak.rss, loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
   };

@@ -135,8 +135,9 @@ function apiTables(L, res) {
     `${S.postfixAcceptedPerSec ? `; Postfix over SMTP at the same point: ${f(S.postfixAcceptedPerSec)} msg/s (API / Postfix ${f(S.acceptedPerSec / S.postfixAcceptedPerSec, 2)})` : ''}.`, '');
   const st = {};
   for (const r of A.runs ?? []) for (const [k, v] of Object.entries(r.statuses ?? {})) st[k] = (st[k] ?? 0) + v;
+  L.push(`The load generator's own CPU (the bench process, where autocannon runs; not in the table): ${f(S.clientCpuMsPerMsg, 2)} ms/msg, on the same 2 cores.`, '');
   L.push(`Answers by status over the measured runs: ${Object.entries(st).map(([k, v]) => `${k}: ${v}`).join(', ') || '–'}.`, '');
-  L.push('```sh', A.keyCommand, `# ${A.command}`, '```', '');
+  L.push('```sh', A.keyCommand ?? '# (no key: the section failed before)', `# ${A.command}`, ...(A.smtpRuns ?? []).slice(0, 1).map((r) => `${r.command}   # the section's SMTP ${S.smtpPoint} run`), '```', '');
 }
 
 function webhookTables(L, res) {
@@ -150,7 +151,7 @@ function webhookTables(L, res) {
     L.push('| load msgs | load s | SMTP accepted msg/s | CPU ms/msg | fsyncs/msg | events | events/msg | events written/s | received ev/s during load | ev/s until caught up | lag at load end (events) | max lag | caught up after load s | duplicates | bad signatures |');
     L.push('|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
     L.push(`| ${T.smtp.messages}${T.smtp.error ? ' ⚠' : ''} | ${f(T.smtp.acceptSeconds, 1)} | ${f(T.smtp.acceptedPerSec)} | ${f(T.smtp.cpuMsPerMsg, 2)} | ${f(T.smtp.fsyncsPerMsg, 2)} | ${T.events} | ${f(T.eventsPerMessage, 2)} | ${f(T.eventsWrittenPerSec)} | **${f(T.receivedDuringLoadPerSec)}** | ${f(T.eventsPerSec)} | ${T.lagAtLoadEndEvents ?? '–'} | ${T.maxLagEvents} | ${T.caughtUp ? f(T.drainAfterLoadSeconds, 1) : 'not within the limit'} | ${T.duplicates} | ${T.badSignatures} |`);
-    L.push('', 'CPU and fsyncs per message: Postline\'s, for the SMTP load with the endpoint configured (the dispatcher runs in the same process).');
+    L.push('', 'CPU and fsyncs per message: Postline\'s, for the SMTP load with the endpoint configured (the dispatcher runs in the same process). Load: `' + T.smtp.command + '`.');
     L.push('', `Lag over time (s: events behind): ${thin(T.samples, 12).map((s) => `${f(s.t, 1)}: ${s.backlog ?? '–'}`).join(', ')}.`, '');
   }
   const C = W.catchup;
@@ -164,8 +165,8 @@ function webhookTables(L, res) {
     L.push(`Backlog over time (s: events behind): ${thin(C.samples, 14).map((s) => `${f(s.t, 0)}: ${s.backlog ?? '–'}${s.phase && s.phase !== 'down' ? ` (${s.phase})` : ''}`).join(', ')}.`, '');
     L.push(`Paced client: ${C.pacedCommand}; at most ${f(C.paced.maxBehindMs)} ms behind its schedule.`, '');
   }
-  deviationTable(L, 'Postline, this section only', [W.deviation]);
-  L.push('```yaml', W.config.trim(), '```', '');
+  if (W.deviation) deviationTable(L, 'Postline, this section only', [W.deviation]);
+  if (W.config) L.push('```yaml', W.config.trim(), '```', '');
 }
 
 /** At most n samples, evenly spread, always keeping the first, the last and the tagged ones. */
