@@ -112,14 +112,16 @@ const systemLookup: LookupAll = (host) => dnsLookup(host, { all: true, verbatim:
 /**
  * Checks a URL before a request: the static checks, then (for a host name) resolves it and checks
  * every address it has; one refused address refuses the URL.
+ * @returns the checked addresses of a host name (the request connects to these only: http-post.ts
+ *          pins its lookup), or [] for a literal address.
  * @throws WebhookTargetError when refused or the name does not resolve.
  */
-export async function resolveAndCheck(raw: string, allowPrivate: boolean, lookup: LookupAll = systemLookup): Promise<void> {
+export async function resolveAndCheck(raw: string, allowPrivate: boolean, lookup: LookupAll = systemLookup): Promise<Array<{ address: string; family: number }>> {
   const why = checkUrlStatic(raw, allowPrivate);
   if (why) throw new WebhookTargetError(`webhook URL refused: ${why}`);
   const host = hostOf(new URL(raw));
-  if (isIP(host)) return;
-  let addrs: Array<{ address: string }>;
+  if (isIP(host)) return [];
+  let addrs: Array<{ address: string; family: number }>;
   try {
     addrs = await lookup(host);
   } catch (err) {
@@ -130,4 +132,5 @@ export async function resolveAndCheck(raw: string, allowPrivate: boolean, lookup
     const r = refusalOf(address, allowPrivate);
     if (r) throw new WebhookTargetError(`webhook URL refused: ${host} resolves to ${r}`);
   }
+  return addrs;
 }

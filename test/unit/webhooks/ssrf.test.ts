@@ -10,6 +10,7 @@ import { validateConfig } from '../../../src/config/load.js';
 import { applyLiveConfig } from '../../../src/config/live.js';
 import { ConfigError } from '../../../src/core/errors.js';
 import { webhookSchema } from '../../../src/config/schema.js';
+import { createPoster } from '../../../src/webhooks/http-post.js';
 import { WebhookManager } from '../../../src/webhooks/manager.js';
 import { SqliteWebhookCursorStore } from '../../../src/webhooks/cursor-store.js';
 import { ArrayEventSource } from '../../helpers/array-event-source.js';
@@ -123,7 +124,7 @@ test('a running dispatcher refuses a name that resolves to a forbidden address, 
   const m = new WebhookManager({
     source, cursors, logger: silentLogger(),
     lookup: async () => [{ address: '169.254.169.254', family: 4 }],
-    fetch: async (...args) => { fetched++; return fetch(...args); },
+    post: async (req) => { fetched++; return createPoster()(req); },
   });
   try {
     const ep = webhookSchema.parse({ name: 'x', url: `http://rebind.test:${receiver.port}/x`, secret, allowPrivate: true, retry: { initialMs: 20, maxMs: 50 }, pollMs: 20 });
@@ -134,6 +135,30 @@ test('a running dispatcher refuses a name that resolves to a forbidden address, 
     assert.equal(fetched, 0, 'no request was made');
     assert.equal(receiver.requests.size, 0);
     assert.equal((await cursors.get('x'))!.cursor, 0, 'the events are kept, not skipped');
+  } finally {
+    await m.stop();
+    await receiver.close();
+    await cursors.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('the request connects only to the address the guard checked (the lookup is pinned: no DNS rebinding)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'postline-hooks-'));
+  const receiver = await new WebhookReceiver().listen();
+  const cursors = SqliteWebhookCursorStore.open(dir);
+  const source = new ArrayEventSource();
+  const secret = newSecret();
+  receiver.endpoint('/p', secret);
+  // "pinned.invalid" does not resolve in the system DNS (RFC 6761 .invalid): only the guard's
+  // answer (127.0.0.1) can make the request reach the receiver.
+  const m = new WebhookManager({ source, cursors, logger: silentLogger(), lookup: async () => [{ address: '127.0.0.1', family: 4 }] });
+  try {
+    const ep = webhookSchema.parse({ name: 'p', url: `http://pinned.invalid:${receiver.port}/p`, secret, allowPrivate: true, retry: { initialMs: 20, maxMs: 50 }, pollMs: 20, from: 'start' });
+    m.start([ep]);
+    source.appendMany(3);
+    await waitFor('three verified deliveries', () => receiver.uniqueIds('/p').size >= 3, 10_000);
+    assert.equal(receiver.forged, 0, 'every signature verified by the standardwebhooks package');
   } finally {
     await m.stop();
     await receiver.close();
