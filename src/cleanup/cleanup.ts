@@ -203,8 +203,12 @@ export class Cleanup implements MessageSink, SubmissionSink {
       maxSize: this.config.limits.maxMessageSize,
       now: () => this.clock.now(),
       smtputf8: env.smtputf8,
+      // Whole messages come from an authenticated door (API key, local command): X-Postline-*
+      // fields are read; the Submission's own fields win over them, field by field.
+      readMeta: this.metaLimits(),
       commit: async (messageId, utf8Headers, headerMeta) => {
-        const m = meta ?? headerMeta;
+        const merged = { ...headerMeta, ...meta };
+        const m = merged.tags || merged.metadata || merged.sendAt !== undefined ? merged : undefined;
         result = { messageId, meta: m };
         return this.commit(id, env, sub.origin, body, messageId, utf8Of(env, received, utf8Headers), m);
       },

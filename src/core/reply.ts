@@ -130,6 +130,7 @@ export const R = {
   senderNotOwned: reply(553, '5.7.1', 'Sender address rejected: not owned by user'),
   sizeExceeded: reply(552, '5.3.4', 'Message size exceeds fixed maximum message size'),
   tooManyHops: reply(554, '5.4.6', 'Too many hops (Received headers), mail loop suspected'),
+  headerTooLong: reply(552, '5.3.4', 'Message header section too long'),
   /** A line ended in a bare LF (bareNewline: reject; Postfix's smtpd_forbid_bare_newline text). */
   bareLf: reply(550, '5.5.2', 'Error: bare <LF> received'),
   /** A CR not followed by LF (refused in every mode). */

@@ -145,7 +145,8 @@ export function withoutFields(header: Buffer, drop: (lowerName: string) => boole
       continue;
     }
     const colon = line.indexOf(':');
-    dropping = colon > 0 && drop(line.slice(0, colon).trimEnd().toLowerCase());
+    // A line that is no field (no colon) is judged by all of it: "X-Postline-Tags" alone goes too.
+    dropping = line !== '' && drop((colon > 0 ? line.slice(0, colon).trimEnd() : line).toLowerCase());
     if (dropping) changed = true;
     else kept.push(line);
   }
