@@ -2,7 +2,8 @@
  * MAIL FROM (RFC 5321 4.1.1.2) with ESMTP parameters (SIZE, BODY, SMTPUTF8, RET, ENVID, AUTH).
  * Owns: starting a mail transaction after the order, AUTH (submission) and limit checks and policy.
  */
-import { R } from '../../core/reply.js';
+import { R, replyToString } from '../../core/reply.js';
+import type { PolicyReply } from '../types.js';
 import { parseMailFrom } from '../../rfc5321/command.js';
 import { authOffered, starttlsOffered } from '../capabilities.js';
 import type { SessionContext } from '../context.js';
@@ -25,7 +26,11 @@ export async function mail(ctx: SessionContext, arg: string): Promise<void> {
   if (!parsed.ok) return ctx.reply(parsed.reply);
   const { reversePath, params } = parsed.value;
   const verdict = await ctx.policy.checkMailFrom(ctx.info, reversePath, params.size);
-  if (verdict) return ctx.reply(verdict);
+  if (verdict) {
+    const check = (verdict as PolicyReply).check;
+    if (check !== undefined) ctx.rejected({ stage: 'mail', reply: replyToString(verdict), mailFrom: reversePath }, verdict);
+    return ctx.reply(verdict);
+  }
   ctx.tx = { mailFrom: reversePath, params, recipients: [], bdat: false, bdatBytes: 0 };
   ctx.reply(R.senderOk);
 }
