@@ -48,7 +48,7 @@ export class Anvil {
   }
 
   /**
-   * Adds `n` to `slot` of `key` and returns the new count over the window. Marks the key as most
+   * Adds `n` (may be negative: taking back a provisional count) to `slot` of `key` and returns the new count over the window. Marks the key as most
    * recently used; may forget the least recently used key.
    */
   add(key: string, slot: number, now: number, n = 1): number {
@@ -84,7 +84,7 @@ export class Anvil {
 
   private estimate(e: number[], slot: number, now: number): number {
     const frac = (now - e[0]! * this.windowMs) / this.windowMs;
-    return e[1 + slot]! + Math.floor(e[1 + this.slots + slot]! * Math.max(0, 1 - frac));
+    return Math.max(0, e[1 + slot]! + Math.floor(e[1 + this.slots + slot]! * Math.max(0, 1 - frac)));
   }
 
   private evict(): void {

@@ -71,17 +71,21 @@ export class AuthThrottle {
       await this.sleep(this.delay(l, fAddr));
       return { ok: false, reply: throttled };
     }
-    if (this.running >= l.maxConcurrentChecks) {
-      if (this.queue.length >= l.maxQueuedChecks) {
-        this.stats.refused++;
-        return { ok: false, reply: busy };
-      }
-      await new Promise<void>((resolve) => this.queue.push(resolve));
+    if (this.running >= l.maxConcurrentChecks && this.queue.length >= l.maxQueuedChecks) {
+      this.stats.refused++;
+      return { ok: false, reply: busy };
     }
+    // Counted as a failure before the check (a burst of parallel guesses cannot pass the limits
+    // while their checks run); taken back from the address and network on success.
+    const t1 = this.now();
+    this.table.add(kPair, 0, t1);
+    const n = this.table.add(kAddr, 0, t1);
+    this.table.add(kNet, 0, t1);
+    if (this.running >= l.maxConcurrentChecks) await new Promise<void>((resolve) => this.queue.push(resolve));
     this.running++;
     this.stats.checks++;
     this.stats.maxRunning = Math.max(this.stats.maxRunning, this.running);
-    let ok: boolean;
+    let ok = false;
     try {
       ok = await verify();
     } finally {
@@ -89,13 +93,12 @@ export class AuthThrottle {
       this.queue.shift()?.();
     }
     if (ok) {
+      const t2 = this.now();
       this.table.delete(kPair);
+      this.table.add(kAddr, 0, t2, -1);
+      this.table.add(kNet, 0, t2, -1);
       return { ok: true };
     }
-    const t2 = this.now();
-    this.table.add(kPair, 0, t2);
-    const n = this.table.add(kAddr, 0, t2);
-    this.table.add(kNet, 0, t2);
     await this.sleep(this.delay(l, n - 1));
     return { ok: false };
   }
