@@ -159,9 +159,9 @@ export class Session implements SessionContext {
     return true;
   }
 
-  /** Waits `ms` or until the session closes; input keeps being buffered meanwhile. */
-  private pause(ms: number): Promise<void> {
-    this.flush();
+  /** Waits `ms` or until the session closes (replies queued so far are sent first unless `flushFirst` is false); input keeps being buffered. */
+  private pause(ms: number, flushFirst = true): Promise<void> {
+    if (flushFirst) this.flush();
     return new Promise((resolve) => {
       const t = setTimeout(done, ms);
       const s = this.socket;
@@ -191,7 +191,7 @@ export class Session implements SessionContext {
       await this.dispatch(line);
       const soft = this.limits.softErrorLimit;
       if (soft !== undefined && this.errors > errorsBefore && this.errors > soft && !this.closed && this.errors < this.config.limits.maxErrors) {
-        await this.pause(this.limits.errorSleepMs ?? 0); // error tarpit (Postfix smtpd_error_sleep_time)
+        await this.pause(this.limits.errorSleepMs ?? 0, false); // error tarpit: the reply waits (Postfix smtpd_error_sleep_time)
       }
       if (!this.closed && this.socket.writableLength > REPLY_HIGH_WATER) await this.drainReplies();
       if (!this.closed && this.errors >= this.config.limits.maxErrors) {

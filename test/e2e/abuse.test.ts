@@ -210,3 +210,50 @@ test('pregreet: a client that talks before the final greeting line gets 554 and 
   const evs = (await rig.events()).filter((e) => e.type === 'message.rejected');
   assert.deepEqual(evs.map((e) => `${e.reason}:${e.check}`), ['connect:pregreet']);
 });
+
+test('error tarpit: after softErrorLimit errors each error reply waits errorSleepMs; trusted clients are not slowed', async () => {
+  const rig = await startRig({}, { limits: { softErrorLimit: 2, errorSleepMs: 300 } });
+  rigs.push(rig);
+  const times = async (from: string): Promise<number[]> => {
+    const { c } = await open(rig.mx, from);
+    const out: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const t0 = Date.now();
+      assert.equal((await c.cmd('BOGUS')).code, 500);
+      out.push(Date.now() - t0);
+    }
+    await c.quit();
+    return out;
+  };
+  const untrusted = await times('127.0.0.2');
+  assert.ok(untrusted[0]! < 250 && untrusted[1]! < 250, `first errors at once: ${untrusted}`);
+  assert.ok(untrusted[2]! >= 280 && untrusted[3]! >= 280, `then each waits: ${untrusted}`);
+  const trusted = await times('127.0.0.1');
+  assert.ok(trusted.every((ms) => ms < 250), `trusted: ${trusted}`);
+});
+
+test('SIGHUP-style reload: new rates, exempt networks and lists apply to new connections', async () => {
+  const rig = await startRig(listedZones, {});
+  rigs.push(rig);
+  const first = await open(rig.mx, '127.0.0.3');
+  await first.c.ehlo();
+  await first.c.cmd('MAIL FROM:<a@example.org>');
+  assert.equal((await first.c.cmd('RCPT TO:<known@local.test>')).code, 250, 'no lists configured yet');
+  await first.c.quit();
+  const { validateConfig } = await import('../../src/config/load.js');
+  const fresh = validateConfig({
+    ...JSON.parse(JSON.stringify(rig.running.config)),
+    policy: { dnsbl: { zones: [{ zone: 'bl.test', weight: 1 }] } },
+    limits: { ...rig.running.config.limits, perClient: { connectionsPerMinute: 2 } }, // the first connection counted too
+  });
+  const res = rig.running.reload(fresh);
+  assert.ok(res.applied.includes('policy.dnsbl') && res.applied.includes('limits.perClient'), res.applied.join(','));
+  const again = await open(rig.mx, '127.0.0.3');
+  await again.c.ehlo();
+  await again.c.cmd('MAIL FROM:<a@example.org>');
+  assert.equal((await again.c.cmd('RCPT TO:<known@local.test>')).code, 554);
+  const third = await open(rig.mx, '127.0.0.3');
+  assert.match(third.greeting.text, /^421 4\.7\.0/);
+  third.c.destroy();
+  await again.c.quit();
+});
