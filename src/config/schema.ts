@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { hostname as osHostname } from 'node:os';
+import { isIP } from 'node:net';
 
 const MiB = 1024 * 1024;
 const port = z.number().int().min(0).max(65535);
@@ -120,6 +121,16 @@ export const webhookSchema = z.object({
   pollMs: z.number().int().min(10).max(60_000).default(1000),
 }).strict();
 
+/** "192.0.2.0/24", "2001:db8::/32" or a bare address (a /32 or /128). */
+const cidr = z.string().min(1).refine((c) => {
+  const [addr = '', bits, extra] = c.trim().split('/');
+  const fam = isIP(addr);
+  if (!fam || extra !== undefined) return false;
+  if (bits === undefined) return true;
+  const n = Number(bits);
+  return /^\d+$/.test(bits) && n >= 0 && n <= (fam === 4 ? 32 : 128);
+}, 'expected an address or CIDR network such as 192.0.2.0/24');
+
 const perClientRates = {
   connectionsPerMinute: z.number().int().min(0).default(0),
   messagesPerMinute: z.number().int().min(0).default(0),
@@ -200,7 +211,7 @@ const policySchema = z.object({
    * Static access list checked before everything else (postscreen_access_list), first match wins:
    * permit skips the blocklists, pregreet and rate checks; reject answers 554 5.7.1 instead of 220.
    */
-  accessList: z.array(z.object({ network: z.string().min(1), action: z.enum(['permit', 'reject']) }).strict()).default([]),
+  accessList: z.array(z.object({ network: cidr, action: z.enum(['permit', 'reject']) }).strict()).default([]),
 }).strict();
 
 export const configSchema = z.object({
@@ -315,7 +326,7 @@ export const configSchema = z.object({
      */
     perClient: perClientSchema.prefault({}),
     /** Networks (CIDR) that no per-client limit, tarpit or data-rate check applies to (besides relay.trustedNetworks). */
-    exemptNetworks: z.array(z.string().min(1)).default([]),
+    exemptNetworks: z.array(cidr).default([]),
     /**
      * Minimum data rate in DATA/BDAT: at least `bytes` in every `windowMs` (time our own disk makes
      * the client wait does not count); a slower client gets 421 4.4.2 and is closed. bytes 0 = off.
