@@ -257,3 +257,26 @@ test('SIGHUP-style reload: new rates, exempt networks and lists apply to new con
   third.c.destroy();
   await again.c.quit();
 });
+
+test('IPv6 client: nibble-name lookup in an ipv6 zone, self-tested with ::FFFF:7F00:2 / ::FFFF:7F00:1', async () => {
+  const { reversedName } = await import('../../src/policy/ip.js');
+  const rig = await startRig({
+    '2.0.0.127.six.test': { a: ['127.0.0.2'] },
+    [reversedName('::ffff:7f00:2', 'six.test')!]: { a: ['127.0.0.2'] },
+    [reversedName('::1', 'six.test')!]: { a: ['127.0.0.2'] },
+  }, {
+    listeners: [
+      { name: 'mx', address: '::1', port: 0, role: 'mx', tls: 'none' },
+      { name: 'sub', address: '127.0.0.1', port: 0, role: 'submission', tls: 'none', allowPlaintextAuth: true },
+    ],
+    policy: { dnsbl: { zones: [{ zone: 'six.test', weight: 1, ipv6: true }] } },
+  });
+  rigs.push(rig);
+  assert.equal(rig.running.config.policy.dnsbl.zones[0]!.ipv6, true);
+  assert.doesNotMatch(rig.log(), /dnsbl zone failed its self-test/);
+  const { c } = await RawSmtp.open(rig.mx, { host: '::1' });
+  await c.ehlo();
+  await c.cmd('MAIL FROM:<a@example.org>');
+  assert.equal((await c.cmd('RCPT TO:<known@local.test>')).text, '554 5.7.1 Service unavailable; Client host [::1] blocked using six.test');
+  await c.quit();
+});
