@@ -53,6 +53,8 @@ interface ClientState {
   readonly exempt: boolean;
   /** The blocklist answer, started at connect. */
   dnsbl?: Promise<DnsblVerdict>;
+  /** The same, once it arrived (no timer per RCPT then). */
+  verdict?: DnsblVerdict;
 }
 
 const tag = (r: SmtpReply, check: string): PolicyReply => ({ ...r, check });
@@ -147,6 +149,7 @@ export class ClientPolicy implements SmtpPolicy {
     if (over) return this.refuse(tag(reply(421, '4.7.0', `Error: too many connections from [${ip}], try again later`), over));
     if (s.listener.role === 'mx' && this.dnsbl?.active) {
       st.dnsbl = this.dnsbl.lookupAddress(ip); // never rejects
+      void st.dnsbl.then((v) => { st.verdict = v; });
     }
     return { greetPauseMs: s.listener.role === 'mx' ? c.timeouts.greetPauseMs : 0 };
   }
@@ -156,6 +159,7 @@ export class ClientPolicy implements SmtpPolicy {
     if (!st || st.exempt) return undefined;
     if (facts.pregreet) {
       st.dnsbl = undefined; // refused: no further checks
+      st.verdict = undefined;
       return this.refuse(tag(reply(554, '5.5.1', 'Error: protocol error, client talked before the greeting'), 'pregreet'));
     }
     if (this.deps.config.policy.dnsbl.action !== 'connect') return undefined;
@@ -254,6 +258,7 @@ export class ClientPolicy implements SmtpPolicy {
   private async listedBy(s: SessionInfo, st: ClientState): Promise<string | undefined> {
     if (!st.dnsbl || s.listener.role !== 'mx') return undefined;
     const cfg = this.deps.config.policy.dnsbl;
+    if (st.verdict) return st.verdict.score >= cfg.threshold && st.verdict.listedBy.length ? st.verdict.listedBy[0] : undefined;
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), cfg.timeoutMs); });
     const v = await Promise.race([st.dnsbl, late]);
