@@ -177,6 +177,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     ...(store instanceof SqliteQueueStore ? { commitStats: () => store.commitStats() } : {}),
     webhookBacklog: async () => (await webhooks.status()).map((w) => ({ name: w.name, backlog: w.backlog, failing: w.failingSince !== undefined })),
     listeners: config.listeners.map((l) => l.name),
+    dnsblZones: () => clientPolicy.lists?.zoneStates() ?? [],
     maxLabelValues: config.metrics.maxLabelValues,
     onError: (err, what) => logger.warn({ err, what }, 'metrics: cannot read'),
   }) : undefined;

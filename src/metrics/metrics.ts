@@ -51,6 +51,8 @@ export interface MetricsDeps {
   readonly outbound?: { connections(): { open: number; idle: number } };
   /** Backlog per webhook endpoint, read at each scrape. */
   readonly webhookBacklog?: () => Promise<readonly WebhookBacklog[]>;
+  /** DNS list zones and whether their self-test keeps them enabled (src/policy/dnsbl.ts). */
+  readonly dnsblZones?: () => readonly { zone: string; enabled: boolean }[];
   /** Configured SMTP listener names (admitted first as `origin` label values). */
   readonly listeners?: readonly string[];
   /** Distinct values of a name-like label (listener, webhook endpoint); more become `other`. Default 64. */
@@ -230,6 +232,18 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   }
   const commitStats = deps.commitStats;
   if (commitStats) registerStoreMetrics(registry, commitStats);
+  const zonesOf = deps.dnsblZones;
+  if (zonesOf) {
+    const zoneNames = new LabelSet(cap);
+    new Gauge({
+      name: 'postline_dnsbl_zone_enabled', help: '1 while a DNS list zone passes its self-test (RFC 5782 5), 0 while it is disabled, by zone.',
+      labelNames: ['zone'], registers,
+      collect() {
+        this.reset();
+        for (const z of zonesOf()) this.set({ zone: zoneNames.get(z.zone) }, z.enabled ? 1 : 0);
+      },
+    });
+  }
   const backlog = deps.webhookBacklog;
   if (backlog) {
     const endpoints = new LabelSet(cap);

@@ -80,6 +80,8 @@ test('blocklist at RCPT: 554 5.7.1 per recipient naming the zone; postmaster@ an
   assert.match(bl[0]!.reply!, /^554 5\.7\.1 .*blocked using bl\.test/);
   const m = parsePromText(await rig.running.metrics!.render());
   assert.equal(m.value('postline_policy_refusals_total', { check: 'dnsbl:bl.test', stage: 'rcpt' }), 1);
+  assert.equal(m.value('postline_dnsbl_zone_enabled', { zone: 'bl.test' }), 1);
+  assert.equal(m.value('postline_dnsbl_zone_enabled', { zone: 'liar.test' }), 0);
   console.log('FIGURE blocklist refusals by zone:', m.samples.filter((x) => x.name === 'postline_policy_refusals_total').map((x) => `${x.labels.check}/${x.labels.stage}=${x.value}`).join(', '));
 });
 
