@@ -6,7 +6,8 @@
  * sliding window; the growing delay before a failure is answered; the temporary refusal (454 4.7.0,
  * before any password hashing) once a count reaches its limit; and the cap on concurrent password
  * checks (scrypt runs on the libuv pool, 4 threads shared with fs and dns.lookup: spool writes must
- * keep flowing while guesses arrive). An unknown username costs and counts the same as a known one
+ * keep flowing while guesses arrive; waiting checks of clients without failures, by address and
+ * network, go first, so a real user is not queued behind a guessing burst). An unknown username costs and counts the same as a known one
  * (the verifier hashes a dummy); success clears the pair's count only, so a locked pair never locks
  * the user out from another address. Passwords are never kept or logged here.
  */
@@ -33,7 +34,9 @@ const busy: PolicyReply = { ...withText(R.authTempFail, 'Authentication service 
 export class AuthThrottle {
   private table: Anvil;
   private running = 0;
-  private readonly queue: (() => void)[] = [];
+  /** Checks waiting for a slot: clients without failures (address and network) first. */
+  private readonly clean: (() => void)[] = [];
+  private readonly suspect: (() => void)[] = [];
   /** Password checks started / refused before hashing (for figures and tests). */
   readonly stats = { checks: 0, refused: 0, maxRunning: 0 };
 
@@ -71,7 +74,8 @@ export class AuthThrottle {
       await this.sleep(this.delay(l, fAddr));
       return { ok: false, reply: throttled };
     }
-    if (this.running >= l.maxConcurrentChecks && this.queue.length >= l.maxQueuedChecks) {
+    const fNet = this.table.count(kNet, 0, t);
+    if (this.running >= l.maxConcurrentChecks && this.clean.length + this.suspect.length >= l.maxQueuedChecks) {
       this.stats.refused++;
       return { ok: false, reply: busy };
     }
@@ -81,7 +85,9 @@ export class AuthThrottle {
     this.table.add(kPair, 0, t1);
     const n = this.table.add(kAddr, 0, t1);
     this.table.add(kNet, 0, t1);
-    if (this.running >= l.maxConcurrentChecks) await new Promise<void>((resolve) => this.queue.push(resolve));
+    if (this.running >= l.maxConcurrentChecks) {
+      await new Promise<void>((resolve) => (fAddr === 0 && fNet === 0 ? this.clean : this.suspect).push(resolve));
+    }
     this.running++;
     this.stats.checks++;
     this.stats.maxRunning = Math.max(this.stats.maxRunning, this.running);
@@ -90,7 +96,7 @@ export class AuthThrottle {
       ok = await verify();
     } finally {
       this.running--;
-      this.queue.shift()?.();
+      (this.clean.shift() ?? this.suspect.shift())?.();
     }
     if (ok) {
       const t2 = this.now();

@@ -116,3 +116,18 @@ test('FIGURE guesses per hour with the default limits', async () => {
   console.log(`FIGURE AUTH guesses per hour at one user from 1,000 addresses (different /64s): ${many}`);
   assert.ok(many <= 5000 * 2);
 });
+
+test('a client without failures waits ahead of guessing ones for a check slot', async () => {
+  const { th } = make({ maxConcurrentChecks: 1, failureDelayMs: 0 });
+  await th.attempt('192.0.2.1', 'x', async () => false); // 192.0.2.0/24 now has a failure
+  const order: string[] = [];
+  let release!: () => void;
+  const first = th.attempt('198.51.100.1', 'alice', () => new Promise<boolean>((r) => { release = () => r(true); }));
+  await new Promise((r) => setImmediate(r));
+  const guesser = th.attempt('192.0.2.1', 'y', async () => { order.push('guesser'); return false; });
+  const clean = th.attempt('203.0.113.5', 'bob', async () => { order.push('clean'); return true; });
+  await new Promise((r) => setImmediate(r));
+  release();
+  await Promise.all([first, guesser, clean]);
+  assert.deepEqual(order, ['clean', 'guesser']);
+});
