@@ -149,6 +149,7 @@ export class Cleanup implements MessageSink, SubmissionSink {
     const origin: MessageOrigin = originOf(s);
     const e: EventRecord = {
       type: 'message.rejected', at: this.clock.now(), reason: r.stage, reply: r.reply, origin,
+      ...(r.check !== undefined ? { check: r.check } : {}),
       ...(r.queueId !== undefined ? { queueId: r.queueId } : {}),
       ...(r.mailFrom !== undefined ? { mailFrom: r.mailFrom } : {}),
       ...(r.recipient !== undefined ? { recipient: r.recipient } : {}),

@@ -98,6 +98,8 @@ export const R = {
   serviceUnavailable: (host: string) => reply(421, '4.3.2', `${host} Service not available, closing connection`),
   shuttingDown: (host: string) => reply(421, '4.3.2', `${host} Service shutting down, closing connection`),
   timeout: (host: string) => reply(421, '4.4.2', `${host} Error: timeout exceeded`),
+  /** limits.minDataRate not met in DATA/BDAT. */
+  dataTooSlow: (host: string) => reply(421, '4.4.2', `${host} Error: data rate too low, closing connection`),
   tooManyConnections: reply(421, '4.7.0', 'Too many connections, try again later'),
   tooManyErrors: reply(421, '4.7.0', 'Too many errors, closing connection'),
   tooManyMessages: reply(421, '4.7.0', 'Too many messages in this session, closing connection'),

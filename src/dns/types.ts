@@ -30,4 +30,6 @@ export interface Resolver {
   resolve4(host: string): Promise<string[]>;
   /** IPv6 addresses. Rejects with DnsError. */
   resolve6(host: string): Promise<string[]>;
+  /** IPv4 addresses with their TTLs, seconds (DNS lists cache by TTL). Rejects with DnsError. */
+  resolve4Ttl?(host: string): Promise<{ address: string; ttl: number }[]>;
 }

@@ -3,6 +3,7 @@
  * Owns: starting a mail transaction after the order, AUTH (submission) and limit checks and policy.
  */
 import { R, replyToString, type SmtpReply } from '../../core/reply.js';
+import type { PolicyReply } from '../types.js';
 import { parseMailFrom } from '../../rfc5321/command.js';
 import { authOffered, starttlsOffered } from '../capabilities.js';
 import type { SessionContext } from '../context.js';
@@ -34,13 +35,13 @@ export async function mail(ctx: SessionContext, arg: string): Promise<void> {
 }
 
 /** A refusal of MAIL by rule (not a syntax error): a message.rejected event, then the reply. */
-function refuse(ctx: SessionContext, r: SmtpReply, mailFrom?: string): void {
+function refuse(ctx: SessionContext, r: SmtpReply | PolicyReply, mailFrom?: string): void {
   rejected(ctx, r, mailFrom);
   ctx.reply(r);
 }
 
-function rejected(ctx: SessionContext, r: SmtpReply, mailFrom?: string): void {
-  ctx.sink.rejected?.(ctx.info, { stage: 'mail', reply: replyToString(r), ...(mailFrom !== undefined ? { mailFrom } : {}) });
+function rejected(ctx: SessionContext, r: SmtpReply | PolicyReply, mailFrom?: string): void {
+  ctx.rejected({ stage: 'mail', reply: replyToString(r), ...(mailFrom !== undefined ? { mailFrom } : {}) }, r as PolicyReply);
 }
 
 /**

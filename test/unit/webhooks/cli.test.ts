@@ -51,7 +51,7 @@ test('webhooks status: text and --json, configured, new and no longer configured
     assert.deepEqual([...by.keys()], ['crm', 'billing', 'fresh', 'old']);
     assert.deepEqual(by.get('crm'), {
       name: 'crm', url: 'https://hooks.example.com/crm', configured: true, state: 'ok', cursor: 110, backlog: 10,
-      lastSuccessAt: '2023-11-14T22:13:21.000Z', lastAttemptAt: '2023-11-14T22:13:21.000Z', attempts: 0, delivered: 10, skipped: 0,
+      lastSuccessAt: '2023-11-14T22:13:21.000Z', lastAttemptAt: '2023-11-14T22:13:21.000Z', attempts: 0, failedAttempts: 0, delivered: 10, skipped: 0,
     });
     assert.equal(by.get('billing')!.state, 'failing');
     assert.equal(by.get('billing')!.failingSince, '2023-11-14T22:13:22.000Z');
