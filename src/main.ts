@@ -275,6 +275,9 @@ export async function runServer(configFile?: string): Promise<void> {
   const logger = createLogger(config.log);
   const running = await startPostline(config, { logger });
   logger.info({ hostname: config.hostname, dataDir: config.dataDir }, 'postline started');
+  if (!config.hostname.includes('.')) {
+    logger.warn({ hostname: config.hostname }, `hostname "${config.hostname}" is not a fully qualified domain name: it goes into HELO/EHLO, Received fields and Message-IDs, and receivers may refuse a bare name; set hostname in the configuration (like Postfix's myhostname)`);
+  }
   let stopping = false;
   const onStop = (signal: string) => {
     if (stopping) return;

@@ -264,7 +264,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
       },
     });
     new Gauge({
-      name: 'postline_webhook_failing', help: '1 when a webhook endpoint is marked failing (retries gave up), else 0, by endpoint name.',
+      name: 'postline_webhook_failing', help: '1 when a webhook endpoint is marked failing (its oldest unsent event is older than maxAgeMs; it is still retried, at the longest interval), else 0, by endpoint name.',
       labelNames: ['endpoint'], registers,
       async collect() {
         try {
