@@ -166,3 +166,15 @@ test('the request connects only to the address the guard checked (the lookup is 
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('addresses that stand for IPv4 in any IPv6 spelling, and reserved ranges, are classed by what they reach', () => {
+  const cases: Array<[string, string]> = [
+    ['::169.254.169.254', 'metadata'], ['[::169.254.169.254]', 'metadata'], ['0:0:0:0:0:ffff:169.254.169.254', 'metadata'],
+    ['::ffff:a9fe:a9fe', 'metadata'], ['64:ff9b::a9fe:a9fe', 'metadata'], ['2002:a9fe:a9fe::1', 'metadata'],
+    ['2002:7f00:1::', 'loopback'], ['64:ff9b:1::1', 'private'], ['192.0.0.8', 'private'], ['198.18.0.1', 'private'],
+    ['240.1.2.3', 'reserved'], ['100::1', 'reserved'],
+    ['8.8.8.8', 'public'], ['2001:4860::8888', 'public'],
+  ];
+  for (const [a, c] of cases) assert.equal(classifyAddress(a), c, a);
+  assert.match(checkUrlStatic('http://[::169.254.169.254]/x', true) ?? '', /metadata/);
+});
