@@ -105,11 +105,12 @@ test('postline events: a message\'s history with its metadata, filters, --json',
 
 test('postline events --follow shows events committed after it started', async () => {
   await setup();
-  const child = spawn(process.execPath, [POSTLINE_BIN, 'events', '--follow', '--json', '--poll-ms', '50', '-n', '0', '--config', pl.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Start after the newest event now, so what the child prints does not depend on how fast it starts.
+  const newest = (await events('-n', '1'))[0]?.id ?? 0;
+  const child = spawn(process.execPath, [POSTLINE_BIN, 'events', '--follow', '--json', '--poll-ms', '50', '--since', String(newest + 1), '--config', pl.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
   cleanups.push(async () => { child.kill('SIGKILL'); });
-  await new Promise((r) => setTimeout(r, 500));
   const id = await send('ev-follow');
   await waitFor('the followed delivered event', () => out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as StoredEvent)
     .find((e) => e.queueId === id && e.type === 'recipient.delivered'), 20_000, 50);
