@@ -3,7 +3,7 @@
  * ApiKeyStore on every request (a hash and an indexed read, microseconds; so a revoked key fails at
  * once), the scope of the route, the key's sender domains, and its sending rate.
  */
-import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
+import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import { hasScope, senderAllowed, type ApiKeyRecord, type ApiKeyStore, type ApiScope } from './api-keys.js';
 import { apiErrors } from './errors.js';
 
@@ -23,17 +23,27 @@ export function bearerToken(req: FastifyRequest): string | undefined {
 }
 
 /**
- * A preHandler that lets only a valid key with `scope` through (admin implies read).
- * @throws ApiError 401 (no, unknown or revoked key), 403 (scope).
+ * An `onRequest` hook that lets only a valid key with `scope` through (admin implies read). It runs
+ * on the headers alone, before any of the body is read, so an unauthenticated client cannot make
+ * the server read (or wait for) a body. With `maxBodyBytes`, an authorized request whose
+ * Content-Length is larger gets 413 at once. A request with `Expect: 100-continue` gets its
+ * "100 Continue" only here, after these checks (server.ts routes `checkContinue` to fastify).
+ * @throws ApiError 401 (no, unknown or revoked key), 403 (scope), 413 (Content-Length).
  */
-export function requireScope(keys: ApiKeyStore, scope: ApiScope): preHandlerAsyncHookHandler {
-  return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+export function requireScope(keys: ApiKeyStore, scope: ApiScope, opts: { maxBodyBytes?: number } = {}): onRequestAsyncHookHandler {
+  return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const token = bearerToken(req);
     if (!token) throw apiErrors.unauthorized('an API key is required: Authorization: Bearer KEY');
     const rec = await keys.verify(token);
     if (!rec) throw apiErrors.unauthorized('unknown or revoked API key');
     if (!hasScope(rec, scope)) throw apiErrors.forbidden(`this API key lacks the ${scope} scope`);
     req.apiKey = rec;
+    const len = Number(req.headers['content-length']);
+    if (opts.maxBodyBytes !== undefined && Number.isFinite(len) && len > opts.maxBodyBytes) {
+      throw apiErrors.tooLarge(`the request body is ${len} bytes, more than the limit of ${opts.maxBodyBytes} (http.maxBodyBytes)`);
+    }
+    const expect = req.headers.expect;
+    if (typeof expect === 'string' && expect.toLowerCase() === '100-continue' && !reply.raw.headersSent) reply.raw.writeContinue();
   };
 }
 

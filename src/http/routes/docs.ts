@@ -19,7 +19,7 @@ export async function registerDocRoutes(app: FastifyInstance, ctx: ApiContext): 
   if (metrics) {
     app.get('/metrics', {
       schema: { tags: ['metrics'], summary: 'Prometheus metrics (text format)', produces: ['text/plain'] },
-      ...(ctx.deps.config.http?.metricsAuth ? { preValidation: requireScope(ctx.deps.keys, 'read') } : {}),
+      ...(ctx.deps.config.http?.metricsAuth ? { onRequest: requireScope(ctx.deps.keys, 'read') } : {}),
     }, async (_req, reply) => reply.type(metrics.contentType).send(await metrics.render()));
   }
 }

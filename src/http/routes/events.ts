@@ -20,7 +20,7 @@ export function registerEventRoutes(app: FastifyInstance, ctx: ApiContext): void
       querystring: s.eventsQuery,
       response: { 200: s.eventsPage, 400: errorSchema, 401: errorSchema, 403: errorSchema },
     },
-    preValidation: requireScope(deps.keys, 'read'),
+    onRequest: requireScope(deps.keys, 'read'),
   }, async (req) => {
     const { after, type, limit } = req.query;
     const types = type?.split(',').map((t) => t.trim()).filter(Boolean);

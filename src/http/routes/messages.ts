@@ -11,6 +11,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Envelope } from '../../core/envelope.js';
+import { apiMaxBodyBytes } from '../../config/schema.js';
 import { toPostlineError } from '../../core/errors.js';
 import type { MessageMeta, MessageOrigin, Submitted } from '../../core/session.js';
 import type { StoredEvent } from '../../events/record.js';
@@ -121,7 +122,7 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
       body: s.sendMessage,
       response: { 202: s.accepted, ...errors },
     },
-    preValidation: requireScope(deps.keys, 'send'),
+    onRequest: requireScope(deps.keys, 'send', { maxBodyBytes: apiMaxBodyBytes(deps.config) }),
     preHandler: ctx.idempotency.preHandler,
   }, async (req, reply) => {
     const m = req.body;
@@ -147,7 +148,7 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
       body: s.sendRaw,
       response: { 202: s.accepted, ...errors },
     },
-    preValidation: requireScope(deps.keys, 'send'),
+    onRequest: requireScope(deps.keys, 'send', { maxBodyBytes: apiMaxBodyBytes(deps.config) }),
     preHandler: ctx.idempotency.preHandler,
   }, async (req, reply) => {
     const m = req.body;
@@ -171,7 +172,7 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
       params: s.queueParams,
       response: { 200: s.messageStatus, 400: errorSchema, 401: errorSchema, 403: errorSchema, 404: errorSchema },
     },
-    preValidation: requireScope(deps.keys, 'read'),
+    onRequest: requireScope(deps.keys, 'read'),
   }, async (req) => {
     const id = req.params.queueId;
     const [msg, events] = await Promise.all([deps.store.get(id), readAllEvents(ctx, id)]);

@@ -132,7 +132,13 @@ describe('POST /api/v1/messages', () => {
     assert.equal(r.status, 415);
     assert.equal(r.body.code, 'ERR_API_MEDIA_TYPE');
     const t = await h.call('/api/v1/messages', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hello' });
-    assert.equal(t.status, 400);
+    assert.equal(t.status, 415);
+    assert.equal(t.body.code, 'ERR_API_MEDIA_TYPE');
+    const latin = await h.call('/api/v1/messages', { method: 'POST', headers: { 'content-type': 'application/json; charset=iso-8859-1' }, body: JSON.stringify(simple) });
+    assert.equal(latin.status, 415);
+    assert.match(latin.body.message, /charset "iso-8859-1"/);
+    const utf8 = await h.call('/api/v1/messages', { method: 'POST', headers: { 'content-type': 'application/json; charset=UTF-8' }, body: JSON.stringify(simple) });
+    assert.equal(utf8.status, 202);
   });
 
   it('answers 413 over the body limit and over the message size', async () => {
