@@ -18,7 +18,7 @@ import { apiMaxBodyBytes, type HttpConfig } from '../config/schema.js';
 import { ConfigError } from '../core/errors.js';
 import type { TlsMaterial } from '../smtpd/tls.js';
 import { systemClock } from '../core/clock.js';
-import { RateLimiter } from './auth.js';
+import { RateLimiter, RefusalCoalescer } from './auth.js';
 import type { ApiContext, ApiServerDeps } from './context.js';
 import { ApiError, clientErrorHandler, errorHandler, notFoundHandler } from './errors.js';
 import { IdempotencyGuard } from './idempotency.js';
@@ -93,6 +93,7 @@ export async function createApiServer(deps: ApiServerDeps): Promise<ApiServer> {
     deps,
     schemas: apiSchemas(deps.config.limits),
     rate: new RateLimiter(now),
+    ...(deps.rejected ? { refusals: new RefusalCoalescer(deps.rejected, now) } : {}),
     idempotency: new IdempotencyGuard(deps.idempotency, deps.config.http?.idempotencyTtlMs ?? 24 * 3600_000, now),
     now,
   };
@@ -146,6 +147,7 @@ export async function createApiServer(deps: ApiServerDeps): Promise<ApiServer> {
       closed = true;
       ctx.idempotency.close();
       await app.close();
+      ctx.refusals?.close();
     },
   };
 }

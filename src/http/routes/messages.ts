@@ -35,6 +35,13 @@ function unique(addresses: readonly string[]): string[] {
   });
 }
 
+/** A lower bound of the composed message's size, bytes: text, html and the attachments decoded. */
+function contentBytes(m: { text?: string; html?: string; attachments: readonly { content: string }[] }): number {
+  let n = (m.text ? Buffer.byteLength(m.text) : 0) + (m.html ? Buffer.byteLength(m.html) : 0);
+  for (const a of m.attachments) n += Math.floor((a.content.replace(/=+$/, '').length * 3) / 4);
+  return n;
+}
+
 const isUtf8 = (a: string): boolean => /[^\x00-\x7f]/.test(a);
 
 /** Registers POST /api/v1/messages, POST /api/v1/messages/raw and GET /api/v1/messages/{queueId} on `app`. */
@@ -51,22 +58,53 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
     return ms;
   };
 
-  /** The checks before composing: sender, rate, free space. */
-  const admit = async (mailFrom: string, recipients: number, apiKey: ApiKeyRecord): Promise<void> => {
+  const http = deps.config.http;
+  const maxRecipients = http?.maxRecipientsPerRequest ?? 1000;
+  const maxBytes = http?.maxBytesPerRequest ?? 500 * 1024 * 1024;
+
+  /**
+   * The checks before composing, on what the request says: recipients per request (400), sender
+   * (403), size and size times recipients (413; `bodyBytes` is a lower bound of the message),
+   * rate (429, nothing spent yet), free space for every copy (503).
+   */
+  const admit = async (mailFrom: string, recipients: number, bodyBytes: number, apiKey: ApiKeyRecord): Promise<void> => {
+    if (recipients > maxRecipients) {
+      throw apiErrors.invalid([{ in: 'body', path: 'to', reason: `${recipients} recipients, more than ${maxRecipients} in one request (http.maxRecipientsPerRequest)` }]);
+    }
     checkSender(apiKey, mailFrom);
-    if (apiKey.ratePerMinute !== undefined) ctx.rate.take(apiKey.name, apiKey.ratePerMinute, recipients);
-    const reserve = deps.config.limits.minFreeBytes;
-    if (reserve > 0) {
-      const free = await deps.store.freeBytes().catch(() => Number.POSITIVE_INFINITY);
-      if (free < reserve) throw apiErrors.unavailable('the server is low on disk space; try again later');
+    checkSize(bodyBytes, recipients);
+    if (apiKey.ratePerMinute !== undefined) ctx.rate.check(apiKey.name, apiKey.ratePerMinute, recipients);
+    await checkSpace(bodyBytes, recipients);
+  };
+
+  /** @throws ApiError 413 when the message, or the message times recipients, is over its limit. */
+  const checkSize = (bodyBytes: number, recipients: number): void => {
+    if (bodyBytes > deps.config.limits.maxMessageSize) {
+      throw apiErrors.tooLarge(`the message is ${bodyBytes} bytes, more than the limit of ${deps.config.limits.maxMessageSize}`);
+    }
+    if (bodyBytes * recipients > maxBytes) {
+      throw apiErrors.tooLarge(`${recipients} copies of a ${bodyBytes}-byte message are ${bodyBytes * recipients} bytes, more than ${maxBytes} in one request (http.maxBytesPerRequest)`);
     }
   };
 
+  /** @throws ApiError 503 when the store's free space is under the reserve plus one copy per recipient. */
+  const checkSpace = async (bodyBytes: number, recipients: number): Promise<void> => {
+    const need = deps.config.limits.minFreeBytes + bodyBytes * recipients;
+    if (need <= 0) return;
+    const free = await deps.store.freeBytes().catch(() => Number.POSITIVE_INFINITY);
+    if (free < need) throw apiErrors.unavailable('the server is low on disk space for this request; try again later');
+  };
+
+  /** After composing: the exact size checks, then the rate tokens are spent. */
+  const commit = async (bodyBytes: number, recipients: number, apiKey: ApiKeyRecord): Promise<void> => {
+    checkSize(bodyBytes, recipients);
+    await checkSpace(bodyBytes, recipients);
+    if (apiKey.ratePerMinute !== undefined) ctx.rate.take(apiKey.name, apiKey.ratePerMinute, recipients);
+  };
+
   /** One submit per recipient, together; the answer once all are settled. @throws the mapped error when none was queued. */
-  const submitAll = async (body: Buffer, mailFrom: string, recipients: readonly string[], meta: MessageMeta, origin: MessageOrigin, messageId: string | undefined): Promise<AcceptedAnswer> => {
-    if (body.length > deps.config.limits.maxMessageSize) {
-      throw apiErrors.tooLarge(`the message is ${body.length} bytes, more than the limit of ${deps.config.limits.maxMessageSize}`);
-    }
+  const submitAll = async (body: Buffer, mailFrom: string, recipients: readonly string[], meta: MessageMeta, origin: MessageOrigin, messageId: string | undefined, apiKey: ApiKeyRecord): Promise<AcceptedAnswer> => {
+    await commit(body.length, recipients.length, apiKey);
     const bodyType = has8bit(body) ? '8BITMIME' as const : '7BIT' as const;
     const headerUtf8 = utf8InHeader(body);
     const results = await Promise.allSettled(recipients.map((address) => {
@@ -74,6 +112,8 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
       return deps.sink.submit({ origin, envelope, body, meta, addMissingFields: true });
     }));
     const ok = results.filter((x): x is PromiseFulfilledResult<Submitted> => x.status === 'fulfilled');
+    // Recipients not queued spend no rate.
+    if (apiKey.ratePerMinute !== undefined) ctx.rate.refund(apiKey.name, recipients.length - ok.length);
     if (ok.length === 0) throw (results[0] as PromiseRejectedResult).reason;
     return {
       messageId: ok.find((x) => x.value.messageId)?.value.messageId ?? messageId,
@@ -89,11 +129,11 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
 
   /** Tells deps.rejected of a refusal (the answer as one line: "403 ERR_API_FORBIDDEN text"). */
   const recordRefusal = (origin: MessageOrigin, err: unknown, mailFrom: string, recipient?: string): void => {
-    if (!deps.rejected) return;
+    if (!ctx.refusals) return;
     const a = toErrorAnswer(err);
     if (a.status >= 500 && a.status !== 503) return;
     try {
-      deps.rejected(origin, { reply: `${a.status} ${a.body.code} ${a.body.message}`.replace(/[\r\n]+/g, ' '), mailFrom, ...(recipient !== undefined ? { recipient } : {}) });
+      ctx.refusals.record(origin, { reply: `${a.status} ${a.body.code} ${a.body.message}`.replace(/[\r\n]+/g, ' '), mailFrom, ...(recipient !== undefined ? { recipient } : {}) });
     } catch { /* never fails a request */ }
   };
 
@@ -132,9 +172,9 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
     const answer = await recorded(origin, mailFrom, async () => {
       const at = sendAtMs(m.sendAt);
       const recipients = unique([...m.to, ...m.cc, ...m.bcc].map(addressOf));
-      await admit(mailFrom, recipients.length, key);
+      await admit(mailFrom, recipients.length, contentBytes(m), key);
       const composed = await composeMessage(m, deps.config.hostname);
-      return submitAll(composed.body, mailFrom, composed.recipients, meta(m, at), origin, composed.messageId);
+      return submitAll(composed.body, mailFrom, composed.recipients, meta(m, at), origin, composed.messageId, key);
     });
     return reply.code(202).send(answer);
   });
@@ -157,9 +197,10 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
     const answer = await recorded(origin, m.mailFrom, async () => {
       const at = sendAtMs(m.sendAt);
       const recipients = unique(m.rcptTo);
-      await admit(m.mailFrom, recipients.length, key);
-      const body = normalizeRaw(Buffer.from(m.raw, 'base64'));
-      return submitAll(body, m.mailFrom, recipients, meta(m, at), origin, undefined);
+      const raw = Buffer.from(m.raw, 'base64');
+      await admit(m.mailFrom, recipients.length, raw.length, key);
+      const body = normalizeRaw(raw);
+      return submitAll(body, m.mailFrom, recipients, meta(m, at), origin, undefined, key);
     });
     return reply.code(202).send(answer);
   });
