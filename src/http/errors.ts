@@ -35,7 +35,11 @@ export class ApiError extends PostlineError {
     readonly status: number,
     code: ApiErrorCode,
     message: string,
-    readonly extra: { issues?: readonly ApiIssue[]; retryAfterS?: number; headers?: Record<string, string>; cause?: unknown } = {},
+    readonly extra: {
+      issues?: readonly ApiIssue[]; retryAfterS?: number; headers?: Record<string, string>; cause?: unknown;
+      /** Extra fields of the answer (e.g. `queued` of an Idempotency-Key 409). */
+      details?: { queued?: Array<{ address: string; queueId: string }> };
+    } = {},
   ) {
     super(code, message, { temporary: status >= 500 || status === 429, cause: extra.cause });
     this.name = 'ApiError';
@@ -52,6 +56,8 @@ export const errorSchema = z.object({
     path: z.string().describe('dotted path of the bad field ("to.0"), empty for the whole part'),
     reason: z.string(),
   })).optional().describe('every bad field (400)'),
+  queued: z.array(z.object({ address: z.string(), queueId: z.string() })).optional()
+    .describe('409 ERR_API_IDEMPOTENCY when the first request\'s outcome is unknown: what it queued as far as recorded'),
 }).meta({ id: 'Error' });
 
 export type ErrorBody = z.infer<typeof errorSchema>;
@@ -141,7 +147,8 @@ export function toErrorAnswer(err: unknown): { status: number; body: ErrorBody; 
     // cleanup's MetadataError names its part ("tags[2]", "metadata.key"): give it as the issue's path.
     const metaPath = err.code === 'ERR_METADATA' ? (err as PostlineError & { path?: string }).path : undefined;
     const issues = extra.issues ?? (metaPath !== undefined ? [{ in: 'body', path: metaPath.replace(/\[(\d+)\]/g, '.$1'), reason: err.message }] : undefined);
-    return { status, body: { status, code: err.code, message, ...(issues ? { issues: [...issues] } : {}) }, headers };
+    const details = err instanceof ApiError ? err.extra.details : undefined;
+    return { status, body: { status, code: err.code, message, ...(issues ? { issues: [...issues] } : {}), ...details }, headers };
   }
   const fe = err as Partial<FastifyError> | undefined;
   const sc = fe?.statusCode;

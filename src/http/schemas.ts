@@ -108,6 +108,16 @@ const queueId = z.string().regex(/^[0-9A-Z]{18}$/, 'not a queue ID (18 character
 const sendAt = z.union([z.iso.datetime({ offset: true }), z.number().int().min(0)])
   .describe('do not deliver before this time: RFC 3339 date-time or ms since epoch');
 
+/**
+ * The event types one `type` item names: itself when known, or for "prefix.*" every known type
+ * with that prefix (as `postline events --type recipient.*`); [] when none.
+ */
+export function expandEventType(t: string): string[] {
+  const known: readonly string[] = [...EVENT_TYPES, ...RESERVED_EVENT_TYPES];
+  if (t.endsWith('.*')) return known.filter((k) => k.startsWith(t.slice(0, -1)));
+  return known.includes(t) ? [t] : [];
+}
+
 /** Builds every schema with the bounds of `limits`. */
 export function apiSchemas(limits: PostlineConfig['limits']) {
   // The same rules as cleanup's validateMeta (cleanup/meta.ts), so a 400 names the field before submit.
@@ -231,13 +241,14 @@ export function apiSchemas(limits: PostlineConfig['limits']) {
   const knownTypes: readonly string[] = [...EVENT_TYPES, ...RESERVED_EVENT_TYPES];
   const eventsQuery = z.object({
     after: z.coerce.number().int().min(0).default(0).describe('cursor: events with a greater id'),
-    type: z.string().max(1000).optional().describe('comma-separated event types')
-      .refine((t) => t === undefined || t.split(',').every((x) => knownTypes.includes(x.trim())), `unknown event type (known: ${knownTypes.join(', ')})`),
+    since: z.coerce.number().int().min(0).optional().describe('only events at or after this time (ms since epoch)'),
+    type: z.string().max(1000).optional().describe('comma-separated event types; "recipient.*" for every type with that prefix')
+      .refine((t) => t === undefined || t.split(',').every((x) => expandEventType(x.trim()).length > 0), `unknown event type (known: ${knownTypes.join(', ')}, or a prefix such as recipient.*)`),
     limit: z.coerce.number().int().min(1).max(1000).default(100),
   }).strict();
   const eventsPage = z.object({
     events: z.array(event),
-    next: z.number().int().describe('cursor for the next call (the last id here, or `after` again when none)'),
+    next: z.number().int().describe('cursor for the next call: the last id here; when none, `after` or the newest id if that is smaller (so no future event is skipped)'),
   }).meta({ title: 'EventPage' });
 
   const queueQuery = z.object({

@@ -94,7 +94,8 @@ export async function createApiServer(deps: ApiServerDeps): Promise<ApiServer> {
     schemas: apiSchemas(deps.config.limits),
     rate: new RateLimiter(now),
     ...(deps.rejected ? { refusals: new RefusalCoalescer(deps.rejected, now) } : {}),
-    idempotency: new IdempotencyGuard(deps.idempotency, deps.config.http?.idempotencyTtlMs ?? 24 * 3600_000, now),
+    // A pending Idempotency-Key of another live process is "in progress" for as long as a request may run.
+    idempotency: new IdempotencyGuard(deps.idempotency, deps.config.http?.idempotencyTtlMs ?? 24 * 3600_000, now, requestTimeout + 60_000),
     now,
   };
   const routes: { method: string; url: string; hidden: boolean }[] = [];

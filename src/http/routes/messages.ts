@@ -8,10 +8,11 @@
  * key and scope (401/403), schema (400), sender domain (403), sendAt bound (400), rate (429), free
  * space (503), size (413); then submit's own refusals mapped by errors.ts.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Envelope } from '../../core/envelope.js';
 import { apiMaxBodyBytes } from '../../config/schema.js';
+import { crashPoint } from '../../core/crashpoints.js';
 import { toPostlineError } from '../../core/errors.js';
 import type { MessageMeta, MessageOrigin, Submitted } from '../../core/session.js';
 import type { StoredEvent } from '../../events/record.js';
@@ -103,14 +104,20 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
   };
 
   /** One submit per recipient, together; the answer once all are settled. @throws the mapped error when none was queued. */
-  const submitAll = async (body: Buffer, mailFrom: string, recipients: readonly string[], meta: MessageMeta, origin: MessageOrigin, messageId: string | undefined, apiKey: ApiKeyRecord): Promise<AcceptedAnswer> => {
+  const submitAll = async (req: FastifyRequest, body: Buffer, mailFrom: string, recipients: readonly string[], meta: MessageMeta, origin: MessageOrigin, messageId: string | undefined, apiKey: ApiKeyRecord): Promise<AcceptedAnswer> => {
     await commit(body.length, recipients.length, apiKey);
     const bodyType = has8bit(body) ? '8BITMIME' as const : '7BIT' as const;
     const headerUtf8 = utf8InHeader(body);
     const results = await Promise.allSettled(recipients.map((address) => {
       const envelope: Envelope = { mailFrom, recipients: [{ address }], bodyType, smtputf8: headerUtf8 || isUtf8(mailFrom) || isUtf8(address) };
-      return deps.sink.submit({ origin, envelope, body, meta, addMissingFields: true });
+      return deps.sink.submit({ origin, envelope, body, meta, addMissingFields: true }).then((done) => {
+        // Under an Idempotency-Key: recorded as each commit lands, so a crash before the answer leaves the IDs.
+        ctx.idempotency.noteQueued(req, address, done.queueId);
+        return done;
+      });
     }));
+    await ctx.idempotency.flushed(req);
+    crashPoint('api-after-commit-before-answer');
     const ok = results.filter((x): x is PromiseFulfilledResult<Submitted> => x.status === 'fulfilled');
     // Recipients not queued spend no rate.
     if (apiKey.ratePerMinute !== undefined) ctx.rate.refund(apiKey.name, recipients.length - ok.length);
@@ -174,7 +181,7 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
       const recipients = unique([...m.to, ...m.cc, ...m.bcc].map(addressOf));
       await admit(mailFrom, recipients.length, contentBytes(m), key);
       const composed = await composeMessage(m, deps.config.hostname);
-      return submitAll(composed.body, mailFrom, composed.recipients, meta(m, at), origin, composed.messageId, key);
+      return submitAll(req, composed.body, mailFrom, composed.recipients, meta(m, at), origin, composed.messageId, key);
     });
     return reply.code(202).send(answer);
   });
@@ -200,7 +207,7 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
       const raw = Buffer.from(m.raw, 'base64');
       await admit(m.mailFrom, recipients.length, raw.length, key);
       const body = normalizeRaw(raw);
-      return submitAll(body, m.mailFrom, recipients, meta(m, at), origin, undefined, key);
+      return submitAll(req, body, m.mailFrom, recipients, meta(m, at), origin, undefined, key);
     });
     return reply.code(202).send(answer);
   });

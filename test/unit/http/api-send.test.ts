@@ -390,6 +390,70 @@ describe('Idempotency-Key', () => {
   });
 });
 
+describe('Idempotency-Key pending records', () => {
+  let h: ApiHarness;
+  before(async () => { h = await startApi(); });
+  after(async () => { await h.close(); });
+
+  it('writes a pending record before submitting, with the queue IDs as they commit, and the answer at the end', async () => {
+    h.sink.delayMs = 300;
+    try {
+      const running = h.call('/api/v1/messages', { method: 'POST', headers: { 'idempotency-key': 'slow-1' }, json: { ...simple, to: ['a@example.net', 'b@example.net'] } });
+      const pending = await waitFor('the pending record', () => h.stores.idempotency.get('all', 'slow-1', 0), 3000);
+      assert.equal(pending.status, 0);
+      const p = JSON.parse(pending.body);
+      assert.equal(p.pending.pid, process.pid);
+      assert.deepEqual(p.queued, []);
+      const dup = await h.call('/api/v1/messages', { method: 'POST', headers: { 'idempotency-key': 'slow-1' }, json: { ...simple, to: ['a@example.net', 'b@example.net'] } });
+      assert.equal(dup.status, 409);
+      assert.match(dup.body.message, /in progress/);
+      const r = await running;
+      assert.equal(r.status, 202);
+      const final = await h.stores.idempotency.get('all', 'slow-1', 0);
+      assert.equal(final!.status, 202);
+      assert.deepEqual(JSON.parse(final!.body), r.body);
+    } finally { h.sink.delayMs = 0; }
+  });
+
+  it('answers a retry that finds the pending record of a gone process with 409 and the queue IDs recorded, and queues nothing', async () => {
+    // A pending record as a process killed after its first commit leaves it (same request hash: same path and body).
+    h.sink.delayMs = 200;
+    const body = { ...simple, to: ['x@example.net', 'y@example.net'] };
+    const first = h.call('/api/v1/messages', { method: 'POST', headers: { 'idempotency-key': 'probe' }, json: body });
+    const probe = await waitFor('the pending record', () => h.stores.idempotency.get('all', 'probe', 0), 3000);
+    await first;
+    h.sink.delayMs = 0;
+    const { spawnSync } = await import('node:child_process');
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString();
+    await h.stores.idempotency.put('all', 'crashed', {
+      requestHash: probe.requestHash, status: 0, createdAt: Date.now(),
+      body: JSON.stringify({ pending: { pid: Number(gone), instance: 'gone' }, queued: [{ address: 'x@example.net', queueId: 'AAAAAAAAAAAAAAAAAA' }] }),
+    });
+    const n = h.sink.submissions.length;
+    const retry = await h.call('/api/v1/messages', { method: 'POST', headers: { 'idempotency-key': 'crashed' }, json: body });
+    assert.equal(retry.status, 409);
+    assert.equal(retry.body.code, 'ERR_API_IDEMPOTENCY');
+    assert.match(retry.body.message, /outcome is unknown/);
+    assert.match(retry.body.message, /GET \/api\/v1\/events\?type=message\.received&since=\d+/);
+    assert.deepEqual(retry.body.queued, [{ address: 'x@example.net', queueId: 'AAAAAAAAAAAAAAAAAA' }]);
+    assert.equal(h.sink.submissions.length, n, 'queued again');
+    // A live other process within the grace: in progress.
+    await h.stores.idempotency.put('all', 'elsewhere', {
+      requestHash: probe.requestHash, status: 0, createdAt: Date.now(),
+      body: JSON.stringify({ pending: { pid: process.ppid, instance: 'other' }, queued: [] }),
+    });
+    const busy = await h.call('/api/v1/messages', { method: 'POST', headers: { 'idempotency-key': 'elsewhere' }, json: body });
+    assert.equal(busy.status, 409);
+    assert.match(busy.body.message, /in progress/);
+    // A refusal that queued nothing removes the pending record: the retry runs afresh.
+    assert.equal((await h.call('/api/v1/messages', { method: 'POST', key: 'read', headers: { 'idempotency-key': 'r' }, json: body })).status, 403);
+    h.sink.fail = () => new StoreError('disk full', { full: true });
+    assert.equal((await h.call('/api/v1/messages', { method: 'POST', headers: { 'idempotency-key': 'refused' }, json: body })).status, 503);
+    h.sink.fail = undefined;
+    assert.equal(await h.stores.idempotency.get('all', 'refused', 0), undefined);
+  });
+});
+
 describe('per-request limits, rate spending, refusal events, address forms', () => {
   let h: ApiHarness;
   before(async () => {
