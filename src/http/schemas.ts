@@ -229,11 +229,12 @@ export function apiSchemas(limits: PostlineConfig['limits']) {
     tags: z.array(z.string()),
     metadata: z.record(z.string(), z.string()),
     inQueue: z.boolean().describe('still in the queue (else: known from its retained events)'),
-    state: z.enum(['queued', 'held', 'done', 'deleted', 'quarantined']),
+    state: z.enum(['queued', 'held', 'done', 'deleted', 'quarantined', 'rejected']).describe('rejected: refused when it arrived (known only from its message.rejected event; see reply)'),
+    reply: z.string().optional().describe('state rejected: the reply the message was refused with'),
     nextAttemptAt: z.number().optional(),
     recipients: z.array(z.object({
       address: z.string(),
-      status: z.enum(['queued', 'deferred', 'delivered', 'relayed', 'bounced', 'expired', 'deleted']),
+      status: z.enum(['queued', 'deferred', 'delivered', 'relayed', 'bounced', 'expired', 'deleted', 'rejected']),
       attempts: z.array(attempt),
     })),
   }).meta({ title: 'MessageStatus' });

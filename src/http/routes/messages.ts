@@ -247,6 +247,8 @@ type Status = MessageStatusAnswer['recipients'][number]['status'];
 /** Builds the GET /api/v1/messages/{queueId} answer from the queue row (if any) and the events. */
 export function messageStatus(id: string, msg: Awaited<ReturnType<ApiContext['deps']['store']['get']>>, events: readonly StoredEvent[]): MessageStatusAnswer {
   const received = events.find((e) => e.type === 'message.received');
+  // Known only from a refusal (smtpd at end of DATA gives the refused message a queue ID): say so.
+  const rejected = !msg && !received ? events.find((e) => e.type === 'message.rejected') : undefined;
   const deleted = events.some((e) => e.type === 'message.deleted');
   const quarantined = events.some((e) => e.type === 'message.quarantined');
   const addresses = msg ? msg.recipients.map((x) => x.address)
@@ -269,7 +271,8 @@ export function messageStatus(id: string, msg: Awaited<ReturnType<ApiContext['de
     const last = attempts[attempts.length - 1]?.outcome;
     let status: Status;
     const stored = msg?.recipients[i];
-    if (stored && stored.status !== 'pending') status = stored.status;
+    if (rejected && !attempts.length) status = 'rejected';
+    else if (stored && stored.status !== 'pending') status = stored.status;
     else if (stored) status = last === 'deferred' ? 'deferred' : 'queued';
     else if (last && last !== 'deferred') status = last as Status;
     else status = deleted ? 'deleted' : last === 'deferred' ? 'deferred' : 'queued';
@@ -283,13 +286,14 @@ export function messageStatus(id: string, msg: Awaited<ReturnType<ApiContext['de
   return {
     queueId: id,
     ...(messageId !== undefined ? { messageId } : {}),
-    mailFrom: msg?.mailFrom ?? received?.mailFrom ?? '',
+    mailFrom: msg?.mailFrom ?? received?.mailFrom ?? rejected?.mailFrom ?? '',
+    ...(rejected?.reply !== undefined ? { reply: rejected.reply } : {}),
     ...(size !== undefined ? { size } : {}),
     ...(arrivedAt !== undefined ? { arrivedAt } : {}),
     tags: [...tags],
     metadata: { ...metadata },
     inQueue: !!msg,
-    state: msg ? (msg.held ? 'held' : 'queued') : deleted ? 'deleted' : quarantined ? 'quarantined' : 'done',
+    state: msg ? (msg.held ? 'held' : 'queued') : rejected ? 'rejected' : deleted ? 'deleted' : quarantined ? 'quarantined' : 'done',
     ...(msg ? { nextAttemptAt: msg.nextAttemptAt } : {}),
     recipients,
   };
