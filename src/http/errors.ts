@@ -124,8 +124,8 @@ function dotted(pointer: string | undefined): string {
   return (pointer ?? '').split('/').filter(Boolean).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~')).join('.');
 }
 
-/** Turns any error into [status, answer, headers]. */
-export function toErrorAnswer(err: unknown): { status: number; body: ErrorBody; headers: Record<string, string> } {
+/** Turns any error into [status, answer, headers] (`contentType`: the request's, named in a 415). */
+export function toErrorAnswer(err: unknown, contentType?: string): { status: number; body: ErrorBody; headers: Record<string, string> } {
   const headers: Record<string, string> = {};
   if (hasZodFastifySchemaValidationErrors(err)) {
     const where = (err as { validationContext?: string }).validationContext ?? 'body';
@@ -156,7 +156,7 @@ export function toErrorAnswer(err: unknown): { status: number; body: ErrorBody; 
     const code = fastifyCode(sc, fe?.code);
     const message = sc === 413 ? 'request body too large'
       : fe?.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path parameter is too long'
-        : sc === 415 ? `unsupported media type ${JSON.stringify(fe?.message?.replace(/^Unsupported Media Type:? ?/i, '') ?? '')}: send application/json; charset=utf-8` : (fe?.message ?? 'bad request');
+        : sc === 415 ? `unsupported media type${contentType ? ` ${JSON.stringify(contentType.slice(0, 100))}` : ' (no Content-Type)'}: send application/json; charset=utf-8` : (fe?.message ?? 'bad request');
     return { status: sc, body: { status: sc, code, message, ...(code === 'ERR_API_VALIDATION' ? { issues: [{ in: 'body', path: '', reason: message }] } : {}) }, headers };
   }
   return { status: 500, body: { status: 500, code: 'ERR_API_INTERNAL', message: 'internal error' }, headers };
@@ -165,7 +165,8 @@ export function toErrorAnswer(err: unknown): { status: number; body: ErrorBody; 
 /** fastify error handler: logs 5xx, answers in the one error shape. */
 export function errorHandler(logger: Logger) {
   return (err: unknown, req: FastifyRequest, reply: FastifyReply): void => {
-    const a = toErrorAnswer(err);
+    const ct = req.headers['content-type'];
+    const a = toErrorAnswer(err, typeof ct === 'string' ? ct : undefined);
     if (a.status >= 500) logger.error({ err, method: req.method, url: req.url, status: a.status }, 'API request failed');
     // Refused before its body was read (401, 403, 413 on the headers): do not read the rest of it.
     if (!req.raw.complete) void reply.header('connection', 'close');
