@@ -77,13 +77,13 @@ const reversePath = z.union([z.literal(''), mailbox]);
 
 /** `"a@example.com"`, `"Name <a@example.com>"` or `{ name, address }`. */
 const addressInput = z.union([
-  z.string().min(3).max(1000).superRefine((a, ctx) => {
+  z.string().max(1000).superRefine((a, ctx) => {
     const p = parseAddressString(a);
     if ('error' in p) ctx.addIssue({ code: 'custom', message: p.error });
   }),
   z.object({
     name: safeText(256).optional(),
-    address: z.string().min(3).max(320).superRefine((a, ctx) => {
+    address: z.string().max(320).superRefine((a, ctx) => {
       const why = mailboxProblem(a, ADDRESS_FORMS);
       if (why) ctx.addIssue({ code: 'custom', message: why });
     }),
