@@ -18,6 +18,9 @@ const list = (values: readonly string[] | undefined): string[] =>
 
 const iso = (ms: number | undefined): string => (ms === undefined ? '-' : new Date(ms).toISOString());
 
+/** The header row of `apikey list` (the columns of formatKeyLine). */
+export const KEY_LIST_HEADER = ['NAME', 'PREFIX', 'SCOPES', 'DOMAINS', 'RATE', 'CREATED', 'STATE'].join('\t');
+
 /** One line of `apikey list` (tab separated): name, prefix, scopes, domains, rate, created, revoked. */
 export function formatKeyLine(k: ApiKeyRecord): string {
   return [k.name, `pl_${k.prefix}_...`, k.scopes.join(','), k.domains?.join(',') ?? '*', k.ratePerMinute ? `${k.ratePerMinute}/min` : '-', iso(k.createdAt), k.revokedAt ? `revoked ${iso(k.revokedAt)}` : 'active'].join('\t');
@@ -52,6 +55,7 @@ export function registerApiKeyCommands(program: Command, loadConfig: (file?: str
         console.log(`API key ${record.name} created: scopes ${record.scopes.join(',')}; sender domains ${record.domains?.join(',') ?? 'any'}; rate ${record.ratePerMinute ? `${record.ratePerMinute} messages per minute` : 'unlimited'}`);
         console.log('It is shown only now; send it as "Authorization: Bearer KEY":');
         console.log(key);
+        if (!record.domains && record.scopes.includes('send')) console.error('warning: this key may send as any domain; limit it with --domain D');
       } finally {
         await store.close();
       }
@@ -67,7 +71,10 @@ export function registerApiKeyCommands(program: Command, loadConfig: (file?: str
       try {
         const keys = await store.list();
         if (opts.json) console.log(JSON.stringify(keys));
-        else for (const k of keys) console.log(formatKeyLine(k));
+        else {
+          console.log(KEY_LIST_HEADER);
+          for (const k of keys) console.log(formatKeyLine(k));
+        }
       } finally {
         await store.close();
       }

@@ -74,8 +74,20 @@ export const httpSchema = z.object({
    * JSON around it (apiMaxBodyBytes). Bigger: 413.
    */
   maxBodyBytes: z.number().int().positive().optional(),
-  /** Whole-request deadline (headers and body), ms; slower clients get 408. */
+  /**
+   * Whole-request deadline (headers and body), ms; slower clients get 408 (checked every second;
+   * the headers alone get min(requestTimeoutMs, 60 s)). Needs a restart.
+   */
   requestTimeoutMs: z.number().int().positive().default(300_000),
+  /** Open connections to the API at most; more are closed at once (node's server.maxConnections). Needs a restart. */
+  maxConnections: z.number().int().positive().default(1024),
+  /** Recipients (to + cc + bcc, or rcptTo) of one sending request at most; more: 400. */
+  maxRecipientsPerRequest: z.number().int().positive().default(1000),
+  /**
+   * Message bytes times recipients of one sending request at most (each recipient is its own
+   * queue entry with its own copy of the message), bytes; more: 413. Default 500 MiB.
+   */
+  maxBytesPerRequest: z.number().int().positive().default(500 * MiB),
   /** How long an Idempotency-Key answer is kept and given again, ms (24 h). */
   idempotencyTtlMs: z.number().int().positive().default(24 * 3600_000),
   /** Require an API key with the read scope for GET /metrics (default false: open, but only on this address). */

@@ -29,6 +29,8 @@ export const CRASH_POINTS = {
   'dsn-before-queue': 'after the bounce is recorded, before the DSN is queued',
   /** scheduler: the DSN is queued, the "DSN owed" mark not yet cleared. */
   'dsn-after-queue': 'after the DSN is queued, before the owed mark is cleared',
+  /** HTTP API: a sending request's messages are committed and their IDs recorded under its Idempotency-Key, the 202 not yet sent. */
+  'api-after-commit-before-answer': 'after the API request\'s submits committed, before its 202 answer',
 } as const;
 
 export type CrashPointName = keyof typeof CRASH_POINTS;

@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { apiErrors } from './errors.js';
-import { addressOf, type AddressInput, type SendMessageInput } from './schemas.js';
+import { addressOf, nameAndAddress, type AddressInput, type SendMessageInput } from './schemas.js';
 
 /** What composeMessage returns. */
 export interface ComposedMessage {
@@ -21,8 +21,10 @@ export interface ComposedMessage {
   readonly recipients: readonly string[];
 }
 
-const toNodemailer = (a: AddressInput): string | { name: string; address: string } =>
-  typeof a === 'string' ? a : a.name ? { name: a.name, address: a.address } : a.address;
+const toNodemailer = (a: AddressInput): string | { name: string; address: string } => {
+  const p = nameAndAddress(a);
+  return p.name ? p : p.address;
+};
 
 /** A new Message-ID value for `hostname` (RFC 5322 3.6.4). */
 export function newMessageId(hostname: string): string {

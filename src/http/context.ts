@@ -9,7 +9,7 @@ import type { MessageOrigin, Rejection, SubmissionSink } from '../core/session.j
 import type { QueueAdmin } from '../scheduler/admin.js';
 import type { TlsMaterial } from '../smtpd/tls.js';
 import type { ApiKeyStore } from './api-keys.js';
-import type { RateLimiter } from './auth.js';
+import type { RateLimiter, RefusalCoalescer } from './auth.js';
 import type { IdempotencyGuard, IdempotencyStore } from './idempotency.js';
 import type { ApiSchemas } from './schemas.js';
 import type { ApiStore } from './store.js';
@@ -51,6 +51,8 @@ export interface ApiContext {
   readonly deps: ApiServerDeps;
   readonly schemas: ApiSchemas;
   readonly rate: RateLimiter;
+  /** deps.rejected, at most one event per key per second (undefined without deps.rejected). */
+  readonly refusals?: RefusalCoalescer;
   readonly idempotency: IdempotencyGuard;
   readonly now: () => number;
 }

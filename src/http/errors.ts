@@ -19,7 +19,8 @@ import type { Logger } from '../core/log.js';
 export type ApiErrorCode =
   | 'ERR_API_VALIDATION' | 'ERR_API_UNAUTHORIZED' | 'ERR_API_FORBIDDEN' | 'ERR_API_NOT_FOUND'
   | 'ERR_API_CONFLICT' | 'ERR_API_IDEMPOTENCY' | 'ERR_API_TOO_LARGE' | 'ERR_API_MEDIA_TYPE'
-  | 'ERR_API_UNPROCESSABLE' | 'ERR_API_RATE_LIMITED' | 'ERR_API_UNAVAILABLE' | 'ERR_API_INTERNAL';
+  | 'ERR_API_UNPROCESSABLE' | 'ERR_API_RATE_LIMITED' | 'ERR_API_UNAVAILABLE' | 'ERR_API_INTERNAL'
+  | 'ERR_API_TIMEOUT' | 'ERR_API_HTTP';
 
 /** One bad field: where (`body`, `querystring`, `params`, `headers`), its path ("to.0", '' for the whole) and why. */
 export interface ApiIssue {
@@ -34,7 +35,11 @@ export class ApiError extends PostlineError {
     readonly status: number,
     code: ApiErrorCode,
     message: string,
-    readonly extra: { issues?: readonly ApiIssue[]; retryAfterS?: number; headers?: Record<string, string>; cause?: unknown } = {},
+    readonly extra: {
+      issues?: readonly ApiIssue[]; retryAfterS?: number; headers?: Record<string, string>; cause?: unknown;
+      /** Extra fields of the answer (e.g. `queued` of an Idempotency-Key 409). */
+      details?: { queued?: Array<{ address: string; queueId: string }> };
+    } = {},
   ) {
     super(code, message, { temporary: status >= 500 || status === 429, cause: extra.cause });
     this.name = 'ApiError';
@@ -51,16 +56,26 @@ export const errorSchema = z.object({
     path: z.string().describe('dotted path of the bad field ("to.0"), empty for the whole part'),
     reason: z.string(),
   })).optional().describe('every bad field (400)'),
+  queued: z.array(z.object({ address: z.string(), queueId: z.string() })).optional()
+    .describe('409 ERR_API_IDEMPOTENCY when the first request\'s outcome is unknown: what it queued as far as recorded'),
 }).meta({ id: 'Error' });
 
 export type ErrorBody = z.infer<typeof errorSchema>;
+
+/** A 400's message: the first issue ("invalid body: to.0: not a valid email address"), and how many more. */
+function issueMessage(issues: readonly ApiIssue[]): string {
+  const first = issues[0];
+  if (!first) return 'invalid request';
+  const more = issues.length > 1 ? ` (and ${issues.length - 1} more)` : '';
+  return `invalid ${first.in}: ${first.path ? `${first.path}: ` : ''}${first.reason}${more}`;
+}
 
 /** Short constructors for the common answers. */
 export const apiErrors = {
   unauthorized: (why: string) => new ApiError(401, 'ERR_API_UNAUTHORIZED', why, { headers: { 'www-authenticate': 'Bearer realm="postline"' } }),
   forbidden: (why: string) => new ApiError(403, 'ERR_API_FORBIDDEN', why),
   notFound: (what: string) => new ApiError(404, 'ERR_API_NOT_FOUND', what),
-  invalid: (issues: readonly ApiIssue[], message = 'invalid request') => new ApiError(400, 'ERR_API_VALIDATION', message, { issues }),
+  invalid: (issues: readonly ApiIssue[], message = issueMessage(issues)) => new ApiError(400, 'ERR_API_VALIDATION', message, { issues }),
   tooLarge: (why: string) => new ApiError(413, 'ERR_API_TOO_LARGE', why),
   rateLimited: (retryAfterS: number, why: string) => new ApiError(429, 'ERR_API_RATE_LIMITED', why, { retryAfterS }),
   unavailable: (why: string, retryAfterS = 30) => new ApiError(503, 'ERR_API_UNAVAILABLE', why, { retryAfterS }),
@@ -98,6 +113,8 @@ function fastifyCode(status: number, code: string | undefined): ApiErrorCode {
   if (status === 403) return 'ERR_API_FORBIDDEN';
   if (status === 429) return 'ERR_API_RATE_LIMITED';
   if (status === 409) return 'ERR_API_CONFLICT';
+  if (status === 408) return 'ERR_API_TIMEOUT';
+  if (status === 414 || status === 431) return 'ERR_API_TOO_LARGE';
   void code;
   return 'ERR_API_VALIDATION';
 }
@@ -107,8 +124,8 @@ function dotted(pointer: string | undefined): string {
   return (pointer ?? '').split('/').filter(Boolean).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~')).join('.');
 }
 
-/** Turns any error into [status, answer, headers]. */
-export function toErrorAnswer(err: unknown): { status: number; body: ErrorBody; headers: Record<string, string> } {
+/** Turns any error into [status, answer, headers] (`contentType`: the request's, named in a 415). */
+export function toErrorAnswer(err: unknown, contentType?: string): { status: number; body: ErrorBody; headers: Record<string, string> } {
   const headers: Record<string, string> = {};
   if (hasZodFastifySchemaValidationErrors(err)) {
     const where = (err as { validationContext?: string }).validationContext ?? 'body';
@@ -130,13 +147,16 @@ export function toErrorAnswer(err: unknown): { status: number; body: ErrorBody; 
     // cleanup's MetadataError names its part ("tags[2]", "metadata.key"): give it as the issue's path.
     const metaPath = err.code === 'ERR_METADATA' ? (err as PostlineError & { path?: string }).path : undefined;
     const issues = extra.issues ?? (metaPath !== undefined ? [{ in: 'body', path: metaPath.replace(/\[(\d+)\]/g, '.$1'), reason: err.message }] : undefined);
-    return { status, body: { status, code: err.code, message, ...(issues ? { issues: [...issues] } : {}) }, headers };
+    const details = err instanceof ApiError ? err.extra.details : undefined;
+    return { status, body: { status, code: err.code, message, ...(issues ? { issues: [...issues] } : {}), ...details }, headers };
   }
   const fe = err as Partial<FastifyError> | undefined;
   const sc = fe?.statusCode;
   if (typeof sc === 'number' && sc >= 400 && sc < 500) {
     const code = fastifyCode(sc, fe?.code);
-    const message = sc === 413 ? 'request body too large' : (fe?.message ?? 'bad request');
+    const message = sc === 413 ? 'request body too large'
+      : fe?.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path parameter is too long'
+        : sc === 415 ? `unsupported media type${contentType ? ` ${JSON.stringify(contentType.slice(0, 100))}` : ' (no Content-Type)'}: send application/json; charset=utf-8` : (fe?.message ?? 'bad request');
     return { status: sc, body: { status: sc, code, message, ...(code === 'ERR_API_VALIDATION' ? { issues: [{ in: 'body', path: '', reason: message }] } : {}) }, headers };
   }
   return { status: 500, body: { status: 500, code: 'ERR_API_INTERNAL', message: 'internal error' }, headers };
@@ -145,8 +165,11 @@ export function toErrorAnswer(err: unknown): { status: number; body: ErrorBody; 
 /** fastify error handler: logs 5xx, answers in the one error shape. */
 export function errorHandler(logger: Logger) {
   return (err: unknown, req: FastifyRequest, reply: FastifyReply): void => {
-    const a = toErrorAnswer(err);
+    const ct = req.headers['content-type'];
+    const a = toErrorAnswer(err, typeof ct === 'string' ? ct : undefined);
     if (a.status >= 500) logger.error({ err, method: req.method, url: req.url, status: a.status }, 'API request failed');
+    // Refused before its body was read (401, 403, 413 on the headers): do not read the rest of it.
+    if (!req.raw.complete) void reply.header('connection', 'close');
     void reply.code(a.status).headers(a.headers).type('application/json; charset=utf-8').send(JSON.stringify(a.body));
   };
 }
@@ -155,4 +178,38 @@ export function errorHandler(logger: Logger) {
 export function notFoundHandler(req: FastifyRequest, reply: FastifyReply): void {
   const body: ErrorBody = { status: 404, code: 'ERR_API_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` };
   void reply.code(404).type('application/json; charset=utf-8').send(JSON.stringify(body));
+}
+
+/** The node error codes of malformed requests, with the status and reason answered. */
+function clientErrorAnswer(code: string | undefined): { status: number; code: ApiErrorCode; message: string } {
+  switch (code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT': return { status: 408, code: 'ERR_API_TIMEOUT', message: 'the request (headers and body) took longer than http.requestTimeoutMs' };
+    case 'HPE_HEADER_OVERFLOW': return { status: 431, code: 'ERR_API_TOO_LARGE', message: 'the request header section is too large' };
+    case 'HPE_INVALID_CONTENT_LENGTH':
+    case 'HPE_UNEXPECTED_CONTENT_LENGTH': return { status: 400, code: 'ERR_API_HTTP', message: 'bad Content-Length header' };
+    case 'HPE_INVALID_TRANSFER_ENCODING': return { status: 400, code: 'ERR_API_HTTP', message: 'bad Transfer-Encoding header' };
+    case 'HPE_INVALID_METHOD': return { status: 400, code: 'ERR_API_HTTP', message: 'bad request method' };
+    case 'HPE_INVALID_URL': return { status: 400, code: 'ERR_API_HTTP', message: 'bad request target' };
+    default: return { status: 400, code: 'ERR_API_HTTP', message: `malformed HTTP request${code ? ` (${code})` : ''}` };
+  }
+}
+
+/**
+ * The node server's `clientError` handler (fastify's clientErrorHandler option): a request node
+ * itself refuses (bad Content-Length, header section too large, the request deadline) gets its
+ * status in the one error shape, then the connection is closed. Nothing is written when the
+ * connection is gone or an answer has already begun.
+ */
+export function clientErrorHandler(err: Error & { code?: string }, socket: import('node:net').Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const inFlight = (socket as unknown as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (socket.writable && !inFlight?.headersSent) {
+    const a = clientErrorAnswer(err.code);
+    const body = JSON.stringify({ status: a.status, code: a.code, message: a.message } satisfies ErrorBody);
+    const reason = a.status === 408 ? 'Request Timeout' : a.status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
+    socket.end(`HTTP/1.1 ${a.status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    socket.destroySoon();
+    return;
+  }
+  socket.destroy(err);
 }

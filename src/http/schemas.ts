@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import type { PostlineConfig } from '../config/schema.js';
+import addressparser from 'nodemailer/lib/addressparser';
 import { parsePath } from '../rfc5321/address.js';
 import { EVENT_TYPES, RESERVED_EVENT_TYPES } from '../events/record.js';
 import { QUEUE_STATES } from './store.js';
@@ -24,31 +25,98 @@ const RESERVED_HEADERS = new Set([
 
 const safeText = (max: number) => z.string().max(max).regex(NO_CTL, 'must not contain CR, LF or NUL');
 
-/** An address as the SMTP grammar accepts it (RFC 5321 4.1.2; UTF-8 allowed, RFC 6531). */
-export const mailbox = z.string().min(3).max(320).refine((a) => {
+/**
+ * Characters refused anywhere in an address: C0 and C1 controls, DEL, the line and paragraph
+ * separators U+2028/2029 and the bidi embeddings, overrides and isolates U+202A-202E, U+2066-2069
+ * (they make an address display as another one).
+ */
+const BAD_ADDRESS_CHARS = /[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
+/** A source route before the mailbox ("@a,@b:user@domain", RFC 5321 4.1.2 A-d-l; obsolete). */
+const SOURCE_ROUTE = /(^|<)\s*@[^<>]*:/;
+/** The 400 reason for an address in neither accepted form. */
+const ADDRESS_FORMS = 'not a valid address: give "local@domain", "Name <local@domain>" or {"name": "Name", "address": "local@domain"}';
+
+/** Why `a` is not a bare address local@domain (undefined when it is one). */
+function mailboxProblem(a: string, formsHint: string): string | undefined {
+  if (BAD_ADDRESS_CHARS.test(a)) return 'must not contain control characters, U+2028/U+2029 or bidi control characters (U+202A-202E, U+2066-2069)';
+  if (SOURCE_ROUTE.test(a)) return 'source routes ("@a,@b:user@domain") are not accepted: give only user@domain';
   const p = parsePath(`<${a}>`);
-  return p.ok && p.rest === '';
-}, 'not a valid email address (local@domain)');
+  return p.ok && p.rest === '' ? undefined : formsHint;
+}
+
+/**
+ * Parses an address string of the API: "local@domain" or "Name <local@domain>" (one mailbox, RFC
+ * 5322 3.4 name-addr, parsed with nodemailer's addressparser; no groups, no lists).
+ * @returns the display name ('' when none) and the address, or `{ error }` naming why not.
+ */
+export function parseAddressString(s: string): { name: string; address: string } | { error: string } {
+  if (BAD_ADDRESS_CHARS.test(s)) return { error: mailboxProblem(s, ADDRESS_FORMS)! };
+  if (SOURCE_ROUTE.test(s)) return { error: mailboxProblem(s, ADDRESS_FORMS)! };
+  if (!s.includes('<')) {
+    const why = mailboxProblem(s, ADDRESS_FORMS);
+    return why ? { error: why } : { name: '', address: s };
+  }
+  if (!/>\s*$/.test(s)) return { error: ADDRESS_FORMS };
+  const list = addressparser(s);
+  const one = list.length === 1 ? list[0] : undefined;
+  if (!one || 'group' in one || !one.address) return { error: `${ADDRESS_FORMS} (one address, no groups or lists)` };
+  const why = mailboxProblem(one.address, ADDRESS_FORMS);
+  if (why) return { error: why };
+  if (/[\r\n\0]/.test(one.name)) return { error: 'the display name must not contain CR, LF or NUL' };
+  return { name: one.name, address: one.address };
+}
+
+/** An address as the SMTP grammar accepts it (RFC 5321 4.1.2; UTF-8 allowed, RFC 6531). */
+export const mailbox = z.string().min(3).max(320).superRefine((a, ctx) => {
+  const why = mailboxProblem(a, 'not a valid email address (local@domain)');
+  if (why) ctx.addIssue({ code: 'custom', message: why });
+});
 
 /** A reverse-path: an address, or '' for the null sender. */
 const reversePath = z.union([z.literal(''), mailbox]);
 
-/** `"a@example.com"` or `{ name, address }`. */
+/** `"a@example.com"`, `"Name <a@example.com>"` or `{ name, address }`. */
 const addressInput = z.union([
-  mailbox,
-  z.object({ name: safeText(256).optional(), address: mailbox }).strict(),
-]).meta({ id: 'Address', description: 'an address, or a display name with an address' });
+  z.string().max(1000).superRefine((a, ctx) => {
+    const p = parseAddressString(a);
+    if ('error' in p) ctx.addIssue({ code: 'custom', message: p.error });
+  }),
+  z.object({
+    name: safeText(256).optional(),
+    address: z.string().max(320).superRefine((a, ctx) => {
+      const why = mailboxProblem(a, ADDRESS_FORMS);
+      if (why) ctx.addIssue({ code: 'custom', message: why });
+    }),
+  }).strict(),
+]).meta({ id: 'Address', description: 'an address: "local@domain", "Name <local@domain>", or { name, address }' });
 
 export type AddressInput = z.infer<typeof addressInput>;
 
+/** The display name ('' when none) and address of a validated AddressInput. */
+export const nameAndAddress = (a: AddressInput): { name: string; address: string } => {
+  if (typeof a !== 'string') return { name: a.name ?? '', address: a.address };
+  const p = parseAddressString(a);
+  return 'error' in p ? { name: '', address: a } : p;
+};
+
 /** The address of an AddressInput. */
-export const addressOf = (a: AddressInput): string => (typeof a === 'string' ? a : a.address);
+export const addressOf = (a: AddressInput): string => nameAndAddress(a).address;
 
 const queueId = z.string().regex(/^[0-9A-Z]{18}$/, 'not a queue ID (18 characters 0-9 A-Z)');
 
 /** sendAt: an RFC 3339 date-time, or ms since epoch. */
 const sendAt = z.union([z.iso.datetime({ offset: true }), z.number().int().min(0)])
   .describe('do not deliver before this time: RFC 3339 date-time or ms since epoch');
+
+/**
+ * The event types one `type` item names: itself when known, or for "prefix.*" every known type
+ * with that prefix (as `postline events --type recipient.*`); [] when none.
+ */
+export function expandEventType(t: string): string[] {
+  const known: readonly string[] = [...EVENT_TYPES, ...RESERVED_EVENT_TYPES];
+  if (t.endsWith('.*')) return known.filter((k) => k.startsWith(t.slice(0, -1)));
+  return known.includes(t) ? [t] : [];
+}
 
 /** Builds every schema with the bounds of `limits`. */
 export function apiSchemas(limits: PostlineConfig['limits']) {
@@ -91,6 +159,9 @@ export function apiSchemas(limits: PostlineConfig['limits']) {
     const n = new Set([...m.to, ...m.cc, ...m.bcc].map((a) => addressOf(a).toLowerCase())).size;
     if (n === 0) ctx.addIssue({ code: 'custom', path: ['to'], message: 'at least one recipient in to, cc or bcc' });
     if (n > limits.maxRecipients) ctx.addIssue({ code: 'custom', path: ['to'], message: `more than ${limits.maxRecipients} recipients` });
+    if (m.text === undefined && m.html === undefined && m.attachments.length === 0) {
+      ctx.addIssue({ code: 'custom', path: [], message: 'give text, html or an attachment' });
+    }
   }).meta({ title: 'SendMessage' });
 
   const sendRaw = z.object({
@@ -159,11 +230,12 @@ export function apiSchemas(limits: PostlineConfig['limits']) {
     tags: z.array(z.string()),
     metadata: z.record(z.string(), z.string()),
     inQueue: z.boolean().describe('still in the queue (else: known from its retained events)'),
-    state: z.enum(['queued', 'held', 'done', 'deleted', 'quarantined']),
+    state: z.enum(['queued', 'held', 'done', 'deleted', 'quarantined', 'rejected']).describe('rejected: refused when it arrived (known only from its message.rejected event; see reply)'),
+    reply: z.string().optional().describe('state rejected: the reply the message was refused with'),
     nextAttemptAt: z.number().optional(),
     recipients: z.array(z.object({
       address: z.string(),
-      status: z.enum(['queued', 'deferred', 'delivered', 'relayed', 'bounced', 'expired', 'deleted']),
+      status: z.enum(['queued', 'deferred', 'delivered', 'relayed', 'bounced', 'expired', 'deleted', 'rejected']),
       attempts: z.array(attempt),
     })),
   }).meta({ title: 'MessageStatus' });
@@ -171,13 +243,14 @@ export function apiSchemas(limits: PostlineConfig['limits']) {
   const knownTypes: readonly string[] = [...EVENT_TYPES, ...RESERVED_EVENT_TYPES];
   const eventsQuery = z.object({
     after: z.coerce.number().int().min(0).default(0).describe('cursor: events with a greater id'),
-    type: z.string().max(1000).optional().describe('comma-separated event types')
-      .refine((t) => t === undefined || t.split(',').every((x) => knownTypes.includes(x.trim())), `unknown event type (known: ${knownTypes.join(', ')})`),
+    since: z.coerce.number().int().min(0).optional().describe('only events at or after this time (ms since epoch)'),
+    type: z.string().max(1000).optional().describe('comma-separated event types; "recipient.*" for every type with that prefix')
+      .refine((t) => t === undefined || t.split(',').every((x) => expandEventType(x.trim()).length > 0), `unknown event type (known: ${knownTypes.join(', ')}, or a prefix such as recipient.*)`),
     limit: z.coerce.number().int().min(1).max(1000).default(100),
   }).strict();
   const eventsPage = z.object({
     events: z.array(event),
-    next: z.number().int().describe('cursor for the next call (the last id here, or `after` again when none)'),
+    next: z.number().int().describe('cursor for the next call: the last id here; when none, `after` or the newest id if that is smaller (so no future event is skipped)'),
   }).meta({ title: 'EventPage' });
 
   const queueQuery = z.object({

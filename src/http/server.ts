@@ -18,9 +18,9 @@ import { apiMaxBodyBytes, type HttpConfig } from '../config/schema.js';
 import { ConfigError } from '../core/errors.js';
 import type { TlsMaterial } from '../smtpd/tls.js';
 import { systemClock } from '../core/clock.js';
-import { RateLimiter } from './auth.js';
+import { RateLimiter, RefusalCoalescer } from './auth.js';
 import type { ApiContext, ApiServerDeps } from './context.js';
-import { errorHandler, notFoundHandler } from './errors.js';
+import { ApiError, clientErrorHandler, errorHandler, notFoundHandler } from './errors.js';
 import { IdempotencyGuard } from './idempotency.js';
 import { apiSchemas } from './schemas.js';
 import { registerDocRoutes } from './routes/docs.js';
@@ -67,12 +67,23 @@ export function httpTlsMaterial(tls: NonNullable<HttpConfig['tls']>, listeners: 
 export async function createApiServer(deps: ApiServerDeps): Promise<ApiServer> {
   const clock = deps.clock ?? systemClock;
   const now = () => clock.now();
+  const requestTimeout = deps.config.http?.requestTimeoutMs ?? 300_000;
+  // node's own deadlines: the whole request within requestTimeout, the headers within a minute,
+  // checked every second (node's default is every 30 s, which made short deadlines meaningless).
+  const serverTimeouts = { requestTimeout, headersTimeout: Math.min(requestTimeout, 60_000), connectionsCheckingInterval: 1000 };
   const app = Fastify({
     logger: false,
     bodyLimit: apiMaxBodyBytes(deps.config),
-    requestTimeout: deps.config.http?.requestTimeoutMs ?? 300_000,
-    ...(deps.tls ? { https: { cert: deps.tls.cert, key: deps.tls.key } } : {}),
+    requestTimeout,
+    ...(deps.tls ? { https: { cert: deps.tls.cert, key: deps.tls.key, ...serverTimeouts } } : { http: serverTimeouts }),
+    clientErrorHandler,
+    frameworkErrors: errorHandler(deps.logger),
   }) as unknown as FastifyInstance;
+  app.server.maxConnections = deps.config.http?.maxConnections ?? 1024;
+  // Expect: 100-continue: no automatic "100 Continue"; requireScope sends it once the key is good.
+  app.server.on('checkContinue', (req, res) => { app.server.emit('request', req, res); });
+  // text/plain is not an API media type (fastify parses it by default): 415 like any other.
+  app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler(deps.logger));
@@ -82,12 +93,22 @@ export async function createApiServer(deps: ApiServerDeps): Promise<ApiServer> {
     deps,
     schemas: apiSchemas(deps.config.limits),
     rate: new RateLimiter(now),
-    idempotency: new IdempotencyGuard(deps.idempotency, deps.config.http?.idempotencyTtlMs ?? 24 * 3600_000, now),
+    ...(deps.rejected ? { refusals: new RefusalCoalescer(deps.rejected, now) } : {}),
+    // A pending Idempotency-Key of another live process is "in progress" for as long as a request may run.
+    idempotency: new IdempotencyGuard(deps.idempotency, deps.config.http?.idempotencyTtlMs ?? 24 * 3600_000, now, requestTimeout + 60_000),
     now,
   };
   const routes: { method: string; url: string; hidden: boolean }[] = [];
   app.addHook('onRoute', (o) => {
     for (const m of [o.method].flat()) routes.push({ method: String(m), url: o.url, hidden: (o.schema as { hide?: boolean } | undefined)?.hide === true });
+  });
+  // JSON is UTF-8 (RFC 8259 8.1): a body declared in another charset gets 415 before it is read.
+  app.addHook('preParsing', async (req) => {
+    const ct = req.headers['content-type'];
+    const m = typeof ct === 'string' ? /;\s*charset\s*=\s*"?([^";\s]*)"?/i.exec(ct) : null;
+    if (m && !/^utf-?8$/i.test(m[1]!)) {
+      throw new ApiError(415, 'ERR_API_MEDIA_TYPE', `unsupported charset ${JSON.stringify(m[1])}: send application/json; charset=utf-8`);
+    }
   });
   app.addHook('onSend', ctx.idempotency.onSend);
   app.addHook('onResponse', ctx.idempotency.onResponse);
@@ -127,6 +148,7 @@ export async function createApiServer(deps: ApiServerDeps): Promise<ApiServer> {
       closed = true;
       ctx.idempotency.close();
       await app.close();
+      ctx.refusals?.close();
     },
   };
 }

@@ -102,6 +102,10 @@ export class SqliteIdempotencyStore implements IdempotencyStore {
       .run(apiKey, key, rec.requestHash, rec.status, rec.body, rec.createdAt);
   }
 
+  async delete(apiKey: string, key: string): Promise<void> {
+    this.db.prepare('DELETE FROM api_idempotency WHERE api_key = ? AND idem_key = ?').run(apiKey, key);
+  }
+
   async prune(beforeMs: number, maxRows = 1000): Promise<number> {
     return this.db.prepare('DELETE FROM api_idempotency WHERE (api_key, idem_key) IN (SELECT api_key, idem_key FROM api_idempotency WHERE created_at < ? LIMIT ?)').run(beforeMs, maxRows).changes;
   }

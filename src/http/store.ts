@@ -14,7 +14,7 @@ export type ApiQueuedMessage = QueuedMessage;
 
 /**
  * The store calls the API makes: listPage (paged, filtered summaries in queue ID order),
- * countByState, readEvents (the event log), get (one message, undefined once it left the queue),
+ * countByState, readEvents (the event log), lastEventId (its newest id, 0 when empty), get (one message, undefined once it left the queue),
  * freeBytes (the free-space reserve, limits.minFreeBytes).
  */
-export type ApiStore = Pick<QueueStore, 'listPage' | 'countByState' | 'readEvents' | 'get' | 'freeBytes'>;
+export type ApiStore = Pick<QueueStore, 'listPage' | 'countByState' | 'readEvents' | 'lastEventId' | 'get' | 'freeBytes'>;

@@ -8,9 +8,11 @@
  * key and scope (401/403), schema (400), sender domain (403), sendAt bound (400), rate (429), free
  * space (503), size (413); then submit's own refusals mapped by errors.ts.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Envelope } from '../../core/envelope.js';
+import { apiMaxBodyBytes } from '../../config/schema.js';
+import { crashPoint } from '../../core/crashpoints.js';
 import { toPostlineError } from '../../core/errors.js';
 import type { MessageMeta, MessageOrigin, Submitted } from '../../core/session.js';
 import type { StoredEvent } from '../../events/record.js';
@@ -34,6 +36,13 @@ function unique(addresses: readonly string[]): string[] {
   });
 }
 
+/** A lower bound of the composed message's size, bytes: text, html and the attachments decoded. */
+function contentBytes(m: { text?: string; html?: string; attachments: readonly { content: string }[] }): number {
+  let n = (m.text ? Buffer.byteLength(m.text) : 0) + (m.html ? Buffer.byteLength(m.html) : 0);
+  for (const a of m.attachments) n += Math.floor((a.content.replace(/=+$/, '').length * 3) / 4);
+  return n;
+}
+
 const isUtf8 = (a: string): boolean => /[^\x00-\x7f]/.test(a);
 
 /** Registers POST /api/v1/messages, POST /api/v1/messages/raw and GET /api/v1/messages/{queueId} on `app`. */
@@ -50,29 +59,68 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
     return ms;
   };
 
-  /** The checks before composing: sender, rate, free space. */
-  const admit = async (mailFrom: string, recipients: number, apiKey: ApiKeyRecord): Promise<void> => {
+  const http = deps.config.http;
+  const maxRecipients = http?.maxRecipientsPerRequest ?? 1000;
+  const maxBytes = http?.maxBytesPerRequest ?? 500 * 1024 * 1024;
+
+  /**
+   * The checks before composing, on what the request says: recipients per request (400), sender
+   * (403), size and size times recipients (413; `bodyBytes` is a lower bound of the message),
+   * rate (429, nothing spent yet), free space for every copy (503).
+   */
+  const admit = async (mailFrom: string, recipients: number, bodyBytes: number, apiKey: ApiKeyRecord): Promise<void> => {
+    if (recipients > maxRecipients) {
+      throw apiErrors.invalid([{ in: 'body', path: 'to', reason: `${recipients} recipients, more than ${maxRecipients} in one request (http.maxRecipientsPerRequest)` }]);
+    }
     checkSender(apiKey, mailFrom);
-    if (apiKey.ratePerMinute !== undefined) ctx.rate.take(apiKey.name, apiKey.ratePerMinute, recipients);
-    const reserve = deps.config.limits.minFreeBytes;
-    if (reserve > 0) {
-      const free = await deps.store.freeBytes().catch(() => Number.POSITIVE_INFINITY);
-      if (free < reserve) throw apiErrors.unavailable('the server is low on disk space; try again later');
+    checkSize(bodyBytes, recipients);
+    if (apiKey.ratePerMinute !== undefined) ctx.rate.check(apiKey.name, apiKey.ratePerMinute, recipients);
+    await checkSpace(bodyBytes, recipients);
+  };
+
+  /** @throws ApiError 413 when the message, or the message times recipients, is over its limit. */
+  const checkSize = (bodyBytes: number, recipients: number): void => {
+    if (bodyBytes > deps.config.limits.maxMessageSize) {
+      throw apiErrors.tooLarge(`the message is ${bodyBytes} bytes, more than the limit of ${deps.config.limits.maxMessageSize}`);
+    }
+    if (bodyBytes * recipients > maxBytes) {
+      throw apiErrors.tooLarge(`${recipients} copies of a ${bodyBytes}-byte message are ${bodyBytes * recipients} bytes, more than ${maxBytes} in one request (http.maxBytesPerRequest)`);
     }
   };
 
+  /** @throws ApiError 503 when the store's free space is under the reserve plus one copy per recipient. */
+  const checkSpace = async (bodyBytes: number, recipients: number): Promise<void> => {
+    const need = deps.config.limits.minFreeBytes + bodyBytes * recipients;
+    if (need <= 0) return;
+    const free = await deps.store.freeBytes().catch(() => Number.POSITIVE_INFINITY);
+    if (free < need) throw apiErrors.unavailable('the server is low on disk space for this request; try again later');
+  };
+
+  /** After composing: the exact size checks, then the rate tokens are spent. */
+  const commit = async (bodyBytes: number, recipients: number, apiKey: ApiKeyRecord): Promise<void> => {
+    checkSize(bodyBytes, recipients);
+    await checkSpace(bodyBytes, recipients);
+    if (apiKey.ratePerMinute !== undefined) ctx.rate.take(apiKey.name, apiKey.ratePerMinute, recipients);
+  };
+
   /** One submit per recipient, together; the answer once all are settled. @throws the mapped error when none was queued. */
-  const submitAll = async (body: Buffer, mailFrom: string, recipients: readonly string[], meta: MessageMeta, origin: MessageOrigin, messageId: string | undefined): Promise<AcceptedAnswer> => {
-    if (body.length > deps.config.limits.maxMessageSize) {
-      throw apiErrors.tooLarge(`the message is ${body.length} bytes, more than the limit of ${deps.config.limits.maxMessageSize}`);
-    }
+  const submitAll = async (req: FastifyRequest, body: Buffer, mailFrom: string, recipients: readonly string[], meta: MessageMeta, origin: MessageOrigin, messageId: string | undefined, apiKey: ApiKeyRecord): Promise<AcceptedAnswer> => {
+    await commit(body.length, recipients.length, apiKey);
     const bodyType = has8bit(body) ? '8BITMIME' as const : '7BIT' as const;
     const headerUtf8 = utf8InHeader(body);
     const results = await Promise.allSettled(recipients.map((address) => {
       const envelope: Envelope = { mailFrom, recipients: [{ address }], bodyType, smtputf8: headerUtf8 || isUtf8(mailFrom) || isUtf8(address) };
-      return deps.sink.submit({ origin, envelope, body, meta, addMissingFields: true });
+      return deps.sink.submit({ origin, envelope, body, meta, addMissingFields: true }).then((done) => {
+        // Under an Idempotency-Key: recorded as each commit lands, so a crash before the answer leaves the IDs.
+        ctx.idempotency.noteQueued(req, address, done.queueId);
+        return done;
+      });
     }));
+    await ctx.idempotency.flushed(req);
+    crashPoint('api-after-commit-before-answer');
     const ok = results.filter((x): x is PromiseFulfilledResult<Submitted> => x.status === 'fulfilled');
+    // Recipients not queued spend no rate.
+    if (apiKey.ratePerMinute !== undefined) ctx.rate.refund(apiKey.name, recipients.length - ok.length);
     if (ok.length === 0) throw (results[0] as PromiseRejectedResult).reason;
     return {
       messageId: ok.find((x) => x.value.messageId)?.value.messageId ?? messageId,
@@ -88,11 +136,11 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
 
   /** Tells deps.rejected of a refusal (the answer as one line: "403 ERR_API_FORBIDDEN text"). */
   const recordRefusal = (origin: MessageOrigin, err: unknown, mailFrom: string, recipient?: string): void => {
-    if (!deps.rejected) return;
+    if (!ctx.refusals) return;
     const a = toErrorAnswer(err);
     if (a.status >= 500 && a.status !== 503) return;
     try {
-      deps.rejected(origin, { reply: `${a.status} ${a.body.code} ${a.body.message}`.replace(/[\r\n]+/g, ' '), mailFrom, ...(recipient !== undefined ? { recipient } : {}) });
+      ctx.refusals.record(origin, { reply: `${a.status} ${a.body.code} ${a.body.message}`.replace(/[\r\n]+/g, ' '), mailFrom, ...(recipient !== undefined ? { recipient } : {}) });
     } catch { /* never fails a request */ }
   };
 
@@ -121,7 +169,7 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
       body: s.sendMessage,
       response: { 202: s.accepted, ...errors },
     },
-    preValidation: requireScope(deps.keys, 'send'),
+    onRequest: requireScope(deps.keys, 'send', { maxBodyBytes: apiMaxBodyBytes(deps.config) }),
     preHandler: ctx.idempotency.preHandler,
   }, async (req, reply) => {
     const m = req.body;
@@ -131,9 +179,9 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
     const answer = await recorded(origin, mailFrom, async () => {
       const at = sendAtMs(m.sendAt);
       const recipients = unique([...m.to, ...m.cc, ...m.bcc].map(addressOf));
-      await admit(mailFrom, recipients.length, key);
+      await admit(mailFrom, recipients.length, contentBytes(m), key);
       const composed = await composeMessage(m, deps.config.hostname);
-      return submitAll(composed.body, mailFrom, composed.recipients, meta(m, at), origin, composed.messageId);
+      return submitAll(req, composed.body, mailFrom, composed.recipients, meta(m, at), origin, composed.messageId, key);
     });
     return reply.code(202).send(answer);
   });
@@ -147,7 +195,7 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
       body: s.sendRaw,
       response: { 202: s.accepted, ...errors },
     },
-    preValidation: requireScope(deps.keys, 'send'),
+    onRequest: requireScope(deps.keys, 'send', { maxBodyBytes: apiMaxBodyBytes(deps.config) }),
     preHandler: ctx.idempotency.preHandler,
   }, async (req, reply) => {
     const m = req.body;
@@ -156,9 +204,10 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
     const answer = await recorded(origin, m.mailFrom, async () => {
       const at = sendAtMs(m.sendAt);
       const recipients = unique(m.rcptTo);
-      await admit(m.mailFrom, recipients.length, key);
-      const body = normalizeRaw(Buffer.from(m.raw, 'base64'));
-      return submitAll(body, m.mailFrom, recipients, meta(m, at), origin, undefined);
+      const raw = Buffer.from(m.raw, 'base64');
+      await admit(m.mailFrom, recipients.length, raw.length, key);
+      const body = normalizeRaw(raw);
+      return submitAll(req, body, m.mailFrom, recipients, meta(m, at), origin, undefined, key);
     });
     return reply.code(202).send(answer);
   });
@@ -171,7 +220,7 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
       params: s.queueParams,
       response: { 200: s.messageStatus, 400: errorSchema, 401: errorSchema, 403: errorSchema, 404: errorSchema },
     },
-    preValidation: requireScope(deps.keys, 'read'),
+    onRequest: requireScope(deps.keys, 'read'),
   }, async (req) => {
     const id = req.params.queueId;
     const [msg, events] = await Promise.all([deps.store.get(id), readAllEvents(ctx, id)]);
@@ -198,6 +247,8 @@ type Status = MessageStatusAnswer['recipients'][number]['status'];
 /** Builds the GET /api/v1/messages/{queueId} answer from the queue row (if any) and the events. */
 export function messageStatus(id: string, msg: Awaited<ReturnType<ApiContext['deps']['store']['get']>>, events: readonly StoredEvent[]): MessageStatusAnswer {
   const received = events.find((e) => e.type === 'message.received');
+  // Known only from a refusal (smtpd at end of DATA gives the refused message a queue ID): say so.
+  const rejected = !msg && !received ? events.find((e) => e.type === 'message.rejected') : undefined;
   const deleted = events.some((e) => e.type === 'message.deleted');
   const quarantined = events.some((e) => e.type === 'message.quarantined');
   const addresses = msg ? msg.recipients.map((x) => x.address)
@@ -220,7 +271,8 @@ export function messageStatus(id: string, msg: Awaited<ReturnType<ApiContext['de
     const last = attempts[attempts.length - 1]?.outcome;
     let status: Status;
     const stored = msg?.recipients[i];
-    if (stored && stored.status !== 'pending') status = stored.status;
+    if (rejected && !attempts.length) status = 'rejected';
+    else if (stored && stored.status !== 'pending') status = stored.status;
     else if (stored) status = last === 'deferred' ? 'deferred' : 'queued';
     else if (last && last !== 'deferred') status = last as Status;
     else status = deleted ? 'deleted' : last === 'deferred' ? 'deferred' : 'queued';
@@ -234,13 +286,14 @@ export function messageStatus(id: string, msg: Awaited<ReturnType<ApiContext['de
   return {
     queueId: id,
     ...(messageId !== undefined ? { messageId } : {}),
-    mailFrom: msg?.mailFrom ?? received?.mailFrom ?? '',
+    mailFrom: msg?.mailFrom ?? received?.mailFrom ?? rejected?.mailFrom ?? '',
+    ...(rejected?.reply !== undefined ? { reply: rejected.reply } : {}),
     ...(size !== undefined ? { size } : {}),
     ...(arrivedAt !== undefined ? { arrivedAt } : {}),
     tags: [...tags],
     metadata: { ...metadata },
     inQueue: !!msg,
-    state: msg ? (msg.held ? 'held' : 'queued') : deleted ? 'deleted' : quarantined ? 'quarantined' : 'done',
+    state: msg ? (msg.held ? 'held' : 'queued') : rejected ? 'rejected' : deleted ? 'deleted' : quarantined ? 'quarantined' : 'done',
     ...(msg ? { nextAttemptAt: msg.nextAttemptAt } : {}),
     recipients,
   };

@@ -30,7 +30,7 @@ export function registerQueueRoutes(app: FastifyInstance, ctx: ApiContext): void
       querystring: s.queueQuery,
       response: { 200: s.queuePage, 400: errorSchema, 401: errorSchema, 403: errorSchema },
     },
-    preValidation: requireScope(deps.keys, 'read'),
+    onRequest: requireScope(deps.keys, 'read'),
   }, async (req) => {
     const q = req.query;
     const [page, counts] = await Promise.all([
@@ -57,7 +57,7 @@ export function registerQueueRoutes(app: FastifyInstance, ctx: ApiContext): void
         params: s.queueParams,
         response: { 200: s.queueAction, ...actionErrors },
       },
-      preValidation: requireScope(deps.keys, 'admin'),
+      onRequest: requireScope(deps.keys, 'admin'),
       preHandler: ctx.idempotency.preHandler,
     }, async (req) => {
       await run[a.verb](req.params.queueId);
@@ -73,7 +73,7 @@ export function registerQueueRoutes(app: FastifyInstance, ctx: ApiContext): void
       params: s.queueParams,
       response: { 200: s.queueAction, ...actionErrors },
     },
-    preValidation: requireScope(deps.keys, 'admin'),
+    onRequest: requireScope(deps.keys, 'admin'),
   }, async (req) => {
     await deps.admin.delete(req.params.queueId);
     return { queueId: req.params.queueId, action: 'deleted' as const };

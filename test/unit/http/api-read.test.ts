@@ -57,6 +57,18 @@ describe('GET /api/v1/messages/{queueId}', () => {
     ]);
   });
 
+  it('shows a message known only from its message.rejected event as rejected, with the reply and the sender', async () => {
+    const id = newQueueId();
+    h.store.append({ type: 'message.rejected', at: Date.now(), queueId: id, reason: 'data', mailFrom: 'spam@bad.example', recipient: 'rcpt@example.net', reply: '550 5.7.1 message refused', origin: { kind: 'smtp', listener: 'mx' } });
+    const r = await h.call(`/api/v1/messages/${id}`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.state, 'rejected');
+    assert.equal(r.body.reply, '550 5.7.1 message refused');
+    assert.equal(r.body.mailFrom, 'spam@bad.example');
+    assert.equal(r.body.inQueue, false);
+    assert.deepEqual(r.body.recipients.map((x: { address: string; status: string }) => [x.address, x.status]), [['rcpt@example.net', 'rejected']]);
+  });
+
   it('404 for an unknown message, 400 for a malformed ID, 401 without a key', async () => {
     const r = await h.call(`/api/v1/messages/${newQueueId()}`);
     assert.equal(r.status, 404);
@@ -99,6 +111,27 @@ describe('GET /api/v1/events', () => {
     assert.deepEqual(r.body.events.map((e: { id: number }) => e.id), [2, 4, 6]);
     const both = await h.call('/api/v1/events?type=recipient.delivered,message.received&after=5');
     assert.deepEqual(both.body.events.map((e: { id: number }) => e.id), [6, 7]);
+  });
+
+  it('takes "recipient.*" like the CLI, and since= (ms)', async () => {
+    const r = await h.call('/api/v1/events?type=recipient.*');
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual(r.body.events.map((e: { id: number }) => e.id), [2, 4, 6]);
+    const mixed = await h.call('/api/v1/events?type=recipient.*,message.received&since=1005');
+    assert.deepEqual(mixed.body.events.map((e: { id: number }) => e.id), [6, 7]);
+    assert.equal((await h.call('/api/v1/events?type=nothing.*')).status, 400);
+  });
+
+  it('keeps next at min(after, newest id) when after is beyond the newest event', async () => {
+    const r = await h.call('/api/v1/events?after=500');
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.body.events, []);
+    assert.equal(r.body.next, 7);
+    h.store.append({ type: 'message.received', at: 2000, queueId: 'Q7' });
+    const next = await h.call(`/api/v1/events?after=${r.body.next}`);
+    assert.deepEqual(next.body.events.map((e: { id: number }) => e.id), [8], 'an event after the cursor was skipped');
+    const within = await h.call('/api/v1/events?after=3&type=message.deleted');
+    assert.equal(within.body.next, 3);
   });
 
   it('400 for a bad cursor, limit or type, and an unknown parameter', async () => {
@@ -207,6 +240,18 @@ describe('OpenAPI, docs, metrics, unknown routes, curl, HTTPS', () => {
     const res = await fetch(`${h.url}/api/docs/`, { signal: AbortSignal.timeout(10_000) });
     assert.equal(res.status, 200);
     assert.match(await res.text(), /swagger/i);
+  });
+
+  it('GET /metrics renders at most once a second however many scrape', async () => {
+    let renders = 0;
+    const m = await startApi({ metrics: { contentType: 'text/plain; version=0.0.4; charset=utf-8', render: async () => `postline_renders ${++renders}\n` } });
+    try {
+      const texts = await Promise.all(Array.from({ length: 20 }, () => fetch(`${m.url}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text())));
+      assert.equal(renders, 1);
+      assert.ok(texts.every((t) => t === 'postline_renders 1\n'));
+      await new Promise((r) => setTimeout(r, 1100));
+      assert.equal(await (await fetch(`${m.url}/metrics`, { signal: AbortSignal.timeout(10_000) })).text(), 'postline_renders 2\n');
+    } finally { await m.close(); }
   });
 
   it('GET /metrics serves the given registry without a key', async () => {

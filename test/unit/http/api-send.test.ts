@@ -10,6 +10,7 @@ import { reply } from '../../../src/core/reply.js';
 import { MetadataError } from '../../../src/cleanup/meta.js';
 import { SqliteApiKeyStore } from '../../../src/http/sqlite-stores.js';
 import { startApi, type ApiHarness } from './harness.js';
+import { waitFor } from '../../helpers/net.js';
 
 const b64 = (s: string | Buffer): string => Buffer.from(s).toString('base64');
 const simple = { from: 'app@example.com', to: ['rcpt@example.net'], subject: 'Hello', text: 'Hi there' };
@@ -132,7 +133,13 @@ describe('POST /api/v1/messages', () => {
     assert.equal(r.status, 415);
     assert.equal(r.body.code, 'ERR_API_MEDIA_TYPE');
     const t = await h.call('/api/v1/messages', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hello' });
-    assert.equal(t.status, 400);
+    assert.equal(t.status, 415);
+    assert.equal(t.body.code, 'ERR_API_MEDIA_TYPE');
+    const latin = await h.call('/api/v1/messages', { method: 'POST', headers: { 'content-type': 'application/json; charset=iso-8859-1' }, body: JSON.stringify(simple) });
+    assert.equal(latin.status, 415);
+    assert.match(latin.body.message, /charset "iso-8859-1"/);
+    const utf8 = await h.call('/api/v1/messages', { method: 'POST', headers: { 'content-type': 'application/json; charset=UTF-8' }, body: JSON.stringify(simple) });
+    assert.equal(utf8.status, 202);
   });
 
   it('answers 413 over the body limit and over the message size', async () => {
@@ -168,8 +175,9 @@ describe('POST /api/v1/messages', () => {
       assert.equal(r.status, 202);
       assert.deepEqual(r.body.recipients.map((x: { status: string }) => x.status), ['queued', 'failed']);
       assert.equal(r.body.recipients[1].error.status, 503);
-      assert.equal(h.rejections.at(-1)!.recipient, 'bad@example.net');
-      assert.match(h.rejections.at(-1)!.reply, /^503 ERR_STORE_FULL /);
+      // Refusals of one key are coalesced (one event a second): the last one comes with the count.
+      const last = await waitFor('the coalesced refusal event', () => h.rejections.find((x) => x.recipient === 'bad@example.net'), 3000);
+      assert.match(last.reply, /^503 ERR_STORE_FULL .*\(\d+ refusals? of this key in 1 s\)$/);
     } finally {
       h.sink.fail = undefined;
     }
@@ -184,7 +192,11 @@ describe('POST /api/v1/messages', () => {
       assert.equal(r.body.code, 'ERR_API_UNAVAILABLE');
       assert.ok(Number(r.headers.get('retry-after')) > 0);
       assert.equal(low.sink.submissions.length, 0);
-      low.store.free = 1000;
+      // The reserve plus one copy per recipient must be free.
+      low.store.free = 1000 + 'Hi there'.length * 2;
+      const two = await low.call('/api/v1/messages', { method: 'POST', json: { ...simple, to: ['a@example.net', 'b@example.net', 'c@example.net'] } });
+      assert.equal(two.status, 503);
+      low.store.free = 1000 + 10_000;
       assert.equal((await low.call('/api/v1/messages', { method: 'POST', json: simple })).status, 202);
     } finally {
       await low.close();
@@ -269,7 +281,7 @@ describe('API keys, scopes, sender domains, rate', () => {
     assert.ok(wait >= 1 && wait <= 20, `Retry-After ${wait}`);
     const many = await send(['1@example.net', '2@example.net', '3@example.net', '4@example.net']);
     assert.equal(many.status, 429);
-    assert.match(h.rejections.at(-1)!.reply, /^429 ERR_API_RATE_LIMITED /);
+    await waitFor('the 429 event', () => h.rejections.some((x) => x.origin.apiKey === 'slow' && /^429 ERR_API_RATE_LIMITED /.test(x.reply)), 3000);
     // A schema failure is not a refusal worth an event.
     const n = h.rejections.length;
     assert.equal((await h.call('/api/v1/messages', { method: 'POST', json: { from: 'x' } })).status, 400);
@@ -375,5 +387,168 @@ describe('Idempotency-Key', () => {
     assert.ok(kept);
     assert.deepEqual(JSON.parse(kept.body), r1.body);
     assert.equal(await h.stores.idempotency.get('all', 'persist', Date.now() + 1), undefined);
+  });
+});
+
+describe('Idempotency-Key pending records', () => {
+  let h: ApiHarness;
+  before(async () => { h = await startApi(); });
+  after(async () => { await h.close(); });
+
+  it('writes a pending record before submitting, with the queue IDs as they commit, and the answer at the end', async () => {
+    h.sink.delayMs = 300;
+    try {
+      const running = h.call('/api/v1/messages', { method: 'POST', headers: { 'idempotency-key': 'slow-1' }, json: { ...simple, to: ['a@example.net', 'b@example.net'] } });
+      const pending = await waitFor('the pending record', () => h.stores.idempotency.get('all', 'slow-1', 0), 3000);
+      assert.equal(pending.status, 0);
+      const p = JSON.parse(pending.body);
+      assert.equal(p.pending.pid, process.pid);
+      assert.deepEqual(p.queued, []);
+      const dup = await h.call('/api/v1/messages', { method: 'POST', headers: { 'idempotency-key': 'slow-1' }, json: { ...simple, to: ['a@example.net', 'b@example.net'] } });
+      assert.equal(dup.status, 409);
+      assert.match(dup.body.message, /in progress/);
+      const r = await running;
+      assert.equal(r.status, 202);
+      const final = await h.stores.idempotency.get('all', 'slow-1', 0);
+      assert.equal(final!.status, 202);
+      assert.deepEqual(JSON.parse(final!.body), r.body);
+    } finally { h.sink.delayMs = 0; }
+  });
+
+  it('answers a retry that finds the pending record of a gone process with 409 and the queue IDs recorded, and queues nothing', async () => {
+    // A pending record as a process killed after its first commit leaves it (same request hash: same path and body).
+    h.sink.delayMs = 200;
+    const body = { ...simple, to: ['x@example.net', 'y@example.net'] };
+    const first = h.call('/api/v1/messages', { method: 'POST', headers: { 'idempotency-key': 'probe' }, json: body });
+    const probe = await waitFor('the pending record', () => h.stores.idempotency.get('all', 'probe', 0), 3000);
+    await first;
+    h.sink.delayMs = 0;
+    const { spawnSync } = await import('node:child_process');
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString();
+    await h.stores.idempotency.put('all', 'crashed', {
+      requestHash: probe.requestHash, status: 0, createdAt: Date.now(),
+      body: JSON.stringify({ pending: { pid: Number(gone), instance: 'gone' }, queued: [{ address: 'x@example.net', queueId: 'AAAAAAAAAAAAAAAAAA' }] }),
+    });
+    const n = h.sink.submissions.length;
+    const retry = await h.call('/api/v1/messages', { method: 'POST', headers: { 'idempotency-key': 'crashed' }, json: body });
+    assert.equal(retry.status, 409);
+    assert.equal(retry.body.code, 'ERR_API_IDEMPOTENCY');
+    assert.match(retry.body.message, /outcome is unknown/);
+    assert.match(retry.body.message, /GET \/api\/v1\/events\?type=message\.received&since=\d+/);
+    assert.deepEqual(retry.body.queued, [{ address: 'x@example.net', queueId: 'AAAAAAAAAAAAAAAAAA' }]);
+    assert.equal(h.sink.submissions.length, n, 'queued again');
+    // A live other process within the grace: in progress.
+    await h.stores.idempotency.put('all', 'elsewhere', {
+      requestHash: probe.requestHash, status: 0, createdAt: Date.now(),
+      body: JSON.stringify({ pending: { pid: process.ppid, instance: 'other' }, queued: [] }),
+    });
+    const busy = await h.call('/api/v1/messages', { method: 'POST', headers: { 'idempotency-key': 'elsewhere' }, json: body });
+    assert.equal(busy.status, 409);
+    assert.match(busy.body.message, /in progress/);
+    // A refusal that queued nothing removes the pending record: the retry runs afresh.
+    assert.equal((await h.call('/api/v1/messages', { method: 'POST', key: 'read', headers: { 'idempotency-key': 'r' }, json: body })).status, 403);
+    h.sink.fail = () => new StoreError('disk full', { full: true });
+    assert.equal((await h.call('/api/v1/messages', { method: 'POST', headers: { 'idempotency-key': 'refused' }, json: body })).status, 503);
+    h.sink.fail = undefined;
+    assert.equal(await h.stores.idempotency.get('all', 'refused', 0), undefined);
+  });
+});
+
+describe('per-request limits, rate spending, refusal events, address forms', () => {
+  let h: ApiHarness;
+  before(async () => {
+    h = await startApi({ config: { limits: { minFreeBytes: 0, maxRecipients: 100 }, http: { maxRecipientsPerRequest: 4, maxBytesPerRequest: 10_000 } } });
+  });
+  after(async () => { await h.close(); });
+  const rcpts = (n: number) => Array.from({ length: n }, (_, i) => `r${i}@example.net`);
+
+  it('400 over http.maxRecipientsPerRequest, 413 over http.maxBytesPerRequest (bytes x recipients), before composing', async () => {
+    h.sink.submissions.length = 0;
+    const many = await h.call('/api/v1/messages', { method: 'POST', json: { ...simple, to: rcpts(5) } });
+    assert.equal(many.status, 400);
+    assert.match(many.body.message, /5 recipients, more than 4 .*http\.maxRecipientsPerRequest/);
+    const raw = await h.call('/api/v1/messages/raw', { method: 'POST', json: { mailFrom: 'a@example.com', rcptTo: rcpts(5), raw: b64('Subject: x\r\n\r\nx\r\n') } });
+    assert.equal(raw.status, 400);
+    const heavy = await h.call('/api/v1/messages', { method: 'POST', json: { ...simple, to: rcpts(4), text: 'x'.repeat(3000) } });
+    assert.equal(heavy.status, 413);
+    assert.match(heavy.body.message, /http\.maxBytesPerRequest/);
+    assert.equal((await h.call('/api/v1/messages', { method: 'POST', json: { ...simple, to: rcpts(1), text: 'x'.repeat(3000) } })).status, 202);
+    assert.equal(h.sink.submissions.length, 1);
+  });
+
+  it('503 when the free space cannot hold one copy per recipient', async () => {
+    h.store.free = 2500;
+    try {
+      const r = await h.call('/api/v1/messages', { method: 'POST', json: { ...simple, to: rcpts(3), text: 'x'.repeat(1000) } });
+      assert.equal(r.status, 503);
+      assert.equal(r.body.code, 'ERR_API_UNAVAILABLE');
+    } finally { h.store.free = 10 * 1024 ** 3; }
+  });
+
+  it('spends rate tokens only on requests that pass validation and composing, and refunds recipients not queued', async () => {
+    const token = await h.addKey({ name: 'spend', scopes: ['send'], ratePerMinute: 2 });
+    const send = (json: unknown) => h.call('/api/v1/messages', { method: 'POST', key: `raw:${token}`, json });
+    for (let i = 0; i < 5; i++) {
+      assert.equal((await send({ ...simple, from: 'x' })).status, 400);
+      assert.equal((await send({ ...simple, to: rcpts(1), text: 'x'.repeat(20_000) })).status, 413);
+    }
+    h.sink.fail = () => new StoreError('disk full', { full: true });
+    assert.equal((await send({ ...simple, to: rcpts(2) })).status, 503);
+    h.sink.fail = undefined;
+    assert.equal((await send({ ...simple, to: rcpts(2) })).status, 202, 'refused requests spent tokens');
+    assert.equal((await send(simple)).status, 429);
+  });
+
+  it('coalesces message.rejected to at most one event per key per second, with the count', async () => {
+    const token = await h.addKey({ name: 'flood', scopes: ['send'], ratePerMinute: 1 });
+    const send = () => h.call('/api/v1/messages', { method: 'POST', key: `raw:${token}`, json: simple });
+    assert.equal((await send()).status, 202);
+    const t0 = Date.now();
+    let refused = 0;
+    for (let i = 0; i < 40 && Date.now() - t0 < 800; i++) if ((await send()).status === 429) refused++;
+    assert.ok(refused >= 5, `only ${refused} requests in 800 ms`);
+    const mine = () => h.rejections.filter((x) => x.origin.apiKey === 'flood');
+    assert.equal(mine().length, 1, 'one event at once');
+    const second = await waitFor('the coalesced event', () => (mine().length === 2 ? mine()[1] : undefined), 3000);
+    assert.match(second.reply, new RegExp(`\\(${refused - 1} refusals of this key in 1 s\\)$`));
+  });
+
+  it('accepts "Name <addr>" strings and refuses control characters, bidi overrides and source routes', async () => {
+    h.sink.submissions.length = 0;
+    const r = await h.call('/api/v1/messages', { method: 'POST', json: { from: '"Doe, Jane" <jane@example.com>', to: ['Bob <bob@example.net>', 'carol@example.net'], replyTo: 'Help <help@example.com>', text: 'x' } });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    assert.deepEqual(r.body.recipients.map((x: { address: string }) => x.address), ['bob@example.net', 'carol@example.net']);
+    const sub = h.sink.submissions.at(-1)!;
+    assert.equal(sub.envelope.mailFrom, 'jane@example.com');
+    const head = headerOf(sub.body);
+    assert.match(head, /^From: "Doe, Jane" <jane@example\.com>$/m);
+    assert.match(head, /^To: Bob <bob@example\.net>, carol@example\.net$/m);
+    assert.match(head, /^Reply-To: Help <help@example\.com>$/m);
+
+    const bad = async (addr: string, re: RegExp) => {
+      const b = await h.call('/api/v1/messages', { method: 'POST', json: { ...simple, to: [addr] } });
+      assert.equal(b.status, 400, addr);
+      assert.equal(b.body.issues[0].path, 'to.0');
+      assert.match(b.body.message, re, addr);
+    };
+    await bad('not an address', /"local@domain", "Name <local@domain>" or \{"name"/);
+    await bad('a@b.example, c@d.example', /Name <local@domain>/);
+    await bad('evil\u202e@example.net', /bidi/);
+    await bad('Eve <ev\u2066il@example.net>', /bidi/);
+    await bad('a\u0085b@example.net', /control/);
+    await bad('@relay.example,@b.example:user@example.net', /source routes/);
+    await bad('Eve <@relay.example:user@example.net>', /source routes/);
+    const obj = await h.call('/api/v1/messages', { method: 'POST', json: { ...simple, to: [{ name: 'x', address: 'u\u2028@example.net' }] } });
+    assert.equal(obj.status, 400);
+    const rawBad = await h.call('/api/v1/messages/raw', { method: 'POST', json: { mailFrom: '@a.example:u@example.com', rcptTo: ['b@example.net'], raw: b64('Subject: x\r\n\r\nx\r\n') } });
+    assert.equal(rawBad.status, 400);
+    assert.match(rawBad.body.message, /source routes/);
+  });
+
+  it('400 for a message without text, html or an attachment', async () => {
+    const r = await h.call('/api/v1/messages', { method: 'POST', json: { from: 'a@example.com', to: ['b@example.net'], subject: 'empty' } });
+    assert.equal(r.status, 400);
+    assert.match(r.body.message, /give text, html or an attachment/);
+    assert.equal((await h.call('/api/v1/messages', { method: 'POST', json: { from: 'a@example.com', to: ['b@example.net'], html: '<p>x</p>' } })).status, 202);
   });
 });

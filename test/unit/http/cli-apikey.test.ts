@@ -26,6 +26,13 @@ describe('postline apikey', () => {
       const key = lines.at(-1)!;
       assert.match(key, /^pl_[a-z2-7]{10}_[A-Za-z0-9_-]{43}$/);
       assert.ok(lines.length > 1 && !lines.slice(0, -1).join('\n').includes(key.split('_')[2]!), 'the secret is printed twice');
+      assert.doesNotMatch(made.stderr, /warning/);
+      const open = await runCli(['apikey', 'create', 'anywhere', '--scope', 'send', '--config', configFile], undefined, {}, { cleanEnv: true });
+      assert.equal(open.code, 0, open.stderr);
+      assert.match(open.stderr, /^warning: this key may send as any domain; limit it with --domain D$/m);
+      assert.match(open.stdout.trimEnd().split('\n').at(-1)!, /^pl_/, 'the key is still alone on the last line of stdout');
+      const reader = await runCli(['apikey', 'create', 'reader', '--scope', 'read', '--config', configFile], undefined, {}, { cleanEnv: true });
+      assert.doesNotMatch(reader.stderr, /warning/, 'a key that cannot send got the sender warning');
 
       const sent = await api.call('/api/v1/messages', { method: 'POST', key: `raw:${key}`, json: { from: 'a@shop.example', to: ['b@example.net'], text: 'x' } });
       assert.equal(sent.status, 202);
@@ -33,6 +40,7 @@ describe('postline apikey', () => {
 
       const listed = await runCli(['apikey', 'list', '--config', configFile], undefined, {}, { cleanEnv: true });
       assert.equal(listed.code, 0, listed.stderr);
+      assert.equal(listed.stdout.split('\n')[0], 'NAME\tPREFIX\tSCOPES\tDOMAINS\tRATE\tCREATED\tSTATE');
       const shop = listed.stdout.split('\n').find((l) => l.startsWith('shop\t'));
       assert.ok(shop, listed.stdout);
       assert.deepEqual(shop.split('\t').slice(1, 5), [`pl_${key.split('_')[1]}_...`, 'send,read', 'shop.example,mail.example', '600/min']);

@@ -10,7 +10,11 @@ import { ConfigError } from '../../../src/core/errors.js';
 
 test('http defaults, http: null, and the body limit', () => {
   const d = configSchema.parse({});
-  assert.deepEqual(d.http, { address: '127.0.0.1', port: 8025, requestTimeoutMs: 300_000, idempotencyTtlMs: 86_400_000, metricsAuth: false });
+  assert.deepEqual(d.http, {
+    address: '127.0.0.1', port: 8025, requestTimeoutMs: 300_000, maxConnections: 1024, maxRecipientsPerRequest: 1000,
+    maxBytesPerRequest: 500 * 1024 * 1024, idempotencyTtlMs: 86_400_000, metricsAuth: false,
+  });
+  assert.equal(configSchema.safeParse({ http: { maxConnections: 0 } }).success, false);
   assert.equal(apiMaxBodyBytes(d), Math.ceil((50 * 1024 * 1024) / 3) * 4 + 1024 * 1024);
   assert.equal(configSchema.parse({ http: null }).http, null);
   assert.equal(apiMaxBodyBytes(configSchema.parse({ http: { maxBodyBytes: 1234 } })), 1234);

@@ -96,6 +96,7 @@ export class TestApiStore implements ApiStore {
       && (q.since === undefined || e.at >= q.since)).slice(0, q.limit);
   }
 
+  async lastEventId(): Promise<number> { return this.events.at(-1)?.id ?? 0; }
   async get(id: string): Promise<ApiQueuedMessage | undefined> { return this.messages.get(id); }
   async freeBytes(): Promise<number> { return this.free; }
 }
