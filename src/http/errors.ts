@@ -90,7 +90,7 @@ export const apiErrors = {
 export function statusOfPostlineError(err: PostlineError): number {
   if (err instanceof ApiError) return err.status;
   if (err.code === 'ERR_NO_SUCH_MESSAGE') return 404;
-  if (err.code === 'ERR_MESSAGE_HELD') return 409;
+  if (err.code === 'ERR_MESSAGE_HELD' || err.code === 'ERR_MESSAGE_SCHEDULED') return 409;
   if (err.code === 'ERR_INTERNAL') return 500;
   if (err.code === 'ERR_METADATA') return 400;
   const r = err.reply;
