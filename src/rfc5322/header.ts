@@ -132,22 +132,26 @@ export function endsWithCrlf(buf: Buffer): boolean {
  * @returns `header` itself when nothing matched.
  */
 export function withoutFields(header: Buffer, drop: (lowerName: string) => boolean): Buffer {
-  const text = header.toString('latin1');
-  const lines = text.split('\r\n');
-  let dropping = false;
+  return withoutFieldsWhere(header, (name) => drop(name));
+}
+
+/**
+ * Like `withoutFields`, with the field's unfolded value (everything after the colon, RFC 5322
+ * 2.2.3) given to `drop` too. @returns `header` itself when nothing matched.
+ */
+export function withoutFieldsWhere(header: Buffer, drop: (lowerName: string, value: string) => boolean): Buffer {
+  const lines = header.toString('latin1').split('\r\n');
   let changed = false;
   const kept: string[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!;
-    if ((line[0] === ' ' || line[0] === '\t') && i > 0) {
-      if (!dropping) kept.push(line);
-      else changed = true;
-      continue;
-    }
-    const colon = line.indexOf(':');
-    dropping = colon > 0 && drop(line.slice(0, colon).trimEnd().toLowerCase());
-    if (dropping) changed = true;
-    else kept.push(line);
+  for (let i = 0; i < lines.length;) {
+    let j = i + 1;
+    while (j < lines.length && (lines[j]![0] === ' ' || lines[j]![0] === '\t')) j++;
+    const first = lines[i]!;
+    const colon = first.indexOf(':');
+    const group = lines.slice(i, j);
+    if (colon > 0 && drop(first.slice(0, colon).trimEnd().toLowerCase(), group.join('').slice(colon + 1))) changed = true;
+    else kept.push(...group);
+    i = j;
   }
   return changed ? Buffer.from(kept.join('\r\n'), 'latin1') : header;
 }
