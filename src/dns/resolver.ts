@@ -47,5 +47,6 @@ export function createResolver(opts: ResolverOptions): Resolver {
       wrap(domain, 'MX', async () => (await r.resolveMx(domain)).map((m): MxRecord => ({ exchange: m.exchange, priority: m.priority }))),
     resolve4: (host) => wrap(host, 'A', () => r.resolve4(host)),
     resolve6: (host) => wrap(host, 'AAAA', () => r.resolve6(host)),
+    resolveTxt: (name) => wrap(name, 'TXT', () => r.resolveTxt(name)),
   };
 }
