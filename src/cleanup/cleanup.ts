@@ -135,7 +135,8 @@ export class Cleanup implements MessageSink, SubmissionSink {
     const id = newQueueId(started);
     envelope = this.withoutDuplicates(id, envelope);
     const origin = originOf(s);
-    const chain = this.chainFor({ queueId: id, envelope, origin, session: s, role: s.listener.role, trusted: this.isTrusted(s) });
+    const ctx: ModifierContext = { queueId: id, envelope, origin, session: s, role: s.listener.role, trusted: this.isTrusted(s) };
+    const chain = this.chainFor(ctx);
     const body = await this.openBody(id);
     const received = buildReceived({
       heloName: s.heloName, clientAddress: s.clientAddress, hostname: this.config.hostname,
@@ -154,10 +155,10 @@ export class Cleanup implements MessageSink, SubmissionSink {
       now: () => this.clock.now(),
       smtputf8: envelope.smtputf8,
       ...(this.isTrusted(s) ? { readMeta: this.metaLimits() } : {}),
-      bodyType: envelope.bodyType, chain,
+      bodyType: envelope.bodyType, chain, rechain: () => this.chainFor(ctx), reopen: () => this.openBody(id),
       // Our Received field is part of the header section too ("for <UTF-8 address>").
-      commit: async (f) => {
-        const queueId = await this.commit(id, envelope, origin, body, withUtf8(f, envelope, received));
+      commit: async (f, w) => {
+        const queueId = await this.commit(id, envelope, origin, w, withUtf8(f, envelope, received));
         this.onAccepted?.(this.clock.now() - started);
         return queueId;
       },
@@ -211,7 +212,8 @@ export class Cleanup implements MessageSink, SubmissionSink {
     const started = this.clock.now();
     const id = newQueueId(started);
     const env = this.withoutDuplicates(id, envelope);
-    const chain = this.chainFor({ queueId: id, envelope: env, origin: sub.origin, role: sub.origin.kind === 'api' ? 'api' : 'dsn', trusted: true });
+    const ctx: ModifierContext = { queueId: id, envelope: env, origin: sub.origin, role: sub.origin.kind === 'api' ? 'api' : 'dsn', trusted: true };
+    const chain = this.chainFor(ctx);
     const body = await this.openBody(id);
     const received = buildReceived({
       hostname: this.config.hostname, queueId: id, date: this.clock.now(),
@@ -227,11 +229,11 @@ export class Cleanup implements MessageSink, SubmissionSink {
       maxSize: this.config.limits.maxMessageSize,
       now: () => this.clock.now(),
       smtputf8: env.smtputf8,
-      bodyType: env.bodyType, chain,
-      commit: async (f) => {
+      bodyType: env.bodyType, chain, rechain: () => this.chainFor(ctx), reopen: () => this.openBody(id),
+      commit: async (f, w) => {
         const m = meta ?? f.meta;
         result = { messageId: f.messageId, meta: m };
-        return this.commit(id, env, sub.origin, body, { ...withUtf8(f, env, received), meta: m });
+        return this.commit(id, env, sub.origin, w, { ...withUtf8(f, env, received), meta: m });
       },
     });
     msg.write(sub.body);
@@ -253,15 +255,16 @@ export class Cleanup implements MessageSink, SubmissionSink {
     if (!envelope.recipients.length) throw new PostlineError('ERR_NO_RECIPIENTS', 'inject without recipients', { temporary: false });
     const id = newQueueId(this.clock.now());
     envelope = this.withoutDuplicates(id, envelope);
-    const chain = this.chainFor({ queueId: id, envelope, origin, role: 'dsn', trusted: true });
+    const ctx: ModifierContext = { queueId: id, envelope, origin, role: 'dsn', trusted: true };
+    const chain = this.chainFor(ctx);
     const writer = await this.openBody(id);
     const received = buildReceived({ hostname: this.config.hostname, queueId: id, date: this.clock.now() });
     // The same byte rules and chain as other mail; no size or hop limit (the scheduler bounds what it returns).
     const msg = new CleanupMessage(id, writer, {
       received, addMissingFields: false, hostname: this.config.hostname,
       maxReceived: Number.MAX_SAFE_INTEGER, maxSize: Number.MAX_SAFE_INTEGER, now: () => this.clock.now(),
-      smtputf8: envelope.smtputf8, bodyType: envelope.bodyType, chain,
-      commit: (f) => this.commit(id, envelope, origin, writer, withUtf8(f, envelope, received),
+      smtputf8: envelope.smtputf8, bodyType: envelope.bodyType, chain, rechain: () => this.chainFor(ctx), reopen: () => this.openBody(id),
+      commit: (f, w) => this.commit(id, envelope, origin, w, withUtf8(f, envelope, received),
         events.map((e) => (e.type === 'dsn.queued' ? { ...e, dsnQueueId: id } : e))),
     });
     msg.write(body);

@@ -31,6 +31,14 @@ import { ModifierChain } from './modifiers.js';
 /** Largest header section buffered, bytes; a longer one is passed through as body. */
 export const HEADER_LIMIT = 1024 * 1024;
 
+/**
+ * While a message is converted to 7-bit, its original bytes are kept up to this many, bytes: when
+ * the conversion fails (8-bit data in a MIME part header, a preamble, a message/* or base64 part),
+ * a message of at most this size is stored as it came (8-bit, modifiers run again on it); a larger
+ * one is refused with 554 5.6.3.
+ */
+export const SEVEN_BIT_HOLD = 4 * 1024 * 1024;
+
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
 /** What cleanup decided for this message before the first byte. */
@@ -60,8 +68,12 @@ export interface IncomingPlan {
   readonly bodyType?: BodyType;
   /** The message's modifiers (default: none). */
   readonly chain?: ModifierChain;
-  /** Commits the body; resolves with the queue ID. */
-  readonly commit: (facts: CommitFacts) => Promise<string>;
+  /** A fresh chain for the same message (after a failed 7-bit conversion). Default: none, the message is refused. */
+  readonly rechain?: () => ModifierChain;
+  /** A fresh body writer for the same queue ID (after a failed 7-bit conversion). */
+  readonly reopen?: () => Promise<BodyWriter>;
+  /** Commits `body` (the writer in use); resolves with the queue ID. */
+  readonly commit: (facts: CommitFacts, body: BodyWriter) => Promise<string>;
 }
 
 /** What CleanupMessage found out about the message, for its commit. */
@@ -91,15 +103,22 @@ export class CleanupMessage implements IncomingMessage {
   private utf8Headers: boolean | undefined;
   private meta: MessageMeta | undefined;
   private state: State = 'open';
-  private readonly chain: ModifierChain;
+  private chain: ModifierChain;
   /** The header section as stored (for the chain's end), once known. */
   private storedHeader: Buffer | undefined;
   /** Set while the stored bytes pass through the 7-bit conversion. */
   private downgrade: Duplex | undefined;
   /** Body bytes go to the chain's views (the header section was complete). */
   private viewBody = false;
+  /** While converting: the header section as it would be stored unconverted (without modifier fields). */
+  private heldBase: Buffer | undefined;
+  /** While converting: the original body bytes (after the empty line), at most SEVEN_BIT_HOLD in all. */
+  private held: Buffer[] | undefined;
+  private heldLen = 0;
+  /** The conversion failed; the original is kept and stored unconverted at finish(). */
+  private unconverted = false;
 
-  constructor(readonly queueId: string, private readonly body: BodyWriter, private readonly plan: IncomingPlan) {
+  constructor(readonly queueId: string, private body: BodyWriter, private readonly plan: IncomingPlan) {
     this.chain = plan.chain ?? ModifierChain.EMPTY;
   }
 
@@ -119,6 +138,10 @@ export class CleanupMessage implements IncomingMessage {
       return true;
     }
     if (this.headerDone) {
+      if (this.held) {
+        this.hold(chunk);
+        if (this.unconverted) return true;
+      }
       if (this.viewBody && !this.downgrade) this.chain.body(chunk);
       return this.sink.write(chunk);
     }
@@ -128,7 +151,7 @@ export class CleanupMessage implements IncomingMessage {
   /** Resolves when the body stream can take more (or has failed; finish() reports that). */
   async drain(): Promise<void> {
     const s = this.sink as unknown as Duplex;
-    if (!this.headerDone || this.failure || s.destroyed || !s.writableNeedDrain) return;
+    if (!this.headerDone || this.failure || this.unconverted || s.destroyed || !s.writableNeedDrain) return;
     await new Promise<void>((resolve) => {
       const done = (): void => {
         s.off('drain', done);
@@ -150,7 +173,8 @@ export class CleanupMessage implements IncomingMessage {
     if (this.state !== 'open') throw new PostlineError('ERR_STATE', `message ${this.queueId} already ${this.state}`);
     this.state = 'finishing';
     if (!this.headerDone && !this.failure) this.emitHeader(this.head.subarray(0, this.headLen), undefined);
-    if (this.downgrade && !this.failure) await this.endDowngrade();
+    if (this.downgrade && !this.failure && !this.unconverted) await this.endDowngrade();
+    if (this.unconverted && !this.failure) await this.storeUnconverted();
     if (this.failure) {
       this.chain.abort();
       await this.body.abort();
@@ -159,9 +183,10 @@ export class CleanupMessage implements IncomingMessage {
     }
     try {
       const prepend = this.chain.empty ? '' : await this.chain.end(this.storedHeader ?? Buffer.alloc(0), this.downgrade !== undefined);
+      this.held = undefined;
       const id = await this.plan.commit({
         messageId: this.messageId, utf8Headers: this.utf8Headers, meta: this.meta, prepend, sevenBit: this.downgrade !== undefined,
-      });
+      }, this.body);
       this.state = 'done';
       return id;
     } catch (err) {
@@ -211,13 +236,59 @@ export class CleanupMessage implements IncomingMessage {
       head = undefined;
       this.chain.body(rest);
     });
-    d.on('error', (err: Error) => this.fail(new PostlineError('ERR_MIME_DOWNGRADE', `message ${this.queueId}: ${err.message}`, {
-      temporary: false, cause: err,
-      reply: reply(554, '5.6.3', 'Message cannot be converted to 7-bit for signing: ' + err.message.replace(/[\r\n]+/g, ' ').slice(0, 200)),
-    })));
+    d.on('error', (err: Error) => {
+      if (this.failure) return;
+      // Kept whole: store it as it came (finish()). Too large to have kept: refuse.
+      if (this.held && this.plan.reopen && this.plan.rechain) {
+        this.unconverted = true;
+        this.downgrade = undefined;
+        return;
+      }
+      this.fail(unconvertible(this.queueId, err));
+    });
     d.pipe(this.body.stream, { end: false });
     // A store stream that fails stops the conversion too, so nobody waits for its drain forever.
     this.body.stream.once('close', () => d.destroy());
+  }
+
+  /** Keeps an original body chunk while converting; past SEVEN_BIT_HOLD the original can no longer be stored. */
+  private hold(chunk: Buffer): void {
+    this.heldLen += chunk.length;
+    if (this.heldLen > SEVEN_BIT_HOLD) {
+      this.held = undefined;
+      if (this.unconverted) this.fail(unconvertible(this.queueId, new Error('the 7-bit conversion failed')));
+      return;
+    }
+    this.held!.push(chunk);
+  }
+
+  /**
+   * After a failed 7-bit conversion: a new body with the original bytes, through a new chain
+   * (whose modifiers see the 8-bit form and get no conversion).
+   */
+  private async storeUnconverted(): Promise<void> {
+    const base = this.heldBase!;
+    const held = this.held!;
+    this.held = undefined;
+    this.chain.abort();
+    await this.body.abort();
+    try {
+      this.body = await this.plan.reopen!();
+      this.unconverted = false; // from here on an ordinary message: drain() waits on the new body
+      this.chain = this.plan.rechain!();
+      const decided = this.chain.header(base, true, this.meta, parseHeaderFields);
+      const add = decided.add ? Buffer.from(decided.add, 'utf8') : undefined;
+      this.storedHeader = add ? Buffer.concat([add, base]) : base;
+      const s = this.body.stream;
+      s.write(this.storedHeader);
+      s.write(Buffer.from('\r\n'));
+      for (const chunk of held) {
+        this.chain.body(chunk);
+        if (!s.write(chunk)) await this.drain();
+      }
+    } catch (err) {
+      this.fail(toPostlineError(err));
+    }
   }
 
   /** Ends the 7-bit conversion; resolves once its last byte was handed to the store (or it failed). */
@@ -230,7 +301,7 @@ export class CleanupMessage implements IncomingMessage {
       d.on('close', done);
       d.end();
     });
-    if (!this.failure && !this.storedHeader) this.fail(new PostlineError('ERR_MIME_DOWNGRADE', `message ${this.queueId}: conversion lost the header section`));
+    if (!this.failure && !this.unconverted && !this.storedHeader) this.fail(new PostlineError('ERR_MIME_DOWNGRADE', `message ${this.queueId}: conversion lost the header section`));
   }
 
   /** Appends to the header buffer; emits the header once the empty line or the limit is reached. */
@@ -319,6 +390,8 @@ export class CleanupMessage implements IncomingMessage {
         // 8-bit header fields cannot be converted (and need an SMTPUTF8 hop, which has 8BITMIME: RFC 6531 3.1).
         if (decided.sevenBit && (this.plan.bodyType ?? '7BIT') !== '7BIT' && isAscii(this.storedHeader)) {
           this.storedHeader = undefined; // known from the conversion's output
+          this.heldBase = base;
+          this.held = [];
           this.startDowngrade();
         }
       }
@@ -333,9 +406,18 @@ export class CleanupMessage implements IncomingMessage {
     } else {
       ok = s.write(buf); // the header buffer is dropped below, never reused
     }
+    if (this.held) this.hold(buf.subarray(bounds!.bodyStart));
     if (this.viewBody && !this.downgrade) this.chain.body(buf.subarray(bounds!.bodyStart));
     this.head = Buffer.alloc(0);
     this.headLen = 0;
     return ok;
   }
+}
+
+/** The refusal of a signed message that cannot be stored 7-bit nor kept whole (554 5.6.3). */
+function unconvertible(queueId: string, err: Error): PostlineError {
+  return new PostlineError('ERR_MIME_DOWNGRADE', `message ${queueId}: ${err.message}`, {
+    temporary: false, cause: err,
+    reply: reply(554, '5.6.3', 'Message cannot be converted to 7-bit for signing: ' + err.message.replace(/[\r\n]+/g, ' ').slice(0, 200)),
+  });
 }

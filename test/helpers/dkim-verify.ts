@@ -68,7 +68,12 @@ def dnsfunc(name, timeout=5):
 out = []
 for m in req['messages']:
     msg = base64.b64decode(m)
-    d = dkim.DKIM(msg)
+    try:
+        d = dkim.DKIM(msg)
+        d.headers
+    except Exception as e:
+        out.append({'error': str(e)[:200]})
+        continue
     sigs = [v for (k, v) in d.headers if k.lower() == b'dkim-signature']
     res = []
     for i, raw in enumerate(sigs):
@@ -76,17 +81,24 @@ for m in req['messages']:
             ok = d.verify(idx=i, dnsfunc=dnsfunc)
         except Exception:
             ok = False
-        tags = dkim.util.parse_tag_value(raw)
+        try:
+            tags = dkim.util.parse_tag_value(raw)
+        except Exception:
+            tags = {}
         res.append({'ok': bool(ok), 'd': tags.get(b'd', b'').decode(), 's': tags.get(b's', b'').decode(), 'a': tags.get(b'a', b'').decode()})
     out.append(res)
 json.dump(out, sys.stdout)
 `;
 
+/** dkimpy's verdict on one signature. */
+export interface DkimpySig { ok: boolean; d: string; s: string; a: string }
+
 /**
  * Verifies every signature of each message with dkimpy. @param records TXT values by DNS name
- * (the strings of one record joined). @returns per message, per signature (top first) whether it verified.
+ * (the strings of one record joined). @returns per message, per signature (top first) whether it
+ * verified; `{ error }` when dkimpy cannot parse the message at all (a malformed header section).
  */
-export async function verifyWithDkimpy(python: string, messages: readonly Buffer[], records: Record<string, string>): Promise<{ ok: boolean; d: string; s: string; a: string }[][]> {
+export async function verifyWithDkimpy(python: string, messages: readonly Buffer[], records: Record<string, string>): Promise<(DkimpySig[] | { error: string })[]> {
   const child = spawn(python, ['-c', SCRIPT], { stdio: ['pipe', 'pipe', 'pipe'] });
   const chunks: Buffer[] = [];
   const errs: Buffer[] = [];
@@ -97,5 +109,5 @@ export async function verifyWithDkimpy(python: string, messages: readonly Buffer
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
   clearTimeout(timer);
   if (code !== 0) throw new Error(`dkimpy failed (${code}): ${Buffer.concat(errs).toString('utf8').slice(-2000)}`);
-  return JSON.parse(Buffer.concat(chunks).toString('utf8')) as { ok: boolean; d: string; s: string; a: string }[][];
+  return JSON.parse(Buffer.concat(chunks).toString('utf8')) as (DkimpySig[] | { error: string })[];
 }

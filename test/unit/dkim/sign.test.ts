@@ -18,7 +18,7 @@ import { generateKey, publicValueOf, recordName, recordValue, type DkimKey } fro
 import { dkimSigner, fromDomain } from '../../../src/dkim/signer.js';
 import { SqliteQueueStore } from '../../../src/spool/sqlite/store.js';
 import { startDnsServer, type DnsServerHandle } from '../../helpers/dns-server.js';
-import { dkimpyPython, verifyWithDkimpy, verifyWithMailauth } from '../../helpers/dkim-verify.js';
+import { dkimpyPython, verifyWithDkimpy, verifyWithMailauth, type DkimpySig } from '../../helpers/dkim-verify.js';
 import { envelope, session } from '../cleanup/helpers.js';
 import { readAll, tempDir } from '../spool/helpers.js';
 
@@ -82,13 +82,13 @@ test('dual signing: an RSA-2048 and an Ed25519 signature, both verified by maila
     assert.deepEqual(res.map((r) => [r.selector, r.algorithm, r.result]), [['r1', 'rsa-sha256', 'pass'], ['e1', 'ed25519-sha256', 'pass']]);
     if (python) {
       const py = await verifyWithDkimpy(python, [stored], RECORDS);
-      assert.deepEqual(py[0]!.map((r) => [r.s, r.ok]), [['r1', true], ['e1', true]]);
+      assert.deepEqual((py[0] as DkimpySig[]).map((r) => [r.s, r.ok]), [['r1', true], ['e1', true]]);
     }
     // Tampering breaks both.
     const bad = Buffer.from(stored.toString('latin1').replace('line one', 'line 0ne'), 'latin1');
     // (mailauth calls a body hash mismatch "neutral", RFC 6376 6.3 leaves the wording open.)
     assert.ok((await verifyWithMailauth(bad, resolver())).every((r) => r.result !== 'pass'));
-    if (python) assert.deepEqual((await verifyWithDkimpy(python, [bad], RECORDS))[0]!.map((r) => r.ok), [false, false]);
+    if (python) assert.deepEqual(((await verifyWithDkimpy(python, [bad], RECORDS))[0] as DkimpySig[]).map((r) => r.ok), [false, false]);
   });
 });
 
@@ -126,6 +126,23 @@ test('8-bit mail is stored 7-bit (quoted-printable) and committed as 7BIT, so no
     const id2 = await send(c, plain);
     const stored2 = (await readAll(store.openBody(id2))).toString('latin1');
     assert.ok(stored2.endsWith('\r\n\r\nplain\r\n') && stored2.includes('\r\nSubject: ascii\r\n'), stored2);
+  });
+});
+
+test('8-bit mail that cannot be converted (8-bit in a part header) is signed and stored as it came, 8BITMIME', async () => {
+  await withCleanup(async (c, store) => {
+    const msg = Buffer.from([
+      'From: a@example.test', 'Subject: attachment', 'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="b1"', '',
+      '--b1', 'Content-Type: text/plain; charset=utf-8', 'Content-Transfer-Encoding: 8bit', '', 'Grüße', '',
+      '--b1', 'Content-Type: text/plain; name="Grüße.txt"', 'Content-Disposition: attachment; filename="Grüße.txt"', '', 'x', '',
+      '--b1--', '',
+    ].join('\r\n'), 'utf8');
+    const id = await send(c, msg, { step: 11 });
+    assert.equal((await store.get(id))!.bodyType, '8BITMIME');
+    const stored = await readAll(store.openBody(id));
+    assert.ok(stored.subarray(stored.length - msg.length + msg.indexOf('\r\n\r\n')).equals(msg.subarray(msg.indexOf('\r\n\r\n'))), 'the body is stored as it came');
+    assert.deepEqual((await verifyWithMailauth(stored, resolver())).map((r) => r.result), ['pass', 'pass']);
+    if (python) assert.deepEqual(((await verifyWithDkimpy(python, [stored], RECORDS))[0] as DkimpySig[]).map((r) => r.ok), [true, true]);
   });
 });
 
