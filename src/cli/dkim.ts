@@ -11,7 +11,7 @@
 import type { Command } from 'commander';
 import { createPrivateKey } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { PostlineConfig } from '../config/schema.js';
 import { PostlineError } from '../core/errors.js';
 import { createResolver } from '../dns/resolver.js';
@@ -32,9 +32,8 @@ function cliError(message: string): PostlineError {
 
 /** The keys `check` compares: the configured ones of DOMAIN, else the files keygen wrote for it. */
 function keysToCheck(cfg: PostlineConfig, domain: string, selector: string | undefined): DkimKey[] {
-  const abs = (p: string): string => (isAbsolute(p) ? p : resolve(cfg.dataDir, p));
   const configured = cfg.dkim.keys.filter((k) => normalizeDomain(k.domain) === domain && (!selector || k.selector.toLowerCase() === selector));
-  if (configured.length) return loadKeys(configured, abs);
+  if (configured.length) return loadKeys(configured);
   const dir = join(cfg.dataDir, 'dkim', domain);
   const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.pem')) : [];
   return loadKeys(files.filter((f) => !selector || f.slice(0, -4).toLowerCase() === selector).map((f) => {
@@ -93,14 +92,13 @@ export function registerDkimCommands(program: Command, loadConfig: (file?: strin
       writeFileSync(path, pem, { mode: 0o600, flag: opts.force ? 'w' : 'wx' });
       const name = recordName(selector, domain);
       const value = recordValue(key, algorithm);
-      const rel = relative(cfg.dataDir, path);
       console.log(`wrote ${path} (${algorithm}${algorithm === 'rsa-sha256' ? `, ${bits} bits` : ''}, mode 0600)`);
       console.log('publish this DNS TXT record:');
       console.log(`name:  ${name}`);
       console.log(`value: ${value}`);
       console.log(`zone:  ${name}. IN TXT ( ${quotedTxt(value)} )`);
       console.log('add to the configuration (dkim.keys):');
-      console.log(`  - { domain: ${domain}, selector: ${selector}, algorithm: ${algorithm}, privateKey: ${rel} }`);
+      console.log(`  - { domain: ${domain}, selector: ${selector}, algorithm: ${algorithm}, privateKey: ${JSON.stringify(path)} }`);
     });
 
   cmd

@@ -127,7 +127,7 @@ export const dkimKeySchema = z.object({
   /** The selector (s=): the key is published at SELECTOR._domainkey.DOMAIN. */
   selector: z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,250}[A-Za-z0-9])?$/, 'expected a DNS label (letters, digits, "-", ".")'),
   algorithm: z.enum(['rsa-sha256', 'ed25519-sha256']).default('rsa-sha256'),
-  /** PEM private key file (PKCS#8 or PKCS#1); a relative path is taken from dataDir. */
+  /** PEM private key file (PKCS#8 or PKCS#1); a relative path is relative to the configuration file's folder. */
   privateKey: z.string().min(1),
 }).strict();
 
