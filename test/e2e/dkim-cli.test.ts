@@ -2,13 +2,17 @@
  * `postline dkim keygen` and `postline dkim check` (src/cli/dkim.ts), the real CLI against a real
  * DNS server on loopback (delivery.dns.servers): keygen writes a 0600 key into dataDir/dkim/ and
  * prints the record; check exits 0 when the published record is ours, 1 when it differs or is missing.
+ * And a running server takes new keys on SIGHUP (a key file that cannot be loaded keeps the old ones).
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../helpers/postline-process.js';
+import { PostlineProcess, runCli } from '../helpers/postline-process.js';
+import { SmtpSink } from '../helpers/smtp-sink.js';
+import { RawSmtp } from '../helpers/raw-smtp.js';
+import { waitFor } from '../helpers/net.js';
 import { startDnsServer, type DnsServerHandle } from '../helpers/dns-server.js';
 import { generateKey, recordValue, splitTxt } from '../../src/dkim/keys.js';
 
@@ -90,4 +94,38 @@ test('keygen writes 0600 keys and prints the record; check matches it over DNS (
   const none = await cli(['dkim', 'check', 'nokeys.test']);
   assert.equal(none.code, 1);
   assert.match(none.stderr, /no DKIM key for nokeys\.test/);
+});
+
+test('SIGHUP: new dkim keys sign the next message; a key that cannot be loaded keeps the running keys', async () => {
+  const sink = await new SmtpSink().start();
+  cleanups.push(() => sink.cleanup());
+  const keyDir = mkdtempSync(join(tmpdir(), 'postline-dkim-hup-'));
+  cleanups.push(() => rmSync(keyDir, { recursive: true, force: true }));
+  writeFileSync(join(keyDir, 'k.pem'), generateKey('ed25519-sha256').pem, { mode: 0o600 });
+  writeFileSync(join(keyDir, 'broken.pem'), 'not a key\n');
+  const pl = new PostlineProcess({ config: { delivery: { relayhost: { host: '127.0.0.1', port: sink.port, tls: 'none' } }, log: { level: 'info', format: 'json' } } });
+  cleanups.push(() => pl.cleanup());
+  await pl.start();
+  const send = async (tag: string): Promise<string> => {
+    const { c } = await RawSmtp.open(pl.port());
+    await c.ehlo();
+    const r = await c.send('a@hup.test', [`${tag}@sink.test`], Buffer.from(`From: a@hup.test\r\nSubject: ${tag}\r\n\r\nhello\r\n`));
+    await c.quit();
+    assert.equal(r.final?.code, 250);
+    const got = await waitFor(`${tag} at the sink`, () => sink.messages().find((m) => m.rcptArgs.some((a) => a.includes(`<${tag}@sink.test>`))), 20_000);
+    return got.data.toString('latin1');
+  };
+  assert.doesNotMatch(await send('before'), /DKIM-Signature/);
+  const reloads = () => pl.logs().filter((l) => l.msg === 'configuration reloaded').length;
+  pl.configOverride = { dkim: { keys: [{ domain: 'hup.test', selector: 'h1', algorithm: 'ed25519-sha256', privateKey: join(keyDir, 'k.pem') }] } };
+  await pl.writeConfig();
+  pl.signal('SIGHUP');
+  await waitFor('the reload', () => reloads() === 1, 20_000);
+  assert.match(await send('after'), /^DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed\/relaxed; d=hup\.test; s=h1;/);
+  pl.configOverride = { dkim: { keys: [{ domain: 'hup.test', selector: 'h2', algorithm: 'ed25519-sha256', privateKey: join(keyDir, 'broken.pem') }] } };
+  await pl.writeConfig();
+  pl.signal('SIGHUP');
+  await waitFor('the second reload', () => reloads() === 2, 20_000);
+  assert.ok(pl.logs().some((l) => String(l.msg).startsWith('DKIM keys not reloaded')));
+  assert.match(await send('broken'), /^DKIM-Signature: [^\r]*s=h1;/, 'still signed with the running key');
 });
