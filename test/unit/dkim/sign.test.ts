@@ -11,6 +11,8 @@ import fc from 'fast-check';
 import { silentLogger } from '../../../src/core/log.js';
 import { ManualClock } from '../../../src/core/clock.js';
 import { Cleanup } from '../../../src/cleanup/cleanup.js';
+import { SEVEN_BIT_HOLD } from '../../../src/cleanup/incoming.js';
+import type { PostlineError } from '../../../src/core/errors.js';
 import type { ModifierFactory } from '../../../src/cleanup/modifiers.js';
 import { createResolver } from '../../../src/dns/resolver.js';
 import { RelaxedBodyHash, relaxedHeader } from '../../../src/dkim/canon.js';
@@ -143,6 +145,22 @@ test('8-bit mail that cannot be converted (8-bit in a part header) is signed and
     assert.ok(stored.subarray(stored.length - msg.length + msg.indexOf('\r\n\r\n')).equals(msg.subarray(msg.indexOf('\r\n\r\n'))), 'the body is stored as it came');
     assert.deepEqual((await verifyWithMailauth(stored, resolver())).map((r) => r.result), ['pass', 'pass']);
     if (python) assert.deepEqual(((await verifyWithDkimpy(python, [stored], RECORDS))[0] as DkimpySig[]).map((r) => r.ok), [true, true]);
+  });
+});
+
+test('an unconvertible signed message larger than SEVEN_BIT_HOLD is refused with 554 5.6.3; nothing is stored', async () => {
+  await withCleanup(async (c, store) => {
+    const head = [
+      'From: a@example.test', 'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="b1"', '',
+      '--b1', 'Content-Type: text/plain; name="Grüße.txt"', 'Content-Transfer-Encoding: 8bit', '', '',
+    ].join('\r\n');
+    const line = Buffer.from('ü'.repeat(38) + '\r\n', 'utf8');
+    const m = await c.begin(session({ role: 'submission', authUser: 'alice' }), envelope(['bob@example.net'], { bodyType: '8BITMIME' }));
+    m.write(Buffer.from(head, 'utf8'));
+    for (let n = 0; n <= SEVEN_BIT_HOLD / line.length + 10; n++) if (!m.write(line)) await m.drain();
+    m.write(Buffer.from('--b1--\r\n'));
+    await assert.rejects(m.finish(), (err: PostlineError) => err.reply?.code === 554 && err.reply.enhanced === '5.6.3');
+    assert.equal((await store.list()).length, 0);
   });
 });
 
