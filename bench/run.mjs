@@ -6,6 +6,10 @@
 //        [--sustain] [--sustain-only] [--sustain-seconds 40] [--sustain-points ...] [--sustain-disk normal]
 //        [--calibrate] [--calibrate-only] [--no-grid] [--no-memtests] [--no-ceiling]
 //        [--idle-connections N] [--big-mb N] [--label NAME] [--out DIR] [--only postline]
+//        [--no-api] [--webhooks|--no-webhooks] [--webhook-outage-seconds N] [--webhook-rate 200] [--webhook-batch N]
+//
+// --api (on by default): POST /api/v1/messages with autocannon beside the SMTP 2k:50:many rate.
+// --webhooks (on in full, opt-in in quick): webhook throughput and catch-up after an outage.
 //
 // Needs root (the private Postfix instance), cc, strace (for --calibrate) and Postfix's
 // smtp-source/smtp-sink. Everything listens on and connects to 127.0.0.1 only; every process
@@ -22,7 +26,9 @@ import { CeilingServer } from './lib/ceiling.mjs';
 import { Sink } from './lib/sink.mjs';
 import { MiB } from './lib/proc.mjs';
 import { idleConnections, bigMessage } from './lib/memtests.mjs';
-import { renderMarkdown, summarize, sustainMetrics } from './lib/report.mjs';
+import { renderMarkdown, summarize, sustainMetrics, median as summarizeMedian, spreadOf } from './lib/report.mjs';
+import { createApiKey, apiSection } from './lib/api.mjs';
+import { webhookSection } from './lib/webhooks.mjs';
 import { PROFILES, SUSTAIN_POINTS, pointKey, parsePoints } from './lib/profiles.mjs';
 import { SlowSync } from './lib/slowsync.mjs';
 import { runOnce, calibrateRate, countFor, fmt } from './lib/load.mjs';
@@ -45,6 +51,7 @@ const opt = {
   grid: true, memtests: true, ceiling: true, calibrate: false,
   sustain: false, sustainSeconds: 40, sustainPoints: null, sustainDisk: 'normal', sustainReps: 1,
   idleConnections: null, bigMb: null,
+  api: true, webhooks: null, webhookOutageSeconds: null, webhookRate: 200, webhookBatch: null,
 };
 const parseDisks = (s) => s.split(',').flatMap((d) => DISK_ALIASES[d] ?? [d]).map((d) => {
   if (!DISKS[d]) { console.error(`unknown disk profile ${d} (normal, slow, slow-serial, both, all)`); process.exit(2); }
@@ -76,8 +83,15 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === '--idle-connections') opt.idleConnections = num();
   else if (a === '--big-mb') opt.bigMb = num();
   else if (a === '--only') opt.only = argv[++i];
+  else if (a === '--api') opt.api = true;
+  else if (a === '--no-api') opt.api = false;
+  else if (a === '--webhooks') opt.webhooks = true;
+  else if (a === '--no-webhooks') opt.webhooks = false;
+  else if (a === '--webhook-outage-seconds') opt.webhookOutageSeconds = num();
+  else if (a === '--webhook-rate') opt.webhookRate = num();
+  else if (a === '--webhook-batch') opt.webhookBatch = num();
   else if (a === '-h' || a === '--help') {
-    console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 12).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
+    console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 16).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
     process.exit(0);
   } else { console.error(`unknown argument ${a}`); process.exit(2); }
 }
@@ -88,6 +102,9 @@ try { if (opt.points) points = parsePoints(opt.points); } catch (e) { console.er
 let sustainPoints = SUSTAIN_POINTS;
 try { if (opt.sustainPoints) sustainPoints = parsePoints(opt.sustainPoints); } catch (e) { console.error(e.message); process.exit(2); }
 const idleCount = opt.idleConnections ?? profile.idleConnections;
+opt.webhooks ??= opt.profile === 'full';
+opt.webhookOutageSeconds ??= opt.profile === 'full' ? 600 : 60;
+if (opt.only && opt.only !== 'postline') { opt.api = false; opt.webhooks = false; } // both drive Postline
 const bigBytes = opt.bigMb ? opt.bigMb * MiB : profile.bigMessageBytes;
 
 // ---------- preconditions
@@ -163,10 +180,10 @@ async function main() {
   shim.build();
   const counterDirs = { postline: join(tmp, 'slowsync', 'postline'), postfix: join(tmp, 'slowsync', 'postfix') };
   const ctx = { tmp, children, log, counterDir: (s) => counterDirs[s.name] ?? null };
-  const [plPort, pfPort, ceilPort, plSinkPort, pfSinkPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  const [plPort, pfPort, ceilPort, plSinkPort, pfSinkPort, plHttpPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
   const sinks = { postline: new Sink({ bin: SMTP_SINK, port: plSinkPort, name: 'postline' }), postfix: new Sink({ bin: SMTP_SINK, port: pfSinkPort, name: 'postfix' }), ceiling: null };
   const servers = {
-    postline: new PostlineServer({ root, dir: join(tmp, 'postline'), port: plPort, sinkPort: plSinkPort, env: shim.env(counterDirs.postline) }),
+    postline: new PostlineServer({ root, dir: join(tmp, 'postline'), port: plPort, sinkPort: plSinkPort, httpPort: plHttpPort, env: shim.env(counterDirs.postline) }),
     postfix: new PostfixServer({ dir: join(tmp, 'postfix'), port: pfPort, sinkPort: pfSinkPort, env: shim.env(counterDirs.postfix) }),
     ceiling: new CeilingServer({ port: ceilPort }),
   };
@@ -270,6 +287,81 @@ async function main() {
     sections.sustain = { seconds: (Date.now() - t) / 1000, disk: d };
   }
 
+  let api = null;
+  if (opt.api && order.includes('postline')) {
+    const t = Date.now();
+    shim.set(0, 'parallel');
+    const s = servers.postline;
+    log(`api: POST /api/v1/messages on 127.0.0.1:${s.httpPort}, 2 KB text, 50 connections (autocannon), runs of >= ${opt.minSeconds} s`);
+    let keyCommand = null, sec;
+    try { // a failure here is reported, not fatal: the grid before it still gets its report
+      const k = createApiKey(s, 'bench');
+      keyCommand = k.command;
+      sec = await apiSection(ctx, s, sinks.postline, { key: k.key, size: 2048, connections: 50, warmupSeconds: opt.warmupSeconds, minSeconds: opt.minSeconds, reps });
+    } catch (e) {
+      log(`api: FAILED ${e.message}`);
+      sec = { warmup: [], runs: [], discarded: [], error: String(e.message).slice(0, 500) };
+    }
+    const refKey = '2k:50:many';
+    let smtp = runs.filter((r) => r.point === refKey && r.disk === 'normal' && !r.error);
+    let smtpSource = 'grid';
+    if (!smtp.some((r) => r.server === 'postline')) { // same run, always: measure it here
+      smtpSource = 'api section';
+      const p = parsePoints(refKey)[0];
+      log(`api: the grid did not run ${refKey} on the normal disk; measuring Postline over SMTP there now`);
+      const cal = await calibrateRate(ctx, s, sinks.postline, p, opt.warmupSeconds);
+      smtp = [];
+      if (cal.rate) {
+        for (let rep = 0; rep < reps; rep++) smtp.push({ disk: 'normal', point: refKey, rep, ...(await runOnce(ctx, s, sinks.postline, { ...p, count: countFor(cal.rate, opt.minSeconds, p) }, `smtp ${rep + 1}`)) });
+      }
+    }
+    const med = (xs) => summarizeMedian(xs);
+    const plSmtp = smtp.filter((r) => r.server === 'postline' && !r.error);
+    const pfSmtp = smtp.filter((r) => r.server === 'postfix' && !r.error);
+    const ok = sec.runs.filter((r) => !r.error);
+    const m = (rs, k) => med(rs.map((r) => r[k]));
+    api = {
+      keyCommand, url: `http://127.0.0.1:${s.httpPort}/api/v1/messages`,
+      command: `autocannon (programmatic, bench/lib/api.mjs): POST ${'http://127.0.0.1:' + s.httpPort}/api/v1/messages, 50 connections, amount = warm-up rate x ${opt.minSeconds} s x 1.15, body ${sec.runs[0]?.bodyBytes ?? '?'} bytes JSON {from, to: [rcpt@sink.test], subject, text: 2 KB}, Authorization: Bearer KEY`,
+      ...sec, error: sec.error ?? (ok.length ? null : 'no API run succeeded'),
+      summary: {
+        runs: sec.runs.length, errors: sec.runs.length - ok.length,
+        acceptedPerSec: m(ok, 'acceptedPerSec'), acceptedSpread: spreadOf(ok.map((r) => r.acceptedPerSec)), e2ePerSec: m(ok, 'e2ePerSec'),
+        non2xx: sec.runs.reduce((a, r) => a + (r.non2xx ?? 0), 0), p50Ms: m(ok, 'p50Ms'), p99Ms: m(ok, 'p99Ms'),
+        cpuMsPerMsg: m(ok, 'cpuMsPerMsg'), clientCpuMsPerMsg: m(ok, 'clientCpuMsPerMsg'), fsyncsPerMsg: m(ok, 'fsyncsPerMsg'), acceptSeconds: m(ok, 'acceptSeconds'),
+        smtpPoint: refKey, smtpSource, smtpRuns: plSmtp.length,
+        smtpAcceptedPerSec: m(plSmtp, 'acceptedPerSec'), smtpE2ePerSec: m(plSmtp, 'e2ePerSec'), smtpCpuMsPerMsg: m(plSmtp, 'cpuMsPerMsg'), smtpFsyncsPerMsg: m(plSmtp, 'fsyncsPerMsg'),
+        smtpP50Ms: m(plSmtp, 'p50Ms'), smtpP99Ms: m(plSmtp, 'p99Ms'),
+        postfixAcceptedPerSec: m(pfSmtp, 'acceptedPerSec'),
+      },
+      smtpRuns: smtpSource === 'api section' ? smtp : undefined,
+    };
+    const S = api.summary;
+    S.ratio = S.acceptedPerSec != null && S.smtpAcceptedPerSec ? S.acceptedPerSec / S.smtpAcceptedPerSec : null;
+    S.targetMet = S.ratio != null ? S.ratio >= 0.7 : null;
+    log(`api: ${fmt(S.acceptedPerSec, 0)} msg/s accepted vs SMTP ${refKey} ${fmt(S.smtpAcceptedPerSec, 0)} msg/s: ratio ${fmt(S.ratio, 2)} (target >= 0.70)`);
+    sections.api = { seconds: (Date.now() - t) / 1000 };
+  }
+
+  let webhooks = null;
+  if (opt.webhooks && order.includes('postline')) {
+    const t = Date.now();
+    shim.set(0, 'parallel');
+    log(`webhooks: throughput (2k:10:many over SMTP, >= ${opt.minSeconds} s) and catch-up after a ${opt.webhookOutageSeconds} s outage at ~${opt.webhookRate} msg/s`);
+    try {
+      webhooks = await webhookSection(ctx, servers.postline, sinks.postline, {
+        outageSeconds: opt.webhookOutageSeconds, minSeconds: opt.minSeconds, warmupSeconds: opt.warmupSeconds,
+        paceRate: opt.webhookRate, batch: opt.webhookBatch, owned,
+      });
+    } catch (e) { // reported, not fatal; Postline goes back to the plain configuration
+      log(`webhooks: FAILED ${e.message}`);
+      webhooks = { error: String(e.message).slice(0, 500), receiver: '-', config: '', deviation: null };
+      servers.postline.webhooks = [];
+      await servers.postline.restart().catch((err) => log(`postline restart failed: ${err.message}`));
+    }
+    sections.webhooks = { seconds: (Date.now() - t) / 1000 };
+  }
+
   const memtests = {};
   if (opt.memtests) {
     const t = Date.now();
@@ -311,11 +403,12 @@ async function main() {
   const result = {
     date: new Date().toISOString(), profile: opt.profile, label: opt.label, reps, durationSeconds: (Date.now() - t00) / 1000,
     options: { ...opt, out: undefined }, machine: facts, commands, points, sustainPoints: opt.sustain ? sustainPoints : [],
-    sections, runs, discardedRuns: discarded, summary: summarize(points, runs, opt.disks, order), sustain, memtests,
+    sections, runs, discardedRuns: discarded, summary: summarize(points, runs, opt.disks, order), sustain, api, webhooks, memtests,
   };
   mkdirSync(opt.out, { recursive: true });
   const stamp = result.date.slice(0, 10);
-  const what = [opt.grid ? `${opt.profile}-${opt.disks.join('+')}` : null, opt.sustain ? 'sustain' : null, opt.calibrate ? 'calibrate' : null].filter(Boolean).join('-') || 'memtests';
+  const what = [opt.grid ? `${opt.profile}-${opt.disks.join('+')}` : null, opt.sustain ? 'sustain' : null, opt.calibrate ? 'calibrate' : null,
+    !opt.grid && api ? 'api' : null, !opt.grid && webhooks ? 'webhooks' : null].filter(Boolean).join('-') || 'memtests';
   const base = join(opt.out, `${stamp}-${what}${opt.label ? '-' + opt.label : ''}`);
   writeFileSync(`${base}.json`, JSON.stringify(result, null, 2) + '\n');
   writeFileSync(`${base}.md`, renderMarkdown(result));

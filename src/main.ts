@@ -33,6 +33,7 @@ import { SmtpServer } from './smtpd/server.js';
 import { loadOrCreateTls } from './smtpd/tls.js';
 import { ConnectionLimiter } from './smtpd/connection-limiter.js';
 import { RelayPolicy } from './policy/smtp-policy.js';
+import { ClientPolicy } from './policy/client-policy.js';
 import { UserStore } from './policy/users.js';
 import { createApiServer, httpTlsMaterial, type ApiServer } from './http/server.js';
 import { openApiStores } from './http/sqlite-stores.js';
@@ -173,9 +174,15 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   };
   policy = new RelayPolicy({ config, users: new UserStore(config.dataDir), freeBytes: () => store.freeBytes(), inFlow });
   const relayPolicy = policy;
+  // Client checks (access list, rates, blocklists, pregreet, AUTH throttle) in front of the relay policy.
+  const clientPolicy = new ClientPolicy({
+    config, inner: relayPolicy, logger,
+    resolver: () => (config.policy.dns ? createResolver(config.policy.dns) : resolver),
+    onZoneState: (zone, enabled, why) => logger[enabled ? 'info' : 'warn']({ zone, enabled, why }, enabled ? 'dnsbl zone enabled' : 'dnsbl zone disabled'),
+  });
   const limiter = new ConnectionLimiter(() => config.limits); // one count across all listeners
   const servers = config.listeners.map(
-    (listener) => new SmtpServer({ config, listener, sink: cleanup, policy: relayPolicy, logger, tls: () => tlsMaterial, limiter }),
+    (listener) => new SmtpServer({ config, listener, sink: cleanup, policy: clientPolicy, logger, tls: () => tlsMaterial, limiter }),
   );
   // Metrics: after the store, scheduler, limiter and webhooks they read at scrape time; closed at stop.
   const metrics = config.metrics.enabled ? createMetrics({
@@ -183,6 +190,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     ...(store instanceof SqliteQueueStore ? { commitStats: () => store.commitStats() } : {}),
     webhookBacklog: async () => (await webhooks.status()).map((w) => ({ name: w.name, backlog: w.backlog, failing: w.failingSince !== undefined })),
     listeners: config.listeners.map((l) => l.name),
+    dnsblZones: () => clientPolicy.lists?.zoneStates() ?? [],
     maxLabelValues: config.metrics.maxLabelValues,
     onError: (err, what) => logger.warn({ err, what }, 'metrics: cannot read'),
   }) : undefined;
@@ -197,6 +205,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
 
   const stop = async (graceMs = 10_000): Promise<void> => {
     await Promise.allSettled([...servers.map((s) => s.close(graceMs)), api?.close()]);
+    clientPolicy.stop();
     await control.stop().catch(() => {});
     await scheduler.stop(graceMs).catch((err: unknown) => logger.error({ err }, 'scheduler stop failed'));
     await agent.close().catch(() => {});
@@ -210,6 +219,8 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
 
   try {
     await scheduler.start();
+    // First self-test of the DNS lists before the listeners open (bounded: a dead resolver only delays it).
+    await Promise.race([clientPolicy.start(), new Promise<void>((r) => setTimeout(r, 5000).unref())]);
     for (let i = 0; i < servers.length; i++) {
       const addr = await servers[i]!.listen();
       bound.set(config.listeners[i]!.name, addr);
@@ -251,6 +262,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     reload: (fresh) => {
       const res = applyLiveConfig(config, fresh);
       relayPolicy.reload();
+      clientPolicy.reload();
       tlsMaterial = loadOrCreateTls(config, logger);
       const t = httpTls();
       if (t) api?.setTls(t);
@@ -284,6 +296,9 @@ export async function runServer(configFile?: string): Promise<void> {
   const logger = createLogger(config.log);
   const running = await startPostline(config, { logger });
   logger.info({ hostname: config.hostname, dataDir: config.dataDir }, 'postline started');
+  if (!config.hostname.includes('.')) {
+    logger.warn({ hostname: config.hostname }, `hostname "${config.hostname}" is not a fully qualified domain name: it goes into HELO/EHLO, Received fields and Message-IDs, and receivers may refuse a bare name; set hostname in the configuration (like Postfix's myhostname)`);
+  }
   let stopping = false;
   const onStop = (signal: string) => {
     if (stopping) return;

@@ -2,7 +2,7 @@
 // TLS (the mx listener offers STARTTLS with its self-signed pair; smtp-source never uses it) and
 // default durability. Only what the bench needs is set, and deviations() lists each with its
 // reason so the report prints them.
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
@@ -21,13 +21,19 @@ const LIMIT_OVERRIDES = {
 };
 
 export class PostlineServer {
-  /** @param {{ root: string, dir: string, port: number, sinkPort: number, env?: object, nodeArgs?: string[] }} o */
-  constructor({ root, dir, port, sinkPort, env = {}, nodeArgs = [] }) {
+  /**
+   * @param {{ root: string, dir: string, port: number, sinkPort: number, httpPort: number, env?: object, nodeArgs?: string[] }} o
+   *   port: the SMTP (mx) listener; httpPort: the HTTP API (on by default in Postline, so it gets a free port too).
+   */
+  constructor({ root, dir, port, sinkPort, httpPort, env = {}, nodeArgs = [] }) {
     this.name = 'postline';
     this.root = root; // project folder (bin/postline.js, dist/)
     this.dir = dir;
     this.port = port;
     this.sinkPort = sinkPort;
+    this.httpPort = httpPort;
+    /** Webhook endpoints in the generated config (the webhooks section only): [{ name, url, secret, batch? }]. */
+    this.webhooks = [];
     this.env = env;
     this.nodeArgs = nodeArgs;
     this.variant = 'grid';
@@ -49,6 +55,7 @@ export class PostlineServer {
     return [
       { key: 'listeners', value: `one mx listener on 127.0.0.1:${this.port} (tls default: starttls)`, default: 'mx :2525, submission :5870, smtps :4650', reason: 'a free loopback port for the load; the submission listeners are not exercised' },
       { key: 'delivery.relayhost', value: `127.0.0.1:${this.sinkPort} (tls default: opportunistic; smtp-sink offers no STARTTLS)`, default: 'none (MX lookup)', reason: 'everything goes to this server\'s own smtp-sink' },
+      { key: 'http', value: `{ address: 127.0.0.1, port: ${this.httpPort} }`, default: '{ address: 127.0.0.1, port: 8025 }', reason: 'the API is on by default; a free loopback port so a busy 8025 cannot stop the bench (the api section drives it)' },
       { key: 'dataDir', value: this.dataDir, default: './var', reason: 'a fresh queue in the bench temp dir' },
       { key: 'hostname', value: 'postline-bench.test', default: 'the OS hostname', reason: 'a stable name in Received headers (no effect on speed)' },
       ...LIMIT_OVERRIDES.grid.map((o) => ({ key: o.key, value: o.value, default: o.default, reason: o.reason })),
@@ -59,14 +66,18 @@ export class PostlineServer {
   yaml() {
     const lines = this.overrides().map((o) => `  ${o.key.split('.')[1]}: ${o.value}`);
     const limits = lines.length ? `limits:\n${lines.join('\n')}\n` : ''; // an empty section would be null
+    const hooks = this.webhooks.length
+      ? `webhooks:\n${this.webhooks.map((w) => `  - { name: ${w.name}, url: '${w.url}', secret: '${w.secret}', allowPrivate: true${w.batch ? `, batch: ${w.batch}` : ''} }`).join('\n')}\n`
+      : '';
     return `# Postline bench (generated): defaults except what the bench needs (see the report's deviations)
 hostname: postline-bench.test
 dataDir: ${this.dataDir}
 listeners:
   - { name: mx, address: 127.0.0.1, port: ${this.port}, role: mx }
+http: { address: 127.0.0.1, port: ${this.httpPort} }
 delivery:
   relayhost: { host: 127.0.0.1, port: ${this.sinkPort} }
-${limits}`;
+${limits}${hooks}`;
   }
 
   get command() {
@@ -89,7 +100,27 @@ ${limits}`;
     }
   }
 
-  #closeReader() { try { this.reader?.close(); } catch { /* ignore */ } this.reader = null; }
+  /** The newest event id in the durable event log (0 when none; null when unreadable), on the same read-only connection. */
+  lastEventId() {
+    try {
+      if (this.queueDepth() === null) return null; // opens the reader
+      this.eventStmt ??= this.reader.prepare('SELECT MAX(id) AS id FROM events');
+      return this.eventStmt.get().id ?? 0;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Runs `node bin/postline.js ARGS --config <this config>` to completion; returns its stdout (throws with stderr on failure). */
+  cli(args, timeoutMs = 60000) {
+    return execFileSync(process.execPath, [join(this.root, 'bin', 'postline.js'), ...args, '--config', this.configFile],
+      { cwd: this.dir, encoding: 'utf8', timeout: timeoutMs, stdio: ['ignore', 'pipe', 'pipe'] });
+  }
+
+  /** `postline webhooks status --json`, parsed. */
+  webhookStatus() { return JSON.parse(this.cli(['webhooks', 'status', '--json'])); }
+
+  #closeReader() { try { this.reader?.close(); } catch { /* ignore */ } this.reader = null; this.eventStmt = null; }
 
   async start() {
     mkdirSync(this.dir, { recursive: true });

@@ -13,6 +13,8 @@ export function median(xs) {
   return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 const spread = (xs) => { const v = finite(xs); return v.length ? { min: v[0], max: v[v.length - 1], n: v.length } : null; };
+/** { min, max, n } of the finite values, or null. */
+export const spreadOf = spread;
 
 /**
  * Per disk profile and point: each server's median and min-max per metric, the median of the
@@ -120,6 +122,67 @@ function gridTables(L, res, d) {
   L.push('', '⚠n: n runs of that server failed at that point (JSON `runs[].error`); failed runs are left out of the medians.', '');
 }
 
+function apiTables(L, res) {
+  const A = res.api, S = A.summary ?? {};
+  L.push('## HTTP API beside SMTP (same run, normal disk)', '');
+  L.push(`\`POST /api/v1/messages\` with autocannon: 2 KB of text in the JSON body, one recipient at the sink's domain, 50 connections, a fixed number of requests sized from a warm-up to last ≥ ${res.options.minSeconds} s; end to end = until the sink had every 2xx. SMTP: Postline at ${S.smtpPoint ?? '2k:50:many'} (smtp-source, 50 sessions, many messages per connection) from ${S.smtpSource === 'grid' ? 'the grid of this run' : 'runs in this section (the grid did not run that point)'}. Latency: API = autocannon's per-request latency; SMTP = the probe's. Median over ${S.runs ?? 0} run(s).`, '');
+  if (A.error) L.push(`**ERROR:** ${A.error}`, '');
+  L.push('| path | runs | run s | accepted msg/s | non-2xx | end-to-end msg/s | p50 ms | p99 ms | CPU ms/msg | fsyncs/msg |', '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
+  L.push(`| HTTP API${S.errors ? ` ⚠${S.errors}` : ''} | ${S.runs} | ${f(S.acceptSeconds, 1)} | **${f(S.acceptedPerSec)}**${sp(S.acceptedSpread)} | ${S.non2xx ?? '–'} | ${f(S.e2ePerSec)} | ${f(S.p50Ms, 1)} | ${f(S.p99Ms, 1)} | ${f(S.cpuMsPerMsg, 2)} | ${f(S.fsyncsPerMsg, 2)} |`);
+  L.push(`| SMTP ${S.smtpPoint} | ${S.smtpRuns} | | **${f(S.smtpAcceptedPerSec)}** | | ${f(S.smtpE2ePerSec)} | ${f(S.smtpP50Ms, 1)} | ${f(S.smtpP99Ms, 1)} | ${f(S.smtpCpuMsPerMsg, 2)} | ${f(S.smtpFsyncsPerMsg, 2)} |`);
+  L.push('');
+  L.push(`API / SMTP accepted: **${f(S.ratio, 2)}** (target ≥ 0.70: ${S.targetMet == null ? 'not measured' : S.targetMet ? '**met**' : '**not met**'})` +
+    `${S.postfixAcceptedPerSec ? `; Postfix over SMTP at the same point: ${f(S.postfixAcceptedPerSec)} msg/s (API / Postfix ${f(S.acceptedPerSec / S.postfixAcceptedPerSec, 2)})` : ''}.`, '');
+  const st = {};
+  for (const r of A.runs ?? []) for (const [k, v] of Object.entries(r.statuses ?? {})) st[k] = (st[k] ?? 0) + v;
+  L.push(`The load generator's own CPU (the bench process, where autocannon runs; not in the table): ${f(S.clientCpuMsPerMsg, 2)} ms/msg, on the same 2 cores.`, '');
+  L.push(`Answers by status over the measured runs: ${Object.entries(st).map(([k, v]) => `${k}: ${v}`).join(', ') || '–'}.`, '');
+  L.push('```sh', A.keyCommand ?? '# (no key: the section failed before)', `# ${A.command}`, ...(A.smtpRuns ?? []).slice(0, 1).map((r) => `${r.command}   # the section's SMTP ${S.smtpPoint} run`), '```', '');
+}
+
+function webhookTables(L, res) {
+  const W = res.webhooks;
+  L.push('## Webhooks (normal disk)', '');
+  L.push(`Postline restarted with one endpoint, the bench's receiver (${W.receiver}). Event ids and the backlog: the event log's newest id (read-only SQLite connection, sampled) minus the highest id the receiver acknowledged; the dispatcher sends in id order and advances only on a 2xx, so reaching the last id means every event arrived.`, '');
+  if (W.error) L.push(`**ERROR:** ${W.error}`, '');
+  const T = W.throughput;
+  if (T) {
+    L.push('**(a) Throughput** (SMTP load, smtp-source 2k:10:many, receiver answering at once)', '');
+    L.push('| load msgs | load s | SMTP accepted msg/s | CPU ms/msg | fsyncs/msg | events | events/msg | events written/s | received ev/s during load | ev/s until caught up | lag at load end (events) | max lag | caught up after load s | duplicates | bad signatures |');
+    L.push('|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
+    L.push(`| ${T.smtp.messages}${T.smtp.error ? ' ⚠' : ''} | ${f(T.smtp.acceptSeconds, 1)} | ${f(T.smtp.acceptedPerSec)} | ${f(T.smtp.cpuMsPerMsg, 2)} | ${f(T.smtp.fsyncsPerMsg, 2)} | ${T.events} | ${f(T.eventsPerMessage, 2)} | ${f(T.eventsWrittenPerSec)} | **${f(T.receivedDuringLoadPerSec)}** | ${f(T.eventsPerSec)} | ${T.lagAtLoadEndEvents ?? '–'} | ${T.maxLagEvents} | ${T.caughtUp ? f(T.drainAfterLoadSeconds, 1) : 'not within the limit'} | ${T.duplicates} | ${T.badSignatures} |`);
+    L.push('', 'CPU and fsyncs per message: Postline\'s, for the SMTP load with the endpoint configured (the dispatcher runs in the same process). Load: `' + T.smtp.command + '`.');
+    L.push('', `Lag over time (s: events behind): ${thin(T.samples, 12).map((s) => `${f(s.t, 1)}: ${s.backlog ?? '–'}`).join(', ')}.`, '');
+  }
+  const C = W.catchup;
+  if (C) {
+    L.push(`**(b) Catch-up** after a ${C.outageSeconds} s outage (receiver answering 503) at a paced ~${C.paced.targetRate} msg/s over SMTP; the load stops when the endpoint comes back.`, '');
+    L.push('| outage s | paced msg/s | messages | 503 answers | backlog at recovery (events) | events to catch up | first 2xx after s | catch-up s | ev/s over the catch-up | ev/s from the first 2xx | missing | duplicates | bad signatures |');
+    L.push('|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
+    L.push(`| ${C.outageSeconds} | ${f(C.paced.ratePerSec)} | ${C.paced.sent}${C.paced.failed ? ` (${C.paced.failed} failed)` : ''} | ${C.refusedDuringOutage} | ${C.backlogAtUp ?? '–'} | ${C.eventsToCatchUp} | ${f(C.firstAckAfterUpSeconds, 1)} | **${C.caughtUp ? f(C.catchupSeconds, 1) : 'not within the limit'}** | ${f(C.catchupEventsPerSec)} | ${f(C.sendingEventsPerSec)} | ${C.missing ?? '–'} | ${C.duplicates} | ${C.badSignatures} |`);
+    L.push('', 'First 2xx after: the wait for the dispatcher\'s next retry (its default backoff: 5 s doubling up to 10 min, ±20 % jitter), part of the catch-up time. ' +
+      `\`webhooks status --json\` at recovery: ${statusLine(C.statusAtRecovery)}; at the end: ${statusLine(C.statusAtEnd)}.`, '');
+    L.push(`Backlog over time (s: events behind): ${thin(C.samples, 14).map((s) => `${f(s.t, 0)}: ${s.backlog ?? '–'}${s.phase && s.phase !== 'down' ? ` (${s.phase})` : ''}`).join(', ')}.`, '');
+    L.push(`Paced client: ${C.pacedCommand}; at most ${f(C.paced.maxBehindMs)} ms behind its schedule.`, '');
+  }
+  if (W.deviation) deviationTable(L, 'Postline, this section only', [W.deviation]);
+  if (W.config) L.push('```yaml', W.config.trim(), '```', '');
+}
+
+/** At most n samples, evenly spread, always keeping the first, the last and the tagged ones. */
+function thin(samples = [], n) {
+  if (samples.length <= n) return samples;
+  const step = (samples.length - 1) / (n - 1);
+  const keep = new Set(Array.from({ length: n }, (_, i) => Math.round(i * step)));
+  return samples.filter((s, i) => keep.has(i) || s.phase);
+}
+
+function statusLine(st) {
+  const e = st?.endpoints?.[0];
+  if (!e) return st?.error ? `(${st.error})` : '–';
+  return `${e.state}, cursor ${e.cursor ?? '–'}, backlog ${e.backlog ?? '–'}, failed attempts ${e.attempts}${e.lastError ? `, last error "${String(e.lastError).slice(0, 60)}"` : ''}`;
+}
+
 function deviationTable(L, title, devs) {
   L.push(`**${title}**`, '', '| setting | bench value | default | why |', '|---|---|---|---|');
   for (const d of devs) L.push(`| \`${d.key}\` | ${String(d.value).replace(/\|/g, '\\|')} | ${String(d.default).replace(/\|/g, '\\|')} | ${d.reason} |`);
@@ -169,6 +232,9 @@ export function renderMarkdown(res) {
     }
     L.push('');
   }
+
+  if (res.api) apiTables(L, res);
+  if (res.webhooks) webhookTables(L, res);
 
   L.push('## Calibration of the fsync counter', '');
   const st = M.shimSelfTest;

@@ -173,6 +173,7 @@ export class Cleanup implements MessageSink, SubmissionSink {
     const origin: MessageOrigin = originOf(s);
     const e: EventRecord = {
       type: 'message.rejected', at: this.clock.now(), reason: r.stage, reply: r.reply, origin,
+      ...(r.check !== undefined ? { check: r.check } : {}),
       ...(r.queueId !== undefined ? { queueId: r.queueId } : {}),
       ...(r.mailFrom !== undefined ? { mailFrom: r.mailFrom } : {}),
       ...(r.recipient !== undefined ? { recipient: r.recipient } : {}),
@@ -230,8 +231,12 @@ export class Cleanup implements MessageSink, SubmissionSink {
       now: () => this.clock.now(),
       smtputf8: env.smtputf8,
       bodyType: env.bodyType, chain, rechain: () => this.chainFor(ctx), reopen: () => this.openBody(id),
+      // Whole messages come from an authenticated door (API key, local command): X-Postline-*
+      // fields are read; the Submission's own fields win over them, field by field.
+      readMeta: this.metaLimits(),
       commit: async (f, w) => {
-        const m = meta ?? f.meta;
+        const merged = { ...f.meta, ...meta };
+        const m = merged.tags || merged.metadata || merged.sendAt !== undefined ? merged : undefined;
         result = { messageId: f.messageId, meta: m };
         return this.commit(id, env, sub.origin, w, { ...withUtf8(f, env, received), meta: m });
       },

@@ -1,7 +1,8 @@
 /**
  * One message flowing through cleanup into the queue (the IncomingMessage of src/core/session.ts).
  *
- * Owns the byte rules: only the header section is buffered (at most HEADER_LIMIT bytes; past that
+ * Owns the byte rules: only the header section is buffered (at most HEADER_LIMIT bytes; a longer
+ * header section is refused with 552 5.3.4, so no field can slip past the checks below; past that
  * the rest counts as body so memory stays bounded), our Received field goes first, Date and
  * Message-ID are added only for authenticated submission (RFC 6409 8.2, 8.3) and only when an empty
  * line ends the header section; every other byte goes to the store exactly as received.
@@ -40,6 +41,8 @@ export const HEADER_LIMIT = 1024 * 1024;
 export const SEVEN_BIT_HOLD = 4 * 1024 * 1024;
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
+/** A header line whose name begins with X-Postline- (case-insensitive). */
+const POSTLINE_LINE = /(?:^|\n)x-postline-/i;
 
 /** What cleanup decided for this message before the first byte. */
 export interface IncomingPlan {
@@ -322,8 +325,15 @@ export class CleanupMessage implements IncomingMessage {
       const i = buf.indexOf(CRLFCRLF, from);
       if (i >= 0) bounds = { headerEnd: i + 2, bodyStart: i + 4 };
     }
-    if (bounds && bounds.headerEnd > HEADER_LIMIT) bounds = undefined; // too long: treat as body
-    if (bounds || this.headLen > HEADER_LIMIT) return this.emitHeader(buf, bounds);
+    if ((bounds && bounds.headerEnd > HEADER_LIMIT) || (!bounds && this.headLen > HEADER_LIMIT)) {
+      // A header section longer than HEADER_LIMIT: refused, so that no field beyond what was
+      // buffered (an X-Postline-* field, a Received field) escapes the checks.
+      this.fail(new PostlineError('ERR_HEADER_SIZE', `message ${this.queueId} has a header section over ${HEADER_LIMIT} bytes`, {
+        temporary: false, reply: R.headerTooLong,
+      }));
+      return true;
+    }
+    if (bounds) return this.emitHeader(buf, bounds);
     return true;
   }
 
@@ -345,8 +355,11 @@ export class CleanupMessage implements IncomingMessage {
     }
     const chain = this.chain;
     const chainDrops = chain.hasRemovals && fields.some((f) => chain.removes(f.name.toLowerCase(), f.value));
-    if (chainDrops || fields.some((f) => isPostlineField(f.name.toLowerCase()))) {
-      if (this.plan.readMeta && fields.some((f) => isPostlineField(f.name.toLowerCase()))) {
+    // On the raw text, not the parsed fields: a malformed name ("X-Postline-Tags\0:") is no field
+    // to the parser but must not pass either.
+    const ours = POSTLINE_LINE.test(header.toString('latin1'));
+    if (chainDrops || ours) {
+      if (this.plan.readMeta && ours) {
         try {
           this.meta = metaFromHeaders(fields, this.plan.readMeta);
         } catch (err) {

@@ -58,8 +58,8 @@ export interface HeaderView {
   readonly raw: Buffer;
   readonly fields: readonly HeaderField[];
   /**
-   * False when no empty line ended the header section within cleanup's limit (1 MiB) or at all:
-   * `raw` is then what was buffered and the rest counts as body. A signer should not sign then.
+   * False when the message ended without the empty line after its header section (a header
+   * section over cleanup's limit, 1 MiB, is refused before this). A signer should not sign then.
    */
   readonly complete: boolean;
   /** Message metadata read from X-Postline-* fields (trusted clients), when any. */

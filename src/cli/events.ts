@@ -27,8 +27,15 @@ export function parseSince(text: string, now: number): Since {
   if (/^\d+$/.test(t)) return { after: Math.max(0, Number(t) - 1) };
   const age = AGE.exec(t);
   if (age) return { at: now - Number(age[1]) * UNIT_MS[age[2]!]! };
-  const ms = Date.parse(t);
-  if (Number.isFinite(ms)) return { at: ms };
+  // ISO 8601 only (Date.parse takes 2026-02-30 and other forms it rolls over): the text must
+  // come back the same from the parsed date, to the precision given.
+  const iso = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$/.exec(t);
+  if (iso) {
+    const ms = Date.parse(t.replace(' ', 'T'));
+    const [y, mo, d] = [Number(iso[1]), Number(iso[2]), Number(iso[3])];
+    const probe = new Date(Date.UTC(y, mo - 1, d));
+    if (Number.isFinite(ms) && probe.getUTCFullYear() === y && probe.getUTCMonth() === mo - 1 && probe.getUTCDate() === d) return { at: ms };
+  }
   throw new ConfigError(`--since ${JSON.stringify(text)}: give an event id, an ISO 8601 time or an age like 15m`, 'since');
 }
 
@@ -103,6 +110,11 @@ export async function runEvents(db: Database.Database, opts: EventsOptions, out:
   const pollMs = opts.pollMs === undefined ? 500 : Number(opts.pollMs);
   if (!(Number.isFinite(pollMs) && pollMs >= 10)) throw new ConfigError('--poll-ms: give at least 10', 'pollMs');
   const types = expandTypes(opts.type);
+  const known: readonly string[] = [...EVENT_TYPES, ...RESERVED_EVENT_TYPES];
+  const unknown = (types ?? []).filter((t) => !known.includes(t));
+  if (unknown.length || (opts.type?.length && types?.length === 0)) {
+    throw new ConfigError(`--type: unknown event type ${JSON.stringify(unknown[0] ?? opts.type?.join(','))} (known: ${EVENT_TYPES.join(', ')}; a prefix with .*: recipient.*)`, 'type');
+  }
   const base: Omit<EventQuery, 'limit'> = {
     ...(types ? { types } : {}),
     ...(opts.queueId !== undefined ? { queueId: opts.queueId.trim().toUpperCase() } : {}),

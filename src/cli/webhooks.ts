@@ -25,7 +25,10 @@ export interface WebhookStatusLine {
   readonly failingSince?: string;
   readonly lastError?: string;
   readonly lastAttemptAt?: string;
+  /** Failed attempts since the last success (same as failedAttempts; kept for compatibility). */
   readonly attempts: number;
+  /** Failed attempts since the last success. */
+  readonly failedAttempts?: number;
   readonly delivered: number;
   readonly skipped: number;
 }
@@ -54,6 +57,7 @@ export function statusReport(config: PostlineConfig, cursors: readonly WebhookCu
       lastError: c.lastError,
       lastAttemptAt: iso(c.lastAttemptAt),
       attempts: c.attempts,
+      failedAttempts: c.attempts,
       delivered: c.delivered,
       skipped: c.skipped,
     };
@@ -65,10 +69,10 @@ export function statusReport(config: PostlineConfig, cursors: readonly WebhookCu
 
 /** Human-readable form: one block per endpoint. */
 export function formatStatus(r: WebhookStatusReport): string {
-  if (r.endpoints.length === 0) return 'no webhook endpoints configured\n';
+  if (r.endpoints.length === 0) return 'no webhook endpoints configured (and none ever ran with this data directory)\n';
   const out: string[] = [];
   for (const e of r.endpoints) {
-    out.push(`${e.name}  ${e.url ?? '(no longer configured)'}  [${e.state}]`);
+    out.push(`${e.name}  ${e.url ?? '(not in the configuration read: is this the server\'s? give --config FILE or POSTLINE_CONFIG)'}  [${e.state}]`);
     if (e.state === 'new') { out.push('  not started yet'); continue; }
     out.push(`  cursor ${e.cursor}  backlog ${e.backlog}  delivered ${e.delivered}  skipped ${e.skipped}  failed attempts ${e.attempts}`);
     out.push(`  last success   ${e.lastSuccessAt ?? '-'}`);

@@ -7,7 +7,7 @@
  * established SMTP sessions and deliveries in flight carry on; what they do next follows the new
  * values.
  *
- * Live: `limits.*`, `timeouts.*`, `relay.*`, `received.*`, `events.*` (retention), `tls.cert` / `tls.key` (new TLS sessions), and
+ * Live: `limits.*` (but `limits.auth.windowMs` restarts the AUTH counts), `timeouts.*`, `policy.*` (DNS lists, their resolver and cache are rebuilt when they changed), `relay.*`, `received.*`, `events.*` (retention), `tls.cert` / `tls.key` (new TLS sessions), and
  * `delivery.` relayhost, routes, mxPort, tls, heloName, retry, maxQueueLifetimeMs,
  * bounceQueueLifetimeMs, delayWarningMs, doubleBounce, connectTimeoutMs, commandTimeoutMs,
  * dataDoneTimeoutMs, transactionTimeoutMs, recipientsPerTransaction.
@@ -29,7 +29,7 @@ export const LIVE_DELIVERY_KEYS = [
 ] as const satisfies readonly (keyof PostlineConfig['delivery'])[];
 
 /** Top-level sections taken over whole. */
-const LIVE_SECTIONS = ['limits', 'timeouts', 'relay', 'tls', 'received', 'events'] as const;
+const LIVE_SECTIONS = ['limits', 'timeouts', 'relay', 'tls', 'received', 'events', 'policy'] as const;
 
 /** What a reload did: keys applied, and keys that changed but need a restart (dotted paths). */
 export interface LiveReloadResult {

@@ -1,10 +1,12 @@
 /**
  * StoreQueueAdmin: queue administration straight on the store, for `postline queue ...` when no
  * server is running (nobody else writes then). Same QueueAdmin shape as the Scheduler; flush just
- * sets the next attempt time to now. Emits no events (no server to hear them).
+ * sets the next attempt time to now (never for a message waiting for a later sendAt). Each change
+ * writes its event to the event log like the server's (read later by `postline events`, webhooks).
  */
 import type { Clock } from '../core/clock.js';
-import { heldError, messageDetail, NoSuchMessageError, type MessageDetail, type QueueAdmin } from '../scheduler/admin.js';
+import type { EventRecord } from '../events/record.js';
+import { heldError, isScheduled, messageDetail, NoSuchMessageError, scheduledError, type MessageDetail, type QueueAdmin } from '../scheduler/admin.js';
 import type { QueuedMessage, QueueStore, QueueSummary } from '../spool/types.js';
 
 export class StoreQueueAdmin implements QueueAdmin {
@@ -26,8 +28,8 @@ export class StoreQueueAdmin implements QueueAdmin {
     const now = this.clock.now();
     let n = 0;
     for (const s of await this.store.list()) {
-      if (s.held) continue;
-      await this.store.setNextAttempt(s.id, now);
+      if (s.held || isScheduled(s, now)) continue;
+      await this.store.setNextAttempt(s.id, now, [{ type: 'message.flushed', at: now, queueId: s.id, mailFrom: s.mailFrom }]);
       n++;
     }
     return n;
@@ -36,21 +38,27 @@ export class StoreQueueAdmin implements QueueAdmin {
   async flushOne(id: string): Promise<void> {
     const m = await this.need(id);
     if (m.held) throw heldError();
-    await this.store.setNextAttempt(id, this.clock.now());
+    const now = this.clock.now();
+    if (isScheduled(m, now)) throw scheduledError(m.nextAttemptAt);
+    await this.store.setNextAttempt(id, now, [this.event('message.flushed', m)]);
   }
 
   async hold(id: string): Promise<void> {
-    await this.need(id);
-    await this.store.setHold(id, true);
+    const m = await this.need(id);
+    if (!m.held) await this.store.setHold(id, true, [this.event('message.held', m)]);
   }
 
   async release(id: string): Promise<void> {
-    await this.need(id);
-    await this.store.setHold(id, false);
+    const m = await this.need(id);
+    if (m.held) await this.store.setHold(id, false, [this.event('message.released', m)]);
   }
 
   async delete(id: string): Promise<void> {
-    await this.need(id);
-    await this.store.remove(id);
+    const m = await this.need(id);
+    await this.store.remove(id, [this.event('message.deleted', m)]);
+  }
+
+  private event(type: EventRecord['type'], m: QueuedMessage): EventRecord {
+    return { type, at: this.clock.now(), queueId: m.id, mailFrom: m.mailFrom, ...(m.messageId !== undefined ? { messageId: m.messageId } : {}), ...(m.tags ? { tags: m.tags } : {}), ...(m.metadata ? { metadata: m.metadata } : {}) };
   }
 }

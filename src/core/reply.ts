@@ -98,6 +98,8 @@ export const R = {
   serviceUnavailable: (host: string) => reply(421, '4.3.2', `${host} Service not available, closing connection`),
   shuttingDown: (host: string) => reply(421, '4.3.2', `${host} Service shutting down, closing connection`),
   timeout: (host: string) => reply(421, '4.4.2', `${host} Error: timeout exceeded`),
+  /** limits.minDataRate not met in DATA/BDAT. */
+  dataTooSlow: (host: string) => reply(421, '4.4.2', `${host} Error: data rate too low, closing connection`),
   tooManyConnections: reply(421, '4.7.0', 'Too many connections, try again later'),
   tooManyErrors: reply(421, '4.7.0', 'Too many errors, closing connection'),
   tooManyMessages: reply(421, '4.7.0', 'Too many messages in this session, closing connection'),
@@ -130,6 +132,7 @@ export const R = {
   senderNotOwned: reply(553, '5.7.1', 'Sender address rejected: not owned by user'),
   sizeExceeded: reply(552, '5.3.4', 'Message size exceeds fixed maximum message size'),
   tooManyHops: reply(554, '5.4.6', 'Too many hops (Received headers), mail loop suspected'),
+  headerTooLong: reply(552, '5.3.4', 'Message header section too long'),
   /** A line ended in a bare LF (bareNewline: reject; Postfix's smtpd_forbid_bare_newline text). */
   bareLf: reply(550, '5.5.2', 'Error: bare <LF> received'),
   /** A CR not followed by LF (refused in every mode). */

@@ -77,6 +77,37 @@ export interface MessageSink {
   rejected?(s: SessionInfo, r: Rejection): void;
 }
 
+/**
+ * A refusal from policy: the reply, and which check gave it (for the message.rejected event and
+ * metrics): "dnsbl:ZONE", "rate:messagesPerMinute", "rate:perNetwork.connectionsPerMinute",
+ * "access", "pregreet", "auth-throttle", "data-rate". Plain SmtpReply values are accepted too.
+ */
+export type PolicyReply = SmtpReply & { readonly check?: string };
+
+/** What policy wants done before the greeting (SmtpPolicy.openSession). */
+export interface GreetingPlan {
+  /**
+   * Pregreet check (postscreen): send the first banner line, wait this long (ms) and tell
+   * `checkGreeting` whether the client talked meanwhile. 0: no pause.
+   */
+  readonly greetPauseMs: number;
+}
+
+/** The answer to an AUTH attempt (SmtpPolicy.authenticateSession). */
+export type AuthVerdict =
+  | { readonly ok: true }
+  /** Wrong user or password (535); `reply` set: refused without checking (454 4.7.0 throttle). */
+  | { readonly ok: false; readonly reply?: PolicyReply };
+
+/** Limits smtpd applies itself to a session, as policy decides them for this client. */
+export interface SessionLimits {
+  /** Error tarpit: after this many errors each error reply waits `errorSleepMs`; undefined: no tarpit. */
+  readonly softErrorLimit?: number;
+  readonly errorSleepMs?: number;
+  /** Minimum data rate in DATA/BDAT: `bytes` per `windowMs`; undefined: none. */
+  readonly minDataRate?: { readonly bytes: number; readonly windowMs: number };
+}
+
 /** Policy answers: undefined means accept. */
 export interface SmtpPolicy {
   /** At connect: e.g. too many connections from this IP. */
@@ -95,6 +126,28 @@ export interface SmtpPolicy {
    * limits.maxMessagesPerSession cap. Absent: every session is capped.
    */
   mayRelay?(s: SessionInfo): boolean;
+  /**
+   * At connect, before anything is sent: counts the connection, starts the blocklist lookups (they
+   * run beside the greeting, never blocking other sessions). A reply refuses the connection at once
+   * (421 4.7.0 rate, 554 5.7.1 access list); else the plan for the greeting.
+   */
+  openSession?(s: SessionInfo): PolicyReply | GreetingPlan;
+  /**
+   * After the greeting pause (if any), before the final 220 line: `pregreet` is true when the client
+   * sent something before it. A reply is sent instead of 220 (554: then only QUIT is accepted; 421:
+   * closed). May wait for the blocklist answers (bounded by policy.dnsbl.timeoutMs).
+   */
+  checkGreeting?(s: SessionInfo, facts: { readonly pregreet: boolean }): Promise<PolicyReply | undefined> | PolicyReply | undefined;
+  /** The session ended (frees what openSession kept). Never throws. */
+  closeSession?(s: SessionInfo): void;
+  /** Limits smtpd enforces for this session (tarpit, data rate); asked once after the greeting. */
+  sessionLimits?(s: SessionInfo): SessionLimits;
+  /**
+   * AUTH with the session's facts: failures are counted per (user, address), address and network
+   * across sessions; a throttled client is refused before any hashing (454 4.7.0). When absent,
+   * smtpd calls `authenticate`. The password is never logged or stored.
+   */
+  authenticateSession?(s: SessionInfo, username: string, password: string): Promise<AuthVerdict>;
 }
 
 export type RecipientDecision =
@@ -162,7 +215,9 @@ export interface SubmissionSink {
 
 /** Why smtpd refused something, for the message.rejected event (cleanup writes it). */
 export interface Rejection {
-  readonly stage: 'connect' | 'mail' | 'rcpt' | 'data' | 'api';
+  readonly stage: 'connect' | 'mail' | 'rcpt' | 'data' | 'api' | 'auth';
+  /** Which check refused ("dnsbl:ZONE", "rate:messagesPerMinute", "auth-throttle", ...), when one did. */
+  readonly check?: string;
   /** The reply we gave, one line ("550 5.7.1 Relay access denied"). */
   readonly reply: string;
   readonly mailFrom?: string;

@@ -48,5 +48,6 @@ export function createResolver(opts: ResolverOptions): Resolver {
     resolve4: (host) => wrap(host, 'A', () => r.resolve4(host)),
     resolve6: (host) => wrap(host, 'AAAA', () => r.resolve6(host)),
     resolveTxt: (name) => wrap(name, 'TXT', () => r.resolveTxt(name)),
+    resolve4Ttl: (host) => wrap(host, 'A', async () => (await r.resolve4(host, { ttl: true })).map((a) => ({ address: a.address, ttl: a.ttl }))),
   };
 }

@@ -35,4 +35,6 @@ export interface Resolver {
    * DKIM, RFC 6376 3.6.2.2). Optional for resolvers that only serve delivery. Rejects with DnsError.
    */
   resolveTxt?(name: string): Promise<string[][]>;
+  /** IPv4 addresses with their TTLs, seconds (DNS lists cache by TTL). Rejects with DnsError. */
+  resolve4Ttl?(host: string): Promise<{ address: string; ttl: number }[]>;
 }

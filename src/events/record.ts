@@ -95,6 +95,11 @@ export interface EventRecord {
   readonly delayMs?: number;
   /** Why (quarantine, drop, rejection stage). */
   readonly reason?: string;
+  /**
+   * message.rejected by a policy check: which one ("dnsbl:ZONE", "rate:messagesPerMinute",
+   * "rate:perNetwork.recipientsPerMinute", "access", "pregreet", "auth-throttle", "data-rate").
+   */
+  readonly check?: string;
   /** dsn.queued: the queue ID of the DSN and its kind. */
   readonly dsnQueueId?: string;
   readonly dsnKind?: 'failure' | 'delay' | 'success';

@@ -134,6 +134,7 @@ export function apiSchemas(limits: PostlineConfig['limits']) {
     durationMs: z.number().optional(),
     delayMs: z.number().optional(),
     reason: z.string().optional(),
+    check: z.string().optional().describe('message.rejected: the policy check that refused (dnsbl:ZONE, rate:..., auth-throttle, ...)'),
     dsnQueueId: z.string().optional(),
     dsnKind: z.string().optional(),
   }).meta({ title: 'Event' });

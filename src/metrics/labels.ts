@@ -57,9 +57,24 @@ export function replyClass(reply: string | undefined): string {
   return OTHER;
 }
 
-const STAGES = new Set(['connect', 'mail', 'rcpt', 'data', 'api']);
+const STAGES = new Set(['connect', 'mail', 'rcpt', 'data', 'api', 'auth']);
 
 /** The rejection stage of a message.rejected event's `reason`: one of core/session.ts Rejection stages, else `other`. */
 export function rejectStage(reason: string | undefined): string {
   return reason !== undefined && STAGES.has(reason) ? reason : OTHER;
 }
+
+/**
+ * The label of a message.rejected event's `check` (src/policy/client-policy.ts): fixed names
+ * ("access", "pregreet", "auth-throttle", "auth-busy", "data-rate", "rate:NAME",
+ * "rate:perNetwork.NAME") as they are, "dnsbl:ZONE" through `zones` (configured names, capped),
+ * `none` when the event has no check, else `other`.
+ */
+export function checkLabel(check: string | undefined, zones: LabelSet): string {
+  if (check === undefined) return 'none';
+  if (FIXED_CHECKS.has(check) || /^rate:(perNetwork\.)?(connections|messages|recipients|unknownRecipients)PerMinute$/.test(check)) return check;
+  if (check.startsWith('dnsbl:')) { const z = zones.get(check); return z === OTHER ? 'dnsbl:other' : z; }
+  return OTHER;
+}
+
+const FIXED_CHECKS = new Set(['access', 'pregreet', 'auth-throttle', 'auth-busy', 'data-rate']);

@@ -19,7 +19,7 @@ import { EVENT_TYPES, RESERVED_EVENT_TYPES, isFinalOutcome, type StoredEvent } f
 import type { QueueState } from '../spool/types.js';
 import type { WriterStats } from '../spool/sqlite/writer-protocol.js';
 import { CounterFamily, HistogramFamily, registerFixedHistogram } from './families.js';
-import { LabelSet, nextHopClass, OTHER, rejectStage, replyClass } from './labels.js';
+import { checkLabel, LabelSet, nextHopClass, OTHER, rejectStage, replyClass } from './labels.js';
 
 /** Scheduler counts (scheduler/scheduler.ts stats()). */
 export interface SchedulerCounts {
@@ -51,6 +51,8 @@ export interface MetricsDeps {
   readonly outbound?: { connections(): { open: number; idle: number } };
   /** Backlog per webhook endpoint, read at each scrape. */
   readonly webhookBacklog?: () => Promise<readonly WebhookBacklog[]>;
+  /** DNS list zones and whether their self-test keeps them enabled (src/policy/dnsbl.ts). */
+  readonly dnsblZones?: () => readonly { zone: string; enabled: boolean }[];
   /** Configured SMTP listener names (admitted first as `origin` label values). */
   readonly listeners?: readonly string[];
   /** Distinct values of a name-like label (listener, webhook endpoint); more become `other`. Default 64. */
@@ -116,7 +118,10 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   const received = new CounterFamily(registry, 'postline_messages_received_total',
     'Messages accepted and queued, by origin (SMTP listener name, api, dsn, local).', ['origin']);
   const rejected = new CounterFamily(registry, 'postline_messages_rejected_total',
-    'Messages or recipients refused, by stage (connect, mail, rcpt, data, api) and reply class (4xx, 5xx).', ['stage', 'class']);
+    'Messages or recipients refused, by stage (connect, mail, rcpt, data, api, auth) and reply class (4xx, 5xx).', ['stage', 'class']);
+  const refusals = new CounterFamily(registry, 'postline_policy_refusals_total',
+    'Refusals by a client check (dnsbl:ZONE, rate:NAME, rate:perNetwork.NAME, access, pregreet, auth-throttle, auth-busy, data-rate), by stage.', ['check', 'stage']);
+  const zoneLabels = new LabelSet(cap);
   const recipients = new CounterFamily(registry, 'postline_recipients_total',
     'Recipient outcomes (delivered, relayed, deferred, bounced, expired), by next-hop class (mx, relay, local, none, other).', ['outcome', 'next_hop']);
   const dsnQueued = new CounterFamily(registry, 'postline_dsn_queued_total', 'DSNs queued, by kind (failure, delay, success).', ['kind']);
@@ -148,7 +153,10 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     eventsTotal.inc(KNOWN_TYPES.has(e.type) ? e.type : OTHER);
     switch (e.type) {
       case 'message.received': received.inc(originLabel(e)); return;
-      case 'message.rejected': rejected.inc(rejectStage(e.reason), replyClass(e.reply)); return;
+      case 'message.rejected':
+        rejected.inc(rejectStage(e.reason), replyClass(e.reply));
+        if (e.check !== undefined) refusals.inc(checkLabel(e.check, zoneLabels), rejectStage(e.reason));
+        return;
       case 'dsn.queued': dsnQueued.inc(dsnKind(e)); return;
       case 'dsn.dropped': dsnDropped.inc(dsnKind(e)); return;
       default: break;
@@ -224,6 +232,18 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   }
   const commitStats = deps.commitStats;
   if (commitStats) registerStoreMetrics(registry, commitStats);
+  const zonesOf = deps.dnsblZones;
+  if (zonesOf) {
+    const zoneNames = new LabelSet(cap);
+    new Gauge({
+      name: 'postline_dnsbl_zone_enabled', help: '1 while a DNS list zone passes its self-test (RFC 5782 5), 0 while it is disabled, by zone.',
+      labelNames: ['zone'], registers,
+      collect() {
+        this.reset();
+        for (const z of zonesOf()) this.set({ zone: zoneNames.get(z.zone) }, z.enabled ? 1 : 0);
+      },
+    });
+  }
   const backlog = deps.webhookBacklog;
   if (backlog) {
     const endpoints = new LabelSet(cap);
@@ -244,7 +264,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
       },
     });
     new Gauge({
-      name: 'postline_webhook_failing', help: '1 when a webhook endpoint is marked failing (retries gave up), else 0, by endpoint name.',
+      name: 'postline_webhook_failing', help: '1 when a webhook endpoint is marked failing (its oldest unsent event is older than maxAgeMs; it is still retried, at the longest interval), else 0, by endpoint name.',
       labelNames: ['endpoint'], registers,
       async collect() {
         try {

@@ -149,7 +149,9 @@ export function withoutFieldsWhere(header: Buffer, drop: (lowerName: string, val
     const first = lines[i]!;
     const colon = first.indexOf(':');
     const group = lines.slice(i, j);
-    if (colon > 0 && drop(first.slice(0, colon).trimEnd().toLowerCase(), group.join('').slice(colon + 1))) changed = true;
+    // A line that is no field (no colon) is judged by all of it: "X-Postline-Tags" alone goes too.
+    const name = (colon > 0 ? first.slice(0, colon).trimEnd() : first).toLowerCase();
+    if (first !== '' && drop(name, colon > 0 ? group.join('').slice(colon + 1) : '')) changed = true;
     else kept.push(...group);
     i = j;
   }

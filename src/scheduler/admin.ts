@@ -23,9 +23,9 @@ export interface QueueAdmin {
   list(): Promise<QueueSummary[]>;
   /** @throws NoSuchMessageError */
   show(id: string, opts?: { body?: boolean }): Promise<MessageDetail>;
-  /** Makes every deferred (not held) message due now; returns how many. */
+  /** Makes every deferred (not held, not scheduled for a later sendAt) message due now; returns how many. */
   flush(): Promise<number>;
-  /** Makes one message due now. @throws NoSuchMessageError, PostlineError ERR_MESSAGE_HELD */
+  /** Makes one message due now. @throws NoSuchMessageError, PostlineError ERR_MESSAGE_HELD, ERR_MESSAGE_SCHEDULED (sendAt in the future) */
   flushOne(id: string): Promise<void>;
   /** @throws NoSuchMessageError */
   hold(id: string): Promise<void>;
@@ -46,6 +46,19 @@ export class NoSuchMessageError extends PostlineError {
 /** A held message cannot be flushed; release it first. */
 export function heldError(): PostlineError {
   return new PostlineError('ERR_MESSAGE_HELD', 'message is on hold; release it first', { temporary: false });
+}
+
+/**
+ * True when `m` waits for its sendAt (deferred sending, core/session.ts MessageMeta): never tried,
+ * first attempt in the future. A flush leaves it alone (it is not deferred, it is scheduled).
+ */
+export function isScheduled(m: { readonly attempts: number; readonly nextAttemptAt: number }, now: number): boolean {
+  return m.attempts === 0 && m.nextAttemptAt > now;
+}
+
+/** A message scheduled for later (sendAt) is not flushed; it goes at its time (or delete it). */
+export function scheduledError(at: number): PostlineError {
+  return new PostlineError('ERR_MESSAGE_SCHEDULED', `message is scheduled for ${new Date(at).toISOString()} (sendAt); it is sent then`, { temporary: false });
 }
 
 /** Builds a MessageDetail from the store (reads the header section, and the body when asked). Never throws for an unreadable body. */

@@ -202,13 +202,18 @@ function classify(ctx: RoundContext, msg: QueuedMessage, r: RecipientResult, now
   return { status: 'pending', type: 'recipient.deferred', dsn: r.dsnStatus, reply: r.diagnostic };
 }
 
-/** The fields every event about `msg` carries (DESIGN.md: metadata copied into its events). */
-export function aboutMessage(msg: Pick<QueuedMessage, 'id' | 'mailFrom' | 'messageId' | 'tags' | 'metadata'>): Pick<EventRecord, 'queueId' | 'mailFrom' | 'messageId' | 'tags' | 'metadata'> {
+/**
+ * The fields every event about `msg` carries (DESIGN.md: metadata copied into its events): queue
+ * ID, sender, Message-ID, tags, metadata, and how it came in (kind, listener or API key).
+ */
+export function aboutMessage(msg: Pick<QueuedMessage, 'id' | 'mailFrom' | 'messageId' | 'tags' | 'metadata'> & { readonly origin?: QueuedMessage['origin'] }): Pick<EventRecord, 'queueId' | 'mailFrom' | 'messageId' | 'tags' | 'metadata' | 'origin'> {
+  const o = msg.origin;
   return {
     queueId: msg.id, mailFrom: msg.mailFrom,
     ...(msg.messageId !== undefined ? { messageId: msg.messageId } : {}),
     ...(msg.tags !== undefined ? { tags: msg.tags } : {}),
     ...(msg.metadata !== undefined ? { metadata: msg.metadata } : {}),
+    ...(o ? { origin: { kind: o.kind, ...(o.listener !== undefined ? { listener: o.listener } : {}), ...(o.apiKey !== undefined ? { apiKey: o.apiKey } : {}) } } : {}),
   };
 }
 

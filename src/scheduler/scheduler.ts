@@ -14,7 +14,7 @@ import type { Logger } from '../core/log.js';
 import type { DeliveryAgent } from '../delivery/types.js';
 import type { NextHop } from '../routing/types.js';
 import type { QueuedMessage, QueueStore, QueueSummary } from '../spool/types.js';
-import { heldError, messageDetail, NoSuchMessageError, type MessageDetail, type QueueAdmin } from './admin.js';
+import { heldError, isScheduled, messageDetail, NoSuchMessageError, scheduledError, type MessageDetail, type QueueAdmin } from './admin.js';
 import { Dispatcher } from './dispatcher.js';
 import { DueIndex } from './due-index.js';
 import { Notifier, type DsnPort, type ReportItem } from './notify.js';
@@ -53,6 +53,10 @@ const needsWork = (m: QueuedMessage): boolean => m.recipients.some((r) => r.stat
 export class Scheduler implements QueueAdmin {
   private readonly index = new DueIndex();
   private readonly active = new Map<string, ActiveRound>();
+  /** Messages waiting for a future sendAt (never tried yet): flush leaves them alone. */
+  private readonly scheduledIds = new Set<string>();
+  /** Operator actions per queue ID, one at a time (a flush and a hold at once must not interleave). */
+  private readonly adminLocks = new Map<string, Promise<unknown>>();
   private readonly dispatcher: Dispatcher;
   private readonly notifier: Notifier;
   private readonly ctx: RoundContext;
@@ -83,7 +87,11 @@ export class Scheduler implements QueueAdmin {
     if (this.started) throw new Error('scheduler already started');
     this.started = true;
     const all = await this.o.store.loadAll();
-    for (const m of all) if (!m.held) this.index.set(m.id, m.nextAttemptAt);
+    const now = this.o.clock.now();
+    for (const m of all) {
+      if (isScheduled(m, now)) this.scheduledIds.add(m.id);
+      if (!m.held) this.index.set(m.id, m.nextAttemptAt);
+    }
     this.o.logger.info({ messages: all.length, scheduled: this.index.size }, 'scheduler started');
     if (this.o.scanTimer !== false) {
       this.timer = setInterval(() => this.scan(), this.o.config.delivery.scanIntervalMs);
@@ -117,6 +125,7 @@ export class Scheduler implements QueueAdmin {
     // A first attempt later than the arrival is a sendAt (deferred sending, issue 7 section 2):
     // kept. Otherwise: try now.
     const now = this.o.clock.now();
+    if (isScheduled(msg, now)) this.scheduledIds.add(msg.id);
     this.index.set(msg.id, msg.nextAttemptAt > msg.arrivedAt ? Math.max(msg.nextAttemptAt, now) : now);
     this.kick();
   }
@@ -164,6 +173,7 @@ export class Scheduler implements QueueAdmin {
   }
 
   private startRound(id: string): void {
+    this.scheduledIds.delete(id);
     const entry: ActiveRound = { abort: new AbortController(), deleted: false, held: false, done: Promise.resolve() };
     this.active.set(id, entry);
     entry.done = this.process(id, entry)
@@ -268,67 +278,98 @@ export class Scheduler implements QueueAdmin {
     return messageDetail(this.o.store, await this.need(id), opts.body === true);
   }
 
-  /** Makes every scheduled (not held, not running) message due now. @returns how many. */
+  /** Runs `fn` after every earlier operator action on `id` (one at a time per message). */
+  private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.adminLocks.get(id) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.adminLocks.set(id, tail);
+    void tail.then(() => { if (this.adminLocks.get(id) === tail) this.adminLocks.delete(id); });
+    return run;
+  }
+
+  /**
+   * Makes every waiting message due now: not held, not running, not waiting for a later sendAt
+   * (those go at their time). @returns how many.
+   */
   async flush(): Promise<number> {
-    const now = this.o.clock.now();
     let n = 0;
     for (const id of this.index.ids()) {
-      try {
-        await this.o.store.setNextAttempt(id, now, [{ type: 'message.flushed', at: now, queueId: id }]);
-      } catch (err) {
-        this.o.logger.warn({ err, queueId: id }, 'cannot flush message');
-        continue;
-      }
-      this.index.set(id, now);
-      n++;
+      if (this.scheduledIds.has(id)) continue;
+      const done = await this.withLock(id, async () => {
+        if (!this.index.has(id)) return false; // held, deleted or started meanwhile
+        const now = this.o.clock.now();
+        try {
+          await this.o.store.setNextAttempt(id, now, [{ type: 'message.flushed', at: now, queueId: id }]);
+        } catch (err) {
+          this.o.logger.warn({ err, queueId: id }, 'cannot flush message');
+          return false;
+        }
+        if (this.index.has(id)) this.index.set(id, now);
+        return true;
+      });
+      if (done) n++;
     }
     this.kick();
     return n;
   }
 
-  /** Makes one message due now (no-op while it is being delivered). @throws NoSuchMessageError, ERR_MESSAGE_HELD */
+  /**
+   * Makes one message due now (no-op while it is being delivered).
+   * @throws NoSuchMessageError, ERR_MESSAGE_HELD, ERR_MESSAGE_SCHEDULED (waiting for a later sendAt)
+   */
   async flushOne(id: string): Promise<void> {
-    const msg = await this.need(id);
-    if (msg.held) throw heldError();
-    if (this.active.has(id)) return;
-    const now = this.o.clock.now();
-    await this.o.store.setNextAttempt(id, now, [this.adminEvent('message.flushed', msg)]);
-    this.index.set(id, now);
-    this.kick();
+    return this.withLock(id, async () => {
+      const msg = await this.need(id);
+      if (msg.held) throw heldError();
+      const now = this.o.clock.now();
+      if (isScheduled(msg, now)) throw scheduledError(msg.nextAttemptAt);
+      if (this.active.has(id)) return;
+      await this.o.store.setNextAttempt(id, now, [this.adminEvent('message.flushed', msg)]);
+      if (!this.stopping) this.index.set(id, now);
+      this.kick();
+    });
   }
 
   /** Puts a message on hold: no delivery until released (a running round finishes). @throws NoSuchMessageError */
   async hold(id: string): Promise<void> {
-    const msg = await this.need(id);
-    if (msg.held) return;
-    await this.o.store.setHold(id, true, [this.adminEvent('message.held', msg)]);
-    this.index.delete(id);
-    const a = this.active.get(id);
-    if (a) a.held = true;
+    return this.withLock(id, async () => {
+      const msg = await this.need(id);
+      if (msg.held) return;
+      await this.o.store.setHold(id, true, [this.adminEvent('message.held', msg)]);
+      this.index.delete(id);
+      const a = this.active.get(id);
+      if (a) a.held = true;
+    });
   }
 
   /** Releases a held message; it is tried at its stored next attempt time. @throws NoSuchMessageError */
   async release(id: string): Promise<void> {
-    const msg = await this.need(id);
-    if (!msg.held) return;
-    await this.o.store.setHold(id, false, [this.adminEvent('message.released', msg)]);
-    const a = this.active.get(id);
-    if (a) a.held = false;
-    if (!this.stopping) this.index.set(id, msg.nextAttemptAt);
-    this.kick();
+    return this.withLock(id, async () => {
+      const msg = await this.need(id);
+      if (!msg.held) return;
+      await this.o.store.setHold(id, false, [this.adminEvent('message.released', msg)]);
+      const a = this.active.get(id);
+      if (a) a.held = false;
+      if (!this.stopping) this.index.set(id, msg.nextAttemptAt);
+      this.kick();
+    });
   }
 
   /** Deletes a message (no DSN); a running round is aborted first. @throws NoSuchMessageError */
   async delete(id: string): Promise<void> {
-    const msg = await this.need(id);
-    const a = this.active.get(id);
-    if (a) {
-      a.deleted = true;
-      a.abort.abort();
-      await a.done;
-    }
-    this.index.delete(id);
-    this.ctx.unrecorded.delete(id);
-    await this.o.store.remove(id, [this.adminEvent('message.deleted', msg)]);
+    return this.withLock(id, async () => {
+      const msg = await this.need(id);
+      const a = this.active.get(id);
+      if (a) {
+        a.deleted = true;
+        a.abort.abort();
+        await a.done;
+      }
+      this.index.delete(id);
+      this.scheduledIds.delete(id);
+      this.ctx.unrecorded.delete(id);
+      await this.o.store.remove(id, [this.adminEvent('message.deleted', msg)]);
+    });
   }
 }

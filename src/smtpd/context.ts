@@ -12,7 +12,7 @@ import type { Envelope, Recipient } from '../core/envelope.js';
 import type { SmtpReply } from '../core/reply.js';
 import type { MailParams } from '../rfc5321/params.js';
 import type { LineResult } from './input.js';
-import type { IncomingMessage, MessageSink, SessionInfo, SmtpPolicy } from './types.js';
+import type { IncomingMessage, MessageSink, PolicyReply, Rejection, SessionInfo, SmtpPolicy } from './types.js';
 
 /** One mail transaction (RFC 5321 3.3): from MAIL until the end of data, RSET, EHLO or STARTTLS. */
 export interface Transaction {
@@ -47,6 +47,11 @@ export interface SessionContext {
   messagesAccepted: number;
   /** Queues a reply (replies are flushed in batches when the client pipelines, RFC 2920). */
   reply(r: SmtpReply): void;
+  /**
+   * Reports a refusal to the sink (a message.rejected event); the check a policy reply names
+   * (PolicyReply.check) is carried along. Never throws, never waits.
+   */
+  rejected(r: Rejection, policyReply?: PolicyReply): void;
   /** Sends `r` (if given), flushes and closes the connection. */
   close(r?: SmtpReply): void;
   /** Ends the current transaction, abandoning a message being received. Never throws. */

@@ -16,7 +16,7 @@ import { MAX_COMMAND_LINE, commandLineLimit, parseCommandLine } from '../rfc5321
 import { COMMANDS } from './commands/index.js';
 import type { SessionContext, Transaction } from './context.js';
 import { InputQueue, type LineResult } from './input.js';
-import type { IncomingMessage, MessageSink, SessionInfo, SmtpPolicy } from './types.js';
+import type { IncomingMessage, MessageSink, PolicyReply, Rejection, SessionInfo, SessionLimits, SmtpPolicy } from './types.js';
 
 /** Pause the socket when this many bytes are queued and not yet processed. */
 const HIGH_WATER = 256 * 1024;
@@ -61,6 +61,12 @@ export class Session implements SessionContext {
   private errors = 0;
   private verb = '';
   private readonly started = Date.now();
+  /** After a 554 greeting (RFC 5321 3.1): only QUIT is accepted, everything else gets 503. */
+  private quitOnly = false;
+  /** Tarpit and data-rate limits policy set for this client (after the greeting). */
+  private limits: SessionLimits = {};
+  /** The data-rate window of the current DATA/BDAT command: start (ms) and bytes in it. */
+  private rate: { start: number; bytes: number } | undefined;
   private markSocketGone: () => void = () => {};
   /** Resolves when the current socket has emitted 'close'. */
   private readonly socketGone = new Promise<void>((resolve) => {
@@ -77,7 +83,7 @@ export class Session implements SessionContext {
     this.info = {
       id: randomBytes(6).toString('hex'),
       listener: deps.listener,
-      clientAddress: s.remoteAddress ?? '',
+      clientAddress: normalizeIp(s.remoteAddress ?? ''), // "::ffff:1.2.3.4" -> "1.2.3.4", once for every check
       clientPort: s.remotePort ?? 0,
       localAddress: s.localAddress ?? '',
       localPort: s.localPort ?? 0,
@@ -97,13 +103,14 @@ export class Session implements SessionContext {
     this.log.info({ client: this.info.clientAddress, port: this.info.clientPort }, 'session start');
     try {
       if (this.listener.tls === 'implicit' && !(await this.handshake())) return;
-      if (this.greet()) await this.commandLoop();
+      if (await this.greet()) await this.commandLoop();
     } catch (err) {
       this.log.error({ err }, 'session failed');
       this.close(R.localError);
     } finally {
       clearTimeout(sessionTimer);
       this.clearTimer();
+      try { this.policy.closeSession?.(this.info); } catch { /* never throws */ }
       await this.resetTransaction();
       this.close();
       await this.socketGone;
@@ -111,16 +118,66 @@ export class Session implements SessionContext {
     }
   }
 
-  /** Sends the greeting (or the connect rejection); returns false when the session is over. */
-  private greet(): boolean {
+  /**
+   * Sends the greeting (or the connect rejection); returns false when the session is over.
+   * With a greeting pause from policy (pregreet check), the first banner line ("220-") goes out at
+   * once and the final line after the pause; a client that talked meanwhile is reported to policy.
+   * A 554 answer instead of 220 leaves the session in QUIT-only mode (RFC 5321 3.1); 421 closes.
+   */
+  private async greet(): Promise<boolean> {
     const refusal = this.deps.reject ?? this.policy.checkConnect?.(this.info);
     if (refusal) {
       this.log.info({ reply: replyToString(refusal) }, 'connection refused');
       this.close(refusal);
       return false;
     }
-    this.reply(R.greeting(this.config.hostname));
+    const plan = this.policy.openSession?.(this.info);
+    let r: PolicyReply | undefined = plan && 'code' in plan ? plan : undefined;
+    const pauseMs = plan && !('code' in plan) ? plan.greetPauseMs : 0;
+    const host = this.config.hostname;
+    if (!r && pauseMs > 0) {
+      this.socket.write(`220-${host} ESMTP Postline\r\n`);
+      await this.pause(pauseMs);
+      if (this.closed) return false;
+    }
+    if (!r && this.policy.checkGreeting) r = await this.policy.checkGreeting(this.info, { pregreet: pauseMs > 0 && (this.input.length > 0 || this.eof) });
+    if (this.closed) return false;
+    if (r) {
+      this.log.info({ reply: replyToString(r), check: r.check }, 'connection refused');
+      this.rejected({ stage: 'connect', reply: replyToString(r) }, r);
+      if (r.code !== 554) {
+        this.close(r);
+        return false;
+      }
+      this.quitOnly = true;
+      this.input.clear(); // what a pregreeting client sent is not read as commands
+      this.reply(r);
+      return true;
+    }
+    this.limits = this.policy.sessionLimits?.(this.info) ?? {};
+    this.reply(R.greeting(host));
     return true;
+  }
+
+  /** Waits `ms` or until the session closes (replies queued so far are sent first unless `flushFirst` is false); input keeps being buffered. */
+  private pause(ms: number, flushFirst = true): Promise<void> {
+    if (flushFirst) this.flush();
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      const s = this.socket;
+      function done(): void {
+        clearTimeout(t);
+        s.off('close', done);
+        resolve();
+      }
+      s.once('close', done);
+    });
+  }
+
+  /** Reports a refusal to the sink (message.rejected), with the check policy named. */
+  rejected(r: Rejection, policyReply?: PolicyReply): void {
+    const check = policyReply?.check ?? r.check;
+    this.sink.rejected?.(this.info, { ...r, ...(check !== undefined ? { check } : {}) });
   }
 
   private async commandLoop(): Promise<void> {
@@ -130,7 +187,12 @@ export class Session implements SessionContext {
       const line = await this.readLine(MAX_COMMAND_LINE);
       this.idle = false;
       if (!line) return;
+      const errorsBefore = this.errors;
       await this.dispatch(line);
+      const soft = this.limits.softErrorLimit;
+      if (soft !== undefined && this.errors > errorsBefore && this.errors > soft && !this.closed && this.errors < this.config.limits.maxErrors) {
+        await this.pause(this.limits.errorSleepMs ?? 0, false); // error tarpit: the reply waits (Postfix smtpd_error_sleep_time)
+      }
       if (!this.closed && this.socket.writableLength > REPLY_HIGH_WATER) await this.drainReplies();
       if (!this.closed && this.errors >= this.config.limits.maxErrors) {
         this.log.info({ errors: this.errors }, 'too many errors');
@@ -141,6 +203,7 @@ export class Session implements SessionContext {
 
   private async dispatch(line: LineResult): Promise<void> {
     this.verb = '';
+    this.rate = undefined;
     if (line.kind === 'tooLong') return this.reply(R.lineTooLong);
     if (line.kind === 'bare' || !isUtf8(line.line)) return this.reply(R.syntaxError);
     const cmd = parseCommandLine(line.line.toString('utf8'));
@@ -149,6 +212,7 @@ export class Session implements SessionContext {
     if (line.line.length + 2 > commandLineLimit(this.verb)) return this.reply(R.lineTooLong);
     const handler = Object.hasOwn(COMMANDS, this.verb) ? COMMANDS[this.verb] : undefined;
     if (!handler) return this.reply(R.unknownCommand);
+    if (this.quitOnly && this.verb !== 'QUIT') return this.reply(R.badSequence('only QUIT is accepted now'));
     try {
       await handler(this, cmd.value.arg);
     } catch (err) {
@@ -248,13 +312,13 @@ export class Session implements SessionContext {
   }
 
   /** Flushes queued replies, then waits for input, end, close or the timeout (ms). */
-  private waitForInput(timeoutMs: number): Promise<void> {
+  private waitForInput(timeoutMs: number, quiet = false): Promise<void> {
     this.flush();
     this.socket.resume();
     return new Promise((resolve) => {
       this.waiter = resolve;
       this.timer = setTimeout(() => {
-        this.expire('command');
+        if (!quiet) this.expire('command');
         this.wake();
       }, timeoutMs);
     });
@@ -284,14 +348,50 @@ export class Session implements SessionContext {
     }
   }
 
+  /**
+   * Reads message data. With a minimum data rate (SessionLimits.minDataRate) every window of the
+   * current DATA/BDAT command must bring `bytes`; a slower client gets 421 4.4.2 and is closed.
+   * Time spent waiting for our own sink (backpressure) is not held against the client.
+   */
   async readChunk(max = Infinity): Promise<Buffer | undefined> {
+    const min = this.limits.minDataRate;
+    if (min && !this.rate) this.rate = { start: Date.now(), bytes: 0 };
     for (;;) {
       if (this.closed) return undefined;
       const chunk = this.input.take(max);
-      if (chunk) return chunk;
+      if (chunk) {
+        if (min && this.rate) this.rate.bytes += chunk.length;
+        if (min && !this.rateOk(min)) return undefined;
+        return chunk;
+      }
       if (this.eof) return undefined;
-      await this.waitForInput(this.config.timeouts.dataBlockMs);
+      if (!min || !this.rate) {
+        await this.waitForInput(this.config.timeouts.dataBlockMs);
+        continue;
+      }
+      const windowLeft = this.rate.start + min.windowMs - Date.now();
+      if (windowLeft <= 0) {
+        if (!this.rateOk(min)) return undefined;
+        continue;
+      }
+      await this.waitForInput(Math.min(this.config.timeouts.dataBlockMs, windowLeft + 1), true);
     }
+  }
+
+  /** At the end of a data-rate window: false (and 421 4.4.2, closed) when it brought too few bytes. */
+  private rateOk(min: { bytes: number; windowMs: number }): boolean {
+    const r = this.rate!;
+    const now = Date.now();
+    if (now - r.start < min.windowMs) return true;
+    if (r.bytes < min.bytes) {
+      this.log.info({ bytes: r.bytes, windowMs: min.windowMs }, 'data rate too low');
+      const reply: PolicyReply = { ...R.dataTooSlow(this.config.hostname), check: 'data-rate' };
+      this.rejected({ stage: 'data', reply: replyToString(reply), ...(this.tx ? { mailFrom: this.tx.mailFrom } : {}), ...(this.tx?.message ? { queueId: this.tx.message.queueId } : {}) }, reply);
+      this.close(reply);
+      return false;
+    }
+    this.rate = { start: now, bytes: 0 };
+    return true;
   }
 
   unread(bytes: Buffer): void {
@@ -302,7 +402,9 @@ export class Session implements SessionContext {
     for (const chunk of data) {
       if (!msg.write(chunk)) {
         this.socket.pause();
+        const t0 = Date.now();
         await msg.drain();
+        if (this.rate) this.rate.start += Date.now() - t0; // our disk's time is not the client's
       }
     }
   }
@@ -410,4 +512,9 @@ export class Session implements SessionContext {
       secure.once('end', onFail); // EOF before the handshake completed
     });
   }
+}
+
+/** "::ffff:1.2.3.4" -> "1.2.3.4": IPv4 clients on dual-stack sockets are seen as IPv4 by every check. */
+function normalizeIp(a: string): string {
+  return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(a) ? a.slice(7) : a;
 }

@@ -7,7 +7,7 @@
  * Each dispatcher runs its own loop; dispatchers share no await, so a slow or dead endpoint never
  * delays another (nor mail: the loop only reads the log and writes its own cursor row).
  *
- * Failure handling: any non-2xx (redirects included: fetch runs with redirect 'manual'), a network
+ * Failure handling: any non-2xx (redirects included: they are never followed), a network
  * error, a refused target (SSRF guard) or no answer within `timeoutMs` is retried after
  * initialMs * 2^(n-1) (capped at retry.maxMs) +- jitter. When the oldest unsent event is older than
  * `maxAgeMs` the endpoint is marked failing (stored; `postline webhooks status` shows it) and
@@ -24,6 +24,7 @@ import type { WebhookConfig } from '../config/schema.js';
 import type { WebhookCursorStore } from './cursor-store.js';
 import { WebhookSigner } from './signing.js';
 import { resolveAndCheck, type LookupAll } from './ssrf.js';
+import { createPoster, type PostFn } from './http-post.js';
 
 /**
  * Where events come from: the queue store's event log (QueueStore.readEvents / lastEventId), or a
@@ -42,8 +43,8 @@ export interface DispatcherDeps {
   readonly cursors: WebhookCursorStore;
   readonly logger: Logger;
   readonly clock?: Clock;
-  /** HTTP client (default: global fetch). */
-  readonly fetch?: typeof fetch;
+  /** The HTTP POST (default: http-post.ts createPoster, node:http with keep-alive and a pinned lookup). */
+  readonly post?: PostFn;
   /** Name resolution for the SSRF guard (default: node:dns lookup, all addresses). */
   readonly lookup?: LookupAll;
   /** Random numbers in [0, 1) for jitter (default Math.random). */
@@ -91,31 +92,12 @@ export function typeFilter(events: readonly string[] | undefined): (type: string
   return (t) => exact.has(t) || prefixes.some((p) => t.startsWith(p));
 }
 
-/** Reads at most `max` bytes of a response body as text, then drops the rest. */
-async function readSome(res: Response, max: number): Promise<string> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let n = 0;
-  try {
-    while (n < max) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      n += value.length;
-    }
-  } finally {
-    reader.cancel().catch(() => {});
-  }
-  return Buffer.concat(chunks).subarray(0, max).toString('utf8').replace(/\s+/g, ' ').trim();
-}
-
-/** A one-line description of a fetch failure (the cause's code when there is one). */
-function describeFetchError(err: unknown): string {
-  const e = err as { message?: string; cause?: { code?: string; message?: string } };
-  const cause = e?.cause;
-  if (cause?.code) return `${cause.code}${cause.message ? ` (${cause.message})` : ''}`;
-  return cause?.message ?? e?.message ?? String(err);
+/** A one-line description of a request failure (its code when there is one). */
+function describePostError(err: unknown): string {
+  const e = err as { message?: string; code?: string; cause?: { code?: string; message?: string } };
+  const code = e?.code ?? e?.cause?.code;
+  const msg = e?.message ?? e?.cause?.message ?? String(err);
+  return code && !msg.startsWith(code) ? `${code} (${msg})` : msg;
 }
 
 /** The dispatcher of one endpoint. start() once, stop() once. */
@@ -124,7 +106,8 @@ export class WebhookDispatcher {
   private readonly signer: WebhookSigner;
   private readonly matches: (type: string) => boolean;
   private readonly clock: Clock;
-  private readonly fetchFn: typeof fetch;
+  private readonly post: PostFn;
+  private readonly ownPoster: (PostFn & { close(): void }) | undefined;
   private readonly random: () => number;
   private readonly pageSize: number;
   private readonly flushMs: number;
@@ -155,7 +138,8 @@ export class WebhookDispatcher {
     this.signer = new WebhookSigner(endpoint.secret);
     this.matches = typeFilter(endpoint.events);
     this.clock = deps.clock ?? systemClock;
-    this.fetchFn = deps.fetch ?? fetch;
+    this.ownPoster = deps.post ? undefined : createPoster({ drainBytes: DRAIN_BYTES });
+    this.post = deps.post ?? this.ownPoster!;
     this.random = deps.random ?? Math.random;
     this.pageSize = Math.max(endpoint.batch, Math.min(10_000, deps.pageSize ?? 500));
     this.flushMs = Math.max(0, deps.cursorFlushMs ?? 200);
@@ -186,6 +170,7 @@ export class WebhookDispatcher {
     this.inflight?.abort(new Error('dispatcher stopped'));
     this.sleeper?.done();
     await this.loop;
+    this.ownPoster?.close();
     this.state = 'stopped';
   }
 
@@ -321,37 +306,31 @@ export class WebhookDispatcher {
     return Math.max(1, Math.round(base + spread));
   }
 
-  /** One POST of `batch`: SSRF check, sign, send, read at most a little of the answer. */
+  /** One POST of `batch`: SSRF check, sign, send (to the checked addresses only), read at most a little of the answer. */
   private async attempt(batch: readonly StoredEvent[]): Promise<Attempt> {
     const { url, allowPrivate, timeoutMs } = this.endpoint;
+    let addresses: Array<{ address: string; family: number }>;
     try {
-      await resolveAndCheck(url, allowPrivate, this.deps.lookup);
+      addresses = await resolveAndCheck(url, allowPrivate, this.deps.lookup);
     } catch (err) {
       return { ok: false, error: (err as Error).message };
     }
     const req = this.signer.sign(batch, this.endpoint.batch > 1, this.clock.now());
     const ac = new AbortController();
     this.inflight = ac;
-    let timedOut = false;
-    const timer = setTimeout(() => { timedOut = true; ac.abort(new Error('timeout')); }, timeoutMs);
     try {
-      const res = await this.fetchFn(url, {
-        method: 'POST',
+      const res = await this.post({
+        url, addresses, timeoutMs, signal: ac.signal, body: req.body,
         headers: { ...req.headers, 'user-agent': 'Postline-Webhooks/1' },
-        body: req.body,
-        redirect: 'manual',
-        signal: ac.signal,
       });
-      // Read (a bounded part of) the answer so the connection can be reused; keep a little for lastError.
-      const text = (await readSome(res, DRAIN_BYTES)).slice(0, ERROR_BODY_BYTES);
       if (res.status >= 200 && res.status < 300) return { ok: true, status: res.status };
+      const text = res.text.replace(/\s+/g, ' ').trim().slice(0, ERROR_BODY_BYTES);
       const redirect = res.status >= 300 && res.status < 400 ? ' (redirects are not followed)' : '';
       return { ok: false, error: `HTTP ${res.status}${redirect}${text ? `: ${text}` : ''}` };
     } catch (err) {
-      if (timedOut) return { ok: false, error: `no answer within ${timeoutMs} ms` };
-      return { ok: false, error: describeFetchError(err) };
+      if ((err as { code?: string }).code === 'ETIMEDOUT') return { ok: false, error: `no answer within ${timeoutMs} ms` };
+      return { ok: false, error: describePostError(err) };
     } finally {
-      clearTimeout(timer);
       this.inflight = undefined;
     }
   }

@@ -19,7 +19,7 @@ import { lookup as dnsLookup } from 'node:dns/promises';
 import { WebhookTargetError } from './errors.js';
 
 /** What kind of address an IP is, for the guard. */
-export type AddressClass = 'public' | 'loopback' | 'private' | 'link-local' | 'metadata' | 'unspecified' | 'multicast' | 'invalid';
+export type AddressClass = 'public' | 'loopback' | 'private' | 'link-local' | 'metadata' | 'unspecified' | 'multicast' | 'reserved' | 'invalid';
 
 function list(v4: Array<[string, number]>, v6: Array<[string, number]>): BlockList {
   const b = new BlockList();
@@ -33,18 +33,44 @@ const LINK_LOCAL = list([['169.254.0.0', 16]], [['fe80::', 10]]);
 const UNSPECIFIED = list([['0.0.0.0', 8]], [['::', 128]]);
 const MULTICAST = list([['224.0.0.0', 4], ['255.255.255.255', 32]], [['ff00::', 8]]);
 const LOOPBACK = list([['127.0.0.0', 8]], [['::1', 128]]);
-const PRIVATE = list([['10.0.0.0', 8], ['172.16.0.0', 12], ['192.168.0.0', 16], ['100.64.0.0', 10]], [['fc00::', 7]]);
+const PRIVATE = list([['10.0.0.0', 8], ['172.16.0.0', 12], ['192.168.0.0', 16], ['100.64.0.0', 10], ['192.0.0.0', 24], ['198.18.0.0', 15]],
+  [['fc00::', 7], ['64:ff9b:1::', 48]]);
+/**
+ * Reserved for future use (240/4, RFC 6890) and discard-only (100::/64). The documentation ranges
+ * (192.0.2/24, 2001:db8::/32...) stay "public": unrouted anyway, and tests and examples use them.
+ */
+const RESERVED = list([['240.0.0.0', 4]], [['100::', 64]]);
 
-/** The IPv4 address inside an IPv4-mapped or NAT64 IPv6 address, or undefined. */
+/** The 8 hextets of an IPv6 address (a valid one: isIP said 6), an embedded dotted quad included. */
+function hextets(ip6: string): number[] {
+  let s = ip6.toLowerCase();
+  const quad = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(s);
+  if (quad) {
+    const [a, b, c, d] = quad.slice(1).map(Number) as [number, number, number, number];
+    s = s.slice(0, quad.index) + `${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head, tail] = s.includes('::') ? s.split('::') as [string, string] : [s, undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const fill = tail === undefined ? [] : new Array(8 - h.length - t.length).fill('0');
+  return [...h, ...fill, ...t].map((x) => parseInt(x, 16));
+}
+
+/**
+ * The IPv4 address an IPv6 address stands for, or undefined: IPv4-mapped (::ffff:0:0/96),
+ * IPv4-compatible (::/96, deprecated), NAT64 well-known (64:ff9b::/96) and 6to4 (2002::/16), in any
+ * spelling (hex or dotted, compressed or not).
+ */
 function embeddedV4(ip6: string): string | undefined {
-  const s = ip6.toLowerCase();
-  const dotted = /^(?:::ffff:|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/.exec(s);
-  if (dotted) return dotted[1];
-  const hex = /^(?:::ffff:|64:ff9b::)([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(s);
-  if (!hex) return undefined;
-  const hi = parseInt(hex[1]!, 16);
-  const lo = parseInt(hex[2]!, 16);
-  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  const x = hextets(ip6);
+  if (x.length !== 8 || x.some((n) => !Number.isInteger(n))) return undefined;
+  const v4 = (hi: number, lo: number): string => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  const zeros = (from: number, to: number): boolean => x.slice(from, to).every((n) => n === 0);
+  if (zeros(0, 5) && x[5] === 0xffff) return v4(x[6]!, x[7]!);
+  if (zeros(0, 6) && (x[6] !== 0 || x[7]! > 1)) return v4(x[6]!, x[7]!);
+  if (x[0] === 0x64 && x[1] === 0xff9b && zeros(2, 6)) return v4(x[6]!, x[7]!);
+  if (x[0] === 0x2002) return v4(x[1]!, x[2]!);
+  return undefined;
 }
 
 /** Classifies one IP address (IPv4 or IPv6, brackets allowed). */
@@ -66,6 +92,7 @@ export function classifyAddress(address: string): AddressClass {
   if (MULTICAST.check(a, t)) return 'multicast';
   if (LOOPBACK.check(a, t)) return 'loopback';
   if (PRIVATE.check(a, t)) return 'private';
+  if (RESERVED.check(a, t)) return 'reserved';
   return 'public';
 }
 
@@ -112,14 +139,16 @@ const systemLookup: LookupAll = (host) => dnsLookup(host, { all: true, verbatim:
 /**
  * Checks a URL before a request: the static checks, then (for a host name) resolves it and checks
  * every address it has; one refused address refuses the URL.
+ * @returns the checked addresses of a host name (the request connects to these only: http-post.ts
+ *          pins its lookup), or [] for a literal address.
  * @throws WebhookTargetError when refused or the name does not resolve.
  */
-export async function resolveAndCheck(raw: string, allowPrivate: boolean, lookup: LookupAll = systemLookup): Promise<void> {
+export async function resolveAndCheck(raw: string, allowPrivate: boolean, lookup: LookupAll = systemLookup): Promise<Array<{ address: string; family: number }>> {
   const why = checkUrlStatic(raw, allowPrivate);
   if (why) throw new WebhookTargetError(`webhook URL refused: ${why}`);
   const host = hostOf(new URL(raw));
-  if (isIP(host)) return;
-  let addrs: Array<{ address: string }>;
+  if (isIP(host)) return [];
+  let addrs: Array<{ address: string; family: number }>;
   try {
     addrs = await lookup(host);
   } catch (err) {
@@ -130,4 +159,5 @@ export async function resolveAndCheck(raw: string, allowPrivate: boolean, lookup
     const r = refusalOf(address, allowPrivate);
     if (r) throw new WebhookTargetError(`webhook URL refused: ${host} resolves to ${r}`);
   }
+  return addrs;
 }

@@ -87,6 +87,7 @@ test('postline events: a message\'s history with its metadata, filters, --json',
   assert.match(d.remoteHost ?? '', /\[127\.0\.0\.1\]:\d+$/);
   assert.ok(mine[0]!.id < d.id);
   assert.equal(mine[0]!.origin?.listener, 'mx');
+  assert.equal(d.origin?.listener, 'mx', 'the listener is in every event about the message');
   const byPrefix = await events('--type', 'recipient.*', '--since', '1');
   assert.ok(byPrefix.length >= 1 && byPrefix.every((e) => e.type.startsWith('recipient.')));
   const rej = await waitFor('the rejection event', async () => (await events('--type', 'message.rejected')).find((e) => e.recipient === 'carol@example.com'), 10_000, 200);

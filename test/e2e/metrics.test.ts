@@ -36,6 +36,7 @@ test('counters agree with the sink; queue, connections and store figures make se
   const closedPort = await freePort(); // a webhook endpoint that never answers: its backlog grows
   const config = validateConfig({
     hostname: 'mx.postline.test',
+    http: null, // the registry is read directly; no port 8025 (another Postline may hold it)
     dataDir: join(dir, 'var'),
     log: { level: 'error', format: 'json' },
     limits: { minFreeBytes: 0 },
@@ -155,7 +156,7 @@ test('metrics.enabled: false leaves them out', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'postline-metrics-'));
   cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
   const running = await startPostline(validateConfig({
-    hostname: 'mx.postline.test', dataDir: join(dir, 'var'), log: { level: 'error', format: 'json' }, limits: { minFreeBytes: 0 },
+    hostname: 'mx.postline.test', http: null, dataDir: join(dir, 'var'), log: { level: 'error', format: 'json' }, limits: { minFreeBytes: 0 },
     listeners: [{ name: 'mx', address: '127.0.0.1', port: 0, tls: 'none' }],
     metrics: { enabled: false },
   }));

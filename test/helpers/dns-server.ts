@@ -20,6 +20,8 @@ export interface ZoneEntry {
   readonly servfail?: boolean;
   /** Never answer (for timeout tests). */
   readonly drop?: boolean;
+  /** TTL of the answers, seconds (default 60). */
+  readonly ttl?: number;
 }
 
 export type Zones = Record<string, ZoneEntry>;
@@ -65,7 +67,7 @@ export async function startDnsServer(zones: Zones, port = 0): Promise<DnsServerH
 }
 
 function answersFor(name: string, type: number, e: ZoneEntry): dns2.Packet.Resource[] {
-  const base = { name, class: Packet.CLASS.IN, ttl: 60 };
+  const base = { name, class: Packet.CLASS.IN, ttl: e.ttl ?? 60 };
   if (type === Packet.TYPE.MX) return (e.mx ?? []).map((m) => ({ ...base, type, exchange: m.exchange, priority: m.priority }) as dns2.Packet.Resource);
   if (type === Packet.TYPE.A) return (e.a ?? []).map((address) => ({ ...base, type, address }) as dns2.Packet.Resource);
   if (type === Packet.TYPE.AAAA) return (e.aaaa ?? []).map((address) => ({ ...base, type, address }) as dns2.Packet.Resource);

@@ -47,6 +47,8 @@ export interface PutMessage {
   envid?: string;
   origin?: MessageOrigin;
   arrivedAt?: number;
+  /** tags, metadata, sendAt (deferred sending). */
+  meta?: NewMessage['meta'];
 }
 
 export class MemoryQueueStore implements QueueStore {
@@ -108,7 +110,7 @@ export class MemoryQueueStore implements QueueStore {
       id, mailFrom: m.mailFrom, bodyType: m.bodyType ?? '8BITMIME', smtputf8: m.smtputf8 ?? false,
       ...(m.utf8Headers !== undefined ? { utf8Headers: m.utf8Headers } : {}),
       ret: m.ret, envid: m.envid, origin: m.origin ?? { kind: 'smtp', clientAddress: '192.0.2.9', clientName: 'client.example' },
-      recipients: m.recipients, arrivedAt: m.arrivedAt ?? Date.now(),
+      recipients: m.recipients, arrivedAt: m.arrivedAt ?? Date.now(), ...(m.meta ? { meta: m.meta } : {}),
     }, w);
   }
 

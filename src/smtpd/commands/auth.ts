@@ -4,7 +4,7 @@
  * Owns: the challenge/response exchange and the AUTH order rules; verifying the password is the
  * policy's job.
  */
-import { R } from '../../core/reply.js';
+import { R, replyToString } from '../../core/reply.js';
 import { AUTH_LINE_LIMIT } from '../../rfc5321/command.js';
 import { authOffered } from '../capabilities.js';
 import type { SessionContext } from '../context.js';
@@ -62,9 +62,9 @@ async function login(ctx: SessionContext, initial: string | undefined): Promise<
  * from the session's logger. Example (JSON): {"level":40,...,"listener":"submission","sid":"…",
  * "client":"192.0.2.7","port":51234,"user":"alice","mech":"PLAIN","msg":"authentication failed"}
  */
-function logFailure(ctx: SessionContext, mech: string, user: string): void {
+function logFailure(ctx: SessionContext, mech: string, user: string, check?: string): void {
   const client = ctx.info.clientAddress.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
-  ctx.log.warn({ client, port: ctx.info.clientPort, user, mech }, 'authentication failed');
+  ctx.log.warn({ client, port: ctx.info.clientPort, user, mech, ...(check ? { check } : {}) }, check ? 'authentication refused' : 'authentication failed');
 }
 
 /**
@@ -87,9 +87,19 @@ export async function auth(ctx: SessionContext, arg: string): Promise<void> {
   let valid = false;
   if (creds.authz === undefined || creds.authz === creds.user) { // acting as another user is not allowed
     try {
-      valid = await ctx.policy.authenticate(creds.user, creds.password);
+      if (ctx.policy.authenticateSession) {
+        const v = await ctx.policy.authenticateSession(ctx.info, creds.user, creds.password);
+        if (!v.ok && v.reply) { // throttled before any check: 454 4.7.0
+          logFailure(ctx, m, creds.user, v.reply.check);
+          ctx.rejected({ stage: 'auth', reply: replyToString(v.reply) }, v.reply);
+          return ctx.reply(v.reply);
+        }
+        valid = v.ok;
+      } else {
+        valid = await ctx.policy.authenticate(creds.user, creds.password);
+      }
     } catch (err) {
-      ctx.log.warn({ err }, 'authentication check failed');
+      ctx.log.warn({ err: (err as Error).message }, 'authentication check failed');
       return ctx.reply(R.authTempFail);
     }
   }

@@ -2,7 +2,8 @@
  * MAIL FROM (RFC 5321 4.1.1.2) with ESMTP parameters (SIZE, BODY, SMTPUTF8, RET, ENVID, AUTH).
  * Owns: starting a mail transaction after the order, AUTH (submission) and limit checks and policy.
  */
-import { R } from '../../core/reply.js';
+import { R, replyToString, type SmtpReply } from '../../core/reply.js';
+import type { PolicyReply } from '../types.js';
 import { parseMailFrom } from '../../rfc5321/command.js';
 import { authOffered, starttlsOffered } from '../capabilities.js';
 import type { SessionContext } from '../context.js';
@@ -18,16 +19,29 @@ export async function mail(ctx: SessionContext, arg: string): Promise<void> {
   if (!ctx.info.heloName) return ctx.reply(R.badSequence('send EHLO or HELO first'));
   if (ctx.tx) return ctx.reply(R.badSequence('nested MAIL command'));
   if (ctx.listener.role === 'submission' && !ctx.info.authUser) {
-    return ctx.reply(!authOffered(ctx) && starttlsOffered(ctx) ? R.mustIssueStarttls : R.authRequired);
+    return refuse(ctx, !authOffered(ctx) && starttlsOffered(ctx) ? R.mustIssueStarttls : R.authRequired);
   }
-  if (ctx.messagesAccepted >= ctx.config.limits.maxMessagesPerSession && !sessionUncapped(ctx)) return ctx.close(R.tooManyMessages);
+  if (ctx.messagesAccepted >= ctx.config.limits.maxMessagesPerSession && !sessionUncapped(ctx)) {
+    rejected(ctx, R.tooManyMessages);
+    return ctx.close(R.tooManyMessages);
+  }
   const parsed = parseMailFrom(arg, { esmtp: ctx.info.esmtp, maxMessageSize: ctx.config.limits.maxMessageSize });
   if (!parsed.ok) return ctx.reply(parsed.reply);
   const { reversePath, params } = parsed.value;
   const verdict = await ctx.policy.checkMailFrom(ctx.info, reversePath, params.size);
-  if (verdict) return ctx.reply(verdict);
+  if (verdict) return refuse(ctx, verdict, reversePath);
   ctx.tx = { mailFrom: reversePath, params, recipients: [], bdat: false, bdatBytes: 0 };
   ctx.reply(R.senderOk);
+}
+
+/** A refusal of MAIL by rule (not a syntax error): a message.rejected event, then the reply. */
+function refuse(ctx: SessionContext, r: SmtpReply | PolicyReply, mailFrom?: string): void {
+  rejected(ctx, r, mailFrom);
+  ctx.reply(r);
+}
+
+function rejected(ctx: SessionContext, r: SmtpReply | PolicyReply, mailFrom?: string): void {
+  ctx.rejected({ stage: 'mail', reply: replyToString(r), ...(mailFrom !== undefined ? { mailFrom } : {}) }, r as PolicyReply);
 }
 
 /**

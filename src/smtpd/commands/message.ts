@@ -60,5 +60,5 @@ export async function finishMessage(ctx: SessionContext, tx: Transaction, refusa
 
 /** Reports a refusal at the end of the data to the sink (a 'message.rejected' event). */
 function rejectedAtData(ctx: SessionContext, tx: Transaction, r: SmtpReply, queueId: string | undefined): void {
-  ctx.sink.rejected?.(ctx.info, { stage: 'data', reply: replyToString(r), mailFrom: tx.mailFrom, ...(queueId !== undefined ? { queueId } : {}) });
+  ctx.rejected({ stage: 'data', reply: replyToString(r), mailFrom: tx.mailFrom, ...(queueId !== undefined ? { queueId } : {}) });
 }

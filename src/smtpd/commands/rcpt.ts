@@ -36,7 +36,7 @@ export async function rcpt(ctx: SessionContext, arg: string): Promise<void> {
   };
   const decision = await ctx.policy.checkRecipient(ctx.info, wanted);
   if (!decision.accept) {
-    ctx.sink.rejected?.(ctx.info, { stage: 'rcpt', reply: replyToString(decision.reply), mailFrom: tx.mailFrom, recipient: forwardPath });
+    ctx.rejected({ stage: 'rcpt', reply: replyToString(decision.reply), mailFrom: tx.mailFrom, recipient: forwardPath }, decision.reply);
     return ctx.reply(decision.reply);
   }
   if (ctx.tx !== tx) return; // the session was reset while the policy was thinking

@@ -508,18 +508,19 @@ export class SqliteQueueStore implements QueueStore {
     this.eventListener = fn;
   }
 
-  /** Free bytes available to us on the dataDir filesystem (statfs bavail * bsize). */
+  /** Free bytes available to us on the dataDir filesystem (statfs bavail * bsize), at most statfsCacheMs old. */
   async freeBytes(): Promise<number> {
+    const c = this.freeCache;
+    const now = this.clock.now();
+    // One statfs per statfsCacheMs at most: every MAIL FROM and API request asks (the reserve check).
+    if (c && now - c.at >= 0 && now - c.at < this.statfsCacheMs) return c.bytes;
     const s = await statfs(this.opts.dataDir);
     const bytes = Number(s.bavail) * Number(s.bsize);
-    this.freeCache = { at: this.clock.now(), bytes };
+    this.freeCache = { at: now, bytes };
     return bytes;
   }
 
   private async cachedFreeBytes(): Promise<number> {
-    const c = this.freeCache;
-    const now = this.clock.now();
-    if (c && now - c.at >= 0 && now - c.at < this.statfsCacheMs) return c.bytes;
     try {
       return await this.freeBytes();
     } catch (err) {

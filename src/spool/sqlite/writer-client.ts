@@ -8,7 +8,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { StoreError } from '../../core/errors.js';
-import { newStats, type WireError, type WriteOp, type WriterMessage, type WriterStats } from './writer-protocol.js';
+import { newStats, type WireError, type WriteOp, type WriterMessage, type WriterRequest, type WriterStats } from './writer-protocol.js';
 import type { WriterData } from './writer-worker.js';
 
 /** What a write resolves with (writer-protocol.ts WriteResult without its seq). */
@@ -87,7 +87,20 @@ export class WriterClient {
     return new Promise<WriteOutcome>((resolve, reject) => {
       if (this.waiting.size === 0) this.worker.ref();
       this.waiting.set(seq, { resolve, reject });
-      this.worker.postMessage({ seq, op });
+      this.send({ seq, op });
+    });
+  }
+
+  /** Requests of this tick, posted together (one structured clone and one wake-up for the writer). */
+  private outbox: WriterRequest[] = [];
+
+  private send(req: WriterRequest): void {
+    this.outbox.push(req);
+    if (this.outbox.length > 1) return;
+    queueMicrotask(() => {
+      const list = this.outbox;
+      this.outbox = [];
+      this.worker.postMessage(list.length === 1 ? list[0] : list);
     });
   }
 
@@ -98,7 +111,7 @@ export class WriterClient {
     this.worker.ref();
     this.closed = new Promise<void>((resolve) => {
       this.worker.once('exit', () => resolve());
-      this.worker.postMessage({ seq: ++this.seq, op: { kind: 'close' } });
+      this.send({ seq: ++this.seq, op: { kind: 'close' } });
     });
     return this.closed;
   }

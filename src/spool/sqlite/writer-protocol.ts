@@ -35,7 +35,7 @@ export type WriteOp =
   /** Makes every relaxed commit so far durable (a FULL commit of a tiny write). */
   | { kind: 'sync' };
 
-/** main -> writer: one operation, or the request to flush and close. */
+/** main -> writer: one operation, or the request to flush and close (posted alone or several in an array). */
 export type WriterRequest = { seq: number; op: WriteOp } | { seq: number; op: { kind: 'close' } };
 
 /** An error crossing the thread boundary. `notFound`: the operation named an unknown message/recipient. */

@@ -77,7 +77,7 @@ function idleSync(): void {
 /** Writes everything pending as one batch and replies. */
 function flush(): void {
   scheduled = false;
-  for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) take(m.message as WriterRequest);
+  for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) take(m.message as WriterRequest | WriterRequest[]);
   const batch = pending as { seq: number; op: WriteOp }[];
   pending = [];
   if (batch.length) {
@@ -116,12 +116,14 @@ function flush(): void {
   }
 }
 
-function take(req: WriterRequest): void {
-  if (req.op.kind === 'close') closing = req.seq;
-  else pending.push(req);
+function take(msg: WriterRequest | WriterRequest[]): void {
+  for (const req of Array.isArray(msg) ? msg : [msg]) {
+    if (req.op.kind === 'close') closing = req.seq;
+    else pending.push(req);
+  }
 }
 
-port.on('message', (req: WriterRequest) => {
+port.on('message', (req: WriterRequest | WriterRequest[]) => {
   take(req);
   if (!scheduled) {
     scheduled = true;

@@ -213,14 +213,20 @@ test('size limit: 552 5.3.4 when the data or the declared SIZE is too large', as
   }
 });
 
-test('oversized header section without an empty line passes through unchanged and bounded', async () => {
+test('a header section over the limit is refused with 552 5.3.4 (no field beyond the buffer escapes the checks), memory bounded', async () => {
   const h = await harness({ maxMessageSize: 8 * 1024 * 1024 });
   try {
-    const big = Buffer.from(`X-Big: ${'y'.repeat(HEADER_LIMIT + 10_000)}\r\n\r\nbody\r\n`);
+    const big = Buffer.from(`X-Big: ${'y'.repeat(HEADER_LIMIT + 10_000)}\r\nX-Postline-Tags: ["late"]\r\n\r\nbody\r\n`);
     const msg = await h.cleanup.begin(session({ role: 'submission', authUser: 'a' }), envelope());
     await feed(msg, big, [65536]);
-    const id = await msg.finish();
-    assert.ok(splitReceived(await stored(h, id)).rest.equals(big));
+    await assert.rejects(msg.finish(), (err: unknown) => err instanceof PostlineError && err.reply.code === 552 && err.reply.enhanced === '5.3.4');
+    await assertStoreEmpty(h);
+    // Exactly at the limit (the empty line within it) is still fine.
+    const ok = Buffer.from(`X-Big: ${'y'.repeat(HEADER_LIMIT - 100)}\r\n\r\nbody\r\n`);
+    const msg2 = await h.cleanup.begin(session(), envelope());
+    await feed(msg2, ok, [65536]);
+    const id = await msg2.finish();
+    assert.ok(splitReceived(await stored(h, id)).rest.equals(ok));
   } finally {
     await h.close();
   }

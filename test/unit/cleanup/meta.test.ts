@@ -50,6 +50,17 @@ test('from an untrusted client the fields are removed but not read', async () =>
   }
 });
 
+test('malformed X-Postline names (NUL, non-ASCII, no colon) are removed too', async () => {
+  const h = await harness();
+  try {
+    const r = await send(h, 'X-Postline-Tags\0: ["a"]\r\nX-Postline-T\u00e1gs: x\r\nX-Postline-Bare\r\nSubject: s\r\n\r\nbody\r\n');
+    assert.doesNotMatch(r.body, /X-Postline/i);
+    assert.match(r.body, /\r\nSubject: s\r\n\r\nbody/);
+  } finally {
+    await h.close();
+  }
+});
+
 test('bad or oversized metadata from a trusted client is refused with 554 5.6.0 naming the part', async () => {
   const h = await harness(LIMITS);
   try {
@@ -111,6 +122,11 @@ test('submit: one whole message through the same rules, with Received, Date, Mes
     assert.equal(ev?.origin?.apiKey, 'test-key');
     assert.deepEqual(ev?.metadata, { order: '7' });
     await assert.rejects(h.cleanup.submit({ origin: { kind: 'api' }, envelope: envelope(), body: raw, meta: { tags: [''] } }), MetadataError);
+    // A raw submission without fields of its own: its X-Postline-* fields are read (an API key is authenticated).
+    const raw2 = await h.cleanup.submit({ origin: { kind: 'api', apiKey: 'k' }, envelope: envelope(), body: raw, meta: { metadata: { a: 'b' } } });
+    const q2 = await h.store.get(raw2.queueId);
+    assert.deepEqual(q2?.tags, ['ignored'], 'tags from the header when the submission gives none');
+    assert.deepEqual(q2?.metadata, { a: 'b' });
     await assert.rejects(h.cleanup.submit({ origin: { kind: 'api' }, envelope: envelope(), body: Buffer.alloc(11 * 1024 * 1024, 0x61) }),
       (e: unknown) => e instanceof PostlineError && e.reply.code === 552);
   } finally {

@@ -381,3 +381,39 @@ test('the real DSN builder accepts what the scheduler gives it', async () => {
   assert.match(text, /Remote-MTA: dns; ?mx\.example\.org/);
   assert.match(text, /Subject: hello/);
 });
+
+test('sendAt: a scheduled message waits for its time; flush leaves it alone and flushOne says why', async () => {
+  const h = harness({ script: all(ok) });
+  const later = h.clock.now() + 3_600_000;
+  const m = await h.put({ mailFrom: FROM, recipients: [{ address: 'a@example.org' }], meta: { sendAt: later } }, BODY);
+  const now = await h.put({ mailFrom: FROM, recipients: [{ address: 'b@example.org' }] }, BODY);
+  await h.scheduler.start();
+  await h.scheduler.runDueOnce();
+  assert.deepEqual(h.agent.calls.map((c) => c.queueId), [now.id], 'only the unscheduled one went');
+  assert.equal(await h.scheduler.flush(), 0);
+  await assert.rejects(h.scheduler.flushOne(m.id), (e: unknown) => (e as { code?: string }).code === 'ERR_MESSAGE_SCHEDULED');
+  await h.scheduler.runDueOnce();
+  assert.equal(h.agent.calls.length, 1, 'still waiting');
+  h.clock.advance(3_600_001);
+  await h.scheduler.runDueOnce();
+  assert.deepEqual(h.agent.calls.map((c) => c.queueId), [now.id, m.id], 'sent at its time');
+  await h.scheduler.stop(0);
+});
+
+test('operator actions on one message run one at a time: a flush and a hold at once leave it held, undelivered', async () => {
+  const h = harness({ script: all(tempfail) });
+  const m = await h.put({ mailFrom: FROM, recipients: [{ address: 'a@example.org' }] }, BODY);
+  await h.scheduler.start();
+  await h.scheduler.runDueOnce();
+  assert.equal(h.agent.calls.length, 1, 'deferred once');
+  for (let i = 0; i < 5; i++) {
+    await Promise.all([h.scheduler.flushOne(m.id).catch(() => undefined), h.scheduler.hold(m.id)]);
+    await h.scheduler.runDueOnce();
+    assert.equal((await h.store.get(m.id))?.held, true);
+    assert.equal(h.agent.calls.length, 1, 'never delivered while held');
+    await h.scheduler.release(m.id);
+    h.clock.advance(1);
+  }
+  await assert.rejects(h.scheduler.hold(m.id).then(() => h.scheduler.flushOne(m.id)), (e: unknown) => (e as { code?: string }).code === 'ERR_MESSAGE_HELD');
+  await h.scheduler.stop(0);
+});

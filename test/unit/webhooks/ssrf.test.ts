@@ -10,6 +10,7 @@ import { validateConfig } from '../../../src/config/load.js';
 import { applyLiveConfig } from '../../../src/config/live.js';
 import { ConfigError } from '../../../src/core/errors.js';
 import { webhookSchema } from '../../../src/config/schema.js';
+import { createPoster } from '../../../src/webhooks/http-post.js';
 import { WebhookManager } from '../../../src/webhooks/manager.js';
 import { SqliteWebhookCursorStore } from '../../../src/webhooks/cursor-store.js';
 import { ArrayEventSource } from '../../helpers/array-event-source.js';
@@ -123,7 +124,7 @@ test('a running dispatcher refuses a name that resolves to a forbidden address, 
   const m = new WebhookManager({
     source, cursors, logger: silentLogger(),
     lookup: async () => [{ address: '169.254.169.254', family: 4 }],
-    fetch: async (...args) => { fetched++; return fetch(...args); },
+    post: async (req) => { fetched++; return createPoster()(req); },
   });
   try {
     const ep = webhookSchema.parse({ name: 'x', url: `http://rebind.test:${receiver.port}/x`, secret, allowPrivate: true, retry: { initialMs: 20, maxMs: 50 }, pollMs: 20 });
@@ -140,4 +141,40 @@ test('a running dispatcher refuses a name that resolves to a forbidden address, 
     await cursors.close();
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('the request connects only to the address the guard checked (the lookup is pinned: no DNS rebinding)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'postline-hooks-'));
+  const receiver = await new WebhookReceiver().listen();
+  const cursors = SqliteWebhookCursorStore.open(dir);
+  const source = new ArrayEventSource();
+  const secret = newSecret();
+  receiver.endpoint('/p', secret);
+  // "pinned.invalid" does not resolve in the system DNS (RFC 6761 .invalid): only the guard's
+  // answer (127.0.0.1) can make the request reach the receiver.
+  const m = new WebhookManager({ source, cursors, logger: silentLogger(), lookup: async () => [{ address: '127.0.0.1', family: 4 }] });
+  try {
+    const ep = webhookSchema.parse({ name: 'p', url: `http://pinned.invalid:${receiver.port}/p`, secret, allowPrivate: true, retry: { initialMs: 20, maxMs: 50 }, pollMs: 20, from: 'start' });
+    m.start([ep]);
+    source.appendMany(3);
+    await waitFor('three verified deliveries', () => receiver.uniqueIds('/p').size >= 3, 10_000);
+    assert.equal(receiver.forged, 0, 'every signature verified by the standardwebhooks package');
+  } finally {
+    await m.stop();
+    await receiver.close();
+    await cursors.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('addresses that stand for IPv4 in any IPv6 spelling, and reserved ranges, are classed by what they reach', () => {
+  const cases: Array<[string, string]> = [
+    ['::169.254.169.254', 'metadata'], ['[::169.254.169.254]', 'metadata'], ['0:0:0:0:0:ffff:169.254.169.254', 'metadata'],
+    ['::ffff:a9fe:a9fe', 'metadata'], ['64:ff9b::a9fe:a9fe', 'metadata'], ['2002:a9fe:a9fe::1', 'metadata'],
+    ['2002:7f00:1::', 'loopback'], ['64:ff9b:1::1', 'private'], ['192.0.0.8', 'private'], ['198.18.0.1', 'private'],
+    ['240.1.2.3', 'reserved'], ['100::1', 'reserved'],
+    ['8.8.8.8', 'public'], ['2001:4860::8888', 'public'],
+  ];
+  for (const [a, c] of cases) assert.equal(classifyAddress(a), c, a);
+  assert.match(checkUrlStatic('http://[::169.254.169.254]/x', true) ?? '', /metadata/);
 });
