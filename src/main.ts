@@ -23,6 +23,8 @@ import { openStore } from './spool/open.js';
 import { Cleanup } from './cleanup/cleanup.js';
 import { buildDsn } from './bounce/dsn.js';
 import { createResolver } from './dns/resolver.js';
+import { dkimFromConfig } from './dkim/setup.js';
+import type { ModifierFactory } from './cleanup/modifiers.js';
 import { createRouter } from './routing/router.js';
 import { SmtpDeliveryAgent } from './delivery/smtp-agent.js';
 import { Scheduler } from './scheduler/scheduler.js';
@@ -126,10 +128,21 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   let scheduler: Scheduler | undefined; // set below; cleanup hands it each committed message
   let policy: RelayPolicy | undefined; // set below; cleanup asks it who may set X-Postline-* metadata
   let observeAccept: ((ms: number) => void) | undefined; // the metrics' accept latency, set below
+  // The modifier chain (cleanup/modifiers.ts): DKIM signing for now; rebuilt on reload.
+  let modifiers: readonly ModifierFactory[];
+  try {
+    const dkim = dkimFromConfig(config, logger, () => clock.now());
+    modifiers = dkim ? [dkim] : [];
+  } catch (err) {
+    await webhookCursors.close().catch(() => {});
+    await store.close().catch(() => {});
+    throw err;
+  }
   const cleanup = new Cleanup({
     store, config, logger, clock, onQueued: (msg) => scheduler?.enqueued(msg),
     isTrusted: (s) => s.authUser !== undefined || policy?.mayRelay(s) === true,
     onAccepted: (ms) => observeAccept?.(ms),
+    modifiers: () => modifiers,
   });
   const resolver = createResolver(config.delivery.dns);
   const router = createRouter(config);
@@ -253,6 +266,14 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
       tlsMaterial = loadOrCreateTls(config, logger);
       const t = httpTls();
       if (t) api?.setTls(t);
+      if (res.applied.includes('dkim')) {
+        try {
+          const dkim = dkimFromConfig(config, logger, () => clock.now());
+          modifiers = dkim ? [dkim] : [];
+        } catch (err) {
+          logger.error({ err: (err as Error).message }, 'DKIM keys not reloaded; signing with the previous keys');
+        }
+      }
       if (res.applied.includes('webhooks')) {
         webhooks.reload(config.webhooks).catch((err: unknown) => logger.error({ err }, 'webhook reload failed'));
       }

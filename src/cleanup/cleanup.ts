@@ -25,12 +25,12 @@ import { newQueueId } from '../core/queue-id.js';
 import { R } from '../core/reply.js';
 import type { PostlineConfig } from '../config/schema.js';
 import type { EventRecord } from '../events/record.js';
-import { getHeaderFields, headerSection, parseHeaderFields } from '../rfc5322/header.js';
 import type {
   IncomingMessage, MessageMeta, MessageOrigin, MessageSink, Rejection, SessionInfo, Submission, SubmissionSink, Submitted,
 } from '../core/session.js';
 import type { BodyWriter, NewMessage, QueuedMessage, QueueStore } from '../spool/types.js';
-import { CleanupMessage } from './incoming.js';
+import { CleanupMessage, type CommitFacts } from './incoming.js';
+import { ModifierChain, type ModifierContext, type ModifierFactory } from './modifiers.js';
 import { validateMeta, type MetaLimits } from './meta.js';
 import { buildReceived, receivedProtocol } from './received.js';
 import { soleRecipient, uniqueRecipients } from './recipients.js';
@@ -61,6 +61,11 @@ export interface CleanupOptions {
    * start of `submit` to the durable commit (the accept latency histogram of src/metrics/).
    */
   readonly onAccepted?: (ms: number) => void;
+  /**
+   * The modifier factories (modifiers.ts: DKIM signing, later verification), read for each new
+   * message (so a reload takes effect for the next one); the chain sorts them by stage.
+   */
+  readonly modifiers?: () => readonly ModifierFactory[];
 }
 
 const DEFAULT_META_LIMITS: MetaLimits = { maxTags: 32, maxTagLength: 128, maxMetadataBytes: 4096 };
@@ -85,6 +90,22 @@ export class Cleanup implements MessageSink, SubmissionSink {
     this.onQueued = opts.onQueued;
     this.isTrusted = opts.isTrusted ?? ((s) => s.authUser !== undefined);
     this.onAccepted = opts.onAccepted;
+    this.modifiers = opts.modifiers ?? (() => []);
+  }
+
+  private readonly modifiers: () => readonly ModifierFactory[];
+
+  /** The modifier chain of one message. @throws PostlineError (451 4.3.0) when a factory fails. */
+  private chainFor(ctx: ModifierContext): ModifierChain {
+    const factories = this.modifiers();
+    if (!factories.length) return ModifierChain.EMPTY;
+    try {
+      return ModifierChain.create(factories, ctx);
+    } catch (err) {
+      const e = toPostlineError(err);
+      this.logger.error({ queueId: ctx.queueId, err: e.message }, 'cannot start the modifiers of a message');
+      throw e;
+    }
   }
 
   private readonly onAccepted: ((ms: number) => void) | undefined;
@@ -113,8 +134,10 @@ export class Cleanup implements MessageSink, SubmissionSink {
     const started = this.clock.now();
     const id = newQueueId(started);
     envelope = this.withoutDuplicates(id, envelope);
-    const body = await this.openBody(id);
     const origin = originOf(s);
+    const ctx: ModifierContext = { queueId: id, envelope, origin, session: s, role: s.listener.role, trusted: this.isTrusted(s) };
+    const chain = this.chainFor(ctx);
+    const body = await this.openBody(id);
     const received = buildReceived({
       heloName: s.heloName, clientAddress: s.clientAddress, hostname: this.config.hostname,
       protocol: receivedProtocol({ esmtp: s.esmtp, tls: !!s.tls, authenticated: !!s.authUser, smtputf8: envelope.smtputf8 }),
@@ -132,9 +155,10 @@ export class Cleanup implements MessageSink, SubmissionSink {
       now: () => this.clock.now(),
       smtputf8: envelope.smtputf8,
       ...(this.isTrusted(s) ? { readMeta: this.metaLimits() } : {}),
+      bodyType: envelope.bodyType, chain, rechain: () => this.chainFor(ctx), reopen: () => this.openBody(id),
       // Our Received field is part of the header section too ("for <UTF-8 address>").
-      commit: async (messageId, utf8Headers, meta) => {
-        const queueId = await this.commit(id, envelope, origin, body, messageId, utf8Of(envelope, received, utf8Headers), meta);
+      commit: async (f, w) => {
+        const queueId = await this.commit(id, envelope, origin, w, withUtf8(f, envelope, received));
         this.onAccepted?.(this.clock.now() - started);
         return queueId;
       },
@@ -189,6 +213,8 @@ export class Cleanup implements MessageSink, SubmissionSink {
     const started = this.clock.now();
     const id = newQueueId(started);
     const env = this.withoutDuplicates(id, envelope);
+    const ctx: ModifierContext = { queueId: id, envelope: env, origin: sub.origin, role: sub.origin.kind === 'api' ? 'api' : 'dsn', trusted: true };
+    const chain = this.chainFor(ctx);
     const body = await this.openBody(id);
     const received = buildReceived({
       hostname: this.config.hostname, queueId: id, date: this.clock.now(),
@@ -204,14 +230,15 @@ export class Cleanup implements MessageSink, SubmissionSink {
       maxSize: this.config.limits.maxMessageSize,
       now: () => this.clock.now(),
       smtputf8: env.smtputf8,
+      bodyType: env.bodyType, chain, rechain: () => this.chainFor(ctx), reopen: () => this.openBody(id),
       // Whole messages come from an authenticated door (API key, local command): X-Postline-*
       // fields are read; the Submission's own fields win over them, field by field.
       readMeta: this.metaLimits(),
-      commit: async (messageId, utf8Headers, headerMeta) => {
-        const merged = { ...headerMeta, ...meta };
+      commit: async (f, w) => {
+        const merged = { ...f.meta, ...meta };
         const m = merged.tags || merged.metadata || merged.sendAt !== undefined ? merged : undefined;
-        result = { messageId, meta: m };
-        return this.commit(id, env, sub.origin, body, messageId, utf8Of(env, received, utf8Headers), m);
+        result = { messageId: f.messageId, meta: m };
+        return this.commit(id, env, sub.origin, w, { ...withUtf8(f, env, received), meta: m });
       },
     });
     msg.write(sub.body);
@@ -233,18 +260,21 @@ export class Cleanup implements MessageSink, SubmissionSink {
     if (!envelope.recipients.length) throw new PostlineError('ERR_NO_RECIPIENTS', 'inject without recipients', { temporary: false });
     const id = newQueueId(this.clock.now());
     envelope = this.withoutDuplicates(id, envelope);
+    const ctx: ModifierContext = { queueId: id, envelope, origin, role: 'dsn', trusted: true };
+    const chain = this.chainFor(ctx);
     const writer = await this.openBody(id);
-    try {
-      const received = buildReceived({ hostname: this.config.hostname, queueId: id, date: this.clock.now() });
-      await writeAll(writer, [Buffer.from(received, 'utf8'), body]);
-      const head = headerSection(body);
-      const messageId = getHeaderFields(parseHeaderFields(head), 'message-id')[0]?.value.trim();
-      return await this.commit(id, envelope, origin, writer, messageId || undefined, utf8Of(envelope, received, envelope.smtputf8 ? !isAscii(head) : undefined), undefined,
-        events.map((e) => (e.type === 'dsn.queued' ? { ...e, dsnQueueId: id } : e)));
-    } catch (err) {
-      await writer.abort();
-      throw toPostlineError(err);
-    }
+    const received = buildReceived({ hostname: this.config.hostname, queueId: id, date: this.clock.now() });
+    // The same byte rules and chain as other mail; no size or hop limit (the scheduler bounds what it returns).
+    const msg = new CleanupMessage(id, writer, {
+      received, addMissingFields: false, hostname: this.config.hostname,
+      maxReceived: Number.MAX_SAFE_INTEGER, maxSize: Number.MAX_SAFE_INTEGER, now: () => this.clock.now(),
+      smtputf8: envelope.smtputf8, bodyType: envelope.bodyType, chain, rechain: () => this.chainFor(ctx), reopen: () => this.openBody(id),
+      commit: (f, w) => this.commit(id, envelope, origin, w, withUtf8(f, envelope, received),
+        events.map((e) => (e.type === 'dsn.queued' ? { ...e, dsnQueueId: id } : e))),
+    });
+    msg.write(body);
+    await msg.drain();
+    return msg.finish();
   }
 
   /**
@@ -271,12 +301,12 @@ export class Cleanup implements MessageSink, SubmissionSink {
 
   /** Commits with its 'message.received' event (same transaction), tells the scheduler, logs one line. */
   private async commit(
-    id: string, env: Envelope, origin: MessageOrigin, body: BodyWriter, messageId: string | undefined,
-    utf8Headers: boolean | undefined, meta: MessageMeta | undefined, more: readonly EventRecord[] = [],
+    id: string, env: Envelope, origin: MessageOrigin, body: BodyWriter, f: CommitFacts, more: readonly EventRecord[] = [],
   ): Promise<string> {
+    const { messageId, utf8Headers, meta, prepend } = f;
     const now = this.clock.now();
     const msg: NewMessage = {
-      id, mailFrom: env.mailFrom, bodyType: env.bodyType, smtputf8: env.smtputf8,
+      id, mailFrom: env.mailFrom, bodyType: f.sevenBit ? '7BIT' : env.bodyType, smtputf8: env.smtputf8,
       ...(utf8Headers !== undefined ? { utf8Headers } : {}),
       ...(env.ret !== undefined ? { ret: env.ret } : {}),
       ...(env.envid !== undefined ? { envid: env.envid } : {}),
@@ -289,11 +319,12 @@ export class Cleanup implements MessageSink, SubmissionSink {
       arrivedAt: now,
       ...(messageId !== undefined ? { messageId } : {}),
       ...(meta ? { meta } : {}),
+      ...(prepend ? { prepend } : {}),
     };
     const recipients = env.recipients.map((r) => r.address);
     const received: EventRecord = {
       type: 'message.received', at: now, queueId: id, mailFrom: env.mailFrom, recipients,
-      size: body.bytesWritten(), origin,
+      size: body.bytesWritten() + Buffer.byteLength(prepend, 'utf8'), origin,
       ...(messageId !== undefined ? { messageId } : {}),
       ...(meta?.tags ? { tags: meta.tags } : {}),
       ...(meta?.metadata ? { metadata: meta.metadata } : {}),
@@ -318,26 +349,12 @@ function originOf(s: SessionInfo): MessageOrigin {
 }
 
 /**
- * The stored `utf8Headers` flag (spool/types.ts): for SMTPUTF8 mail, whether the client's header
- * section or our Received field holds non-ASCII; undefined for other mail (never needed).
+ * The facts with the stored `utf8Headers` flag (spool/types.ts): for SMTPUTF8 mail, whether the
+ * client's header section, our Received field or a prepended field holds non-ASCII; undefined for
+ * other mail (never needed).
  */
-function utf8Of(env: Envelope, received: string, clientHeaders: boolean | undefined): boolean | undefined {
-  if (!env.smtputf8) return undefined;
-  return clientHeaders === true || !isAscii(Buffer.from(received, 'utf8'));
-}
-
-/** Writes buffers to a body stream honouring backpressure; rejects on a stream error. */
-async function writeAll(body: BodyWriter, parts: readonly Buffer[]): Promise<void> {
-  const s = body.stream;
-  for (const p of parts) {
-    if (s.destroyed) break; // the commit reports the stream's error
-    if (!s.write(p)) {
-      await new Promise<void>((resolve) => {
-        const done = (): void => { s.off('drain', done); s.off('close', done); s.off('error', done); resolve(); };
-        s.on('drain', done);
-        s.on('close', done);
-        s.on('error', done);
-      });
-    }
-  }
+function withUtf8(f: CommitFacts, env: Envelope, received: string): CommitFacts {
+  if (!env.smtputf8) return { ...f, utf8Headers: undefined };
+  const utf8 = f.utf8Headers === true || !isAscii(Buffer.from(received + f.prepend, 'utf8'));
+  return { ...f, utf8Headers: utf8 };
 }

@@ -7,20 +7,38 @@
  * Message-ID are added only for authenticated submission (RFC 6409 8.2, 8.3) and only when an empty
  * line ends the header section; every other byte goes to the store exactly as received.
  * Also the hop limit (RFC 5321 6.3, 554 5.4.6) and the message size limit (552 5.3.4).
+ *
+ * The modifier chain (modifiers.ts) runs here: its removals and header-time fields when the header
+ * section is written, a view of every stored body byte, and its end-time fields (handed to the
+ * commit as `prepend`). When a modifier asks for a 7-bit stored form and the message is not 7BIT,
+ * the stored bytes go through the MIME downgrade (delivery/mime-downgrade.ts, the same transform
+ * delivery would apply) before the store and the views: so a signed body is what every hop gets.
  */
 import { isAscii } from 'node:buffer';
+import type { Duplex } from 'node:stream';
+import type { BodyType } from '../core/envelope.js';
 import { PostlineError, toPostlineError } from '../core/errors.js';
-import { R } from '../core/reply.js';
+import { R, reply } from '../core/reply.js';
+import { createMimeDowngrade } from '../delivery/mime-downgrade.js';
 import type { IncomingMessage, MessageMeta } from '../core/session.js';
 import type { BodyWriter } from '../spool/types.js';
 import { formatDate, makeMessageId } from '../rfc5322/format.js';
 import {
-  findHeaderEnd, getHeaderFields, isWellFormedHeader, parseHeaderFields, withoutFields, type HeaderBounds,
+  findHeaderEnd, getHeaderFields, isWellFormedHeader, parseHeaderFields, withoutFieldsWhere, type HeaderBounds,
 } from '../rfc5322/header.js';
 import { isPostlineField, metaFromHeaders, type MetaLimits } from './meta.js';
+import { ModifierChain } from './modifiers.js';
 
 /** Largest header section buffered, bytes; a longer one is passed through as body. */
 export const HEADER_LIMIT = 1024 * 1024;
+
+/**
+ * While a message is converted to 7-bit, its original bytes are kept up to this many, bytes: when
+ * the conversion fails (8-bit data in a MIME part header, a preamble, a message/* or base64 part),
+ * a message of at most this size is stored as it came (8-bit, modifiers run again on it); a larger
+ * one is refused with 554 5.6.3.
+ */
+export const SEVEN_BIT_HOLD = 4 * 1024 * 1024;
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 /** A header line whose name begins with X-Postline- (case-insensitive). */
@@ -49,12 +67,30 @@ export interface IncomingPlan {
    * bounds; absent: they are not read. Those fields are removed from every message either way.
    */
   readonly readMeta?: MetaLimits;
-  /**
-   * Commits the body; resolves with the queue ID. `messageId` is the Message-ID found or added;
-   * `utf8Headers` says whether the header section holds non-ASCII bytes (undefined: not checked,
-   * the message is not SMTPUTF8); `meta` what the X-Postline-* fields gave.
-   */
-  readonly commit: (messageId: string | undefined, utf8Headers: boolean | undefined, meta: MessageMeta | undefined) => Promise<string>;
+  /** The envelope's BODY= type (a 7-bit conversion applies only when it is not 7BIT). */
+  readonly bodyType?: BodyType;
+  /** The message's modifiers (default: none). */
+  readonly chain?: ModifierChain;
+  /** A fresh chain for the same message (after a failed 7-bit conversion). Default: none, the message is refused. */
+  readonly rechain?: () => ModifierChain;
+  /** A fresh body writer for the same queue ID (after a failed 7-bit conversion). */
+  readonly reopen?: () => Promise<BodyWriter>;
+  /** Commits `body` (the writer in use); resolves with the queue ID. */
+  readonly commit: (facts: CommitFacts, body: BodyWriter) => Promise<string>;
+}
+
+/** What CleanupMessage found out about the message, for its commit. */
+export interface CommitFacts {
+  /** The Message-ID found or added. */
+  readonly messageId: string | undefined;
+  /** Whether the header section holds non-ASCII bytes (undefined: not checked, the message is not SMTPUTF8). */
+  readonly utf8Headers: boolean | undefined;
+  /** What the X-Postline-* fields gave. */
+  readonly meta: MessageMeta | undefined;
+  /** Header fields from the chain's end (each with CRLF), '' when none: stored with the row, given out before the body. */
+  readonly prepend: string;
+  /** True when the stored form was converted to 7-bit: commit it as BODY=7BIT. */
+  readonly sevenBit: boolean;
 }
 
 type State = 'open' | 'finishing' | 'done' | 'aborted';
@@ -70,8 +106,29 @@ export class CleanupMessage implements IncomingMessage {
   private utf8Headers: boolean | undefined;
   private meta: MessageMeta | undefined;
   private state: State = 'open';
+  private chain: ModifierChain;
+  /** The header section as stored (for the chain's end), once known. */
+  private storedHeader: Buffer | undefined;
+  /** Set while the stored bytes pass through the 7-bit conversion. */
+  private downgrade: Duplex | undefined;
+  /** Body bytes go to the chain's views (the header section was complete). */
+  private viewBody = false;
+  /** While converting: the header section as it would be stored unconverted (without modifier fields). */
+  private heldBase: Buffer | undefined;
+  /** While converting: the original body bytes (after the empty line), at most SEVEN_BIT_HOLD in all. */
+  private held: Buffer[] | undefined;
+  private heldLen = 0;
+  /** The conversion failed; the original is kept and stored unconverted at finish(). */
+  private unconverted = false;
 
-  constructor(readonly queueId: string, private readonly body: BodyWriter, private readonly plan: IncomingPlan) {}
+  constructor(readonly queueId: string, private body: BodyWriter, private readonly plan: IncomingPlan) {
+    this.chain = plan.chain ?? ModifierChain.EMPTY;
+  }
+
+  /** Where stored bytes go: the 7-bit conversion when on, else the store. */
+  private get sink(): NodeJS.WritableStream & { destroyed: boolean; writableNeedDrain: boolean } {
+    return (this.downgrade ?? this.body.stream) as never;
+  }
 
   /** Takes a chunk (dot-unstuffed, CRLF lines). Returns false when the caller should await drain(). */
   write(chunk: Buffer): boolean {
@@ -83,14 +140,21 @@ export class CleanupMessage implements IncomingMessage {
       }));
       return true;
     }
-    if (this.headerDone) return this.body.stream.write(chunk);
+    if (this.headerDone) {
+      if (this.held) {
+        this.hold(chunk);
+        if (this.unconverted) return true;
+      }
+      if (this.viewBody && !this.downgrade) this.chain.body(chunk);
+      return this.sink.write(chunk);
+    }
     return this.bufferHeader(chunk);
   }
 
   /** Resolves when the body stream can take more (or has failed; finish() reports that). */
   async drain(): Promise<void> {
-    const s = this.body.stream;
-    if (!this.headerDone || this.failure || s.destroyed || !s.writableNeedDrain) return;
+    const s = this.sink as unknown as Duplex;
+    if (!this.headerDone || this.failure || this.unconverted || s.destroyed || !s.writableNeedDrain) return;
     await new Promise<void>((resolve) => {
       const done = (): void => {
         s.off('drain', done);
@@ -112,13 +176,20 @@ export class CleanupMessage implements IncomingMessage {
     if (this.state !== 'open') throw new PostlineError('ERR_STATE', `message ${this.queueId} already ${this.state}`);
     this.state = 'finishing';
     if (!this.headerDone && !this.failure) this.emitHeader(this.head.subarray(0, this.headLen), undefined);
+    if (this.downgrade && !this.failure && !this.unconverted) await this.endDowngrade();
+    if (this.unconverted && !this.failure) await this.storeUnconverted();
     if (this.failure) {
+      this.chain.abort();
       await this.body.abort();
       this.state = 'aborted';
       throw this.failure;
     }
     try {
-      const id = await this.plan.commit(this.messageId, this.utf8Headers, this.meta);
+      const prepend = this.chain.empty ? '' : await this.chain.end(this.storedHeader ?? Buffer.alloc(0), this.downgrade !== undefined);
+      this.held = undefined;
+      const id = await this.plan.commit({
+        messageId: this.messageId, utf8Headers: this.utf8Headers, meta: this.meta, prepend, sevenBit: this.downgrade !== undefined,
+      }, this.body);
       this.state = 'done';
       return id;
     } catch (err) {
@@ -133,6 +204,8 @@ export class CleanupMessage implements IncomingMessage {
     if (this.state === 'done' || this.state === 'aborted') return;
     this.state = 'aborted';
     this.head = Buffer.alloc(0);
+    this.chain.abort();
+    this.downgrade?.destroy();
     await this.body.abort();
   }
 
@@ -142,10 +215,96 @@ export class CleanupMessage implements IncomingMessage {
   }
 
   private fail(err: PostlineError): void {
+    if (this.failure) return;
     this.failure = err;
     this.head = Buffer.alloc(0);
     this.headLen = 0;
+    this.chain.abort();
+    this.downgrade?.destroy();
     void this.body.abort();
+  }
+
+  /** Routes stored bytes through the 7-bit conversion; its output feeds the store and the chain's views. */
+  private startDowngrade(): void {
+    const d = createMimeDowngrade();
+    this.downgrade = d;
+    let head: Buffer | undefined = Buffer.alloc(0);
+    d.on('data', (chunk: Buffer) => {
+      if (!head) return this.chain.body(chunk);
+      head = Buffer.concat([head, chunk]);
+      const i = head.indexOf(CRLFCRLF);
+      if (i < 0) return;
+      this.storedHeader = head.subarray(0, i + 2);
+      const rest = head.subarray(i + 4);
+      head = undefined;
+      this.chain.body(rest);
+    });
+    d.on('error', (err: Error) => {
+      if (this.failure) return;
+      // Kept whole: store it as it came (finish()). Too large to have kept: refuse.
+      if (this.held && this.plan.reopen && this.plan.rechain) {
+        this.unconverted = true;
+        this.downgrade = undefined;
+        return;
+      }
+      this.fail(unconvertible(this.queueId, err));
+    });
+    d.pipe(this.body.stream, { end: false });
+    // A store stream that fails stops the conversion too, so nobody waits for its drain forever.
+    this.body.stream.once('close', () => d.destroy());
+  }
+
+  /** Keeps an original body chunk while converting; past SEVEN_BIT_HOLD the original can no longer be stored. */
+  private hold(chunk: Buffer): void {
+    this.heldLen += chunk.length;
+    if (this.heldLen > SEVEN_BIT_HOLD) {
+      this.held = undefined;
+      if (this.unconverted) this.fail(unconvertible(this.queueId, new Error('the 7-bit conversion failed')));
+      return;
+    }
+    this.held!.push(chunk);
+  }
+
+  /**
+   * After a failed 7-bit conversion: a new body with the original bytes, through a new chain
+   * (whose modifiers see the 8-bit form and get no conversion).
+   */
+  private async storeUnconverted(): Promise<void> {
+    const base = this.heldBase!;
+    const held = this.held!;
+    this.held = undefined;
+    this.chain.abort();
+    await this.body.abort();
+    try {
+      this.body = await this.plan.reopen!();
+      this.unconverted = false; // from here on an ordinary message: drain() waits on the new body
+      this.chain = this.plan.rechain!();
+      const decided = this.chain.header(base, true, this.meta, parseHeaderFields);
+      const add = decided.add ? Buffer.from(decided.add, 'utf8') : undefined;
+      this.storedHeader = add ? Buffer.concat([add, base]) : base;
+      const s = this.body.stream;
+      s.write(this.storedHeader);
+      s.write(Buffer.from('\r\n'));
+      for (const chunk of held) {
+        this.chain.body(chunk);
+        if (!s.write(chunk)) await this.drain();
+      }
+    } catch (err) {
+      this.fail(toPostlineError(err));
+    }
+  }
+
+  /** Ends the 7-bit conversion; resolves once its last byte was handed to the store (or it failed). */
+  private async endDowngrade(): Promise<void> {
+    const d = this.downgrade!;
+    await new Promise<void>((resolve) => {
+      const done = (): void => { d.off('end', done); d.off('error', done); d.off('close', done); resolve(); };
+      d.on('end', done);
+      d.on('error', done);
+      d.on('close', done);
+      d.end();
+    });
+    if (!this.failure && !this.unconverted && !this.storedHeader) this.fail(new PostlineError('ERR_MIME_DOWNGRADE', `message ${this.queueId}: conversion lost the header section`));
   }
 
   /** Appends to the header buffer; emits the header once the empty line or the limit is reached. */
@@ -179,7 +338,8 @@ export class CleanupMessage implements IncomingMessage {
   }
 
   /**
-   * Checks the hop count, adds fields when planned, and writes Received + buffered bytes.
+   * Checks the hop count, removes fields (X-Postline-*, the chain's declared removals), adds fields
+   * when planned, runs the chain's header step, and writes Received + buffered bytes.
    * `bounds` undefined: no empty line seen (over the limit, or the message has none).
    */
   private emitHeader(buf: Buffer, bounds: HeaderBounds | undefined): boolean {
@@ -193,10 +353,13 @@ export class CleanupMessage implements IncomingMessage {
       }));
       return true;
     }
+    const chain = this.chain;
+    const chainDrops = chain.hasRemovals && fields.some((f) => chain.removes(f.name.toLowerCase(), f.value));
     // On the raw text, not the parsed fields: a malformed name ("X-Postline-Tags\0:") is no field
     // to the parser but must not pass either.
-    if (POSTLINE_LINE.test(header.toString('latin1'))) {
-      if (this.plan.readMeta) {
+    const ours = POSTLINE_LINE.test(header.toString('latin1'));
+    if (chainDrops || ours) {
+      if (this.plan.readMeta && ours) {
         try {
           this.meta = metaFromHeaders(fields, this.plan.readMeta);
         } catch (err) {
@@ -204,9 +367,9 @@ export class CleanupMessage implements IncomingMessage {
           return true;
         }
       }
-      // Our own fields never leave Postline: the header section is written without them.
+      // Our own fields never leave Postline; a modifier's declared removals apply here too.
       const rest = bounds ? buf.subarray(bounds.headerEnd) : Buffer.alloc(0);
-      header = withoutFields(header, isPostlineField);
+      header = withoutFieldsWhere(header, (name, value) => isPostlineField(name) || (chainDrops && chain.removes(name, value)));
       buf = Buffer.concat([header, rest]);
       if (bounds) bounds = { headerEnd: header.length, bodyStart: header.length + (bounds.bodyStart - bounds.headerEnd) };
     }
@@ -220,18 +383,54 @@ export class CleanupMessage implements IncomingMessage {
         added += `Message-ID: ${this.messageId}\r\n`;
       }
     }
-    const s = this.body.stream;
-    s.write(Buffer.from(this.plan.received, 'utf8'));
+    const received = Buffer.from(this.plan.received, 'utf8');
+    const own = added ? Buffer.from(added, 'latin1') : undefined;
+    let top = received;
+    if (!chain.empty) {
+      const base = Buffer.concat([received, bounds ? buf.subarray(0, bounds.headerEnd) : buf, ...(own ? [own] : [])]);
+      let decided: { add: string; sevenBit: boolean };
+      try {
+        decided = chain.header(base, bounds !== undefined, this.meta, parseHeaderFields);
+      } catch (err) {
+        this.fail(toPostlineError(err));
+        return true;
+      }
+      const add = decided.add ? Buffer.from(decided.add, 'utf8') : undefined;
+      if (add) top = Buffer.concat([add, received]);
+      if (bounds) {
+        this.viewBody = true;
+        this.storedHeader = add ? Buffer.concat([add, base]) : base;
+        // 8-bit header fields cannot be converted (and need an SMTPUTF8 hop, which has 8BITMIME: RFC 6531 3.1).
+        if (decided.sevenBit && (this.plan.bodyType ?? '7BIT') !== '7BIT' && isAscii(this.storedHeader)) {
+          this.storedHeader = undefined; // known from the conversion's output
+          this.heldBase = base;
+          this.held = [];
+          this.startDowngrade();
+        }
+      }
+    }
+    const s = this.sink;
+    s.write(top);
     let ok: boolean;
-    if (added) {
+    if (own) {
       s.write(buf.subarray(0, bounds!.headerEnd));
-      s.write(Buffer.from(added, 'latin1'));
+      s.write(own);
       ok = s.write(buf.subarray(bounds!.headerEnd));
     } else {
       ok = s.write(buf); // the header buffer is dropped below, never reused
     }
+    if (this.held) this.hold(buf.subarray(bounds!.bodyStart));
+    if (this.viewBody && !this.downgrade) this.chain.body(buf.subarray(bounds!.bodyStart));
     this.head = Buffer.alloc(0);
     this.headLen = 0;
     return ok;
   }
+}
+
+/** The refusal of a signed message that cannot be stored 7-bit nor kept whole (554 5.6.3). */
+function unconvertible(queueId: string, err: Error): PostlineError {
+  return new PostlineError('ERR_MIME_DOWNGRADE', `message ${queueId}: ${err.message}`, {
+    temporary: false, cause: err,
+    reply: reply(554, '5.6.3', 'Message cannot be converted to 7-bit for signing: ' + err.message.replace(/[\r\n]+/g, ' ').slice(0, 200)),
+  });
 }

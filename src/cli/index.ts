@@ -1,5 +1,5 @@
 /**
- * The `postline` command (commander): serve, user, apikey, queue, events, webhooks status, config check.
+ * The `postline` command (commander): serve, user, apikey, queue, events, webhooks status, dkim keygen/check, config check.
  * Errors end the process with a clear one-line message and exit code 1 (config errors: 2, also when
  * a command other than `serve` finds no queue where the configuration points: it never creates one).
  * The configuration file is --config FILE, else the POSTLINE_CONFIG environment variable.
@@ -12,6 +12,7 @@ import { registerQueueCommands } from './queue.js';
 import { registerApiKeyCommands } from './apikey.js';
 import { registerEventsCommand } from './events.js';
 import { registerWebhookCommands } from './webhooks.js';
+import { registerDkimCommands } from './dkim.js';
 import { openStore } from '../spool/open.js';
 
 const program = new Command();
@@ -51,6 +52,7 @@ registerEventsCommand(program, loadForCli);
 // Queue commands open only an existing queue: never a new, empty one where the user happens to be.
 registerQueueCommands(program, { loadConfig: loadForCli, openStore: (cfg) => openStore(cfg, undefined, { create: false }) });
 registerWebhookCommands(program, loadForCli);
+registerDkimCommands(program, loadForCli);
 
 try {
   await program.parseAsync(process.argv);

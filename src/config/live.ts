@@ -13,6 +13,8 @@
  * dataDoneTimeoutMs, transactionTimeoutMs, recipientsPerTransaction.
  * `webhooks` (the whole list: the webhook manager, src/webhooks/manager.ts, is given the new list and
  * restarts the dispatchers of endpoints that changed; stored cursors are kept by name).
+ * `dkim` (the whole section: main.ts loads the new keys and the next message is signed with them;
+ * keys that fail to load are logged and the running ones kept).
  * Restart needed (a changed value is logged and ignored): hostname, dataDir, listeners, log, metrics, http, and
  * every other `delivery.` key (dns, sourceAddress, connection caps, pool settings, scanIntervalMs).
  */
@@ -63,6 +65,10 @@ export function applyLiveConfig(running: PostlineConfig, fresh: PostlineConfig):
     if (fd[k] === undefined) delete d[k];
     else d[k] = fd[k];
     applied.push(`delivery.${k}`);
+  }
+  if (!isDeepStrictEqual(running.dkim, fresh.dkim)) {
+    running.dkim = fresh.dkim;
+    applied.push('dkim');
   }
   if (!isDeepStrictEqual(running.webhooks, fresh.webhooks)) {
     running.webhooks = fresh.webhooks;

@@ -51,7 +51,7 @@ function applyEnv(raw: Obj, env: NodeJS.ProcessEnv): void {
 
 /**
  * Validates a raw config object (already parsed from YAML) and returns the full config with
- * defaults. `baseDir` resolves relative paths (dataDir, tls files).
+ * defaults. `baseDir` resolves relative paths (dataDir, tls files, dkim key files).
  * @throws ConfigError naming the first bad key ("listeners.0.port: expected number, received string").
  */
 export function validateConfig(raw: unknown, baseDir: string = process.cwd(), env: NodeJS.ProcessEnv = {}): PostlineConfig {
@@ -74,6 +74,7 @@ export function validateConfig(raw: unknown, baseDir: string = process.cwd(), en
   if (cfg.tls.cert) cfg.tls.cert = resolve(baseDir, cfg.tls.cert);
   if (cfg.tls.key) cfg.tls.key = resolve(baseDir, cfg.tls.key);
   if (!!cfg.tls.cert !== !!cfg.tls.key) throw new ConfigError('tls: give both cert and key, or neither', cfg.tls.cert ? 'tls.key' : 'tls.cert');
+  cfg.dkim.keys = cfg.dkim.keys.map((k) => ({ ...k, privateKey: resolve(baseDir, k.privateKey) }));
   if (cfg.http?.tls) {
     if (cfg.http.tls.cert) cfg.http.tls.cert = resolve(baseDir, cfg.http.tls.cert);
     if (cfg.http.tls.key) cfg.http.tls.key = resolve(baseDir, cfg.http.tls.key);

@@ -133,6 +133,17 @@ export const webhookSchema = z.object({
   pollMs: z.number().int().min(10).max(60_000).default(1000),
 }).strict();
 
+/** One DKIM signing key (src/dkim/): `postline dkim keygen` writes one into dataDir/dkim/. */
+export const dkimKeySchema = z.object({
+  /** The signing domain (d=): mail whose From: domain is this one or below it is signed. */
+  domain: z.string().min(1).max(253),
+  /** The selector (s=): the key is published at SELECTOR._domainkey.DOMAIN. */
+  selector: z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,250}[A-Za-z0-9])?$/, 'expected a DNS label (letters, digits, "-", ".")'),
+  algorithm: z.enum(['rsa-sha256', 'ed25519-sha256']).default('rsa-sha256'),
+  /** PEM private key file (PKCS#8 or PKCS#1); a relative path is relative to the configuration file's folder. */
+  privateKey: z.string().min(1),
+}).strict();
+
 /** "192.0.2.0/24", "2001:db8::/32" or a bare address (a /32 or /128). */
 const cidr = z.string().min(1).refine((c) => {
   const [addr = '', bits, extra] = c.trim().split('/');
@@ -391,6 +402,14 @@ export const configSchema = z.object({
     tlsDetails: z.boolean().default(true),
   }).strict().prefault({}),
   http: httpSchema.nullable().prefault({}),
+  /** DKIM signing (RFC 6376, RFC 8463) of our own users' mail; reloaded on SIGHUP. */
+  dkim: z.object({
+    keys: z.array(dkimKeySchema).max(1000).default([]),
+    /** Header fields for h= (default: From, Sender, Reply-To, To, Cc, Subject, Date, Message-ID, ...). From is always over-signed. */
+    headers: z.array(z.string().regex(/^[\x21-\x39\x3b-\x7e]+$/, 'expected a header field name')).min(1).max(64).optional(),
+    /** Also sign mail from clients that are neither authenticated nor trusted (relayed mail). Default false. */
+    signRelayed: z.boolean().default(false),
+  }).strict().prefault({}),
   /** Webhook endpoints (src/webhooks/); reloaded on SIGHUP. */
   webhooks: z.array(webhookSchema).max(100).default([]),
   log: z.object({
@@ -414,6 +433,7 @@ export function apiMaxBodyBytes(config: Pick<PostlineConfig, 'http' | 'limits'>)
   return config.http?.maxBodyBytes ?? Math.ceil(config.limits.maxMessageSize / 3) * 4 + MiB;
 }
 export type WebhookConfig = z.infer<typeof webhookSchema>;
+export type DkimConfig = PostlineConfig['dkim'];
 
 /**
  * The postmaster's address (RFC 5321 4.5.1): `relay.postmaster`, default postmaster@hostname.

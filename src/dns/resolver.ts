@@ -47,6 +47,7 @@ export function createResolver(opts: ResolverOptions): Resolver {
       wrap(domain, 'MX', async () => (await r.resolveMx(domain)).map((m): MxRecord => ({ exchange: m.exchange, priority: m.priority }))),
     resolve4: (host) => wrap(host, 'A', () => r.resolve4(host)),
     resolve6: (host) => wrap(host, 'AAAA', () => r.resolve6(host)),
+    resolveTxt: (name) => wrap(name, 'TXT', () => r.resolveTxt(name)),
     resolve4Ttl: (host) => wrap(host, 'A', async () => (await r.resolve4(host, { ttl: true })).map((a) => ({ address: a.address, ttl: a.ttl }))),
   };
 }

@@ -30,6 +30,11 @@ export interface Resolver {
   resolve4(host: string): Promise<string[]>;
   /** IPv6 addresses. Rejects with DnsError. */
   resolve6(host: string): Promise<string[]>;
+  /**
+   * TXT records of `name`, each as its list of character-strings (RFC 1035 3.3.14; join them for
+   * DKIM, RFC 6376 3.6.2.2). Optional for resolvers that only serve delivery. Rejects with DnsError.
+   */
+  resolveTxt?(name: string): Promise<string[][]>;
   /** IPv4 addresses with their TTLs, seconds (DNS lists cache by TTL). Rejects with DnsError. */
   resolve4Ttl?(host: string): Promise<{ address: string; ttl: number }[]>;
 }

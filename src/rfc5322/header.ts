@@ -132,23 +132,28 @@ export function endsWithCrlf(buf: Buffer): boolean {
  * @returns `header` itself when nothing matched.
  */
 export function withoutFields(header: Buffer, drop: (lowerName: string) => boolean): Buffer {
-  const text = header.toString('latin1');
-  const lines = text.split('\r\n');
-  let dropping = false;
+  return withoutFieldsWhere(header, (name) => drop(name));
+}
+
+/**
+ * Like `withoutFields`, with the field's unfolded value (everything after the colon, RFC 5322
+ * 2.2.3) given to `drop` too. @returns `header` itself when nothing matched.
+ */
+export function withoutFieldsWhere(header: Buffer, drop: (lowerName: string, value: string) => boolean): Buffer {
+  const lines = header.toString('latin1').split('\r\n');
   let changed = false;
   const kept: string[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!;
-    if ((line[0] === ' ' || line[0] === '\t') && i > 0) {
-      if (!dropping) kept.push(line);
-      else changed = true;
-      continue;
-    }
-    const colon = line.indexOf(':');
+  for (let i = 0; i < lines.length;) {
+    let j = i + 1;
+    while (j < lines.length && (lines[j]![0] === ' ' || lines[j]![0] === '\t')) j++;
+    const first = lines[i]!;
+    const colon = first.indexOf(':');
+    const group = lines.slice(i, j);
     // A line that is no field (no colon) is judged by all of it: "X-Postline-Tags" alone goes too.
-    dropping = line !== '' && drop((colon > 0 ? line.slice(0, colon).trimEnd() : line).toLowerCase());
-    if (dropping) changed = true;
-    else kept.push(line);
+    const name = (colon > 0 ? first.slice(0, colon).trimEnd() : first).toLowerCase();
+    if (first !== '' && drop(name, colon > 0 ? group.join('').slice(colon + 1) : '')) changed = true;
+    else kept.push(...group);
+    i = j;
   }
   return changed ? Buffer.from(kept.join('\r\n'), 'latin1') : header;
 }

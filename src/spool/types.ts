@@ -62,7 +62,11 @@ export interface QueuedMessage {
   readonly utf8Headers?: boolean;
   readonly ret?: DsnRet;
   readonly envid?: string;
-  /** Body size in bytes as stored (CRLF line endings, unstuffed, with our Received header). */
+  /**
+   * Size in bytes of what `openBody` gives out: the prepended header fields (cleanup's modifier
+   * chain, e.g. DKIM-Signature) plus the body as stored (CRLF line endings, unstuffed, with our
+   * Received header). SIZE=, DSN originals and `queue show` use this figure.
+   */
   readonly size: number;
   /** ms since epoch when the message was committed (Arrival-Date of DSNs). */
   readonly arrivedAt: number;
@@ -115,6 +119,12 @@ export interface NewMessage {
   readonly messageId?: string;
   /** tags, metadata; `sendAt` (ms) becomes the first next attempt time. */
   readonly meta?: MessageMeta;
+  /**
+   * Header fields known only at the end of data (cleanup/modifiers.ts: DKIM-Signature, later
+   * Authentication-Results), each ending in CRLF, UTF-8. Stored with the row (the body is written
+   * once and never rewritten) and given out by `openBody` in front of the body.
+   */
+  readonly prepend?: string;
 }
 
 /**
@@ -190,7 +200,10 @@ export interface QueueStore {
    */
   commit(msg: NewMessage, body: BodyWriter, events?: readonly EventRecord[]): Promise<QueuedMessage>;
 
-  /** Opens the stored body for reading. Throws StoreError when it is missing or unreadable. */
+  /**
+   * Opens the stored message for reading: the prepended header fields (NewMessage.prepend), then
+   * the body; `QueuedMessage.size` bytes in all. Throws StoreError when it is missing or unreadable.
+   */
   openBody(id: string): Readable;
   /** Metadata of one message, or undefined. */
   get(id: string): Promise<QueuedMessage | undefined>;

@@ -14,6 +14,8 @@ export interface ZoneEntry {
   readonly mx?: readonly { exchange: string; priority: number }[];
   readonly a?: readonly string[];
   readonly aaaa?: readonly string[];
+  /** TXT records, each a list of character-strings (each at most 255 bytes; RFC 1035 3.3.14). */
+  readonly txt?: readonly (readonly string[])[];
   /** Answer SERVFAIL (RCODE 2) for every question about this name. */
   readonly servfail?: boolean;
   /** Never answer (for timeout tests). */
@@ -33,11 +35,11 @@ export interface DnsServerHandle {
   close(): Promise<void>;
 }
 
-const TYPE_NAMES: Record<number, string> = { 1: 'A', 15: 'MX', 28: 'AAAA' };
+const TYPE_NAMES: Record<number, string> = { 1: 'A', 15: 'MX', 16: 'TXT', 28: 'AAAA' };
 
 /** Starts the server on 127.0.0.1 with an ephemeral port (or `port`). Names are matched case-insensitively. */
 export async function startDnsServer(zones: Zones, port = 0): Promise<DnsServerHandle> {
-  const table = new Map(Object.entries(zones).map(([k, v]) => [k.toLowerCase().replace(/\.$/, ''), v]));
+  const table: Map<string, ZoneEntry> = new Map(Object.entries(zones).map(([k, v]) => [k.toLowerCase().replace(/\.$/, ''), v]));
   const queries: string[] = [];
   const server = dns2.createUDPServer((request, send) => {
     const response = Packet.createResponseFromRequest(request);
@@ -69,5 +71,6 @@ function answersFor(name: string, type: number, e: ZoneEntry): dns2.Packet.Resou
   if (type === Packet.TYPE.MX) return (e.mx ?? []).map((m) => ({ ...base, type, exchange: m.exchange, priority: m.priority }) as dns2.Packet.Resource);
   if (type === Packet.TYPE.A) return (e.a ?? []).map((address) => ({ ...base, type, address }) as dns2.Packet.Resource);
   if (type === Packet.TYPE.AAAA) return (e.aaaa ?? []).map((address) => ({ ...base, type, address }) as dns2.Packet.Resource);
+  if (type === Packet.TYPE.TXT) return (e.txt ?? []).map((data) => ({ ...base, type, data: [...data] }) as unknown as dns2.Packet.Resource);
   return [];
 }

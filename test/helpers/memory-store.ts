@@ -85,7 +85,7 @@ export class MemoryQueueStore implements QueueStore {
   async commit(msg: NewMessage, body: BodyWriter, events?: readonly EventRecord[]): Promise<QueuedMessage> {
     if (!(body instanceof MemoryBodyWriter) || body.aborted) throw new StoreError('body writer not from this store or aborted');
     this.calls.commit++;
-    const data = Buffer.concat(body.chunks);
+    const data = Buffer.concat([...(msg.prepend ? [Buffer.from(msg.prepend, 'utf8')] : []), ...body.chunks]);
     const qm: QueuedMessage = {
       id: msg.id, mailFrom: msg.mailFrom, bodyType: msg.bodyType, smtputf8: msg.smtputf8,
       ...(msg.utf8Headers !== undefined ? { utf8Headers: msg.utf8Headers } : {}),

@@ -7,35 +7,39 @@
  * are dropped first. The store deletes an entry when the message is removed or quarantined.
  */
 export class BodyCache {
-  private readonly entries = new Map<string, Buffer>();
+  private readonly entries = new Map<string, { parts: readonly Buffer[]; bytes: number }>();
   private bytes = 0;
 
   /** @param maxBytes total body bytes kept (0 disables the cache). */
   constructor(private readonly maxBytes: number) {}
 
-  /** Keeps `body` for `id` (ignored when larger than the whole cache). */
-  set(id: string, body: Buffer): void {
-    if (body.length > this.maxBytes) return;
+  /**
+   * Keeps the message of `id` as given out by openBody: `parts` in order (the prepended header
+   * fields, then the body). Ignored when larger than the whole cache.
+   */
+  set(id: string, parts: readonly Buffer[]): void {
+    const bytes = parts.reduce((n, b) => n + b.length, 0);
+    if (bytes > this.maxBytes) return;
     this.delete(id);
-    this.entries.set(id, body);
-    this.bytes += body.length;
-    for (const [old, b] of this.entries) {
+    this.entries.set(id, { parts, bytes });
+    this.bytes += bytes;
+    for (const [old, e] of this.entries) {
       if (this.bytes <= this.maxBytes) break;
       this.entries.delete(old);
-      this.bytes -= b.length;
+      this.bytes -= e.bytes;
     }
   }
 
-  /** The cached body of `id`, or undefined. */
-  get(id: string): Buffer | undefined {
-    return this.entries.get(id);
+  /** The cached parts of `id` (prepended fields, body), or undefined. */
+  get(id: string): readonly Buffer[] | undefined {
+    return this.entries.get(id)?.parts;
   }
 
   delete(id: string): void {
-    const b = this.entries.get(id);
-    if (!b) return;
+    const e = this.entries.get(id);
+    if (!e) return;
     this.entries.delete(id);
-    this.bytes -= b.length;
+    this.bytes -= e.bytes;
   }
 
   /** Total bytes held. */

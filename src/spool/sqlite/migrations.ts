@@ -146,6 +146,14 @@ export const MIGRATIONS: readonly Migration[] = [
         skipped         INTEGER NOT NULL DEFAULT 0
       ) WITHOUT ROWID;`,
   },
+  {
+    version: 8,
+    name: 'messages.prepend: header fields known only at the end of data, given out before the body',
+    // Written by cleanup's modifier chain (DKIM-Signature, later Authentication-Results), CRLF
+    // lines, UTF-8; NULL = none. messages.size counts these bytes too (what openBody gives out), so
+    // the stored body is size - octet_length(prepend) bytes (recovery's size check).
+    sql: `ALTER TABLE messages ADD COLUMN prepend TEXT;`,
+  },
 ];
 
 /**

@@ -3,7 +3,8 @@
  *
  * Owns the rules: leftovers in spool/tmp are deleted (never acknowledged: 250 comes only after the
  * row commit); every row must validate and have a body of exactly its recorded size (an inline
- * BLOB in `bodies`, else a body file), or it is quarantined with a log line; body files without a row (crash between rename and row commit,
+ * BLOB in `bodies`, else a body file; the recorded size less the prepended header fields of
+ * migration 8), or it is quarantined with a log line; body files without a row (crash between rename and row commit,
  * or between row delete and unlink) are deleted. One bad entry never stops the start.
  */
 import { readdir, stat, unlink } from 'node:fs/promises';
@@ -11,7 +12,7 @@ import { join } from 'node:path';
 import type { Logger } from '../../core/log.js';
 import { isQueueId } from '../../core/queue-id.js';
 import { SpoolLayout } from './layout.js';
-import { toMessage } from './rows.js';
+import { prependBytes, toMessage } from './rows.js';
 import type { ReadStatements } from './statements.js';
 
 /** What recovery did, for the log and tests. */
@@ -62,16 +63,17 @@ async function checkEntry(deps: RecoveryDeps, id: string): Promise<boolean> {
     const row = deps.stmts.getMessage.get(id);
     if (!row) return true; // gone meanwhile
     const msg = toMessage(row, deps.stmts.getRecipients.all(id));
+    const want = msg.size - prependBytes(row); // the stored body, without the prepended fields
     const inline = deps.stmts.inlineLength.get(id);
     if (inline && inline.len !== null) {
-      if (inline.len < msg.size) reason = `inline body truncated (${inline.len} of ${msg.size} bytes)`;
-      else if (inline.len !== msg.size) reason = `inline body size ${inline.len} differs from recorded ${msg.size} bytes`;
+      if (inline.len < want) reason = `inline body truncated (${inline.len} of ${want} bytes)`;
+      else if (inline.len !== want) reason = `inline body size ${inline.len} differs from recorded ${want} bytes`;
       return reason === undefined ? true : (await deps.quarantine(id, reason), false);
     }
     const st = await stat(deps.layout.bodyPath(msg.id)).catch((e: NodeJS.ErrnoException) => e);
     if (st instanceof Error) reason = st.code === 'ENOENT' ? 'body file missing' : `body file unreadable: ${st.code}`;
-    else if (st.size < msg.size) reason = `body file truncated (${st.size} of ${msg.size} bytes)`;
-    else if (st.size !== msg.size) reason = `body file size ${st.size} differs from recorded ${msg.size} bytes`;
+    else if (st.size < want) reason = `body file truncated (${st.size} of ${want} bytes)`;
+    else if (st.size !== want) reason = `body file size ${st.size} differs from recorded ${want} bytes`;
   } catch (err) {
     reason = `invalid queue entry: ${(err as Error).message}`;
   }

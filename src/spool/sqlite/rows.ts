@@ -33,6 +33,8 @@ export interface MessageRow {
   tags: string | null;
   /** JSON object string -> string (migration 5); null when none. */
   metadata: string | null;
+  /** Header fields given out before the body (migration 8), CRLF lines; null when none. */
+  prepend: string | null;
 }
 
 /** A row of `events` (migration 5): the record's type, time and message, the rest as JSON. */
@@ -141,6 +143,8 @@ export function toMessage(m: MessageRow, rcpts: readonly RecipientRow[]): Queued
     if (!isInt(m[k]) || m[k] < 0) throw new RowError(`${k}: bad value`);
   }
   if (!rcpts.length) throw new RowError('no recipients');
+  if (m.prepend != null && typeof m.prepend !== 'string') throw new RowError('prepend: not text');
+  if (prependBytes(m) > m.size) throw new RowError('prepend: longer than size');
   const msg: QueuedMessage = {
     id: m.id,
     mailFrom: m.mail_from,
@@ -167,8 +171,18 @@ export function toMessage(m: MessageRow, rcpts: readonly RecipientRow[]): Queued
   return msg;
 }
 
-/** The message row for a new message of `size` bytes (due at once). */
-export function newMessageRow(msg: NewMessage, size: number): MessageRow {
+/** Bytes of the prepended header fields of a row (0 when none). */
+export function prependBytes(m: Pick<MessageRow, 'prepend'>): number {
+  return m.prepend ? Buffer.byteLength(m.prepend, 'utf8') : 0;
+}
+
+/**
+ * The message row for a new message whose stored body is `bodySize` bytes (due at once); its
+ * `size` adds the prepended fields (what openBody gives out).
+ */
+export function newMessageRow(msg: NewMessage, bodySize: number): MessageRow {
+  const prepend = msg.prepend ? msg.prepend : null;
+  const size = bodySize + (prepend ? Buffer.byteLength(prepend, 'utf8') : 0);
   const row: MessageRow = {
     id: msg.id,
     mail_from: msg.mailFrom,
@@ -187,6 +201,7 @@ export function newMessageRow(msg: NewMessage, size: number): MessageRow {
     message_id: msg.messageId ?? null,
     tags: msg.meta?.tags?.length ? JSON.stringify(msg.meta.tags) : null,
     metadata: msg.meta?.metadata && Object.keys(msg.meta.metadata).length ? JSON.stringify(msg.meta.metadata) : null,
+    prepend,
   };
   if (msg.meta?.sendAt !== undefined && msg.meta.sendAt > msg.arrivedAt) row.next_attempt_at = msg.meta.sendAt;
   return row;

@@ -27,6 +27,8 @@ export interface RecipientUpdateParams {
 /** A message's body, looked up for openBody: `data` null means the body is a file in spool/. */
 export interface BodyRow {
   data: Buffer | null;
+  /** Header fields given out before the body (migration 8), or null. */
+  prepend: string | null;
 }
 
 /** Prepares the read statements of the main thread against `db`. */
@@ -45,7 +47,7 @@ export function prepareReadStatements(db: Database.Database) {
     allIds: db.prepare<[], { id: string }>('SELECT id FROM messages'),
     /** The inline body of a visible message (no row: unknown or quarantined). */
     getBody: db.prepare<[string], BodyRow>(`
-      SELECT b.data AS data FROM messages m LEFT JOIN bodies b ON b.message_id = m.id
+      SELECT b.data AS data, m.prepend AS prepend FROM messages m LEFT JOIN bodies b ON b.message_id = m.id
       WHERE m.id = ? AND m.quarantined_at IS NULL`),
     /** Length of the inline body, bytes (null: the body is a file), without reading the BLOB. */
     inlineLength: db.prepare<[string], { len: number | null }>(
@@ -63,9 +65,9 @@ export function prepareWriteStatements(db: Database.Database) {
   return {
     insertMessage: db.prepare<[MessageRow]>(`
       INSERT INTO messages (id, mail_from, body_type, smtputf8, ret, envid, size, arrived_at, origin,
-                            attempts, next_attempt_at, held, last_error, utf8_headers, message_id, tags, metadata)
+                            attempts, next_attempt_at, held, last_error, utf8_headers, message_id, tags, metadata, prepend)
       VALUES (@id, @mail_from, @body_type, @smtputf8, @ret, @envid, @size, @arrived_at, @origin,
-              @attempts, @next_attempt_at, @held, @last_error, @utf8_headers, @message_id, @tags, @metadata)`),
+              @attempts, @next_attempt_at, @held, @last_error, @utf8_headers, @message_id, @tags, @metadata, @prepend)`),
     /** The idle flush's write (writer-protocol.ts syncNow). */
     touchSync: db.prepare<[]>("INSERT INTO store_meta (key, value) VALUES ('sync', 1) ON CONFLICT(key) DO UPDATE SET value = value + 1"),
     insertEvent: db.prepare<[EventRow]>(

@@ -76,16 +76,30 @@ function toStoreError(err: unknown, what: string): PostlineError {
   return new StoreError(`${what}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
 }
 
-/** A Readable of one in-memory body (not object mode: chunks are Buffers). */
-function bufferStream(buf: Buffer): Readable {
+/** A Readable of in-memory parts (not object mode: chunks are Buffers). */
+function bufferStream(parts: readonly Buffer[]): Readable {
   let sent = false;
   return new Readable({
     read() {
-      if (!sent && buf.length) this.push(buf);
+      if (!sent) for (const b of parts) if (b.length) this.push(b);
       sent = true;
       this.push(null);
     },
   });
+}
+
+/** The prepended header fields (migration 8) as bytes, or undefined. */
+function prependOf(text: string | null | undefined): Buffer | undefined {
+  return text ? Buffer.from(text, 'utf8') : undefined;
+}
+
+/** The body file behind `head` (the prepended fields), as one byte stream; file errors pass through. */
+function fileStream(path: string, head: Buffer | undefined): Readable {
+  if (!head) return createReadStream(path);
+  return Readable.from((async function* () {
+    yield head;
+    for await (const chunk of createReadStream(path)) yield chunk as Buffer;
+  })(), { objectMode: false });
 }
 
 /** The `queue list` summary of a message. */
@@ -252,7 +266,8 @@ export class SqliteQueueStore implements QueueStore {
       const inline = body.inlineBody();
       if (inline) {
         await this.write({ kind: 'insert', message, recipients, body: inline, dir: null }, events);
-        this.cache.set(msg.id, inline);
+        const head = prependOf(msg.prepend);
+        this.cache.set(msg.id, head ? [head, inline] : [inline]);
       } else {
         const finalPath = this.layout.bodyPath(msg.id);
         await rename(body.currentPath(), finalPath);
@@ -270,8 +285,9 @@ export class SqliteQueueStore implements QueueStore {
   }
 
   /**
-   * Opens the stored body (bytes exactly as committed): from the cache or queue.db when inline,
-   * else the body file. @throws StoreError when the message is unknown, quarantined or its body missing.
+   * Opens the stored message (bytes exactly as committed): the prepended header fields of the row
+   * (migration 8), then the body from the cache or queue.db when inline, else the body file.
+   * @throws StoreError when the message is unknown, quarantined or its body missing.
    */
   openBody(id: string): Readable {
     const stmts = this.q();
@@ -279,14 +295,15 @@ export class SqliteQueueStore implements QueueStore {
     if (cached) return bufferStream(cached);
     const row = isQueueId(id) ? stmts.getBody.get(id) : undefined;
     if (!row) throw new StoreError(`no such message ${id}`);
-    if (row.data) return bufferStream(row.data);
+    const head = prependOf(row.prepend);
+    if (row.data) return bufferStream(head ? [head, row.data] : [row.data]);
     const path = this.layout.bodyPath(id);
     try {
       statSync(path);
     } catch (err) {
       throw toStoreError(err, `body of ${id} unreadable`);
     }
-    return createReadStream(path);
+    return fileStream(path, head);
   }
 
   /** Metadata of one message (quarantined ones are invisible); a corrupt row is quarantined. */

@@ -323,6 +323,8 @@ test('issue 15 item 2: migration 4 keeps rows of schema 3, their utf8Headers unk
     db.exec('DROP TABLE events; DROP TABLE store_meta; ALTER TABLE messages DROP COLUMN message_id; ALTER TABLE messages DROP COLUMN tags; ALTER TABLE messages DROP COLUMN metadata');
     // ...and migration 6 (HTTP API keys and idempotency records).
     db.exec('DROP TABLE api_idempotency; DROP TABLE api_keys');
+    // ...and migration 8 (prepended header fields).
+    db.exec('ALTER TABLE messages DROP COLUMN prepend');
     db.pragma('user_version = 3');
     db.close();
     const again = makeStore(dir);
