@@ -35,8 +35,6 @@ export class NetworkList {
   }
 }
 
-/** Strips the IPv4-mapped prefix: "::ffff:10.0.0.1" -> "10.0.0.1". */
-export function normalizeAddress(address: string): string {
-  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  return m ? m[1]! : address;
-}
+/** Strips the IPv4-mapped prefix (core/ip.ts). */
+import { normalizeAddress } from '../core/ip.js';
+export { normalizeAddress };

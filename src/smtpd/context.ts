@@ -12,6 +12,7 @@ import type { Envelope, Recipient } from '../core/envelope.js';
 import type { SmtpReply } from '../core/reply.js';
 import type { MailParams } from '../rfc5321/params.js';
 import type { LineResult } from './input.js';
+import type { Socket } from 'node:net';
 import type { IncomingMessage, MessageSink, PolicyReply, Rejection, SessionInfo, SmtpPolicy } from './types.js';
 
 /** One mail transaction (RFC 5321 3.3): from MAIL until the end of data, RSET, EHLO or STARTTLS. */
@@ -85,4 +86,17 @@ export function envelopeOf(tx: Transaction): Envelope {
     envid: tx.params.envid,
     declaredSize: tx.params.size,
   };
+}
+
+/** What a Session is made of (smtpd/server.ts builds one per accepted connection). */
+export interface SessionDeps {
+  readonly config: PostlineConfig;
+  readonly listener: ListenerConfig;
+  readonly sink: MessageSink;
+  readonly policy: SmtpPolicy;
+  readonly logger: Logger;
+  readonly socket: Socket;
+  readonly secureContext: () => SecureContext | undefined;
+  /** When set, the session answers this (421) instead of the greeting and closes. */
+  readonly reject?: SmtpReply;
 }

@@ -5,6 +5,7 @@
  * IP, 421 4.7.0 at connect), the TLS context built from the reloadable `tls()` material, and
  * graceful close (421 to idle sessions, in-flight transactions get up to graceMs).
  */
+import { normalizeAddress } from '../core/ip.js';
 import { ConnectionLimiter } from './connection-limiter.js';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
@@ -29,8 +30,7 @@ export interface SmtpServerOptions {
 
 /** "::ffff:1.2.3.4" -> "1.2.3.4", so IPv4 clients count the same on dual-stack sockets. */
 function clientIp(s: Socket): string {
-  const a = s.remoteAddress ?? '';
-  return a.startsWith('::ffff:') ? a.slice(7) : a;
+  return normalizeAddress(s.remoteAddress ?? '');
 }
 
 /** An SMTP server for one listener. */

@@ -16,6 +16,12 @@ import { MAX_COMMAND_LINE, commandLineLimit, parseCommandLine } from '../rfc5321
 import { COMMANDS } from './commands/index.js';
 import type { SessionContext, Transaction } from './context.js';
 import { InputQueue, type LineResult } from './input.js';
+import { awaitHandshake } from './tls-handshake.js';
+import { DataRateWindow } from './data-rate.js';
+import { waitForDrain, waitOrClose } from '../core/drain.js';
+import type { SessionDeps } from './context.js';
+export type { SessionDeps } from './context.js';
+import { normalizeAddress } from '../core/ip.js';
 import type { IncomingMessage, MessageSink, PolicyReply, Rejection, SessionInfo, SessionLimits, SmtpPolicy } from './types.js';
 
 /** Pause the socket when this many bytes are queued and not yet processed. */
@@ -24,18 +30,6 @@ const HIGH_WATER = 256 * 1024;
 const REPLY_HIGH_WATER = 64 * 1024;
 /** After we close, how long (ms) a peer may take to read our last reply before the socket is dropped. */
 const CLOSE_LINGER_MS = 10_000;
-
-export interface SessionDeps {
-  readonly config: PostlineConfig;
-  readonly listener: ListenerConfig;
-  readonly sink: MessageSink;
-  readonly policy: SmtpPolicy;
-  readonly logger: Logger;
-  readonly socket: Socket;
-  readonly secureContext: () => SecureContext | undefined;
-  /** When set, the session answers this (421) instead of the greeting and closes. */
-  readonly reject?: SmtpReply;
-}
 
 /** A running session; `done` resolves when it has ended and its socket is closed. */
 export class Session implements SessionContext {
@@ -66,7 +60,7 @@ export class Session implements SessionContext {
   /** Tarpit and data-rate limits policy set for this client (after the greeting). */
   private limits: SessionLimits = {};
   /** The data-rate window of the current DATA/BDAT command: start (ms) and bytes in it. */
-  private rate: { start: number; bytes: number } | undefined;
+  private rate: DataRateWindow | undefined;
   private markSocketGone: () => void = () => {};
   /** Resolves when the current socket has emitted 'close'. */
   private readonly socketGone = new Promise<void>((resolve) => {
@@ -83,7 +77,7 @@ export class Session implements SessionContext {
     this.info = {
       id: randomBytes(6).toString('hex'),
       listener: deps.listener,
-      clientAddress: normalizeIp(s.remoteAddress ?? ''), // "::ffff:1.2.3.4" -> "1.2.3.4", once for every check
+      clientAddress: normalizeAddress(s.remoteAddress ?? ''), // "::ffff:1.2.3.4" -> "1.2.3.4", once for every check
       clientPort: s.remotePort ?? 0,
       localAddress: s.localAddress ?? '',
       localPort: s.localPort ?? 0,
@@ -162,16 +156,7 @@ export class Session implements SessionContext {
   /** Waits `ms` or until the session closes (replies queued so far are sent first unless `flushFirst` is false); input keeps being buffered. */
   private pause(ms: number, flushFirst = true): Promise<void> {
     if (flushFirst) this.flush();
-    return new Promise((resolve) => {
-      const t = setTimeout(done, ms);
-      const s = this.socket;
-      function done(): void {
-        clearTimeout(t);
-        s.off('close', done);
-        resolve();
-      }
-      s.once('close', done);
-    });
+    return waitOrClose(this.socket, ms);
   }
 
   /** Reports a refusal to the sink (message.rejected), with the check policy named. */
@@ -225,25 +210,13 @@ export class Session implements SessionContext {
    * A client that pipelines commands but does not read the replies: stop reading its input until
    * the replies drain (or timeouts.commandMs passes), so memory stays bounded.
    */
-  private drainReplies(): Promise<void> {
+  private async drainReplies(): Promise<void> {
     this.flush();
     this.socket.pause();
-    const s = this.socket;
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        s.off('drain', done);
-        s.off('close', done);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.log.info('client does not read replies');
-        this.destroy();
-        done();
-      }, this.config.timeouts.commandMs);
-      s.once('drain', done);
-      s.once('close', done);
-    });
+    if ((await waitForDrain(this.socket, this.config.timeouts.commandMs)) === 'timeout') {
+      this.log.info('client does not read replies');
+      this.destroy();
+    }
   }
 
   /** Server shutdown: idle sessions get 421 now; busy ones after the current command. */
@@ -355,23 +328,22 @@ export class Session implements SessionContext {
    */
   async readChunk(max = Infinity): Promise<Buffer | undefined> {
     const min = this.limits.minDataRate;
-    if (min && !this.rate) this.rate = { start: Date.now(), bytes: 0 };
+    if (min && !this.rate) this.rate = new DataRateWindow(min);
     for (;;) {
       if (this.closed) return undefined;
       const chunk = this.input.take(max);
       if (chunk) {
-        if (min && this.rate) this.rate.bytes += chunk.length;
-        if (min && !this.rateOk(min)) return undefined;
-        return chunk;
+        this.rate?.add(chunk.length);
+        return this.rateOk() ? chunk : undefined;
       }
       if (this.eof) return undefined;
-      if (!min || !this.rate) {
+      if (!this.rate) {
         await this.waitForInput(this.config.timeouts.dataBlockMs);
         continue;
       }
-      const windowLeft = this.rate.start + min.windowMs - Date.now();
+      const windowLeft = this.rate.left();
       if (windowLeft <= 0) {
-        if (!this.rateOk(min)) return undefined;
+        if (!this.rateOk()) return undefined;
         continue;
       }
       await this.waitForInput(Math.min(this.config.timeouts.dataBlockMs, windowLeft + 1), true);
@@ -379,19 +351,14 @@ export class Session implements SessionContext {
   }
 
   /** At the end of a data-rate window: false (and 421 4.4.2, closed) when it brought too few bytes. */
-  private rateOk(min: { bytes: number; windowMs: number }): boolean {
-    const r = this.rate!;
-    const now = Date.now();
-    if (now - r.start < min.windowMs) return true;
-    if (r.bytes < min.bytes) {
-      this.log.info({ bytes: r.bytes, windowMs: min.windowMs }, 'data rate too low');
-      const reply: PolicyReply = { ...R.dataTooSlow(this.config.hostname), check: 'data-rate' };
-      this.rejected({ stage: 'data', reply: replyToString(reply), ...(this.tx ? { mailFrom: this.tx.mailFrom } : {}), ...(this.tx?.message ? { queueId: this.tx.message.queueId } : {}) }, reply);
-      this.close(reply);
-      return false;
-    }
-    this.rate = { start: now, bytes: 0 };
-    return true;
+  private rateOk(): boolean {
+    const r = this.rate?.check();
+    if (!r || r.ok) return true;
+    this.log.info({ bytes: r.sent, windowMs: this.rate!.min.windowMs }, 'data rate too low');
+    const reply: PolicyReply = { ...R.dataTooSlow(this.config.hostname), check: 'data-rate' };
+    this.rejected({ stage: 'data', reply: replyToString(reply), ...(this.tx ? { mailFrom: this.tx.mailFrom } : {}), ...(this.tx?.message ? { queueId: this.tx.message.queueId } : {}) }, reply);
+    this.close(reply);
+    return false;
   }
 
   unread(bytes: Buffer): void {
@@ -404,7 +371,7 @@ export class Session implements SessionContext {
         this.socket.pause();
         const t0 = Date.now();
         await msg.drain();
-        if (this.rate) this.rate.start += Date.now() - t0; // our disk's time is not the client's
+        this.rate?.pauseFor(Date.now() - t0); // our disk's time is not the client's
       }
     }
   }
@@ -471,50 +438,25 @@ export class Session implements SessionContext {
   }
 
   /** Wraps the socket in TLS (server side); returns false (session closed) on failure or timeout. */
-  private handshake(ctx = this.deps.secureContext()): Promise<boolean> {
+  private async handshake(ctx = this.deps.secureContext()): Promise<boolean> {
     if (!ctx) {
       this.log.warn('no TLS material for implicit TLS');
       this.close();
-      return Promise.resolve(false);
+      return false;
     }
     const plain = this.socket;
     this.detach(plain);
     const secure = new TLSSocket(plain, { isServer: true, secureContext: ctx });
     this.socket = secure;
     this.attach(secure);
-    return new Promise((resolve) => {
-      let settled = false;
-      const finish = (ok: boolean, err?: Error): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        secure.off('secure', onSecure).off('error', onFail).off('close', onFail).off('end', onFail);
-        if (!ok) {
-          this.log.info({ err: err?.message }, 'TLS handshake failed');
-          this.destroy();
-        }
-        resolve(ok);
-      };
-      const onSecure = (): void => {
-        const cipher = secure.getCipher();
-        this.info.tls = {
-          protocol: secure.getProtocol() ?? '', cipher: cipher?.name ?? '',
-          ...(cipher?.standardName ? { standardName: cipher.standardName } : {}),
-        };
-        this.log.info(this.info.tls, 'TLS established');
-        finish(true);
-      };
-      const timer = setTimeout(() => finish(false, new Error('handshake timeout')), this.config.timeouts.tlsHandshakeMs);
-      const onFail = (err?: Error): void => finish(false, err ?? new Error('closed during handshake'));
-      secure.once('secure', onSecure);
-      secure.once('error', onFail);
-      secure.once('close', onFail);
-      secure.once('end', onFail); // EOF before the handshake completed
-    });
+    const r = await awaitHandshake(secure, this.config.timeouts.tlsHandshakeMs);
+    if (!r.ok) {
+      this.log.info({ err: r.err.message }, 'TLS handshake failed');
+      this.destroy();
+      return false;
+    }
+    this.info.tls = r.tls;
+    this.log.info(this.info.tls, 'TLS established');
+    return true;
   }
-}
-
-/** "::ffff:1.2.3.4" -> "1.2.3.4": IPv4 clients on dual-stack sockets are seen as IPv4 by every check. */
-function normalizeIp(a: string): string {
-  return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(a) ? a.slice(7) : a;
 }

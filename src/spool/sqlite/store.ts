@@ -34,6 +34,7 @@ import { SpoolLayout } from './layout.js';
 import { migrate } from './migrations.js';
 import { recover, type RecoveryReport } from './recovery.js';
 import { lastEventIdOf, queryEvents } from './event-log.js';
+import { bufferStream, countByState, fileStream, listPage, numbered, prependOf, summaryOf } from './listing.js';
 import { eventRow, newMessageRow, newRecipientRows, RowError, toMessage, type MessageRow } from './rows.js';
 import { prepareReadStatements, type ReadStatements } from './statements.js';
 import { WriterClient, type WriteOutcome } from './writer-client.js';
@@ -74,47 +75,6 @@ function toStoreError(err: unknown, what: string): PostlineError {
   if (err instanceof PostlineError) return err;
   if (isDiskFull(err)) return new StoreError(`${what}: disk full`, { full: true, cause: err });
   return new StoreError(`${what}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
-}
-
-/** A Readable of in-memory parts (not object mode: chunks are Buffers). */
-function bufferStream(parts: readonly Buffer[]): Readable {
-  let sent = false;
-  return new Readable({
-    read() {
-      if (!sent) for (const b of parts) if (b.length) this.push(b);
-      sent = true;
-      this.push(null);
-    },
-  });
-}
-
-/** The prepended header fields (migration 8) as bytes, or undefined. */
-function prependOf(text: string | null | undefined): Buffer | undefined {
-  return text ? Buffer.from(text, 'utf8') : undefined;
-}
-
-/** The body file behind `head` (the prepended fields), as one byte stream; file errors pass through. */
-function fileStream(path: string, head: Buffer | undefined): Readable {
-  if (!head) return createReadStream(path);
-  return Readable.from((async function* () {
-    yield head;
-    for await (const chunk of createReadStream(path)) yield chunk as Buffer;
-  })(), { objectMode: false });
-}
-
-/** The `queue list` summary of a message. */
-function summaryOf(m: QueuedMessage): QueueSummary {
-  return {
-    id: m.id, mailFrom: m.mailFrom, size: m.size, arrivedAt: m.arrivedAt, held: m.held,
-    nextAttemptAt: m.nextAttemptAt, attempts: m.attempts,
-    ...(m.lastError !== undefined ? { lastError: m.lastError } : {}),
-    pending: m.recipients.filter((r) => r.status === 'pending').map((r) => r.address),
-  };
-}
-
-/** `events` with ids from `first` on, in order. */
-function numbered(events: readonly EventRecord[], first: number): StoredEvent[] {
-  return events.map((e, i) => ({ ...e, id: first + i }));
 }
 
 /** QueueStore on SQLite (inline small bodies) plus one file per large body. Usable in tests with a temp dataDir. */
@@ -335,49 +295,16 @@ export class SqliteQueueStore implements QueueStore {
     return out;
   }
 
-  /** Paged summaries in queue ID order (IDs sort by arrival), filtered by state, sender and recipient domain. */
+  /** Paged summaries in queue ID order (IDs sort by arrival), filtered by state, sender and recipient domain (listing.ts). */
   async listPage(q: QueuePageQuery): Promise<{ items: QueueSummary[]; next?: string }> {
-    const limit = Math.min(1000, Math.max(1, Math.floor(q.limit)));
-    const where: string[] = [];
-    const args: (string | number)[] = [];
-    if (q.state === 'quarantined') where.push('m.quarantined_at IS NOT NULL');
-    else {
-      where.push('m.quarantined_at IS NULL');
-      if (q.state === 'held') where.push('m.held = 1');
-      else if (q.state === 'active' || q.state === 'deferred') {
-        where.push('m.held = 0', q.state === 'active' ? 'm.attempts = 0' : 'm.attempts > 0');
-      }
-    }
-    if (q.after !== undefined) { where.push('m.id > ?'); args.push(q.after); }
-    if (q.sender !== undefined) { where.push('m.mail_from = ?'); args.push(q.sender); }
-    if (q.recipientDomain !== undefined) {
-      where.push("EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.status = 'pending' AND lower(substr(r.address, instr(r.address, '@') + 1)) = ?)");
-      args.push(q.recipientDomain.toLowerCase());
-    }
-    const rows = this.db!.prepare<unknown[], MessageRow>(`SELECT * FROM messages m WHERE ${where.join(' AND ')} ORDER BY m.id LIMIT ${limit + 1}`).all(...args);
-    const items: QueueSummary[] = [];
-    for (const row of rows.slice(0, limit)) {
-      let m: QueuedMessage;
-      try {
-        m = toMessage(row, this.q().getRecipients.all(row.id));
-      } catch {
-        continue; // a damaged row: listed by `queue list` after its quarantine, not here
-      }
-      items.push(summaryOf(m));
-    }
-    return rows.length > limit ? { items, next: rows[limit - 1]!.id } : { items };
+    const stmts = this.q();
+    return listPage(this.db!, q, (id) => stmts.getRecipients.all(id));
   }
 
-  /** Counts of messages by state: active (never tried), deferred (tried), held, quarantined. */
+  /** Counts of messages by state: active (never tried), deferred (tried), held, quarantined (listing.ts). */
   async countByState(): Promise<Record<QueueState, number>> {
     this.q();
-    const r = this.db!.prepare<[], { active: number; deferred: number; held: number; quarantined: number }>(`
-      SELECT COALESCE(SUM(quarantined_at IS NULL AND held = 0 AND attempts = 0), 0) AS active,
-             COALESCE(SUM(quarantined_at IS NULL AND held = 0 AND attempts > 0), 0) AS deferred,
-             COALESCE(SUM(quarantined_at IS NULL AND held = 1), 0) AS held,
-             COALESCE(SUM(quarantined_at IS NOT NULL), 0) AS quarantined
-      FROM messages`).get()!;
-    return { active: r.active, deferred: r.deferred, held: r.held, quarantined: r.quarantined };
+    return countByState(this.db!);
   }
 
   /**
