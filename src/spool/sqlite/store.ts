@@ -17,65 +17,31 @@
  * Owns: queue.db, spool/, quarantine/ under dataDir.
  */
 import Database from 'better-sqlite3';
-import { createReadStream, existsSync, statSync } from 'node:fs';
-import { rename, statfs, unlink, writeFile } from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
+import { rename, statfs, unlink } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { systemClock, type Clock } from '../../core/clock.js';
 import { NoDataDirError, PostlineError, StoreError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { isQueueId } from '../../core/queue-id.js';
 import type { EventQuery, EventRecord, StoredEvent } from '../../events/record.js';
-import type {
-  BodyWriter, NewMessage, OutcomeWrite, QueuedMessage, QueuePageQuery, QueueState, QueueStore, QueueSummary,
-} from '../types.js';
+import type { BodyWriter, NewMessage, OutcomeWrite, QueuedMessage, QueuePageQuery, QueueState, QueueStore, QueueSummary } from '../types.js';
 import { BodyCache } from './body-cache.js';
 import { SpoolBodyWriter } from './body-writer.js';
 import { SpoolLayout } from './layout.js';
 import { migrate } from './migrations.js';
 import { recover, type RecoveryReport } from './recovery.js';
 import { lastEventIdOf, queryEvents } from './event-log.js';
+import { EventPublisher } from './event-publisher.js';
+import { moveToQuarantine, toStoreError } from './store-errors.js';
+import { DEFAULT_BODY_CACHE_BYTES, DEFAULT_INLINE_MAX_BYTES, type SqliteQueueStoreOptions } from './store-options.js';
 import { bufferStream, countByState, fileStream, listPage, numbered, prependOf, summaryOf } from './listing.js';
 import { eventRow, newMessageRow, newRecipientRows, RowError, toMessage, type MessageRow } from './rows.js';
 import { prepareReadStatements, type ReadStatements } from './statements.js';
 import { WriterClient, type WriteOutcome } from './writer-client.js';
 import { newStats, type WriteOp, type WriterStats } from './writer-protocol.js';
 
-/** Default largest body stored inline in queue.db, bytes. */
-export const DEFAULT_INLINE_MAX_BYTES = 128 * 1024;
-/** Default size of the cache of freshly committed inline bodies, bytes. */
-export const DEFAULT_BODY_CACHE_BYTES = 16 * 1024 * 1024;
-
-/** Constructor options of SqliteQueueStore. */
-export interface SqliteQueueStoreOptions {
-  /** Directory that holds queue.db, spool/ and quarantine/ (created when missing, unless `create` is false). */
-  readonly dataDir: string;
-  /** false: open only an existing queue (queue.db present), never create one (the CLI). Default true (the server). */
-  readonly create?: boolean;
-  /** Free-space reserve, bytes: createBody refuses (452 4.3.1) below it (Postfix queue_minfree). A function is read at each check (live reload). */
-  readonly minFreeBytes: number | (() => number);
-  readonly logger: Logger;
-  readonly clock?: Clock;
-  /** Accepted for compatibility, ms (0..1000); batching is done by the writer thread (whatever arrives while it is busy). */
-  readonly groupCommitWindowMs?: number;
-  /** How long a statfs result is reused by the free-space check, ms. Default 1000. */
-  readonly statfsCacheMs?: number;
-  /** Largest body kept in memory and stored inline in queue.db, bytes; larger ones go to a file. 0 = always a file. Default 128 KiB. */
-  readonly inlineMaxBytes?: number;
-  /** Bytes of freshly committed inline bodies kept in memory for their first delivery. 0 = off. Default 16 MiB. */
-  readonly bodyCacheBytes?: number;
-  /** Caps queue.db at this many pages (PRAGMA max_page_count, 4 KiB each): beyond it commits fail with SQLITE_FULL (452 4.3.1). Default: no cap. */
-  readonly maxDatabasePages?: number;
-}
-
-const DISK_FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
-const isDiskFull = (e: unknown): boolean => DISK_FULL_CODES.has((e as NodeJS.ErrnoException | undefined)?.code ?? '');
-
-/** Maps any failure to a StoreError (full for ENOSPC/EDQUOT/SQLITE_FULL; other PostlineErrors kept). */
-function toStoreError(err: unknown, what: string): PostlineError {
-  if (err instanceof PostlineError) return err;
-  if (isDiskFull(err)) return new StoreError(`${what}: disk full`, { full: true, cause: err });
-  return new StoreError(`${what}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
-}
+export { DEFAULT_BODY_CACHE_BYTES, DEFAULT_INLINE_MAX_BYTES, type SqliteQueueStoreOptions } from './store-options.js';
 
 /** QueueStore on SQLite (inline small bodies) plus one file per large body. Usable in tests with a temp dataDir. */
 export class SqliteQueueStore implements QueueStore {
@@ -93,9 +59,8 @@ export class SqliteQueueStore implements QueueStore {
   private readonly inflight = new Set<Promise<unknown>>();
   /** Result of the last open()'s crash recovery. */
   lastRecovery: RecoveryReport | undefined;
-  private eventListener: ((events: readonly StoredEvent[]) => void) | undefined;
-  /** Committed events not yet covered by a WAL fsync, oldest first: published once they are. */
-  private unpublished: StoredEvent[][] = [];
+  /** Committed events, handed to the listener once durable. */
+  private readonly publisher: EventPublisher;
 
 
   /** @throws PostlineError ERR_STORE_OPTIONS when an option is invalid. */
@@ -117,6 +82,7 @@ export class SqliteQueueStore implements QueueStore {
     }
     this.layout = new SpoolLayout(opts.dataDir);
     this.logger = opts.logger;
+    this.publisher = new EventPublisher(opts.logger);
     this.clock = opts.clock ?? systemClock;
     this.statfsCacheMs = opts.statfsCacheMs ?? 1000;
     this.cache = new BodyCache(cacheBytes);
@@ -161,7 +127,7 @@ export class SqliteQueueStore implements QueueStore {
       this.db = db;
       this.stmts = prepareReadStatements(db);
       this.writer.startEventIds(lastEventIdOf(db));
-      this.writer.onDurable = (id) => this.publishUpTo(id);
+      this.writer.onDurable = (id) => this.publisher.publishUpTo(id);
     } catch (err) {
       throw toStoreError(err, 'cannot open queue store');
     }
@@ -376,12 +342,7 @@ export class SqliteQueueStore implements QueueStore {
       try {
         inline = this.stmts?.rawBody.get(id)?.data;
       } catch { /* unreadable: nothing to copy */ }
-      const moved = inline
-        ? writeFile(this.layout.quarantinePath(id), inline)
-        : rename(this.layout.bodyPath(id), this.layout.quarantinePath(id));
-      await moved.catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== 'ENOENT') this.logger.error({ queueId: id, err: e.message }, 'cannot move body to quarantine');
-      });
+      await moveToQuarantine(this.layout, id, inline, this.logger);
     }
     const at = this.clock.now();
     try {
@@ -432,7 +393,7 @@ export class SqliteQueueStore implements QueueStore {
 
   /** Who hears of committed events (in id order, once per commit, once a WAL fsync covers them). */
   setEventListener(fn: (events: readonly StoredEvent[]) => void): void {
-    this.eventListener = fn;
+    this.publisher.listener = fn;
   }
 
   /** Free bytes available to us on the dataDir filesystem (statfs bavail * bsize), at most statfsCacheMs old. */
@@ -465,38 +426,13 @@ export class SqliteQueueStore implements QueueStore {
     if (events?.length && op.kind !== 'prune' && op.kind !== 'sync') op.events = events.map(eventRow);
     return this.track(w.run(op).then((res) => {
       if (events?.length && res.firstEventId !== undefined) {
-        this.unpublished.push(numbered(events, res.firstEventId));
-        this.publishUpTo(w.durableEventId());
+        this.publisher.committed(numbered(events, res.firstEventId));
+        this.publisher.publishUpTo(w.durableEventId());
       }
       return res;
     }, (err: unknown) => {
       throw toStoreError(err, `queue write (${op.kind}${'id' in op ? ` ${op.id}` : op.kind === 'insert' ? ` ${op.message.id}` : ''}) failed`);
     }));
-  }
-
-  /**
-   * Hands the listener every committed event up to `durableId` (a WAL fsync covers them), in id
-   * order, one call per commit. Later ones wait for the next fsync (a full commit or the writer's
-   * idle flush, about 0.5 s). Listener errors are logged.
-   */
-  private publishUpTo(durableId: number): void {
-    let n = 0;
-    while (n < this.unpublished.length) {
-      const list = this.unpublished[n]!;
-      if (list[list.length - 1]!.id > durableId) break;
-      n++;
-    }
-    if (n === 0) return;
-    const ready = this.unpublished.splice(0, n);
-    if (this.unpublished.length === 0) this.unpublished = [];
-    if (!this.eventListener) return;
-    for (const list of ready.sort((a, b) => a[0]!.id - b[0]!.id)) {
-      try {
-        this.eventListener(list);
-      } catch (err) {
-        this.logger.error({ err }, 'event listener failed');
-      }
-    }
   }
 
   /** Keeps `p` in the set close() waits for. */
