@@ -204,11 +204,15 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   const httpTls = () => (config.http?.tls ? httpTlsMaterial(config.http.tls, tlsMaterial) : undefined);
 
   const stop = async (graceMs = 10_000): Promise<void> => {
+    // Listeners and deliveries stop side by side: a delivery stuck on a silent server is aborted
+    // after delivery.shutdownGraceMs (its recipients deferred, nothing lost), not after the sessions.
+    const deliveries = scheduler.stop(Math.min(graceMs, config.delivery.shutdownGraceMs)).catch((err: unknown) => logger.error({ err }, 'scheduler stop failed'));
     await Promise.allSettled([...servers.map((s) => s.close(graceMs)), api?.close()]);
     clientPolicy.stop();
     await control.stop().catch(() => {});
-    await scheduler.stop(graceMs).catch((err: unknown) => logger.error({ err }, 'scheduler stop failed'));
-    await agent.close().catch(() => {});
+    await deliveries;
+    // QUIT to pooled connections, at most 1 s (a silent server does not hold the exit).
+    await Promise.race([agent.close().catch(() => {}), new Promise<void>((r) => setTimeout(r, 1000).unref())]);
     pruner.stop();
     metrics?.close();
     await webhooks.stop().catch((err: unknown) => logger.error({ err }, 'webhooks stop failed'));
@@ -285,9 +289,13 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   };
 }
 
+/** SMTP sessions still open at SIGTERM get this long to finish (ms); deliveries delivery.shutdownGraceMs. */
+const SHUTDOWN_GRACE_MS = 4000;
+
 /**
  * `postline serve`: loads the configuration, starts, and handles SIGTERM/SIGINT (graceful stop:
- * listeners close, in-flight work gets 10 s, exit within 30 s at most) and SIGHUP (reload the
+ * listeners close, sessions get 4 s and deliveries delivery.shutdownGraceMs (3 s) to finish,
+ * then are cut (their recipients deferred); exit within 15 s at most) and SIGHUP (reload the
  * configuration's live keys, see src/config/live.ts, and the TLS certificate; a configuration that
  * fails validation is logged and the running one kept).
  */
@@ -304,9 +312,9 @@ export async function runServer(configFile?: string): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'stopping');
-    const hard = setTimeout(() => process.exit(1), 30_000);
+    const hard = setTimeout(() => process.exit(1), 15_000);
     hard.unref();
-    running.stop(10_000).then(
+    running.stop(SHUTDOWN_GRACE_MS).then(
       () => { logger.info('stopped'); logger.flush?.(); setTimeout(() => process.exit(0), 50); },
       (err: unknown) => { logger.error({ err }, 'stop failed'); process.exit(1); },
     );

@@ -44,11 +44,11 @@ function queueIdArg(id: string): string {
  * Runs one request: over the control socket when a server answers, else on the store directly.
  * @returns the JSON result. @throws QueueCommandError for {ok:false}, ConfigError from loadConfig, control errors (timeout).
  */
-export async function runQueueRequest(deps: QueueCommandDeps, configFile: string | undefined, req: ControlRequest): Promise<unknown> {
+export async function runQueueRequest(deps: QueueCommandDeps, configFile: string | undefined, req: ControlRequest, timeoutMs?: number): Promise<unknown> {
   const config = deps.loadConfig(configFile);
   const socketPath = join(config.dataDir, 'control.sock');
   try {
-    const res = await controlRequest(socketPath, req, deps.timeoutMs ?? 10_000);
+    const res = await controlRequest(socketPath, req, deps.timeoutMs ?? timeoutMs ?? 10_000);
     if (!res.ok) throw new QueueCommandError(idPrefix(req) + res.error, res.code);
     return res.result;
   } catch (err) {
@@ -67,6 +67,9 @@ export async function runQueueRequest(deps: QueueCommandDeps, configFile: string
 }
 
 const idPrefix = (req: ControlRequest): string => (req.id ? `${req.id}: ` : '');
+
+/** A bulk flush writes about 100,000 messages a second: a large queue needs more than the usual 10 s. */
+const FLUSH_TIMEOUT_MS = 600_000;
 
 const pad = (n: number): string => String(n).padStart(2, '0');
 
@@ -130,7 +133,7 @@ interface Opts { config?: string; json?: boolean; body?: boolean }
  */
 export function registerQueueCommands(program: Command, deps: QueueCommandDeps): void {
   const write = (s: string): void => { (deps.stdout ?? process.stdout).write(s); };
-  const run = (o: Opts, req: ControlRequest): Promise<unknown> => runQueueRequest(deps, o.config, req);
+  const run = (o: Opts, req: ControlRequest, timeoutMs?: number): Promise<unknown> => runQueueRequest(deps, o.config, req, timeoutMs);
   const queue = program.command('queue').description('inspect and manage the mail queue');
   queue.command('list').description('list queued messages (like mailq)')
     .option('-c, --config <file>', 'configuration file').option('--json', 'JSON output')
@@ -144,10 +147,12 @@ export function registerQueueCommands(program: Command, deps: QueueCommandDeps):
       const d = (await run(o, { op: 'show', id: queueIdArg(id), body: o.body === true })) as MessageDetail;
       write(o.json ? JSON.stringify(d, null, 2) + '\n' : formatMessageDetail(d, o.body === true));
     });
-  queue.command('flush [id]').description('try deferred mail now (all, or one message)')
-    .option('-c, --config <file>', 'configuration file')
-    .action(async (id: string | undefined, o: Opts) => {
-      const r = (await run(o, id === undefined ? { op: 'flush' } : { op: 'flush', id: queueIdArg(id) })) as { flushed: number; offline?: boolean };
+  queue.command('flush [id]').description('try deferred mail now (all, one message, or those for one domain with --domain)')
+    .option('-c, --config <file>', 'configuration file').option('--domain <domain>', 'only messages with a pending recipient in this domain')
+    .action(async (id: string | undefined, o: Opts & { domain?: string }) => {
+      if (id !== undefined && o.domain !== undefined) throw new QueueCommandError('give a queue ID or --domain, not both', 'ERR_USAGE');
+      const req: ControlRequest = id !== undefined ? { op: 'flush', id: queueIdArg(id) } : o.domain !== undefined ? { op: 'flush', domain: o.domain } : { op: 'flush' };
+      const r = (await run(o, req, FLUSH_TIMEOUT_MS)) as { flushed: number; offline?: boolean };
       write(`flushed ${r.flushed} message${r.flushed === 1 ? '' : 's'}${r.offline ? ' (no server is running: they will be tried when `postline serve` starts)' : ''}\n`);
     });
   for (const [op, done, what] of [['delete', 'deleted', 'delete a message (no bounce is sent)'], ['hold', 'held', 'hold a message (no delivery until released)'], ['release', 'released', 'release a held message']] as const) {

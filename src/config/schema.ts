@@ -310,6 +310,18 @@ export const configSchema = z.object({
     transactionTimeoutMs: z.number().int().positive().default(1_800_000),
     /** How often the scheduler scans for due messages. */
     scanIntervalMs: z.number().int().positive().default(1000),
+    /** Messages in delivery rounds at once (like Postfix qmgr_message_active_limit); the rest wait by due time. */
+    maxActiveMessages: z.number().int().positive().default(10_000),
+    /** Queue IDs the scheduler keeps in memory by due time (about 150 bytes each); the rest stays in the store and is read as the window empties. */
+    dueWindow: z.number().int().min(100).default(100_000),
+    /**
+     * Head-of-line guard: a destination may have waiting for its connections what it delivered in
+     * this long at its recent rate (at least 2 x connectionsPerDestination); beyond that its mail is
+     * postponed (no attempt counted), so a stalled destination cannot fill maxActiveMessages.
+     */
+    destinationBacklogMs: z.number().int().positive().default(10_000),
+    /** At shutdown, deliveries still running after this are aborted and their recipients deferred. */
+    shutdownGraceMs: z.number().int().nonnegative().default(3000),
   }).strict().prefault({}),
   limits: z.object({
     /** Largest message accepted, bytes (SIZE). */

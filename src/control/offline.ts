@@ -24,15 +24,9 @@ export class StoreQueueAdmin implements QueueAdmin {
     return messageDetail(this.store, await this.need(id), opts.body === true);
   }
 
-  async flush(): Promise<number> {
-    const now = this.clock.now();
-    let n = 0;
-    for (const s of await this.store.list()) {
-      if (s.held || isScheduled(s, now)) continue;
-      await this.store.setNextAttempt(s.id, now, [{ type: 'message.flushed', at: now, queueId: s.id, mailFrom: s.mailFrom }]);
-      n++;
-    }
-    return n;
+  /** Bulk flush in the store (QueueStore.flushMatching). */
+  async flush(opts: { domain?: string } = {}): Promise<number> {
+    return this.store.flushMatching({ now: this.clock.now(), ...(opts.domain !== undefined ? { domain: opts.domain } : {}) });
   }
 
   async flushOne(id: string): Promise<void> {

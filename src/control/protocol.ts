@@ -4,7 +4,7 @@
  *
  *   {"op":"list"}                      -> {"ok":true,"result":[QueueSummary...]}
  *   {"op":"show","id":"...","body":true} -> {"ok":true,"result":MessageDetail}
- *   {"op":"flush"} | {"op":"flush","id":"..."} -> {"ok":true,"result":{"flushed":n}}
+ *   {"op":"flush"} | {"op":"flush","domain":"example.com"} | {"op":"flush","id":"..."} -> {"ok":true,"result":{"flushed":n}}
  *   {"op":"delete"|"hold"|"release","id":"..."} -> {"ok":true,"result":{"id":"..."}}
  *   anything wrong                      -> {"ok":false,"error":"...","code":"..."}
  *
@@ -23,6 +23,8 @@ export interface ControlRequest {
   readonly id?: string;
   /** show: include the whole message (base64) in the answer. */
   readonly body?: boolean;
+  /** flush (without id): only messages with a pending recipient in this domain. */
+  readonly domain?: string;
 }
 
 export type ControlResponse =
@@ -51,7 +53,9 @@ export function parseRequest(line: string): ControlRequest | { readonly error: s
   if (o.id !== undefined && (typeof o.id !== 'string' || !isQueueId(o.id))) return { error: 'bad queue ID' };
   if (NEEDS_ID.has(op) && o.id === undefined) return { error: `${op} needs an id` };
   if (o.body !== undefined && typeof o.body !== 'boolean') return { error: 'body must be true or false' };
-  return { op, id: o.id as string | undefined, body: o.body as boolean | undefined };
+  if (o.domain !== undefined && (typeof o.domain !== 'string' || !/^@?[^\s@]{1,255}$/.test(o.domain))) return { error: 'bad domain' };
+  if (o.domain !== undefined && (op !== 'flush' || o.id !== undefined)) return { error: 'domain applies to flush without an id' };
+  return { op, id: o.id as string | undefined, body: o.body as boolean | undefined, ...(o.domain !== undefined ? { domain: o.domain as string } : {}) };
 }
 
 /** Runs a valid request against `admin`. Never rejects: errors become {ok:false}. */
@@ -62,7 +66,7 @@ export async function executeRequest(admin: QueueAdmin, req: ControlRequest): Pr
       case 'list': return { ok: true, result: await admin.list() };
       case 'show': return { ok: true, result: await admin.show(id, { body: req.body === true }) };
       case 'flush':
-        if (req.id === undefined) return { ok: true, result: { flushed: await admin.flush() } };
+        if (req.id === undefined) return { ok: true, result: { flushed: await admin.flush(req.domain !== undefined ? { domain: req.domain } : {}) } };
         await admin.flushOne(id);
         return { ok: true, result: { flushed: 1 } };
       case 'delete': await admin.delete(id); return { ok: true, result: { id } };

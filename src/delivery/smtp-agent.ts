@@ -52,7 +52,14 @@ interface Attempt {
   readonly results: RecipientResult[];
   trouble?: unknown;
   sent: boolean;
+  /** A host answered (greeting seen, or a pooled connection reused): the destination is reachable. */
+  reached: boolean;
+  /** Hosts whose connect or greeting failed. */
+  unreached: number;
 }
+
+/** Trouble before or at the greeting: the host never answered (the dead-destination signal). */
+const beforeGreeting = (err: unknown): boolean => err instanceof SmtpClientError && (err.stage === 'connect' || err.stage === 'greeting');
 
 const isLoopback = (a: string) => /^127\./.test(a) || a === '::1' || a === '::ffff:127.0.0.1';
 const isWildcard = (a: string) => a === '0.0.0.0' || a === '::' || a === '';
@@ -87,7 +94,7 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
    * recipient (same idx); remote replies keep their code and enhanced status. Never throws.
    */
   async deliver(req: DeliveryRequest): Promise<RecipientResult[]> {
-    const a: Attempt = { req, smtputf8Required: smtputf8Required(req), pending: [...req.recipients], results: [], sent: false };
+    const a: Attempt = { req, smtputf8Required: smtputf8Required(req), pending: [...req.recipients], results: [], sent: false, reached: false, unreached: 0 };
     try {
       await this.attempt(a);
     } catch (err) {
@@ -95,7 +102,9 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
     }
     if (a.pending.length > 0) {
       const v = verdictOfError(a.trouble ?? new SmtpClientError('local', 'none', 'no host could be tried'));
-      a.results.push(...a.pending.map((r) => toResult(r.idx, v)));
+      // No host answered at all: the scheduler marks the destination dead (destinations.ts).
+      const unreachable = !a.reached && a.unreached > 0 && !req.signal?.aborted;
+      a.results.push(...a.pending.map((r) => (unreachable ? { ...toResult(r.idx, v), destination: 'unreachable' as const } : toResult(r.idx, v))));
     }
     this.logger.info({ queueId: req.queueId, nextHop: nextHopKey(req.nextHop), results: a.results.map((r) => `${r.idx}:${r.outcome}:${r.dsnStatus}`) }, 'smtp delivery attempt');
     return a.results;
@@ -119,7 +128,10 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
     const onAbort = () => lease.conn?.destroy(new SmtpClientError('aborted', 'none', 'delivery aborted (shutdown)'));
     a.req.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      if (lease.conn && (await lease.conn.reset())) await this.useConnection(lease.conn, a);
+      if (lease.conn && (await lease.conn.reset())) {
+        a.reached = true;
+        await this.useConnection(lease.conn, a);
+      }
       if (a.pending.length > 0) await this.tryHosts(a, lease);
     } finally {
       a.req.signal?.removeEventListener('abort', onAbort);
@@ -144,9 +156,12 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
         lease.attach(await SmtpClient.open(this.clientOptions(t, hop)));
       } catch (err) {
         a.trouble = err;
+        if (beforeGreeting(err)) a.unreached++;
+        else a.reached = true;
         this.logSetupFailure(a, t, err);
         continue;
       }
+      a.reached = true;
       await this.useConnection(lease.conn!, a);
     }
     if (a.req.signal?.aborted && a.pending.length > 0) a.trouble = new SmtpClientError('aborted', 'none', 'delivery aborted (shutdown)');

@@ -66,6 +66,12 @@ export interface RecipientResult {
    * issues no notice of its own (RFC 3461 5.2.2): no success DSN is owed. Never with `relayed`.
    */
   readonly dsnPassedOn?: boolean;
+  /**
+   * What this result says about the destination as a whole: 'unreachable' when no host of the next
+   * hop answered (connect refused or timed out, no greeting or a refusal at it). The scheduler then
+   * marks the destination dead and defers its other mail without connecting (scheduler/destinations.ts).
+   */
+  readonly destination?: 'unreachable';
   /** The TLS session of the connection that gave this result, when it used TLS. */
   readonly tls?: { readonly version: string; readonly cipher: string };
 }

@@ -23,8 +23,11 @@ export interface QueueAdmin {
   list(): Promise<QueueSummary[]>;
   /** @throws NoSuchMessageError */
   show(id: string, opts?: { body?: boolean }): Promise<MessageDetail>;
-  /** Makes every deferred (not held, not scheduled for a later sendAt) message due now; returns how many. */
-  flush(): Promise<number>;
+  /**
+   * Makes every deferred (not held, not scheduled for a later sendAt) message due now, or with
+   * `domain` those with a pending recipient in that domain; returns how many.
+   */
+  flush(opts?: { domain?: string }): Promise<number>;
   /** Makes one message due now. @throws NoSuchMessageError, PostlineError ERR_MESSAGE_HELD, ERR_MESSAGE_SCHEDULED (sendAt in the future) */
   flushOne(id: string): Promise<void>;
   /** @throws NoSuchMessageError */

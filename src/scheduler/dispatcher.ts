@@ -7,10 +7,12 @@
 
 /** Returned by `run` for work that was cancelled before it started (shutdown). */
 export const CANCELLED: unique symbol = Symbol('cancelled');
+/** Returned by `run` for work shed before it started because its destination has too much waiting. */
+export const SHED: unique symbol = Symbol('shed');
 
 interface Job {
   readonly start: () => void;
-  readonly cancel: () => void;
+  readonly cancel: (why: typeof CANCELLED | typeof SHED) => void;
 }
 
 export class Dispatcher {
@@ -33,6 +35,16 @@ export class Dispatcher {
   /** Tasks running now, in all or for one destination. */
   active(key?: string): number { return key === undefined ? this.activeTotal : (this.activeBy.get(key) ?? 0); }
 
+  /** Tasks waiting for a slot of one destination. */
+  waitingFor(key: string): number {
+    return this.waiting.get(key)?.length ?? 0;
+  }
+
+  /** Destinations with waiting tasks. */
+  waitingKeys(): readonly string[] {
+    return this.ring;
+  }
+
   /** Tasks waiting for a slot. */
   waitingCount(): number {
     let n = 0;
@@ -44,10 +56,10 @@ export class Dispatcher {
    * Runs `task` when a slot for `key` is free. Resolves with the task's result, or CANCELLED when
    * `cancelWaiting()` was called before it started. Rejects only when the task rejects.
    */
-  run<T>(key: string, task: () => Promise<T>): Promise<T | typeof CANCELLED> {
+  run<T>(key: string, task: () => Promise<T>): Promise<T | typeof CANCELLED | typeof SHED> {
     return new Promise((resolve, reject) => {
       const job: Job = {
-        cancel: () => resolve(CANCELLED),
+        cancel: (why) => resolve(why),
         start: () => {
           this.activeTotal++;
           this.activeBy.set(key, (this.activeBy.get(key) ?? 0) + 1);
@@ -72,7 +84,22 @@ export class Dispatcher {
     this.waiting.clear();
     this.ring = [];
     this.cursor = 0;
-    for (const j of jobs) j.cancel();
+    for (const j of jobs) j.cancel(CANCELLED);
+  }
+
+  /** Sheds the newest waiting tasks of `key` beyond `keep` (they resolve with SHED). @returns how many. */
+  shed(key: string, keep: number): number {
+    const q = this.waiting.get(key);
+    if (!q || q.length <= keep) return 0;
+    const out = q.splice(Math.max(0, keep));
+    if (q.length === 0) {
+      this.waiting.delete(key);
+      const i = this.ring.indexOf(key);
+      if (i >= 0) this.ring.splice(i, 1);
+      this.cursor = this.ring.length ? this.cursor % this.ring.length : 0;
+    }
+    for (const j of out) j.cancel(SHED);
+    return out.length;
   }
 
   private finished(key: string): void {

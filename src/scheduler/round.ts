@@ -5,6 +5,7 @@
  * 4.5.4.1 retry, 4.4.7 expiry per RFC 3463), the removal of a finished message in the same commit,
  * and collects what the DSN step (notify.ts) needs. Never throws for one bad message.
  */
+import { setMaxListeners } from 'node:events';
 import { Readable } from 'node:stream';
 import type { PostlineConfig } from '../config/schema.js';
 import type { Clock } from '../core/clock.js';
@@ -17,7 +18,8 @@ import { nextHopKey, type NextHop } from '../routing/types.js';
 import type { DsnOwed, QueuedMessage, QueuedRecipient, QueueStore, RecipientStatus, RecipientUpdate } from '../spool/types.js';
 import { nextAttemptAt } from './backoff.js';
 import { probeBody } from './body.js';
-import { CANCELLED, type Dispatcher } from './dispatcher.js';
+import type { DestinationBook } from './destinations.js';
+import { CANCELLED, SHED, type Dispatcher } from './dispatcher.js';
 import { notifyWants, successOwed, type ReportItem } from './notify.js';
 
 /** Shared parts the round needs (owned by the Scheduler). */
@@ -26,6 +28,8 @@ export interface RoundContext {
   readonly agent: DeliveryAgent;
   readonly route: (address: string) => NextHop;
   readonly dispatcher: Dispatcher;
+  /** Dead destinations and waiting caps (destinations.ts). */
+  readonly destinations: DestinationBook;
   readonly clock: Clock;
   readonly config: PostlineConfig;
   readonly logger: Logger;
@@ -63,6 +67,11 @@ export interface RoundResult {
   readonly latest: Map<number, RecipientResult>;
   /** The message left the queue in the round's last outcome commit (all final, no DSN owed). */
   removed: boolean;
+  /**
+   * Some groups were not tried because their destination has too much waiting (destinations.ts):
+   * try the message again at this time (ms); no attempt was counted for them.
+   */
+  postponeUntil?: number;
 }
 
 interface Group {
@@ -104,6 +113,16 @@ function groupByNextHop(msg: QueuedMessage, route: (a: string) => NextHop): Grou
   return [...groups.values()];
 }
 
+/**
+ * The results of a group whose destination is dead (Postfix: "delivery temporarily suspended"),
+ * and the message's next attempt no earlier than the destination's next probe (with some spread).
+ */
+function suspendGroup(ctx: RoundContext, g: Group, attempt: number, state: { nextAt?: number }, s: { reason: string; until: number }): RecipientResult[] {
+  const retry = ctx.config.delivery.retry;
+  state.nextAt ??= Math.max(nextAttemptAt(ctx.clock.now(), attempt, retry, ctx.random), s.until + Math.floor(ctx.random() * retry.initialMs * 0.1));
+  return g.recipients.map((r) => ({ idx: r.idx, outcome: 'deferred', code: 451, dsnStatus: '4.4.1', diagnostic: `delivery temporarily suspended: ${s.reason}`, remote: false }));
+}
+
 function missingResult(idx: number): RecipientResult {
   return { idx, outcome: 'deferred', code: 451, dsnStatus: '4.3.0', diagnostic: '451 4.3.0 no result from the delivery agent', remote: false };
 }
@@ -127,11 +146,13 @@ export async function runRound(ctx: RoundContext, msg: QueuedMessage, ctl: Round
     });
     return chain;
   };
+  // One abort listener per group's delivery: more than 10 groups must not warn.
+  if (groups.length > 8) setMaxListeners(groups.length + 8, ctl.signal);
   await Promise.all(groups.map(async (g) => {
     if (g.routeFailure) return applyLater(g, g.recipients.map(g.routeFailure), 0);
     const started = ctx.clock.now();
-    const results = await ctx.dispatcher.run(g.key, () => deliverGroup(ctx, msg, g, ctl, state));
-    return applyLater(g, results === CANCELLED ? undefined : results, ctx.clock.now() - started);
+    const results = await sendGroup(ctx, msg, g, ctl, { attempt, state, out });
+    return applyLater(g, results, ctx.clock.now() - started);
   }));
   await chain;
   if (state.bodyFailure !== undefined && !ctl.isDeleted()) {
@@ -139,6 +160,72 @@ export async function runRound(ctx: RoundContext, msg: QueuedMessage, ctl: Round
     return { ...out, quarantined: true };
   }
   return out;
+}
+
+/** A group that got its slot while its dead destination's probe was running. */
+const WAIT_FOR_PROBE: unique symbol = Symbol('wait-for-probe');
+
+/**
+ * One group through the destination's state and the dispatcher: deferred in place when the
+ * destination is dead (destinations.ts), postponed (no attempt: `out.postponeUntil`) when it has
+ * too much waiting, else delivered under the concurrency caps, its outcome fed back (dead or
+ * reached, delivery time). @returns the results to write, or undefined when nothing is to be
+ * written (postponed, shed, cancelled at shutdown, aborted).
+ */
+async function sendGroup(
+  ctx: RoundContext, msg: QueuedMessage, g: Group, ctl: RoundControl,
+  r: { attempt: number; state: { nextAt?: number; bodyFailure?: string }; out: RoundResult },
+): Promise<RecipientResult[] | undefined> {
+  const book = ctx.destinations;
+  const now = ctx.clock.now();
+  const adm = book.admit(g.key, now);
+  if (adm.kind === 'suspended') return suspendGroup(ctx, g, r.attempt, r.state, adm);
+  const postponeTo = (until: number): undefined => {
+    r.out.postponeUntil = Math.min(r.out.postponeUntil ?? until, until);
+    return undefined;
+  };
+  const postpone = (waiting: number): undefined => postponeTo(ctx.clock.now() + book.postponeMs(g.key, waiting, ctx.clock.now()));
+  if (adm.kind === 'wait') return postponeTo(adm.until);
+  const waiting = ctx.dispatcher.waitingFor(g.key);
+  if (adm.kind === 'go' && waiting > 0) {
+    // Head-of-line guard: more waiting than the destination can take soon; the excess already
+    // waiting is shed too (a host that stopped answering is found within seconds).
+    const cap = book.waitingCap(g.key, now);
+    if (waiting >= cap) {
+      ctx.dispatcher.shed(g.key, cap);
+      return postpone(waiting);
+    }
+  }
+  let probe = adm.kind === 'probe';
+  let suspended = false;
+  let began = 0;
+  const results = await ctx.dispatcher.run(g.key, async () => {
+    // Marked dead while this waited for a slot: deferred like the others, without connecting.
+    const again = adm.kind === 'go' ? book.admit(g.key, ctx.clock.now()) : adm;
+    if (again.kind === 'suspended') {
+      suspended = true;
+      return suspendGroup(ctx, g, r.attempt, r.state, again);
+    }
+    if (again.kind === 'wait') return WAIT_FOR_PROBE;
+    if (again.kind === 'probe') probe = true;
+    began = book.began(g.key, ctx.clock.now());
+    try {
+      return await deliverGroup(ctx, msg, g, ctl, r.state);
+    } finally {
+      book.ended(g.key, began, ctx.clock.now());
+    }
+  });
+  if (results === SHED) return postpone(ctx.dispatcher.waitingFor(g.key));
+  if (results === WAIT_FOR_PROBE) return postpone(0);
+  if (results === CANCELLED || results === undefined) {
+    if (probe) book.probeCancelled(g.key);
+    return undefined;
+  }
+  if (suspended) return results;
+  const dead = results.length > 0 && results.every((x) => x.destination === 'unreachable');
+  const until = book.report(g.key, ctx.clock.now(), dead ? { unreachable: true, reason: results[0]!.diagnostic } : { unreachable: false });
+  if (until !== undefined) ctx.logger.info({ nextHop: g.key, until: new Date(until).toISOString(), reason: results[0]!.diagnostic }, 'destination unreachable; its mail is deferred without connecting until then');
+  return results;
 }
 
 /** Calls the agent for one group; undefined when the round was aborted before it started. */

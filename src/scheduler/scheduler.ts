@@ -1,7 +1,8 @@
 /**
- * The scheduler: the only writer of queue state (DESIGN.md). It keeps an in-memory index of
- * queue IDs by next attempt time (DueIndex), runs delivery rounds for due messages (round.ts)
- * under global and per-destination concurrency caps (Dispatcher), retries with exponential
+ * The scheduler: the only writer of queue state (DESIGN.md). It keeps a bounded window of queue
+ * IDs by next attempt time (DueWindow: the rest stays in the store and is read by due time), runs
+ * delivery rounds for due messages (round.ts) under global and per-destination concurrency caps
+ * (Dispatcher), knows dead and slow destinations (DestinationBook), retries with exponential
  * backoff (RFC 5321 4.5.4.1), expires mail after the queue lifetime (RFC 3463 4.4.7), sends DSNs
  * (RFC 3461 / 3464, notify.ts), removes finished messages, and serves the operator commands
  * (flush, hold, release, delete, list, show) for the control socket.
@@ -15,8 +16,9 @@ import type { DeliveryAgent } from '../delivery/types.js';
 import type { NextHop } from '../routing/types.js';
 import type { QueuedMessage, QueueStore, QueueSummary } from '../spool/types.js';
 import { heldError, isScheduled, messageDetail, NoSuchMessageError, scheduledError, type MessageDetail, type QueueAdmin } from './admin.js';
+import { DestinationBook } from './destinations.js';
 import { Dispatcher } from './dispatcher.js';
-import { DueIndex } from './due-index.js';
+import { DueWindow } from './due-window.js';
 import { Notifier, type DsnPort, type ReportItem } from './notify.js';
 import { aboutMessage, overlayUnrecorded, queueLifetimeMs, runRound, writeUnrecorded, type RoundContext, type RoundResult } from './round.js';
 import type { EventRecord } from '../events/record.js';
@@ -35,8 +37,10 @@ export interface SchedulerOptions {
   readonly random?: () => number;
   /** Run the periodic due scan every delivery.scanIntervalMs (default true; tests use runDueOnce). */
   readonly scanTimer?: boolean;
-  /** Messages in delivery rounds at once (default 10000); the rest wait in the index. */
+  /** Messages in delivery rounds at once (default delivery.maxActiveMessages); the rest wait. */
   readonly maxActiveMessages?: number;
+  /** Queue IDs kept in memory by due time (default delivery.dueWindow); the rest is read from the store as needed. */
+  readonly dueWindow?: number;
 }
 
 interface ActiveRound {
@@ -51,10 +55,13 @@ const isPending = (m: QueuedMessage): boolean => m.recipients.some((r) => r.stat
 const needsWork = (m: QueuedMessage): boolean => m.recipients.some((r) => r.status === 'pending' || r.dsnOwed !== undefined);
 
 export class Scheduler implements QueueAdmin {
-  private readonly index = new DueIndex();
+  private readonly window: DueWindow;
   private readonly active = new Map<string, ActiveRound>();
-  /** Messages waiting for a future sendAt (never tried yet): flush leaves them alone. */
-  private readonly scheduledIds = new Set<string>();
+  /** Dead destinations and waiting caps (shared with the rounds). */
+  readonly destinations: DestinationBook;
+  /** Messages in the store (held included): counted at start, kept by enqueue and removal, recounted each minute. */
+  private queued = 0;
+  private recountTimer: NodeJS.Timeout | undefined;
   /** Operator actions per queue ID, one at a time (a flush and a hold at once must not interleave). */
   private readonly adminLocks = new Map<string, Promise<unknown>>();
   private readonly dispatcher: Dispatcher;
@@ -70,32 +77,37 @@ export class Scheduler implements QueueAdmin {
   constructor(private readonly o: SchedulerOptions) {
     const d = o.config.delivery;
     this.dispatcher = new Dispatcher(d.maxConnections, d.connectionsPerDestination);
-    this.maxActive = o.maxActiveMessages ?? 10_000;
+    this.maxActive = o.maxActiveMessages ?? d.maxActiveMessages;
     if (!(this.maxActive >= 1)) throw new RangeError('maxActiveMessages must be >= 1');
+    this.window = new DueWindow(o.store, o.dueWindow ?? d.dueWindow, 5000, o.logger);
+    this.destinations = new DestinationBook({
+      retry: d.retry, concurrency: d.connectionsPerDestination, minWaiting: Math.max(2 * d.connectionsPerDestination, 20), horizonMs: d.destinationBacklogMs,
+    });
     this.notifier = new Notifier({ store: o.store, dsn: o.dsn, config: o.config, logger: o.logger, clock: o.clock });
     this.ctx = {
       store: o.store, agent: o.agent, route: o.route, dispatcher: this.dispatcher, clock: o.clock,
-      config: o.config, logger: o.logger, random: o.random ?? Math.random, unrecorded: new Map(),
+      config: o.config, logger: o.logger, random: o.random ?? Math.random, unrecorded: new Map(), destinations: this.destinations,
     };
   }
 
   /**
-   * Loads every message that still has pending recipients (held ones stay held) into the index at
-   * its stored next attempt time, and starts the due scan. @throws what store.loadAll throws; Error when started twice.
+   * Reads the first window of due messages from the store (at most delivery.dueWindow IDs, not the
+   * whole queue: start-up time and memory do not grow with it) and starts the due scan.
+   * @throws StoreError when the store cannot be counted; Error when started twice.
    */
   async start(): Promise<void> {
     if (this.started) throw new Error('scheduler already started');
     this.started = true;
-    const all = await this.o.store.loadAll();
-    const now = this.o.clock.now();
-    for (const m of all) {
-      if (isScheduled(m, now)) this.scheduledIds.add(m.id);
-      if (!m.held) this.index.set(m.id, m.nextAttemptAt);
-    }
-    this.o.logger.info({ messages: all.length, scheduled: this.index.size }, 'scheduler started');
+    this.queued = await this.o.store.countMessages();
+    await this.window.refill();
+    this.o.logger.info({ messages: this.queued, inWindow: this.window.size, complete: this.window.complete }, 'scheduler started');
     if (this.o.scanTimer !== false) {
       this.timer = setInterval(() => this.scan(), this.o.config.delivery.scanIntervalMs);
       this.timer.unref();
+      this.recountTimer = setInterval(() => {
+        this.o.store.countMessages().then((n) => { this.queued = n; }, () => undefined);
+      }, 60_000);
+      this.recountTimer.unref();
     }
     this.kick();
   }
@@ -108,6 +120,7 @@ export class Scheduler implements QueueAdmin {
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.recountTimer) clearInterval(this.recountTimer);
     this.timer = undefined;
     this.dispatcher.cancelWaiting();
     if (this.active.size === 0) return;
@@ -121,12 +134,13 @@ export class Scheduler implements QueueAdmin {
 
   /** Cleanup committed `msg`: schedule it now without waiting for the scan. */
   enqueued(msg: QueuedMessage): void {
+    this.queued++;
     if (this.stopping || msg.held) return;
     // A first attempt later than the arrival is a sendAt (deferred sending, issue 7 section 2):
-    // kept. Otherwise: try now.
+    // kept (in the window only when it is due soon enough). Otherwise: try now, even behind a backlog.
     const now = this.o.clock.now();
-    if (isScheduled(msg, now)) this.scheduledIds.add(msg.id);
-    this.index.set(msg.id, msg.nextAttemptAt > msg.arrivedAt ? Math.max(msg.nextAttemptAt, now) : now);
+    if (msg.nextAttemptAt > msg.arrivedAt && msg.nextAttemptAt > now) this.window.place(msg.id, msg.nextAttemptAt);
+    else this.window.add(msg.id, Math.min(msg.nextAttemptAt, now));
     this.kick();
   }
 
@@ -143,14 +157,17 @@ export class Scheduler implements QueueAdmin {
     }
   }
 
-  /** Messages waiting or in delivery (held ones not counted): the backpressure measure. */
+  /** Messages in the queue (held ones included): the backpressure measure. */
   queueSize(): number {
-    return this.index.size + this.active.size;
+    return this.queued;
   }
 
-  /** Counts for metrics and tests. */
-  stats(): { scheduled: number; activeMessages: number; activeRequests: number; waitingRequests: number } {
-    return { scheduled: this.index.size, activeMessages: this.active.size, activeRequests: this.dispatcher.active(), waitingRequests: this.dispatcher.waitingCount() };
+  /** Counts for metrics and tests: `scheduled` is the in-memory window, `loaded` the rows it read from the store so far. */
+  stats(): { scheduled: number; activeMessages: number; activeRequests: number; waitingRequests: number; loaded: number; deadDestinations: number } {
+    return {
+      scheduled: this.window.size, activeMessages: this.active.size, activeRequests: this.dispatcher.active(), waitingRequests: this.dispatcher.waitingCount(),
+      loaded: this.window.loaded, deadDestinations: this.destinations.dead(this.o.clock.now()).length,
+    };
   }
 
   private kick(): void {
@@ -162,18 +179,33 @@ export class Scheduler implements QueueAdmin {
   private scan(): void {
     if (!this.started || this.stopping) return;
     const now = this.o.clock.now();
+    this.shedSlow(now);
     const busy: string[] = [];
     while (this.active.size < this.maxActive) {
-      const id = this.index.popDue(now);
+      const id = this.window.popDue(now);
       if (id === undefined) break;
       if (this.active.has(id)) busy.push(id);
       else this.startRound(id);
     }
-    for (const id of busy) this.index.set(id, now + this.o.config.delivery.scanIntervalMs);
+    // Running already (read again by a refill): the round places it when it ends.
+    for (const id of busy) this.window.add(id, now + this.o.config.delivery.scanIntervalMs);
+    if (this.window.wantsRefill()) void this.window.refill().then((n) => { if (n > 0) this.kick(); });
+  }
+
+  /**
+   * Head-of-line guard, also when no new round comes for a destination: whatever waits beyond
+   * what a slow or silent destination can take soon is shed (its rounds postpone it, no attempt
+   * counted), so its messages cannot keep the active places from mail for other destinations.
+   */
+  private shedSlow(now: number): void {
+    for (const key of [...this.dispatcher.waitingKeys()]) {
+      const waiting = this.dispatcher.waitingFor(key);
+      const cap = this.destinations.waitingCap(key, now);
+      if (waiting > cap) this.dispatcher.shed(key, cap);
+    }
   }
 
   private startRound(id: string): void {
-    this.scheduledIds.delete(id);
     const entry: ActiveRound = { abort: new AbortController(), deleted: false, held: false, done: Promise.resolve() };
     this.active.set(id, entry);
     entry.done = this.process(id, entry)
@@ -186,7 +218,7 @@ export class Scheduler implements QueueAdmin {
 
   private async process(id: string, entry: ActiveRound): Promise<void> {
     let msg: QueuedMessage | undefined;
-    const later = (): void => { if (!this.stopping) this.index.set(id, this.o.clock.now() + this.o.config.delivery.retry.initialMs); };
+    const later = (): Promise<void> => this.reschedule(id, this.o.clock.now() + this.o.config.delivery.retry.initialMs);
     await writeUnrecorded(this.ctx, id);
     try {
       msg = await this.o.store.get(id);
@@ -196,21 +228,50 @@ export class Scheduler implements QueueAdmin {
     }
     if (!msg || entry.deleted || msg.held) return;
     overlayUnrecorded(this.ctx, msg);
+    let postponeUntil: number | undefined;
+    let attempted = false;
     if (isPending(msg)) {
       const res = await runRound(this.ctx, msg, { signal: entry.abort.signal, isDeleted: () => entry.deleted });
-      if (res.removed) return void this.index.delete(id);
+      if (res.removed) return this.gone(id);
       if (res.quarantined || entry.deleted) return;
-      if (await this.notifyAfterRound(msg, res)) return void this.index.delete(id);
+      if (await this.notifyAfterRound(msg, res)) return this.gone(id);
+      postponeUntil = res.postponeUntil;
+      attempted = res.latest.size > 0;
     } else {
       // Only owed DSNs left (a crash or a failed DSN commit after the outcome was written).
-      if ((await this.notifier.sendOwed(msg, new Map(), !this.ctx.unrecorded.has(id))).removed) return void this.index.delete(id);
+      if ((await this.notifier.sendOwed(msg, new Map(), !this.ctx.unrecorded.has(id))).removed) return this.gone(id);
     }
     if (entry.deleted) return;
     if (this.ctx.unrecorded.has(id) && !needsWork(msg)) return later();
     if (!needsWork(msg)) return this.removeDone(msg);
     if (entry.held || this.stopping) return;
-    const retryDsnAt = this.o.clock.now() + this.o.config.delivery.retry.initialMs;
-    this.index.set(id, isPending(msg) ? msg.nextAttemptAt : Math.max(msg.nextAttemptAt, retryDsnAt));
+    if (!isPending(msg)) return this.reschedule(id, Math.max(msg.nextAttemptAt, this.o.clock.now() + this.o.config.delivery.retry.initialMs));
+    if (postponeUntil !== undefined) {
+      // Groups left untried (their destination had too much waiting): no attempt counted for them.
+      return this.reschedule(id, attempted ? Math.min(msg.nextAttemptAt, postponeUntil) : postponeUntil);
+    }
+    this.window.place(id, msg.nextAttemptAt);
+  }
+
+  /** `id` left the queue. */
+  private gone(id: string): void {
+    this.window.delete(id);
+    this.queued = Math.max(0, this.queued - 1);
+  }
+
+  /**
+   * Moves `id`'s next attempt to `at` in the store first (the store is the truth the window reads),
+   * then in the window. A failed write keeps it in the window only (tried again then).
+   */
+  private async reschedule(id: string, at: number): Promise<void> {
+    if (this.stopping) return;
+    try {
+      await this.o.store.setNextAttempt(id, at);
+    } catch (err) {
+      this.o.logger.warn({ err, queueId: id }, 'cannot write the next attempt time; kept in memory');
+      return void this.window.add(id, at);
+    }
+    this.window.place(id, at);
   }
 
   /** Removes a finished message (every recipient final, no DSN owed) left over by an earlier round. */
@@ -221,7 +282,7 @@ export class Scheduler implements QueueAdmin {
       this.o.logger.error({ err, queueId: msg.id }, 'cannot remove finished message');
       return;
     }
-    this.index.delete(msg.id);
+    this.gone(msg.id);
   }
 
   /**
@@ -289,27 +350,22 @@ export class Scheduler implements QueueAdmin {
   }
 
   /**
-   * Makes every waiting message due now: not held, not running, not waiting for a later sendAt
-   * (those go at their time). @returns how many.
+   * Bulk flush: every message not held, not running and not waiting for a later sendAt (or, with
+   * `domain`, those with a pending recipient there) is made due now in the store, a commit per
+   * few thousand, then the window is read again from the start. Answered when the store is
+   * written (about 100,000 a second), not when the mail is delivered. @returns how many.
+   * @throws StoreError when a commit fails (the ones before it stay flushed).
    */
-  async flush(): Promise<number> {
-    let n = 0;
-    for (const id of this.index.ids()) {
-      if (this.scheduledIds.has(id)) continue;
-      const done = await this.withLock(id, async () => {
-        if (!this.index.has(id)) return false; // held, deleted or started meanwhile
-        const now = this.o.clock.now();
-        try {
-          await this.o.store.setNextAttempt(id, now, [{ type: 'message.flushed', at: now, queueId: id }]);
-        } catch (err) {
-          this.o.logger.warn({ err, queueId: id }, 'cannot flush message');
-          return false;
-        }
-        if (this.index.has(id)) this.index.set(id, now);
-        return true;
-      });
-      if (done) n++;
-    }
+  async flush(opts: { domain?: string } = {}): Promise<number> {
+    if (this.stopping) return 0;
+    const now = this.o.clock.now();
+    const t0 = Date.now();
+    const n = await this.o.store.flushMatching({ now, ...(opts.domain !== undefined ? { domain: opts.domain } : {}) }, (done) => {
+      this.o.logger.debug({ flushed: done }, 'flushing');
+    });
+    this.window.reset();
+    await this.window.refill();
+    this.o.logger.info({ flushed: n, domain: opts.domain, ms: Date.now() - t0 }, 'queue flushed');
     this.kick();
     return n;
   }
@@ -326,7 +382,7 @@ export class Scheduler implements QueueAdmin {
       if (isScheduled(msg, now)) throw scheduledError(msg.nextAttemptAt);
       if (this.active.has(id)) return;
       await this.o.store.setNextAttempt(id, now, [this.adminEvent('message.flushed', msg)]);
-      if (!this.stopping) this.index.set(id, now);
+      if (!this.stopping) this.window.add(id, now);
       this.kick();
     });
   }
@@ -337,7 +393,7 @@ export class Scheduler implements QueueAdmin {
       const msg = await this.need(id);
       if (msg.held) return;
       await this.o.store.setHold(id, true, [this.adminEvent('message.held', msg)]);
-      this.index.delete(id);
+      this.window.delete(id);
       const a = this.active.get(id);
       if (a) a.held = true;
     });
@@ -351,7 +407,7 @@ export class Scheduler implements QueueAdmin {
       await this.o.store.setHold(id, false, [this.adminEvent('message.released', msg)]);
       const a = this.active.get(id);
       if (a) a.held = false;
-      if (!this.stopping) this.index.set(id, msg.nextAttemptAt);
+      if (!this.stopping) this.window.place(id, msg.nextAttemptAt);
       this.kick();
     });
   }
@@ -366,10 +422,10 @@ export class Scheduler implements QueueAdmin {
         a.abort.abort();
         await a.done;
       }
-      this.index.delete(id);
-      this.scheduledIds.delete(id);
+      this.window.delete(id);
       this.ctx.unrecorded.delete(id);
       await this.o.store.remove(id, [this.adminEvent('message.deleted', msg)]);
+      this.queued = Math.max(0, this.queued - 1);
     });
   }
 }

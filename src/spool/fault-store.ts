@@ -60,6 +60,9 @@ class FaultyStore implements QueueStore {
   get(id: string) { return this.inner.get(id); }
   loadAll() { return this.inner.loadAll(); }
   list() { return this.inner.list(); }
+  dueBatch(...a: Parameters<QueueStore['dueBatch']>) { return this.inner.dueBatch(...a); }
+  flushMatching(...a: Parameters<QueueStore['flushMatching']>) { return this.inner.flushMatching(...a); }
+  countMessages() { return this.inner.countMessages(); }
   listPage(...a: Parameters<QueueStore['listPage']>) { return this.inner.listPage(...a); }
   countByState() { return this.inner.countByState(); }
   record(...a: Parameters<QueueStore['record']>) { return this.inner.record(...a); }

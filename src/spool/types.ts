@@ -184,6 +184,15 @@ export interface QueueSummary {
   readonly pending: readonly string[];
 }
 
+/** A position in due order: next attempt time (ms since epoch), then queue ID. */
+export interface DueKey {
+  readonly at: number;
+  readonly id: string;
+}
+
+/** One message in due order (QueueStore.dueBatch). */
+export type DueEntry = DueKey;
+
 export interface QueueStore {
   /** Opens or creates the store (runs migrations, recovers leftovers of a crash). */
   open(): Promise<void>;
@@ -211,6 +220,23 @@ export interface QueueStore {
   loadAll(): Promise<QueuedMessage[]>;
   /** Summaries for `queue list`. */
   list(): Promise<QueueSummary[]>;
+  /**
+   * Scheduler: up to `limit` messages that are neither held nor quarantined, in due order (next
+   * attempt time, then queue ID), strictly after `after` (from the start when undefined). Finished
+   * rows not yet removed are included (the scheduler removes them). Reads only what is committed.
+   */
+  dueBatch(after: DueKey | undefined, limit: number): Promise<DueEntry[]>;
+  /**
+   * Scheduler (bulk flush, `postline queue flush [--domain D]`): sets the next attempt of every
+   * message that is not held, not quarantined and not waiting for a later sendAt (never tried,
+   * next attempt after `now`), and, with `domain`, has a pending recipient in that domain (ASCII
+   * case-insensitive), to `now`, with one `message.flushed` event each, in commits of `chunk`
+   * messages (default 2000) so other writes go on between them. `onProgress` hears the running
+   * count after each commit. @returns how many. @throws StoreError when a commit fails.
+   */
+  flushMatching(q: { readonly now: number; readonly domain?: string; readonly chunk?: number }, onProgress?: (done: number) => void): Promise<number>;
+  /** Messages in the store (held included, quarantined not): the backpressure measure. */
+  countMessages(): Promise<number>;
 
   /** Paged, filtered summaries, in queue ID order (API). */
   listPage(q: QueuePageQuery): Promise<{ items: QueueSummary[]; next?: string }>;

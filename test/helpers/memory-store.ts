@@ -10,7 +10,7 @@ import { Readable, Writable } from 'node:stream';
 import { StoreError } from '../../src/core/errors.js';
 import { newQueueId } from '../../src/core/queue-id.js';
 import type {
-  BodyWriter, NewMessage, OutcomeWrite, QueuedMessage, QueuePageQuery, QueueState, QueueStore, QueueSummary, MessageOrigin,
+  DueEntry, DueKey, BodyWriter, NewMessage, OutcomeWrite, QueuedMessage, QueuePageQuery, QueueState, QueueStore, QueueSummary, MessageOrigin,
 } from '../../src/spool/types.js';
 import type { EventQuery, EventRecord, StoredEvent } from '../../src/events/record.js';
 import type { BodyType, DsnNotify, DsnRet, OriginalRecipient } from '../../src/core/envelope.js';
@@ -223,6 +223,30 @@ export class MemoryQueueStore implements QueueStore {
     this.quarantined.set(id, { msg: e.msg, reason });
     this.log(events ?? [{ type: 'message.quarantined', at: Date.now(), queueId: id, reason }]);
   }
+
+  async dueBatch(after: DueKey | undefined, limit: number): Promise<DueEntry[]> {
+    const key = (m: QueuedMessage): DueKey => ({ at: m.nextAttemptAt, id: m.id });
+    const cmp = (a: DueKey, b: DueKey): number => a.at - b.at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+    return [...this.entries.values()].filter((e) => !e.msg.held).map((e) => key(e.msg))
+      .filter((k) => after === undefined || cmp(k, after) > 0).sort(cmp).slice(0, Math.max(1, limit));
+  }
+
+  async flushMatching(q: { now: number; domain?: string }, onProgress?: (done: number) => void): Promise<number> {
+    let n = 0;
+    const domain = q.domain?.replace(/^@/, '').toLowerCase();
+    for (const e of [...this.entries.values()].sort((a, b) => (a.msg.id < b.msg.id ? -1 : 1))) {
+      const m = e.msg;
+      if (m.held || (m.attempts === 0 && m.nextAttemptAt > q.now)) continue;
+      if (domain !== undefined && !m.recipients.some((r) => r.status === 'pending' && r.address.slice(r.address.indexOf('@') + 1).toLowerCase() === domain)) continue;
+      m.nextAttemptAt = q.now;
+      this.log([{ type: 'message.flushed', at: q.now, queueId: m.id, mailFrom: m.mailFrom }]);
+      n++;
+    }
+    onProgress?.(n);
+    return n;
+  }
+
+  async countMessages(): Promise<number> { return this.entries.size; }
 
   async listPage(q: QueuePageQuery): Promise<{ items: QueueSummary[]; next?: string }> {
     const all = (await this.list()).filter((m) => (q.after === undefined || m.id > q.after) && (q.sender === undefined || m.mailFrom === q.sender))

@@ -55,6 +55,24 @@ export function prepareReadStatements(db: Database.Database) {
     /** The inline body of any message, quarantined ones included (to copy it to quarantine/). */
     rawBody: db.prepare<[string], { data: Buffer }>('SELECT data FROM bodies WHERE message_id = ?'),
     lastEventId: db.prepare<[], { id: number | null }>('SELECT MAX(id) AS id FROM events'),
+    /** Due order after a key (the partial index messages_due, migration 9). */
+    dueAfter: db.prepare<[number, string, number], { id: string; at: number }>(`
+      SELECT id, next_attempt_at AS at FROM messages INDEXED BY messages_due
+      WHERE held = 0 AND quarantined_at IS NULL AND (next_attempt_at, id) > (?, ?)
+      ORDER BY next_attempt_at, id LIMIT ?`),
+    /** Flush candidates after a queue ID (not held, not waiting for a later sendAt). */
+    flushAfter: db.prepare<[string, number, number], { id: string; mail_from: string; message_id: string | null }>(`
+      SELECT id, mail_from, message_id FROM messages
+      WHERE id > ? AND held = 0 AND quarantined_at IS NULL AND NOT (attempts = 0 AND next_attempt_at > ?)
+      ORDER BY id LIMIT ?`),
+    /** The same, only messages with a pending recipient in one domain (lower case, without '@'). */
+    flushDomainAfter: db.prepare<[string, number, string, number], { id: string; mail_from: string; message_id: string | null }>(`
+      SELECT id, mail_from, message_id FROM messages m
+      WHERE id > ? AND held = 0 AND quarantined_at IS NULL AND NOT (attempts = 0 AND next_attempt_at > ?)
+        AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.status = 'pending'
+                    AND lower(substr(r.address, instr(r.address, '@') + 1)) = ?)
+      ORDER BY id LIMIT ?`),
+    countMessages: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM messages WHERE quarantined_at IS NULL'),
   };
 }
 
@@ -97,6 +115,9 @@ export function prepareWriteStatements(db: Database.Database) {
       WHERE id = @id AND quarantined_at IS NULL`),
     setNext: db.prepare<[number, string]>(
       'UPDATE messages SET next_attempt_at = ? WHERE id = ? AND quarantined_at IS NULL'),
+    /** Bulk flush: only rows still visible and not held (a hold may have come in between). */
+    flushOne: db.prepare<[number, string]>(
+      'UPDATE messages SET next_attempt_at = ? WHERE id = ? AND held = 0 AND quarantined_at IS NULL'),
     setHold: db.prepare<[number, string]>(
       'UPDATE messages SET held = ? WHERE id = ? AND quarantined_at IS NULL'),
     deleteRecipients: db.prepare<[string]>('DELETE FROM recipients WHERE message_id = ?'),

@@ -25,7 +25,7 @@ import { NoDataDirError, PostlineError, StoreError } from '../../core/errors.js'
 import type { Logger } from '../../core/log.js';
 import { isQueueId } from '../../core/queue-id.js';
 import type { EventQuery, EventRecord, StoredEvent } from '../../events/record.js';
-import type { BodyWriter, NewMessage, OutcomeWrite, QueuedMessage, QueuePageQuery, QueueState, QueueStore, QueueSummary } from '../types.js';
+import type { BodyWriter, DueEntry, DueKey, NewMessage, OutcomeWrite, QueuedMessage, QueuePageQuery, QueueState, QueueStore, QueueSummary } from '../types.js';
 import { BodyCache } from './body-cache.js';
 import { SpoolBodyWriter } from './body-writer.js';
 import { SpoolLayout } from './layout.js';
@@ -248,6 +248,52 @@ export class SqliteQueueStore implements QueueStore {
       if (m) out.push(m);
     }
     return out;
+  }
+
+  /** Up to `limit` (1..10000) messages neither held nor quarantined in due order after `after` (index messages_due). */
+  async dueBatch(after: DueKey | undefined, limit: number): Promise<DueEntry[]> {
+    const n = Math.min(10_000, Math.max(1, Math.floor(limit)));
+    return this.q().dueAfter.all(after?.at ?? Number.MIN_SAFE_INTEGER, after?.id ?? '', n);
+  }
+
+  /**
+   * Bulk flush (QueueStore.flushMatching): candidates are read in queue ID order, `chunk` at a
+   * time, and each chunk is one relaxed write with its events; a message held, removed or
+   * quarantined between the read and the write is skipped with its event. @throws StoreError.
+   */
+  async flushMatching(q: { readonly now: number; readonly domain?: string; readonly chunk?: number }, onProgress?: (done: number) => void): Promise<number> {
+    const stmts = this.q();
+    const chunk = Math.min(10_000, Math.max(1, Math.floor(q.chunk ?? 2000)));
+    const domain = q.domain?.replace(/^@/, '').toLowerCase();
+    let after = '';
+    let done = 0;
+    for (let round = 0; round < 100_000; round++) {
+      const rows = domain === undefined ? stmts.flushAfter.all(after, q.now, chunk) : stmts.flushDomainAfter.all(after, q.now, domain, chunk);
+      if (rows.length === 0) break;
+      after = rows[rows.length - 1]!.id;
+      const events: EventRecord[] = rows.map((r) => ({
+        type: 'message.flushed', at: q.now, queueId: r.id, mailFrom: r.mail_from, ...(r.message_id !== null ? { messageId: r.message_id } : {}),
+      }));
+      const w = this.writer;
+      if (!w) throw new StoreError('queue store is not open');
+      const res = await this.track(w.run({ kind: 'flushMany', ids: rows.map((r) => r.id), at: q.now, events: events.map(eventRow) }).catch((err: unknown) => {
+        throw toStoreError(err, 'bulk flush failed');
+      }));
+      const kept = (res.kept ?? []).map((i) => events[i]!);
+      if (kept.length && res.firstEventId !== undefined) {
+        this.publisher.committed(numbered(kept, res.firstEventId));
+        this.publisher.publishUpTo(w.durableEventId());
+      }
+      done += res.value;
+      onProgress?.(done);
+      if (rows.length < chunk) break;
+    }
+    return done;
+  }
+
+  /** Messages in the store, held included, quarantined not. */
+  async countMessages(): Promise<number> {
+    return this.q().countMessages.get()?.n ?? 0;
   }
 
   /** Summaries of every (non-quarantined) message, oldest first, for `postline queue list`. */

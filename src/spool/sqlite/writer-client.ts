@@ -16,6 +16,8 @@ export interface WriteOutcome {
   readonly value: number;
   readonly firstEventId?: number;
   readonly lastEventId?: number;
+  /** flushMany: the indexes of the ids it flushed (their events, in order, from firstEventId). */
+  readonly kept?: number[];
 }
 
 interface Waiter {

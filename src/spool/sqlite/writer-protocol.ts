@@ -28,6 +28,8 @@ export type WriteOp =
   }
   | { kind: 'setNext'; id: string; at: number; events?: EventRow[] }
   | { kind: 'setHold'; id: string; held: boolean; events?: EventRow[] }
+  /** Bulk flush: next attempt `at` for each of `ids` still there and not held; `events` (one per id, same order) only for those. */
+  | { kind: 'flushMany'; ids: string[]; at: number; events?: EventRow[] }
   | { kind: 'remove'; id: string; events?: EventRow[] }
   | { kind: 'quarantine'; id: string; at: number; reason: string; events?: EventRow[] }
   | { kind: 'events'; events: EventRow[] }
@@ -50,7 +52,7 @@ export interface WireError {
  * rows a `prune` deleted; `firstEventId` is the id given to the op's first event (the others follow
  * one by one: a single writer numbers them in order).
  */
-export type WriteResult = { seq: number; value: number; firstEventId?: number; lastEventId?: number } | { seq: number; error: WireError };
+export type WriteResult = { seq: number; value: number; firstEventId?: number; lastEventId?: number; kept?: number[] } | { seq: number; error: WireError };
 
 /** writer -> main. */
 export type WriterMessage =
@@ -120,7 +122,7 @@ export function toWire(err: unknown): WireError {
  * body file is unlinked afterwards, and bounce or DSN decisions (as Postfix fsyncs its bounce logs).
  */
 const isRelaxed = (op: WriteOp): boolean =>
-  (op.kind === 'record' && !op.durable) || op.kind === 'setNext' || op.kind === 'events' || op.kind === 'prune';
+  (op.kind === 'record' && !op.durable) || op.kind === 'setNext' || op.kind === 'flushMany' || op.kind === 'events' || op.kind === 'prune';
 
 /** Inserts the events of an op. @returns the first and last id, or undefined when there were none. */
 function insertEvents(s: WriteStatements, events: readonly EventRow[] | undefined): [number, number] | undefined {
@@ -132,13 +134,36 @@ function insertEvents(s: WriteStatements, events: readonly EventRow[] | undefine
 }
 
 /** Applies one operation and its events with the write statements. @returns see WriteResult. @throws NotFoundError, SqliteError. */
-export function applyOp(s: WriteStatements, op: WriteOp): { value: number; firstEventId?: number; lastEventId?: number } {
+export function applyOp(s: WriteStatements, op: WriteOp): { value: number; firstEventId?: number; lastEventId?: number; kept?: number[] } {
+  if (op.kind === 'flushMany') return applyFlushMany(s, op);
   const value = applyState(s, op);
   const ids = op.kind === 'prune' || op.kind === 'sync' ? undefined : insertEvents(s, op.events);
   return ids === undefined ? { value } : { value, firstEventId: ids[0], lastEventId: ids[1] };
 }
 
-function applyState(s: WriteStatements, op: WriteOp): number {
+/**
+ * Bulk flush: ids that vanished or were held meanwhile are skipped with their events (no event
+ * for a change that was not made). `kept` lists the indexes flushed; their events got consecutive
+ * ids from `firstEventId` (one writer numbers them in order).
+ */
+function applyFlushMany(s: WriteStatements, op: Extract<WriteOp, { kind: 'flushMany' }>): { value: number; firstEventId?: number; lastEventId?: number; kept: number[] } {
+  let value = 0;
+  let first: number | undefined;
+  let last: number | undefined;
+  const kept: number[] = [];
+  op.ids.forEach((id, i) => {
+    if (s.flushOne.run(op.at, id).changes !== 1) return;
+    value++;
+    kept.push(i);
+    const ev = op.events?.[i];
+    if (!ev) return;
+    last = Number(s.insertEvent.run(ev).lastInsertRowid);
+    first ??= last;
+  });
+  return first === undefined ? { value, kept } : { value, firstEventId: first, lastEventId: last, kept };
+}
+
+function applyState(s: WriteStatements, op: Exclude<WriteOp, { kind: 'flushMany' }>): number {
   switch (op.kind) {
     case 'insert': {
       s.insertMessage.run(op.message);
