@@ -155,6 +155,18 @@ export function registerQueueCommands(program: Command, deps: QueueCommandDeps):
       const r = (await run(o, req, FLUSH_TIMEOUT_MS)) as { flushed: number; offline?: boolean };
       write(`flushed ${r.flushed} message${r.flushed === 1 ? '' : 's'}${r.offline ? ' (no server is running: they will be tried when `postline serve` starts)' : ''}\n`);
     });
+  queue.command('vacuum').description("give queue.db's free space back to the filesystem (run with the server stopped)")
+    .option('-c, --config <file>', 'configuration file')
+    .action(async (o: Opts) => {
+      const store = await deps.openStore(deps.loadConfig(o.config));
+      try {
+        if (!store.vacuum) throw new QueueCommandError('this queue store cannot be vacuumed');
+        const r = await store.vacuum();
+        write(`queue.db: ${r.before} bytes before, ${r.after} after\n`);
+      } finally {
+        await store.close();
+      }
+    });
   for (const [op, done, what] of [['delete', 'deleted', 'delete a message (no bounce is sent)'], ['hold', 'held', 'hold a message (no delivery until released)'], ['release', 'released', 'release a held message']] as const) {
     queue.command(`${op} <id>`).description(what).option('-c, --config <file>', 'configuration file')
       .action(async (id: string, o: Opts) => {

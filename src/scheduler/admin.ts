@@ -52,11 +52,11 @@ export function heldError(): PostlineError {
 }
 
 /**
- * True when `m` waits for its sendAt (deferred sending, core/session.ts MessageMeta): never tried,
- * first attempt in the future. A flush leaves it alone (it is not deferred, it is scheduled).
+ * True when `m` waits for its sendAt (deferred sending, core/session.ts MessageMeta), which is
+ * still to come (not a next attempt moved by the scheduler). A flush leaves it alone (it is not deferred, it is scheduled).
  */
-export function isScheduled(m: { readonly attempts: number; readonly nextAttemptAt: number }, now: number): boolean {
-  return m.attempts === 0 && m.nextAttemptAt > now;
+export function isScheduled(m: { readonly sendAt?: number }, now: number): boolean {
+  return m.sendAt !== undefined && m.sendAt > now;
 }
 
 /** A message scheduled for later (sendAt) is not flushed; it goes at its time (or delete it). */

@@ -139,7 +139,7 @@ export class Scheduler implements QueueAdmin {
     // A first attempt later than the arrival is a sendAt (deferred sending, issue 7 section 2):
     // kept (in the window only when it is due soon enough). Otherwise: try now, even behind a backlog.
     const now = this.o.clock.now();
-    if (msg.nextAttemptAt > msg.arrivedAt && msg.nextAttemptAt > now) this.window.place(msg.id, msg.nextAttemptAt);
+    if (isScheduled(msg, now)) this.window.place(msg.id, msg.nextAttemptAt);
     else this.window.add(msg.id, Math.min(msg.nextAttemptAt, now));
     this.kick();
   }

@@ -63,6 +63,10 @@ class FaultyStore implements QueueStore {
   dueBatch(...a: Parameters<QueueStore['dueBatch']>) { return this.inner.dueBatch(...a); }
   flushMatching(...a: Parameters<QueueStore['flushMatching']>) { return this.inner.flushMatching(...a); }
   countMessages() { return this.inner.countMessages(); }
+  async vacuum(): Promise<{ before: number; after: number }> {
+    if (!this.inner.vacuum) throw new StoreError('this store cannot be vacuumed');
+    return this.inner.vacuum();
+  }
   listPage(...a: Parameters<QueueStore['listPage']>) { return this.inner.listPage(...a); }
   countByState() { return this.inner.countByState(); }
   record(...a: Parameters<QueueStore['record']>) { return this.inner.record(...a); }

@@ -78,6 +78,8 @@ export interface QueuedMessage {
   nextAttemptAt: number;
   /** Held messages are not delivered until released (`postline queue hold/release`). */
   held: boolean;
+  /** Deferred sending: not tried before this time (ms since epoch; NewMessage meta.sendAt after arrival). */
+  readonly sendAt?: number;
   /** Last reason the message was deferred, for `queue list`. */
   lastError?: string;
   /** The Message-ID header field value, with angle brackets, when the message has one. */
@@ -237,6 +239,8 @@ export interface QueueStore {
   flushMatching(q: { readonly now: number; readonly domain?: string; readonly chunk?: number }, onProgress?: (done: number) => void): Promise<number>;
   /** Messages in the store (held included, quarantined not): the backpressure measure. */
   countMessages(): Promise<number>;
+  /** Rewrites the store compactly (`postline queue vacuum`, server stopped), where the store can. @returns bytes before and after. */
+  vacuum?(): Promise<{ before: number; after: number }>;
 
   /** Paged, filtered summaries, in queue ID order (API). */
   listPage(q: QueuePageQuery): Promise<{ items: QueueSummary[]; next?: string }>;

@@ -92,6 +92,7 @@ export class MemoryQueueStore implements QueueStore {
       ret: msg.ret, envid: msg.envid, size: data.length, arrivedAt: msg.arrivedAt, origin: msg.origin,
       recipients: msg.recipients.map((r, idx) => ({ idx, address: r.address, notify: r.notify, orcpt: r.orcpt, status: 'pending' })),
       attempts: 0, nextAttemptAt: Math.max(msg.arrivedAt, msg.meta?.sendAt ?? 0), held: false,
+      ...(msg.meta?.sendAt !== undefined && msg.meta.sendAt > msg.arrivedAt ? { sendAt: msg.meta.sendAt } : {}),
       ...(msg.messageId !== undefined ? { messageId: msg.messageId } : {}),
       ...(msg.meta?.tags ? { tags: msg.meta.tags } : {}),
       ...(msg.meta?.metadata ? { metadata: msg.meta.metadata } : {}),
@@ -236,7 +237,7 @@ export class MemoryQueueStore implements QueueStore {
     const domain = q.domain?.replace(/^@/, '').toLowerCase();
     for (const e of [...this.entries.values()].sort((a, b) => (a.msg.id < b.msg.id ? -1 : 1))) {
       const m = e.msg;
-      if (m.held || (m.attempts === 0 && m.nextAttemptAt > q.now)) continue;
+      if (m.held || (m.sendAt !== undefined && m.sendAt > q.now)) continue;
       if (domain !== undefined && !m.recipients.some((r) => r.status === 'pending' && r.address.slice(r.address.indexOf('@') + 1).toLowerCase() === domain)) continue;
       m.nextAttemptAt = q.now;
       this.log([{ type: 'message.flushed', at: q.now, queueId: m.id, mailFrom: m.mailFrom }]);

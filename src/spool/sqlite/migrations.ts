@@ -156,10 +156,17 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 9,
-    name: 'messages_due: the due order the scheduler reads in batches (it no longer loads the whole queue)',
+    name: 'messages_due: the due order the scheduler reads in batches (it no longer loads the whole queue); messages.send_at',
     // Partial: held and quarantined rows are never due. The scheduler's query (statements.ts
     // dueAfter) repeats the WHERE terms so SQLite can use it, and names it (INDEXED BY).
-    sql: `CREATE INDEX IF NOT EXISTS messages_due ON messages (next_attempt_at, id) WHERE held = 0 AND quarantined_at IS NULL;`,
+    // send_at: a sendAt kept apart from next_attempt_at, which the scheduler now also moves for
+    // mail it postpones without an attempt; rows from before were scheduled when never tried
+    // with a first attempt after their arrival.
+    sql: `
+      CREATE INDEX IF NOT EXISTS messages_due ON messages (next_attempt_at, id) WHERE held = 0 AND quarantined_at IS NULL;
+      ALTER TABLE messages ADD COLUMN send_at INTEGER;
+      UPDATE messages SET send_at = next_attempt_at WHERE attempts = 0 AND next_attempt_at > arrived_at;
+    `,
   },
 ];
 

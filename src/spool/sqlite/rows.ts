@@ -35,6 +35,8 @@ export interface MessageRow {
   metadata: string | null;
   /** Header fields given out before the body (migration 8), CRLF lines; null when none. */
   prepend: string | null;
+  /** Deferred sending (migration 9): not before this time (ms); null when sent at once. */
+  send_at: number | null;
 }
 
 /** A row of `events` (migration 5): the record's type, time and message, the rest as JSON. */
@@ -159,6 +161,7 @@ export function toMessage(m: MessageRow, rcpts: readonly RecipientRow[]): Queued
     attempts: m.attempts,
     nextAttemptAt: m.next_attempt_at,
     held: m.held === 1,
+    ...(m.send_at != null ? { sendAt: m.send_at } : {}),
   };
   const lastError = opt(m.last_error);
   if (lastError !== undefined) msg.lastError = lastError;
@@ -202,8 +205,9 @@ export function newMessageRow(msg: NewMessage, bodySize: number): MessageRow {
     tags: msg.meta?.tags?.length ? JSON.stringify(msg.meta.tags) : null,
     metadata: msg.meta?.metadata && Object.keys(msg.meta.metadata).length ? JSON.stringify(msg.meta.metadata) : null,
     prepend,
+    send_at: null,
   };
-  if (msg.meta?.sendAt !== undefined && msg.meta.sendAt > msg.arrivedAt) row.next_attempt_at = msg.meta.sendAt;
+  if (msg.meta?.sendAt !== undefined && msg.meta.sendAt > msg.arrivedAt) row.next_attempt_at = row.send_at = msg.meta.sendAt;
   return row;
 }
 

@@ -63,12 +63,12 @@ export function prepareReadStatements(db: Database.Database) {
     /** Flush candidates after a queue ID (not held, not waiting for a later sendAt). */
     flushAfter: db.prepare<[string, number, number], { id: string; mail_from: string; message_id: string | null }>(`
       SELECT id, mail_from, message_id FROM messages
-      WHERE id > ? AND held = 0 AND quarantined_at IS NULL AND NOT (attempts = 0 AND next_attempt_at > ?)
+      WHERE id > ? AND held = 0 AND quarantined_at IS NULL AND NOT COALESCE(send_at > ?, 0)
       ORDER BY id LIMIT ?`),
     /** The same, only messages with a pending recipient in one domain (lower case, without '@'). */
     flushDomainAfter: db.prepare<[string, number, string, number], { id: string; mail_from: string; message_id: string | null }>(`
       SELECT id, mail_from, message_id FROM messages m
-      WHERE id > ? AND held = 0 AND quarantined_at IS NULL AND NOT (attempts = 0 AND next_attempt_at > ?)
+      WHERE id > ? AND held = 0 AND quarantined_at IS NULL AND NOT COALESCE(send_at > ?, 0)
         AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.status = 'pending'
                     AND lower(substr(r.address, instr(r.address, '@') + 1)) = ?)
       ORDER BY id LIMIT ?`),
@@ -83,9 +83,9 @@ export function prepareWriteStatements(db: Database.Database) {
   return {
     insertMessage: db.prepare<[MessageRow]>(`
       INSERT INTO messages (id, mail_from, body_type, smtputf8, ret, envid, size, arrived_at, origin,
-                            attempts, next_attempt_at, held, last_error, utf8_headers, message_id, tags, metadata, prepend)
+                            attempts, next_attempt_at, held, last_error, utf8_headers, message_id, tags, metadata, prepend, send_at)
       VALUES (@id, @mail_from, @body_type, @smtputf8, @ret, @envid, @size, @arrived_at, @origin,
-              @attempts, @next_attempt_at, @held, @last_error, @utf8_headers, @message_id, @tags, @metadata, @prepend)`),
+              @attempts, @next_attempt_at, @held, @last_error, @utf8_headers, @message_id, @tags, @metadata, @prepend, @send_at)`),
     /** The idle flush's write (writer-protocol.ts syncNow). */
     touchSync: db.prepare<[]>("INSERT INTO store_meta (key, value) VALUES ('sync', 1) ON CONFLICT(key) DO UPDATE SET value = value + 1"),
     insertEvent: db.prepare<[EventRow]>(

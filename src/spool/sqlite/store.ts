@@ -32,6 +32,7 @@ import { SpoolLayout } from './layout.js';
 import { migrate } from './migrations.js';
 import { recover, type RecoveryReport } from './recovery.js';
 import { lastEventIdOf, queryEvents } from './event-log.js';
+import { prepareVacuum, vacuumNow } from './vacuum.js';
 import { EventPublisher } from './event-publisher.js';
 import { moveToQuarantine, toStoreError } from './store-errors.js';
 import { DEFAULT_BODY_CACHE_BYTES, DEFAULT_INLINE_MAX_BYTES, type SqliteQueueStoreOptions } from './store-options.js';
@@ -112,6 +113,7 @@ export class SqliteQueueStore implements QueueStore {
       await this.layout.ensureDirs();
       const db = new Database(this.layout.dbPath);
       try {
+        prepareVacuum(db, this.logger);
         db.pragma('journal_mode = WAL');
         db.pragma('synchronous = FULL');
         db.pragma('busy_timeout = 5000');
@@ -136,6 +138,21 @@ export class SqliteQueueStore implements QueueStore {
       quarantine: (id, reason) => this.quarantine(id, reason),
     });
     this.logger.info({ dataDir: this.opts.dataDir, ...this.lastRecovery }, 'queue store opened');
+  }
+
+  /**
+   * Rewrites queue.db compactly and switches it to incremental vacuum (`postline queue vacuum`,
+   * server stopped: a full VACUUM locks the database while it runs). @returns bytes before and after.
+   * @throws StoreError when the store is not open or SQLite fails.
+   */
+  async vacuum(): Promise<{ before: number; after: number }> {
+    this.q();
+    await Promise.allSettled([...this.inflight]);
+    try {
+      return vacuumNow(this.db!);
+    } catch (err) {
+      throw toStoreError(err, 'vacuum failed');
+    }
   }
 
   /** Waits for pending writes, stops the writer thread, then closes the read connection. */

@@ -12,6 +12,7 @@ import { closeSync, fsyncSync, openSync } from 'node:fs';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { applyBatch, newStats, syncNow, toWire, type WriteOp, type WriterMessage, type WriterRequest } from './writer-protocol.js';
 import { prepareWriteStatements } from './statements.js';
+import { incrementalStep, JOURNAL_SIZE_LIMIT_BYTES } from './vacuum.js';
 
 /** What the store passes to the thread. */
 export interface WriterData {
@@ -31,6 +32,7 @@ function openDb(data: WriterData): Database.Database {
   db.pragma('synchronous = FULL');
   db.pragma('busy_timeout = 5000');
   if (data.maxPageCount !== undefined) db.pragma(`max_page_count = ${Math.floor(data.maxPageCount)}`);
+  db.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT_BYTES}`);
   return db;
 }
 
@@ -74,6 +76,15 @@ function idleSync(): void {
   }
 }
 
+/** Gives freed pages back every few seconds when nothing is waiting (vacuum.ts), a step at a time. */
+const vacuumTimer = setInterval(() => {
+  if (scheduled || pending.length > 0 || closing !== undefined) return;
+  try {
+    incrementalStep(db);
+  } catch { /* disk trouble: the next step tries again */ }
+}, 5000);
+vacuumTimer.unref();
+
 /** Writes everything pending as one batch and replies. */
 function flush(): void {
   scheduled = false;
@@ -104,6 +115,7 @@ function flush(): void {
   }
   if (closing !== undefined && pending.length === 0) {
     if (idleTimer) clearTimeout(idleTimer);
+    clearInterval(vacuumTimer);
     if (unsynced) {
       try {
         syncNow(db, stmts, stats);

@@ -325,6 +325,8 @@ test('issue 15 item 2: migration 4 keeps rows of schema 3, their utf8Headers unk
     db.exec('DROP TABLE api_idempotency; DROP TABLE api_keys');
     // ...and migration 8 (prepended header fields).
     db.exec('ALTER TABLE messages DROP COLUMN prepend');
+    // ...and migration 9 (the due index, send_at).
+    db.exec('DROP INDEX messages_due; ALTER TABLE messages DROP COLUMN send_at');
     db.pragma('user_version = 3');
     db.close();
     const again = makeStore(dir);
