@@ -153,7 +153,7 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
       if (lease.conn?.usable) void lease.conn.quit();
       lease.attach(undefined);
       try {
-        lease.attach(await SmtpClient.open(this.clientOptions(t, hop)));
+        lease.attach(await SmtpClient.open({ ...this.clientOptions(t, hop), ...(a.req.signal ? { signal: a.req.signal } : {}) }));
       } catch (err) {
         a.trouble = err;
         if (beforeGreeting(err)) a.unreached++;

@@ -38,6 +38,8 @@ export interface SmtpClientOptions {
   /** Extra node:tls options (e.g. `ca`, `rejectUnauthorized: true`); default: no certificate check (like Postfix "may"/"encrypt"). */
   readonly tlsOptions?: ConnectionOptions;
   readonly logger?: Logger;
+  /** Aborts connecting and the set-up (greeting, EHLO, STARTTLS, AUTH): shutdown of a stuck delivery. */
+  readonly signal?: AbortSignal;
 }
 
 const isOk = (r: SmtpReply) => r.code >= 200 && r.code < 300;
@@ -86,14 +88,31 @@ export class SmtpClient {
   }
 
   private static async openOnce(opts: SmtpClientOptions, mode: ClientTlsMode): Promise<SmtpClient> {
-    const sock = await connectSocket(opts, mode === 'implicit');
+    const aborted = (stage: SmtpStage) => new SmtpClientError('aborted', stage, 'delivery aborted (shutdown)');
+    const signal = opts.signal;
+    if (signal?.aborted) throw aborted('connect');
+    const connecting = connectSocket(opts, mode === 'implicit');
+    const sock = signal
+      ? await new Promise<Socket>((resolve, reject) => {
+        const onAbort = () => {
+          reject(aborted('connect'));
+          void connecting.then((s) => s.destroy(), () => undefined);
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        connecting.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+      })
+      : await connecting;
     const c = new SmtpClient(opts, sock, mode === 'implicit');
+    const onAbort = () => c.destroy(aborted(c.stage));
+    signal?.addEventListener('abort', onAbort, { once: true });
     try {
       await c.handshake(mode);
       return c;
     } catch (err) {
       c.destroy();
       throw err;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
     }
   }
 

@@ -127,6 +127,19 @@ export class DestinationBook {
     return s.deadUntil;
   }
 
+  /** Forgets every dead mark (an operator's flush: try now, like Postfix's flush re-enabling dead destinations). @returns how many were dead. */
+  reviveAll(): number {
+    let n = 0;
+    for (const s of this.states.values()) {
+      if (s.failures === 0) continue;
+      n++;
+      s.failures = 0;
+      s.deadUntil = 0;
+      s.reason = '';
+    }
+    return n;
+  }
+
   /** A probe that never ran (cancelled at shutdown): let the next delivery probe. */
   probeCancelled(key: string): void {
     const s = this.states.get(key);

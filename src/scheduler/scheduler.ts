@@ -352,7 +352,8 @@ export class Scheduler implements QueueAdmin {
   /**
    * Bulk flush: every message not held, not running and not waiting for a later sendAt (or, with
    * `domain`, those with a pending recipient there) is made due now in the store, a commit per
-   * few thousand, then the window is read again from the start. Answered when the store is
+   * few thousand, then the window is read again from the start; dead destinations are
+   * tried again at once. Answered when the store is
    * written (about 100,000 a second), not when the mail is delivered. @returns how many.
    * @throws StoreError when a commit fails (the ones before it stay flushed).
    */
@@ -363,9 +364,11 @@ export class Scheduler implements QueueAdmin {
     const n = await this.o.store.flushMatching({ now, ...(opts.domain !== undefined ? { domain: opts.domain } : {}) }, (done) => {
       this.o.logger.debug({ flushed: done }, 'flushing');
     });
+    // The operator says "now": dead destinations are tried again at once (Postfix's flush does the same).
+    const revived = this.destinations.reviveAll();
     this.window.reset();
     await this.window.refill();
-    this.o.logger.info({ flushed: n, domain: opts.domain, ms: Date.now() - t0 }, 'queue flushed');
+    this.o.logger.info({ flushed: n, domain: opts.domain, revived, ms: Date.now() - t0 }, 'queue flushed');
     this.kick();
     return n;
   }
