@@ -17,8 +17,8 @@
  * so its capacity shrinks as the wait grows). A destination may have waiting `minWaiting` plus
  * `horizonMs` of that capacity; beyond it, rounds postpone its recipients (no attempt counted)
  * for about the time the queue ahead needs, and the excess already waiting is shed the same way.
- * A fast destination (ms per delivery) never reaches the cap; one that stopped answering does
- * within seconds.
+ * Only a destination whose deliveries take a second or more is capped at all: a fast one (ms per
+ * delivery) never is, even in a burst; one that stopped answering is within seconds.
  */
 import { baseDelayMs, type RetryPolicy } from './backoff.js';
 
@@ -58,6 +58,8 @@ export interface DestinationOptions {
   readonly maxDestinations?: number;
 }
 
+/** A destination is slow (its waiting capped) only when a delivery there takes this long, ms. */
+const SLOW_MS = 1000;
 /** Weight of the newest delivery time in the average. */
 const AVG_WEIGHT = 0.2;
 
@@ -161,13 +163,17 @@ export class DestinationBook {
     s.avgMs = s.avgMs === undefined ? ms : s.avgMs + AVG_WEIGHT * (ms - s.avgMs);
   }
 
-  /** Deliveries per second `key` can take now (see the file comment); Infinity before anything is known. */
+  /**
+   * Deliveries per second `key` can take now (see the file comment); Infinity while deliveries
+   * there take less than SLOW_MS (a burst of our own, with its event-loop lag, must not look
+   * like a slow destination: only seconds per delivery do).
+   */
   capacity(key: string, now: number): number {
     const s = this.states.get(key);
     if (!s) return Infinity;
     let ms = s.avgMs ?? 0;
     for (const t of s.running) ms = Math.max(ms, now - t);
-    return ms <= 0 ? Infinity : this.o.concurrency / ms * 1000;
+    return ms < SLOW_MS ? Infinity : this.o.concurrency / ms * 1000;
   }
 
   /** How many deliveries may wait for `key`'s connections (>= minWaiting). */
