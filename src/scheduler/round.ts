@@ -147,7 +147,7 @@ export async function runRound(ctx: RoundContext, msg: QueuedMessage, ctl: Round
     return chain;
   };
   // One abort listener per group's delivery: more than 10 groups must not warn.
-  if (groups.length > 8) setMaxListeners(groups.length + 8, ctl.signal);
+  if (groups.length > 3) setMaxListeners(3 * groups.length + 8, ctl.signal); // agent, connect and set-up listeners per group
   await Promise.all(groups.map(async (g) => {
     if (g.routeFailure) return applyLater(g, g.recipients.map(g.routeFailure), 0);
     const started = ctx.clock.now();
