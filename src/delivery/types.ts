@@ -66,8 +66,12 @@ export interface RecipientResult {
    * issues no notice of its own (RFC 3461 5.2.2): no success DSN is owed. Never with `relayed`.
    */
   readonly dsnPassedOn?: boolean;
-  /** The TLS session of the connection that gave this result, when it used TLS. */
-  readonly tls?: { readonly version: string; readonly cipher: string };
+  /**
+   * The TLS session of the connection that gave this result, when it used TLS: protocol version,
+   * cipher, and whether the certificate was verified (chain trusted and the host's name in it;
+   * see delivery/tls-policy.ts judgeCertificate).
+   */
+  readonly tls?: { readonly version: string; readonly cipher: string; readonly verified: boolean };
 }
 
 export interface DeliveryAgent {
