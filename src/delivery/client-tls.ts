@@ -32,10 +32,15 @@ export interface SocketOptions {
   readonly where: string;
 }
 
-/** node:tls options for a handshake under `t` (plus `extra`, e.g. from tests). */
+/**
+ * node:tls options for a handshake under `t` (plus `extra`, e.g. from tests). Node's own name
+ * check is off so that `authorized` speaks of the chain alone; the names are judged afterwards
+ * against ConnectionTls.names, which may differ from the SNI name (secure, servername).
+ */
 export function tlsOptionsFor(t: ConnectionTls, extra?: ConnectionOptions): ConnectionOptions {
   return {
     rejectUnauthorized: false,
+    checkServerIdentity: () => undefined,
     ...(t.servername ? { servername: t.servername } : {}),
     ...(t.ca ? { ca: [...t.ca] } : {}),
     ...extra,

@@ -177,9 +177,25 @@ function certNames(cert: PeerCertificate): string {
   return san ? `the certificate's names (${san})` : `the certificate's subject (CN=${String(cert.subject?.CN ?? '')})`;
 }
 
+/** OpenSSL verification codes (TLSSocket.authorizationError) in words. */
+const VERIFY_CODES: Record<string, string> = {
+  CERT_HAS_EXPIRED: 'certificate has expired',
+  CERT_NOT_YET_VALID: 'certificate is not yet valid',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'self-signed certificate',
+  SELF_SIGNED_CERT_IN_CHAIN: 'self-signed certificate in the chain',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'unable to verify the first certificate (unknown issuer)',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'issuer not among the trusted CAs',
+  UNABLE_TO_GET_ISSUER_CERT: 'issuer certificate not found',
+  CERT_REVOKED: 'certificate revoked',
+  CERT_SIGNATURE_FAILURE: 'certificate signature failure',
+  INVALID_CA: 'invalid CA certificate in the chain',
+};
+
 function errorText(e: unknown): string {
   if (e instanceof Error) return e.message;
-  return e === undefined || e === null ? 'unknown reason' : String(e);
+  if (e === undefined || e === null) return 'unknown reason';
+  const code = String(e);
+  return VERIFY_CODES[code] ? `${VERIFY_CODES[code]} (${code})` : code;
 }
 
 /** Node's default CA store (with NODE_EXTRA_CA_CERTS where the runtime exposes it). */
