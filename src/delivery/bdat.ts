@@ -1,6 +1,6 @@
 /**
  * The message content with BDAT (RFC 3030 CHUNKING) instead of DATA: the body goes as it is
- * stored (CRLF lines, no dot-stuffing) in chunks of about BDAT_CHUNK_BYTES, the last one marked
+ * stored (CRLF lines, no dot-stuffing) in chunks of BDAT_CHUNK_BYTES, the last one marked
  * LAST. With PIPELINING (RFC 3030 4.2) the chunks are sent without waiting for each 250 and the
  * replies read as they come; without it each chunk waits for its reply.
  *
@@ -16,7 +16,7 @@ import { SmtpClientError } from './client-error.js';
 import { createMimeDowngrade } from './mime-downgrade.js';
 import type { SmtpClient } from './smtp-client.js';
 
-/** A chunk is sent once this many body bytes are held (the last one carries LAST; at most this plus one body piece). */
+/** Bytes per BDAT chunk (every chunk but the last, which carries LAST and may be shorter). */
 export const BDAT_CHUNK_BYTES = 256 * 1024;
 
 export interface BdatInput {
@@ -72,14 +72,18 @@ export async function sendBdat(client: SmtpClient, b: BdatInput): Promise<BdatRe
     else for (let r = client.takeReply(); r; r = outstanding > 0 ? client.takeReply() : undefined) take(r);
   };
   try {
-    for await (const chunk of body) {
-      const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string, 'latin1');
-      if (heldBytes >= BDAT_CHUNK_BYTES) {
-        await send(false);
-        if (failed) break; // RFC 3030 2: no further chunks after a failed one
+    feed: for await (const chunk of body) {
+      let buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string, 'latin1');
+      while (buf.length > 0) {
+        if (heldBytes >= BDAT_CHUNK_BYTES) {
+          await send(false);
+          if (failed) break feed; // RFC 3030 2: no further chunks after a failed one
+        }
+        const take = Math.min(buf.length, BDAT_CHUNK_BYTES - heldBytes);
+        held.push(buf.subarray(0, take)); // a view, no copy
+        heldBytes += take;
+        buf = buf.subarray(take);
       }
-      held.push(buf);
-      heldBytes += buf.length;
     }
   } catch (err) {
     if (!(err instanceof SmtpClientError)) client.destroy(new SmtpClientError('local', 'body', `message body failed: ${(err as Error).message}`, { cause: err }));

@@ -164,7 +164,9 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
     } finally {
       a.req.signal?.removeEventListener('abort', onAbort);
       const c = lease.conn;
-      lease.release({ sent: a.sent, keep: c !== undefined && c.usable && !c.inTransaction });
+      // A session left in a refused transaction (no RCPT accepted, DATA or a BDAT chunk refused) is
+      // still in step: the next user sends RSET first (attempt above), so it may be pooled.
+      lease.release({ sent: a.sent, keep: c !== undefined && c.usable });
     }
   }
 
