@@ -42,8 +42,7 @@ const localDomainSchema = z.union([
 const relayhostSchema = z.object({
   host,
   port: port.default(25),
-  /** TLS toward the relay host: a level, or { mode, caFile, servername, implicit } (delivery-tls.ts). */
-  tls: hopTlsSchema.default('opportunistic'),
+  tls: hopTlsSchema.default('opportunistic'), // a level, or { mode, caFile, servername, implicit } (delivery-tls.ts)
   auth: z.object({ username: z.string().min(1), password: z.string() }).strict().optional(),
   /** Look up MX records of host instead of using it as is (like Postfix relayhost without [brackets]). */
   mxLookup: z.boolean().default(false),
@@ -268,8 +267,7 @@ export const configSchema = z.object({
     tls: mxTlsSchema.default('opportunistic'),
     /** Per-destination TLS rules (like Postfix smtp_tls_policy_maps); a match wins over `tls` and the hop's own setting. */
     tlsPolicies: z.array(tlsPolicyRuleSchema).max(10_000).default([]),
-    /** MTA-STS (RFC 8461) for MX delivery. */
-    mtaSts: mtaStsSchema.prefault({}),
+    mtaSts: mtaStsSchema.prefault({}), // MTA-STS (RFC 8461) for MX delivery
     /** Send with BDAT (RFC 3030) when the server offers CHUNKING; false: always DATA. */
     chunking: z.boolean().default(true),
     /** Name sent in EHLO; default: hostname. */

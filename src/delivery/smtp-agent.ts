@@ -138,9 +138,9 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
   }
 
   /** The TLS plan of a delivery to `hop`: configured policy, then MTA-STS for MX delivery without a tlsPolicies rule. */
-  private async plan(hop: NextHop): Promise<Plan> {
+  private async plan(hop: NextHop, signal?: AbortSignal): Promise<Plan> {
     const tls = hopTlsPolicy(this.config.delivery, hop);
-    const sts = hop.kind === 'mx' && !tls.explicit ? await this.sts.policyFor(hop.domain) : undefined;
+    const sts = hop.kind === 'mx' && !tls.explicit ? await untilAborted(this.sts.policyFor(hop.domain), signal) : undefined;
     if (!sts) return { tls, key: planKey(tls) };
     const label = `MTA-STS policy of ${hopDomain(hop)} (${sts.mode}, id ${sts.id})`;
     if (sts.mode === 'enforce') {
@@ -153,7 +153,7 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
   }
 
   private async attempt(a: Attempt): Promise<void> {
-    const plan = await this.plan(a.req.nextHop);
+    const plan = await this.plan(a.req.nextHop, a.req.signal);
     const lease = await this.pool.acquire(nextHopKey(a.req.nextHop), a.req.signal);
     const onAbort = () => lease.conn?.destroy(new SmtpClientError('aborted', 'none', 'delivery aborted (shutdown)'));
     a.req.signal?.addEventListener('abort', onAbort, { once: true });
@@ -329,6 +329,21 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
 function smtputf8Missing(remoteMta: string): PostlineError {
   const text = `message requires SMTPUTF8, but no server was found that supports SMTPUTF8. The last attempted server was ${remoteMta}`;
   return new PostlineError('ERR_SMTPUTF8_REQUIRED', text, { temporary: false, reply: reply(553, '5.6.7', text) });
+}
+
+/**
+ * `p`, unless `signal` aborts first (shutdown: an MTA-STS fetch must not hold the delivery for its
+ * whole timeout). @throws SmtpClientError 'aborted'
+ */
+function untilAborted<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return p;
+  const aborted = () => new SmtpClientError('aborted', 'none', 'delivery aborted (shutdown)');
+  if (signal.aborted) return Promise.reject(aborted());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(aborted());
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then((v) => { signal.removeEventListener('abort', onAbort); resolve(v); }, (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e); });
+  });
 }
 
 /** True when a 421 ended the session after MAIL was accepted (the message is deferred, no next host). */

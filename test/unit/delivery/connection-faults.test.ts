@@ -122,6 +122,15 @@ test('421 to DATA and to the end of data: deferred, nothing delivered, the sessi
   });
 });
 
+test('a 421 that arrives after the reply (idle timeout) keeps the connection out of the pool', async () => {
+  await withRig({ dataReply: (_m, s) => (s.id === 1 ? '250 2.0.0 queued\n421 4.4.2 idle timeout' : undefined) }, {}, async (peer, agent) => {
+    assert.equal((await agent.deliver(request(mxHop(peer), ['b@two.test'])))[0]!.outcome, 'delivered');
+    assert.equal((await agent.deliver(request(mxHop(peer), ['b@two.test'])))[0]!.outcome, 'delivered');
+    assert.deepEqual([peer.sessions.length, peer.messages().length], [2, 2]);
+    assert.ok(!peer.sessions[0]!.commands.includes('RSET'), 'the closing session was not reused');
+  });
+});
+
 test('connection dropped after the end of data: deferred 4.4.2 and never sent to the next MX (no duplicate on purpose)', async () => {
   await withRig({ dataReply: (_m, s) => (s.id === 1 ? 'DROP' : undefined) }, {}, async (peer, agent) => {
     const [r] = await agent.deliver(request(mxHop(peer), ['b@two.test']));
