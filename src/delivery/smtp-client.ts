@@ -119,8 +119,6 @@ export class SmtpClient {
   get isEsmtp(): boolean { return this.esmtp; }
   /** True while the connection can carry another command (false once broken, closed or after a 421). */
   get usable(): boolean { return !this.broken && !this.closing && !this.sock.destroyed; }
-  /** The 421 reply that ended this session, if one came (RFC 5321 3.8). */
-  get closedWith(): SmtpReply | undefined { return this.closing; }
   /** The policy fingerprint this connection was opened under (SmtpClientOptions.policyKey). */
   get policyKey(): string | undefined { return this.opts.policyKey; }
   /** The TLS protocol, cipher and certificate verdict when secure. */
