@@ -8,9 +8,10 @@
  * values.
  *
  * Live: `limits.*` (but `limits.auth.windowMs` restarts the AUTH counts), `timeouts.*`, `policy.*` (DNS lists, their resolver and cache are rebuilt when they changed), `relay.*`, `received.*`, `events.*` (retention), `tls.cert` / `tls.key` (new TLS sessions), and
- * `delivery.` relayhost, routes, mxPort, tls, heloName, retry, maxQueueLifetimeMs,
- * bounceQueueLifetimeMs, delayWarningMs, doubleBounce, connectTimeoutMs, commandTimeoutMs,
- * dataDoneTimeoutMs, transactionTimeoutMs, recipientsPerTransaction.
+ * `delivery.` relayhost, routes, mxPort, tls, tlsPolicies, mtaSts, chunking, heloName, retry,
+ * maxQueueLifetimeMs, bounceQueueLifetimeMs, delayWarningMs, doubleBounce, connectTimeoutMs,
+ * commandTimeoutMs, dataDoneTimeoutMs, transactionTimeoutMs, recipientsPerTransaction (a pooled
+ * connection opened under another TLS policy is not reused).
  * `webhooks` (the whole list: the webhook manager, src/webhooks/manager.ts, is given the new list and
  * restarts the dispatchers of endpoints that changed; stored cursors are kept by name).
  * `dkim` (the whole section: main.ts loads the new keys and the next message is signed with them;
@@ -23,7 +24,7 @@ import type { PostlineConfig } from './schema.js';
 
 /** `delivery.` keys taken over live. */
 export const LIVE_DELIVERY_KEYS = [
-  'relayhost', 'routes', 'mxPort', 'tls', 'heloName', 'retry', 'maxQueueLifetimeMs', 'bounceQueueLifetimeMs',
+  'relayhost', 'routes', 'mxPort', 'tls', 'tlsPolicies', 'mtaSts', 'chunking', 'heloName', 'retry', 'maxQueueLifetimeMs', 'bounceQueueLifetimeMs',
   'delayWarningMs', 'doubleBounce', 'connectTimeoutMs', 'commandTimeoutMs', 'dataDoneTimeoutMs',
   'transactionTimeoutMs', 'recipientsPerTransaction',
 ] as const satisfies readonly (keyof PostlineConfig['delivery'])[];

@@ -2,10 +2,11 @@
  * Configuration loader: YAML file -> environment overrides -> zod validation -> resolved paths.
  * A bad file stops the start with a ConfigError naming the key and what is wrong.
  */
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { resolve, dirname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { configSchema, type PostlineConfig } from './schema.js';
+import { resolveDeliveryCaFiles } from './delivery-tls.js';
 import { ConfigError } from '../core/errors.js';
 import { checkUrlStatic } from '../webhooks/ssrf.js';
 
@@ -80,6 +81,8 @@ export function validateConfig(raw: unknown, baseDir: string = process.cwd(), en
     if (cfg.http.tls.key) cfg.http.tls.key = resolve(baseDir, cfg.http.tls.key);
     if (!!cfg.http.tls.cert !== !!cfg.http.tls.key) throw new ConfigError('http.tls: give both cert and key, or neither (the listeners\' certificate)', cfg.http.tls.cert ? 'http.tls.key' : 'http.tls.cert');
   }
+  const badCa = resolveDeliveryCaFiles(cfg.delivery, baseDir, resolve, readable);
+  if (badCa) throw new ConfigError(`${badCa}: cannot read the CA file`, badCa);
   const hookNames = new Set<string>();
   cfg.webhooks.forEach((w, i) => {
     if (hookNames.has(w.name)) throw new ConfigError(`webhooks.${i}.name: duplicate webhook name "${w.name}"`, `webhooks.${i}.name`);
@@ -118,4 +121,13 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
     throw new ConfigError(`${file}: not valid YAML: ${(err as Error).message}`);
   }
   return validateConfig(raw, dirname(resolve(file)), env);
+}
+
+function readable(path: string): boolean {
+  try {
+    accessSync(path, constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { hostname as osHostname } from 'node:os';
 import { isIP } from 'node:net';
+import { hopTlsSchema, mtaStsSchema, mxTlsSchema, tlsPolicyRuleSchema } from './delivery-tls.js';
 
 const MiB = 1024 * 1024;
 const port = z.number().int().min(0).max(65535);
@@ -41,7 +42,7 @@ const localDomainSchema = z.union([
 const relayhostSchema = z.object({
   host,
   port: port.default(25),
-  tls: z.enum(['none', 'opportunistic', 'starttls', 'implicit']).default('opportunistic'),
+  tls: hopTlsSchema.default('opportunistic'), // a level, or { mode, caFile, servername, implicit } (delivery-tls.ts)
   auth: z.object({ username: z.string().min(1), password: z.string() }).strict().optional(),
   /** Look up MX records of host instead of using it as is (like Postfix relayhost without [brackets]). */
   mxLookup: z.boolean().default(false),
@@ -52,7 +53,7 @@ const routeSchema = z.object({
   domain: z.string().min(1),
   host,
   port: port.default(25),
-  tls: z.enum(['none', 'opportunistic', 'starttls', 'implicit']).default('opportunistic'),
+  tls: hopTlsSchema.default('opportunistic'),
   auth: z.object({ username: z.string().min(1), password: z.string() }).strict().optional(),
 }).strict();
 
@@ -262,8 +263,13 @@ export const configSchema = z.object({
     routes: z.array(routeSchema).default([]),
     /** TCP port for MX delivery (25; tests point it at a loopback port). */
     mxPort: port.default(25),
-    /** TLS policy for MX delivery. */
-    tls: z.enum(['none', 'opportunistic', 'starttls']).default('opportunistic'),
+    /** TLS for MX delivery (the default where no tlsPolicies rule matches): a level or { mode, caFile, servername }. */
+    tls: mxTlsSchema.default('opportunistic'),
+    /** Per-destination TLS rules (like Postfix smtp_tls_policy_maps); a match wins over `tls` and the hop's own setting. */
+    tlsPolicies: z.array(tlsPolicyRuleSchema).max(10_000).default([]),
+    mtaSts: mtaStsSchema.prefault({}), // MTA-STS (RFC 8461) for MX delivery
+    /** Send with BDAT (RFC 3030) when the server offers CHUNKING; false: always DATA. */
+    chunking: z.boolean().default(true),
     /** Name sent in EHLO; default: hostname. */
     heloName: z.string().optional(),
     /** Local address to send from (source IP); default: the system's choice. */

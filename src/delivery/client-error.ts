@@ -11,19 +11,20 @@ import type { SmtpReply } from '../core/reply.js';
 /**
  * What went wrong:
  * connect (refused/unreachable), timeout, lost (connection closed/reset), tls (handshake failed),
- * tls-required (policy wants TLS, peer lacks it), malformed (reply grammar), reply (a non-success
+ * tls-required (policy wants TLS, peer lacks it), tls-verify (policy verify/secure or MTA-STS: the
+ * certificate is not trusted or does not name the host), malformed (reply grammar), reply (a non-success
  * reply ends the session, see `remoteReply`), auth (AUTH rejected), auth-insecure (refused to send
  * credentials without TLS), auth-unavailable (no common mechanism), loop (next hop is ourselves),
  * aborted (shutdown), pool (no connection slot in time), local (our own failure, e.g. body read).
  */
 export type ClientTroubleKind =
-  | 'connect' | 'timeout' | 'lost' | 'tls' | 'tls-required' | 'malformed' | 'reply'
+  | 'connect' | 'timeout' | 'lost' | 'tls' | 'tls-required' | 'tls-verify' | 'malformed' | 'reply'
   | 'auth' | 'auth-insecure' | 'auth-unavailable' | 'loop' | 'aborted' | 'pool' | 'local';
 
 /** Which step of the SMTP dialogue was running (RFC 5321 4.1 command names, lower case). */
 export type SmtpStage =
   | 'connect' | 'greeting' | 'ehlo' | 'helo' | 'starttls' | 'auth' | 'mail' | 'rcpt' | 'data' | 'body'
-  | 'dot' | 'rset' | 'quit' | 'none';
+  | 'bdat' | 'dot' | 'rset' | 'quit' | 'none';
 
 export class SmtpClientError extends PostlineError {
   readonly kind: ClientTroubleKind;

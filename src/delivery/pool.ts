@@ -114,6 +114,7 @@ export class ConnectionPool<T extends Poolable> {
       const i = list.pop()!;
       clearTimeout(i.timer);
       if (i.conn.usable) return this.lease(key, i.conn, true);
+      void i.conn.quit(); // closes it (an idle one that got a 421 is not usable but may be open)
       this.forget(key);
     }
     if ((this.live.get(key) ?? 0) >= this.opts.connectionsPerDestination) return undefined;

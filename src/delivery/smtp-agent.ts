@@ -6,8 +6,13 @@
  * loop is deferred 4.4.6), 4.5.4.1 (retry semantics belong to the scheduler), RFC 3461 5.2.2
  * (Action: relayed when NOTIFY=SUCCESS goes to a hop without DSN; no notice of ours when the hop
  * offers DSN and got NOTIFY, see trouble.ts handoffTo), RFC 6531 3.4 (a delivery that needs SMTPUTF8
- * moves on past hosts without it and bounces 5.6.7 only when the last one lacks it). Owns: host order, loop
- * detection, use of the connection pool and batching of recipients per transaction.
+ * moves on past hosts without it and bounces 5.6.7 only when the last one lacks it), RFC 8461 4-5
+ * (MTA-STS: with an enforce policy only MX hosts it names are tried, each with a verified
+ * certificate; testing logs what enforce would refuse), RFC 5321 3.8 (a 421 after MAIL defers the
+ * message at once and closes the connection). A message whose end of data went out without a final
+ * reply is deferred, never sent to another host in the same attempt. Owns: host order, loop
+ * detection, the TLS policy of each connection (tls-policy.ts, mta-sts.ts), use of the connection
+ * pool and batching of recipients per transaction.
  */
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
@@ -22,9 +27,11 @@ import { nextHopKey, type NextHop } from '../routing/types.js';
 import { SmtpClientError } from './client-error.js';
 import { smtputf8Required } from './mail-params.js';
 import { ConnectionPool, type PoolLease } from './pool.js';
+import { MtaSts, mxAllowed, type StsPolicy } from './mta-sts.js';
 import { SmtpClient } from './smtp-client.js';
-import { sendMail } from './smtp-transaction.js';
-import { handoffTo, toResult, verdictOfError, verdictOfReply } from './trouble.js';
+import { sendMail, type TransactionOutcome } from './smtp-transaction.js';
+import { CaFiles, connectionTls, hopTlsPolicy, verifiesCertificate, type HopTlsPolicy } from './tls-policy.js';
+import { handoffTo, toResult, verdictOfError, verdictOfReply, type Verdict } from './trouble.js';
 import type { DeliveryAgent, DeliveryRecipient, DeliveryRequest, RecipientResult } from './types.js';
 
 export interface SmtpAgentOptions {
@@ -33,8 +40,18 @@ export interface SmtpAgentOptions {
   readonly logger: Logger;
   /** Our own SMTP listeners; a next hop at one of them is a mail loop. */
   readonly ownListeners: readonly { address: string; port: number }[];
-  /** Extra node:tls options for outbound TLS (e.g. a CA to verify smart hosts). */
+  /** Extra node:tls options for every outbound handshake (tests); trust is configured with caFile. */
   readonly tlsOptions?: ConnectionOptions;
+}
+
+/** How one delivery treats TLS: the configured policy, the MTA-STS policy applied to it, and its fingerprint. */
+interface Plan {
+  readonly tls: HopTlsPolicy;
+  readonly sts?: StsPolicy;
+  /** MTA-STS testing: the label of what is only logged. */
+  readonly reportOnly?: string;
+  /** Pooled connections are reused only under the same key. */
+  readonly key: string;
 }
 
 /** One address to try. */
@@ -56,6 +73,8 @@ interface Attempt {
   reached: boolean;
   /** Hosts whose connect or greeting failed. */
   unreached: number;
+  /** Set once the rest of the message is decided here (a 421 after MAIL): no further host is tried. */
+  done?: boolean;
 }
 
 /** Trouble before or at the greeting: the host never answered (the dead-destination signal). */
@@ -71,6 +90,8 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
   private readonly own: readonly { address: string; port: number }[];
   private readonly tlsOptions?: ConnectionOptions;
   private readonly pool: ConnectionPool<SmtpClient>;
+  private readonly cas = new CaFiles();
+  private readonly sts: MtaSts;
 
   /** @throws RangeError when the pool limits in `config.delivery` are invalid. */
   constructor(opts: SmtpAgentOptions) {
@@ -87,6 +108,7 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
       messagesPerConnection: d.messagesPerConnection,
       maxWaitMs: d.connectTimeoutMs,
     });
+    this.sts = new MtaSts({ resolver: opts.resolver, config: () => this.config.delivery.mtaSts, dataDir: opts.config.dataDir, logger: opts.logger, cas: this.cas });
   }
 
   /**
@@ -118,33 +140,53 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
     return { open: this.pool.size(), idle: this.pool.idleTotal() };
   }
 
-  /** Quits idle pooled connections. */
+  /** Quits idle pooled connections and writes the MTA-STS cache. */
   async close(): Promise<void> {
     await this.pool.close();
+    this.sts.flush();
+  }
+
+  /** The TLS plan of a delivery to `hop`: configured policy, then MTA-STS for MX delivery without a tlsPolicies rule. */
+  private async plan(hop: NextHop, signal?: AbortSignal): Promise<Plan> {
+    const tls = hopTlsPolicy(this.config.delivery, hop);
+    const sts = hop.kind === 'mx' && !tls.explicit ? await untilAborted(this.sts.policyFor(hop.domain), signal) : undefined;
+    if (!sts) return { tls, key: planKey(tls) };
+    const label = `MTA-STS policy of ${hopDomain(hop)} (${sts.mode}, id ${sts.id})`;
+    if (sts.mode === 'enforce') {
+      // RFC 8461 4.2: a certificate that chains to a trusted root and names the MX host; never plaintext.
+      const enforced: HopTlsPolicy = { ...tls, level: verifiesCertificate(tls.level) ? tls.level : 'verify', implicit: false, source: label };
+      return { tls: enforced, sts, key: planKey(enforced, sts.id) };
+    }
+    const reportOnly = verifiesCertificate(tls.level) ? undefined : label;
+    return { tls, sts, ...(reportOnly ? { reportOnly } : {}), key: planKey(tls, sts.id, reportOnly) };
   }
 
   private async attempt(a: Attempt): Promise<void> {
+    const plan = await this.plan(a.req.nextHop, a.req.signal);
     const lease = await this.pool.acquire(nextHopKey(a.req.nextHop), a.req.signal);
     const onAbort = () => lease.conn?.destroy(new SmtpClientError('aborted', 'none', 'delivery aborted (shutdown)'));
     a.req.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      if (lease.conn && (await lease.conn.reset())) {
+      // A pooled connection opened under another TLS plan (config reload, a new MTA-STS policy) is not reused.
+      if (lease.conn && lease.conn.policyKey === plan.key && (await lease.conn.reset())) {
         a.reached = true;
         await this.useConnection(lease.conn, a);
       }
-      if (a.pending.length > 0) await this.tryHosts(a, lease);
+      if (a.pending.length > 0 && !a.done) await this.tryHosts(a, lease, plan);
     } finally {
       a.req.signal?.removeEventListener('abort', onAbort);
       const c = lease.conn;
-      lease.release({ sent: a.sent, keep: c !== undefined && c.usable && !c.inTransaction });
+      // A session left in a refused transaction (no RCPT accepted, DATA or a BDAT chunk refused) is
+      // still in step: the next user sends RSET first (attempt above), so it may be pooled.
+      lease.release({ sent: a.sent, keep: c !== undefined && c.usable });
     }
   }
 
-  private async tryHosts(a: Attempt, lease: PoolLease<SmtpClient>): Promise<void> {
+  private async tryHosts(a: Attempt, lease: PoolLease<SmtpClient>, plan: Plan): Promise<void> {
     const hop = a.req.nextHop;
-    const targets = await this.targets(hop);
+    const targets = this.stsTargets(a, plan, await this.targets(hop));
     for (const t of targets.slice(0, MAX_TARGETS)) {
-      if (a.pending.length === 0 || a.req.signal?.aborted) break;
+      if (a.pending.length === 0 || a.done || a.req.signal?.aborted) break;
       if (this.isSelf(t)) {
         const what = hop.kind === 'mx' ? hop.domain : hop.host;
         a.trouble = new SmtpClientError('loop', 'connect', `mail for ${what} loops back to myself (${t.name}[${t.address}]:${t.port})`);
@@ -153,7 +195,7 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
       if (lease.conn?.usable) void lease.conn.quit();
       lease.attach(undefined);
       try {
-        lease.attach(await SmtpClient.open({ ...this.clientOptions(t, hop), ...(a.req.signal ? { signal: a.req.signal } : {}) }));
+        lease.attach(await SmtpClient.open({ ...this.clientOptions(t, hop, plan), ...(a.req.signal ? { signal: a.req.signal } : {}) }));
       } catch (err) {
         a.trouble = err;
         if (beforeGreeting(err)) a.unreached++;
@@ -177,13 +219,38 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
     this.logger.info({ queueId: a.req.queueId, host: `${t.name}[${t.address}]:${t.port}`, stage: e?.stage, code: e?.code }, text);
   }
 
-  private clientOptions(t: Target, hop: NextHop) {
+  /**
+   * MTA-STS (RFC 8461 4.1): under enforce only the MX hosts the policy names are tried; none left
+   * defers 4.7.0. Under testing every host is tried and the ones it does not name are logged.
+   */
+  private stsTargets(a: Attempt, plan: Plan, targets: Target[]): Target[] {
+    const sts = plan.sts;
+    if (!sts) return targets;
+    const allowed = targets.filter((t) => mxAllowed(t.name, sts));
+    if (allowed.length === targets.length) return targets;
+    const refused = [...new Set(targets.filter((t) => !allowed.includes(t)).map((t) => t.name))];
+    const label = `MTA-STS policy of ${hopDomain(a.req.nextHop)} (${sts.mode}, mx: ${sts.mx.join(' ')})`;
+    if (sts.mode === 'testing') {
+      this.logger.warn({ queueId: a.req.queueId, hosts: refused }, `${label}: would refuse MX ${refused.join(', ')}`);
+      return targets;
+    }
+    this.logger.info({ queueId: a.req.queueId, hosts: refused }, `${label}: skipping MX ${refused.join(', ')}`);
+    if (allowed.length === 0) {
+      const text = `${label} allows none of the MX hosts ${refused.join(', ')}`;
+      a.trouble = new PostlineError('ERR_MTA_STS_NO_MX', text, { temporary: true, reply: reply(451, '4.7.0', text) });
+    }
+    return allowed;
+  }
+
+  /** @throws PostlineError ERR_TLS_CA_FILE (the delivery defers 4.3.5). */
+  private clientOptions(t: Target, hop: NextHop, plan: Plan) {
     const d = this.config.delivery;
     return {
       address: t.address, port: t.port, hostname: t.name,
       heloName: d.heloName ?? this.config.hostname,
       ...(d.sourceAddress ? { localAddress: d.sourceAddress } : {}),
-      tls: hop.tls,
+      tls: connectionTls(plan.tls, hop, t.name, this.cas, plan.reportOnly),
+      policyKey: plan.key,
       ...(hop.kind === 'host' && hop.auth ? { auth: hop.auth } : {}),
       connectTimeoutMs: d.connectTimeoutMs,
       commandTimeoutMs: d.commandTimeoutMs,
@@ -209,25 +276,43 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
     const byIdx = new Map(a.pending.map((r) => [r.idx, r]));
     for (let i = 0; i < a.pending.length; i += per) {
       const batch = a.pending.slice(i, i + per);
-      if (!client.usable || left.length > 0) { left.push(...batch); continue; }
-      const out = await sendMail(client, { ...a.req, smtputf8Required: a.smtputf8Required, recipients: batch, openBody: () => a.req.openBody() }, d);
+      if (!client.usable || left.length > 0 || a.done) { left.push(...batch); continue; }
+      const out = await sendMail(client, { ...a.req, smtputf8Required: a.smtputf8Required, recipients: batch, openBody: () => a.req.openBody(), chunking: d.chunking }, d);
       const decided = new Set<number>();
+      const decide = (idx: number, v: Verdict) => {
+        decided.add(idx);
+        a.results.push(this.result(client, idx, v, byIdx.get(idx)));
+      };
       for (const r of out.replies) {
         if (r.stage === 'mail' && r.reply.code >= 400 && r.reply.code < 500) {
           a.trouble = new SmtpClientError('reply', 'mail', `host ${client.remoteMta} said: ${r.reply.code}`, { remoteReply: r.reply });
           continue; // 4xx to MAIL: try the next host
         }
-        decided.add(r.idx);
         if (r.stage === 'dot') a.sent = true;
-        const v = verdictOfReply(r.reply, r.remote);
-        const res = toResult(r.idx, v, client.remoteMta, handoffTo(client.extensions.has('DSN'), byIdx.get(r.idx)?.notify));
-        const tls = client.tlsInfo;
-        a.results.push(tls ? { ...res, tls: { version: tls.protocol, cipher: tls.cipher } } : res);
+        decide(r.idx, verdictOfReply(r.reply, r.remote));
       }
-      if (out.error) a.trouble = out.error;
+      if (out.error) {
+        a.trouble = out.error;
+        // The message went out without a final reply: it may have arrived, so it is not sent again now.
+        for (const idx of out.inDoubt ?? []) if (!decided.has(idx)) decide(idx, verdictOfError(out.error));
+        if (closedAfterMail(out)) a.done = true;
+      }
       left.push(...batch.filter((r) => !decided.has(r.idx)));
     }
+    if (a.done) {
+      // RFC 5321 3.8: a 421 after MAIL ended the session; the rest of this message is deferred with it.
+      const v = verdictOfError(a.trouble);
+      for (const r of left) a.results.push(this.result(client, r.idx, v, r));
+      left.length = 0;
+    }
     a.pending = left;
+  }
+
+  /** A result from this connection, with its TLS facts. */
+  private result(client: SmtpClient, idx: number, v: Verdict, r: DeliveryRecipient | undefined): RecipientResult {
+    const res = toResult(idx, v, client.remoteMta, handoffTo(client.extensions.has('DSN'), r?.notify));
+    const tls = client.tlsInfo;
+    return tls ? { ...res, tls: { version: tls.protocol, cipher: tls.cipher, verified: tls.verified } } : res;
   }
 
   /** Addresses to try for a next hop, best first (RFC 5321 5.1). @throws MxLookupError */
@@ -260,6 +345,34 @@ function smtputf8Missing(remoteMta: string): PostlineError {
   const text = `message requires SMTPUTF8, but no server was found that supports SMTPUTF8. The last attempted server was ${remoteMta}`;
   return new PostlineError('ERR_SMTPUTF8_REQUIRED', text, { temporary: false, reply: reply(553, '5.6.7', text) });
 }
+
+/**
+ * `p`, unless `signal` aborts first (shutdown: an MTA-STS fetch must not hold the delivery for its
+ * whole timeout). @throws SmtpClientError 'aborted'
+ */
+function untilAborted<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return p;
+  const aborted = () => new SmtpClientError('aborted', 'none', 'delivery aborted (shutdown)');
+  if (signal.aborted) return Promise.reject(aborted());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(aborted());
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then((v) => { signal.removeEventListener('abort', onAbort); resolve(v); }, (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e); });
+  });
+}
+
+/** True when a 421 ended the session after MAIL was accepted (the message is deferred, no next host). */
+function closedAfterMail(out: TransactionOutcome): boolean {
+  const e = out.error;
+  return e !== undefined && e.remoteReply?.code === 421 && e.stage !== 'mail' && e.stage !== 'rset';
+}
+
+/** The fingerprint of a TLS plan (pooled connections are reused only under the same one). */
+function planKey(p: HopTlsPolicy, stsId = '', reportOnly = ''): string {
+  return JSON.stringify([p.level, p.implicit, p.caFile ?? '', p.servername ?? '', stsId, reportOnly]);
+}
+
+const hopDomain = (hop: NextHop): string => (hop.kind === 'mx' ? hop.domain : hop.host);
 
 function flatten(hosts: readonly MxHost[], port: number): Target[] {
   return hosts.flatMap((h) => h.addresses.map((address) => ({ name: h.name, address, port })));

@@ -4,18 +4,21 @@
  *
  * RFCs: RFC 5321 3.1/4.1.1 (session, EHLO/HELO, RSET, QUIT), 4.5.3.2 (timeouts), RFC 3207
  * (STARTTLS; forget extensions and re-EHLO after TLS), RFC 8314 (implicit TLS), RFC 4954 + RFC 4616
- * (AUTH PLAIN; LOGIN as a de-facto mechanism). Owns: the socket and reply stream of one session.
+ * (AUTH PLAIN; LOGIN as a de-facto mechanism), RFC 5321 3.8 (a 421 ends the session: the
+ * connection is never used again). Owns: the socket and reply stream of one session.
  * Every failure is raised as an SmtpClientError with facts; trouble.ts decides what they mean.
  */
-import { connect as netConnect, isIP, type Socket } from 'node:net';
-import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
+import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../core/log.js';
 import { replyToString, type SmtpReply } from '../core/reply.js';
-import type { ClientTlsMode, SmtpAuthCredentials } from '../routing/types.js';
+import type { SmtpAuthCredentials } from '../routing/types.js';
 import { ReplyParser } from '../rfc5321/reply-parser.js';
 import { SmtpClientError, type SmtpStage } from './client-error.js';
+import { connectSocket, handshakeTls, sessionFacts, tlsOptionsFor, type TlsFacts } from './client-tls.js';
 import { parseEhlo, authMechanisms, type Extensions } from './mail-params.js';
+import { requiresTls, verifiesCertificate, type ConnectionTls } from './tls-policy.js';
 import { stageWords } from './trouble.js';
 
 export interface SmtpClientOptions {
@@ -28,14 +31,17 @@ export interface SmtpClientOptions {
   readonly heloName: string;
   /** Local source address to bind. */
   readonly localAddress?: string;
-  readonly tls: ClientTlsMode;
+  /** TLS level, names to verify, CAs (tls-policy.ts connectionTls). */
+  readonly tls: ConnectionTls;
+  /** The delivery's policy fingerprint; a pooled connection is reused only under the same one. */
+  readonly policyKey?: string;
   /** Credentials for AUTH; only ever sent over TLS. */
   readonly auth?: SmtpAuthCredentials;
   /** TCP connect (and implicit TLS handshake) timeout, ms. */
   readonly connectTimeoutMs: number;
   /** Greeting and each command reply, ms. */
   readonly commandTimeoutMs: number;
-  /** Extra node:tls options (e.g. `ca`, `rejectUnauthorized: true`); default: no certificate check (like Postfix "may"/"encrypt"). */
+  /** Extra node:tls options for the handshake (tests); the certificate is judged by `tls` either way. */
   readonly tlsOptions?: ConnectionOptions;
   readonly logger?: Logger;
   /** Aborts connecting and the set-up (greeting, EHLO, STARTTLS, AUTH): shutdown of a stuck delivery. */
@@ -56,6 +62,9 @@ export class SmtpClient {
   private stage: SmtpStage = 'connect';
   private ext: Map<string, string> = new Map();
   private secure: boolean;
+  private facts?: TlsFacts;
+  /** A 421 reply was received: the server is closing the session (RFC 5321 3.8). */
+  private closing?: SmtpReply;
   private esmtp = false;
   /** True while a mail transaction is open (MAIL accepted, final reply not yet seen). */
   inTransaction = false;
@@ -71,27 +80,31 @@ export class SmtpClient {
 
   /**
    * Opens a session ready for MAIL: connect (with timeout, optional source address), greeting, EHLO,
-   * STARTTLS per `opts.tls` and AUTH when credentials are given. Opportunistic TLS that fails the
-   * handshake is retried once in plaintext on a new connection (RFC 3207 4.1 leaves this to the client).
-   * @throws SmtpClientError (connect, timeout, lost, tls, tls-required, malformed, reply, auth*).
+   * STARTTLS per `opts.tls.level` and AUTH when credentials are given. Opportunistic TLS that fails
+   * the handshake is retried once in plaintext on a new connection (RFC 3207 4.1 leaves this to the
+   * client; Postfix does the same). verify / secure: a certificate that is not trusted or does not
+   * name the host fails with 'tls-verify' (never a plaintext retry).
+   * @throws SmtpClientError (connect, timeout, lost, tls, tls-required, tls-verify, malformed, reply, auth*).
    */
   static async open(opts: SmtpClientOptions): Promise<SmtpClient> {
     try {
       return await SmtpClient.openOnce(opts, opts.tls);
     } catch (err) {
-      if (opts.tls !== 'opportunistic' || !(err instanceof SmtpClientError) || err.kind !== 'tls') throw err;
+      if (opts.tls.level !== 'opportunistic' || opts.tls.implicit || !(err instanceof SmtpClientError) || err.kind !== 'tls') throw err;
       opts.logger?.info({ server: `${opts.address}:${opts.port}`, err: err.message }, 'STARTTLS failed; retrying in plaintext');
-      const c = await SmtpClient.openOnce(opts, 'none');
+      const c = await SmtpClient.openOnce(opts, { ...opts.tls, level: 'none' });
       c.tlsFallback = true;
+      c.reportNoTls(`TLS handshake failed: ${err.message}`);
       return c;
     }
   }
 
-  private static async openOnce(opts: SmtpClientOptions, mode: ClientTlsMode): Promise<SmtpClient> {
+  private static async openOnce(opts: SmtpClientOptions, t: ConnectionTls): Promise<SmtpClient> {
+    const where = `${opts.hostname ?? opts.address}[${opts.address}]:${opts.port}`;
     const aborted = (stage: SmtpStage) => new SmtpClientError('aborted', stage, 'delivery aborted (shutdown)');
     const signal = opts.signal;
     if (signal?.aborted) throw aborted('connect');
-    const connecting = connectSocket(opts, mode === 'implicit');
+    const connecting = connectSocket({ ...opts, where }, t.implicit ? tlsOptionsFor(t, opts.tlsOptions) : undefined);
     const sock = signal
       ? await new Promise<Socket>((resolve, reject) => {
         const onAbort = () => {
@@ -102,11 +115,12 @@ export class SmtpClient {
         connecting.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
       })
       : await connecting;
-    const c = new SmtpClient(opts, sock, mode === 'implicit');
+    const c = new SmtpClient(opts, sock, t.implicit);
     const onAbort = () => c.destroy(aborted(c.stage));
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      await c.handshake(mode);
+      if (t.implicit) c.checkTls(t, 'connect');
+      await c.handshake(t);
       return c;
     } catch (err) {
       c.destroy();
@@ -122,21 +136,42 @@ export class SmtpClient {
   get isSecure(): boolean { return this.secure; }
   /** True after EHLO succeeded (false after a HELO fallback). */
   get isEsmtp(): boolean { return this.esmtp; }
-  /** True while the connection can carry another command. */
-  get usable(): boolean { return !this.broken && !this.sock.destroyed; }
-  /** The TLS protocol and cipher when secure. */
-  get tlsInfo(): { protocol: string; cipher: string } | undefined {
-    if (!this.secure) return undefined;
-    const t = this.sock as TLSSocket;
-    return { protocol: t.getProtocol?.() ?? 'unknown', cipher: t.getCipher?.()?.name ?? 'unknown' };
-  }
+  /** True while the connection can carry another command (false once broken, closed or after a 421). */
+  get usable(): boolean { return !this.broken && !this.closing && !this.sock.destroyed; }
+  /** The policy fingerprint this connection was opened under (SmtpClientOptions.policyKey). */
+  get policyKey(): string | undefined { return this.opts.policyKey; }
+  /** The TLS protocol, cipher and certificate verdict when secure. */
+  get tlsInfo(): TlsFacts | undefined { return this.secure ? this.facts : undefined; }
 
-  private async handshake(mode: ClientTlsMode): Promise<void> {
+  private async handshake(t: ConnectionTls): Promise<void> {
     const greeting = await this.readReply('greeting', this.opts.commandTimeoutMs);
     if (!isOk(greeting)) throw this.replyError('greeting', greeting);
     await this.hello();
-    if ((mode === 'opportunistic' || mode === 'starttls') && !this.secure) await this.startTls(mode);
+    if (t.level !== 'none' && !this.secure) await this.startTls(t);
     if (this.opts.auth) await this.authenticate(this.opts.auth);
+  }
+
+  /**
+   * Judges the TLS session just set up: records its facts; under verify / secure a certificate
+   * that fails ends the connection (4.7.5). MTA-STS testing logs the failure instead.
+   * @throws SmtpClientError 'tls-verify'
+   */
+  private checkTls(t: ConnectionTls, stage: SmtpStage): void {
+    const f = sessionFacts(this.sock as TLSSocket, t);
+    this.facts = f;
+    if (f.verified) return;
+    if (verifiesCertificate(t.level)) {
+      const e = new SmtpClientError('tls-verify', stage, `server certificate verification failed for ${this.remoteMta} (TLS policy: ${t.level}, from ${t.source}): ${f.reason}`);
+      this.broken = e;
+      throw e;
+    }
+    if (t.reportOnly) this.opts.logger?.warn({ host: this.remoteMta, policy: t.reportOnly }, `${t.reportOnly}: would refuse ${this.remoteMta}: ${f.reason}`);
+  }
+
+  /** MTA-STS testing: the delivery goes on without TLS; say what enforce would have refused. */
+  private reportNoTls(why: string): void {
+    const r = this.opts.tls.reportOnly;
+    if (r) this.opts.logger?.warn({ host: this.remoteMta, policy: r }, `${r}: would refuse ${this.remoteMta}: ${why}`);
   }
 
   /** EHLO, or HELO when the server answers 5xx to EHLO (RFC 5321 4.1.4). */
@@ -154,28 +189,32 @@ export class SmtpClient {
     this.esmtp = false;
   }
 
-  private async startTls(mode: 'opportunistic' | 'starttls'): Promise<void> {
+  private async startTls(t: ConnectionTls): Promise<void> {
+    const must = requiresTls(t.level);
+    const policy = `TLS is required (policy ${t.level}, from ${t.source})`;
     if (!this.ext.has('STARTTLS')) {
-      if (mode === 'starttls') throw new SmtpClientError('tls-required', 'starttls', `TLS is required, but was not offered by host ${this.remoteMta}`);
+      if (must) throw new SmtpClientError('tls-required', 'starttls', `${policy}, but was not offered by host ${this.remoteMta}`);
+      this.reportNoTls('STARTTLS not offered');
       return;
     }
     const r = await this.command('STARTTLS', 'starttls');
     if (r.code !== 220) {
-      if (mode === 'starttls') {
-        throw new SmtpClientError('tls-required', 'starttls', `TLS is required, but host ${this.remoteMta} refused to start TLS: ${replyToString(r)}`, { remoteReply: r });
+      if (must) {
+        throw new SmtpClientError('tls-required', 'starttls', `${policy}, but host ${this.remoteMta} refused to start TLS: ${replyToString(r)}`, { remoteReply: r });
       }
+      this.reportNoTls(`STARTTLS refused: ${replyToString(r)}`);
       return; // opportunistic: carry on in plaintext on this connection
     }
-    await this.upgrade();
+    await this.upgrade(t);
+    this.checkTls(t, 'starttls');
     await this.hello(); // RFC 3207 4.2: discard what was learnt and EHLO again
   }
 
-  private async upgrade(): Promise<void> {
+  private async upgrade(tls: ConnectionTls): Promise<void> {
     const plain = this.sock;
     this.detach(plain);
-    const name = this.opts.hostname && !isIP(this.opts.hostname) ? this.opts.hostname : undefined;
     try {
-      const t = await handshakeTls({ socket: plain, servername: name, rejectUnauthorized: false, ...this.opts.tlsOptions }, this.opts.connectTimeoutMs);
+      const t = await handshakeTls({ ...tlsOptionsFor(tls, this.opts.tlsOptions), socket: plain }, this.opts.connectTimeoutMs);
       this.sock = t;
       this.attach(t);
       this.parser = new ReplyParser();
@@ -225,6 +264,21 @@ export class SmtpClient {
     this.sock.write(text);
   }
 
+  /**
+   * Writes raw bytes (a BDAT chunk, RFC 3030) and waits for the socket to drain when its buffer is
+   * full. @throws SmtpClientError when the connection is or becomes broken.
+   */
+  async writeData(data: Buffer | string): Promise<void> {
+    if (this.broken) throw this.broken;
+    this.stage = 'body';
+    if (!this.sock.write(data)) await this.drained();
+  }
+
+  /** A reply that has already arrived, without waiting; undefined when none has. */
+  takeReply(): SmtpReply | undefined {
+    return this.queue.shift();
+  }
+
   /** Reads the next reply; on timeout the connection is closed. @throws SmtpClientError */
   readReply(stage: SmtpStage, timeoutMs: number = this.opts.commandTimeoutMs): Promise<SmtpReply> {
     this.stage = stage;
@@ -240,6 +294,24 @@ export class SmtpClient {
         reject: (e) => { clearTimeout(timer); reject(e); },
       };
     });
+  }
+
+  /**
+   * Reads the next reply like readReply; a 421 ends the session (RFC 5321 3.8): the connection is
+   * closed at once (never pooled again) and the 421 is thrown.
+   * @throws SmtpClientError ('reply' with the 421 as remoteReply, or the read's own error)
+   */
+  async expectReply(stage: SmtpStage, timeoutMs: number = this.opts.commandTimeoutMs): Promise<SmtpReply> {
+    const r = await this.readReply(stage, timeoutMs);
+    if (r.code === 421) throw this.closedBy421(stage, r);
+    return r;
+  }
+
+  /** Closes the connection after a 421 reply to `stage`; returns the error that says so. */
+  closedBy421(stage: SmtpStage, r: SmtpReply): SmtpClientError {
+    const e = new SmtpClientError('reply', stage, `host ${this.remoteMta} closed the session in reply to ${stageWords(stage)}: ${replyToString(r)}`, { remoteReply: r });
+    this.destroy(e);
+    return e;
   }
 
   /**
@@ -345,6 +417,7 @@ export class SmtpClient {
 
   private readonly onData = (chunk: Buffer): void => {
     const r = this.parser.push(chunk);
+    for (const x of r.replies) if (x.code === 421) this.closing ??= x;
     this.queue.push(...r.replies);
     while (this.waiter && this.queue.length > 0) {
       const w = this.waiter;
@@ -375,40 +448,4 @@ export class SmtpClient {
     s.off('error', this.onError);
     s.off('close', this.onClose);
   }
-}
-
-/** TCP (or implicit TLS) connect with a timeout. @throws SmtpClientError connect/timeout/tls */
-async function connectSocket(opts: SmtpClientOptions, implicitTls: boolean): Promise<Socket> {
-  const where = `${opts.hostname ?? opts.address}[${opts.address}]:${opts.port}`;
-  const sock = await new Promise<Socket>((resolve, reject) => {
-    const s = netConnect({ host: opts.address, port: opts.port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new SmtpClientError('timeout', 'connect', `connect to ${where}: timed out after ${opts.connectTimeoutMs} ms`));
-    }, opts.connectTimeoutMs);
-    s.once('connect', () => { clearTimeout(timer); s.removeAllListeners('error'); resolve(s); });
-    s.once('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      s.destroy();
-      reject(new SmtpClientError('connect', 'connect', `connect to ${where}: ${err.code === 'ECONNREFUSED' ? 'Connection refused' : err.message}`, { cause: err }));
-    });
-  });
-  sock.setNoDelay(true);
-  if (!implicitTls) return sock;
-  const name = opts.hostname && !isIP(opts.hostname) ? opts.hostname : undefined;
-  try {
-    return await handshakeTls({ socket: sock, servername: name, rejectUnauthorized: false, ...opts.tlsOptions }, opts.connectTimeoutMs);
-  } catch (err) {
-    sock.destroy();
-    throw new SmtpClientError('tls', 'connect', `TLS handshake with ${where} failed: ${(err as Error).message}`, { cause: err });
-  }
-}
-
-function handshakeTls(options: ConnectionOptions, timeoutMs: number): Promise<TLSSocket> {
-  return new Promise((resolve, reject) => {
-    const t = tlsConnect(options);
-    const timer = setTimeout(() => { t.destroy(); reject(new Error(`timed out after ${timeoutMs} ms`)); }, timeoutMs);
-    t.once('secureConnect', () => { clearTimeout(timer); t.removeAllListeners('error'); t.setNoDelay(true); resolve(t); });
-    t.once('error', (err) => { clearTimeout(timer); t.destroy(); reject(err); });
-  });
 }

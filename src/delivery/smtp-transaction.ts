@@ -1,8 +1,11 @@
 /**
- * Mail transactions over an open SmtpClient: MAIL, RCPT (pipelined when offered), DATA and the body.
+ * Mail transactions over an open SmtpClient: MAIL, RCPT and DATA (one pipelined group when the
+ * server offers PIPELINING), the body, or BDAT chunks (bdat.ts) when it offers CHUNKING.
  *
- * RFCs: RFC 5321 3.3 (mail transaction), 4.5.3.1.10 (452 too many recipients: send the rest in a
- * later transaction), RFC 2920 (PIPELINING), RFC 1870 (SIZE; 5.3.4), RFC 6152 (8BITMIME, downgrade),
+ * RFCs: RFC 5321 3.3 (mail transaction), 3.8 (a 421 ends the session), 4.5.3.1.10 (452 too many
+ * recipients: send the rest in a later transaction), RFC 2920 3.1 (PIPELINING: DATA may be the last
+ * command of the group; every reply is checked, and a 354 after no accepted RCPT is answered with a
+ * lone "."), RFC 3030 (CHUNKING), RFC 1870 (SIZE; 5.3.4), RFC 6152 (8BITMIME, downgrade),
  * RFC 6531 (SMTPUTF8; 5.6.7), RFC 3461 (DSN parameters). Owns: turning one message and its
  * recipients into per-recipient replies; it classifies nothing (trouble.ts does).
  */
@@ -13,6 +16,7 @@ import type { BodyType, DsnRet } from '../core/envelope.js';
 import { DotStuffer } from '../rfc5321/dot-stuff.js';
 import { SmtpClientError } from './client-error.js';
 import { mailFromCommand, rcptToCommand, sizeLimit } from './mail-params.js';
+import { sendBdat } from './bdat.js';
 import { createMimeDowngrade, MimeDowngradeError } from './mime-downgrade.js';
 import type { SmtpClient } from './smtp-client.js';
 import type { DeliveryRecipient } from './types.js';
@@ -31,6 +35,8 @@ export interface MailTransaction {
   readonly size: number;
   /** Opens the body (CRLF lines, not dot-stuffed); called once per transaction sent. */
   openBody(): Readable;
+  /** Use BDAT when the server offers CHUNKING (delivery.chunking). */
+  readonly chunking?: boolean;
 }
 
 /** The reply that decides one recipient, and where it came from. */
@@ -46,8 +52,14 @@ export interface RecipientReply {
 export interface TransactionOutcome {
   /** Replies for the recipients decided so far (in any order). */
   readonly replies: RecipientReply[];
-  /** Set when the connection failed; recipients without a reply were not decided. */
+  /** Set when the connection failed (or a 421 ended it); recipients without a reply were not decided. */
   readonly error?: SmtpClientError;
+  /**
+   * With `error`: recipients whose message went out in full (end of data, or the LAST chunk)
+   * without a final reply. The server may have taken it: they must not be sent again in this
+   * attempt (the next attempt is the scheduler's), so nothing is sent twice on purpose.
+   */
+  readonly inDoubt?: readonly number[];
 }
 
 export interface TransactionTimeouts {
@@ -81,82 +93,117 @@ function precheck(client: SmtpClient, tx: MailTransaction): SmtpReply | undefine
 /**
  * Sends the message to all recipients over `client`, in as many transactions as the server's
  * "452 too many recipients" answers need (RFC 5321 4.5.3.1.10). Never throws: connection failures
- * come back in `error`, with the replies gathered before them.
+ * (and a 421, after which the connection is closed) come back in `error`, with the replies
+ * gathered before them and the recipients left in doubt.
  */
 export async function sendMail(client: SmtpClient, tx: MailTransaction, t: TransactionTimeouts): Promise<TransactionOutcome> {
   const replies: RecipientReply[] = [];
   const local = precheck(client, tx);
   if (local) return { replies: each(tx.recipients, local, false, 'local') };
+  const st: Progress = {};
   client.setDeadline(t.transactionTimeoutMs);
   try {
     let pending = tx.recipients;
     for (let round = 0; pending.length > 0 && round < tx.recipients.length; round++) {
-      pending = await oneTransaction(client, tx, pending, t, replies);
+      pending = await oneTransaction(client, tx, pending, t, replies, st);
     }
     return { replies };
   } catch (err) {
     if (err instanceof MimeDowngradeError) return { replies: replies.concat(each(pendingOf(tx, replies), err.reply, false, 'local')) };
     const e = err instanceof SmtpClientError ? err : new SmtpClientError('local', 'none', `local error: ${(err as Error).message}`, { cause: err });
-    return { replies, error: e };
+    return { replies, error: e, ...(st.inDoubt ? { inDoubt: st.inDoubt.map((r) => r.idx) } : {}) };
   } finally {
     client.clearDeadline();
   }
 }
+
+/** Recipients whose whole message is on the wire and whose final reply has not come yet. */
+interface Progress { inDoubt?: readonly DeliveryRecipient[] }
 
 function pendingOf(tx: MailTransaction, replies: readonly RecipientReply[]): DeliveryRecipient[] {
   const done = new Set(replies.map((r) => r.idx));
   return tx.recipients.filter((r) => !done.has(r.idx));
 }
 
-/** One MAIL..DATA round; returns the recipients to send in the next round (452 after an accept). */
+/** One MAIL..DATA (or BDAT) round; returns the recipients to send in the next round (452 after an accept). */
 async function oneTransaction(
-  client: SmtpClient, tx: MailTransaction, rcpts: readonly DeliveryRecipient[], t: TransactionTimeouts, out: RecipientReply[],
+  client: SmtpClient, tx: MailTransaction, rcpts: readonly DeliveryRecipient[], t: TransactionTimeouts, out: RecipientReply[], st: Progress,
 ): Promise<readonly DeliveryRecipient[]> {
   if (client.inTransaction && !(await client.reset())) {
     throw new SmtpClientError('lost', 'rset', `host ${client.remoteMta} did not accept RSET`);
   }
   const ext = client.extensions;
+  const pipelining = ext.has('PIPELINING');
+  const bdat = tx.chunking === true && ext.has('CHUNKING');
   const mail = mailFromCommand(tx, ext);
   const rcptCmds = rcpts.map((r) => rcptToCommand(r, ext));
-  const pipelining = ext.has('PIPELINING');
-  // RFC 2920 3.1: MAIL and RCPT may be sent as one group; replies are read in order.
-  client.write(pipelining ? mail + rcptCmds.join('') : mail);
-  const mailReply = await client.readReply('mail', t.commandTimeoutMs);
-  client.inTransaction = ok(mailReply);
+  // RFC 2920 3.1: MAIL, the RCPTs and DATA go as one group, DATA last; replies are read in order.
+  // BDAT carries data, so it waits for the RCPT replies (RFC 3030 4.2 lets it follow them).
+  const dataInGroup = pipelining && !bdat;
+  client.write(pipelining ? mail + rcptCmds.join('') + (dataInGroup ? 'DATA\r\n' : '') : mail);
+  const mailReply = await client.expectReply('mail', t.commandTimeoutMs);
+  client.inTransaction = true; // until the final reply: a later round starts with RSET
   if (!ok(mailReply)) {
-    if (pipelining) for (let i = 0; i < rcpts.length; i++) await client.readReply('rcpt', t.commandTimeoutMs);
-    client.inTransaction = true; // make the next round RSET
+    if (pipelining) {
+      for (let i = 0; i < rcpts.length; i++) await client.expectReply('rcpt', t.commandTimeoutMs);
+      if (dataInGroup) await endEmptyData(client, await client.expectReply('data', t.commandTimeoutMs), t);
+    }
     out.push(...each(rcpts, mailReply, true, 'mail'));
     return [];
   }
   const accepted: DeliveryRecipient[] = [];
-  const tooMany: DeliveryRecipient[] = [];
-  const rejected: RecipientReply[] = [];
+  const tooMany: RecipientReply[] = [];
+  const tooManyRcpts: DeliveryRecipient[] = [];
   for (let i = 0; i < rcpts.length; i++) {
     if (!pipelining) client.write(rcptCmds[i]!);
-    const r = await client.readReply('rcpt', t.commandTimeoutMs);
+    const r = await client.expectReply('rcpt', t.commandTimeoutMs);
+    const rr: RecipientReply = { idx: rcpts[i]!.idx, reply: r, remote: true, stage: 'rcpt' };
     if (ok(r)) accepted.push(rcpts[i]!);
-    else if (r.code === 452) { tooMany.push(rcpts[i]!); rejected.push({ idx: rcpts[i]!.idx, reply: r, remote: true, stage: 'rcpt' }); }
-    else rejected.push({ idx: rcpts[i]!.idx, reply: r, remote: true, stage: 'rcpt' });
+    else if (r.code === 452) { tooMany.push(rr); tooManyRcpts.push(rcpts[i]!); }
+    else out.push(rr); // decided now, so a later 421 or lost connection keeps it
   }
   // 452 after at least one accept means "too many recipients for now": retry them in a new transaction.
-  const later = accepted.length > 0 ? tooMany : [];
-  const laterSet = new Set(later.map((r) => r.idx));
-  out.push(...rejected.filter((r) => !laterSet.has(r.idx)));
+  const later = accepted.length > 0 ? tooManyRcpts : [];
+  if (accepted.length === 0) out.push(...tooMany);
+  let dataReply: SmtpReply | undefined;
+  if (dataInGroup) {
+    dataReply = await client.expectReply('data', t.commandTimeoutMs);
+    if (accepted.length === 0) {
+      await endEmptyData(client, dataReply, t);
+      return [];
+    }
+  }
   if (accepted.length === 0) return [];
-  await sendData(client, tx, accepted, t, out);
+  if (bdat) {
+    const res = await sendBdat(client, { ...tx, ...t, onAllSent: () => { st.inDoubt = accepted; } });
+    st.inDoubt = undefined;
+    if (res.stage === 'dot') client.inTransaction = false;
+    out.push(...each(accepted, res.reply, true, res.stage));
+    return later;
+  }
+  dataReply ??= await client.command('DATA', 'data', t.commandTimeoutMs);
+  if (dataReply.code === 421) throw client.closedBy421('data', dataReply);
+  if (dataReply.code !== 354) {
+    out.push(...each(accepted, dataReply, true, 'data'));
+    return later;
+  }
+  await sendData(client, tx, accepted, t, out, st);
   return later;
 }
 
-async function sendData(client: SmtpClient, tx: MailTransaction, accepted: DeliveryRecipient[], t: TransactionTimeouts, out: RecipientReply[]): Promise<void> {
-  const dataReply = await client.command('DATA', 'data', t.commandTimeoutMs);
-  if (dataReply.code !== 354) {
-    out.push(...each(accepted, dataReply, true, 'data'));
-    return;
-  }
+/**
+ * RFC 2920 3.1: DATA went in the group although no RCPT was accepted. A server that answered 354
+ * anyway is sent a lone "." (an empty message with no recipient) and its reply is read.
+ */
+async function endEmptyData(client: SmtpClient, dataReply: SmtpReply, t: TransactionTimeouts): Promise<void> {
+  if (dataReply.code !== 354) return;
+  client.write('.\r\n');
+  await client.expectReply('dot', t.commandTimeoutMs);
+}
+
+async function sendData(client: SmtpClient, tx: MailTransaction, accepted: DeliveryRecipient[], t: TransactionTimeouts, out: RecipientReply[], st: Progress): Promise<void> {
   const downgrade = tx.bodyType !== '7BIT' && !client.extensions.has('8BITMIME');
   const stages: NodeJS.ReadWriteStream[] = downgrade ? [createMimeDowngrade(), new DotStuffer()] : [new DotStuffer()];
-  // An error anywhere (body read, downgrade) destroys the last stage, which sendBody turns into an abort.
   // Plain pipe() with error forwarding (stream.pipeline costs an AbortController per message): an
   // error in any stage destroys the next one, and the last one's error reaches sendBody.
   let stuffed: Readable = tx.openBody();
@@ -167,7 +214,10 @@ async function sendData(client: SmtpClient, tx: MailTransaction, accepted: Deliv
   }
   await client.sendBody(stuffed);
   crashPoint('delivery-after-data');
+  st.inDoubt = accepted;
   const final = await client.readReply('dot', t.dataDoneTimeoutMs);
+  st.inDoubt = undefined;
+  if (final.code === 421) throw client.closedBy421('dot', final);
   client.inTransaction = false;
   out.push(...each(accepted, final, true, 'dot'));
 }

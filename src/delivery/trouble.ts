@@ -24,7 +24,7 @@ export interface Verdict {
 
 const STAGE_WORDS: Record<string, string> = {
   greeting: 'initial server greeting', ehlo: 'EHLO', helo: 'HELO', starttls: 'STARTTLS', auth: 'AUTH',
-  mail: 'MAIL FROM', rcpt: 'RCPT TO', data: 'DATA', body: 'message body', dot: 'end of data', rset: 'RSET',
+  mail: 'MAIL FROM', rcpt: 'RCPT TO', data: 'DATA', body: 'message body', bdat: 'BDAT', dot: 'end of data', rset: 'RSET',
 };
 
 /** Human words for a stage, for reasons like "timed out while waiting for reply to RCPT TO". */
@@ -54,7 +54,7 @@ function deferred(dsnStatus: string, diagnostic: string): Verdict {
 }
 
 const CLIENT_STATUS: Record<string, string> = {
-  connect: '4.4.1', lost: '4.4.2', tls: '4.7.5', 'tls-required': '4.7.4', malformed: '4.5.0', 'auth-insecure': '4.7.0',
+  connect: '4.4.1', lost: '4.4.2', tls: '4.7.5', 'tls-required': '4.7.4', 'tls-verify': '4.7.5', malformed: '4.5.0', 'auth-insecure': '4.7.0',
   'auth-unavailable': '4.7.0', loop: '4.4.6', aborted: '4.3.0', pool: '4.4.5', local: '4.3.0',
 };
 

@@ -72,8 +72,12 @@ export interface RecipientResult {
    * marks the destination dead and defers its other mail without connecting (scheduler/destinations.ts).
    */
   readonly destination?: 'unreachable';
-  /** The TLS session of the connection that gave this result, when it used TLS. */
-  readonly tls?: { readonly version: string; readonly cipher: string };
+  /**
+   * The TLS session of the connection that gave this result, when it used TLS: protocol version,
+   * cipher, and whether the certificate was verified (chain trusted and the host's name in it;
+   * see delivery/tls-policy.ts judgeCertificate).
+   */
+  readonly tls?: { readonly version: string; readonly cipher: string; readonly verified: boolean };
 }
 
 export interface DeliveryAgent {

@@ -81,8 +81,11 @@ export interface EventRecord {
   readonly nextHop?: string;
   /** Remote MTA "host[addr]:port" that gave the reply. */
   readonly remoteHost?: string;
-  /** TLS of the delivery connection, when it used TLS. */
-  readonly tls?: { readonly version: string; readonly cipher: string };
+  /**
+   * TLS of the delivery connection, when it used TLS; `verified`: the certificate chain was trusted
+   * and named the host (recipient.* events of deliveries since verification was added).
+   */
+  readonly tls?: { readonly version: string; readonly cipher: string; readonly verified?: boolean };
   /** Enhanced status code ("2.0.0", "4.4.1", "5.1.1"). */
   readonly dsn?: string;
   /** The remote reply, or the reply we gave (message.rejected), or our reason; one line. */

@@ -198,7 +198,7 @@ export function apiSchemas(limits: PostlineConfig['limits']) {
     size: z.number().optional(),
     nextHop: z.string().optional(),
     remoteHost: z.string().optional(),
-    tls: z.object({ version: z.string(), cipher: z.string() }).optional(),
+    tls: z.object({ version: z.string(), cipher: z.string(), verified: z.boolean().optional().describe('the certificate chain was trusted and named the host') }).optional(),
     dsn: z.string().optional(),
     reply: z.string().optional(),
     attempt: z.number().optional(),
@@ -218,7 +218,7 @@ export function apiSchemas(limits: PostlineConfig['limits']) {
     reply: z.string().optional(),
     dsn: z.string().optional(),
     durationMs: z.number().optional(),
-    tls: z.object({ version: z.string(), cipher: z.string() }).optional(),
+    tls: z.object({ version: z.string(), cipher: z.string(), verified: z.boolean().optional().describe('the certificate chain was trusted and named the host') }).optional(),
   }).meta({ title: 'Attempt' });
 
   const messageStatus = z.object({

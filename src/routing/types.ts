@@ -2,8 +2,18 @@
  * Next hops: where the mail for one recipient domain goes next (like Postfix's nexthop + transport).
  */
 
-/** TLS policy toward a next hop: none; opportunistic STARTTLS; required STARTTLS; implicit TLS (port 465 style). */
+import type { HopTlsSetting } from '../config/delivery-tls.js';
+
+/** The older TLS names of a next hop: none; opportunistic STARTTLS; required STARTTLS; implicit TLS (port 465 style). */
 export type ClientTlsMode = 'none' | 'opportunistic' | 'starttls' | 'implicit';
+
+/**
+ * TLS toward a next hop as configured: a level name ('none' | 'opportunistic' | 'required' |
+ * 'verify' | 'secure', and the older 'starttls' / 'implicit') or the object form
+ * { mode, caFile?, servername?, implicit }. delivery/tls-policy.ts turns it (and the matching
+ * delivery.tlsPolicies rule, and MTA-STS) into what the connection does.
+ */
+export type HopTls = HopTlsSetting;
 
 export interface SmtpAuthCredentials {
   readonly username: string;
@@ -15,12 +25,12 @@ export interface SmtpAuthCredentials {
  * `host`: deliver to a fixed host (smart host / route table entry); `host` may be a name or an IP.
  */
 export type NextHop =
-  | { readonly kind: 'mx'; readonly domain: string; readonly port: number; readonly tls: ClientTlsMode }
+  | { readonly kind: 'mx'; readonly domain: string; readonly port: number; readonly tls: HopTls }
   | {
       readonly kind: 'host';
       readonly host: string;
       readonly port: number;
-      readonly tls: ClientTlsMode;
+      readonly tls: HopTls;
       readonly auth?: SmtpAuthCredentials;
       /** When true, look up MX records of `host` first (Postfix relayhost without brackets); default false. */
       readonly mxLookup?: boolean;

@@ -32,6 +32,8 @@ export interface DnsServerHandle {
   readonly server: string;
   /** Questions seen, as "NAME TYPE" (e.g. "example.com MX"). */
   readonly queries: string[];
+  /** Replaces (or, with undefined, removes) the records of one name while the server runs. */
+  update(name: string, entry: ZoneEntry | undefined): void;
   close(): Promise<void>;
 }
 
@@ -62,6 +64,11 @@ export async function startDnsServer(zones: Zones, port = 0): Promise<DnsServerH
     port: bound,
     server: `127.0.0.1:${bound}`,
     queries,
+    update: (name, entry) => {
+      const key = name.toLowerCase().replace(/\.$/, '');
+      if (entry) table.set(key, entry);
+      else table.delete(key);
+    },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }

@@ -2,8 +2,9 @@
  * Test helper: a scripted SMTP server on a real loopback socket. Each test chooses the replies.
  *
  * RFC 5321 (commands, DATA and dot-unstuffing), RFC 3207 (STARTTLS via node:tls), RFC 4954 (AUTH
- * PLAIN / LOGIN). Defaults accept everything; `reply` overrides any command, `dataReply` the
- * reply after the final ".". Special replies: 'SILENT' (never answer), 'DROP' (close the socket).
+ * PLAIN / LOGIN), RFC 3030 (BDAT, when `extensions` lists CHUNKING). Defaults accept everything;
+ * `reply` overrides any command (for BDAT: the reply after its chunk), `dataReply` the reply after
+ * the final "." or BDAT LAST. Special replies: 'SILENT' (never answer), 'DROP' (close the socket).
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
@@ -18,6 +19,8 @@ export interface PeerMessage {
 export interface PeerSession {
   readonly id: number;
   tls: boolean;
+  /** The name the client sent as SNI (TLS sessions). */
+  servername?: string;
   authUser?: string;
   /** Every command line received, in order. */
   readonly commands: string[];
@@ -68,7 +71,7 @@ export async function startSmtpPeer(script: PeerScript = {}): Promise<SmtpPeer> 
       const t = new TLSSocket(raw, { isServer: true, key: script.tls.key, cert: script.tls.cert });
       t.on('error', () => { /* handshake failures are the client's business */ });
       s.tls = true;
-      t.once('secure', () => runSession(t, s, script, sockets));
+      t.once('secure', () => { s.servername = (t as TLSSocket & { servername?: string | false }).servername || undefined; runSession(t, s, script, sockets); });
     } else {
       runSession(raw, s, script, sockets);
     }
@@ -110,12 +113,36 @@ function runSession(sock: Socket, s: PeerSession, script: PeerScript, sockets: S
   sockets.add(sock);
   let buf = Buffer.alloc(0);
   let inData = false;
+  let bdat: { remaining: number; last: boolean; line: string; parts: Buffer[] } | undefined;
+  let chunks: Buffer[] = [];
+  let bdatFailed = false; // RFC 3030: after a failed chunk the transaction is over (503 until RSET/MAIL)
   let authLogin: string[] | undefined;
   send(sock, script.greeting ?? '220 peer.test ESMTP');
   const onData = (chunk: Buffer) => {
     s.chunks.push(chunk.toString('latin1'));
     buf = Buffer.concat([buf, chunk]);
     for (let guard = 0; guard < 100000; guard++) {
+      if (bdat) {
+        const take = Math.min(bdat.remaining, buf.length);
+        bdat.parts.push(buf.subarray(0, take));
+        buf = buf.subarray(take);
+        bdat.remaining -= take;
+        if (bdat.remaining > 0) return;
+        const done = bdat;
+        bdat = undefined;
+        chunks.push(...done.parts);
+        if (bdatFailed) { send(sock, '503 5.5.1 Error: previous BDAT failed'); continue; }
+        const override = script.reply?.(done.line, s);
+        if (override && !override.startsWith('250')) { chunks = []; bdatFailed = true; send(sock, override); continue; }
+        if (!done.last) { send(sock, override ?? '250 2.0.0 chunk ok'); continue; }
+        const msg: PeerMessage = { mailFrom: s.mailFrom ?? '', rcpts: [...s.rcpts], data: Buffer.concat(chunks) };
+        chunks = [];
+        const r = script.dataReply?.(msg, s);
+        if (!r || r.startsWith('250')) s.messages.push(msg);
+        s.rcpts = [];
+        send(sock, r ?? '250 2.0.0 queued');
+        continue;
+      }
       if (inData) {
         const end = buf.indexOf('\r\n.\r\n');
         const empty = buf.subarray(0, 3).toString() === '.\r\n';
@@ -135,6 +162,9 @@ function runSession(sock: Socket, s: PeerSession, script: PeerScript, sockets: S
       const line = buf.subarray(0, nl).toString('utf8');
       buf = buf.subarray(nl + 2);
       s.commands.push(line);
+      const chunk = /^BDAT (\d+)( LAST)?$/i.exec(line);
+      if (chunk) { bdat = { remaining: Number(chunk[1]), last: !!chunk[2], line, parts: [] }; continue; }
+      if (/^(MAIL|RSET)\b/i.test(line)) { bdatFailed = false; chunks = []; }
       if (authLogin) { authLogin.push(line); if (authLogin.length < 2) { send(sock, '334 UGFzc3dvcmQ6'); continue; } }
       const out = script.reply?.(line, s) ?? defaultReply(line, s, script, () => (authLogin = authLogin ? undefined : []), authLogin);
       if (authLogin && authLogin.length === 2) authLogin = undefined;
@@ -143,7 +173,7 @@ function runSession(sock: Socket, s: PeerSession, script: PeerScript, sockets: S
         sock.off('data', onData);
         const t = new TLSSocket(sock, { isServer: true, key: script.tls!.key, cert: script.tls!.cert });
         t.on('error', () => { /* ignore */ });
-        t.once('secure', () => { s.tls = true; runSessionAfterTls(t, s, script, sockets); });
+        t.once('secure', () => { s.tls = true; s.servername = (t as TLSSocket & { servername?: string | false }).servername || undefined; runSessionAfterTls(t, s, script, sockets); });
         return;
       }
       if (/^DATA$/i.test(line) && out.startsWith('354')) inData = true;

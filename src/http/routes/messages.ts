@@ -266,7 +266,7 @@ export function messageStatus(id: string, msg: Awaited<ReturnType<ApiContext['de
         ...(e.reply !== undefined ? { reply: e.reply } : {}),
         ...(e.dsn !== undefined ? { dsn: e.dsn } : {}),
         ...(e.durationMs !== undefined ? { durationMs: e.durationMs } : {}),
-        ...(e.tls !== undefined ? { tls: { version: e.tls.version, cipher: e.tls.cipher } } : {}),
+        ...(e.tls !== undefined ? { tls: { version: e.tls.version, cipher: e.tls.cipher, ...(e.tls.verified !== undefined ? { verified: e.tls.verified } : {}) } } : {}),
       }));
     const last = attempts[attempts.length - 1]?.outcome;
     let status: Status;

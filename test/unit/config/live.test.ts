@@ -16,7 +16,10 @@ test('live keys are applied in place; restart-only keys are listed and kept', ()
     ...base, hostname: 'other.test',
     limits: { maxRecipients: 5 },
     relay: { localDomains: ['example.test'] },
-    delivery: { relayhost: { host: '127.0.0.1', port: 2600 }, connectTimeoutMs: 1234, maxConnections: 7 },
+    delivery: {
+      relayhost: { host: '127.0.0.1', port: 2600 }, connectTimeoutMs: 1234, maxConnections: 7,
+      tlsPolicies: [{ match: '.example.test', mode: 'verify' }], mtaSts: { enabled: false }, chunking: false,
+    },
   }, '/tmp', {});
   const res = applyLiveConfig(running, fresh);
   assert.equal(running.limits, limits, 'the same object is updated (sessions hold it)');
@@ -24,6 +27,7 @@ test('live keys are applied in place; restart-only keys are listed and kept', ()
   assert.deepEqual(running.relay.localDomains, ['example.test']);
   assert.equal(running.delivery.relayhost?.port, 2600);
   assert.equal(running.delivery.connectTimeoutMs, 1234);
+  assert.deepEqual([running.delivery.tlsPolicies[0]?.mode, running.delivery.mtaSts.enabled, running.delivery.chunking], ['verify', false, false], 'TLS rules, MTA-STS and chunking are live');
   assert.equal(running.delivery.maxConnections, 100, 'connection caps need a restart');
   assert.equal(running.hostname, 'mx.test');
   assert.ok(res.applied.includes('limits.maxRecipients') && res.applied.includes('delivery.relayhost'));

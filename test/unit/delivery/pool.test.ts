@@ -88,3 +88,18 @@ test('idle connections expire after idleTimeoutMs; close() quits idle ones', asy
   assert.equal(c2.quits, 1);
   await assert.rejects(pool.acquire('k'));
 });
+
+test('an idle connection that became unusable (e.g. a 421 while parked) is closed, never handed out', async () => {
+  const pool = new ConnectionPool<Fake>(opts);
+  const l1 = await pool.acquire('k');
+  const c = new Fake();
+  l1.attach(c);
+  l1.release({ sent: true, keep: true });
+  c.usable = false;
+  const l2 = await pool.acquire('k');
+  assert.equal(l2.conn, undefined, 'a fresh slot');
+  assert.equal(c.quits, 1, 'the stale one was closed');
+  assert.equal(pool.size(), 1);
+  l2.release({ sent: false, keep: false });
+  await pool.close();
+});
