@@ -2,17 +2,22 @@
  * Crash recovery of the SQLite queue store, run by `open()`.
  *
  * Owns the rules: leftovers in spool/tmp are deleted (never acknowledged: 250 comes only after the
- * row commit); every row must validate and have a body of exactly its recorded size (an inline
- * BLOB in `bodies`, else a body file; the recorded size less the prepended header fields of
- * migration 8), or it is quarantined with a log line; body files without a row (crash between rename and row commit,
- * or between row delete and unlink) are deleted. One bad entry never stops the start.
+ * row commit); every row must have a body of exactly its recorded size (an inline BLOB in
+ * `bodies`, else a body file; the recorded size less the prepended header fields of migration 8),
+ * or it is quarantined with a log line; body files without a row (crash between rename and row
+ * commit, or between row delete and unlink) are deleted. One bad entry never stops the start.
+ *
+ * Scale (issue 14: a million queued must not slow the start): the inline bodies are checked by
+ * one SQL pass that returns only the rows whose length is wrong (no row reaches JavaScript
+ * otherwise); the rows with a body file are read in chunks of CHUNK and their files stat'ed;
+ * orphans are found by listing the bucket folders and asking for each file's row. A row that does
+ * not parse is quarantined when it is first read (store.get), as before.
  */
 import { readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../core/log.js';
 import { isQueueId } from '../../core/queue-id.js';
 import { SpoolLayout } from './layout.js';
-import { prependBytes, toMessage } from './rows.js';
 import type { ReadStatements } from './statements.js';
 
 /** What recovery did, for the log and tests. */
@@ -32,18 +37,42 @@ export interface RecoveryDeps {
 }
 
 const PARALLEL = 64;
+const CHUNK = 2000;
 
 /** Runs all recovery steps. Never throws for a single bad entry; I/O errors on directories do throw. */
 export async function recover(deps: RecoveryDeps): Promise<RecoveryReport> {
   const report: RecoveryReport = { tmpRemoved: 0, quarantined: 0, orphansRemoved: 0, ok: 0 };
   report.tmpRemoved = await removeTmpLeftovers(deps);
-  const ids = deps.stmts.allMessages.all().map((r) => r.id);
-  for (let i = 0; i < ids.length; i += PARALLEL) {
-    const results = await Promise.all(ids.slice(i, i + PARALLEL).map((id) => checkEntry(deps, id)));
-    for (const ok of results) ok ? report.ok++ : report.quarantined++;
+  for (const r of deps.stmts.inlineMismatches.all()) {
+    await deps.quarantine(r.id, r.len < r.want ? `inline body truncated (${r.len} of ${r.want} bytes)` : `inline body size ${r.len} differs from recorded ${r.want} bytes`);
+    report.quarantined++;
   }
+  let after = '';
+  for (let round = 0; round < 1_000_000; round++) {
+    const rows = deps.stmts.fileBodyRows.all(after, CHUNK);
+    if (rows.length === 0) break;
+    after = rows[rows.length - 1]!.id;
+    for (let i = 0; i < rows.length; i += PARALLEL) {
+      const results = await Promise.all(rows.slice(i, i + PARALLEL).map((r) => checkFile(deps, r.id, r.want)));
+      for (const ok of results) if (!ok) report.quarantined++;
+    }
+    if (rows.length < CHUNK) break;
+  }
+  report.ok = deps.stmts.countMessages.get()?.n ?? 0;
   report.orphansRemoved = await removeOrphans(deps);
   return report;
+}
+
+/** Checks the body file of a row whose body is not inline; quarantines it when missing or of the wrong size. */
+async function checkFile(deps: RecoveryDeps, id: string, want: number): Promise<boolean> {
+  let reason: string | undefined;
+  const st = await stat(deps.layout.bodyPath(id)).catch((e: NodeJS.ErrnoException) => e);
+  if (st instanceof Error) reason = st.code === 'ENOENT' ? 'body file missing' : `body file unreadable: ${st.code}`;
+  else if (st.size < want) reason = `body file truncated (${st.size} of ${want} bytes)`;
+  else if (st.size !== want) reason = `body file size ${st.size} differs from recorded ${want} bytes`;
+  if (reason === undefined) return true;
+  await deps.quarantine(id, reason);
+  return false;
 }
 
 async function removeTmpLeftovers(deps: RecoveryDeps): Promise<number> {
@@ -56,42 +85,15 @@ async function removeTmpLeftovers(deps: RecoveryDeps): Promise<number> {
   return n;
 }
 
-/** Validates one row and its body (inline or file); quarantines it when damaged. Returns true when healthy. */
-async function checkEntry(deps: RecoveryDeps, id: string): Promise<boolean> {
-  let reason: string | undefined;
-  try {
-    const row = deps.stmts.getMessage.get(id);
-    if (!row) return true; // gone meanwhile
-    const msg = toMessage(row, deps.stmts.getRecipients.all(id));
-    const want = msg.size - prependBytes(row); // the stored body, without the prepended fields
-    const inline = deps.stmts.inlineLength.get(id);
-    if (inline && inline.len !== null) {
-      if (inline.len < want) reason = `inline body truncated (${inline.len} of ${want} bytes)`;
-      else if (inline.len !== want) reason = `inline body size ${inline.len} differs from recorded ${want} bytes`;
-      return reason === undefined ? true : (await deps.quarantine(id, reason), false);
-    }
-    const st = await stat(deps.layout.bodyPath(msg.id)).catch((e: NodeJS.ErrnoException) => e);
-    if (st instanceof Error) reason = st.code === 'ENOENT' ? 'body file missing' : `body file unreadable: ${st.code}`;
-    else if (st.size < want) reason = `body file truncated (${st.size} of ${want} bytes)`;
-    else if (st.size !== want) reason = `body file size ${st.size} differs from recorded ${want} bytes`;
-  } catch (err) {
-    reason = `invalid queue entry: ${(err as Error).message}`;
-  }
-  if (reason === undefined) return true;
-  await deps.quarantine(id, reason);
-  return false;
-}
-
 /** Deletes committed-area body files that no row (quarantined or not) refers to. */
 async function removeOrphans(deps: RecoveryDeps): Promise<number> {
-  const known = new Set(deps.stmts.allIds.all().map((r) => r.id));
   let n = 0;
   for (const bucket of SpoolLayout.bucketNames()) {
     const dir = join(deps.layout.spoolDir, bucket);
     const names = await readdir(dir).catch(() => [] as string[]);
     for (const name of names) {
-      if (known.has(name)) continue;
       if (!isQueueId(name)) continue; // not ours; leave it for an operator
+      if (deps.stmts.hasRow.get(name)) continue;
       await unlink(join(dir, name)).catch(() => undefined);
       deps.logger.warn({ queueId: name }, 'removed body file without a queue entry (never acknowledged)');
       n++;

@@ -44,7 +44,18 @@ export function prepareReadStatements(db: Database.Database) {
       ORDER BY m.arrived_at, m.id`),
     allMessages: db.prepare<[], MessageRow>(
       'SELECT * FROM messages WHERE quarantined_at IS NULL ORDER BY arrived_at, id'),
-    allIds: db.prepare<[], { id: string }>('SELECT id FROM messages'),
+    /** Recovery: a row (quarantined ones too) with this ID exists. */
+    hasRow: db.prepare<[string], { x: number }>('SELECT 1 AS x FROM messages WHERE id = ?'),
+    /** Recovery: visible rows whose inline body is not of the recorded size (less the prepended fields). */
+    inlineMismatches: db.prepare<[], { id: string; want: number; len: number }>(`
+      SELECT m.id AS id, m.size - COALESCE(length(CAST(m.prepend AS BLOB)), 0) AS want, length(b.data) AS len
+      FROM messages m JOIN bodies b ON b.message_id = m.id
+      WHERE m.quarantined_at IS NULL AND length(b.data) != m.size - COALESCE(length(CAST(m.prepend AS BLOB)), 0)`),
+    /** Recovery: visible rows without an inline body (a body file), in ID order after a key. */
+    fileBodyRows: db.prepare<[string, number], { id: string; want: number }>(`
+      SELECT m.id AS id, m.size - COALESCE(length(CAST(m.prepend AS BLOB)), 0) AS want FROM messages m
+      WHERE m.id > ? AND m.quarantined_at IS NULL AND NOT EXISTS (SELECT 1 FROM bodies b WHERE b.message_id = m.id)
+      ORDER BY m.id LIMIT ?`),
     /** The inline body of a visible message (no row: unknown or quarantined). */
     getBody: db.prepare<[string], BodyRow>(`
       SELECT b.data AS data, m.prepend AS prepend FROM messages m LEFT JOIN bodies b ON b.message_id = m.id

@@ -1,8 +1,8 @@
 /**
  * Giving disk space back (issue 14: queue.db never shrank, 453 MB with 0 messages left). SQLite
  * keeps freed pages in its freelist unless auto_vacuum is on; with `auto_vacuum = INCREMENTAL`
- * the writer thread returns them in small steps (`incrementalStep`, a few MiB at a time between
- * batches), so the file shrinks after a drain without a full VACUUM stalling commits. New
+ * the writer thread returns them in steps (`incrementalStep`, up to 32 MiB a second, only
+ * after a second without writes), so the file shrinks after a drain without a full VACUUM stalling commits. New
  * databases are made that way; an older one is converted at open when it is small (a VACUUM of
  * up to 64 MiB takes well under a second), else `postline queue vacuum` does it with the server
  * stopped. `journal_size_limit` makes the WAL file shrink back after a checkpoint too.

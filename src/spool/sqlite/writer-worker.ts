@@ -76,13 +76,15 @@ function idleSync(): void {
   }
 }
 
-/** Gives freed pages back every few seconds when nothing is waiting (vacuum.ts), a step at a time. */
+/** When the last batch was written (ms): freed pages are given back only after a second without writes. */
+let lastBatchAt = 0;
+/** Gives freed pages back (vacuum.ts), 32 MiB a second at most, only while no write came for a second. */
 const vacuumTimer = setInterval(() => {
-  if (scheduled || pending.length > 0 || closing !== undefined) return;
+  if (scheduled || pending.length > 0 || closing !== undefined || Date.now() - lastBatchAt < 1000) return;
   try {
-    incrementalStep(db);
+    incrementalStep(db, 8192);
   } catch { /* disk trouble: the next step tries again */ }
-}, 5000);
+}, 1000);
 vacuumTimer.unref();
 
 /** Writes everything pending as one batch and replies. */
@@ -92,6 +94,7 @@ function flush(): void {
   const batch = pending as { seq: number; op: WriteOp }[];
   pending = [];
   if (batch.length) {
+    lastBatchAt = Date.now();
     const failed = new Map<number, unknown>();
     const dirs = new Map<string, unknown>();
     batch.forEach(({ op }) => { if (op.kind === 'insert' && op.dir !== null) dirs.set(op.dir, undefined); });
