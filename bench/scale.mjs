@@ -169,7 +169,9 @@ try {
       const drainMs = await waitQueue(s, (q) => q === 0, 1_800_000);
       say(`- drain after the flush: ${n0} in ${(drainMs / 1000).toFixed(1)} s = ${rate(n0, drainMs)} msg/s (sink counted ${sink.count})`);
       await sleep(15_000);
-      say(`- after the drain (+15 s): queue.db + WAL ${mb(s.diskBytes())} MiB`);
+      const at15 = s.diskBytes();
+      await sleep(45_000);
+      say(`- after the drain: queue.db + WAL ${mb(at15)} MiB at +15 s, ${mb(s.diskBytes())} MiB at +60 s (incremental vacuum)`);
       await s.stop();
       await sink.stop();
     }
