@@ -33,6 +33,7 @@ import { migrate } from './migrations.js';
 import { recover, type RecoveryReport } from './recovery.js';
 import { lastEventIdOf, queryEvents } from './event-log.js';
 import { prepareVacuum, vacuumNow } from './vacuum.js';
+import { flushInChunks, type FlushQuery } from './bulk-flush.js';
 import { EventPublisher } from './event-publisher.js';
 import { moveToQuarantine, toStoreError } from './store-errors.js';
 import { DEFAULT_BODY_CACHE_BYTES, DEFAULT_INLINE_MAX_BYTES, type SqliteQueueStoreOptions } from './store-options.js';
@@ -273,39 +274,9 @@ export class SqliteQueueStore implements QueueStore {
     return this.q().dueAfter.all(after?.at ?? Number.MIN_SAFE_INTEGER, after?.id ?? '', n);
   }
 
-  /**
-   * Bulk flush (QueueStore.flushMatching): candidates are read in queue ID order, `chunk` at a
-   * time, and each chunk is one relaxed write with its events; a message held, removed or
-   * quarantined between the read and the write is skipped with its event. @throws StoreError.
-   */
-  async flushMatching(q: { readonly now: number; readonly domain?: string; readonly chunk?: number }, onProgress?: (done: number) => void): Promise<number> {
-    const stmts = this.q();
-    const chunk = Math.min(10_000, Math.max(1, Math.floor(q.chunk ?? 2000)));
-    const domain = q.domain?.replace(/^@/, '').toLowerCase();
-    let after = '';
-    let done = 0;
-    for (let round = 0; round < 100_000; round++) {
-      const rows = domain === undefined ? stmts.flushAfter.all(after, q.now, chunk) : stmts.flushDomainAfter.all(after, q.now, domain, chunk);
-      if (rows.length === 0) break;
-      after = rows[rows.length - 1]!.id;
-      const events: EventRecord[] = rows.map((r) => ({
-        type: 'message.flushed', at: q.now, queueId: r.id, mailFrom: r.mail_from, ...(r.message_id !== null ? { messageId: r.message_id } : {}),
-      }));
-      const w = this.writer;
-      if (!w) throw new StoreError('queue store is not open');
-      const res = await this.track(w.run({ kind: 'flushMany', ids: rows.map((r) => r.id), at: q.now, events: events.map(eventRow) }).catch((err: unknown) => {
-        throw toStoreError(err, 'bulk flush failed');
-      }));
-      const kept = (res.kept ?? []).map((i) => events[i]!);
-      if (kept.length && res.firstEventId !== undefined) {
-        this.publisher.committed(numbered(kept, res.firstEventId));
-        this.publisher.publishUpTo(w.durableEventId());
-      }
-      done += res.value;
-      onProgress?.(done);
-      if (rows.length < chunk) break;
-    }
-    return done;
+  /** Bulk flush (QueueStore.flushMatching; bulk-flush.ts): chunks in queue ID order, one relaxed write each. @throws StoreError. */
+  async flushMatching(q: FlushQuery, onProgress?: (done: number) => void): Promise<number> {
+    return flushInChunks(this.q(), (op, events) => this.write(op, events), q, onProgress);
   }
 
   /** Messages in the store, held included, quarantined not. */
@@ -489,7 +460,8 @@ export class SqliteQueueStore implements QueueStore {
     if (events?.length && op.kind !== 'prune' && op.kind !== 'sync') op.events = events.map(eventRow);
     return this.track(w.run(op).then((res) => {
       if (events?.length && res.firstEventId !== undefined) {
-        this.publisher.committed(numbered(events, res.firstEventId));
+        // flushMany keeps only the events of the messages it changed (`kept`).
+        this.publisher.committed(numbered(res.kept ? res.kept.map((k) => events[k]!) : events, res.firstEventId));
         this.publisher.publishUpTo(w.durableEventId());
       }
       return res;
