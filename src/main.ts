@@ -30,7 +30,7 @@ import { SmtpDeliveryAgent } from './delivery/smtp-agent.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import { ControlServer } from './control/server.js';
 import { SmtpServer } from './smtpd/server.js';
-import { loadOrCreateTls } from './smtpd/tls.js';
+import { defaultMaterial, loadServerCertificates } from './smtpd/tls-certificates.js';
 import { ConnectionLimiter } from './smtpd/connection-limiter.js';
 import { RelayPolicy } from './policy/smtp-policy.js';
 import { ClientPolicy } from './policy/client-policy.js';
@@ -162,7 +162,8 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     dsn: { build: buildDsn, inject: (envelope, body, evs) => cleanup.inject(envelope, body, { kind: 'dsn' }, evs) },
   });
 
-  let tlsMaterial = loadOrCreateTls(config, logger);
+  // Every certificate the listeners serve (tls.certificates by SNI, else the one pair); read again on SIGHUP.
+  let certificates = loadServerCertificates(config, logger);
   // Backpressure: above limits.queueHighWater messages the reply to MAIL waits inFlowDelayMs;
   // at twice the mark it waits and then refuses with 452 4.3.1.
   const inFlow = (): { delayMs: number; refuse?: typeof R.insufficientStorage } => {
@@ -182,7 +183,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   });
   const limiter = new ConnectionLimiter(() => config.limits); // one count across all listeners
   const servers = config.listeners.map(
-    (listener) => new SmtpServer({ config, listener, sink: cleanup, policy: clientPolicy, logger, tls: () => tlsMaterial, limiter }),
+    (listener) => new SmtpServer({ config, listener, sink: cleanup, policy: clientPolicy, logger, tls: () => certificates, limiter }),
   );
   // Metrics: after the store, scheduler, limiter and webhooks they read at scrape time; closed at stop.
   const metrics = config.metrics.enabled ? createMetrics({
@@ -201,7 +202,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   let apiStores: ReturnType<typeof openApiStores> | undefined;
   let api: ApiServer | undefined;
   let httpBound: { address: string; port: number } | undefined;
-  const httpTls = () => (config.http?.tls ? httpTlsMaterial(config.http.tls, tlsMaterial) : undefined);
+  const httpTls = () => (config.http?.tls ? httpTlsMaterial(config.http.tls, defaultMaterial(certificates)) : undefined);
 
   const stop = async (graceMs = 10_000): Promise<void> => {
     // Listeners and deliveries stop side by side: a delivery stuck on a silent server is aborted
@@ -258,7 +259,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     listeners: bound,
     ...(httpBound ? { http: httpBound } : {}),
     reloadTls: () => {
-      tlsMaterial = loadOrCreateTls(config, logger);
+      certificates = loadServerCertificates(config, logger);
       const t = httpTls();
       if (t) api?.setTls(t);
       logger.info('TLS certificate reloaded');
@@ -267,7 +268,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
       const res = applyLiveConfig(config, fresh);
       relayPolicy.reload();
       clientPolicy.reload();
-      tlsMaterial = loadOrCreateTls(config, logger);
+      certificates = loadServerCertificates(config, logger);
       const t = httpTls();
       if (t) api?.setTls(t);
       if (res.applied.includes('dkim')) {

@@ -140,7 +140,8 @@ export class Cleanup implements MessageSink, SubmissionSink {
     const body = await this.openBody(id);
     const received = buildReceived({
       heloName: s.heloName, clientAddress: s.clientAddress, hostname: this.config.hostname,
-      protocol: receivedProtocol({ esmtp: s.esmtp, tls: !!s.tls, authenticated: !!s.authUser, smtputf8: envelope.smtputf8 }),
+      ...(s.clientName !== undefined ? { clientName: s.clientName } : {}),
+      protocol: receivedProtocol({ esmtp: s.clientProto ? s.clientProto === 'ESMTP' : s.esmtp, tls: !!s.tls, authenticated: !!s.authUser, smtputf8: envelope.smtputf8 }),
       queueId: id,
       forRecipient: soleRecipient(envelope.recipients),
       date: this.clock.now(),
@@ -334,6 +335,8 @@ export class Cleanup implements MessageSink, SubmissionSink {
     this.logger.info({
       queueId: id, from: env.mailFrom, recipients, size: q.size, messageId,
       client: origin.clientAddress ?? origin.kind, helo: origin.clientName, authUser: origin.authUser,
+      ...(origin.proxyAddress ? { proxy: origin.proxyAddress } : {}),
+      ...(origin.forwarded ? { origClient: `${origin.forwarded.name ?? 'unknown'}[${origin.forwarded.addr ?? 'unknown'}]`, origQueueId: origin.forwarded.ident } : {}),
     }, 'message queued');
     return id;
   }
@@ -345,6 +348,9 @@ function originOf(s: SessionInfo): MessageOrigin {
     kind: 'smtp', clientAddress: s.clientAddress, listener: s.listener.name,
     ...(s.heloName !== undefined ? { clientName: s.heloName } : {}),
     ...(s.authUser !== undefined ? { authUser: s.authUser } : {}),
+    ...(s.clientName !== undefined ? { clientHost: s.clientName } : {}),
+    ...(s.proxy ? { proxyAddress: s.proxy.address } : {}),
+    ...(s.forwarded ? { forwarded: { ...s.forwarded } } : {}),
   };
 }
 

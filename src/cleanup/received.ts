@@ -3,7 +3,7 @@
  * type (RFC 3848 ESMTPA/ESMTPS/ESMTPSA, RFC 6531 3.7.3 UTF8SMTP*).
  *
  * Owns the exact shape:
- *   Received: from HELO ([client address literal])
+ *   Received: from HELO ([client address literal])  (or "(NAME [literal])" with a known host name)
  *   \t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))    (under TLS, when enabled)
  *   \tby HOSTNAME (Postline) with PROTOCOL id QUEUEID
  *   \tfor <rcpt>                            (for-clause only with exactly one recipient)
@@ -61,6 +61,8 @@ export interface ReceivedInput {
   readonly heloName?: string;
   /** When absent (locally generated mail) the from-clause is left out. */
   readonly clientAddress?: string;
+  /** The client's host name when known (XCLIENT NAME): TCP-info "(NAME [address])" (RFC 5321 4.4). */
+  readonly clientName?: string;
   readonly hostname: string;
   /** Omitted for locally generated mail (then there is no with-clause). */
   readonly protocol?: string;
@@ -100,7 +102,8 @@ export function buildReceived(r: ReceivedInput): string {
   if (r.clientAddress !== undefined) {
     const literal = addressLiteral(r.clientAddress);
     const helo = r.heloName ? safeToken(r.heloName) : literal;
-    lines.push(`Received: from ${helo} (${literal})`);
+    const tcpInfo = r.clientName ? `${safeToken(r.clientName)} ${literal}` : literal;
+    lines.push(`Received: from ${helo} (${tcpInfo})`);
     if (r.tls) lines.push(`\t${tlsComment(r.tls)}`);
   } else if (r.viaApi !== undefined) {
     lines.push(`Received: from api (key ${safeToken(r.viaApi)})`);

@@ -9,6 +9,8 @@ import { configSchema, type PostlineConfig } from './schema.js';
 import { resolveDeliveryCaFiles } from './delivery-tls.js';
 import { ConfigError } from '../core/errors.js';
 import { checkUrlStatic } from '../webhooks/ssrf.js';
+import { tlsPolicyOptions } from '../smtpd/tls-policy.js';
+import { createSecureContext } from 'node:tls';
 
 /** Environment variables that override main keys (applied on top of the file). */
 export const ENV_OVERRIDES: Readonly<Record<string, string>> = {
@@ -75,6 +77,10 @@ export function validateConfig(raw: unknown, baseDir: string = process.cwd(), en
   if (cfg.tls.cert) cfg.tls.cert = resolve(baseDir, cfg.tls.cert);
   if (cfg.tls.key) cfg.tls.key = resolve(baseDir, cfg.tls.key);
   if (!!cfg.tls.cert !== !!cfg.tls.key) throw new ConfigError('tls: give both cert and key, or neither', cfg.tls.cert ? 'tls.key' : 'tls.cert');
+  if (cfg.tls.certificates) {
+    if (cfg.tls.cert) throw new ConfigError('tls: give either cert/key or certificates (whose first entry is the default), not both', 'tls.certificates');
+    cfg.tls.certificates = cfg.tls.certificates.map((c) => ({ ...c, cert: resolve(baseDir, c.cert), key: resolve(baseDir, c.key) }));
+  }
   cfg.dkim.keys = cfg.dkim.keys.map((k) => ({ ...k, privateKey: resolve(baseDir, k.privateKey) }));
   if (cfg.http?.tls) {
     if (cfg.http.tls.cert) cfg.http.tls.cert = resolve(baseDir, cfg.http.tls.cert);
@@ -95,6 +101,13 @@ export function validateConfig(raw: unknown, baseDir: string = process.cwd(), en
   cfg.listeners.forEach((l, i) => {
     if (names.has(l.name)) throw new ConfigError(`listeners.${i}.name: duplicate listener name "${l.name}"`, `listeners.${i}.name`);
     names.add(l.name);
+    if (l.tlsPolicy) {
+      try {
+        createSecureContext(tlsPolicyOptions(l));
+      } catch (err) {
+        throw new ConfigError(`listeners.${i}.tlsPolicy: ${(err as Error).message}`, `listeners.${i}.tlsPolicy`);
+      }
+    }
   });
   return cfg;
 }

@@ -141,5 +141,9 @@ export const R = {
   needs8bitmime: reply(554, '5.6.1', '8-bit data not allowed without BODY=8BITMIME'),
   needsSmtputf8: reply(553, '5.6.7', 'Non-ASCII address requires SMTPUTF8'),
   transactionFailed: reply(554, '5.0.0', 'Transaction failed'),
+  /** XCLIENT / XFORWARD from a client not in policy.xclientNetworks / xforwardNetworks (Postfix's text). */
+  xclientDenied: reply(550, '5.7.0', 'Error: insufficient authorization'),
+  /** XCLIENT / XFORWARD between MAIL and the end of the data (Postfix's text). */
+  xclientInTransaction: reply(503, '5.5.1', 'Error: MAIL transaction in progress'),
   nullMxSender: reply(550, '5.7.27', 'Sender domain does not accept mail'),
 } as const;

@@ -26,15 +26,58 @@ export interface TlsFacts {
   readonly standardName?: string;
 }
 
-/** Facts about one SMTP session, as far as known at the time of the call. */
+/**
+ * The peer that spoke for the client: a load balancer that sent a PROXY protocol header, or a
+ * client that sent XCLIENT (Postfix XCLIENT_README). Its own address is never counted or checked
+ * as a client's.
+ */
+export interface ProxyFacts {
+  /** The peer's address and port (the TCP connection's other end). */
+  readonly address: string;
+  readonly port: number;
+  /** How the client's address was given (the last way, when PROXY and then XCLIENT were used). */
+  readonly via: 'proxy-v1' | 'proxy-v2' | 'xclient';
+}
+
+/**
+ * Client attributes an XFORWARD command gave for the next transaction (Postfix XFORWARD_README):
+ * for logs and events only, never for a check or the Received field. Absent keys were
+ * [UNAVAILABLE]. All values are printable ASCII without spaces, at most 255 characters.
+ */
+export interface ForwardedFacts {
+  readonly name?: string;
+  readonly addr?: string;
+  readonly port?: string;
+  readonly proto?: string;
+  readonly helo?: string;
+  /** The up-stream queue ID. */
+  readonly ident?: string;
+  /** LOCAL or REMOTE. */
+  readonly source?: string;
+}
+
+/**
+ * Facts about one SMTP session, as far as known at the time of the call. The client's and the
+ * local endpoint are the proxied ones behind a PROXY header; XCLIENT changes them during the
+ * session (smtpd is the only writer; policy sees the session again through openSession).
+ */
 export interface SessionInfo {
   /** Session ID for logs. */
   readonly id: string;
   readonly listener: ListenerFacts;
-  readonly clientAddress: string;
-  readonly clientPort: number;
-  readonly localAddress: string;
-  readonly localPort: number;
+  /** Normalised (core/ip.ts): "::ffff:" stripped; "unknown" after XCLIENT ADDR=[UNAVAILABLE]. */
+  clientAddress: string;
+  clientPort: number;
+  localAddress: string;
+  localPort: number;
+  /** Set when a proxy or an XCLIENT client named the client. */
+  proxy?: ProxyFacts;
+  /** The client's host name as XCLIENT NAME gave it (no reverse DNS is done otherwise). */
+  clientName?: string;
+  /** The protocol XCLIENT PROTO says the client used (SMTP or ESMTP), for the Received field; else EHLO/HELO decides. */
+  clientProto?: 'SMTP' | 'ESMTP';
+  /** XFORWARD attributes for the current transaction (logs and events only). */
+  forwarded?: ForwardedFacts;
   /** HELO/EHLO argument. */
   heloName?: string;
   /** True after EHLO (false after HELO). */
@@ -148,6 +191,12 @@ export interface SmtpPolicy {
    * smtpd calls `authenticate`. The password is never logged or stored.
    */
   authenticateSession?(s: SessionInfo, username: string, password: string): Promise<AuthVerdict>;
+  /** True when `address` (a connection's peer) may send a PROXY protocol header (policy.trustedProxies). Absent: no one may. */
+  isTrustedProxy?(address: string): boolean;
+  /** True when this client may send XCLIENT (policy.xclientNetworks); it is offered in EHLO only then. Absent: no one. */
+  mayXclient?(s: SessionInfo): boolean;
+  /** True when this client may send XFORWARD (policy.xforwardNetworks); offered in EHLO only then. Absent: no one. */
+  mayXforward?(s: SessionInfo): boolean;
 }
 
 export type RecipientDecision =
@@ -165,6 +214,12 @@ export interface MessageOrigin {
   readonly listener?: string;
   /** API key name (kind 'api'). */
   readonly apiKey?: string;
+  /** The client's host name, as XCLIENT NAME gave it. */
+  readonly clientHost?: string;
+  /** The address of the proxy (PROXY protocol) or XCLIENT client that named the client. */
+  readonly proxyAddress?: string;
+  /** XFORWARD attributes (the up-stream client of a content filter), for logs and events. */
+  readonly forwarded?: ForwardedFacts;
 }
 
 /**

@@ -9,6 +9,7 @@
  * One flat record shape (like KumoMTA's log records), with the fields that apply to its type.
  * Model: KumoMTA crates/kumo-log-types (facts only; no code taken).
  */
+import type { ForwardedFacts } from '../core/session.js';
 
 /** Event types known today. Past tense. */
 export const EVENT_TYPES = [
@@ -55,6 +56,12 @@ export interface EventOrigin {
   /** HELO/EHLO name. */
   readonly clientName?: string;
   readonly authUser?: string;
+  /** The client's host name (XCLIENT NAME). */
+  readonly clientHost?: string;
+  /** The proxy (PROXY protocol) or XCLIENT client that named the client. */
+  readonly proxyAddress?: string;
+  /** XFORWARD attributes: the up-stream client of a content filter (name, addr, port, proto, helo, ident, source). */
+  readonly forwarded?: ForwardedFacts;
 }
 
 /** An event before the store numbered it. Fields not applying to the type are absent. */

@@ -10,7 +10,10 @@
  * message.rejected event and metrics. Rates answer 421 4.7.0 (connect), 450 4.7.1 (MAIL),
  * 452 4.7.1 (RCPT), never 5xx; blocklists 554 5.7.1 (per recipient, or instead of 220 with action
  * connect, RFC 5321 3.1); postmaster@ and abuse@ of local domains are accepted from listed clients.
- * Blocklists and pregreet apply to role mx listeners only. smtpd stays free of these decisions.
+ * Blocklists and pregreet apply to role mx listeners only. Also who may speak for other clients:
+ * PROXY headers from policy.trustedProxies, XCLIENT from xclientNetworks, XFORWARD from
+ * xforwardNetworks. smtpd stays free of these decisions; after XCLIENT it calls closeSession and
+ * openSession again, so every check runs on the new address.
  */
 import type { Logger } from 'pino';
 import type { PostlineConfig } from '../config/schema.js';
@@ -63,6 +66,9 @@ export class ClientPolicy implements SmtpPolicy {
   private trusted!: NetworkList;
   private exempt!: NetworkList;
   private access!: { list: NetworkList; action: 'permit' | 'reject' }[];
+  private proxies!: NetworkList;
+  private xclient!: NetworkList;
+  private xforward!: NetworkList;
   private readonly clients: Anvil;
   private readonly auth: AuthThrottle;
   private dnsbl: Dnsbl | undefined;
@@ -86,6 +92,9 @@ export class ClientPolicy implements SmtpPolicy {
     this.trusted = new NetworkList(c.relay.trustedNetworks);
     this.exempt = new NetworkList(c.limits.exemptNetworks, 'limits.exemptNetworks');
     this.access = c.policy.accessList.map((e, i) => ({ list: new NetworkList([e.network], `policy.accessList.${i}.network`), action: e.action }));
+    this.proxies = new NetworkList(c.policy.trustedProxies, 'policy.trustedProxies');
+    this.xclient = new NetworkList(c.policy.xclientNetworks, 'policy.xclientNetworks');
+    this.xforward = new NetworkList(c.policy.xforwardNetworks, 'policy.xforwardNetworks');
     this.clients.setMaxEntries(c.limits.clientTableEntries);
     const key = JSON.stringify([c.policy.dnsbl, c.policy.dns, c.policy.dnsblNegativeTtlS, c.policy.dnsblCacheEntries]);
     if (key !== this.dnsblKey) {
@@ -130,6 +139,18 @@ export class ClientPolicy implements SmtpPolicy {
 
   mayRelay(s: SessionInfo): boolean {
     return this.deps.inner.mayRelay?.(s) ?? false;
+  }
+
+  isTrustedProxy(address: string): boolean {
+    return this.proxies.contains(address);
+  }
+
+  mayXclient(s: SessionInfo): boolean {
+    return this.xclient.contains(s.clientAddress);
+  }
+
+  mayXforward(s: SessionInfo): boolean {
+    return this.xforward.contains(s.clientAddress);
   }
 
   checkConnect(s: SessionInfo): SmtpReply | undefined {

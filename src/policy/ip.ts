@@ -4,28 +4,10 @@
  * 2.1 reversed octets for IPv4, 2.4 reversed nibbles for IPv6).
  */
 import { isIP } from 'node:net';
+import { ipv6Groups } from '../core/ip.js';
 
-/**
- * The eight 16-bit groups of an IPv6 address ("2001:db8::1", "::ffff:1.2.3.4").
- * @returns undefined when `a` is not an IPv6 address.
- */
-export function ipv6Groups(a: string): number[] | undefined {
-  if (isIP(a) !== 6) return undefined;
-  let s = a.toLowerCase();
-  const pct = s.indexOf('%');
-  if (pct >= 0) s = s.slice(0, pct);
-  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(s);
-  if (v4) {
-    const o = v4.slice(1, 5).map(Number) as [number, number, number, number];
-    s = `${s.slice(0, v4.index)}${((o[0] << 8) | o[1]).toString(16)}:${((o[2] << 8) | o[3]).toString(16)}`;
-  }
-  const [head = '', rest] = s.split('::');
-  const parse = (part: string): number[] => (part === '' ? [] : part.split(':').map((x) => parseInt(x, 16)));
-  const h = parse(head);
-  const r = rest === undefined ? [] : parse(rest);
-  const groups = rest === undefined ? h : [...h, ...new Array<number>(Math.max(0, 8 - h.length - r.length)).fill(0), ...r];
-  return groups.length === 8 ? groups : undefined;
-}
+/** The eight groups of an IPv6 address (core/ip.ts). */
+export { ipv6Groups };
 
 /**
  * The network of an address as a map key: "1.2.3.0/24", "2001:db8:0:1::/64" style (groups in hex).

@@ -41,6 +41,7 @@ export function commandLineLimit(verb: string): number {
     case 'MAIL': return BASE_COMMAND_LINE + MAIL_EXTRA;
     case 'RCPT': return BASE_COMMAND_LINE + RCPT_EXTRA;
     case 'AUTH': return AUTH_LINE_LIMIT;
+    case 'XCLIENT': case 'XFORWARD': return 2 * BASE_COMMAND_LINE; // room for 255-character NAME and HELO values with xtext escapes
     default: return BASE_COMMAND_LINE;
   }
 }

@@ -5,7 +5,8 @@
  * transaction state (`Transaction`) built by MAIL, RCPT, DATA and BDAT. Types and small helpers only.
  */
 import type { LineEndingCheck } from '../rfc5321/line-endings.js';
-import type { SecureContext } from 'node:tls';
+import type { TlsServerSetup } from './tls-context.js';
+import type { ConnectionSlot } from './connection-limiter.js';
 import type { Logger } from 'pino';
 import type { PostlineConfig, ListenerConfig } from '../config/schema.js';
 import type { Envelope, Recipient } from '../core/envelope.js';
@@ -13,7 +14,7 @@ import type { SmtpReply } from '../core/reply.js';
 import type { MailParams } from '../rfc5321/params.js';
 import type { LineResult } from './input.js';
 import type { Socket } from 'node:net';
-import type { IncomingMessage, MessageSink, PolicyReply, Rejection, SessionInfo, SmtpPolicy } from './types.js';
+import type { IncomingMessage, MessageSink, PolicyReply, ProxyFacts, Rejection, SessionInfo, SmtpPolicy } from './types.js';
 
 /** One mail transaction (RFC 5321 3.3): from MAIL until the end of data, RSET, EHLO or STARTTLS. */
 export interface Transaction {
@@ -69,10 +70,25 @@ export interface SessionContext {
   unread(bytes: Buffer): void;
   /** Writes decoded message bytes, pausing the socket while the sink asks to wait (backpressure). */
   writeMessage(msg: IncomingMessage, data: readonly Buffer[]): Promise<void>;
-  /** The TLS context for STARTTLS now (reloadable), or undefined when TLS is not configured. */
-  secureContext(): SecureContext | undefined;
+  /** The TLS contexts for STARTTLS now (reloadable, SNI), or undefined when TLS is not configured. */
+  secureContext(): TlsServerSetup | undefined;
   /** After "220 Ready": discards buffered plaintext, runs the handshake, resets the session (RFC 3207 4.2). */
-  startTls(ctx: SecureContext): Promise<void>;
+  startTls(setup: TlsServerSetup): Promise<void>;
+  /** Attributes the last XCLIENT commands set that EHLO/HELO and the session reset keep (XCLIENT_README). */
+  readonly xclient: XclientState;
+  /**
+   * After XCLIENT changed `info`: counts the connection under the new address, runs policy's
+   * connection checks again and sends the new greeting (220, 554 then only QUIT, or 421 and close).
+   */
+  readmit(): Promise<void>;
+}
+
+/** What XCLIENT set that outlives the reset it causes. */
+export interface XclientState {
+  /** XCLIENT HELO: the name EHLO/HELO record instead of their own argument. */
+  helo?: string;
+  /** XCLIENT LOGIN: the session is authenticated as this user after each reset. */
+  login?: string;
 }
 
 /** The envelope of a transaction, for `MessageSink.begin` (RFC 5321 3.3, RFC 3461 4). */
@@ -96,7 +112,20 @@ export interface SessionDeps {
   readonly policy: SmtpPolicy;
   readonly logger: Logger;
   readonly socket: Socket;
-  readonly secureContext: () => SecureContext | undefined;
+  readonly secureContext: () => TlsServerSetup | undefined;
   /** When set, the session answers this (421) instead of the greeting and closes. */
   readonly reject?: SmtpReply;
+  /** The endpoints a PROXY header named (default: the socket's own). */
+  readonly endpoints?: SessionEndpoints;
+  /** The connection's count in the limiter: released at the end, moved by XCLIENT. */
+  readonly slot?: ConnectionSlot;
+}
+
+/** The client's and the local endpoint as a PROXY header gave them, and the proxy. */
+export interface SessionEndpoints {
+  readonly clientAddress: string;
+  readonly clientPort: number;
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly proxy?: ProxyFacts;
 }

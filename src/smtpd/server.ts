@@ -1,18 +1,25 @@
 /**
- * The SMTP listener (RFC 5321 4.5.3.2 limits, RFC 3207 STARTTLS, RFC 8314 implicit TLS).
+ * The SMTP listener (RFC 5321 4.5.3.2 limits, RFC 3207 STARTTLS, RFC 8314 implicit TLS, HAProxy's
+ * PROXY protocol v1/v2).
  *
  * Owns: one TCP listener, accepting connections under the connection limits (total and per client
- * IP, 421 4.7.0 at connect), the TLS context built from the reloadable `tls()` material, and
+ * IP, 421 4.7.0 at connect), the PROXY header of listeners with `proxyProtocol` (read before
+ * anything else, TLS included; only from peers policy trusts as proxies; a bad, late or untrusted
+ * one closes the connection; the proxied client is the one counted and checked), the TLS contexts
+ * built from the reloadable `tls()` material under the listener's TLS policy (tls-context.ts), and
  * graceful close (421 to idle sessions, in-flight transactions get up to graceMs).
  */
 import { normalizeAddress } from '../core/ip.js';
 import { ConnectionLimiter } from './connection-limiter.js';
 import { createServer, type Server, type Socket } from 'node:net';
-import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import type { PostlineConfig, ListenerConfig } from '../config/schema.js';
 import { R } from '../core/reply.js';
 import { Session } from './session.js';
+import type { SessionEndpoints } from './context.js';
+import { readProxyHeader } from './proxy-reader.js';
+import type { ProxyHeader } from './proxy-header.js';
+import { ListenerTls, type TlsServerSetup, type TlsSource } from './tls-context.js';
 import type { MessageSink, SmtpPolicy } from './types.js';
 
 export interface SmtpServerOptions {
@@ -22,8 +29,11 @@ export interface SmtpServerOptions {
   readonly sink: MessageSink;
   readonly policy: SmtpPolicy;
   readonly logger: Logger;
-  /** TLS material (key/cert PEM) now, or undefined; called again at each use so it can be reloaded. */
-  readonly tls: () => SecureContextOptions | undefined;
+  /**
+   * TLS material now (every certificate, or one key/cert pair as node:tls options), or undefined;
+   * called again at each use so it can be reloaded (a new object: the contexts are rebuilt).
+   */
+  readonly tls: () => TlsSource | undefined;
   /** Connection counts shared with the other listeners; default: this listener's own. */
   readonly limiter?: ConnectionLimiter;
 }
@@ -41,7 +51,9 @@ export class SmtpServer {
   private readonly limiter: ConnectionLimiter;
   private closing = false;
   private listening = false;
-  private tlsCache: { options: SecureContextOptions; context: SecureContext } | undefined;
+  private readonly tls: ListenerTls;
+  /** Connections of a PROXY listener whose header is still being read. */
+  private readonly pending = new Set<Socket>();
 
   /** @throws TypeError when a required option is missing. */
   constructor(private readonly opts: SmtpServerOptions) {
@@ -50,6 +62,7 @@ export class SmtpServer {
     }
     this.log = opts.logger.child({ listener: opts.listener.name });
     this.limiter = opts.limiter ?? new ConnectionLimiter(() => opts.config.limits);
+    this.tls = new ListenerTls(opts.listener, opts.tls);
     this.server = createServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket));
     this.server.on('error', (err) => this.log.error({ err }, 'listener error'));
   }
@@ -57,9 +70,14 @@ export class SmtpServer {
   /**
    * Starts listening on listener.address:listener.port (port 0 picks a free port).
    * @returns the bound address and port.
-   * @throws the listen error (EADDRINUSE, EACCES).
+   * @throws the listen error (EADDRINUSE, EACCES), or node:tls's error for TLS material it refuses.
    */
   listen(): Promise<{ address: string; port: number }> {
+    try {
+      this.tls.current(); // a certificate or TLS policy node:tls refuses fails the start, not a handshake
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
       this.server.once('error', onError);
@@ -81,6 +99,7 @@ export class SmtpServer {
     this.closing = true;
     const stopped = this.listening ? new Promise<void>((resolve) => this.server.close(() => resolve())) : Promise.resolve();
     this.listening = false;
+    for (const s of this.pending) s.destroy();
     for (const s of this.sessions) s.shutdown();
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise<void>((resolve) => { timer = setTimeout(resolve, Math.max(0, graceMs)); });
@@ -96,12 +115,9 @@ export class SmtpServer {
     return this.sessions.size;
   }
 
-  /** A TLS context for the current material; rebuilt only when `tls()` returns a new object. */
-  private secureContext(): SecureContext | undefined {
-    const options = this.opts.tls();
-    if (!options) return undefined;
-    if (this.tlsCache?.options !== options) this.tlsCache = { options, context: createSecureContext(options) };
-    return this.tlsCache.context;
+  /** The TLS setup for the current material (rebuilt when `tls()` returns a new object). */
+  private secureContext(): TlsServerSetup | undefined {
+    return this.tls.current();
   }
 
   private onConnection(socket: Socket): void {
@@ -109,8 +125,41 @@ export class SmtpServer {
       socket.destroy();
       return;
     }
-    const ip = clientIp(socket);
-    const tooMany = !this.limiter.tryAcquire(ip);
+    const mode = this.opts.listener.proxyProtocol;
+    if (!mode) return this.startSession(socket);
+    const peer = clientIp(socket);
+    socket.on('error', () => {}); // the session's own handler comes later; a reset now must not throw
+    if (!this.opts.policy.isTrustedProxy?.(peer)) {
+      this.log.warn({ peer, port: socket.remotePort }, 'PROXY listener: peer not in policy.trustedProxies, connection closed');
+      socket.destroy();
+      return;
+    }
+    this.pending.add(socket);
+    void readProxyHeader(socket, mode, this.opts.config.timeouts.proxyHeaderMs).then((r) => {
+      this.pending.delete(socket);
+      if (this.closing || socket.destroyed) return void socket.destroy();
+      if (!r.ok) {
+        this.log.warn({ peer, port: socket.remotePort, reason: r.reason }, 'PROXY header refused, connection closed');
+        return void socket.destroy();
+      }
+      this.startSession(socket, r.header);
+    });
+  }
+
+  /** The endpoints a header names (undefined for LOCAL/UNSPEC/UNKNOWN: the socket's own apply). */
+  private endpoints(socket: Socket, h: ProxyHeader): SessionEndpoints | undefined {
+    if (h.local || !h.source || !h.destination) return undefined;
+    return {
+      clientAddress: normalizeAddress(h.source.address), clientPort: h.source.port,
+      localAddress: h.destination.address, localPort: h.destination.port,
+      proxy: { address: clientIp(socket), port: socket.remotePort ?? 0, via: h.version === 1 ? 'proxy-v1' : 'proxy-v2' },
+    };
+  }
+
+  /** Counts the connection under the client's address (the proxied one) and runs its session. */
+  private startSession(socket: Socket, header?: ProxyHeader): void {
+    const endpoints = header ? this.endpoints(socket, header) : undefined;
+    const slot = this.limiter.acquire(endpoints?.clientAddress ?? clientIp(socket));
     const session = new Session({
       config: this.opts.config,
       listener: this.opts.listener,
@@ -119,12 +168,10 @@ export class SmtpServer {
       logger: this.log,
       socket,
       secureContext: () => this.secureContext(),
-      reject: tooMany ? R.tooManyConnections : undefined,
+      ...(slot ? { slot } : { reject: R.tooManyConnections }),
+      ...(endpoints ? { endpoints } : {}),
     });
     this.sessions.add(session);
-    void session.done.finally(() => {
-      this.sessions.delete(session);
-      if (!tooMany) this.limiter.release(ip);
-    });
+    void session.done.finally(() => this.sessions.delete(session));
   }
 }

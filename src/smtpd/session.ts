@@ -6,7 +6,8 @@
  * the error limit, TLS upgrades and graceful shutdown. Handlers see it as a `SessionContext`.
  */
 import type { Socket } from 'node:net';
-import { TLSSocket, type SecureContext } from 'node:tls';
+import { TLSSocket } from 'node:tls';
+import type { TlsServerSetup } from './tls-context.js';
 import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -14,9 +15,10 @@ import type { PostlineConfig, ListenerConfig } from '../config/schema.js';
 import { R, replyBytes, replyToString, type SmtpReply } from '../core/reply.js';
 import { MAX_COMMAND_LINE, commandLineLimit, parseCommandLine } from '../rfc5321/command.js';
 import { COMMANDS } from './commands/index.js';
-import type { SessionContext, Transaction } from './context.js';
+import type { SessionContext, Transaction, XclientState } from './context.js';
 import { InputQueue, type LineResult } from './input.js';
 import { awaitHandshake } from './tls-handshake.js';
+import { admit, readmit, type AdmissionHost } from './admission.js';
 import { DataRateWindow } from './data-rate.js';
 import { waitForDrain, waitOrClose } from '../core/drain.js';
 import type { SessionDeps } from './context.js';
@@ -41,6 +43,7 @@ export class Session implements SessionContext {
   readonly log: Logger;
   tx: Transaction | undefined;
   messagesAccepted = 0;
+  readonly xclient: XclientState = {};
   readonly done: Promise<void>;
 
   private socket: Socket;
@@ -61,6 +64,7 @@ export class Session implements SessionContext {
   private limits: SessionLimits = {};
   /** The data-rate window of the current DATA/BDAT command: start (ms) and bytes in it. */
   private rate: DataRateWindow | undefined;
+  private readonly admission: AdmissionHost;
   private markSocketGone: () => void = () => {};
   /** Resolves when the current socket has emitted 'close'. */
   private readonly socketGone = new Promise<void>((resolve) => {
@@ -74,30 +78,36 @@ export class Session implements SessionContext {
     this.sink = deps.sink;
     this.socket = deps.socket;
     const s = deps.socket;
+    const e = deps.endpoints;
     this.info = {
       id: randomBytes(6).toString('hex'),
       listener: deps.listener,
-      clientAddress: normalizeAddress(s.remoteAddress ?? ''), // "::ffff:1.2.3.4" -> "1.2.3.4", once for every check
-      clientPort: s.remotePort ?? 0,
-      localAddress: s.localAddress ?? '',
-      localPort: s.localPort ?? 0,
+      clientAddress: e?.clientAddress ?? normalizeAddress(s.remoteAddress ?? ''), // "::ffff:1.2.3.4" -> "1.2.3.4", once for every check
+      clientPort: e?.clientPort ?? s.remotePort ?? 0,
+      localAddress: e?.localAddress ?? s.localAddress ?? '',
+      localPort: e?.localPort ?? s.localPort ?? 0,
+      ...(e?.proxy ? { proxy: e.proxy } : {}),
       esmtp: false,
     };
     this.log = deps.logger.child({ sid: this.info.id });
+    this.admission = this.admissionHost();
     this.done = this.run();
   }
 
   // ---- lifecycle ----------------------------------------------------------------------------
 
   private async run(): Promise<void> {
-    this.attach(this.socket);
+    // Implicit TLS: the plain socket is never read here (its first bytes, maybe left by a PROXY
+    // header, go to the TLS layer); otherwise reading starts (a socket a PROXY read paused, too).
+    if (this.listener.tls !== 'implicit') this.attach(this.socket).resume();
     this.socket.setNoDelay(true);
     const sessionTimer = setTimeout(() => this.expire('session'), this.config.timeouts.sessionMs);
     // the logger of the listener already carries `listener`
-    this.log.info({ client: this.info.clientAddress, port: this.info.clientPort }, 'session start');
+    const via = this.info.proxy;
+    this.log.info({ client: this.info.clientAddress, port: this.info.clientPort, ...(via ? { proxy: via.address, via: via.via } : {}) }, 'session start');
     try {
       if (this.listener.tls === 'implicit' && !(await this.handshake())) return;
-      if (await this.greet()) await this.commandLoop();
+      if (await admit(this.admission, { ...(this.deps.reject ? { refusal: this.deps.reject } : {}), pause: true })) await this.commandLoop();
     } catch (err) {
       this.log.error({ err }, 'session failed');
       this.close(R.localError);
@@ -105,6 +115,7 @@ export class Session implements SessionContext {
       clearTimeout(sessionTimer);
       this.clearTimer();
       try { this.policy.closeSession?.(this.info); } catch { /* never throws */ }
+      this.deps.slot?.release();
       await this.resetTransaction();
       this.close();
       await this.socketGone;
@@ -112,45 +123,20 @@ export class Session implements SessionContext {
     }
   }
 
-  /**
-   * Sends the greeting (or the connect rejection); returns false when the session is over.
-   * With a greeting pause from policy (pregreet check), the first banner line ("220-") goes out at
-   * once and the final line after the pause; a client that talked meanwhile is reported to policy.
-   * A 554 answer instead of 220 leaves the session in QUIT-only mode (RFC 5321 3.1); 421 closes.
-   */
-  private async greet(): Promise<boolean> {
-    const refusal = this.deps.reject ?? this.policy.checkConnect?.(this.info);
-    if (refusal) {
-      this.log.info({ reply: replyToString(refusal) }, 'connection refused');
-      this.close(refusal);
-      return false;
-    }
-    const plan = this.policy.openSession?.(this.info);
-    let r: PolicyReply | undefined = plan && 'code' in plan ? plan : undefined;
-    const pauseMs = plan && !('code' in plan) ? plan.greetPauseMs : 0;
-    const host = this.config.hostname;
-    if (!r && pauseMs > 0) {
-      this.socket.write(`220-${host} ESMTP Postline\r\n`);
-      await this.pause(pauseMs);
-      if (this.closed) return false;
-    }
-    if (!r && this.policy.checkGreeting) r = await this.policy.checkGreeting(this.info, { pregreet: pauseMs > 0 && (this.input.length > 0 || this.eof) });
-    if (this.closed) return false;
-    if (r) {
-      this.log.info({ reply: replyToString(r), check: r.check }, 'connection refused');
-      this.rejected({ stage: 'connect', reply: replyToString(r) }, r);
-      if (r.code !== 554) {
-        this.close(r);
-        return false;
-      }
-      this.quitOnly = true;
-      this.input.clear(); // what a pregreeting client sent is not read as commands
-      this.reply(r);
-      return true;
-    }
-    this.limits = this.policy.sessionLimits?.(this.info) ?? {};
-    this.reply(R.greeting(host));
-    return true;
+  /** The session as admission.ts sees it (greeting and XCLIENT's new start). */
+  private admissionHost(): AdmissionHost {
+    return {
+      info: this.info, policy: this.policy, hostname: this.config.hostname, log: this.log, slot: this.deps.slot,
+      closed: () => this.closed, writeNow: (text) => void this.socket.write(text), pause: (ms) => this.pause(ms),
+      talked: () => this.input.length > 0 || this.eof, discardInput: () => this.input.clear(),
+      reply: (r) => this.reply(r), close: (r) => this.close(r), rejected: (r, pr) => this.rejected(r, pr),
+      quitOnly: (on) => { this.quitOnly = on; }, setLimits: (l) => { this.limits = l; },
+    };
+  }
+
+  /** After XCLIENT changed `info` (admission.ts readmit). */
+  readmit(): Promise<void> {
+    return readmit(this.admission);
   }
 
   /** Waits `ms` or until the session closes (replies queued so far are sent first unless `flushFirst` is false); input keeps being buffered. */
@@ -259,11 +245,12 @@ export class Session implements SessionContext {
     this.log.debug({ err }, 'socket error');
   };
 
-  private attach(s: Socket): void {
+  private attach(s: Socket): Socket {
     s.on('data', this.onData);
     s.on('end', this.onEnd);
     s.on('close', this.onClose);
     s.on('error', this.onError);
+    return s;
   }
 
   private detach(s: Socket): void {
@@ -416,16 +403,17 @@ export class Session implements SessionContext {
   async resetTransaction(): Promise<void> {
     const tx = this.tx;
     this.tx = undefined;
+    this.info.forwarded = undefined; // XFORWARD attributes last one transaction
     await tx?.message?.abort();
   }
 
   // ---- TLS --------------------------------------------------------------------------------
 
-  secureContext(): SecureContext | undefined {
+  secureContext(): TlsServerSetup | undefined {
     return this.deps.secureContext();
   }
 
-  async startTls(ctx: SecureContext): Promise<void> {
+  async startTls(ctx: TlsServerSetup): Promise<void> {
     this.reply(R.readyTls);
     this.flush();
     this.input.clear(); // plaintext pipelined after STARTTLS is never used (CVE-2011-0411)
@@ -434,19 +422,20 @@ export class Session implements SessionContext {
     await this.resetTransaction();
     this.info.heloName = undefined;
     this.info.esmtp = false;
-    this.info.authUser = undefined;
+    this.info.authUser = this.xclient.login;
   }
 
   /** Wraps the socket in TLS (server side); returns false (session closed) on failure or timeout. */
   private async handshake(ctx = this.deps.secureContext()): Promise<boolean> {
     if (!ctx) {
       this.log.warn('no TLS material for implicit TLS');
+      this.attach(this.socket); // implicit TLS: not attached yet, and its close must be seen
       this.close();
       return false;
     }
     const plain = this.socket;
     this.detach(plain);
-    const secure = new TLSSocket(plain, { isServer: true, secureContext: ctx });
+    const secure = new TLSSocket(plain, { isServer: true, secureContext: ctx.context, ...(ctx.SNICallback ? { SNICallback: ctx.SNICallback } : {}) });
     this.socket = secure;
     this.attach(secure);
     const r = await awaitHandshake(secure, this.config.timeouts.tlsHandshakeMs);

@@ -133,7 +133,7 @@ export function missingSelfSignedNames(certPem: string, names: CertificateNames)
 }
 
 /** Why `m` cannot serve TLS (unparseable PEM, a key that does not match the certificate), or undefined. */
-function unusable(m: TlsMaterial): string | undefined {
+export function unusable(m: TlsMaterial): string | undefined {
   try {
     createSecureContext({ cert: m.cert, key: m.key });
     return undefined;

@@ -6,5 +6,5 @@
 // The session facts, the sink and the policy interface live in core (src/core/session.ts), so
 // cleanup and policy need nothing from smtpd; they are re-exported here for smtpd's own files.
 export type {
-  AuthVerdict, GreetingPlan, IncomingMessage, ListenerFacts, PolicyReply, Rejection, SessionLimits, MessageSink, RecipientDecision, SessionInfo, SmtpPolicy, TlsFacts,
+  AuthVerdict, ForwardedFacts, GreetingPlan, IncomingMessage, ListenerFacts, PolicyReply, ProxyFacts, Rejection, SessionLimits, MessageSink, RecipientDecision, SessionInfo, SmtpPolicy, TlsFacts,
 } from '../core/session.js';

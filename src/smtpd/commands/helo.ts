@@ -11,7 +11,7 @@ async function greet(ctx: SessionContext, arg: string, esmtp: boolean): Promise<
   const name = parseHeloArg(arg);
   if (!name.ok) return ctx.reply(name.reply);
   await ctx.resetTransaction();
-  ctx.info.heloName = name.value;
+  ctx.info.heloName = ctx.xclient.helo ?? name.value; // an XCLIENT HELO is kept (XCLIENT_README)
   ctx.info.esmtp = esmtp;
   const host = ctx.config.hostname;
   ctx.reply(esmtp ? R.ehlo(host, ehloKeywords(ctx)) : R.helo(host));

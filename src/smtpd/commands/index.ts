@@ -11,6 +11,8 @@ import { ehlo, helo } from './helo.js';
 import { mail } from './mail.js';
 import { rcpt } from './rcpt.js';
 import { starttls } from './starttls.js';
+import { xclient } from './xclient.js';
+import { xforward } from './xforward.js';
 
 /** A command handler: gets the session and the argument text (after the verb and one space). */
 export type CommandHandler = (ctx: SessionContext, arg: string) => void | Promise<void>;
@@ -31,4 +33,6 @@ export const COMMANDS: Readonly<Record<string, CommandHandler>> = Object.freeze(
   HELP: help,
   STARTTLS: starttls,
   AUTH: auth,
+  XCLIENT: xclient,
+  XFORWARD: xforward,
 });

@@ -34,6 +34,7 @@ export async function finishMessage(ctx: SessionContext, tx: Transaction, refusa
   const msg = tx.message;
   tx.message = undefined;
   if (ctx.tx === tx) ctx.tx = undefined;
+  ctx.info.forwarded = undefined; // XFORWARD attributes last one transaction (the message already has them)
   if (refusal || !msg) {
     await msg?.abort();
     const r = refusal ?? R.transactionFailed;
