@@ -34,6 +34,13 @@ export class RawSmtp {
     return { c, greeting };
   }
 
+  /** Takes over a connected socket (after a test wrote something of its own first, e.g. a PROXY header) and reads the greeting. */
+  static async wrap(sock: Socket | TLSSocket): Promise<{ c: RawSmtp; greeting: Reply }> {
+    const c = new RawSmtp(sock);
+    const greeting = await c.read();
+    return { c, greeting };
+  }
+
   private attach(sock: Socket | TLSSocket): void {
     sock.setNoDelay(true);
     sock.on('data', (d: Buffer) => {
