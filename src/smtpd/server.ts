@@ -17,7 +17,7 @@ import type { PostlineConfig, ListenerConfig } from '../config/schema.js';
 import { R } from '../core/reply.js';
 import { Session } from './session.js';
 import type { SessionEndpoints } from './context.js';
-import { readProxyHeader } from './proxy-reader.js';
+import { readProxyHeader } from './socket-peek.js';
 import type { ProxyHeader } from './proxy-header.js';
 import { ListenerTls, type TlsServerSetup, type TlsSource } from './tls-context.js';
 import type { MessageSink, SmtpPolicy } from './types.js';
@@ -142,7 +142,7 @@ export class SmtpServer {
         this.log.warn({ peer, port: socket.remotePort, reason: r.reason }, 'PROXY header refused, connection closed');
         return void socket.destroy();
       }
-      this.startSession(socket, r.header);
+      this.startSession(socket, r.value);
     });
   }
 

@@ -6,7 +6,6 @@
  * the error limit, TLS upgrades and graceful shutdown. Handlers see it as a `SessionContext`.
  */
 import type { Socket } from 'node:net';
-import { TLSSocket } from 'node:tls';
 import type { TlsServerSetup } from './tls-context.js';
 import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
@@ -17,7 +16,7 @@ import { MAX_COMMAND_LINE, commandLineLimit, parseCommandLine } from '../rfc5321
 import { COMMANDS } from './commands/index.js';
 import type { SessionContext, Transaction, XclientState } from './context.js';
 import { InputQueue, type LineResult } from './input.js';
-import { awaitHandshake } from './tls-handshake.js';
+import { awaitHandshake, wrapServerSocket } from './tls-handshake.js';
 import { admit, readmit, type AdmissionHost } from './admission.js';
 import { DataRateWindow } from './data-rate.js';
 import { waitForDrain, waitOrClose } from '../core/drain.js';
@@ -427,20 +426,15 @@ export class Session implements SessionContext {
 
   /** Wraps the socket in TLS (server side); returns false (session closed) on failure or timeout. */
   private async handshake(ctx = this.deps.secureContext()): Promise<boolean> {
-    if (!ctx) {
-      this.log.warn('no TLS material for implicit TLS');
-      this.attach(this.socket); // implicit TLS: not attached yet, and its close must be seen
-      this.close();
-      return false;
-    }
     const plain = this.socket;
     this.detach(plain);
-    const secure = new TLSSocket(plain, { isServer: true, secureContext: ctx.context, ...(ctx.SNICallback ? { SNICallback: ctx.SNICallback } : {}) });
-    this.socket = secure;
-    this.attach(secure);
-    const r = await awaitHandshake(secure, this.config.timeouts.tlsHandshakeMs);
+    const timeoutMs = this.config.timeouts.tlsHandshakeMs;
+    const w = ctx ? await wrapServerSocket(plain, ctx, timeoutMs) : { ok: false as const, err: new Error('no TLS material for implicit TLS') };
+    if (w.ok) this.attach((this.socket = w.secure));
+    const r = w.ok ? await awaitHandshake(w.secure, timeoutMs) : w;
     if (!r.ok) {
       this.log.info({ err: r.err.message }, 'TLS handshake failed');
+      if (!w.ok) this.attach(plain); // its close must still be seen
       this.destroy();
       return false;
     }

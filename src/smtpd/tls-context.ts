@@ -1,22 +1,25 @@
 /**
  * The TLS contexts of one listener: its TLS policy (tls-policy.ts) applied to every certificate,
- * one context per server name, chosen by SNI (RFC 6066 3) during the handshake.
+ * one context per server name, chosen by SNI (RFC 6066 3).
  *
  * Owns: grouping the certificates by server name (entries of one name, e.g. an RSA and an ECDSA
  * pair, share one context and OpenSSL picks by the client's signature algorithms), matching a
  * requested name (exact, then "*." one label up), the default for no or an unknown name (the
  * first entry's name: port-25 senders rarely send SNI), and rebuilding only when the material
- * object changes (SIGHUP).
+ * object changes (SIGHUP). The session reads the name from the ClientHello (client-hello.ts) and
+ * builds its TLSSocket with the chosen context: node's SNICallback would keep the default's
+ * other key types (an ECDSA default would win over a named RSA certificate).
  */
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 import type { ListenerConfig } from '../config/schema.js';
 import { normalizeServername, type ServerCertificates } from './tls-certificates.js';
 import { tlsPolicyOptions } from './tls-policy.js';
 
-/** What a server TLSSocket is made with: the default context and, with several names, the SNI chooser. */
+/** What a server TLSSocket is made with: the default context and, with several names, the chooser by SNI name. */
 export interface TlsServerSetup {
   readonly context: SecureContext;
-  readonly SNICallback?: (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void;
+  /** The context for the name a ClientHello asks for (undefined: none asked); absent with one name only. */
+  readonly select?: (servername: string | undefined) => SecureContext;
 }
 
 /** The material: all certificates (main.ts), or one pair as node:tls options (tests, embedders). */
@@ -43,10 +46,11 @@ export function buildTlsSetup(source: TlsSource, listener: Pick<ListenerConfig, 
   if (contexts.size < 2) return { context };
   return {
     context,
-    SNICallback: (servername, cb) => {
+    select: (servername) => {
+      if (!servername) return context;
       const n = normalizeServername(servername);
       const dot = n.indexOf('.');
-      cb(null, contexts.get(n) ?? (dot > 0 ? contexts.get(`*${n.slice(dot)}`) : undefined) ?? context);
+      return contexts.get(n) ?? (dot > 0 ? contexts.get(`*${n.slice(dot)}`) : undefined) ?? context;
     },
   };
 }
