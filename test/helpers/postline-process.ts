@@ -19,7 +19,7 @@ export interface PostlineOptions {
   /** Config keys merged over the test defaults (listeners are generated unless given). */
   readonly config?: Record<string, unknown>;
   /** Listener roles to create on free ports: default one `mx` listener without TLS. */
-  readonly listeners?: Array<{ name: string; role: 'mx' | 'submission'; tls: 'none' | 'starttls' | 'implicit'; allowPlaintextAuth?: boolean }>;
+  readonly listeners?: Array<{ name: string; role: 'mx' | 'submission'; tls: 'none' | 'starttls' | 'implicit'; allowPlaintextAuth?: boolean; readonly [key: string]: unknown }>;
   readonly env?: Record<string, string>;
   /** Start the HTTP API on a free loopback port (`httpPort`); default off (`http: null`), so tests never bind its default port 8025. */
   readonly http?: boolean;
