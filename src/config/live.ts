@@ -7,7 +7,7 @@
  * established SMTP sessions and deliveries in flight carry on; what they do next follows the new
  * values.
  *
- * Live: `limits.*` (but `limits.auth.windowMs` restarts the AUTH counts), `timeouts.*`, `policy.*` (DNS lists, their resolver and cache are rebuilt when they changed), `relay.*`, `received.*`, `events.*` (retention), `tls.cert` / `tls.key` (new TLS sessions), and
+ * Live: `limits.*` (but `limits.auth.windowMs` restarts the AUTH counts), `timeouts.*`, `policy.*` (DNS lists, their resolver and cache are rebuilt when they changed; trustedProxies, xclientNetworks, xforwardNetworks), `relay.*`, `received.*`, `events.*` (retention), `tls.cert` / `tls.key` / `tls.certificates` (files read again; new TLS sessions), and
  * `delivery.` relayhost, routes, mxPort, tls, tlsPolicies, mtaSts, chunking, heloName, retry,
  * maxQueueLifetimeMs, bounceQueueLifetimeMs, delayWarningMs, doubleBounce, connectTimeoutMs,
  * commandTimeoutMs, dataDoneTimeoutMs, transactionTimeoutMs, recipientsPerTransaction (a pooled
@@ -16,7 +16,7 @@
  * restarts the dispatchers of endpoints that changed; stored cursors are kept by name).
  * `dkim` (the whole section: main.ts loads the new keys and the next message is signed with them;
  * keys that fail to load are logged and the running ones kept).
- * Restart needed (a changed value is logged and ignored): hostname, dataDir, listeners, log, metrics, http, and
+ * Restart needed (a changed value is logged and ignored): hostname, dataDir, listeners (proxyProtocol and tlsPolicy too), log, metrics, http, and
  * every other `delivery.` key (dns, sourceAddress, connection caps, pool settings, scanIntervalMs).
  */
 import { isDeepStrictEqual } from 'node:util';
