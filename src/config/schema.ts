@@ -48,7 +48,7 @@ export const listenerSchema = z.object({
   proxyProtocol: z.enum(['v1', 'v2', 'any']).optional(),
   /**
    * TLS versions and suites (node:tls options). Absent keys take the role's default
-   * (smtpd/tls-policy.ts): submission TLS 1.2+ with ECDHE AEAD suites only; mx TLS 1.2+ with
+   * (smtpd/tls-policy.ts; README "Inbound TLS policy"): submission TLS 1.2+ with ECDHE AEAD suites only; mx TLS 1.2+ with
    * Node's wider default list for old senders.
    */
   tlsPolicy: tlsPolicySchema.optional(),
