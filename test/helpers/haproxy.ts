@@ -66,7 +66,10 @@ export async function startHaproxy(routes: readonly Route[], opts: { healthCheck
   const cfg = join(dir, 'haproxy.cfg');
   writeFileSync(cfg, lines.join('\n') + '\n');
   const check = spawnSync(bin, ['-c', '-f', cfg], { encoding: 'utf8' });
-  if (check.status !== 0) throw new Error(`haproxy -c failed: ${check.stdout}${check.stderr}`);
+  if (check.status !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`haproxy -c failed: ${check.stdout}${check.stderr}`);
+  }
   let out = '';
   const child: ChildProcess = spawn(bin, ['-db', '-f', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
