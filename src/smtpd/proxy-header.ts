@@ -2,7 +2,7 @@
  * The PROXY protocol header (HAProxy's "PROXY protocol" specification, versions 1 and 2): the
  * first bytes a load balancer sends on a connection, naming the client it accepted.
  *
- * Owns: parsing a header from the bytes received so far, strictly. No I/O (proxy-reader.ts reads).
+ * Owns: parsing a header from the bytes received so far, strictly. No I/O (socket-peek.ts reads).
  * - v1: one text line `PROXY TCP4|TCP6 SRC DST SPORT DPORT\r\n` (at most 107 bytes), or
  *   `PROXY UNKNOWN ...\r\n` (the real connection endpoints apply).
  * - v2: the 12-byte signature, version 2, command LOCAL (health checks: the real endpoints) or
