@@ -26,7 +26,7 @@ export async function openStore(config: PostlineConfig, logger?: Logger, opts: {
   }
   mkdirSync(config.dataDir, { recursive: true });
   const lock = lockDataDir(config.dataDir);
-  const store = new SqliteQueueStore({ dataDir: config.dataDir, create: opts.create !== false, minFreeBytes: () => config.limits.minFreeBytes, logger: logger ?? createLogger({ level: 'warn', format: 'json' }, process.stderr) });
+  const store = new SqliteQueueStore({ dataDir: config.dataDir, create: opts.create !== false, recovery: opts.create === false ? 'blocking' : 'background', minFreeBytes: () => config.limits.minFreeBytes, logger: logger ?? createLogger({ level: 'warn', format: 'json' }, process.stderr) });
   try {
     await store.open();
   } catch (err) {

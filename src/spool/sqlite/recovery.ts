@@ -7,11 +7,11 @@
  * or it is quarantined with a log line; body files without a row (crash between rename and row
  * commit, or between row delete and unlink) are deleted. One bad entry never stops the start.
  *
- * Scale (issue 14: a million queued must not slow the start): the inline bodies are checked by
- * one SQL pass that returns only the rows whose length is wrong (no row reaches JavaScript
- * otherwise); the rows with a body file are read in chunks of CHUNK and their files stat'ed;
- * orphans are found by listing the bucket folders and asking for each file's row. A row that does
- * not parse is quarantined when it is first read (store.get), as before.
+ * Scale (issue 14: a million queued must not slow the start): rows are read in chunks of CHUNK
+ * in ID order (inline bodies: their length from SQL, the blob never reaches JavaScript; body
+ * files: stat'ed), orphans found by listing the bucket folders and asking for each file's row.
+ * The server runs these checks behind the open (`recovery: 'background'`), so listeners open at
+ * once; a row that does not parse is quarantined when it is first read (store.get), as before.
  */
 import { readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -39,16 +39,46 @@ export interface RecoveryDeps {
 const PARALLEL = 64;
 const CHUNK = 2000;
 
-/** Runs all recovery steps. Never throws for a single bad entry; I/O errors on directories do throw. */
-export async function recover(deps: RecoveryDeps): Promise<RecoveryReport> {
+/** When the row checks run: before open() returns (tests, the CLI), or behind it (the server). */
+export interface RecoveryOptions {
+  /** Body files younger than this (ms since epoch: the open) are never orphans (a commit may be under way). */
+  readonly openedAt: number;
+  /** Asked between chunks: stop early (the store is closing). */
+  readonly stopping?: () => boolean;
+}
+
+/**
+ * Runs all recovery steps (removeTmpLeftovers first, then checkRows). Never throws for a single
+ * bad entry; I/O errors on directories do throw.
+ */
+export async function recover(deps: RecoveryDeps, o: RecoveryOptions): Promise<RecoveryReport> {
+  const tmpRemoved = await removeTmpLeftovers(deps);
+  return { ...(await checkRows(deps, o)), tmpRemoved };
+}
+
+/**
+ * The row and orphan checks, in chunks of CHUNK rows with a turn of the event loop between them,
+ * so they may run while the server already serves (1,000,000 rows take a few seconds). Runs
+ * after removeTmpLeftovers. Never throws for a single bad entry.
+ */
+export async function checkRows(deps: RecoveryDeps, o: RecoveryOptions): Promise<RecoveryReport> {
   const report: RecoveryReport = { tmpRemoved: 0, quarantined: 0, orphansRemoved: 0, ok: 0 };
-  report.tmpRemoved = await removeTmpLeftovers(deps);
-  for (const r of deps.stmts.inlineMismatches.all()) {
-    await deps.quarantine(r.id, r.len < r.want ? `inline body truncated (${r.len} of ${r.want} bytes)` : `inline body size ${r.len} differs from recorded ${r.want} bytes`);
-    report.quarantined++;
-  }
+  const stop = o.stopping ?? (() => false);
   let after = '';
-  for (let round = 0; round < 1_000_000; round++) {
+  for (let round = 0; round < 1_000_000 && !stop(); round++) {
+    const rows = deps.stmts.inlineLengths.all(after, CHUNK);
+    if (rows.length === 0) break;
+    after = rows[rows.length - 1]!.id;
+    for (const r of rows) {
+      if (r.len === r.want) continue;
+      await deps.quarantine(r.id, r.len < r.want ? `inline body truncated (${r.len} of ${r.want} bytes)` : `inline body size ${r.len} differs from recorded ${r.want} bytes`);
+      report.quarantined++;
+    }
+    if (rows.length < CHUNK) break;
+    await new Promise<void>((r) => setImmediate(r));
+  }
+  after = '';
+  for (let round = 0; round < 1_000_000 && !stop(); round++) {
     const rows = deps.stmts.fileBodyRows.all(after, CHUNK);
     if (rows.length === 0) break;
     after = rows[rows.length - 1]!.id;
@@ -59,7 +89,7 @@ export async function recover(deps: RecoveryDeps): Promise<RecoveryReport> {
     if (rows.length < CHUNK) break;
   }
   report.ok = deps.stmts.countMessages.get()?.n ?? 0;
-  report.orphansRemoved = await removeOrphans(deps);
+  if (!stop()) report.orphansRemoved = await removeOrphans(deps, o.openedAt);
   return report;
 }
 
@@ -75,7 +105,8 @@ async function checkFile(deps: RecoveryDeps, id: string, want: number): Promise<
   return false;
 }
 
-async function removeTmpLeftovers(deps: RecoveryDeps): Promise<number> {
+/** Deletes unfinished bodies in spool/tmp (never acknowledged). Must run before the store takes new bodies. */
+export async function removeTmpLeftovers(deps: RecoveryDeps): Promise<number> {
   let n = 0;
   for (const name of await readdir(deps.layout.tmpDir)) {
     await unlink(join(deps.layout.tmpDir, name)).catch(() => undefined);
@@ -85,14 +116,18 @@ async function removeTmpLeftovers(deps: RecoveryDeps): Promise<number> {
   return n;
 }
 
-/** Deletes committed-area body files that no row (quarantined or not) refers to. */
-async function removeOrphans(deps: RecoveryDeps): Promise<number> {
+/** Deletes committed-area body files older than `openedAt` (ms) that no row (quarantined or not) refers to. */
+async function removeOrphans(deps: RecoveryDeps, openedAt: number): Promise<number> {
   let n = 0;
   for (const bucket of SpoolLayout.bucketNames()) {
     const dir = join(deps.layout.spoolDir, bucket);
     const names = await readdir(dir).catch(() => [] as string[]);
     for (const name of names) {
       if (!isQueueId(name)) continue; // not ours; leave it for an operator
+      if (deps.stmts.hasRow.get(name)) continue;
+      // A file from after the open belongs to a commit under way (its row comes after the file).
+      const st = await stat(join(dir, name)).catch(() => undefined);
+      if (!st || (Number.isFinite(openedAt) && st.mtimeMs >= openedAt - 1000)) continue;
       if (deps.stmts.hasRow.get(name)) continue;
       await unlink(join(dir, name)).catch(() => undefined);
       deps.logger.warn({ queueId: name }, 'removed body file without a queue entry (never acknowledged)');

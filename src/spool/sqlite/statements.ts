@@ -46,11 +46,11 @@ export function prepareReadStatements(db: Database.Database) {
       'SELECT * FROM messages WHERE quarantined_at IS NULL ORDER BY arrived_at, id'),
     /** Recovery: a row (quarantined ones too) with this ID exists. */
     hasRow: db.prepare<[string], { x: number }>('SELECT 1 AS x FROM messages WHERE id = ?'),
-    /** Recovery: visible rows whose inline body is not of the recorded size (less the prepended fields). */
-    inlineMismatches: db.prepare<[], { id: string; want: number; len: number }>(`
+    /** Recovery: visible rows with an inline body in ID order after a key, with the body's length and the one recorded (less the prepended fields). */
+    inlineLengths: db.prepare<[string, number], { id: string; want: number; len: number }>(`
       SELECT m.id AS id, m.size - COALESCE(length(CAST(m.prepend AS BLOB)), 0) AS want, length(b.data) AS len
       FROM messages m JOIN bodies b ON b.message_id = m.id
-      WHERE m.quarantined_at IS NULL AND length(b.data) != m.size - COALESCE(length(CAST(m.prepend AS BLOB)), 0)`),
+      WHERE m.id > ? AND m.quarantined_at IS NULL ORDER BY m.id LIMIT ?`),
     /** Recovery: visible rows without an inline body (a body file), in ID order after a key. */
     fileBodyRows: db.prepare<[string, number], { id: string; want: number }>(`
       SELECT m.id AS id, m.size - COALESCE(length(CAST(m.prepend AS BLOB)), 0) AS want FROM messages m

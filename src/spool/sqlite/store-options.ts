@@ -27,4 +27,10 @@ export interface SqliteQueueStoreOptions {
   readonly bodyCacheBytes?: number;
   /** Caps queue.db at this many pages (PRAGMA max_page_count, 4 KiB each): beyond it commits fail with SQLITE_FULL (452 4.3.1). Default: no cap. */
   readonly maxDatabasePages?: number;
+  /**
+   * 'blocking' (default): open() returns after every row was checked (recovery.ts). 'background'
+   * (the server): open() returns after spool/tmp is cleaned; the row and orphan checks run behind it,
+   * so a large queue does not hold the listeners (`recovered()` resolves when they are done).
+   */
+  readonly recovery?: 'blocking' | 'background';
 }

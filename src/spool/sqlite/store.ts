@@ -30,7 +30,7 @@ import { BodyCache } from './body-cache.js';
 import { SpoolBodyWriter } from './body-writer.js';
 import { SpoolLayout } from './layout.js';
 import { migrate } from './migrations.js';
-import { recover, type RecoveryReport } from './recovery.js';
+import { checkRows, recover, removeTmpLeftovers, type RecoveryReport } from './recovery.js';
 import { lastEventIdOf, queryEvents } from './event-log.js';
 import { prepareVacuum, vacuumNow } from './vacuum.js';
 import { flushInChunks, type FlushQuery } from './bulk-flush.js';
@@ -61,6 +61,8 @@ export class SqliteQueueStore implements QueueStore {
   private readonly inflight = new Set<Promise<unknown>>();
   /** Result of the last open()'s crash recovery. */
   lastRecovery: RecoveryReport | undefined;
+  private recovering: Promise<void> = Promise.resolve();
+  private closing = false;
   /** Committed events, handed to the listener once durable. */
   private readonly publisher: EventPublisher;
 
@@ -107,6 +109,7 @@ export class SqliteQueueStore implements QueueStore {
    */
   async open(): Promise<void> {
     if (this.db) return;
+    this.closing = false;
     if (this.opts.create === false && !SqliteQueueStore.exists(this.opts.dataDir)) {
       throw new NoDataDirError(`no queue at ${this.opts.dataDir} (no queue.db there)`, this.opts.dataDir);
     }
@@ -134,11 +137,20 @@ export class SqliteQueueStore implements QueueStore {
     } catch (err) {
       throw toStoreError(err, 'cannot open queue store');
     }
-    this.lastRecovery = await recover({
-      layout: this.layout, stmts: this.stmts, logger: this.logger,
-      quarantine: (id, reason) => this.quarantine(id, reason),
-    });
-    this.logger.info({ dataDir: this.opts.dataDir, ...this.lastRecovery }, 'queue store opened');
+    const deps = { layout: this.layout, stmts: this.stmts, logger: this.logger, quarantine: (id: string, reason: string) => this.quarantine(id, reason) };
+    const openedAt = Date.now(); // compared with body files' mtimes
+    if (this.opts.recovery !== 'background') {
+      // Nothing is committed before open() returns: every body file without a row is an orphan.
+      this.lastRecovery = await recover(deps, { openedAt: Infinity });
+      this.logger.info({ dataDir: this.opts.dataDir, ...this.lastRecovery }, 'queue store opened');
+      return;
+    }
+    const tmpRemoved = await removeTmpLeftovers(deps);
+    this.logger.info({ dataDir: this.opts.dataDir, tmpRemoved }, 'queue store opened; checking its rows in the background');
+    this.recovering = checkRows(deps, { openedAt, stopping: () => this.closing }).then((r) => {
+      this.lastRecovery = { ...r, tmpRemoved };
+      this.logger.info({ ...this.lastRecovery, ms: Date.now() - openedAt }, 'queue rows checked');
+    }, (err: unknown) => this.logger.error({ err }, 'queue row check failed'));
   }
 
   /**
@@ -157,7 +169,14 @@ export class SqliteQueueStore implements QueueStore {
   }
 
   /** Waits for pending writes, stops the writer thread, then closes the read connection. */
+  /** Resolves when the row checks of the open are done (at once with `recovery: 'blocking'`). */
+  recovered(): Promise<void> {
+    return this.recovering;
+  }
+
   async close(): Promise<void> {
+    this.closing = true;
+    await this.recovering;
     await Promise.allSettled([...this.inflight]);
     await this.writer?.close();
     this.writer = undefined;
