@@ -109,7 +109,7 @@ export class DestinationBook {
   /**
    * The outcome of a delivery to `key`: `unreachable` with the reason (no host could be reached),
    * or reached (a host answered, whatever it said). A reached destination is alive again.
-   * @returns the time until which the destination is now dead (ms), when it is.
+   * @returns the time until which the destination is dead (ms), when this report made it so.
    */
   report(key: string, now: number, outcome: { unreachable: true; reason: string } | { unreachable: false }): number | undefined {
     const s = this.state(key, now);
@@ -123,7 +123,7 @@ export class DestinationBook {
     s.reason = outcome.reason;
     // Deliveries that were running side by side when it died count once: the dead time grows
     // only with failed probes (one backoff step each), not with concurrency.
-    if (now < s.deadUntil) return s.deadUntil;
+    if (now < s.deadUntil) return undefined;
     s.failures++;
     s.deadUntil = now + baseDelayMs(s.failures, this.o.retry);
     return s.deadUntil;
