@@ -101,15 +101,16 @@ export class DueWindow {
   /**
    * Reads from the store until the window is full or the store has no more, `batch` rows per read
    * with a turn of the event loop between reads. One refill at a time; never rejects (a failed read
-   * is logged and tried again on the next call). @returns rows read.
+   * is logged and tried again on the next call). `maxReads` bounds the reads of this call (the
+   * start reads one, the rest follows from the scans). @returns rows read.
    */
-  async refill(): Promise<number> {
+  async refill(maxReads = 1000): Promise<number> {
     if (this.refilling || this.frontier === 'all') return 0;
     this.refilling = true;
     const gen = this.generation;
     let read = 0;
     try {
-      for (let i = 0; i < 1000 && gen === this.generation && this.frontier !== 'all'; i++) {
+      for (let i = 0; i < Math.min(1000, maxReads) && gen === this.generation && this.frontier !== 'all'; i++) {
         const room = this.capacity - this.index.size;
         if (room <= 0) break;
         const want = Math.min(this.batch, room);

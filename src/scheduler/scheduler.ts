@@ -98,9 +98,16 @@ export class Scheduler implements QueueAdmin {
   async start(): Promise<void> {
     if (this.started) throw new Error('scheduler already started');
     this.started = true;
-    this.queued = await this.o.store.countMessages();
-    await this.window.refill();
-    this.o.logger.info({ messages: this.queued, inWindow: this.window.size, complete: this.window.complete }, 'scheduler started');
+    // One read before the listeners open; the window fills behind it (scan), and the queue is
+    // counted a moment later: neither holds the start at a million queued.
+    await this.window.refill(1);
+    const count = (): Promise<void> => this.o.store.countMessages().then((n) => {
+      this.queued = n;
+      this.o.logger.info({ messages: n, inWindow: this.window.size, complete: this.window.complete }, 'queue counted');
+    }, (err: unknown) => this.o.logger.warn({ err }, 'cannot count the queue'));
+    if (this.o.scanTimer === false) await count();
+    else setTimeout(() => void count(), 500).unref();
+    this.o.logger.info({ inWindow: this.window.size, complete: this.window.complete }, 'scheduler started');
     if (this.o.scanTimer !== false) {
       this.timer = setInterval(() => this.scan(), this.o.config.delivery.scanIntervalMs);
       this.timer.unref();

@@ -110,7 +110,8 @@ test('disk full: 452 below the reserve, 4xx (never 250) at a full disk, queued m
   // 5. A restart loads the queue without quarantining anything; everything answered is delivered.
   assert.equal(await pl.stop(), 0, 'SIGTERM exits cleanly');
   await pl.start();
-  const opened = pl.logs().filter((l) => l.msg === 'queue store opened').pop();
+  // The server checks the rows behind the open (store recovery: 'background'): wait for its line.
+  const opened = await waitFor('the row check after the restart', () => pl.logs().filter((l) => l.msg === 'queue rows checked').pop(), 20_000);
   assert.equal(opened?.quarantined, 0, `no entry quarantined after the disk-full episode: ${JSON.stringify(opened)}`);
   const delivered = await waitFor('every answered message at the sink', () => {
     const got = countByNumber(sinks, /<?m(\d+)@sink\.test/);
