@@ -93,9 +93,13 @@ class Server {
     for (const f of ['queue.db', 'queue.db-wal']) try { b += statSync(join(this.dataDir, f)).size; } catch { /* none */ }
     return b;
   }
-  cli(argv) {
+  /** Runs a CLI command (async: the sink's counter must keep being read meanwhile). */
+  async cli(argv) {
     const t0 = Date.now();
-    const outp = execFileSync(process.execPath, [join(root, 'bin', 'postline.js'), ...argv, '-c', this.conf], { encoding: 'utf8', timeout: 900_000 });
+    const p = spawn(process.execPath, [join(root, 'bin', 'postline.js'), ...argv, '-c', this.conf], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let outp = '';
+    p.stdout.on('data', (d) => { outp += d; });
+    await new Promise((r) => p.once('exit', r));
     return { ms: Date.now() - t0, out: outp.trim() };
   }
 }
@@ -164,7 +168,7 @@ try {
       const sink = new Sink({ bin: SINK_BIN, port: deadPeer.port, name: 'back' });
       await sink.start();
       const n0 = s.queued();
-      const f = s.cli(['queue', 'flush']);
+      const f = await s.cli(['queue', 'flush']);
       say(`- flush of ${n0}: \`postline queue flush\` answered in ${f.ms} ms ("${f.out}")`);
       const drainMs = await waitQueue(s, (q) => q === 0, 1_800_000);
       say(`- drain after the flush: ${n0} in ${(drainMs / 1000).toFixed(1)} s = ${rate(n0, drainMs)} msg/s (sink counted ${sink.count})`);
@@ -217,11 +221,12 @@ try {
     await deadPeer.close();
     const sink = new Sink({ bin: SINK_BIN, port: deadPeer.port, name: 'm' });
     await sink.start();
-    s.cli(['queue', 'flush']);
     const t1 = Date.now();
+    const flushing = s.cli(['queue', 'flush']);
     const per = [];
     for (let i = 0; i < 18; i++) { const a = sink.count; await sleep(5000); per.push(((sink.count - a) / 5).toFixed(0)); }
-    say(`- after the relay came up and a flush: delivered msg/s per 5 s over ${((Date.now() - t1) / 1000).toFixed(0)} s: ${per.join(' ')}; RSS peak ${mb(s.rss)} MiB`);
+    const fl = await flushing;
+    say(`- after the relay came up and a flush (answered in ${fl.ms} ms: "${fl.out}"): delivered msg/s per 5 s over ${((Date.now() - t1) / 1000).toFixed(0)} s: ${per.join(' ')}; RSS peak ${mb(s.rss)} MiB`);
     await s.stop();
     await sink.stop();
   }

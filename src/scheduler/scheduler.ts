@@ -368,11 +368,12 @@ export class Scheduler implements QueueAdmin {
     if (this.stopping) return 0;
     const now = this.o.clock.now();
     const t0 = Date.now();
+    // The operator says "now": dead destinations are tried again at once (Postfix's flush does the
+    // same), before the flush so that what it makes due is not deferred again meanwhile.
+    const revived = this.destinations.reviveAll();
     const n = await this.o.store.flushMatching({ now, ...(opts.domain !== undefined ? { domain: opts.domain } : {}) }, (done) => {
       this.o.logger.debug({ flushed: done }, 'flushing');
     });
-    // The operator says "now": dead destinations are tried again at once (Postfix's flush does the same).
-    const revived = this.destinations.reviveAll();
     this.window.reset();
     await this.window.refill();
     this.o.logger.info({ flushed: n, domain: opts.domain, revived, ms: Date.now() - t0 }, 'queue flushed');
