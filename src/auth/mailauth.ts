@@ -58,6 +58,8 @@ export interface DkimVerifierLike {
   readonly headerFrom: string[];
   readonly arc: any;
   readonly headers: ParsedHeaders | false;
+  /** After messageHeaders: every DKIM-Signature (type DKIM) and the newest ARC set's AMS / AS, parsed; `skip` when unusable. */
+  readonly signatureHeaders?: readonly { type?: string; skip?: boolean; signingDomain?: string; selector?: string; algorithm?: string }[];
 }
 
 /** RFC 6376 3.4.2 "relaxed" for one header field: name lower case, unfolded, WSP runs as one SP, no WSP around the colon or at the end. */
@@ -80,7 +82,7 @@ export function parseHeaderSection(buf: Buffer): ParsedHeaders {
   }
   const parsed = joined.map((row): ParsedField => {
     const m = /^[^:]+/.exec(row);
-    const casedKey = m ? m[0].trim() : undefined;
+    const casedKey = m ? m[0].replace(/^[ \t]+|[ \t]+$/g, '') : undefined;
     return { key: casedKey !== undefined ? casedKey.toLowerCase() : null, ...(casedKey !== undefined ? { casedKey } : {}), line: Buffer.from(row, 'latin1') };
   });
   return { parsed, original: buf };

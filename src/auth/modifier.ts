@@ -144,7 +144,7 @@ class InboundCheck implements MessageModifier {
       }
     }
     const [spf, helo] = await this.spf;
-    const dkim: DkimCheck[] = v && !dkimFailed ? dkimChecks(v.results) : [{ domain: '', selector: '', result: v ? 'temperror' : 'none', info: { method: 'dkim', result: v ? 'temperror' : 'none', ...(dkimFailed ? { comment: dkimFailed } : {}) } }];
+    const dkim: DkimCheck[] = v && !dkimFailed ? dkimChecks(v.results, v.signatureHeaders) : [{ domain: '', selector: '', result: v ? 'temperror' : 'none', info: { method: 'dkim', result: v ? 'temperror' : 'none', ...(dkimFailed ? { comment: dkimFailed } : {}) } }];
     const arc = await checkArc(this.ma, this.endResolver, v?.arc, this.s.minKeyBits);
     const dmarc = await checkDmarc(this.ma, this.endResolver, {
       headerFrom: v?.headerFrom ?? [], spf, dkim, arc, random: this.deps.random ?? Math.random,
@@ -192,7 +192,7 @@ class InboundCheck implements MessageModifier {
     const lookup = this.deps.resolver.lookup?.bind(this.deps.resolver);
     if (!lookup) return;
     const names = new Set<string>();
-    const sigs = (v as unknown as { signatureHeaders?: { signingDomain?: string; selector?: string }[] }).signatureHeaders ?? [];
+    const sigs = v.signatureHeaders ?? [];
     for (const sig of sigs.slice(0, 10)) {
       if (sig.signingDomain && sig.selector) names.add(`${sig.selector}._domainkey.${sig.signingDomain}`);
     }

@@ -69,20 +69,47 @@ export interface DkimCheck {
   readonly dmarcEntry?: Record<string, unknown>;
 }
 
-/** The verdicts of every DKIM signature (one 'none' entry for an unsigned message). */
-export function dkimChecks(results: readonly any[]): DkimCheck[] {
-  return results.map((r): DkimCheck => {
-    const result = asResult(r?.status?.result);
-    const h = r?.status?.header ?? {};
-    const domain = String(r?.signingDomain ?? '');
-    return {
-      domain, selector: String(r?.selector ?? ''), result,
-      info: {
-        method: 'dkim', result, ...(r?.status?.comment ? { comment: String(r.status.comment) } : {}),
-        props: [['header.i', h.i], ['header.s', h.s], ['header.a', h.a], ['header.b', h.b]],
-      },
-      ...(result === 'pass' ? { dmarcEntry: { id: r.id, domain, aligned: r.status?.aligned, underSized: r.status?.underSized } } : {}),
-    };
+/** One signature as mailauth's verifier parsed it (DkimVerifier.signatureHeaders). */
+interface ParsedSignature {
+  readonly type?: string;
+  readonly skip?: boolean;
+  readonly signingDomain?: string;
+  readonly selector?: string;
+  readonly algorithm?: string;
+}
+
+function dkimCheck(r: any): DkimCheck {
+  let result = asResult(r?.status?.result);
+  let comment = r?.status?.comment ? String(r.status.comment) : undefined;
+  const h = r?.status?.header ?? {};
+  const domain = String(r?.signingDomain ?? '');
+  if (result === 'pass' && /-sha1$/i.test(String(r?.algo ?? ''))) {
+    result = 'permerror'; // RFC 8301 3.1: rsa-sha1 must not be used for verifying
+    comment = 'rsa-sha1 is not accepted (RFC 8301)';
+  }
+  return {
+    domain, selector: String(r?.selector ?? ''), result,
+    info: { method: 'dkim', result, ...(comment ? { comment } : {}), props: [['header.i', h.i], ['header.s', h.s], ['header.a', h.a], ['header.b', h.b]] },
+    ...(result === 'pass' ? { dmarcEntry: { id: r.id, domain, aligned: r.status?.aligned, underSized: r.status?.underSized } } : {}),
+  };
+}
+
+/**
+ * The verdicts of every DKIM signature, top first (one 'none' entry for an unsigned message).
+ * mailauth leaves out signatures it cannot use (an unknown a= or c=, no d= or s=): those are
+ * permerror here (RFC 6376 6.1.1, RFC 8601 2.7.1), as is a passing rsa-sha1 one (RFC 8301 3.1).
+ * @param results DkimVerifier.results; @param parsed DkimVerifier.signatureHeaders (DKIM, ARC and AS).
+ */
+export function dkimChecks(results: readonly any[], parsed: readonly ParsedSignature[] = []): DkimCheck[] {
+  const sigs = parsed.filter((p) => p.type === 'DKIM');
+  if (!sigs.some((p) => p.skip)) return results.map(dkimCheck);
+  const verified = results.filter((r) => r?.status?.comment !== 'message not signed' || r?.signingDomain);
+  let next = 0;
+  return sigs.map((p): DkimCheck => {
+    if (!p.skip) return dkimCheck(verified[next++]);
+    const domain = String(p.signingDomain ?? '');
+    const comment = 'unsupported or malformed signature (a=, c=, d= or s=)';
+    return { domain, selector: String(p.selector ?? ''), result: 'permerror', info: { method: 'dkim', result: 'permerror', comment, props: [['header.d', domain || undefined], ['header.s', p.selector]] } };
   });
 }
 
@@ -178,7 +205,7 @@ export async function checkDmarc(ma: Mailauth, resolver: MailauthResolver, o: {
 
 /** The flat event record of all checks. */
 export function outcomeOf(spf: SpfCheck, helo: SpfCheck, dkim: readonly DkimCheck[], arc: ArcCheck, dmarc: DmarcCheck, sealed: boolean): AuthOutcome {
-  const sigs = dkim.filter((c) => c.domain || c.selector).map((c) => ({ domain: c.domain, selector: c.selector, result: c.result }));
+  const sigs = dkim.filter((c) => c.domain || c.selector || c.result !== 'none').map((c) => ({ domain: c.domain, selector: c.selector, result: c.result }));
   return {
     spf: spf.result, ...(spf.domain ? { spfDomain: spf.domain } : {}), spfHelo: helo.result,
     dkim: dkimSummary(dkim), ...(sigs.length ? { dkimSignatures: sigs } : {}),
