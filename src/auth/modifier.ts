@@ -152,7 +152,7 @@ class InboundCheck implements MessageModifier {
     const log = this.deps.logger;
     if (dmarc.action === 'reject' && this.s.dmarcReject) {
       log?.info({ queueId: this.ctx.queueId, domain: dmarc.domain, client: this.ctx.session?.clientAddress }, 'DMARC policy reject: message refused');
-      throw new PostlineError('ERR_DMARC_REJECT', `DMARC p=reject failure for ${dmarc.domain}`, { temporary: false, reply: R.dmarcReject(replyDomain(dmarc.domain)) });
+      throw new PostlineError('ERR_DMARC_REJECT', `DMARC p=reject failure for ${dmarc.domain}`, { temporary: false, reply: R.dmarcReject(replyDomain(dmarc.domain)), check: 'dmarc' });
     }
     const action = dmarc.action === 'reject' ? 'quarantine' : dmarc.action;
     const infos: ResInfo[] = [...dkim.map((d) => d.info), spf.info, helo.info, ...(arc.info ? [arc.info] : []), dmarc.info];

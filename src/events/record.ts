@@ -147,7 +147,8 @@ export interface EventRecord {
   readonly reason?: string;
   /**
    * message.rejected by a policy check: which one ("dnsbl:ZONE", "rate:messagesPerMinute",
-   * "rate:perNetwork.recipientsPerMinute", "access", "pregreet", "auth-throttle", "data-rate").
+   * "rate:perNetwork.recipientsPerMinute", "access", "pregreet", "auth-throttle", "data-rate",
+   * "dmarc": a DMARC p=reject failure refused at the end of DATA).
    */
   readonly check?: string;
   /** dsn.queued: the queue ID of the DSN and its kind. */

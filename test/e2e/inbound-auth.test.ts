@@ -188,6 +188,7 @@ test('DMARC: pass by SPF, fail with p=none, quarantine, reject (refused), pct=0,
     return out.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as StoredEvent).find((e) => e.mailFrom === 'a@rej.test');
   }, 10_000, 100);
   assert.match(rej.reply ?? '', /^550 5\.7\.1/);
+  assert.equal(rej.check, 'dmarc');
 
   r = await send('a@pct.test', message('a@pct.test', '', 'dmarc pct'));
   assert.equal(r.code, 250, 'pct=0: not sampled, so quarantine instead of reject');
