@@ -75,6 +75,9 @@ export function inboundAuth(deps: InboundAuthDeps): ModifierFactory {
 
 const CRLF = Buffer.from('\r\n');
 
+/** DKIM signatures checked per message at most, top first (RFC 6376 6.1 lets a verifier limit them; OpenDKIM checks 3 by default). */
+export const MAX_DKIM_SIGNATURES = 10;
+
 /** A domain as it may appear in our reply text. */
 function replyDomain(d: string | undefined): string {
   return (d ?? 'the sender domain').replace(/[^A-Za-z0-9.-]/g, '?').slice(0, 253);
@@ -91,6 +94,8 @@ class InboundCheck implements MessageModifier {
   private readonly bodyHash: RelaxedBodyHash | undefined;
   private outcome: AuthOutcome | undefined;
   private temporary: string[] = [];
+  /** DKIM signatures left unchecked (over MAX_DKIM_SIGNATURES). */
+  private unchecked = 0;
 
   constructor(private readonly ctx: ModifierContext, private readonly deps: InboundAuthDeps, private readonly s: AuthSettings) {
     this.now = deps.now ?? Date.now;
@@ -117,6 +122,7 @@ class InboundCheck implements MessageModifier {
     this.verifier = v;
     // messageHeaders and nextChunk do their work before they return (mailauth.ts); kept for order.
     this.ready = v.messageHeaders(this.ma.parseHeaders(view.complete ? Buffer.concat([view.client, CRLF]) : view.client)).catch(() => {});
+    this.capSignatures(v);
     this.prefetch(v);
     return undefined;
   }
@@ -155,7 +161,8 @@ class InboundCheck implements MessageModifier {
       throw new PostlineError('ERR_DMARC_REJECT', `DMARC p=reject failure for ${dmarc.domain}`, { temporary: false, reply: R.dmarcReject(replyDomain(dmarc.domain)), check: 'dmarc' });
     }
     const action = dmarc.action === 'reject' ? 'quarantine' : dmarc.action;
-    const infos: ResInfo[] = [...dkim.map((d) => d.info), spf.info, helo.info, ...(arc.info ? [arc.info] : []), dmarc.info];
+    const more: ResInfo[] = this.unchecked ? [{ method: 'dkim', result: 'neutral', comment: `${this.unchecked} more signatures not checked` }] : [];
+    const infos: ResInfo[] = [...dkim.map((d) => d.info), ...more, spf.info, helo.info, ...(arc.info ? [arc.info] : []), dmarc.info];
     const utf8 = !!this.ctx.envelope.smtputf8;
     const fields = [authResultsField(this.s.authservId, infos, utf8)];
     if (action === 'quarantine') {
@@ -185,6 +192,16 @@ class InboundCheck implements MessageModifier {
 
   facts(): ModifierFacts | undefined {
     return this.outcome ? { auth: this.outcome } : undefined;
+  }
+
+  /** Beyond MAX_DKIM_SIGNATURES, DKIM signatures are not checked (mailauth would check every one). */
+  private capSignatures(v: DkimVerifierLike): void {
+    const sigs = v.signatureHeaders as { type?: string }[] | undefined;
+    if (!Array.isArray(sigs)) return;
+    let kept = 0;
+    const keep = sigs.filter((sig) => sig.type !== 'DKIM' || ++kept <= MAX_DKIM_SIGNATURES);
+    this.unchecked = sigs.length - keep.length;
+    if (this.unchecked) sigs.splice(0, sigs.length, ...keep);
   }
 
   /** Asks for the key records and the _dmarc record now, so end() finds them cached. Never throws. */

@@ -113,3 +113,13 @@ test('a DMARC reject is refused at the end of the data with 550 5.7.1', async ()
       (e: { reply?: { code: number; enhanced?: string; lines: string[] } }) => e.reply?.code === 550 && e.reply.enhanced === '5.7.1' && /example\.com/.test(e.reply.lines[0]!));
   });
 });
+
+test('at most MAX_DKIM_SIGNATURES signatures are checked; the rest are named in one result', async () => {
+  await withChain(async (c, store, events) => {
+    const sigs = Array.from({ length: 12 }, (_, i) => `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=x${i}.example.com; s=s; h=from; bh=AAAA; b=AAAA\r\n`).join('');
+    const id = await send(c, Buffer.from(`${sigs}From: a@example.com\r\n\r\nx\r\n`), session({ role: 'mx', clientAddress: '192.0.2.10' }));
+    const e = await received(events, id);
+    assert.equal(e.auth?.dkimSignatures?.length, 10);
+    assert.match((await readAll(store.openBody(id))).toString('latin1'), /dkim=neutral \(2 more signatures not checked\)/);
+  });
+});
