@@ -269,7 +269,9 @@ test('ARC: a forwarded message is sealed, the seal verifies at the next hop, and
   assert.doesNotMatch((await delivered('arc not forwarded')).toString('latin1'), /ARC-Seal/);
 });
 
-test('the results are on the message.received log line', async () => {
+test('the results are on the message.received log line and in `postline events`', async () => {
   const r = await send('a@pass.test', message('a@pass.test', '', 'log line'));
-  await waitFor('the log line', () => pl.output.split('\n').some((l) => l.includes(r.queueId!) && /auth=\(spf=pass helo=pass dkim=none dmarc=pass arc=none\)/.test(l)), 10_000, 100);
+  const summary = /auth=\(spf=pass helo=pass dkim=none dmarc=pass arc=none\)/;
+  await waitFor('the log line', () => pl.output.split('\n').some((l) => l.includes(r.queueId!) && summary.test(l)), 10_000, 100);
+  assert.match((await pl.cli(['events', '--queue-id', r.queueId!, '--type', 'message.received'])).stdout, summary);
 });
