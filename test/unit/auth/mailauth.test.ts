@@ -17,9 +17,10 @@ const RECORD = recordValue(key.key, 'rsa-sha256');
 
 const signRelaxedHere = (msg: Buffer, names: string[]): Buffer => signRelaxed(msg, { key: key.key, domain: 'nbsp.test', selector: 's1', names });
 
+let published = RECORD;
 const resolver: Resolver = {
   resolveMx: async () => [], resolve4: async () => [], resolve6: async () => [],
-  resolveTxt: async (name) => { if (name === 's1._domainkey.nbsp.test') return [[RECORD]]; throw Object.assign(new Error('nx'), { code: 'ENOTFOUND' }); },
+  resolveTxt: async (name) => { if (name === 's1._domainkey.nbsp.test') return [[published]]; throw Object.assign(new Error('nx'), { code: 'ENOTFOUND' }); },
 };
 
 async function verifyOurs(msg: Buffer): Promise<string[]> {
@@ -57,4 +58,17 @@ test('a signature over header fields holding 0xA0 verifies with our copy; mailau
   const plain = signRelaxedHere(Buffer.from('From: a@nbsp.test\r\nSubject: plain\r\n\r\nHello\r\n', 'latin1'), ['from', 'subject']);
   assert.deepEqual(await verifyOurs(plain), ['pass']);
   assert.equal((await verifyWithMailauth(plain, resolver))[0]?.result, 'pass');
+});
+
+test('parsed keys are reused only while the published record is the same', async () => {
+  const signed = signRelaxedHere(Buffer.from('From: a@nbsp.test\r\nSubject: keys\r\n\r\nHello\r\n', 'latin1'), ['from', 'subject']);
+  assert.deepEqual(await verifyOurs(signed), ['pass']);
+  assert.deepEqual(await verifyOurs(signed), ['pass']);
+  published = recordValue(generateKey('rsa-sha256', 2048).key, 'rsa-sha256'); // the key was rotated
+  try {
+    assert.deepEqual(await verifyOurs(signed), ['fail']);
+  } finally {
+    published = RECORD;
+  }
+  assert.deepEqual(await verifyOurs(signed), ['pass']);
 });
