@@ -80,7 +80,7 @@ async function runPostline(label, auth, arc) {
     hostname: 'mx.bench.test', dataDir: join(d, 'var'), http: null, log: { level: 'warn', format: 'json' },
     listeners: [{ name: 'mx', address: '127.0.0.1', port, role: 'mx', tls: 'none' }],
     relay: { trustedNetworks: [], localDomains: ['rcpt.test'] },
-    limits: { minFreeBytes: 0, maxConnectionsPerIp: 1000 },
+    limits: { minFreeBytes: 0, maxConnectionsPerIp: 1000, maxMessagesPerSession: 1_000_000 }, // untrusted sessions are capped at 1000 by default
     delivery: { routes: [{ domain: 'rcpt.test', host: '127.0.0.1', port: sinkPort, tls: 'none' }], dns: { servers: [dnsServer], timeoutMs: 2000, tries: 1 } },
     auth, ...(arc ? { arc } : {}),
   };
@@ -97,17 +97,21 @@ async function runPostline(label, auth, arc) {
   }
   let accepted = 0, failed = 0, counting = false, stop = false;
   const session = async () => {
-    const c = await BenchSmtpClient.connect({ port });
-    await c.cmd('EHLO helo.bench.test');
     while (!stop) {
-      await c.write('MAIL FROM:<bench@bench.test>\r\nRCPT TO:<rcpt@rcpt.test>\r\nDATA\r\n');
-      const r = [await c.reply(), await c.reply(), await c.reply()];
-      if (r[2].code !== 354) { failed++; await c.cmd('RSET'); continue; }
-      await c.write(wire);
-      const f = await c.reply();
-      if (f.code === 250) { if (counting) accepted++; } else failed++;
+      const c = await BenchSmtpClient.connect({ port });
+      try {
+        await c.cmd('EHLO helo.bench.test');
+        while (!stop) {
+          await c.write('MAIL FROM:<bench@bench.test>\r\nRCPT TO:<rcpt@rcpt.test>\r\nDATA\r\n');
+          const r = [await c.reply(), await c.reply(), await c.reply()];
+          if (r[2].code !== 354) { failed++; await c.cmd('RSET'); continue; }
+          await c.write(wire);
+          const f = await c.reply();
+          if (f.code === 250) { if (counting) accepted++; } else failed++;
+        }
+        await c.quit();
+      } catch { failed++; c.destroy(); } // closed by the server: count it and connect again
     }
-    await c.quit();
   };
   const all = Array.from({ length: opt.sessions }, () => session());
   await new Promise((r) => setTimeout(r, opt.warmup * 1000));
