@@ -43,6 +43,9 @@ export async function checkSpf(ma: Mailauth, resolver: MailauthResolver, o: {
   readonly identity: 'mailfrom' | 'helo'; readonly sender: string; readonly ip: string; readonly helo: string | undefined; readonly mta: string;
 }): Promise<SpfCheck> {
   const prop = o.identity === 'helo' ? 'smtp.helo' : 'smtp.mailfrom';
+  if (!isIP(o.ip)) {
+    return { result: 'none', info: { method: 'spf', result: 'none', comment: `${o.mta}: the client address is unknown`, props: [[prop, o.identity === 'helo' ? o.helo : o.sender || undefined]] } };
+  }
   if (o.identity === 'helo' && !heloCheckable(o.helo)) {
     return { result: 'none', info: { method: 'spf', result: 'none', comment: `${o.mta}: no HELO domain to check`, props: [[prop, o.helo]] } };
   }

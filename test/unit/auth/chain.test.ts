@@ -39,7 +39,7 @@ before(async () => {
 });
 after(async () => { await dns.close(); });
 
-async function withChain(fn: (c: Cleanup, store: SqliteQueueStore, events: PostlineEvent[]) => Promise<void>, extra: ModifierFactory[] = []): Promise<void> {
+async function withChain(fn: (c: Cleanup, store: SqliteQueueStore, events: PostlineEvent[]) => Promise<void>, extra: ModifierFactory[] = [], reject = true): Promise<void> {
   const { dir, cleanup: rm } = await tempDir('postline-auth-');
   const store = new SqliteQueueStore({ dataDir: dir, minFreeBytes: 0, logger: silentLogger() });
   await store.open();
@@ -49,7 +49,7 @@ async function withChain(fn: (c: Cleanup, store: SqliteQueueStore, events: Postl
   try {
     const cleanup = new Cleanup({
       store, logger: silentLogger(), clock: new ManualClock(Date.now()),
-      modifiers: () => [inboundAuth({ settings: () => settings, resolver }), ...extra],
+      modifiers: () => [inboundAuth({ settings: () => ({ ...settings, dmarcReject: reject }), resolver }), ...extra],
       isTrusted: (s) => s.authUser !== undefined,
       config: { hostname: 'mx.postline.test', limits: { maxMessageSize: 10 * 1024 * 1024, maxReceivedHeaders: 30 } },
     });
@@ -122,4 +122,12 @@ test('at most MAX_DKIM_SIGNATURES signatures are checked; the rest are named in 
     assert.equal(e.auth?.dkimSignatures?.length, 10);
     assert.match((await readAll(store.openBody(id))).toString('latin1'), /dkim=neutral \(2 more signatures not checked\)/);
   });
+});
+
+test('a client address XCLIENT left unknown: SPF none, the rest checked', async () => {
+  await withChain(async (c, _store, events) => {
+    const id = await send(c, Buffer.from('From: a@example.com\r\n\r\nx\r\n'), session({ role: 'mx', clientAddress: 'unknown' }));
+    const e = await received(events, id);
+    assert.deepEqual([e.auth?.spf, e.auth?.spfHelo, e.auth?.dmarc], ['none', 'none', 'fail']);
+  }, [], false);
 });
