@@ -24,6 +24,7 @@ import { Cleanup } from './cleanup/cleanup.js';
 import { buildDsn } from './bounce/dsn.js';
 import { createResolver } from './dns/resolver.js';
 import { dkimFromConfig } from './dkim/setup.js';
+import { authFromConfig, type AuthSetup } from './auth/setup.js';
 import type { ModifierFactory } from './cleanup/modifiers.js';
 import { createRouter } from './routing/router.js';
 import { SmtpDeliveryAgent } from './delivery/smtp-agent.js';
@@ -128,11 +129,16 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   let scheduler: Scheduler | undefined; // set below; cleanup hands it each committed message
   let policy: RelayPolicy | undefined; // set below; cleanup asks it who may set X-Postline-* metadata
   let observeAccept: ((ms: number) => void) | undefined; // the metrics' accept latency, set below
-  // The modifier chain (cleanup/modifiers.ts): DKIM signing for now; rebuilt on reload.
+  // The modifier chain (cleanup/modifiers.ts): inbound verification (stage verify) and DKIM
+  // signing (stage sign); rebuilt on reload.
   let modifiers: readonly ModifierFactory[];
+  let auth: AuthSetup;
+  let dkim: ModifierFactory | undefined;
+  const chainOf = (): readonly ModifierFactory[] => [auth.factory, dkim].filter((f): f is ModifierFactory => f !== undefined);
   try {
-    const dkim = dkimFromConfig(config, logger, () => clock.now());
-    modifiers = dkim ? [dkim] : [];
+    auth = authFromConfig(config, logger);
+    dkim = dkimFromConfig(config, logger, () => clock.now());
+    modifiers = chainOf();
   } catch (err) {
     await webhookCursors.close().catch(() => {});
     await store.close().catch(() => {});
@@ -273,10 +279,18 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
       if (t) api?.setTls(t);
       if (res.applied.includes('dkim')) {
         try {
-          const dkim = dkimFromConfig(config, logger, () => clock.now());
-          modifiers = dkim ? [dkim] : [];
+          dkim = dkimFromConfig(config, logger, () => clock.now());
+          modifiers = chainOf();
         } catch (err) {
           logger.error({ err: (err as Error).message }, 'DKIM keys not reloaded; signing with the previous keys');
+        }
+      }
+      if (res.applied.includes('auth') || res.applied.includes('arc') || res.applied.includes('delivery.routes')) {
+        try {
+          auth = authFromConfig(config, logger, auth);
+          modifiers = chainOf();
+        } catch (err) {
+          logger.error({ err: (err as Error).message }, 'inbound verification not reloaded; the previous settings stay');
         }
       }
       if (res.applied.includes('webhooks')) {

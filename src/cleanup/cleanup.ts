@@ -24,7 +24,7 @@ import type { Logger } from '../core/log.js';
 import { newQueueId } from '../core/queue-id.js';
 import { R } from '../core/reply.js';
 import type { PostlineConfig } from '../config/schema.js';
-import type { EventRecord } from '../events/record.js';
+import { authSummary, type EventRecord } from '../events/record.js';
 import type {
   IncomingMessage, MessageMeta, MessageOrigin, MessageSink, Rejection, SessionInfo, Submission, SubmissionSink, Submitted,
 } from '../core/session.js';
@@ -329,6 +329,7 @@ export class Cleanup implements MessageSink, SubmissionSink {
       ...(messageId !== undefined ? { messageId } : {}),
       ...(meta?.tags ? { tags: meta.tags } : {}),
       ...(meta?.metadata ? { metadata: meta.metadata } : {}),
+      ...(f.auth ? { auth: f.auth } : {}),
     };
     const q = await this.store.commit(msg, body, [received, ...more]);
     this.onQueued?.(q);
@@ -337,6 +338,7 @@ export class Cleanup implements MessageSink, SubmissionSink {
       client: origin.clientAddress ?? origin.kind, helo: origin.clientName, authUser: origin.authUser,
       ...(origin.proxyAddress ? { proxy: origin.proxyAddress } : {}),
       ...(origin.forwarded ? { origClient: `${origin.forwarded.name ?? 'unknown'}[${origin.forwarded.addr ?? 'unknown'}]`, origQueueId: origin.forwarded.ident } : {}),
+      ...(f.auth ? { auth: authSummary(f.auth) } : {}),
     }, 'message queued');
     return id;
   }

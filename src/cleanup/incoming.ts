@@ -28,6 +28,7 @@ import {
 } from '../rfc5322/header.js';
 import { isPostlineField, metaFromHeaders, type MetaLimits } from './meta.js';
 import { ModifierChain } from './modifiers.js';
+import type { AuthOutcome } from '../events/record.js';
 
 /** Largest header section buffered, bytes; a longer one is passed through as body. */
 export const HEADER_LIMIT = 1024 * 1024;
@@ -91,6 +92,8 @@ export interface CommitFacts {
   readonly prepend: string;
   /** True when the stored form was converted to 7-bit: commit it as BODY=7BIT. */
   readonly sevenBit: boolean;
+  /** Inbound verification results from the chain (mx listeners), for the message.received event. */
+  readonly auth?: AuthOutcome;
 }
 
 type State = 'open' | 'finishing' | 'done' | 'aborted';
@@ -115,6 +118,8 @@ export class CleanupMessage implements IncomingMessage {
   private viewBody = false;
   /** While converting: the header section as it would be stored unconverted (without modifier fields). */
   private heldBase: Buffer | undefined;
+  /** The header section as the client sent it (for a new chain after a failed conversion). */
+  private clientHeader: Buffer = Buffer.alloc(0);
   /** While converting: the original body bytes (after the empty line), at most SEVEN_BIT_HOLD in all. */
   private held: Buffer[] | undefined;
   private heldLen = 0;
@@ -145,6 +150,7 @@ export class CleanupMessage implements IncomingMessage {
         this.hold(chunk);
         if (this.unconverted) return true;
       }
+      if (this.viewBody) this.chain.clientBody(chunk);
       if (this.viewBody && !this.downgrade) this.chain.body(chunk);
       return this.sink.write(chunk);
     }
@@ -187,8 +193,10 @@ export class CleanupMessage implements IncomingMessage {
     try {
       const prepend = this.chain.empty ? '' : await this.chain.end(this.storedHeader ?? Buffer.alloc(0), this.downgrade !== undefined);
       this.held = undefined;
+      const auth = this.chain.empty ? undefined : this.chain.facts().auth;
       const id = await this.plan.commit({
         messageId: this.messageId, utf8Headers: this.utf8Headers, meta: this.meta, prepend, sevenBit: this.downgrade !== undefined,
+        ...(auth ? { auth } : {}),
       }, this.body);
       this.state = 'done';
       return id;
@@ -279,13 +287,14 @@ export class CleanupMessage implements IncomingMessage {
       this.body = await this.plan.reopen!();
       this.unconverted = false; // from here on an ordinary message: drain() waits on the new body
       this.chain = this.plan.rechain!();
-      const decided = this.chain.header(base, true, this.meta, parseHeaderFields);
+      const decided = this.chain.header(base, true, this.meta, parseHeaderFields, this.clientHeader);
       const add = decided.add ? Buffer.from(decided.add, 'utf8') : undefined;
       this.storedHeader = add ? Buffer.concat([add, base]) : base;
       const s = this.body.stream;
       s.write(this.storedHeader);
       s.write(Buffer.from('\r\n'));
       for (const chunk of held) {
+        this.chain.clientBody(chunk);
         this.chain.body(chunk);
         if (!s.write(chunk)) await this.drain();
       }
@@ -345,6 +354,7 @@ export class CleanupMessage implements IncomingMessage {
   private emitHeader(buf: Buffer, bounds: HeaderBounds | undefined): boolean {
     this.headerDone = true;
     let header = bounds ? buf.subarray(0, bounds.headerEnd) : buf;
+    const client = header; // as sent: the buffer is never written again (dropped below)
     const fields = parseHeaderFields(header);
     const hops = getHeaderFields(fields, 'received').length;
     if (hops > this.plan.maxReceived) {
@@ -390,7 +400,7 @@ export class CleanupMessage implements IncomingMessage {
       const base = Buffer.concat([received, bounds ? buf.subarray(0, bounds.headerEnd) : buf, ...(own ? [own] : [])]);
       let decided: { add: string; sevenBit: boolean };
       try {
-        decided = chain.header(base, bounds !== undefined, this.meta, parseHeaderFields);
+        decided = chain.header(base, bounds !== undefined, this.meta, parseHeaderFields, client);
       } catch (err) {
         this.fail(toPostlineError(err));
         return true;
@@ -399,6 +409,7 @@ export class CleanupMessage implements IncomingMessage {
       if (add) top = Buffer.concat([add, received]);
       if (bounds) {
         this.viewBody = true;
+        this.clientHeader = client;
         this.storedHeader = add ? Buffer.concat([add, base]) : base;
         // 8-bit header fields cannot be converted (and need an SMTPUTF8 hop, which has 8BITMIME: RFC 6531 3.1).
         if (decided.sevenBit && (this.plan.bodyType ?? '7BIT') !== '7BIT' && isAscii(this.storedHeader)) {
@@ -420,6 +431,7 @@ export class CleanupMessage implements IncomingMessage {
       ok = s.write(buf); // the header buffer is dropped below, never reused
     }
     if (this.held) this.hold(buf.subarray(bounds!.bodyStart));
+    if (this.viewBody) this.chain.clientBody(buf.subarray(bounds!.bodyStart));
     if (this.viewBody && !this.downgrade) this.chain.body(buf.subarray(bounds!.bodyStart));
     this.head = Buffer.alloc(0);
     this.headLen = 0;

@@ -10,12 +10,17 @@
  *    earlier modifiers added). It may return fields to add now (written into the stored header
  *    section, on top) and ask for a 7-bit stored form (`sevenBit`: 8-bit parts become
  *    quoted-printable in cleanup, so no downgrade at delivery changes a signed body).
+ *    `view.client` is the header section exactly as the client sent it (no Received of ours, nothing
+ *    removed or added): what an inbound verifier checks signatures over.
  * 2. `body(chunk)`: every stored body byte after the empty line, in order, as it is written
  *    (a view: the modifier must not keep or change the chunks; nothing buffers the whole body).
+ *    `clientBody(chunk)`: the same bytes as the client sent them, before any 7-bit conversion
+ *    (they differ only when a modifier asked for `sevenBit`).
  * 3. `end(view)`: the header section exactly as stored and the fields earlier modifiers prepended
  *    at the end. It may return fields known only now; they are stored with the message row and
  *    given out in front of the body (spool NewMessage.prepend). It refuses the message by
- *    throwing a PostlineError with the SmtpReply to send.
+ *    throwing a PostlineError with the SmtpReply to send. After it, `facts()` may hand cleanup
+ *    what the modifier found for the message.received event (verification results).
  *
  * Removal: a factory declares the header fields of its own kind it removes (`removes`: a field
  * name and an optional test on the value, e.g. an Authentication-Results that claims our
@@ -31,6 +36,7 @@ import type { Envelope } from '../core/envelope.js';
 import { PostlineError, toPostlineError } from '../core/errors.js';
 import type { MessageMeta, MessageOrigin, SessionInfo } from '../core/session.js';
 import type { HeaderField } from '../rfc5322/header.js';
+import type { AuthOutcome } from '../events/record.js';
 
 /** The stages, in the order they run. */
 export const MODIFIER_STAGES = ['verify', 'add', 'sign'] as const;
@@ -64,6 +70,11 @@ export interface HeaderView {
   readonly complete: boolean;
   /** Message metadata read from X-Postline-* fields (trusted clients), when any. */
   readonly meta?: MessageMeta;
+  /**
+   * The header section exactly as the client sent it: without our Received field, before any
+   * removal (X-Postline-*, declared removals) or addition; CRLF lines, no empty line.
+   */
+  readonly client: Buffer;
 }
 
 /** What `header()` may answer. */
@@ -90,6 +101,8 @@ export interface MessageModifier {
   header?(view: HeaderView): HeaderDecision | undefined;
   /** A view of stored body bytes (after the empty line), in order. Must not throw. */
   body?(chunk: Buffer): void;
+  /** A view of the body bytes as the client sent them (after the empty line, before any 7-bit conversion), in order. Must not throw. */
+  clientBody?(chunk: Buffer): void;
   /**
    * Fields known only at the end (each with its CRLF), or nothing.
    * @throws PostlineError with the SmtpReply to refuse the message.
@@ -97,6 +110,14 @@ export interface MessageModifier {
   end?(view: EndView): Promise<readonly string[] | undefined> | readonly string[] | undefined;
   /** The message was abandoned or refused; drop any state. */
   abort?(): void;
+  /** After `end()`: facts for the message.received event. Must not throw. */
+  facts?(): ModifierFacts | undefined;
+}
+
+/** What modifiers tell cleanup for the message.received event and its log line. */
+export interface ModifierFacts {
+  /** Inbound verification results (src/auth/). */
+  readonly auth?: AuthOutcome;
 }
 
 /** A header field a factory's modifiers remove (of their own kind only). */
@@ -183,16 +204,17 @@ export class ModifierChain {
    * Runs every `header()` in order; each sees the fields the earlier ones added (on top).
    * @param base the header section as it will be stored without modifier fields.
    * @param parse parses a header section into fields.
+   * @param client the header section as the client sent it.
    * @returns the fields to write above `base` (top first) and whether a 7-bit form is wanted.
    * @throws PostlineError: a refusal, or a malformed field (ERR_MODIFIER).
    */
-  header(base: Buffer, complete: boolean, meta: MessageMeta | undefined, parse: (b: Buffer) => HeaderField[]): { add: string; sevenBit: boolean } {
+  header(base: Buffer, complete: boolean, meta: MessageMeta | undefined, parse: (b: Buffer) => HeaderField[], client: Buffer): { add: string; sevenBit: boolean } {
     let add = '';
     let sevenBit = false;
     let raw = base;
     for (const a of this.active) {
       if (!a.m.header) continue;
-      const d = this.guard(a, () => a.m.header!({ raw, fields: parse(raw), complete, ...(meta ? { meta } : {}) }));
+      const d = this.guard(a, () => a.m.header!({ raw, fields: parse(raw), complete, client, ...(meta ? { meta } : {}) }));
       if (d?.sevenBit) sevenBit = true;
       if (d?.add?.length) {
         const text = this.checked(a.name, d.add);
@@ -207,6 +229,24 @@ export class ModifierChain {
   body(chunk: Buffer): void {
     if (this.failed || !chunk.length) return;
     for (const a of this.active) a.m.body?.(chunk);
+  }
+
+  /** Hands a body chunk as the client sent it to every modifier that wants one. */
+  clientBody(chunk: Buffer): void {
+    if (this.failed || !chunk.length) return;
+    for (const a of this.active) a.m.clientBody?.(chunk);
+  }
+
+  /** The facts the modifiers found (after `end()`), merged in chain order. Never throws. */
+  facts(): ModifierFacts {
+    let out: ModifierFacts = {};
+    for (const a of this.active) {
+      try {
+        const f = a.m.facts?.();
+        if (f) out = { ...out, ...f };
+      } catch { /* a modifier's facts are optional */ }
+    }
+    return out;
   }
 
   /**

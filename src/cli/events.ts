@@ -11,7 +11,7 @@ import type Database from 'better-sqlite3';
 import type { PostlineConfig } from '../config/schema.js';
 import { ConfigError } from '../core/errors.js';
 import { isQueueId } from '../core/queue-id.js';
-import { EVENT_TYPES, RESERVED_EVENT_TYPES, type EventQuery, type StoredEvent } from '../events/record.js';
+import { authSummary, EVENT_TYPES, RESERVED_EVENT_TYPES, type EventQuery, type StoredEvent } from '../events/record.js';
 import { lastEventIdOf, queryEvents } from '../spool/sqlite/event-log.js';
 import { openSideDatabase } from '../spool/sqlite/side-db.js';
 
@@ -51,6 +51,7 @@ export function formatEvent(e: StoredEvent): string {
   if (e.attempt !== undefined) parts.push(`attempt=${e.attempt}`);
   if (e.dsnQueueId !== undefined) parts.push(`dsn_queue_id=${e.dsnQueueId}`);
   if (e.tags?.length) parts.push(`tags=${e.tags.join(',')}`);
+  if (e.auth) parts.push(`auth=(${authSummary(e.auth)})`);
   if (e.reason !== undefined) parts.push(`reason=${JSON.stringify(e.reason)}`);
   if (e.reply !== undefined) parts.push(`(${e.reply})`);
   return parts.join(' ');

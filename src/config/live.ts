@@ -15,7 +15,9 @@
  * `webhooks` (the whole list: the webhook manager, src/webhooks/manager.ts, is given the new list and
  * restarts the dispatchers of endpoints that changed; stored cursors are kept by name).
  * `dkim` (the whole section: main.ts loads the new keys and the next message is signed with them;
- * keys that fail to load are logged and the running ones kept).
+ * keys that fail to load are logged and the running ones kept). `auth` and `arc` (main.ts builds
+ * the verifier again: the next message uses them; a changed auth.dns or auth.dnsCache starts an
+ * empty cache; an ARC key that fails to load is logged and the running settings kept).
  * Restart needed (a changed value is logged and ignored): hostname, dataDir, listeners (proxyProtocol and tlsPolicy too), log, metrics, http, and
  * every other `delivery.` key (dns, sourceAddress, connection caps, pool settings, scanIntervalMs).
  */
@@ -70,6 +72,12 @@ export function applyLiveConfig(running: PostlineConfig, fresh: PostlineConfig):
   if (!isDeepStrictEqual(running.dkim, fresh.dkim)) {
     running.dkim = fresh.dkim;
     applied.push('dkim');
+  }
+  for (const k of ['auth', 'arc'] as const) {
+    if (isDeepStrictEqual(running[k], fresh[k])) continue;
+    if (fresh[k] === undefined) delete (running as Partial<PostlineConfig>)[k];
+    else (running as Record<string, unknown>)[k] = fresh[k];
+    applied.push(k);
   }
   if (!isDeepStrictEqual(running.webhooks, fresh.webhooks)) {
     running.webhooks = fresh.webhooks;

@@ -82,6 +82,7 @@ export function validateConfig(raw: unknown, baseDir: string = process.cwd(), en
     cfg.tls.certificates = cfg.tls.certificates.map((c) => ({ ...c, cert: resolve(baseDir, c.cert), key: resolve(baseDir, c.key) }));
   }
   cfg.dkim.keys = cfg.dkim.keys.map((k) => ({ ...k, privateKey: resolve(baseDir, k.privateKey) }));
+  if (cfg.arc) cfg.arc = { ...cfg.arc, privateKey: resolve(baseDir, cfg.arc.privateKey) };
   if (cfg.http?.tls) {
     if (cfg.http.tls.cert) cfg.http.tls.cert = resolve(baseDir, cfg.http.tls.cert);
     if (cfg.http.tls.key) cfg.http.tls.key = resolve(baseDir, cfg.http.tls.key);

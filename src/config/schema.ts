@@ -6,6 +6,9 @@ import { z } from 'zod';
 import { hostname as osHostname } from 'node:os';
 import { hopTlsSchema, mtaStsSchema, mxTlsSchema, tlsPolicyRuleSchema } from './delivery-tls.js';
 import { authLimitsSchema, cidr, perClientSchema, policySchema } from './abuse-schema.js';
+import { arcSchema, authSchema, dkimKeySchema } from './auth-schema.js';
+
+export { dkimKeySchema };
 
 const MiB = 1024 * 1024;
 const port = z.number().int().min(0).max(65535);
@@ -79,6 +82,8 @@ const routeSchema = z.object({
   port: port.default(25),
   tls: hopTlsSchema.default('opportunistic'),
   auth: z.object({ username: z.string().min(1), password: z.string() }).strict().optional(),
+  /** This route forwards mail to another organisation: mail verified on an mx listener for it is ARC-sealed (with `arc` configured). */
+  arcSeal: z.boolean().default(false),
 }).strict();
 
 /**
@@ -156,17 +161,6 @@ export const webhookSchema = z.object({
   }).strict().prefault({}),
   /** Idle poll of the event log, ms (new events also wake the dispatcher at once). */
   pollMs: z.number().int().min(10).max(60_000).default(1000),
-}).strict();
-
-/** One DKIM signing key (src/dkim/): `postline dkim keygen` writes one into dataDir/dkim/. */
-export const dkimKeySchema = z.object({
-  /** The signing domain (d=): mail whose From: domain is this one or below it is signed. */
-  domain: z.string().min(1).max(253),
-  /** The selector (s=): the key is published at SELECTOR._domainkey.DOMAIN. */
-  selector: z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,250}[A-Za-z0-9])?$/, 'expected a DNS label (letters, digits, "-", ".")'),
-  algorithm: z.enum(['rsa-sha256', 'ed25519-sha256']).default('rsa-sha256'),
-  /** PEM private key file (PKCS#8 or PKCS#1); a relative path is relative to the configuration file's folder. */
-  privateKey: z.string().min(1),
 }).strict();
 
 export const configSchema = z.object({
@@ -372,6 +366,10 @@ export const configSchema = z.object({
     /** Also sign mail from clients that are neither authenticated nor trusted (relayed mail). Default false. */
     signRelayed: z.boolean().default(false),
   }).strict().prefault({}),
+  /** Inbound verification on mx listeners (src/auth/); reloaded on SIGHUP. */
+  auth: authSchema.prefault({}),
+  /** ARC sealing (src/auth/seal.ts); reloaded on SIGHUP. */
+  arc: arcSchema.optional(),
   /** Webhook endpoints (src/webhooks/); reloaded on SIGHUP. */
   webhooks: z.array(webhookSchema).max(100).default([]),
   log: z.object({
@@ -396,6 +394,8 @@ export function apiMaxBodyBytes(config: Pick<PostlineConfig, 'http' | 'limits'>)
 }
 export type WebhookConfig = z.infer<typeof webhookSchema>;
 export type DkimConfig = PostlineConfig['dkim'];
+export type AuthConfig = PostlineConfig['auth'];
+export type ArcConfig = NonNullable<PostlineConfig['arc']>;
 
 /**
  * The postmaster's address (RFC 5321 4.5.1): `relay.postmaster`, default postmaster@hostname.

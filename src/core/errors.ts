@@ -12,13 +12,16 @@ export class PostlineError extends Error {
   readonly temporary: boolean;
   /** The reply a client is given when this error ends a command. */
   readonly reply: SmtpReply;
+  /** A refusal by a policy check ("dmarc"): named in the message.rejected event and its metrics. */
+  readonly check?: string;
 
-  constructor(code: string, message: string, opts: { temporary?: boolean; reply?: SmtpReply; cause?: unknown } = {}) {
+  constructor(code: string, message: string, opts: { temporary?: boolean; reply?: SmtpReply; cause?: unknown; check?: string } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'PostlineError';
     this.code = code;
     this.temporary = opts.temporary ?? true;
     this.reply = opts.reply ?? R.localError;
+    if (opts.check !== undefined) this.check = opts.check;
   }
 }
 

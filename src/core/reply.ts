@@ -146,4 +146,6 @@ export const R = {
   /** XCLIENT / XFORWARD between MAIL and the end of the data (Postfix's text). */
   xclientInTransaction: reply(503, '5.5.1', 'Error: MAIL transaction in progress'),
   nullMxSender: reply(550, '5.7.27', 'Sender domain does not accept mail'),
+  /** A DMARC p=reject failure refused at the end of DATA (auth.dmarc.reject; RFC 7489 6.6.3, 7.3). */
+  dmarcReject: (domain: string) => reply(550, '5.7.1', `Email rejected per DMARC policy for ${domain}`),
 } as const;

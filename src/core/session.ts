@@ -271,7 +271,7 @@ export interface SubmissionSink {
 /** Why smtpd refused something, for the message.rejected event (cleanup writes it). */
 export interface Rejection {
   readonly stage: 'connect' | 'mail' | 'rcpt' | 'data' | 'api' | 'auth';
-  /** Which check refused ("dnsbl:ZONE", "rate:messagesPerMinute", "auth-throttle", ...), when one did. */
+  /** Which check refused ("dnsbl:ZONE", "rate:messagesPerMinute", "auth-throttle", "dmarc", ...), when one did. */
   readonly check?: string;
   /** The reply we gave, one line ("550 5.7.1 Relay access denied"). */
   readonly reply: string;

@@ -1,10 +1,12 @@
 /**
- * The real DNS resolver: node:dns/promises with configurable servers, timeout and tries.
+ * The real DNS resolver: node:dns/promises with configurable servers, timeout and tries; `lookup`
+ * and `resolvePtr` (answers with TTLs) ask the same servers through our stub client (client.ts).
  *
  * RFCs: RFC 1035 (queries), RFC 2308 (NXDOMAIN vs NODATA). Owns: mapping c-ares error codes to
  * `DnsError` kinds ('nxdomain' | 'nodata' | 'temporary'), so callers never see raw resolver codes.
  */
 import { Resolver as NodeResolver } from 'node:dns/promises';
+import { parseServer, reverseName, stubQuery, type StubOptions } from './client.js';
 import { DnsError, type MxRecord, type Resolver } from './types.js';
 
 export interface ResolverOptions {
@@ -42,7 +44,15 @@ export function createResolver(opts: ResolverOptions): Resolver {
       throw toDnsError(err, host, rrtype);
     }
   }
+  // The stub client asks the same servers: the configured ones, else the system's (as c-ares read them).
+  let stub: StubOptions | undefined;
+  const stubOpts = (): StubOptions => {
+    stub ??= { servers: r.getServers().map(parseServer), timeoutMs: opts.timeoutMs, tries: opts.tries };
+    return stub;
+  };
   return {
+    lookup: (name, type) => stubQuery(stubOpts(), name, type),
+    resolvePtr: async (address) => (await stubQuery(stubOpts(), reverseName(address), 'PTR')).records,
     resolveMx: (domain) =>
       wrap(domain, 'MX', async () => (await r.resolveMx(domain)).map((m): MxRecord => ({ exchange: m.exchange, priority: m.priority }))),
     resolve4: (host) => wrap(host, 'A', () => r.resolve4(host)),

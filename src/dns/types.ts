@@ -1,6 +1,9 @@
 /**
- * DNS resolver interface (DESIGN.md convention 6) used by MX delivery. The real one wraps node:dns
- * with configurable servers ("127.0.0.1:5353"); tests run a real DNS server on loopback.
+ * DNS resolver interface (DESIGN.md convention 6) used by MX delivery, the DNS lists and inbound
+ * verification (SPF, DKIM, DMARC, ARC). The real one wraps node:dns with configurable servers
+ * ("127.0.0.1:5353") and adds `lookup`, answers with their TTLs from our own stub client
+ * (wire.ts, client.ts: node:dns gives TTLs for A and AAAA only); cache.ts caches by those TTLs.
+ * Tests run a real DNS server on loopback.
  */
 
 export interface MxRecord {
@@ -17,10 +20,32 @@ export interface MxRecord {
 export type DnsErrorKind = 'nxdomain' | 'nodata' | 'temporary';
 
 export class DnsError extends Error {
-  constructor(readonly kind: DnsErrorKind, message: string, readonly hostname: string) {
+  /**
+   * @param ttl for 'nxdomain' / 'nodata' from `lookup`: how long the negative answer may be cached,
+   *        seconds (RFC 2308 5: the SOA's TTL or MINIMUM, the smaller); absent when the answer had no SOA.
+   */
+  constructor(readonly kind: DnsErrorKind, message: string, readonly hostname: string, readonly ttl?: number) {
     super(message);
     this.name = 'DnsError';
   }
+}
+
+/** The record types `Resolver.lookup` answers. */
+export type RecordType = 'A' | 'AAAA' | 'MX' | 'TXT' | 'PTR';
+
+/** The shape of one record of each type: addresses and names as strings, TXT as its character-strings. */
+export interface RecordData {
+  readonly A: string;
+  readonly AAAA: string;
+  readonly MX: MxRecord;
+  readonly TXT: string[];
+  readonly PTR: string;
+}
+
+/** An answer: the records (CNAMEs followed) and how long it may be cached, seconds (the smallest TTL in it). */
+export interface RecordSet<T> {
+  readonly records: T[];
+  readonly ttl: number;
 }
 
 export interface Resolver {
@@ -37,4 +62,14 @@ export interface Resolver {
   resolveTxt?(name: string): Promise<string[][]>;
   /** IPv4 addresses with their TTLs, seconds (DNS lists cache by TTL). Rejects with DnsError. */
   resolve4Ttl?(host: string): Promise<{ address: string; ttl: number }[]>;
+  /**
+   * Names of an address (PTR records of its in-addr.arpa / ip6.arpa name, RFC 1035 3.5, RFC 3596
+   * 2.5). Rejects with DnsError (a TypeError for a string that is not an IP address).
+   */
+  resolvePtr?(address: string): Promise<string[]>;
+  /**
+   * Records of one type with their TTL (CNAME chains followed). Rejects with DnsError; negative
+   * answers carry the time they may be cached (`DnsError.ttl`). Names are queried as given (A-labels).
+   */
+  lookup?<T extends RecordType>(name: string, type: T): Promise<RecordSet<RecordData[T]>>;
 }

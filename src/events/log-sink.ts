@@ -6,6 +6,7 @@
 import type { Logger } from '../core/log.js';
 import type { EventBus } from './bus.js';
 import type { PostlineEvent, RecipientEventType } from './types.js';
+import { authSummary } from './record.js';
 
 /** Postfix status words per outcome event. */
 const STATUS: Record<RecipientEventType, string> = {
@@ -45,8 +46,9 @@ export function logEvent(logger: Logger, e: PostlineEvent): void {
   switch (e.type) {
     case 'message.received': {
       const n = e.recipients?.length ?? 0;
-      logger.info({ eventId: e.id, queueId: e.queueId, from: e.mailFrom, size: e.size, nrcpt: n, origin: e.origin?.kind, client: e.origin?.clientAddress, apiKey: e.origin?.apiKey, messageId: e.messageId },
-        `${q}: from=<${e.mailFrom ?? ''}>, size=${e.size ?? 0}, nrcpt=${n} (queue active)`);
+      const auth = e.auth ? authSummary(e.auth) : undefined;
+      logger.info({ eventId: e.id, queueId: e.queueId, from: e.mailFrom, size: e.size, nrcpt: n, origin: e.origin?.kind, client: e.origin?.clientAddress, apiKey: e.origin?.apiKey, messageId: e.messageId, ...(auth ? { auth } : {}) },
+        `${q}: from=<${e.mailFrom ?? ''}>, size=${e.size ?? 0}, nrcpt=${n} (queue active)${auth ? `, auth=(${auth})` : ''}`);
       return;
     }
     case 'message.rejected':

@@ -64,6 +64,46 @@ export interface EventOrigin {
   readonly forwarded?: ForwardedFacts;
 }
 
+/** One check's result (RFC 8601 2.7; 'policy': a DKIM key shorter than auth.minKeyBits). */
+export type AuthResult = 'pass' | 'fail' | 'softfail' | 'neutral' | 'none' | 'temperror' | 'permerror' | 'policy';
+
+/**
+ * What inbound verification (src/auth/) found for a message received on an mx listener: one flat
+ * record of scalars, plus one entry per DKIM signature.
+ */
+export interface AuthOutcome {
+  /** SPF of the MAIL FROM identity (RFC 7208 2.4; postmaster@HELO for the null sender). */
+  readonly spf: AuthResult;
+  /** The domain SPF checked for MAIL FROM. */
+  readonly spfDomain?: string;
+  /** SPF of the HELO identity (RFC 7208 2.3); 'none' for an address literal or a name without a dot. */
+  readonly spfHelo: AuthResult;
+  /** 'pass' when a signature passed; else 'temperror' when one had a DNS failure; else the first signature's result; 'none' unsigned. */
+  readonly dkim: AuthResult;
+  /** Every DKIM signature, top first: d=, s= and its result. */
+  readonly dkimSignatures?: readonly { readonly domain: string; readonly selector: string; readonly result: AuthResult }[];
+  /** DMARC (RFC 7489) for the From: domain. */
+  readonly dmarc: AuthResult;
+  /** The From: domain DMARC evaluated. */
+  readonly dmarcDomain?: string;
+  /** The policy that applies to it (p=, or sp= for a subdomain), when a record was found. */
+  readonly dmarcPolicy?: 'none' | 'quarantine' | 'reject';
+  /** What we did about a DMARC failure (after pct=): 'quarantine' (header added) or 'reject' (refused). */
+  readonly dmarcAction?: 'none' | 'quarantine' | 'reject';
+  /** ARC chain validation (RFC 8617): none | pass | fail. */
+  readonly arc: AuthResult;
+  /** Instances in the ARC chain as received (0 without one). */
+  readonly arcChain?: number;
+  /** True when we added an ARC set (arc.* configured and the message is forwarded). */
+  readonly arcSealed?: boolean;
+}
+
+/** The results on one line for logs: "spf=pass helo=none dkim=pass dmarc=fail/quarantine arc=none sealed". */
+export function authSummary(a: AuthOutcome): string {
+  const action = a.dmarcAction && a.dmarcAction !== 'none' ? `/${a.dmarcAction}` : '';
+  return `spf=${a.spf} helo=${a.spfHelo} dkim=${a.dkim} dmarc=${a.dmarc}${action} arc=${a.arc}${a.arcSealed ? ' sealed' : ''}`;
+}
+
 /** An event before the store numbered it. Fields not applying to the type are absent. */
 export interface EventRecord {
   readonly type: EventType;
@@ -107,12 +147,15 @@ export interface EventRecord {
   readonly reason?: string;
   /**
    * message.rejected by a policy check: which one ("dnsbl:ZONE", "rate:messagesPerMinute",
-   * "rate:perNetwork.recipientsPerMinute", "access", "pregreet", "auth-throttle", "data-rate").
+   * "rate:perNetwork.recipientsPerMinute", "access", "pregreet", "auth-throttle", "data-rate",
+   * "dmarc": a DMARC p=reject failure refused at the end of DATA).
    */
   readonly check?: string;
   /** dsn.queued: the queue ID of the DSN and its kind. */
   readonly dsnQueueId?: string;
   readonly dsnKind?: 'failure' | 'delay' | 'success';
+  /** message.received on an mx listener: SPF, DKIM, DMARC and ARC results (absent when not verified). */
+  readonly auth?: AuthOutcome;
 }
 
 /** An event as stored: with its cursor. */

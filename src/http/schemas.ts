@@ -208,6 +208,12 @@ export function apiSchemas(limits: PostlineConfig['limits']) {
     check: z.string().optional().describe('message.rejected: the policy check that refused (dnsbl:ZONE, rate:..., auth-throttle, ...)'),
     dsnQueueId: z.string().optional(),
     dsnKind: z.string().optional(),
+    auth: z.looseObject({
+      spf: z.string(), spfDomain: z.string().optional(), spfHelo: z.string(), dkim: z.string(),
+      dkimSignatures: z.array(z.object({ domain: z.string(), selector: z.string(), result: z.string() })).optional(),
+      dmarc: z.string(), dmarcDomain: z.string().optional(), dmarcPolicy: z.string().optional(), dmarcAction: z.string().optional(),
+      arc: z.string(), arcChain: z.number().optional(), arcSealed: z.boolean().optional(),
+    }).optional().describe('message.received on an mx listener: SPF (MAIL FROM and HELO), DKIM, DMARC and ARC results'),
   }).meta({ title: 'Event' });
 
   const attempt = z.object({

@@ -66,7 +66,7 @@ export function rejectStage(reason: string | undefined): string {
 
 /**
  * The label of a message.rejected event's `check` (src/policy/client-policy.ts): fixed names
- * ("access", "pregreet", "auth-throttle", "auth-busy", "data-rate", "xclient", "rate:NAME",
+ * ("access", "pregreet", "auth-throttle", "auth-busy", "data-rate", "xclient", "dmarc", "rate:NAME",
  * "rate:perNetwork.NAME") as they are, "dnsbl:ZONE" through `zones` (configured names, capped),
  * `none` when the event has no check, else `other`.
  */
@@ -77,4 +77,4 @@ export function checkLabel(check: string | undefined, zones: LabelSet): string {
   return OTHER;
 }
 
-const FIXED_CHECKS = new Set(['access', 'pregreet', 'auth-throttle', 'auth-busy', 'data-rate', 'xclient']);
+const FIXED_CHECKS = new Set(['access', 'pregreet', 'auth-throttle', 'auth-busy', 'data-rate', 'xclient', 'dmarc']);

@@ -40,6 +40,17 @@ function addressLiteral(domain: string): string | undefined {
   return isIP(inner) ? inner : undefined;
 }
 
+/**
+ * The `delivery.routes` entry for a recipient address (exact domain, or "*.domain" for its
+ * subdomains; first match), or undefined (also for an address literal). Never throws.
+ */
+export function routeFor(routes: readonly RouteConfig[], recipientAddress: string): RouteConfig | undefined {
+  const raw = domainOf(recipientAddress);
+  if (addressLiteral(raw)) return undefined;
+  const domain = aLabel(raw);
+  return routes.find((r) => routeMatches(r, domain));
+}
+
 /** Creates a router over `config.delivery` (routes, relayhost, mxPort, tls). */
 export function createRouter(config: PostlineConfig): Router {
   const d = config.delivery;

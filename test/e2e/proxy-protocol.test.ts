@@ -73,7 +73,7 @@ async function message(tag: string): Promise<{ e: StoredEvent; received: string 
         for await (const c of rig.running.store.openBody(e.queueId!)) chunks.push(c as Buffer);
       } catch { continue; }
       const text = Buffer.concat(chunks).toString('utf8');
-      if (text.includes(tag)) return { e, received: /^Received:[^]*?(?=\r\n\S)/.exec(text)![0] };
+      if (text.includes(tag)) return { e, received: /(?:^|\r\n)(Received:[^]*?)(?=\r\n\S)/.exec(text)![1]! }; // ours: only our Authentication-Results is above it
     }
   }
   throw new Error(`no message with ${tag}`);

@@ -56,7 +56,7 @@ async function received(r: Rig, e: StoredEvent): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of r.running.store.openBody(e.queueId!)) chunks.push(c as Buffer);
   const text = Buffer.concat(chunks).toString('utf8');
-  return /^Received:[^]*?(?=\r\n\S)/.exec(text)![0];
+  return /(?:^|\r\n)(Received:[^]*?)(?=\r\n\S)/.exec(text)![1]!; // ours: only our Authentication-Results is above it
 }
 
 async function receivedEvent(r: Rig, subject: string): Promise<StoredEvent> {

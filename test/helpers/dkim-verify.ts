@@ -111,3 +111,39 @@ export async function verifyWithDkimpy(python: string, messages: readonly Buffer
   if (code !== 0) throw new Error(`dkimpy failed (${code}): ${Buffer.concat(errs).toString('utf8').slice(-2000)}`);
   return JSON.parse(Buffer.concat(chunks).toString('utf8')) as (DkimpySig[] | { error: string })[];
 }
+
+const SIGN_SCRIPT = `
+import sys, json, base64, dkim
+req = json.load(sys.stdin)
+key = req['key'].encode('ascii')
+out = []
+for i, m in enumerate(req['messages']):
+    canon = req['canon'][i % len(req['canon'])].encode('ascii').split(b'/')
+    try:
+        sig = dkim.sign(base64.b64decode(m), req['selector'].encode('ascii'), req['domain'].encode('ascii'), key,
+                        canonicalize=(canon[0], canon[1]), linesep=b'\\r\\n')
+        out.append(base64.b64encode(sig).decode('ascii'))
+    except Exception as e:
+        out.append(None)
+json.dump(out, sys.stdout)
+`;
+
+/**
+ * Signs each message with dkimpy (an independent signer): RSA-SHA256 with `keyPem` (PKCS#1 or
+ * PKCS#8 PEM) for d=`domain` s=`selector`, canonicalization taken in turn from `canon`
+ * ("relaxed/relaxed", "simple/simple", ...), dkimpy's default header list. @returns the
+ * DKIM-Signature field (with CRLF) to put on top of each message, or null where dkimpy refused it.
+ */
+export async function signWithDkimpy(python: string, messages: readonly Buffer[], o: { domain: string; selector: string; keyPem: string; canon: readonly string[] }): Promise<(Buffer | null)[]> {
+  const child = spawn(python, ['-c', SIGN_SCRIPT], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const chunks: Buffer[] = [];
+  const errs: Buffer[] = [];
+  child.stdout.on('data', (c: Buffer) => chunks.push(c));
+  child.stderr.on('data', (c: Buffer) => errs.push(c));
+  child.stdin.end(JSON.stringify({ key: o.keyPem, domain: o.domain, selector: o.selector, canon: o.canon, messages: messages.map((m) => m.toString('base64')) }));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  clearTimeout(timer);
+  if (code !== 0) throw new Error(`dkimpy signing failed (${code}): ${Buffer.concat(errs).toString('utf8').slice(-2000)}`);
+  return (JSON.parse(Buffer.concat(chunks).toString('utf8')) as (string | null)[]).map((s) => (s === null ? null : Buffer.from(s, 'base64')));
+}

@@ -54,12 +54,12 @@ export async function finishMessage(ctx: SessionContext, tx: Transaction, refusa
     if (pe.temporary === false) ctx.log.info({ queueId: msg.queueId, reason: pe.message }, 'message refused');
     else ctx.log.warn({ err, queueId: msg.queueId }, 'message commit failed');
     const r = failureReply(err);
-    rejectedAtData(ctx, tx, r, msg.queueId);
+    rejectedAtData(ctx, tx, r, msg.queueId, err instanceof PostlineError ? err.check : undefined);
     ctx.reply(r);
   }
 }
 
-/** Reports a refusal at the end of the data to the sink (a 'message.rejected' event). */
-function rejectedAtData(ctx: SessionContext, tx: Transaction, r: SmtpReply, queueId: string | undefined): void {
-  ctx.rejected({ stage: 'data', reply: replyToString(r), mailFrom: tx.mailFrom, ...(queueId !== undefined ? { queueId } : {}) });
+/** Reports a refusal at the end of the data to the sink (a 'message.rejected' event), with the check that refused when one did ("dmarc"). */
+function rejectedAtData(ctx: SessionContext, tx: Transaction, r: SmtpReply, queueId: string | undefined, check?: string): void {
+  ctx.rejected({ stage: 'data', reply: replyToString(r), mailFrom: tx.mailFrom, ...(queueId !== undefined ? { queueId } : {}), ...(check !== undefined ? { check } : {}) });
 }

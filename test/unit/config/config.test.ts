@@ -89,3 +89,25 @@ test('environment variables override the main keys', () => {
   assert.deepEqual(c.relay.localDomains, ['a.test', 'b.test']);
   assert.throws(() => validateConfig({}, '/tmp', { POSTLINE_MX_PORT: 'abc' }), /delivery\.mxPort/);
 });
+
+test('auth and arc: defaults, strict keys, the ARC key path relative to the file', () => {
+  const d = validateConfig({}, '/tmp', {});
+  assert.deepEqual(d.auth, {
+    enabled: true, verifyTrusted: false, minKeyBits: 1024, timeoutMs: 10_000, dmarc: { reject: false },
+    dnsCache: { entries: 20_000, maxTtlS: 3600, negativeTtlS: 300 },
+  });
+  assert.equal(d.arc, undefined);
+  assert.equal(d.delivery.routes.length, 0);
+  const c = validateConfig({
+    auth: { authservId: 'mx.example.com', dmarc: { reject: true }, dns: { servers: ['127.0.0.1:5353'] } },
+    arc: { domain: 'example.com', selector: 'arc1', privateKey: 'keys/arc.pem' },
+    delivery: { routes: [{ domain: 'fwd.example', host: '127.0.0.1', arcSeal: true }] },
+  }, '/etc/postline', {});
+  assert.equal(c.auth.authservId, 'mx.example.com');
+  assert.deepEqual(c.auth.dns, { servers: ['127.0.0.1:5353'], timeoutMs: 3000, tries: 2 });
+  assert.deepEqual(c.arc, { domain: 'example.com', selector: 'arc1', privateKey: '/etc/postline/keys/arc.pem', sealRelayed: true });
+  assert.equal(c.delivery.routes[0]!.arcSeal, true);
+  assert.throws(() => validateConfig({ auth: { dmarc: { rejct: true } } }, '/tmp', {}), /auth\.dmarc/);
+  assert.throws(() => validateConfig({ auth: { authservId: 'bad id;' } }, '/tmp', {}), /auth\.authservId/);
+  assert.throws(() => validateConfig({ arc: { domain: 'example.com', selector: 'a' } }, '/tmp', {}), /arc\.privateKey/);
+});

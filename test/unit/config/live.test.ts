@@ -36,3 +36,14 @@ test('live keys are applied in place; restart-only keys are listed and kept', ()
   assert.equal(running.delivery.relayhost, undefined, 'a removed key is removed');
   assert.ok(again.applied.includes('delivery.relayhost'));
 });
+
+test('auth and arc are taken over whole', () => {
+  const running = validateConfig(base, '/tmp', {});
+  const fresh = validateConfig({ ...base, auth: { dmarc: { reject: true } }, arc: { domain: 'a.test', selector: 's', privateKey: '/k.pem' } }, '/tmp', {});
+  const res = applyLiveConfig(running, fresh);
+  assert.equal(running.auth.dmarc.reject, true);
+  assert.equal(running.arc?.domain, 'a.test');
+  assert.ok(res.applied.includes('auth') && res.applied.includes('arc'));
+  applyLiveConfig(running, validateConfig(base, '/tmp', {}));
+  assert.equal(running.arc, undefined, 'arc removed again');
+});
