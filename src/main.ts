@@ -229,7 +229,6 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   };
 
   try {
-    await scheduler.start();
     // First self-test of the DNS lists before the listeners open (bounded: a dead resolver only delays it).
     await Promise.race([clientPolicy.start(), new Promise<void>((r) => setTimeout(r, 5000).unref())]);
     for (let i = 0; i < servers.length; i++) {
@@ -237,6 +236,9 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
       bound.set(config.listeners[i]!.name, addr);
       logger.info({ listener: config.listeners[i]!.name, role: config.listeners[i]!.role, tls: config.listeners[i]!.tls, ...addr }, 'listening');
     }
+    // Deliveries start once the listeners are open: a large queue's first rounds must not hold them
+    // (mail accepted meanwhile is in the store, and the first window read finds it).
+    await scheduler.start();
     await control.start();
     webhooks.start(config.webhooks);
     if (config.http) {

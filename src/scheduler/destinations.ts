@@ -58,14 +58,22 @@ export interface DestinationOptions {
   readonly maxDestinations?: number;
 }
 
-/** A destination is slow (its waiting capped) only when a delivery there takes this long, ms. */
-const SLOW_MS = 1000;
+/**
+ * A destination is slow (its waiting capped) only when a delivery there takes SLOW_MS and
+ * SLOW_FACTOR times the average delivery over all destinations (which our own load slows too).
+ */
+const SLOW_MS = 2000;
+const SLOW_FACTOR = 5;
+/** Weight of the newest delivery in the all-destinations average. */
+const GLOBAL_WEIGHT = 0.02;
 /** Weight of the newest delivery time in the average. */
 const AVG_WEIGHT = 0.2;
 
 export class DestinationBook {
   private readonly states = new Map<string, DestState>();
   private readonly max: number;
+  /** Delivery time over all destinations (ms, weighted like avgMs): our own event-loop lag is in it too. */
+  private globalAvgMs: number | undefined;
 
   constructor(private readonly o: DestinationOptions) {
     this.max = Math.max(16, o.maxDestinations ?? 100_000);
@@ -161,6 +169,7 @@ export class DestinationBook {
     if (i >= 0) s.running.splice(i, 1);
     const ms = Math.max(0, now - start);
     s.avgMs = s.avgMs === undefined ? ms : s.avgMs + AVG_WEIGHT * (ms - s.avgMs);
+    this.globalAvgMs = this.globalAvgMs === undefined ? ms : this.globalAvgMs + GLOBAL_WEIGHT * (ms - this.globalAvgMs);
   }
 
   /**
@@ -173,7 +182,8 @@ export class DestinationBook {
     if (!s) return Infinity;
     let ms = s.avgMs ?? 0;
     for (const t of s.running) ms = Math.max(ms, now - t);
-    return ms < SLOW_MS ? Infinity : this.o.concurrency / ms * 1000;
+    // Slow means slow against the others too: a burst of our own makes every delivery slow alike.
+    return ms < Math.max(SLOW_MS, SLOW_FACTOR * (this.globalAvgMs ?? 0)) ? Infinity : this.o.concurrency / ms * 1000;
   }
 
   /** How many deliveries may wait for `key`'s connections (>= minWaiting). */
