@@ -101,9 +101,10 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
     this.own = opts.ownListeners;
     if (opts.tlsOptions) this.tlsOptions = opts.tlsOptions;
     const d = opts.config.delivery;
+    // No per-destination cap here: the scheduler's Dispatcher limits deliveries per destination
+    // (traffic shaping), and each delivery holds one slot; the pool caps connections in all.
     this.pool = new ConnectionPool<SmtpClient>({
       maxConnections: d.maxConnections,
-      connectionsPerDestination: d.connectionsPerDestination,
       idleTimeoutMs: d.idleTimeoutMs,
       messagesPerConnection: d.messagesPerConnection,
       maxWaitMs: d.connectTimeoutMs,
@@ -163,7 +164,7 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
 
   private async attempt(a: Attempt): Promise<void> {
     const plan = await this.plan(a.req.nextHop, a.req.signal);
-    const lease = await this.pool.acquire(nextHopKey(a.req.nextHop), a.req.signal);
+    const lease = await this.pool.acquire(nextHopKey(a.req.nextHop), a.req.signal, a.req.shaping?.messagesPerConnection);
     const onAbort = () => lease.conn?.destroy(new SmtpClientError('aborted', 'none', 'delivery aborted (shutdown)'));
     a.req.signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -195,6 +196,8 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
       if (lease.conn?.usable) void lease.conn.quit();
       lease.attach(undefined);
       try {
+        // The destination's connection rate (connectionsPerMinute): wait for a token, never busy.
+        await a.req.shaping?.beforeConnect(a.req.signal);
         lease.attach(await SmtpClient.open({ ...this.clientOptions(t, hop, plan), ...(a.req.signal ? { signal: a.req.signal } : {}) }));
       } catch (err) {
         a.trouble = err;
