@@ -39,8 +39,12 @@ export interface PoolLease<T extends Poolable> {
   readonly reused: boolean;
   /** Records the connection the caller opened in this slot (replacing a failed one). */
   attach(conn: T | undefined): void;
-  /** Frees the slot. `sent` counts a message; `keep` parks a usable connection for reuse. Idempotent. */
-  release(opts: { sent: boolean; keep: boolean }): void;
+  /**
+   * Frees the slot. `sent` counts a message; `keep` parks a usable connection for reuse. Idempotent.
+   * @returns when the connection it closes (not kept, or used up) is closed (QUIT answered or
+   *   timed out): a caller that waits for it never has more sockets open than deliveries running.
+   */
+  release(opts: { sent: boolean; keep: boolean }): Promise<void>;
 }
 
 interface Idle<T> { conn: T; timer: NodeJS.Timeout; since: number }
@@ -160,14 +164,14 @@ export class ConnectionPool<T extends Poolable> {
       get conn() { return current; },
       attach(c) { current = c; },
       release({ sent, keep }) {
-        if (done) return;
+        if (done) return Promise.resolve();
         done = true;
-        pool.giveBack(key, current, sent, keep, max);
+        return pool.giveBack(key, current, sent, keep, max);
       },
     };
   }
 
-  private giveBack(key: string, conn: T | undefined, sent: boolean, keep: boolean, max: number): void {
+  private giveBack(key: string, conn: T | undefined, sent: boolean, keep: boolean, max: number): Promise<void> {
     if (conn && sent) this.uses.set(conn, (this.uses.get(conn) ?? 0) + 1);
     const used = conn ? (this.uses.get(conn) ?? 0) : 0;
     const reusable = conn !== undefined && keep && conn.usable && !this.closed && used < max;
@@ -177,7 +181,7 @@ export class ConnectionPool<T extends Poolable> {
         this.waiters.splice(this.waiters.indexOf(w), 1);
         clearTimeout(w.timer);
         w.resolve(this.lease(key, conn, true, w.max));
-        return;
+        return Promise.resolve();
       }
       if (this.opts.idleTimeoutMs > 0) {
         const list = this.idle.get(key) ?? [];
@@ -186,12 +190,13 @@ export class ConnectionPool<T extends Poolable> {
         entry.timer.unref();
         list.push(entry);
         this.wake();
-        return;
+        return Promise.resolve();
       }
     }
-    if (conn) void conn.quit();
+    const closed = conn ? conn.quit() : Promise.resolve();
     this.forget(key);
     this.wake();
+    return closed;
   }
 
   private expire(key: string, entry: Idle<T>): void {

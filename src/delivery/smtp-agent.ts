@@ -175,11 +175,14 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
       }
       if (a.pending.length > 0 && !a.done) await this.tryHosts(a, lease, plan);
     } finally {
-      a.req.signal?.removeEventListener('abort', onAbort);
       const c = lease.conn;
       // A session left in a refused transaction (no RCPT accepted, DATA or a BDAT chunk refused) is
       // still in step: the next user sends RSET first (attempt above), so it may be pooled.
-      lease.release({ sent: a.sent, keep: c !== undefined && c.usable });
+      // A connection closed here (used up, broken) is closed before the delivery ends, so the
+      // scheduler's connection limit holds at the receiver too (no QUIT overlapping a new
+      // connection); a shutdown's abort still cuts that QUIT short.
+      await lease.release({ sent: a.sent, keep: c !== undefined && c.usable });
+      a.req.signal?.removeEventListener('abort', onAbort);
     }
   }
 
