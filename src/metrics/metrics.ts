@@ -105,7 +105,8 @@ const QUEUE_STATES: readonly QueueState[] = ['active', 'deferred', 'held', 'quar
  * `events_total{type}`, `store_*_total`; histograms `delivery_delay_seconds{outcome}`,
  * `delivery_attempt_seconds{next_hop}`, `accept_seconds`, `store_commit_seconds`,
  * `store_batch_messages`; gauges `queue_messages{state}`, `scheduler_messages{state}`,
- * `delivery_requests{state}`, `inbound_connections`, `outbound_connections{state}`,
+ * `delivery_requests{state}`, `destinations{state}` (dead / suspended / throttled: counts, never names),
+ * `inbound_connections`, `outbound_connections{state}`,
  * `store_largest_batch_messages`, `webhook_backlog_events{endpoint}`, `webhook_failing{endpoint}`.
  * @throws RangeError when maxLabelValues is not a positive integer.
  */
