@@ -13,7 +13,7 @@ import type { EventRecord } from '../events/record.js';
 import { heldError, isScheduled, messageDetail, NoSuchMessageError, scheduledError, type BounceQuery, type DestinationStatus, type MessageDetail, type QueueAdmin } from '../scheduler/admin.js';
 import { badDestination } from '../scheduler/destination-holds.js';
 import type { DestinationStateRecord, DestinationStateStore } from '../scheduler/destination-store.js';
-import { bounceQuery, bounceTargets, bounceWrite, forEachMatching, statusOf } from '../scheduler/operator.js';
+import { bounceQuery, bounceStored, forEachMatching, statusOf } from '../scheduler/operator.js';
 import { factsOfKey, matchRank } from '../scheduler/shaping-rules.js';
 import { PostlineError } from '../core/errors.js';
 import type { QueuedMessage, QueueStore, QueueSummary } from '../spool/types.js';
@@ -99,13 +99,7 @@ export class StoreQueueAdmin implements QueueAdmin {
   async bounce(query: BounceQuery): Promise<number> {
     const q = bounceQuery(query);
     let n = 0;
-    await forEachMatching(this.store, q, async (id) => {
-      const m = await this.store.get(id);
-      const targets = m ? bounceTargets(m, q) : [];
-      if (!m || targets.length === 0) return;
-      await this.store.record(id, bounceWrite(m, targets, this.clock.now()).write);
-      n++;
-    });
+    await forEachMatching(this.store, q, async (id) => { if ((await bounceStored({ store: this.store, clock: this.clock }, id, q)).bounced) n++; });
     return n;
   }
 

@@ -118,3 +118,18 @@ export async function messageDetail(store: QueueStore, message: QueuedMessage, w
     return { message, headers: '', bodyError: (err as Error).message };
   }
 }
+
+/** Runs operator actions one at a time per key (a queue ID): a flush and a hold at once must not interleave. */
+export class KeyedLock {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  /** Runs `fn` after every earlier `run` for `key`; resolves or rejects as `fn` does. */
+  run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.tails.set(key, tail);
+    void tail.then(() => { if (this.tails.get(key) === tail) this.tails.delete(key); });
+    return run;
+  }
+}

@@ -140,7 +140,7 @@ export class DestinationHolds {
    * due again (onResume). @returns the states ended.
    * @throws PostlineError ERR_BAD_DESTINATION, ERR_NOT_SUSPENDED (nothing to resume); the store's error.
    */
-  async resume(name: string, factsOf: (key: string) => DestinationFacts | undefined, now: number): Promise<Hold[]> {
+  async resume(name: string, factsOf: (key: string) => DestinationFacts | undefined): Promise<Hold[]> {
     const match = parseDestinationMatch(name);
     if (!match) throw badDestination(name);
     const text = destinationText(match);

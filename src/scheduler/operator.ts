@@ -14,8 +14,10 @@ import type { OutcomeWrite, QueuedMessage, QueuedRecipient, QueueStore, Recipien
 import type { BounceQuery, DestinationStatus } from './admin.js';
 import type { Hold } from './destination-holds.js';
 import type { DestinationStateRecord } from './destination-store.js';
-import { notifyWants, type ReportItem } from './notify.js';
-import { aboutMessage } from './round.js';
+import type { Clock } from '../core/clock.js';
+import { notifyWants, type Notifier, type ReportItem } from './notify.js';
+import { aboutMessage, type RoundContext } from './round.js';
+import { overlayUnrecorded } from './unrecorded.js';
 
 /** Enhanced status and text of a bounce by the operator (Diagnostic-Code of its DSN). */
 export const OPERATOR_BOUNCE = { code: 554, status: '5.0.0', text: 'message bounced by the administrator' } as const;
@@ -79,6 +81,39 @@ export async function forEachMatching(store: Pick<QueueStore, 'listPage'>, q: Bo
     if (page.next === undefined) return;
     after = page.next;
   }
+}
+
+/** What bounceStored needs: the store, the clock and, in the server, the notifier and the unwritten outcomes. */
+export interface BounceDeps {
+  readonly store: Pick<QueueStore, 'get' | 'record'>;
+  readonly clock: Clock;
+  /** Sends the DSNs at once (server); absent: the marks stay and the server sends them at start. */
+  readonly notifier?: Pick<Notifier, 'sendOwed'>;
+  readonly unrecorded?: RoundContext['unrecorded'];
+}
+
+/**
+ * Bounces what `q` takes of the stored message `id`: one outcome write (bounceWrite), then its
+ * DSNs when a notifier is given (the message removed when nothing is left).
+ * @returns whether anything was bounced, whether the message left the queue, and the message.
+ * @throws StoreError when the write fails.
+ */
+export async function bounceStored(d: BounceDeps, id: string, q: BounceQuery): Promise<{ bounced: boolean; removed: boolean; msg?: QueuedMessage }> {
+  const msg = await d.store.get(id);
+  if (!msg) return { bounced: false, removed: false };
+  if (d.unrecorded) overlayUnrecorded({ unrecorded: d.unrecorded }, msg);
+  const targets = bounceTargets(msg, q);
+  if (targets.length === 0) return { bounced: false, removed: false, msg };
+  const canRemove = !d.unrecorded?.has(id);
+  const { write, items } = bounceWrite(msg, targets, d.clock.now(), canRemove);
+  await d.store.record(id, write);
+  const removed = write.remove === true || (d.notifier !== undefined && (await d.notifier.sendOwed(msg, items, canRemove)).removed);
+  return { bounced: true, removed, msg };
+}
+
+/** A dead destination (destinations.ts) as a `queue destinations` row. */
+export function deadStatus(d: { key: string; until: number; reason: string; failures: number }): DestinationStatus {
+  return { destination: d.key, state: 'dead', source: 'connection', until: d.until, reason: d.reason, failures: d.failures };
 }
 
 /** A stored or in-memory state as a `queue destinations` row. */

@@ -10,22 +10,21 @@
  *
  * Owns: scheduling state in memory, and every store write except cleanup's commit.
  */
-import { parseDestinationMatch } from '../config/delivery-shaping.js';
 import type { PostlineConfig } from '../config/schema.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
 import type { DeliveryAgent } from '../delivery/types.js';
 import type { NextHop } from '../routing/types.js';
 import type { QueuedMessage, QueueStore, QueueSummary } from '../spool/types.js';
-import { heldError, isScheduled, messageDetail, NoSuchMessageError, scheduledError, type BounceQuery, type DestinationStatus, type MessageDetail, type QueueAdmin } from './admin.js';
+import { heldError, isScheduled, KeyedLock, messageDetail, NoSuchMessageError, scheduledError, type BounceQuery, type DestinationStatus, type MessageDetail, type QueueAdmin } from './admin.js';
 import type { DestinationStateStore } from './destination-store.js';
-import { bounceQuery, bounceTargets, bounceWrite, forEachMatching, statusOf } from './operator.js';
+import { DestinationAdmin } from './destination-admin.js';
 import { Shaping } from './shaping.js';
 import { DestinationBook } from './destinations.js';
 import { Dispatcher } from './dispatcher.js';
 import { DueWindow } from './due-window.js';
-import { Notifier, type DsnPort, type ReportItem } from './notify.js';
-import { aboutMessage, queueLifetimeMs, runRound, type RoundContext, type RoundResult } from './round.js';
+import { Notifier, type DsnPort } from './notify.js';
+import { aboutMessage, runRound, type RoundContext } from './round.js';
 import { overlayUnrecorded, writeUnrecorded } from './unrecorded.js';
 import type { EventRecord } from '../events/record.js';
 
@@ -77,10 +76,11 @@ export class Scheduler implements QueueAdmin {
   private queued = 0;
   private recountTimer: NodeJS.Timeout | undefined;
   /** Operator actions per queue ID, one at a time (a flush and a hold at once must not interleave). */
-  private readonly adminLocks = new Map<string, Promise<unknown>>();
+  private readonly adminLocks = new KeyedLock();
   private readonly dispatcher: Dispatcher;
   private readonly notifier: Notifier;
   private readonly ctx: RoundContext;
+  private readonly dests: DestinationAdmin;
   private readonly maxActive: number;
   private timer: NodeJS.Timeout | undefined;
   private kickPending = false;
@@ -110,6 +110,22 @@ export class Scheduler implements QueueAdmin {
       store: o.store, agent: o.agent, route: o.route, dispatcher: this.dispatcher, clock: o.clock,
       config: o.config, logger: o.logger, random: o.random ?? Math.random, unrecorded: new Map(), destinations: this.destinations, shaping: this.shaping,
     };
+    this.dests = new DestinationAdmin({
+      store: o.store, clock: o.clock, logger: o.logger, shaping: this.shaping, book: this.destinations, notifier: this.notifier, unrecorded: this.ctx.unrecorded,
+      interrupt: async (id) => {
+        const a = this.active.get(id);
+        if (!a) return false;
+        a.held = true; // its round must not place it again: the caller does
+        a.abort.abort();
+        await a.done;
+        return true;
+      },
+      lock: (id, fn) => this.adminLocks.run(id, fn),
+      place: (id, at) => this.window.place(id, at),
+      gone: (id) => this.gone(id),
+      reread: async () => { this.window.reset(); await this.window.refill(); this.kick(); },
+      stopping: () => this.stopping,
+    });
   }
 
   /**
@@ -340,15 +356,6 @@ export class Scheduler implements QueueAdmin {
     return messageDetail(this.o.store, await this.need(id), opts.body === true);
   }
 
-  /** Runs `fn` after every earlier operator action on `id` (one at a time per message). */
-  private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.adminLocks.get(id) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.adminLocks.set(id, tail);
-    void tail.then(() => { if (this.adminLocks.get(id) === tail) this.adminLocks.delete(id); });
-    return run;
-  }
 
   /**
    * Bulk flush: every message not held, not running and not waiting for a later sendAt (or, with
@@ -380,7 +387,7 @@ export class Scheduler implements QueueAdmin {
    * @throws NoSuchMessageError, ERR_MESSAGE_HELD, ERR_MESSAGE_SCHEDULED (waiting for a later sendAt)
    */
   async flushOne(id: string): Promise<void> {
-    return this.withLock(id, async () => {
+    return this.adminLocks.run(id, async () => {
       const msg = await this.need(id);
       if (msg.held) throw heldError();
       const now = this.o.clock.now();
@@ -394,7 +401,7 @@ export class Scheduler implements QueueAdmin {
 
   /** Puts a message on hold: no delivery until released (a running round finishes). @throws NoSuchMessageError */
   async hold(id: string): Promise<void> {
-    return this.withLock(id, async () => {
+    return this.adminLocks.run(id, async () => {
       const msg = await this.need(id);
       if (msg.held) return;
       await this.o.store.setHold(id, true, [this.adminEvent('message.held', msg)]);
@@ -406,7 +413,7 @@ export class Scheduler implements QueueAdmin {
 
   /** Releases a held message; it is tried at its stored next attempt time. @throws NoSuchMessageError */
   async release(id: string): Promise<void> {
-    return this.withLock(id, async () => {
+    return this.adminLocks.run(id, async () => {
       const msg = await this.need(id);
       if (!msg.held) return;
       await this.o.store.setHold(id, false, [this.adminEvent('message.released', msg)]);
@@ -419,7 +426,7 @@ export class Scheduler implements QueueAdmin {
 
   /** Deletes a message (no DSN); a running round is aborted first. @throws NoSuchMessageError */
   async delete(id: string): Promise<void> {
-    return this.withLock(id, async () => {
+    return this.adminLocks.run(id, async () => {
       const msg = await this.need(id);
       const a = this.active.get(id);
       if (a) {
@@ -442,70 +449,12 @@ export class Scheduler implements QueueAdmin {
     this.kick();
   }
 
-  /** Dead, suspended and throttled destinations now. */
-  async listDestinations(): Promise<DestinationStatus[]> {
-    const now = this.o.clock.now();
-    const dead: DestinationStatus[] = this.destinations.dead(now).map((d) => ({ destination: d.key, state: 'dead', source: 'connection', until: d.until, reason: d.reason, failures: d.failures }));
-    return [...dead, ...this.shaping.holds.list(now).map(statusOf)];
-  }
-
-  /** Suspends a destination (kept across restarts). @throws PostlineError ERR_BAD_DESTINATION; the store's error */
-  async suspend(destination: string, opts: { forMs?: number } = {}): Promise<DestinationStatus> {
-    return statusOf(await this.shaping.suspend(destination, opts.forMs));
-  }
-
-  /**
-   * Ends a destination's suspensions and throttles; its waiting mail is tried now (the messages
-   * this process postponed; for a domain name, every message with a pending recipient there, as
-   * `queue flush --domain`, so mail postponed before a restart goes too).
-   * @throws PostlineError ERR_BAD_DESTINATION, ERR_NOT_SUSPENDED; StoreError
-   */
-  async resume(destination: string): Promise<DestinationStatus[]> {
-    const ended = await this.shaping.resume(destination);
-    const m = parseDestinationMatch(destination);
-    if (m?.kind === 'domain' && !this.stopping) {
-      await this.o.store.flushMatching({ now: this.o.clock.now(), domain: m.domain });
-      this.window.reset();
-      await this.window.refill();
-      this.kick();
-    }
-    return ended.map(statusOf);
-  }
-
-  /**
-   * Bounces what `q` matches (operator.ts), one message at a time under its operator lock; a running
-   * round is aborted first (what it delivered stays delivered). @returns messages affected.
-   * @throws PostlineError ERR_BAD_QUERY; StoreError when the listing or a write fails (earlier ones stay).
-   */
-  async bounce(query: BounceQuery): Promise<number> {
-    const q = bounceQuery(query);
-    let n = 0;
-    await forEachMatching(this.o.store, q, (id) => this.withLock(id, async () => { if (await this.bounceOne(id, q)) n++; }));
-    this.o.logger.info({ bounced: n, ...q }, 'mail bounced by the operator');
-    return n;
-  }
-
-  private async bounceOne(id: string, q: BounceQuery): Promise<boolean> {
-    const a = this.active.get(id);
-    if (a) {
-      a.held = true; // its round must not place it again: done below
-      a.abort.abort();
-      await a.done;
-    }
-    const msg = await this.o.store.get(id);
-    if (!msg) return false;
-    overlayUnrecorded(this.ctx, msg);
-    const targets = bounceTargets(msg, q);
-    const place = (): void => { if (!msg.held && !this.stopping) this.window.place(id, msg.nextAttemptAt); };
-    if (targets.length === 0) { if (a) place(); return false; }
-    const canRemove = !this.ctx.unrecorded.has(id);
-    const { write, items } = bounceWrite(msg, targets, this.o.clock.now(), canRemove);
-    await this.o.store.record(id, write);
-    if (write.remove || (await this.notifier.sendOwed(msg, items, canRemove)).removed) {
-      this.gone(id);
-      return true;
-    }
-    place();
-    return true;
-  }
+  /** Dead, suspended and throttled destinations now (destination-admin.ts). */
+  listDestinations(): Promise<DestinationStatus[]> { return this.dests.list(); }
+  /** Suspends a destination, kept across restarts. @throws PostlineError ERR_BAD_DESTINATION; the store's error */
+  suspend(destination: string, opts: { forMs?: number } = {}): Promise<DestinationStatus> { return this.dests.suspend(destination, opts); }
+  /** Ends its suspensions and throttles; its mail goes now. @throws PostlineError ERR_BAD_DESTINATION, ERR_NOT_SUSPENDED */
+  resume(destination: string): Promise<DestinationStatus[]> { return this.dests.resume(destination); }
+  /** Bounces the mail `q` matches, with DSNs. @returns messages affected. @throws PostlineError ERR_BAD_QUERY; StoreError */
+  bounce(q: BounceQuery): Promise<number> { return this.dests.bounce(q); }
 }

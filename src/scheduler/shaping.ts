@@ -210,7 +210,7 @@ export class Shaping {
   /** `postline queue resume NAME`. @throws PostlineError ERR_BAD_DESTINATION, ERR_NOT_SUSPENDED; the store's error. */
   async resume(name: string): Promise<Hold[]> {
     const now = this.o.clock.now();
-    const ended = await this.holds.resume(name, (key) => this.states.get(key)?.facts ?? factsOfKey(key), now);
+    const ended = await this.holds.resume(name, (key) => this.states.get(key)?.facts ?? factsOfKey(key));
     for (const h of ended) {
       const s = h.match.kind === 'key' ? this.states.get(h.match.key) : undefined;
       if (s) this.applyFactor(s, now, false);
