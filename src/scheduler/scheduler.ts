@@ -113,12 +113,9 @@ export class Scheduler implements QueueAdmin {
     this.dests = new DestinationAdmin({
       store: o.store, clock: o.clock, logger: o.logger, shaping: this.shaping, book: this.destinations, notifier: this.notifier, unrecorded: this.ctx.unrecorded,
       interrupt: async (id) => {
-        const a = this.active.get(id);
-        if (!a) return false;
-        a.held = true; // its round must not place it again: the caller does
-        a.abort.abort();
-        await a.done;
-        return true;
+        const a = this.active.get(id); // its round must not place it again (held): the caller does
+        if (a) { a.held = true; a.abort.abort(); await a.done; }
+        return a !== undefined;
       },
       lock: (id, fn) => this.adminLocks.run(id, fn),
       place: (id, at) => this.window.place(id, at),
