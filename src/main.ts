@@ -42,6 +42,8 @@ import { SqliteQueueStore } from './spool/sqlite/store.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { WebhookManager } from './webhooks/manager.js';
 import { SqliteWebhookCursorStore } from './webhooks/cursor-store.js';
+import { SqliteDestinationStateStore } from './scheduler/destination-store.js';
+import { toALabel } from './core/envelope.js';
 
 export interface RunningPostline {
   readonly config: PostlineConfig;
@@ -119,6 +121,15 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     await store.close().catch(() => {});
     throw err;
   }
+  // Suspended and throttled destinations (traffic shaping), kept across restarts: a side connection too.
+  let destinationStates: SqliteDestinationStateStore;
+  try {
+    destinationStates = SqliteDestinationStateStore.open(config.dataDir);
+  } catch (err) {
+    await webhookCursors.close().catch(() => {});
+    await store.close().catch(() => {});
+    throw err;
+  }
   const webhooks = new WebhookManager({ source: store, cursors: webhookCursors, logger, clock });
   // The outbox: every event is committed with its state change; the bus hears it afterwards.
   store.setEventListener((list) => {
@@ -141,6 +152,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     modifiers = chainOf();
   } catch (err) {
     await webhookCursors.close().catch(() => {});
+    await destinationStates.close().catch(() => {});
     await store.close().catch(() => {});
     throw err;
   }
@@ -166,6 +178,9 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     clock,
     config,
     dsn: { build: buildDsn, inject: (envelope, body, evs) => cleanup.inject(envelope, body, { kind: 'dsn' }, evs) },
+    destinationStates,
+    // Traffic shaping rules by MX host suffix (delivery.shaping ".outlook.com"): the MX names, looked up and cached by the scheduler.
+    mxNames: async (domain) => (await resolver.resolveMx(toALabel(domain))).map((r) => r.exchange),
   });
 
   // Every certificate the listeners serve (tls.certificates by SNI, else the one pair); read again on SIGHUP.
@@ -224,6 +239,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     metrics?.close();
     await webhooks.stop().catch((err: unknown) => logger.error({ err }, 'webhooks stop failed'));
     await webhookCursors.close().catch(() => {});
+    await destinationStates.close().catch(() => {});
     await apiStores?.close().catch(() => {});
     await store.close().catch((err: unknown) => logger.error({ err }, 'store close failed'));
   };
@@ -295,6 +311,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
           logger.error({ err: (err as Error).message }, 'inbound verification not reloaded; the previous settings stay');
         }
       }
+      scheduler.shaping.refresh(); // delivery.shaping / throttlePatterns: logged now, applied to the next delivery
       if (res.applied.includes('webhooks')) {
         webhooks.reload(config.webhooks).catch((err: unknown) => logger.error({ err }, 'webhook reload failed'));
       }

@@ -1,5 +1,6 @@
 /**
- * `postline queue list|show|flush|delete|hold|release`: operator commands on the mail queue.
+ * `postline queue list|show|flush|delete|hold|release` (and destinations|suspend|resume|bounce,
+ * queue-destinations.ts): operator commands on the mail queue.
  * When a server runs, requests go over its control socket (`${dataDir}/control.sock`, see
  * src/control/) so the scheduler stays the only writer; when none answers, the store is opened
  * directly (flush then only sets the next attempt time to now). Errors are thrown with a clear
@@ -14,7 +15,9 @@ import { controlRequest, isNoServer } from '../control/client.js';
 import { StoreQueueAdmin } from '../control/offline.js';
 import { executeRequest, type ControlRequest } from '../control/protocol.js';
 import type { MessageDetail } from '../scheduler/admin.js';
+import { SqliteDestinationStateStore, type DestinationStateStore } from '../scheduler/destination-store.js';
 import type { QueueStore, QueueSummary } from '../spool/types.js';
+import { registerDestinationCommands } from './queue-destinations.js';
 
 export interface QueueCommandDeps {
   readonly loadConfig: (file?: string) => PostlineConfig;
@@ -23,7 +26,12 @@ export interface QueueCommandDeps {
   readonly stdout?: NodeJS.WritableStream;
   /** Control socket deadline in ms (default 10000). */
   readonly timeoutMs?: number;
+  /** The destination states table with no server running (default: queue.db's, never created). */
+  readonly openDestinationStates?: (config: PostlineConfig) => DestinationStateStore;
 }
+
+/** Requests that read or write the destination states table. */
+const STATE_OPS: ReadonlySet<ControlRequest['op']> = new Set(['destinations', 'suspend', 'resume']);
 
 /** An operator error from a queue command (unknown ID, bad ID, refused operation). */
 export class QueueCommandError extends Error {
@@ -55,13 +63,17 @@ export async function runQueueRequest(deps: QueueCommandDeps, configFile: string
     if (!isNoServer(err)) throw err;
   }
   const store = await deps.openStore(config);
+  let states: DestinationStateStore | undefined;
   try {
-    const res = await executeRequest(new StoreQueueAdmin(store, systemClock), req);
+    if (STATE_OPS.has(req.op)) states = (deps.openDestinationStates ?? ((c) => SqliteDestinationStateStore.open(c.dataDir, false)))(config);
+    const res = await executeRequest(new StoreQueueAdmin(store, systemClock, states), req);
     if (!res.ok) throw new QueueCommandError(idPrefix(req) + res.error, res.code);
     const result = JSON.parse(JSON.stringify(res.result ?? null)) as unknown;
     // Tell the caller nothing was delivered now: the store was changed with no server running.
-    return req.op === 'flush' && result && typeof result === 'object' ? { ...result, offline: true } : result;
+    const offline = req.op === 'flush' || req.op === 'bounce' || req.op === 'suspend' || req.op === 'resume';
+    return offline && result && typeof result === 'object' && !Array.isArray(result) ? { ...result, offline: true } : result;
   } finally {
+    await states?.close();
     await store.close();
   }
 }
@@ -167,6 +179,7 @@ export function registerQueueCommands(program: Command, deps: QueueCommandDeps):
         await store.close();
       }
     });
+  registerDestinationCommands(queue, { write, run: (o, req, timeoutMs) => run(o, req, timeoutMs) });
   for (const [op, done, what] of [['delete', 'deleted', 'delete a message (no bounce is sent)'], ['hold', 'held', 'hold a message (no delivery until released)'], ['release', 'released', 'release a held message']] as const) {
     queue.command(`${op} <id>`).description(what).option('-c, --config <file>', 'configuration file')
       .action(async (id: string, o: Opts) => {

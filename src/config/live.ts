@@ -11,7 +11,9 @@
  * `delivery.` relayhost, routes, mxPort, tls, tlsPolicies, mtaSts, chunking, heloName, retry,
  * maxQueueLifetimeMs, bounceQueueLifetimeMs, delayWarningMs, doubleBounce, connectTimeoutMs,
  * commandTimeoutMs, dataDoneTimeoutMs, transactionTimeoutMs, recipientsPerTransaction (a pooled
- * connection opened under another TLS policy is not reused).
+ * connection opened under another TLS policy is not reused), and traffic shaping: shaping,
+ * throttlePatterns, connectionsPerDestination, messagesPerConnection (the scheduler applies them to
+ * the next delivery; src/scheduler/shaping.ts).
  * `webhooks` (the whole list: the webhook manager, src/webhooks/manager.ts, is given the new list and
  * restarts the dispatchers of endpoints that changed; stored cursors are kept by name).
  * `dkim` (the whole section: main.ts loads the new keys and the next message is signed with them;
@@ -19,7 +21,7 @@
  * the verifier again: the next message uses them; a changed auth.dns or auth.dnsCache starts an
  * empty cache; an ARC key that fails to load is logged and the running settings kept).
  * Restart needed (a changed value is logged and ignored): hostname, dataDir, listeners (proxyProtocol and tlsPolicy too), log, metrics, http, and
- * every other `delivery.` key (dns, sourceAddress, connection caps, pool settings, scanIntervalMs).
+ * every other `delivery.` key (dns, sourceAddress, maxConnections, idleTimeoutMs, scanIntervalMs, ...).
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { PostlineConfig } from './schema.js';
@@ -28,7 +30,7 @@ import type { PostlineConfig } from './schema.js';
 export const LIVE_DELIVERY_KEYS = [
   'relayhost', 'routes', 'mxPort', 'tls', 'tlsPolicies', 'mtaSts', 'chunking', 'heloName', 'retry', 'maxQueueLifetimeMs', 'bounceQueueLifetimeMs',
   'delayWarningMs', 'doubleBounce', 'connectTimeoutMs', 'commandTimeoutMs', 'dataDoneTimeoutMs',
-  'transactionTimeoutMs', 'recipientsPerTransaction',
+  'transactionTimeoutMs', 'recipientsPerTransaction', 'shaping', 'throttlePatterns', 'connectionsPerDestination', 'messagesPerConnection',
 ] as const satisfies readonly (keyof PostlineConfig['delivery'])[];
 
 /** Top-level sections taken over whole. */

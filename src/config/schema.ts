@@ -7,6 +7,7 @@ import { hostname as osHostname } from 'node:os';
 import { hopTlsSchema, mtaStsSchema, mxTlsSchema, tlsPolicyRuleSchema } from './delivery-tls.js';
 import { authLimitsSchema, cidr, perClientSchema, policySchema } from './abuse-schema.js';
 import { arcSchema, authSchema, dkimKeySchema } from './auth-schema.js';
+import { shapingSchema, throttlePatternsSchema } from './delivery-shaping.js';
 
 export { dkimKeySchema };
 
@@ -241,6 +242,10 @@ export const configSchema = z.object({
     recipientsPerTransaction: z.number().int().positive().default(50),
     /** Messages sent over one connection before it is closed. */
     messagesPerConnection: z.number().int().positive().default(100),
+    /** Traffic shaping rules per destination (delivery-shaping.ts); the two keys above are the defaults where none matches. */
+    shaping: shapingSchema,
+    /** Remote replies that suspend or throttle their destination for a while (delivery-shaping.ts; default: the big providers' "slow down" replies). */
+    throttlePatterns: throttlePatternsSchema,
     /** How long an idle outbound connection is kept for reuse. */
     idleTimeoutMs: z.number().int().min(0).default(5000),
     connectTimeoutMs: z.number().int().positive().default(30_000),

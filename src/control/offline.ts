@@ -3,14 +3,24 @@
  * server is running (nobody else writes then). Same QueueAdmin shape as the Scheduler; flush just
  * sets the next attempt time to now (never for a message waiting for a later sendAt). Each change
  * writes its event to the event log like the server's (read later by `postline events`, webhooks).
+ * Suspensions are written to the destination states table the server loads at start; a bounce
+ * writes the outcomes and the DSN marks, and the server sends the DSNs when it starts (a held
+ * message's when it is released).
  */
+import { destinationText, parseDestinationMatch } from '../config/delivery-shaping.js';
 import type { Clock } from '../core/clock.js';
 import type { EventRecord } from '../events/record.js';
-import { heldError, isScheduled, messageDetail, NoSuchMessageError, scheduledError, type MessageDetail, type QueueAdmin } from '../scheduler/admin.js';
+import { heldError, isScheduled, messageDetail, NoSuchMessageError, scheduledError, type BounceQuery, type DestinationStatus, type MessageDetail, type QueueAdmin } from '../scheduler/admin.js';
+import { badDestination } from '../scheduler/destination-holds.js';
+import type { DestinationStateRecord, DestinationStateStore } from '../scheduler/destination-store.js';
+import { bounceQuery, bounceStored, forEachMatching, statusOf } from '../scheduler/operator.js';
+import { factsOfKey, matchRank } from '../scheduler/shaping-rules.js';
+import { PostlineError } from '../core/errors.js';
 import type { QueuedMessage, QueueStore, QueueSummary } from '../spool/types.js';
 
 export class StoreQueueAdmin implements QueueAdmin {
-  constructor(private readonly store: QueueStore, private readonly clock: Clock) {}
+  /** @param states the destination states table (absent: suspend, resume and destinations refuse). */
+  constructor(private readonly store: QueueStore, private readonly clock: Clock, private readonly states?: DestinationStateStore) {}
 
   private async need(id: string): Promise<QueuedMessage> {
     const m = await this.store.get(id);
@@ -50,6 +60,52 @@ export class StoreQueueAdmin implements QueueAdmin {
   async delete(id: string): Promise<void> {
     const m = await this.need(id);
     await this.store.remove(id, [this.event('message.deleted', m)]);
+  }
+
+  /** Stored suspensions and throttles in force (dead destinations are known only to a running server). */
+  async listDestinations(): Promise<DestinationStatus[]> {
+    const now = this.clock.now();
+    return (await this.needStates().list()).filter((r) => r.until === undefined || r.until > now).map(statusOf);
+  }
+
+  async suspend(destination: string, opts: { forMs?: number } = {}): Promise<DestinationStatus> {
+    const m = parseDestinationMatch(destination);
+    if (!m) throw badDestination(destination);
+    const now = this.clock.now();
+    const rec: DestinationStateRecord = {
+      destination: destinationText(m), kind: 'suspend', source: 'operator', reason: 'suspended by the operator', since: now,
+      ...(opts.forMs !== undefined ? { until: now + opts.forMs } : {}),
+    };
+    await this.needStates().put(rec);
+    return statusOf(rec);
+  }
+
+  async resume(destination: string): Promise<DestinationStatus[]> {
+    const m = parseDestinationMatch(destination);
+    if (!m) throw badDestination(destination);
+    const text = destinationText(m);
+    const states = this.needStates();
+    const hit = (await states.list()).filter((r) => {
+      if (r.destination === text) return true;
+      const f = factsOfKey(r.destination);
+      return f !== undefined && matchRank(m, f) > 0;
+    });
+    if (hit.length === 0) throw new PostlineError('ERR_NOT_SUSPENDED', `${text} is neither suspended nor throttled`, { temporary: false });
+    for (const r of hit) await states.remove(r.destination, r.kind);
+    return hit.map(statusOf);
+  }
+
+  /** Bounce in the store: outcomes, events and DSN marks now; the server sends the DSNs when it starts. */
+  async bounce(query: BounceQuery): Promise<number> {
+    const q = bounceQuery(query);
+    let n = 0;
+    await forEachMatching(this.store, q, async (id) => { if ((await bounceStored({ store: this.store, clock: this.clock }, id, q)).bounced) n++; });
+    return n;
+  }
+
+  private needStates(): DestinationStateStore {
+    if (!this.states) throw new PostlineError('ERR_NO_DESTINATION_STATES', 'destination states are not available here', { temporary: false });
+    return this.states;
   }
 
   private event(type: EventRecord['type'], m: QueuedMessage): EventRecord {

@@ -6,15 +6,20 @@
  *   {"op":"show","id":"...","body":true} -> {"ok":true,"result":MessageDetail}
  *   {"op":"flush"} | {"op":"flush","domain":"example.com"} | {"op":"flush","id":"..."} -> {"ok":true,"result":{"flushed":n}}
  *   {"op":"delete"|"hold"|"release","id":"..."} -> {"ok":true,"result":{"id":"..."}}
+ *   {"op":"destinations"}              -> {"ok":true,"result":[DestinationStatus...]}
+ *   {"op":"suspend","destination":"example.com","forMs":3600000} -> {"ok":true,"result":DestinationStatus}
+ *   {"op":"resume","destination":"example.com"} -> {"ok":true,"result":[DestinationStatus...]}
+ *   {"op":"bounce","domain":"example.com"} | {"op":"bounce","sender":"a@example.org"} -> {"ok":true,"result":{"bounced":n}}
  *   anything wrong                      -> {"ok":false,"error":"...","code":"..."}
  *
  * Owns the request validation and the mapping of requests onto a QueueAdmin.
  */
+import { parseDestinationMatch } from '../config/delivery-shaping.js';
 import { PostlineError } from '../core/errors.js';
 import { isQueueId } from '../core/queue-id.js';
 import type { QueueAdmin } from '../scheduler/admin.js';
 
-export const CONTROL_OPS = ['list', 'show', 'flush', 'delete', 'hold', 'release'] as const;
+export const CONTROL_OPS = ['list', 'show', 'flush', 'delete', 'hold', 'release', 'destinations', 'suspend', 'resume', 'bounce'] as const;
 export type ControlOp = (typeof CONTROL_OPS)[number];
 
 export interface ControlRequest {
@@ -23,8 +28,14 @@ export interface ControlRequest {
   readonly id?: string;
   /** show: include the whole message (base64) in the answer. */
   readonly body?: boolean;
-  /** flush (without id): only messages with a pending recipient in this domain. */
+  /** flush (without id): only messages with a pending recipient in this domain; bounce: the recipients in it. */
   readonly domain?: string;
+  /** bounce: messages with this reverse-path (exact; '' is the null sender). */
+  readonly sender?: string;
+  /** suspend / resume: a destination name (config/delivery-shaping.ts parseDestinationMatch). */
+  readonly destination?: string;
+  /** suspend: for this long, ms (absent: until resumed). */
+  readonly forMs?: number;
 }
 
 export type ControlResponse =
@@ -35,6 +46,8 @@ export type ControlResponse =
 export const MAX_REQUEST_BYTES = 64 * 1024;
 
 const NEEDS_ID: ReadonlySet<ControlOp> = new Set(['show', 'delete', 'hold', 'release']);
+/** Longest suspension accepted, ms (10 years). */
+const MAX_FOR_MS = 10 * 365 * 86_400_000;
 
 /** Parses and validates one request line. @returns the request, or an error text for the client. */
 export function parseRequest(line: string): ControlRequest | { readonly error: string } {
@@ -54,8 +67,30 @@ export function parseRequest(line: string): ControlRequest | { readonly error: s
   if (NEEDS_ID.has(op) && o.id === undefined) return { error: `${op} needs an id` };
   if (o.body !== undefined && typeof o.body !== 'boolean') return { error: 'body must be true or false' };
   if (o.domain !== undefined && (typeof o.domain !== 'string' || !/^@?[^\s@]{1,255}$/.test(o.domain))) return { error: 'bad domain' };
-  if (o.domain !== undefined && (op !== 'flush' || o.id !== undefined)) return { error: 'domain applies to flush without an id' };
-  return { op, id: o.id as string | undefined, body: o.body as boolean | undefined, ...(o.domain !== undefined ? { domain: o.domain as string } : {}) };
+  if (o.domain !== undefined && ((op !== 'flush' && op !== 'bounce') || o.id !== undefined)) return { error: 'domain applies to flush without an id and to bounce' };
+  if (o.id !== undefined && !NEEDS_ID.has(op) && op !== 'flush') return { error: `${op} takes no id` };
+  const extra = parseShapingFields(op, o);
+  if ('error' in extra) return extra;
+  return { op, id: o.id as string | undefined, body: o.body as boolean | undefined, ...(o.domain !== undefined ? { domain: o.domain as string } : {}), ...extra };
+}
+
+/** The fields of destinations, suspend, resume and bounce. */
+function parseShapingFields(op: ControlOp, o: Record<string, unknown>): { destination?: string; forMs?: number; sender?: string } | { error: string } {
+  const wantsDestination = op === 'suspend' || op === 'resume';
+  if (o.destination !== undefined && !wantsDestination) return { error: 'destination applies to suspend and resume' };
+  if (wantsDestination && (typeof o.destination !== 'string' || parseDestinationMatch(o.destination) === undefined)) {
+    return { error: `${op} needs a destination: a domain, ".domain", "[host]", "[host]:port" or a next-hop key such as mx:example.com:25` };
+  }
+  if (o.forMs !== undefined && (op !== 'suspend' || typeof o.forMs !== 'number' || !Number.isInteger(o.forMs) || o.forMs < 1 || o.forMs > MAX_FOR_MS)) {
+    return { error: 'forMs applies to suspend: a whole number of ms, at least 1' };
+  }
+  if (o.sender !== undefined && (op !== 'bounce' || typeof o.sender !== 'string' || o.sender.length > 512 || /[\s<>]/.test(o.sender))) return { error: 'sender applies to bounce: an address, or "" for the null sender' };
+  if (op === 'bounce' && o.domain === undefined && o.sender === undefined) return { error: 'bounce needs a domain or a sender' };
+  return {
+    ...(wantsDestination ? { destination: o.destination as string } : {}),
+    ...(o.forMs !== undefined ? { forMs: o.forMs as number } : {}),
+    ...(o.sender !== undefined ? { sender: o.sender as string } : {}),
+  };
 }
 
 /** Runs a valid request against `admin`. Never rejects: errors become {ok:false}. */
@@ -72,6 +107,13 @@ export async function executeRequest(admin: QueueAdmin, req: ControlRequest): Pr
       case 'delete': await admin.delete(id); return { ok: true, result: { id } };
       case 'hold': await admin.hold(id); return { ok: true, result: { id } };
       case 'release': await admin.release(id); return { ok: true, result: { id } };
+      case 'destinations': return { ok: true, result: await admin.listDestinations() };
+      case 'suspend': return { ok: true, result: await admin.suspend(req.destination ?? '', req.forMs !== undefined ? { forMs: req.forMs } : {}) };
+      case 'resume': return { ok: true, result: await admin.resume(req.destination ?? '') };
+      case 'bounce': {
+        const q = { ...(req.domain !== undefined ? { domain: req.domain } : {}), ...(req.sender !== undefined ? { sender: req.sender } : {}) };
+        return { ok: true, result: { bounced: await admin.bounce(q) } };
+      }
     }
   } catch (err) {
     if (err instanceof PostlineError) return { ok: false, error: err.message, code: err.code };

@@ -1,6 +1,8 @@
 /**
- * Outbound connection pool: reuse of idle SMTP sessions per next hop and limits on parallel
- * connections (like Postfix's scache plus the qmgr destination concurrency limit).
+ * Outbound connection pool: reuse of idle SMTP sessions per next hop and a limit on parallel
+ * connections in all (like Postfix's scache). Connections per destination are the scheduler's to
+ * limit (its Dispatcher, from the traffic shaping rules): the pool follows it and caps per key only
+ * when given `connectionsPerDestination` (an agent used on its own).
  *
  * RFCs: RFC 5321 4.5.3.2 / 4.1.1.5 (a reused session is RSET before the next transaction; that is
  * done by the caller). Owns: slots (a slot is one live connection, busy or idle), idle timers, the
@@ -18,11 +20,11 @@ export interface Poolable {
 export interface PoolOptions {
   /** Live connections in all. */
   readonly maxConnections: number;
-  /** Live connections per key (next hop). */
-  readonly connectionsPerDestination: number;
+  /** Live connections per key (next hop); absent: no cap of its own (the scheduler caps). */
+  readonly connectionsPerDestination?: number;
   /** How long an idle connection is kept, ms (0: never kept). */
   readonly idleTimeoutMs: number;
-  /** Messages per connection before it is closed. */
+  /** Messages per connection before it is closed (a lease may bring its own, acquire's maxMessages). */
   readonly messagesPerConnection: number;
   /** Longest wait for a free slot, ms; then acquire rejects. */
   readonly maxWaitMs: number;
@@ -37,12 +39,16 @@ export interface PoolLease<T extends Poolable> {
   readonly reused: boolean;
   /** Records the connection the caller opened in this slot (replacing a failed one). */
   attach(conn: T | undefined): void;
-  /** Frees the slot. `sent` counts a message; `keep` parks a usable connection for reuse. Idempotent. */
-  release(opts: { sent: boolean; keep: boolean }): void;
+  /**
+   * Frees the slot. `sent` counts a message; `keep` parks a usable connection for reuse. Idempotent.
+   * @returns when the connection it closes (not kept, or used up) is closed (QUIT answered or
+   *   timed out): a caller that waits for it never has more sockets open than deliveries running.
+   */
+  release(opts: { sent: boolean; keep: boolean }): Promise<void>;
 }
 
 interface Idle<T> { conn: T; timer: NodeJS.Timeout; since: number }
-interface Waiter<T extends Poolable> { key: string; resolve: (l: PoolLease<T>) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
+interface Waiter<T extends Poolable> { key: string; max: number; resolve: (l: PoolLease<T>) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
 
 export class ConnectionPool<T extends Poolable> {
   private readonly live = new Map<string, number>();
@@ -54,7 +60,7 @@ export class ConnectionPool<T extends Poolable> {
 
   /** @throws RangeError when a limit is not a positive number. */
   constructor(private readonly opts: PoolOptions) {
-    if (!(opts.maxConnections > 0) || !(opts.connectionsPerDestination > 0) || !(opts.messagesPerConnection > 0)) {
+    if (!(opts.maxConnections > 0) || (opts.connectionsPerDestination !== undefined && !(opts.connectionsPerDestination > 0)) || !(opts.messagesPerConnection > 0)) {
       throw new RangeError('pool limits must be positive');
     }
   }
@@ -73,15 +79,18 @@ export class ConnectionPool<T extends Poolable> {
   /**
    * Takes a slot for `key`: an idle connection when there is one, else room to open one. Waits
    * (FIFO) at most `maxWaitMs` when the limits are reached.
+   * @param maxMessages messages per connection for this lease (the destination's rule); default
+   *   the pool's messagesPerConnection. An idle connection that has sent as many is closed, not given.
    * @throws SmtpClientError kind 'pool' on timeout, on abort or after close().
    */
-  acquire(key: string, signal?: AbortSignal): Promise<PoolLease<T>> {
+  acquire(key: string, signal?: AbortSignal, maxMessages?: number): Promise<PoolLease<T>> {
     if (this.closed) return Promise.reject(new SmtpClientError('pool', 'none', 'connection pool is closed'));
-    const now = this.tryTake(key);
+    const max = maxMessages !== undefined && maxMessages > 0 ? maxMessages : this.opts.messagesPerConnection;
+    const now = this.tryTake(key, max);
     if (now) return Promise.resolve(now);
     return new Promise((resolve, reject) => {
       const w: Waiter<T> = {
-        key, resolve, reject,
+        key, max, resolve, reject,
         timer: setTimeout(() => this.dropWaiter(w, `no connection slot for ${key} within ${this.opts.maxWaitMs} ms (too many concurrent deliveries)`), this.opts.maxWaitMs),
       };
       this.waiters.push(w);
@@ -108,20 +117,21 @@ export class ConnectionPool<T extends Poolable> {
     w.reject(new SmtpClientError('pool', 'none', why));
   }
 
-  private tryTake(key: string): PoolLease<T> | undefined {
+  private tryTake(key: string, max: number): PoolLease<T> | undefined {
     const list = this.idle.get(key);
     while (list && list.length > 0) {
       const i = list.pop()!;
       clearTimeout(i.timer);
-      if (i.conn.usable) return this.lease(key, i.conn, true);
-      void i.conn.quit(); // closes it (an idle one that got a 421 is not usable but may be open)
+      if (i.conn.usable && (this.uses.get(i.conn) ?? 0) < max) return this.lease(key, i.conn, true, max);
+      void i.conn.quit(); // closes it (an idle one that got a 421 is not usable but may be open; or it is used up)
       this.forget(key);
     }
-    if ((this.live.get(key) ?? 0) >= this.opts.connectionsPerDestination) return undefined;
+    const perKey = this.opts.connectionsPerDestination;
+    if (perKey !== undefined && (this.live.get(key) ?? 0) >= perKey) return undefined;
     if (this.total >= this.opts.maxConnections && !this.evictOldestIdle()) return undefined;
     this.live.set(key, (this.live.get(key) ?? 0) + 1);
     this.total++;
-    return this.lease(key, undefined, false);
+    return this.lease(key, undefined, false, max);
   }
 
   /** Closes the longest-idle connection of any key to make room; false when none is idle. */
@@ -145,7 +155,7 @@ export class ConnectionPool<T extends Poolable> {
     this.total--;
   }
 
-  private lease(key: string, conn: T | undefined, reused: boolean): PoolLease<T> {
+  private lease(key: string, conn: T | undefined, reused: boolean, max: number): PoolLease<T> {
     let current = conn;
     let done = false;
     const pool = this;
@@ -154,23 +164,24 @@ export class ConnectionPool<T extends Poolable> {
       get conn() { return current; },
       attach(c) { current = c; },
       release({ sent, keep }) {
-        if (done) return;
+        if (done) return Promise.resolve();
         done = true;
-        pool.giveBack(key, current, sent, keep);
+        return pool.giveBack(key, current, sent, keep, max);
       },
     };
   }
 
-  private giveBack(key: string, conn: T | undefined, sent: boolean, keep: boolean): void {
+  private giveBack(key: string, conn: T | undefined, sent: boolean, keep: boolean, max: number): Promise<void> {
     if (conn && sent) this.uses.set(conn, (this.uses.get(conn) ?? 0) + 1);
-    const reusable = conn !== undefined && keep && conn.usable && !this.closed && (this.uses.get(conn) ?? 0) < this.opts.messagesPerConnection;
+    const used = conn ? (this.uses.get(conn) ?? 0) : 0;
+    const reusable = conn !== undefined && keep && conn.usable && !this.closed && used < max;
     if (conn && reusable) {
-      const w = this.waiters.find((x) => x.key === key);
+      const w = this.waiters.find((x) => x.key === key && used < x.max);
       if (w) {
         this.waiters.splice(this.waiters.indexOf(w), 1);
         clearTimeout(w.timer);
-        w.resolve(this.lease(key, conn, true));
-        return;
+        w.resolve(this.lease(key, conn, true, w.max));
+        return Promise.resolve();
       }
       if (this.opts.idleTimeoutMs > 0) {
         const list = this.idle.get(key) ?? [];
@@ -179,12 +190,13 @@ export class ConnectionPool<T extends Poolable> {
         entry.timer.unref();
         list.push(entry);
         this.wake();
-        return;
+        return Promise.resolve();
       }
     }
-    if (conn) void conn.quit();
+    const closed = conn ? conn.quit() : Promise.resolve();
     this.forget(key);
     this.wake();
+    return closed;
   }
 
   private expire(key: string, entry: Idle<T>): void {
@@ -200,7 +212,7 @@ export class ConnectionPool<T extends Poolable> {
   /** Gives freed room to waiters in FIFO order. */
   private wake(): void {
     for (const w of [...this.waiters]) {
-      const l = this.tryTake(w.key);
+      const l = this.tryTake(w.key, w.max);
       if (!l) continue;
       this.waiters.splice(this.waiters.indexOf(w), 1);
       clearTimeout(w.timer);

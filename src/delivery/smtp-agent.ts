@@ -101,9 +101,10 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
     this.own = opts.ownListeners;
     if (opts.tlsOptions) this.tlsOptions = opts.tlsOptions;
     const d = opts.config.delivery;
+    // No per-destination cap here: the scheduler's Dispatcher limits deliveries per destination
+    // (traffic shaping), and each delivery holds one slot; the pool caps connections in all.
     this.pool = new ConnectionPool<SmtpClient>({
       maxConnections: d.maxConnections,
-      connectionsPerDestination: d.connectionsPerDestination,
       idleTimeoutMs: d.idleTimeoutMs,
       messagesPerConnection: d.messagesPerConnection,
       maxWaitMs: d.connectTimeoutMs,
@@ -163,7 +164,7 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
 
   private async attempt(a: Attempt): Promise<void> {
     const plan = await this.plan(a.req.nextHop, a.req.signal);
-    const lease = await this.pool.acquire(nextHopKey(a.req.nextHop), a.req.signal);
+    const lease = await this.pool.acquire(nextHopKey(a.req.nextHop), a.req.signal, a.req.shaping?.messagesPerConnection);
     const onAbort = () => lease.conn?.destroy(new SmtpClientError('aborted', 'none', 'delivery aborted (shutdown)'));
     a.req.signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -174,11 +175,14 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
       }
       if (a.pending.length > 0 && !a.done) await this.tryHosts(a, lease, plan);
     } finally {
-      a.req.signal?.removeEventListener('abort', onAbort);
       const c = lease.conn;
       // A session left in a refused transaction (no RCPT accepted, DATA or a BDAT chunk refused) is
       // still in step: the next user sends RSET first (attempt above), so it may be pooled.
-      lease.release({ sent: a.sent, keep: c !== undefined && c.usable });
+      // A connection closed here (used up, broken) is closed before the delivery ends, so the
+      // scheduler's connection limit holds at the receiver too (no QUIT overlapping a new
+      // connection); a shutdown's abort still cuts that QUIT short.
+      await lease.release({ sent: a.sent, keep: c !== undefined && c.usable });
+      a.req.signal?.removeEventListener('abort', onAbort);
     }
   }
 
@@ -195,6 +199,8 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
       if (lease.conn?.usable) void lease.conn.quit();
       lease.attach(undefined);
       try {
+        // The destination's connection rate (connectionsPerMinute): wait for a token, never busy.
+        await a.req.shaping?.beforeConnect(a.req.signal);
         lease.attach(await SmtpClient.open({ ...this.clientOptions(t, hop, plan), ...(a.req.signal ? { signal: a.req.signal } : {}) }));
       } catch (err) {
         a.trouble = err;

@@ -37,6 +37,23 @@ export interface DeliveryRequest {
   openBody(): Readable;
   /** Aborts the attempt (shutdown); the agent then answers deferred for what is not done. */
   readonly signal?: AbortSignal;
+  /** The limits the scheduler set for this destination (scheduler/shaping.ts); absent: the agent's defaults. */
+  readonly shaping?: DeliveryShaping;
+}
+
+/**
+ * Traffic shaping a delivery obeys inside the agent. The scheduler owns the limits (connections at
+ * once, message rates); the agent applies the two it alone can see happen.
+ */
+export interface DeliveryShaping {
+  /** Messages over one connection before it is closed (the destination's rule, else delivery.messagesPerConnection). */
+  readonly messagesPerConnection: number;
+  /**
+   * Called before every new connection to the destination (not for a pooled one reused); resolves
+   * when the destination's connection rate allows one more (connectionsPerMinute), or early when
+   * `signal` aborts. Never rejects.
+   */
+  beforeConnect(signal?: AbortSignal): Promise<void>;
 }
 
 /** Outcome class of one recipient in one attempt. */

@@ -27,6 +27,10 @@ export interface SchedulerCounts {
   readonly activeMessages: number;
   readonly activeRequests: number;
   readonly waitingRequests: number;
+  /** Destinations by traffic state (scheduler/destinations.ts, shaping.ts); counts only, never names. */
+  readonly deadDestinations?: number;
+  readonly suspendedDestinations?: number;
+  readonly throttledDestinations?: number;
 }
 
 /** One webhook endpoint's backlog (events not yet delivered) and whether it is marked failing. */
@@ -101,7 +105,8 @@ const QUEUE_STATES: readonly QueueState[] = ['active', 'deferred', 'held', 'quar
  * `events_total{type}`, `store_*_total`; histograms `delivery_delay_seconds{outcome}`,
  * `delivery_attempt_seconds{next_hop}`, `accept_seconds`, `store_commit_seconds`,
  * `store_batch_messages`; gauges `queue_messages{state}`, `scheduler_messages{state}`,
- * `delivery_requests{state}`, `inbound_connections`, `outbound_connections{state}`,
+ * `delivery_requests{state}`, `destinations{state}` (dead / suspended / throttled: counts, never names),
+ * `inbound_connections`, `outbound_connections{state}`,
  * `store_largest_batch_messages`, `webhook_backlog_events{endpoint}`, `webhook_failing{endpoint}`.
  * @throws RangeError when maxLabelValues is not a positive integer.
  */
@@ -199,6 +204,16 @@ export function createMetrics(deps: MetricsDeps): Metrics {
         const s = sched.stats();
         this.set({ state: 'scheduled' }, s.scheduled);
         this.set({ state: 'active' }, s.activeMessages);
+      },
+    });
+    new Gauge({
+      name: 'postline_destinations', help: 'Destinations (next hops) held back: dead (no host answered), suspended (operator or a reply pattern), throttled (a reply pattern).',
+      labelNames: ['state'], registers,
+      collect() {
+        const s = sched.stats();
+        this.set({ state: 'dead' }, s.deadDestinations ?? 0);
+        this.set({ state: 'suspended' }, s.suspendedDestinations ?? 0);
+        this.set({ state: 'throttled' }, s.throttledDestinations ?? 0);
       },
     });
     new Gauge({

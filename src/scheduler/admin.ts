@@ -36,6 +36,50 @@ export interface QueueAdmin {
   release(id: string): Promise<void>;
   /** Deletes the message and its body without any DSN. @throws NoSuchMessageError */
   delete(id: string): Promise<void>;
+  /** Dead, suspended and throttled destinations now (`queue destinations`). */
+  listDestinations(): Promise<DestinationStatus[]>;
+  /**
+   * Suspends a destination (a name as in delivery.shaping `match`) for `forMs` ms, or until
+   * resumed: its mail waits without attempts. Kept across restarts.
+   * @throws PostlineError ERR_BAD_DESTINATION
+   */
+  suspend(destination: string, opts?: { forMs?: number }): Promise<DestinationStatus>;
+  /**
+   * Ends the suspensions and throttles of a destination (that name, and the next hops it matches);
+   * mail that waited for it is tried now. @returns what ended.
+   * @throws PostlineError ERR_BAD_DESTINATION, ERR_NOT_SUSPENDED
+   */
+  resume(destination: string): Promise<DestinationStatus[]>;
+  /**
+   * Bounces the pending recipients of every message matching `q` (all its pending recipients when
+   * the sender matches; with `domain`, those in that domain) with "message bounced by the
+   * administrator" (5.0.0) and a failure DSN where NOTIFY asks for one. @returns messages affected.
+   * @throws PostlineError ERR_BAD_QUERY (neither domain nor sender); StoreError
+   */
+  bounce(q: BounceQuery): Promise<number>;
+}
+
+/** Which mail `queue bounce` takes: pending recipients in `domain`, and/or messages from `sender` (exact reverse-path). */
+export interface BounceQuery {
+  readonly domain?: string;
+  readonly sender?: string;
+}
+
+/** One destination in `queue destinations`. Times are ms since epoch. */
+export interface DestinationStatus {
+  /** A next-hop key, or the name an operator suspended. */
+  readonly destination: string;
+  readonly state: 'dead' | 'suspended' | 'throttled';
+  /** operator: `queue suspend`; reply: a reply matched delivery.throttlePatterns; connection: no host answered (dead). */
+  readonly source: 'operator' | 'reply' | 'connection';
+  readonly since?: number;
+  /** When it ends by itself; absent: until resumed. */
+  readonly until?: number;
+  readonly reason: string;
+  /** throttled: the share of its limits kept. */
+  readonly factor?: number;
+  /** dead: failed probes in a row. */
+  readonly failures?: number;
 }
 
 /** The queue has no message with this ID (error text 'no such message'). */
@@ -72,5 +116,20 @@ export async function messageDetail(store: QueueStore, message: QueuedMessage, w
     return { message, headers, bodyBase64: (await readWhole(store, message.id)).toString('base64') };
   } catch (err) {
     return { message, headers: '', bodyError: (err as Error).message };
+  }
+}
+
+/** Runs operator actions one at a time per key (a queue ID): a flush and a hold at once must not interleave. */
+export class KeyedLock {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  /** Runs `fn` after every earlier `run` for `key`; resolves or rejects as `fn` does. */
+  run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.tails.set(key, tail);
+    void tail.then(() => { if (this.tails.get(key) === tail) this.tails.delete(key); });
+    return run;
   }
 }

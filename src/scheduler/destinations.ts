@@ -48,8 +48,8 @@ interface DestState {
 
 export interface DestinationOptions {
   readonly retry: RetryPolicy;
-  /** Connections per destination (delivery.connectionsPerDestination). */
-  readonly concurrency: number;
+  /** Connections per destination: a number, or per key (traffic shaping's concurrency). */
+  readonly concurrency: number | ((key: string) => number);
   /** Waiting deliveries always allowed per destination (>= 1). */
   readonly minWaiting: number;
   /** Seconds of work at the recent rate a destination may have waiting, as ms. */
@@ -182,8 +182,9 @@ export class DestinationBook {
     if (!s) return Infinity;
     let ms = s.avgMs ?? 0;
     for (const t of s.running) ms = Math.max(ms, now - t);
+    const c = typeof this.o.concurrency === 'number' ? this.o.concurrency : this.o.concurrency(key);
     // Slow means slow against the others too: a burst of our own makes every delivery slow alike.
-    return ms < Math.max(SLOW_MS, SLOW_FACTOR * (this.globalAvgMs ?? 0)) ? Infinity : this.o.concurrency / ms * 1000;
+    return ms < Math.max(SLOW_MS, SLOW_FACTOR * (this.globalAvgMs ?? 0)) ? Infinity : c / ms * 1000;
   }
 
   /** How many deliveries may wait for `key`'s connections (>= minWaiting). */

@@ -1,6 +1,7 @@
 /**
  * Dispatcher: runs delivery requests under a global concurrency cap (delivery.maxConnections) and
- * a per-destination cap (delivery.connectionsPerDestination, destination = next hop key). Work
+ * a per-destination cap (destination = next hop key: traffic shaping's `concurrency(key)`, the
+ * matching rule's maxConnections or delivery.connectionsPerDestination, read at each start). Work
  * beyond the caps waits in one FIFO per destination; free slots are handed out round-robin across
  * destinations, so one slow destination with a long backlog cannot starve the others.
  */
@@ -23,13 +24,17 @@ export class Dispatcher {
   private readonly activeBy = new Map<string, number>();
   private activeTotal = 0;
 
+  private readonly capOf: (key: string) => number;
+
   /**
    * @param max global cap on concurrent tasks (>= 1).
-   * @param perDestination cap on concurrent tasks per destination key (>= 1).
+   * @param perDestination cap on concurrent tasks per destination key (>= 1), or the function
+   *   giving it per key (asked whenever a task could start; a lowered cap lets running tasks finish).
    * @throws RangeError when a cap is below 1.
    */
-  constructor(private readonly max: number, private readonly perDestination: number) {
-    if (!(max >= 1) || !(perDestination >= 1)) throw new RangeError('dispatcher caps must be >= 1');
+  constructor(private readonly max: number, perDestination: number | ((key: string) => number)) {
+    if (!(max >= 1) || (typeof perDestination === 'number' && !(perDestination >= 1))) throw new RangeError('dispatcher caps must be >= 1');
+    this.capOf = typeof perDestination === 'number' ? () => perDestination : perDestination;
   }
 
   /** Tasks running now, in all or for one destination. */
@@ -102,6 +107,9 @@ export class Dispatcher {
     return out.length;
   }
 
+  /** Starts what a raised cap allows now (a throttle ended, a reload). */
+  poke(): void { this.pump(); }
+
   private finished(key: string): void {
     this.activeTotal--;
     const n = (this.activeBy.get(key) ?? 1) - 1;
@@ -134,7 +142,8 @@ export class Dispatcher {
     const n = this.ring.length;
     for (let k = 0; k < n; k++) {
       const i = (this.cursor + k) % n;
-      if ((this.activeBy.get(this.ring[i]!) ?? 0) < this.perDestination) return i;
+      const key = this.ring[i]!;
+      if ((this.activeBy.get(key) ?? 0) < Math.max(1, this.capOf(key))) return i;
     }
     return -1;
   }

@@ -23,7 +23,7 @@ import type { Logger } from '../core/log.js';
 import type { EventRecord } from '../events/record.js';
 import type { DsnOwed, QueuedMessage, QueuedRecipient, QueueStore, RecipientUpdate } from '../spool/types.js';
 import { readHeaders, readWhole } from './body.js';
-import { aboutMessage } from './round.js';
+import { aboutMessage, queueLifetimeMs, type RoundResult } from './round.js';
 
 /** What the scheduler needs to build and queue a DSN (main.ts wires the builder and cleanup). */
 export interface DsnPort {
@@ -227,6 +227,40 @@ export class Notifier {
       this.o.logger.error({ err, queueId: msg.id }, 'cannot clear the owed-DSN mark (the DSN may be sent again)');
       return { settled: false, removed: false };
     }
+  }
+
+  /**
+   * After a round: failure and success DSNs for its outcomes (the marks cleared, and the message
+   * removed when done and `removeWhenDone`, in one commit), then the delay DSN when one is due.
+   * @returns true when the message was removed. Never throws.
+   */
+  async afterRound(msg: QueuedMessage, res: Pick<RoundResult, 'failures' | 'successes' | 'latest'>, removeWhenDone: boolean): Promise<boolean> {
+    const fresh = new Map<number, ReportItem>([...res.failures, ...res.successes].map((i) => [i.recipient.idx, i]));
+    if ((await this.sendOwed(msg, fresh, removeWhenDone)).removed) return true;
+    const now = this.o.clock.now();
+    // Only recipients deferred in this round (not ones whose request was cancelled at shutdown).
+    const delayed = this.delayCandidates(msg, now).filter((r) => res.latest.has(r.idx));
+    if (delayed.length === 0) return false;
+    const until = msg.arrivedAt + queueLifetimeMs(msg, this.o.config);
+    const items: ReportItem[] = delayed.map((r) => {
+      const l = res.latest.get(r.idx);
+      return {
+        recipient: r, action: 'delayed', status: l?.dsnStatus ?? r.dsnStatus ?? '4.0.0', diagnostic: l?.diagnostic ?? r.lastReply,
+        remote: l?.remote, remoteMta: l?.remoteMta ?? r.remoteMta, lastAttemptAt: l ? now : undefined, willRetryUntil: until,
+      };
+    });
+    const sent = await this.send(msg, 'delay', items);
+    if (sent.outcome === 'failed') return false;
+    try {
+      await this.o.store.record(msg.id, {
+        updates: delayed.map((r) => ({ idx: r.idx, status: 'pending', delayNotified: true })),
+        events: sent.outcome === 'dropped' ? [sent.event] : [],
+      });
+      for (const r of delayed) r.delayNotified = true;
+    } catch (err) {
+      this.o.logger.error({ err, queueId: msg.id }, 'cannot record that a delay DSN was sent');
+    }
+    return false;
   }
 
   /** Recipients of `msg` that are owed a delay notice now (NOTIFY=DELAY, waited > delayWarningMs, not yet told). */

@@ -21,6 +21,7 @@ import { probeBody } from './body.js';
 import type { DestinationBook } from './destinations.js';
 import { CANCELLED, SHED, type Dispatcher } from './dispatcher.js';
 import { notifyWants, successOwed, type ReportItem } from './notify.js';
+import { ABORTED, type Shaping } from './shaping.js';
 
 /** Shared parts the round needs (owned by the Scheduler). */
 export interface RoundContext {
@@ -30,6 +31,8 @@ export interface RoundContext {
   readonly dispatcher: Dispatcher;
   /** Dead destinations and waiting caps (destinations.ts). */
   readonly destinations: DestinationBook;
+  /** Per-destination limits, rates, suspensions and throttles (shaping.ts). */
+  readonly shaping: Shaping;
   readonly clock: Clock;
   readonly config: PostlineConfig;
   readonly logger: Logger;
@@ -68,8 +71,9 @@ export interface RoundResult {
   /** The message left the queue in the round's last outcome commit (all final, no DSN owed). */
   removed: boolean;
   /**
-   * Some groups were not tried because their destination has too much waiting (destinations.ts):
-   * try the message again at this time (ms); no attempt was counted for them.
+   * Some groups were not tried (their destination has too much waiting, destinations.ts, or is
+   * suspended or rate limited, shaping.ts): try the message again at this time (ms); no attempt
+   * was counted for them.
    */
   postponeUntil?: number;
 }
@@ -166,25 +170,30 @@ export async function runRound(ctx: RoundContext, msg: QueuedMessage, ctl: Round
 const WAIT_FOR_PROBE: unique symbol = Symbol('wait-for-probe');
 
 /**
- * One group through the destination's state and the dispatcher: deferred in place when the
- * destination is dead (destinations.ts), postponed (no attempt: `out.postponeUntil`) when it has
- * too much waiting, else delivered under the concurrency caps, its outcome fed back (dead or
- * reached, delivery time). @returns the results to write, or undefined when nothing is to be
- * written (postponed, shed, cancelled at shutdown, aborted).
+ * One group through the destination's state and the dispatcher: postponed (no attempt:
+ * `out.postponeUntil`) while the destination is suspended (shaping.ts), deferred in place when it
+ * is dead (destinations.ts), postponed when it has too much waiting or no rate slot soon, else
+ * delivered under the concurrency caps, its outcome fed back (dead or reached, delivery time,
+ * throttle patterns). @returns the results to write, or undefined when nothing is to be written
+ * (postponed, shed, cancelled at shutdown, aborted).
  */
 async function sendGroup(
   ctx: RoundContext, msg: QueuedMessage, g: Group, ctl: RoundControl,
   r: { attempt: number; state: { nextAt?: number; bodyFailure?: string }; out: RoundResult },
 ): Promise<RecipientResult[] | undefined> {
   const book = ctx.destinations;
-  const now = ctx.clock.now();
-  const adm = book.admit(g.key, now);
-  if (adm.kind === 'suspended') return suspendGroup(ctx, g, r.attempt, r.state, adm);
   const postponeTo = (until: number): undefined => {
     r.out.postponeUntil = Math.min(r.out.postponeUntil ?? until, until);
     return undefined;
   };
   const postpone = (waiting: number): undefined => postponeTo(ctx.clock.now() + book.postponeMs(g.key, waiting, ctx.clock.now()));
+  const rcpt = g.recipients[0]!.address;
+  const shaped = await ctx.shaping.resolve(g.key, g.hop!, rcpt.slice(rcpt.lastIndexOf('@') + 1));
+  const now = ctx.clock.now();
+  const held = ctx.shaping.heldUntil(shaped, msg.id, now);
+  if (held !== undefined) return postponeTo(held);
+  const adm = book.admit(g.key, now);
+  if (adm.kind === 'suspended') return suspendGroup(ctx, g, r.attempt, r.state, adm);
   if (adm.kind === 'wait') return postponeTo(adm.until);
   const waiting = ctx.dispatcher.waitingFor(g.key);
   if (adm.kind === 'go' && waiting > 0) {
@@ -196,10 +205,19 @@ async function sendGroup(
       return postpone(waiting);
     }
   }
+  const slot = await ctx.shaping.pace(shaped, msg.id, ctl.signal);
+  if (slot !== undefined) {
+    if (adm.kind === 'probe') book.probeCancelled(g.key);
+    return slot === ABORTED ? undefined : postponeTo(slot);
+  }
   let probe = adm.kind === 'probe';
   let suspended = false;
   let began = 0;
+  let heldAt: number | undefined;
   const results = await ctx.dispatcher.run(g.key, async () => {
+    // Suspended (a reply pattern, the operator) while this waited for a slot: postponed.
+    heldAt = ctx.shaping.heldUntil(shaped, msg.id, ctx.clock.now());
+    if (heldAt !== undefined) return WAIT_FOR_PROBE;
     // Marked dead while this waited for a slot: deferred like the others, without connecting.
     const again = adm.kind === 'go' ? book.admit(g.key, ctx.clock.now()) : adm;
     if (again.kind === 'suspended') {
@@ -210,26 +228,33 @@ async function sendGroup(
     if (again.kind === 'probe') probe = true;
     began = book.began(g.key, ctx.clock.now());
     try {
-      return await deliverGroup(ctx, msg, g, ctl, r.state);
+      return await deliverGroup(ctx, msg, g, ctl, r.state, shaped.request);
     } finally {
       book.ended(g.key, began, ctx.clock.now());
     }
   });
   if (results === SHED) return postpone(ctx.dispatcher.waitingFor(g.key));
-  if (results === WAIT_FOR_PROBE) return postpone(0);
+  if (results === WAIT_FOR_PROBE) {
+    if (probe) book.probeCancelled(g.key);
+    return heldAt !== undefined ? postponeTo(heldAt) : postpone(0);
+  }
   if (results === CANCELLED || results === undefined) {
     if (probe) book.probeCancelled(g.key);
     return undefined;
   }
   if (suspended) return results;
-  const dead = results.length > 0 && results.every((x) => x.destination === 'unreachable');
+  // A "slow down" reply (delivery.throttlePatterns) suspends or throttles; such a host answered: not dead.
+  const signalled = ctx.shaping.observe(shaped, results, began);
+  const dead = !signalled && results.length > 0 && results.every((x) => x.destination === 'unreachable');
   const until = book.report(g.key, ctx.clock.now(), dead ? { unreachable: true, reason: results[0]!.diagnostic } : { unreachable: false });
   if (until !== undefined) ctx.logger.info({ nextHop: g.key, until: new Date(until).toISOString(), reason: results[0]!.diagnostic }, 'destination unreachable; its mail is deferred without connecting until then');
   return results;
 }
 
 /** Calls the agent for one group; undefined when the round was aborted before it started. */
-async function deliverGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, ctl: RoundControl, state: { bodyFailure?: string }): Promise<RecipientResult[] | undefined> {
+async function deliverGroup(
+  ctx: RoundContext, msg: QueuedMessage, g: Group, ctl: RoundControl, state: { bodyFailure?: string }, shaping: DeliveryRequest['shaping'],
+): Promise<RecipientResult[] | undefined> {
   if (ctl.signal.aborted || !g.hop) return undefined;
   const noteBodyError = (err: unknown): void => {
     const code = (err as NodeJS.ErrnoException | undefined)?.code;
@@ -238,7 +263,7 @@ async function deliverGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, ctl
   const req: DeliveryRequest = {
     queueId: msg.id, mailFrom: msg.mailFrom, bodyType: msg.bodyType, smtputf8: msg.smtputf8, ret: msg.ret,
     ...(msg.utf8Headers !== undefined ? { utf8Headers: msg.utf8Headers } : {}),
-    envid: msg.envid, size: msg.size, nextHop: g.hop, signal: ctl.signal,
+    envid: msg.envid, size: msg.size, nextHop: g.hop, signal: ctl.signal, ...(shaping ? { shaping } : {}),
     recipients: g.recipients.map((r) => ({ idx: r.idx, address: r.address, notify: r.notify, orcpt: r.orcpt })),
     openBody: () => {
       try {
@@ -384,37 +409,6 @@ function collectReport(rcpt: QueuedRecipient, r: RecipientResult, c: Classified,
   const base = { recipient: rcpt, diagnostic: r.diagnostic, remote: r.remote, remoteMta: r.remoteMta, lastAttemptAt: now };
   if (owed === 'failure') out.failures.push({ ...base, action: 'failed', status: c.dsn });
   else if (owed === 'success') out.successes.push({ ...base, action: c.status === 'relayed' ? 'relayed' : 'delivered', status: c.dsn });
-}
-
-/**
- * Writes the outcome writes that failed earlier for `id`, oldest first.
- * @returns true when none are left (all written now, or there were none). Never throws.
- */
-export async function writeUnrecorded(ctx: Pick<RoundContext, 'store' | 'logger' | 'unrecorded'>, id: string): Promise<boolean> {
-  const list = ctx.unrecorded.get(id);
-  while (list && list.length > 0) {
-    try {
-      await ctx.store.record(id, { updates: list[0]!.updates, next: list[0]!.next, events: list[0]!.events });
-    } catch (err) {
-      ctx.logger.warn({ err, queueId: id }, 'still cannot record delivery results; not delivering again yet');
-      return false;
-    }
-    list.shift();
-  }
-  ctx.unrecorded.delete(id);
-  return true;
-}
-
-/** Applies the final outcomes not yet written for `msg` to the copy in memory, so those recipients are not tried again. */
-export function overlayUnrecorded(ctx: Pick<RoundContext, 'unrecorded'>, msg: QueuedMessage): void {
-  for (const w of ctx.unrecorded.get(msg.id) ?? []) {
-    for (const u of w.updates) {
-      const r = msg.recipients.find((x) => x.idx === u.idx);
-      if (!r) continue;
-      Object.assign(r, { status: u.status, lastReply: u.lastReply ?? r.lastReply, dsnStatus: u.dsnStatus ?? r.dsnStatus, remoteMta: u.remoteMta ?? r.remoteMta, doneAt: u.doneAt ?? r.doneAt });
-      if (u.dsnOwed) r.dsnOwed = u.dsnOwed;
-    }
-  }
 }
 
 /** Moves `msg` aside with its 'message.quarantined' event (same commit). Never throws. */

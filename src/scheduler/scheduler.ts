@@ -4,8 +4,9 @@
  * delivery rounds for due messages (round.ts) under global and per-destination concurrency caps
  * (Dispatcher), knows dead and slow destinations (DestinationBook), retries with exponential
  * backoff (RFC 5321 4.5.4.1), expires mail after the queue lifetime (RFC 3463 4.4.7), sends DSNs
- * (RFC 3461 / 3464, notify.ts), removes finished messages, and serves the operator commands
- * (flush, hold, release, delete, list, show) for the control socket.
+ * (RFC 3461 / 3464, notify.ts), removes finished messages, applies traffic shaping (shaping.ts:
+ * per-destination limits, rates, suspensions, throttles), and serves the operator commands (flush,
+ * hold, release, delete, list, show, destinations, suspend, resume, bounce) for the control socket.
  *
  * Owns: scheduling state in memory, and every store write except cleanup's commit.
  */
@@ -15,12 +16,16 @@ import type { Logger } from '../core/log.js';
 import type { DeliveryAgent } from '../delivery/types.js';
 import type { NextHop } from '../routing/types.js';
 import type { QueuedMessage, QueueStore, QueueSummary } from '../spool/types.js';
-import { heldError, isScheduled, messageDetail, NoSuchMessageError, scheduledError, type MessageDetail, type QueueAdmin } from './admin.js';
+import { heldError, isScheduled, KeyedLock, messageDetail, NoSuchMessageError, scheduledError, type BounceQuery, type DestinationStatus, type MessageDetail, type QueueAdmin } from './admin.js';
+import type { DestinationStateStore } from './destination-store.js';
+import { DestinationAdmin } from './destination-admin.js';
+import { Shaping } from './shaping.js';
 import { DestinationBook } from './destinations.js';
 import { Dispatcher } from './dispatcher.js';
 import { DueWindow } from './due-window.js';
-import { Notifier, type DsnPort, type ReportItem } from './notify.js';
-import { aboutMessage, overlayUnrecorded, queueLifetimeMs, runRound, writeUnrecorded, type RoundContext, type RoundResult } from './round.js';
+import { Notifier, type DsnPort } from './notify.js';
+import { aboutMessage, runRound, type RoundContext } from './round.js';
+import { overlayUnrecorded, writeUnrecorded } from './unrecorded.js';
 import type { EventRecord } from '../events/record.js';
 
 export interface SchedulerOptions {
@@ -41,6 +46,12 @@ export interface SchedulerOptions {
   readonly maxActiveMessages?: number;
   /** Queue IDs kept in memory by due time (default delivery.dueWindow); the rest is read from the store as needed. */
   readonly dueWindow?: number;
+  /** Where suspended and throttled destinations are kept across restarts (destination-store.ts; default: memory). */
+  readonly destinationStates?: DestinationStateStore;
+  /** MX host names of a domain, for traffic shaping rules by MX host suffix (main.ts: the delivery resolver). */
+  readonly mxNames?: (domain: string) => Promise<readonly string[]>;
+  /** Longest in-memory wait for a rate slot, ms (default 1000; tests 0). */
+  readonly shortWaitMs?: number;
 }
 
 interface ActiveRound {
@@ -59,14 +70,17 @@ export class Scheduler implements QueueAdmin {
   private readonly active = new Map<string, ActiveRound>();
   /** Dead destinations and waiting caps (shared with the rounds). */
   readonly destinations: DestinationBook;
+  /** Traffic shaping: per-destination limits, suspensions and throttles (shared with the rounds). */
+  readonly shaping: Shaping;
   /** Messages in the store (held included): counted at start, kept by enqueue and removal, recounted each minute. */
   private queued = 0;
   private recountTimer: NodeJS.Timeout | undefined;
   /** Operator actions per queue ID, one at a time (a flush and a hold at once must not interleave). */
-  private readonly adminLocks = new Map<string, Promise<unknown>>();
+  private readonly adminLocks = new KeyedLock();
   private readonly dispatcher: Dispatcher;
   private readonly notifier: Notifier;
   private readonly ctx: RoundContext;
+  private readonly dests: DestinationAdmin;
   private readonly maxActive: number;
   private timer: NodeJS.Timeout | undefined;
   private kickPending = false;
@@ -76,18 +90,39 @@ export class Scheduler implements QueueAdmin {
   /** @throws RangeError when the concurrency caps or maxActiveMessages are below 1. */
   constructor(private readonly o: SchedulerOptions) {
     const d = o.config.delivery;
-    this.dispatcher = new Dispatcher(d.maxConnections, d.connectionsPerDestination);
+    this.shaping = new Shaping({
+      config: o.config, clock: o.clock, logger: o.logger, random: o.random ?? Math.random,
+      ...(o.destinationStates ? { store: o.destinationStates } : {}), ...(o.mxNames ? { mxNames: o.mxNames } : {}),
+      ...(o.shortWaitMs !== undefined ? { shortWaitMs: o.shortWaitMs } : {}),
+      onResume: (ids) => this.wake(ids),
+    });
+    // The scheduler is the one authority on connections per destination; the agent's pool follows.
+    const concurrency = (key: string): number => this.shaping.concurrency(key);
+    this.dispatcher = new Dispatcher(d.maxConnections, concurrency);
     this.maxActive = o.maxActiveMessages ?? d.maxActiveMessages;
     if (!(this.maxActive >= 1)) throw new RangeError('maxActiveMessages must be >= 1');
     this.window = new DueWindow(o.store, o.dueWindow ?? d.dueWindow, 5000, o.logger);
     this.destinations = new DestinationBook({
-      retry: d.retry, concurrency: d.connectionsPerDestination, minWaiting: Math.max(2 * d.connectionsPerDestination, 20), horizonMs: d.destinationBacklogMs,
+      retry: d.retry, concurrency, minWaiting: Math.max(2 * d.connectionsPerDestination, 20), horizonMs: d.destinationBacklogMs,
     });
     this.notifier = new Notifier({ store: o.store, dsn: o.dsn, config: o.config, logger: o.logger, clock: o.clock });
     this.ctx = {
       store: o.store, agent: o.agent, route: o.route, dispatcher: this.dispatcher, clock: o.clock,
-      config: o.config, logger: o.logger, random: o.random ?? Math.random, unrecorded: new Map(), destinations: this.destinations,
+      config: o.config, logger: o.logger, random: o.random ?? Math.random, unrecorded: new Map(), destinations: this.destinations, shaping: this.shaping,
     };
+    this.dests = new DestinationAdmin({
+      store: o.store, clock: o.clock, logger: o.logger, shaping: this.shaping, book: this.destinations, notifier: this.notifier, unrecorded: this.ctx.unrecorded,
+      interrupt: async (id) => {
+        const a = this.active.get(id); // its round must not place it again (held): the caller does
+        if (a) { a.held = true; a.abort.abort(); await a.done; }
+        return a !== undefined;
+      },
+      lock: (id, fn) => this.adminLocks.run(id, fn),
+      place: (id, at) => this.window.place(id, at),
+      gone: (id) => this.gone(id),
+      reread: async () => { this.window.reset(); await this.window.refill(); this.kick(); },
+      stopping: () => this.stopping,
+    });
   }
 
   /**
@@ -98,6 +133,7 @@ export class Scheduler implements QueueAdmin {
   async start(): Promise<void> {
     if (this.started) throw new Error('scheduler already started');
     this.started = true;
+    await this.shaping.start(); // the suspended and throttled destinations (a small table)
     // One read before the listeners open; the window fills behind it (scan), and the queue is
     // counted a moment later: neither holds the start at a million queued.
     await this.window.refill(1);
@@ -170,10 +206,12 @@ export class Scheduler implements QueueAdmin {
   }
 
   /** Counts for metrics and tests: `scheduled` is the in-memory window, `loaded` the rows it read from the store so far. */
-  stats(): { scheduled: number; activeMessages: number; activeRequests: number; waitingRequests: number; loaded: number; deadDestinations: number } {
+  stats(): { scheduled: number; activeMessages: number; activeRequests: number; waitingRequests: number; loaded: number; deadDestinations: number; suspendedDestinations: number; throttledDestinations: number } {
+    const now = this.o.clock.now();
+    const held = this.shaping.holds.counts(now);
     return {
       scheduled: this.window.size, activeMessages: this.active.size, activeRequests: this.dispatcher.active(), waitingRequests: this.dispatcher.waitingCount(),
-      loaded: this.window.loaded, deadDestinations: this.destinations.dead(this.o.clock.now()).length,
+      loaded: this.window.loaded, deadDestinations: this.destinations.dead(now).length, suspendedDestinations: held.suspended, throttledDestinations: held.throttled,
     };
   }
 
@@ -186,6 +224,8 @@ export class Scheduler implements QueueAdmin {
   private scan(): void {
     if (!this.started || this.stopping) return;
     const now = this.o.clock.now();
+    this.shaping.sweep(now);
+    this.dispatcher.poke();
     this.shedSlow(now);
     const busy: string[] = [];
     while (this.active.size < this.maxActive) {
@@ -241,7 +281,7 @@ export class Scheduler implements QueueAdmin {
       const res = await runRound(this.ctx, msg, { signal: entry.abort.signal, isDeleted: () => entry.deleted });
       if (res.removed) return this.gone(id);
       if (res.quarantined || entry.deleted) return;
-      if (await this.notifyAfterRound(msg, res)) return this.gone(id);
+      if (await this.notifier.afterRound(msg, res, !this.ctx.unrecorded.has(id))) return this.gone(id);
       postponeUntil = res.postponeUntil;
       attempted = res.latest.size > 0;
     } else {
@@ -292,39 +332,6 @@ export class Scheduler implements QueueAdmin {
     this.gone(msg.id);
   }
 
-  /**
-   * Failure and success DSNs for this round's outcomes (the marks cleared, and the message removed
-   * when done, in one commit), then the delay DSN when one is due. @returns true when removed.
-   */
-  private async notifyAfterRound(msg: QueuedMessage, res: RoundResult): Promise<boolean> {
-    const fresh = new Map<number, ReportItem>([...res.failures, ...res.successes].map((i) => [i.recipient.idx, i]));
-    if ((await this.notifier.sendOwed(msg, fresh, !this.ctx.unrecorded.has(msg.id))).removed) return true;
-    const now = this.o.clock.now();
-    // Only recipients deferred in this round (not ones whose request was cancelled at shutdown).
-    const delayed = this.notifier.delayCandidates(msg, now).filter((r) => res.latest.has(r.idx));
-    if (delayed.length === 0) return false;
-    const until = msg.arrivedAt + queueLifetimeMs(msg, this.o.config);
-    const items: ReportItem[] = delayed.map((r) => {
-      const l = res.latest.get(r.idx);
-      return {
-        recipient: r, action: 'delayed', status: l?.dsnStatus ?? r.dsnStatus ?? '4.0.0', diagnostic: l?.diagnostic ?? r.lastReply,
-        remote: l?.remote, remoteMta: l?.remoteMta ?? r.remoteMta, lastAttemptAt: l ? now : undefined, willRetryUntil: until,
-      };
-    });
-    const sent = await this.notifier.send(msg, 'delay', items);
-    if (sent.outcome === 'failed') return false;
-    try {
-      await this.o.store.record(msg.id, {
-        updates: delayed.map((r) => ({ idx: r.idx, status: 'pending', delayNotified: true })),
-        events: sent.outcome === 'dropped' ? [sent.event] : [],
-      });
-      for (const r of delayed) r.delayNotified = true;
-    } catch (err) {
-      this.o.logger.error({ err, queueId: msg.id }, 'cannot record that a delay DSN was sent');
-    }
-    return false;
-  }
-
   /** An operator event about `msg`. */
   private adminEvent(type: EventRecord['type'], msg: QueuedMessage): EventRecord {
     return { type, at: this.o.clock.now(), ...aboutMessage(msg) };
@@ -346,15 +353,6 @@ export class Scheduler implements QueueAdmin {
     return messageDetail(this.o.store, await this.need(id), opts.body === true);
   }
 
-  /** Runs `fn` after every earlier operator action on `id` (one at a time per message). */
-  private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.adminLocks.get(id) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.adminLocks.set(id, tail);
-    void tail.then(() => { if (this.adminLocks.get(id) === tail) this.adminLocks.delete(id); });
-    return run;
-  }
 
   /**
    * Bulk flush: every message not held, not running and not waiting for a later sendAt (or, with
@@ -386,7 +384,7 @@ export class Scheduler implements QueueAdmin {
    * @throws NoSuchMessageError, ERR_MESSAGE_HELD, ERR_MESSAGE_SCHEDULED (waiting for a later sendAt)
    */
   async flushOne(id: string): Promise<void> {
-    return this.withLock(id, async () => {
+    return this.adminLocks.run(id, async () => {
       const msg = await this.need(id);
       if (msg.held) throw heldError();
       const now = this.o.clock.now();
@@ -400,7 +398,7 @@ export class Scheduler implements QueueAdmin {
 
   /** Puts a message on hold: no delivery until released (a running round finishes). @throws NoSuchMessageError */
   async hold(id: string): Promise<void> {
-    return this.withLock(id, async () => {
+    return this.adminLocks.run(id, async () => {
       const msg = await this.need(id);
       if (msg.held) return;
       await this.o.store.setHold(id, true, [this.adminEvent('message.held', msg)]);
@@ -412,7 +410,7 @@ export class Scheduler implements QueueAdmin {
 
   /** Releases a held message; it is tried at its stored next attempt time. @throws NoSuchMessageError */
   async release(id: string): Promise<void> {
-    return this.withLock(id, async () => {
+    return this.adminLocks.run(id, async () => {
       const msg = await this.need(id);
       if (!msg.held) return;
       await this.o.store.setHold(id, false, [this.adminEvent('message.released', msg)]);
@@ -425,7 +423,7 @@ export class Scheduler implements QueueAdmin {
 
   /** Deletes a message (no DSN); a running round is aborted first. @throws NoSuchMessageError */
   async delete(id: string): Promise<void> {
-    return this.withLock(id, async () => {
+    return this.adminLocks.run(id, async () => {
       const msg = await this.need(id);
       const a = this.active.get(id);
       if (a) {
@@ -439,4 +437,21 @@ export class Scheduler implements QueueAdmin {
       this.queued = Math.max(0, this.queued - 1);
     });
   }
+
+  /** Mail that waited for a suspension the operator ended: due now (in memory; the round writes its next time). */
+  private wake(ids: readonly string[]): void {
+    if (this.stopping) return;
+    const now = this.o.clock.now();
+    for (const id of ids) if (!this.active.has(id)) this.window.add(id, now);
+    this.kick();
+  }
+
+  /** Dead, suspended and throttled destinations now (destination-admin.ts). */
+  listDestinations(): Promise<DestinationStatus[]> { return this.dests.list(); }
+  /** Suspends a destination, kept across restarts. @throws PostlineError ERR_BAD_DESTINATION; the store's error */
+  suspend(destination: string, opts: { forMs?: number } = {}): Promise<DestinationStatus> { return this.dests.suspend(destination, opts); }
+  /** Ends its suspensions and throttles; its mail goes now. @throws PostlineError ERR_BAD_DESTINATION, ERR_NOT_SUSPENDED */
+  resume(destination: string): Promise<DestinationStatus[]> { return this.dests.resume(destination); }
+  /** Bounces the mail `q` matches, with DSNs. @returns messages affected. @throws PostlineError ERR_BAD_QUERY; StoreError */
+  bounce(q: BounceQuery): Promise<number> { return this.dests.bounce(q); }
 }

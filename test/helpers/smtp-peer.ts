@@ -14,10 +14,18 @@ export interface PeerMessage {
   readonly rcpts: string[];
   /** Body as received, dot-unstuffed, without the final ".". */
   readonly data: Buffer;
+  /** When its end of data arrived (Date.now()). */
+  readonly at?: number;
 }
 
 export interface PeerSession {
   readonly id: number;
+  /** When the connection was accepted, and when it closed (Date.now()). */
+  readonly openedAt: number;
+  /** When it ended: QUIT received or the connection closed, whichever came first. */
+  closedAt?: number;
+  /** Marks the session ended (set by the peer). */
+  ended?: () => void;
   tls: boolean;
   /** The name the client sent as SNI (TLS sessions). */
   servername?: string;
@@ -52,6 +60,8 @@ export interface SmtpPeer {
   readonly sessions: PeerSession[];
   /** All messages received over all sessions. */
   messages(): PeerMessage[];
+  /** Most connections open at the same time so far (a session counts until its QUIT or its close). */
+  maxConcurrent(): number;
   close(): Promise<void>;
 }
 
@@ -61,11 +71,16 @@ export const DEFAULT_EXTENSIONS = ['PIPELINING', 'SIZE 10485760', '8BITMIME', 'E
 export async function startSmtpPeer(script: PeerScript = {}): Promise<SmtpPeer> {
   const sessions: PeerSession[] = [];
   const sockets = new Set<Socket>();
+  let open = 0;
+  let maxOpen = 0;
   const server: Server = createServer((raw) => {
     sockets.add(raw);
-    raw.on('close', () => sockets.delete(raw));
+    open++;
+    maxOpen = Math.max(maxOpen, open);
+    const s: PeerSession = { id: sessions.length + 1, openedAt: Date.now(), tls: false, commands: [], chunks: [], messages: [], rcpts: [] };
+    s.ended = () => { if (s.closedAt === undefined) { open--; s.closedAt = Date.now(); } };
+    raw.on('close', () => { sockets.delete(raw); s.ended?.(); });
     raw.on('error', () => { /* client went away */ });
-    const s: PeerSession = { id: sessions.length + 1, tls: false, commands: [], chunks: [], messages: [], rcpts: [] };
     sessions.push(s);
     if (script.implicitTls && script.tls) {
       const t = new TLSSocket(raw, { isServer: true, key: script.tls.key, cert: script.tls.cert });
@@ -82,6 +97,7 @@ export async function startSmtpPeer(script: PeerScript = {}): Promise<SmtpPeer> 
     port,
     sessions,
     messages: () => sessions.flatMap((x) => x.messages),
+    maxConcurrent: () => maxOpen,
     close: () => new Promise<void>((resolve) => {
       for (const so of sockets) so.destroy();
       server.close(() => resolve());
@@ -135,7 +151,7 @@ function runSession(sock: Socket, s: PeerSession, script: PeerScript, sockets: S
         const override = script.reply?.(done.line, s);
         if (override && !override.startsWith('250')) { chunks = []; bdatFailed = true; send(sock, override); continue; }
         if (!done.last) { send(sock, override ?? '250 2.0.0 chunk ok'); continue; }
-        const msg: PeerMessage = { mailFrom: s.mailFrom ?? '', rcpts: [...s.rcpts], data: Buffer.concat(chunks) };
+        const msg: PeerMessage = { mailFrom: s.mailFrom ?? '', rcpts: [...s.rcpts], data: Buffer.concat(chunks), at: Date.now() };
         chunks = [];
         const r = script.dataReply?.(msg, s);
         if (!r || r.startsWith('250')) s.messages.push(msg);
@@ -150,7 +166,7 @@ function runSession(sock: Socket, s: PeerSession, script: PeerScript, sockets: S
         const body = empty ? Buffer.alloc(0) : buf.subarray(0, end + 2);
         buf = buf.subarray(empty ? 3 : end + 5);
         inData = false;
-        const msg: PeerMessage = { mailFrom: s.mailFrom ?? '', rcpts: [...s.rcpts], data: unstuff(body) };
+        const msg: PeerMessage = { mailFrom: s.mailFrom ?? '', rcpts: [...s.rcpts], data: unstuff(body), at: Date.now() };
         const r = script.dataReply?.(msg, s);
         if (!r || r.startsWith('250')) s.messages.push(msg);
         s.rcpts = [];
@@ -178,7 +194,7 @@ function runSession(sock: Socket, s: PeerSession, script: PeerScript, sockets: S
       }
       if (/^DATA$/i.test(line) && out.startsWith('354')) inData = true;
       send(sock, out);
-      if (/^QUIT/i.test(line)) { sock.end(); return; }
+      if (/^QUIT/i.test(line)) { s.ended?.(); sock.end(); return; }
     }
   };
   sock.on('data', onData);

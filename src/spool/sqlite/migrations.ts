@@ -168,6 +168,24 @@ export const MIGRATIONS: readonly Migration[] = [
       UPDATE messages SET send_at = next_attempt_at WHERE attempts = 0 AND next_attempt_at > arrived_at;
     `,
   },
+  {
+    version: 10,
+    name: 'destination_states: suspended and throttled destinations (traffic shaping), kept across restarts',
+    // Written through a side connection (src/scheduler/destination-store.ts) by the scheduler and by
+    // `postline queue suspend|resume` with the server stopped; read by the scheduler at start.
+    // destination: a destination name (delivery-shaping.ts); kind: suspend | throttle; source:
+    // operator | reply; until NULL: until resumed; factor: a throttle's share of the limits.
+    sql: `CREATE TABLE IF NOT EXISTS destination_states (
+        destination TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        source      TEXT NOT NULL,
+        until       INTEGER,
+        reason      TEXT NOT NULL,
+        factor      REAL,
+        since       INTEGER NOT NULL,
+        PRIMARY KEY (destination, kind)
+      ) WITHOUT ROWID;`,
+  },
 ];
 
 /**

@@ -103,3 +103,28 @@ test('an idle connection that became unusable (e.g. a 421 while parked) is close
   l2.release({ sent: false, keep: false });
   await pool.close();
 });
+
+test('without connectionsPerDestination the pool follows its callers (the scheduler caps); a lease brings its own messages per connection', async () => {
+  const pool = new ConnectionPool<Fake>({ maxConnections: 4, idleTimeoutMs: 10_000, messagesPerConnection: 100, maxWaitMs: 1000 });
+  const leases = await Promise.all([pool.acquire('k'), pool.acquire('k'), pool.acquire('k')]);
+  assert.equal(pool.size('k'), 3, 'no per-key cap of its own');
+  const c = new Fake();
+  leases[0]!.attach(c);
+  for (const l of leases.slice(1)) l.release({ sent: false, keep: false });
+  leases[0]!.release({ sent: true, keep: true });
+  // The destination's rule says 2 messages per connection: one more, then it is closed.
+  const l2 = await pool.acquire('k', undefined, 2);
+  assert.equal(l2.conn, c);
+  l2.release({ sent: true, keep: true });
+  assert.equal(c.quits, 1, 'closed after the rule\'s 2 messages');
+  // An idle connection already past a lower limit is closed instead of handed out.
+  const l3 = await pool.acquire('k');
+  const d = new Fake();
+  l3.attach(d);
+  l3.release({ sent: true, keep: true });
+  const l4 = await pool.acquire('k', undefined, 1);
+  assert.equal(l4.conn, undefined, 'a fresh slot, not the used-up connection');
+  assert.equal(d.quits, 1);
+  l4.release({ sent: false, keep: false });
+  await pool.close();
+});

@@ -14,7 +14,7 @@ import { EventBus } from '../../../src/events/bus.js';
 import type { EventRecord } from '../../../src/events/record.js';
 import type { PostlineEvent } from '../../../src/events/types.js';
 import { nextHopKey, type NextHop } from '../../../src/routing/types.js';
-import { Scheduler } from '../../../src/scheduler/scheduler.js';
+import { Scheduler, type SchedulerOptions } from '../../../src/scheduler/scheduler.js';
 import { MemoryQueueStore, type PutMessage } from '../../helpers/memory-store.js';
 import type { QueuedMessage } from '../../../src/spool/types.js';
 
@@ -82,7 +82,11 @@ export interface Harness {
   restart(): Scheduler;
 }
 
-export function harness(opts: { config?: PostlineConfig; script?: Script; store?: MemoryQueueStore; clock?: ManualClock; build?: (i: DsnInput) => Buffer } = {}): Harness {
+export function harness(opts: {
+  config?: PostlineConfig; script?: Script; store?: MemoryQueueStore; clock?: ManualClock; build?: (i: DsnInput) => Buffer;
+  /** More scheduler options (traffic shaping: destinationStates, mxNames, shortWaitMs). */
+  scheduler?: Partial<Pick<SchedulerOptions, 'destinationStates' | 'mxNames' | 'shortWaitMs'>>;
+} = {}): Harness {
   const store = opts.store ?? new MemoryQueueStore();
   const clock = opts.clock ?? new ManualClock();
   const agent = new FakeAgent(opts.script);
@@ -104,7 +108,7 @@ export function harness(opts: { config?: PostlineConfig; script?: Script; store?
     },
   };
   const make = (): Scheduler => new Scheduler({
-    store, agent, route: mxRoute, logger: silentLogger(), clock, config, random: () => 0.5, scanTimer: false, dsn,
+    store, agent, route: mxRoute, logger: silentLogger(), clock, config, random: () => 0.5, scanTimer: false, dsn, ...opts.scheduler,
   });
   const put = (m: PutMessage, body: string | Buffer): Promise<QueuedMessage> => store.put({ arrivedAt: clock.now(), ...m }, body);
   return { store, agent, clock, events, bus, dsns, config, scheduler: make(), restart: make, put };
