@@ -94,11 +94,8 @@ function foldValue(v: string): string {
   return parts.join('\r\n\t');
 }
 
-/**
- * One DKIM-Signature field (with its CRLF) for the given fields and body hash (RFC 6376 3.5, 3.7).
- * @param fields the header section to sign, top first (prepended fields included).
- */
-export function signatureField(key: DkimKey, fields: readonly RawField[], names: readonly string[], bodyHash: string, timeSec: number): string {
+/** The signature field without its b= value, and the bytes its b= signs (RFC 6376 3.5, 3.7). */
+function unsignedField(key: DkimKey, fields: readonly RawField[], names: readonly string[], bodyHash: string, timeSec: number): { unsigned: string; input: Buffer } {
   const h: string[] = [];
   for (const n of names) {
     const count = fields.filter((f) => f.name.toLowerCase() === n.toLowerCase()).length;
@@ -110,13 +107,36 @@ export function signatureField(key: DkimKey, fields: readonly RawField[], names:
     `h=${h.join(':')}`, `bh=${bodyHash}`, 'b=',
   ];
   const unsigned = fold(tags);
-  const input = headerHashInput(pickSigned(fields, h), unsigned);
+  return { unsigned, input: headerHashInput(pickSigned(fields, h), unsigned) };
+}
+
+/** "b=" ends the last line: the value goes on continuation lines (verifiers drop it, with its whitespace). */
+const withSignature = (unsigned: string, sig: Buffer): string => `${unsigned}\r\n\t${foldValue(sig.toString('base64'))}\r\n`;
+
+/**
+ * One DKIM-Signature field (with its CRLF) for the given fields and body hash (RFC 6376 3.5, 3.7;
+ * Ed25519: RFC 8463, the SHA-256 of the input is signed).
+ * @param fields the header section to sign, top first (prepended fields included).
+ */
+export function signatureField(key: DkimKey, fields: readonly RawField[], names: readonly string[], bodyHash: string, timeSec: number): string {
+  const { unsigned, input } = unsignedField(key, fields, names, bodyHash, timeSec);
   const sig = key.algorithm === 'ed25519-sha256'
     ? sign(null, createHash('sha256').update(input).digest(), key.key)
     : sign('sha256', input, key.key);
-  const b = sig.toString('base64');
-  // "b=" ends the last line: the value goes on continuation lines (verifiers drop it, with its whitespace).
-  return `${unsigned}\r\n\t${foldValue(b)}\r\n`;
+  return withSignature(unsigned, sig);
+}
+
+/**
+ * The same as signatureField, signed on libuv's thread pool (node:crypto's callback form), so an
+ * RSA signature (about 1 ms of CPU) does not stall the event loop and can use another core.
+ * @throws (rejects) what node:crypto's sign throws.
+ */
+export function signatureFieldAsync(key: DkimKey, fields: readonly RawField[], names: readonly string[], bodyHash: string, timeSec: number): Promise<string> {
+  const { unsigned, input } = unsignedField(key, fields, names, bodyHash, timeSec);
+  const ed = key.algorithm === 'ed25519-sha256';
+  return new Promise((resolve, reject) => {
+    sign(ed ? null : 'sha256', ed ? createHash('sha256').update(input).digest() : input, key.key, (err, sig) => (err ? reject(err) : resolve(withSignature(unsigned, sig))));
+  });
 }
 
 /** The names for h=: the configured list (default), From first and once only, duplicates dropped. */
@@ -160,7 +180,7 @@ export function dkimSigner(opts: DkimSignerOptions): ModifierFactory {
         body(chunk: Buffer) {
           body?.update(chunk);
         },
-        end(view) {
+        async end(view) {
           if (!body || !keys.length) return undefined;
           const bh = body.digest();
           const fields = splitFields(Buffer.concat([Buffer.from(view.prepended.join(''), 'utf8'), view.header]));
@@ -168,7 +188,7 @@ export function dkimSigner(opts: DkimSignerOptions): ModifierFactory {
           try {
             // RSA on top: a verifier that looks at the first signature only finds the widely supported one.
             const sorted = [...keys].sort((a, b) => (a.algorithm === b.algorithm ? 0 : a.algorithm === 'rsa-sha256' ? -1 : 1));
-            const out = sorted.map((k) => signatureField(k, fields, names, bh, t));
+            const out = await Promise.all(sorted.map((k) => signatureFieldAsync(k, fields, names, bh, t)));
             opts.onSigned?.(ctx.queueId, keys[0]!.domain, sorted.map((k) => `${k.selector}/${k.algorithm}`));
             return out;
           } catch (err) {
