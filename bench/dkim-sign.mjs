@@ -7,11 +7,11 @@
 // Usage: node bench/dkim-sign.mjs [--reps 2] [--seconds 8] [--out FILE]
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync, openSync, closeSync, existsSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Sink } from './lib/sink.mjs';
+import { freePort, greets, sleep } from './lib/net.mjs';
 import { SMTP_SOURCE } from './lib/load.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -21,23 +21,10 @@ const opt = (name, dflt) => { const i = args.indexOf(`--${name}`); return i >= 0
 const REPS = Number(opt('reps', 2));
 const SECONDS = Number(opt('seconds', 8));
 const out = opt('out', '');
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const lines = [];
 const say = (s) => { console.log(s); lines.push(s); };
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN; };
 
-async function freePort() {
-  return new Promise((res) => { const s = createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
-}
-function greets(port) {
-  return new Promise((res) => {
-    const s = connect(port, '127.0.0.1');
-    const done = (v) => { s.destroy(); res(v); };
-    s.setTimeout(1000, () => done(false));
-    s.once('data', (d) => done(d.toString().startsWith('220')));
-    s.once('error', () => done(false));
-  });
-}
 
 const tmp = mkdtempSync(join(tmpdir(), 'pl-dkimbench-'));
 const dataDir = join(tmp, 'var');

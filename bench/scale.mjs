@@ -17,12 +17,13 @@
 // Usage: node bench/scale.mjs [--n 100000] [--hol 50000] [--million] [--only a,b] [--out FILE]
 import { spawn, execFileSync } from 'node:child_process';
 import { openSync, closeSync, mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync, statSync, existsSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { Sink } from './lib/sink.mjs';
+import { freePort, greets, sleep } from './lib/net.mjs';
 import { SMTP_SOURCE } from './lib/load.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -39,9 +40,6 @@ const SIZE = 2300;
 const lines = [];
 const say = (s) => { console.log(s); lines.push(s); };
 
-async function freePort() {
-  return new Promise((res) => { const s = createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
-}
 
 /** A TCP peer: 'hangup' closes at once (a dead host that still counts its connections), 'stall' never greets. */
 async function peer(kind, port) {
@@ -104,16 +102,6 @@ class Server {
   }
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-function greets(port) {
-  return new Promise((res) => {
-    const s = connect(port, '127.0.0.1');
-    const done = (v) => { s.destroy(); res(v); };
-    s.setTimeout(1000, () => done(false));
-    s.once('data', (d) => done(d.toString().startsWith('220')));
-    s.once('error', () => done(false));
-  });
-}
 
 /** smtp-source: `count` messages of SIZE bytes over `sessions` persistent sessions to `to`. @returns ms. */
 async function inject(port, count, to, sessions = 50) {
