@@ -4,22 +4,27 @@
 //   node bench/cpu-profile.mjs [--size 2048] [--sessions 50] [--count 4000] [--one] [--out DIR]
 //   node bench/cpu-profile.mjs --summarize FILE.cpuprofile
 //   node bench/cpu-profile.mjs --strace [...]   (syscall counts per message instead, strace -c -f)
+//   node bench/cpu-profile.mjs --api [--count 6000] [--sessions 50]
+//        (POST /api/v1/messages with autocannon instead of smtp-source, the bench's 2 KB body)
+//   --keep-profile FILE copies the raw .cpuprofile there (it is removed with the temp dir otherwise)
 //
 // Writes bench/results/<date>-cpuprofile-<size>x<sessions>.md (top self-time functions, time by
 // file) and keeps the raw .cpuprofile in the temp dir only (it is large).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, chmodSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, chmodSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 import { PostlineServer } from './lib/postline.mjs';
 import { Sink } from './lib/sink.mjs';
+import { apiBody, createApiKey } from './lib/api.mjs';
+import { createRequire } from 'node:module';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
 const argv = process.argv.slice(2);
-const opt = { size: 2048, sessions: 50, count: 4000, reuse: true, out: join(here, 'results'), summarize: null, top: 30, strace: false };
+const opt = { size: 2048, sessions: 50, count: 4000, reuse: true, out: join(here, 'results'), summarize: null, top: 30, strace: false, api: false, keep: null };
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   if (a === '--size') opt.size = Number(argv[++i]);
@@ -30,6 +35,8 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === '--summarize') opt.summarize = argv[++i];
   else if (a === '--top') opt.top = Number(argv[++i]);
   else if (a === '--strace') opt.strace = true;
+  else if (a === '--api') opt.api = true;
+  else if (a === '--keep-profile') opt.keep = resolve(argv[++i]);
   else { console.error(`unknown argument ${a}`); process.exit(2); }
 }
 
@@ -89,7 +96,7 @@ const freePort = () => new Promise((res, rej) => {
 });
 const profDir = join(tmp, 'prof');
 const sink = new Sink({ bin: '/usr/sbin/smtp-sink', port: await freePort(), name: 'postline' });
-const server = new PostlineServer({ root, dir: join(tmp, 'postline'), port: await freePort(), sinkPort: sink.port,
+const server = new PostlineServer({ root, dir: join(tmp, 'postline'), port: await freePort(), sinkPort: sink.port, httpPort: await freePort(),
   messageSizeLimit: 200 * 1024 * 1024, nodeArgs: opt.strace ? [] : ['--cpu-prof', '--cpu-prof-dir', profDir] });
 process.on('exit', () => { server.stopSync(); sink.proc?.kill('SIGKILL'); rmSync(tmp, { recursive: true, force: true }); });
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
@@ -98,6 +105,17 @@ try {
   await server.start();
   const args = ['-s', String(opt.sessions), '-m', String(opt.count), '-l', String(opt.size), ...(opt.reuse ? ['-d'] : []),
     '-M', 'source.test', '-f', 'bench@source.test', '-t', 'rcpt@sink.test', `127.0.0.1:${server.port}`];
+  /** --api: `opt.count` POSTs of the bench's 2 KB body over `opt.sessions` connections; 0 when all got 202. */
+  const apiLoad = async () => {
+    const { key } = createApiKey(server, 'profile');
+    const autocannon = createRequire(join(root, 'package.json'))('autocannon');
+    const res = await autocannon({
+      url: `http://127.0.0.1:${server.httpPort}/api/v1/messages`, method: 'POST', connections: opt.sessions, amount: opt.count, timeout: 60,
+      body: apiBody(opt.size), headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+    });
+    return res['2xx'] === opt.count ? 0 : `${res['2xx']} of ${opt.count} got 2xx (${res.non2xx} non-2xx, ${res.errors} errors)`;
+  };
+  if (opt.api) args.splice(0, args.length, 'POST', `/api/v1/messages`, `${opt.count} requests`, `${opt.sessions} connections (autocannon)`, `${opt.size}-byte text`);
   let tracer = null;
   const traceFile = join(tmp, 'strace.txt');
   if (opt.strace) {
@@ -105,13 +123,13 @@ try {
     await new Promise((r) => setTimeout(r, 1000));
   }
   const t0 = Date.now();
-  const code = await new Promise((res) => {
+  const code = opt.api ? await apiLoad() : await new Promise((res) => {
     const p = spawn('/usr/sbin/smtp-source', args, { stdio: 'inherit' });
     const t = setTimeout(() => { p.kill('SIGKILL'); res('timeout'); }, 300000);
     p.once('exit', (c) => { clearTimeout(t); res(c); });
   });
   const tAcc = Date.now();
-  if (code !== 0) throw new Error(`smtp-source: ${code}`);
+  if (code !== 0) throw new Error(`${opt.api ? 'autocannon' : 'smtp-source'}: ${code}`);
   if ((await sink.waitFor(opt.count, 180000)) === null) throw new Error('sink did not get every message');
   const tE2e = Date.now();
   if (tracer) {
@@ -138,13 +156,14 @@ try {
   await sink.stop();
   const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
   if (!file) throw new Error('no .cpuprofile written');
+  if (opt.keep) copyFileSync(join(profDir, file), opt.keep);
   const s = summarize(JSON.parse(readFileSync(join(profDir, file), 'utf8')), opt.top);
   const facts = [
-    `Postline under \`smtp-source ${args.join(' ')}\` (accepted ${(opt.count / ((tAcc - t0) / 1000)).toFixed(0)} msg/s, end to end ${(opt.count / ((tE2e - t0) / 1000)).toFixed(0)} msg/s while profiled).`,
+    `Postline under \`${opt.api ? '' : 'smtp-source '}${args.join(' ')}\` (accepted ${(opt.count / ((tAcc - t0) / 1000)).toFixed(0)} msg/s, end to end ${(opt.count / ((tE2e - t0) / 1000)).toFixed(0)} msg/s while profiled).`,
     `Server started as: \`${server.command}\`; the profiler itself slows it.`,
   ];
   mkdirSync(opt.out, { recursive: true });
-  const out = join(opt.out, `${new Date().toISOString().slice(0, 10)}-cpuprofile-${opt.size}x${opt.sessions}${opt.reuse ? '' : '-one'}.md`);
+  const out = join(opt.out, `${new Date().toISOString().slice(0, 10)}-cpuprofile-${opt.api ? 'api-' : ''}${opt.size}x${opt.sessions}${opt.reuse ? '' : '-one'}.md`);
   writeFileSync(out, render(s, 'Postline CPU profile (node --cpu-prof)', facts));
   console.log(`wrote ${out}`);
 } catch (e) {

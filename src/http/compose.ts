@@ -1,13 +1,15 @@
 /**
  * Composes the JSON of POST /api/v1/messages into an RFC 5322 / MIME message with nodemailer's
  * MailComposer (nodemailer/lib/mail-composer), and normalizes the raw messages of
- * POST /api/v1/messages/raw.
+ * POST /api/v1/messages/raw. Messages without attachments are built by compose-fast.ts, which
+ * writes the same bytes as MailComposer without its streams.
  *
  * Only content given in the request is used: MailComposer's file and URL access is off and no
  * attachment is built from a path or URL. Bcc is not written into the header.
  */
 import { randomBytes } from 'node:crypto';
 import MailComposer from 'nodemailer/lib/mail-composer';
+import { composeFast, fastComposable } from './compose-fast.js';
 import { apiErrors } from './errors.js';
 import { addressOf, nameAndAddress, type AddressInput, type SendMessageInput } from './schemas.js';
 
@@ -32,12 +34,33 @@ export function newMessageId(hostname: string): string {
 }
 
 /**
- * Builds the message. The Message-ID is a `headers` one when given, else a new one on `hostname`.
- * @throws ApiError 400 when MailComposer refuses the input.
+ * Builds the message: compose-fast.ts when it can (no attachments), else MailComposer; both
+ * write the same bytes. The Message-ID is a `headers` one when given, else a new one on `hostname`.
+ * @throws ApiError 400 when the input cannot be composed.
  */
 export async function composeMessage(m: SendMessageInput, hostname: string): Promise<ComposedMessage> {
-  const custom = m.headers ?? {};
-  const hasMessageId = Object.keys(custom).some((k) => k.toLowerCase() === 'message-id');
+  const hasMessageId = Object.keys(m.headers ?? {}).some((k) => k.toLowerCase() === 'message-id');
+  const messageId = hasMessageId ? undefined : newMessageId(hostname);
+  let built: { body: Buffer; messageId: string };
+  if (fastComposable(m)) {
+    try {
+      built = composeFast(m, { messageId: messageId ?? '' });
+    } catch (err) {
+      throw apiErrors.invalid([{ in: 'body', path: '', reason: `cannot compose the message: ${(err as Error).message}` }]);
+    }
+  } else {
+    built = await composeWithMailComposer(m, messageId !== undefined ? { messageId } : {});
+  }
+  return { body: built.body, messageId: built.messageId, recipients: envelopeRecipients(m) };
+}
+
+/**
+ * The message as nodemailer's MailComposer builds it (any input; the reference for compose-fast.ts).
+ * @param opts messageId: the Message-ID field when `headers` has none (MailComposer makes one
+ *        otherwise); baseBoundary: the shared part of the multipart boundaries (tests; default random).
+ * @throws ApiError 400 when MailComposer refuses the input.
+ */
+export async function composeWithMailComposer(m: SendMessageInput, opts: { messageId?: string; baseBoundary?: string }): Promise<{ body: Buffer; messageId: string }> {
   const replyTo = m.replyTo === undefined ? undefined : Array.isArray(m.replyTo) ? m.replyTo.map(toNodemailer) : toNodemailer(m.replyTo);
   const composer = new MailComposer({
     from: toNodemailer(m.from),
@@ -54,8 +77,9 @@ export async function composeMessage(m: SendMessageInput, hostname: string): Pro
       ...(a.contentType ? { contentType: a.contentType } : {}),
       ...(a.contentId ? { cid: a.contentId } : {}),
     })),
-    headers: custom,
-    ...(hasMessageId ? {} : { messageId: newMessageId(hostname) }),
+    headers: m.headers ?? {},
+    ...(opts.messageId !== undefined ? { messageId: opts.messageId } : {}),
+    ...(opts.baseBoundary !== undefined ? { baseBoundary: opts.baseBoundary } : {}),
     disableFileAccess: true,
     disableUrlAccess: true,
     newline: '\r\n',
@@ -67,6 +91,11 @@ export async function composeMessage(m: SendMessageInput, hostname: string): Pro
   } catch (err) {
     throw apiErrors.invalid([{ in: 'body', path: '', reason: `cannot compose the message: ${(err as Error).message}` }]);
   }
+  return { body, messageId: node.messageId() };
+}
+
+/** to, cc, bcc addresses in that order, duplicates (in lower case) removed. */
+function envelopeRecipients(m: SendMessageInput): string[] {
   const seen = new Set<string>();
   const recipients: string[] = [];
   for (const a of [...m.to, ...m.cc, ...m.bcc]) {
@@ -76,7 +105,7 @@ export async function composeMessage(m: SendMessageInput, hostname: string): Pro
     seen.add(k);
     recipients.push(addr);
   }
-  return { body, messageId: node.messageId(), recipients };
+  return recipients;
 }
 
 /**
