@@ -8,6 +8,7 @@
  * random secrets (no password to stretch), and costs microseconds per request where scrypt would
  * stall the server.
  */
+import * as cryptoModule from 'node:crypto';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { PostlineError } from '../core/errors.js';
 
@@ -83,9 +84,12 @@ export function generateApiKey(): { key: string; prefix: string; hash: Buffer } 
   return { key, prefix, hash: hashApiKey(key) };
 }
 
+/** node:crypto's one-shot hash (Node 20.12 and later), else undefined. */
+const oneShot = (cryptoModule as { hash?: (alg: string, data: string, enc: 'buffer') => Buffer }).hash;
+
 /** The SHA-256 of a key (32 bytes). */
 export function hashApiKey(key: string): Buffer {
-  return createHash('sha256').update(key, 'utf8').digest();
+  return oneShot ? oneShot('sha256', key, 'buffer') : createHash('sha256').update(key, 'utf8').digest();
 }
 
 /** The public prefix of a well-formed key, or undefined. */

@@ -13,10 +13,10 @@
  * encoded by nodemailer's own public functions (MimeNode#encodeHeaderValue for RFC 2047 encoded
  * words and punycode, mime-funcs foldLines, qp), so only the plain cases are written here.
  */
-import { randomBytes } from 'node:crypto';
 import MimeNode from 'nodemailer/lib/mime-node';
 import { foldLines } from 'nodemailer/lib/mime-funcs';
 import * as qp from 'nodemailer/lib/qp';
+import { pooledRandomBytes } from '../core/random.js';
 import { nameAndAddress, type AddressInput, type SendMessageInput } from './schemas.js';
 
 /** What composeFast needs of the request (the validated JSON). */
@@ -197,10 +197,17 @@ function quotedPrintable(b: Buffer): string {
   return out + cur;
 }
 
-/** One text part: its Content-Type and Content-Transfer-Encoding and its body. */
+/** A LF without a CR before it (the start of `s` counts as no CR). */
+const BARE_LF = /(?:^|[^\r])\n/;
+
+/**
+ * One text part: its Content-Type and Content-Transfer-Encoding and its body, every bare LF made
+ * CRLF (MailComposer's last stage does so over the whole message; only bodies can hold one).
+ */
 function part(type: 'text/plain' | 'text/html', content: string): { fields: string[]; body: string } {
   const e = encodeText(content);
-  return { fields: [`Content-Type: ${type}; charset=utf-8`, `Content-Transfer-Encoding: ${e.cte}`], body: e.body };
+  const body = BARE_LF.test(e.body) ? e.body.replace(/\r?\n/g, '\r\n') : e.body;
+  return { fields: [`Content-Type: ${type}; charset=utf-8`, `Content-Transfer-Encoding: ${e.cte}`], body };
 }
 
 /** True when composeFast can build this message (no attachments; text and html non-empty when given; no field MailComposer treats apart). */
@@ -251,7 +258,7 @@ export function composeFast(m: FastInput, opts: FastOptions): { body: Buffer; me
   const date = `Date: ${(opts.date ?? new Date()).toUTCString().replace('GMT', '+0000')}`;
   let out: string;
   if (m.text !== undefined && m.html !== undefined) {
-    const boundary = `--_NmP-${opts.baseBoundary ?? randomBytes(8).toString('hex')}-Part_1`;
+    const boundary = `--_NmP-${opts.baseBoundary ?? pooledRandomBytes(8).toString('hex')}-Part_1`;
     if (!hasDate) fields.push(date);
     fields.push('MIME-Version: 1.0', line('Content-Type', `multipart/alternative; boundary="${boundary}"`));
     const t = part('text/plain', m.text), h = part('text/html', m.html);
@@ -264,8 +271,7 @@ export function composeFast(m: FastInput, opts: FastOptions): { body: Buffer; me
     fields.push('MIME-Version: 1.0', p.fields[0]!);
     out = `${fields.join('\r\n')}\r\n\r\n${p.body}`;
   }
-  // As MailComposer's last stages: a line break at the end, then every bare LF made CRLF.
+  // As MailComposer's last stage: the message ends in a line break (bare LFs are gone, see part()).
   if (!out.endsWith('\n')) out += out.endsWith('\r') ? '\n' : '\r\n';
-  if (out.includes('\n')) out = out.replace(/\r?\n/g, '\r\n');
   return { body: Buffer.from(out, 'utf8'), messageId };
 }

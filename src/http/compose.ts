@@ -7,8 +7,9 @@
  * Only content given in the request is used: MailComposer's file and URL access is off and no
  * attachment is built from a path or URL. Bcc is not written into the header.
  */
-import { randomBytes } from 'node:crypto';
+import { isAscii } from 'node:buffer';
 import MailComposer from 'nodemailer/lib/mail-composer';
+import { pooledRandomBytes } from '../core/random.js';
 import { composeFast, fastComposable } from './compose-fast.js';
 import { apiErrors } from './errors.js';
 import { addressOf, nameAndAddress, type AddressInput, type SendMessageInput } from './schemas.js';
@@ -30,7 +31,7 @@ const toNodemailer = (a: AddressInput): string | { name: string; address: string
 
 /** A new Message-ID value for `hostname` (RFC 5322 3.6.4). */
 export function newMessageId(hostname: string): string {
-  return `<${Date.now().toString(36)}.${randomBytes(12).toString('base64url')}@${hostname}>`;
+  return `<${Date.now().toString(36)}.${pooledRandomBytes(12).toString('base64url')}@${hostname}>`;
 }
 
 /**
@@ -135,8 +136,7 @@ export function normalizeRaw(raw: Buffer): Buffer {
 
 /** True when any byte is 8-bit (BODY=8BITMIME). */
 export function has8bit(b: Buffer): boolean {
-  for (let i = 0; i < b.length; i++) if (b[i]! >= 0x80) return true;
-  return false;
+  return !isAscii(b);
 }
 
 /** True when the header section (up to the first empty line) has a non-ASCII byte (SMTPUTF8 needed, RFC 6532). */

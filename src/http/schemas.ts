@@ -50,6 +50,18 @@ function mailboxProblem(a: string, formsHint: string): string | undefined {
  * @returns the display name ('' when none) and the address, or `{ error }` naming why not.
  */
 export function parseAddressString(s: string): { name: string; address: string } | { error: string } {
+  // The same string is parsed several times per request (schema, recipients, composing): remembered.
+  const hit = parsedAddresses.get(s);
+  if (hit) return { ...hit };
+  const r = parseAddressUncached(s);
+  if (parsedAddresses.size >= 512) parsedAddresses.clear();
+  parsedAddresses.set(s, r);
+  return { ...r };
+}
+
+const parsedAddresses = new Map<string, Readonly<{ name: string; address: string } | { error: string }>>();
+
+function parseAddressUncached(s: string): { name: string; address: string } | { error: string } {
   if (BAD_ADDRESS_CHARS.test(s)) return { error: mailboxProblem(s, ADDRESS_FORMS)! };
   if (SOURCE_ROUTE.test(s)) return { error: mailboxProblem(s, ADDRESS_FORMS)! };
   if (!s.includes('<')) {
