@@ -128,14 +128,16 @@ const line = (name: string, value: string): string => {
 /** True when some line (split at CR or LF) is longer than `max` characters. */
 function hasLongLine(s: string, max: number): boolean {
   let start = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 0x0a || c === 0x0d) {
-      if (i - start > max) return true;
-      start = i + 1;
-    }
+  let cr = s.indexOf('\r');
+  let lf = s.indexOf('\n');
+  for (;;) {
+    const end = cr < 0 ? lf : lf < 0 ? cr : Math.min(cr, lf);
+    if ((end < 0 ? s.length : end) - start > max) return true;
+    if (end < 0) return false;
+    start = end + 1;
+    if (end === cr) cr = s.indexOf('\r', start);
+    else lf = s.indexOf('\n', start);
   }
-  return s.length - start > max;
 }
 
 /** Characters that keep a text from being sent 7bit (MailComposer's test: C0 controls but TAB/LF/CR, and non-ASCII). */

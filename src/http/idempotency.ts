@@ -15,7 +15,7 @@
  * its record is removed and trying it again is safe and gives a fresh answer.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onResponseHookHandler, onSendHookHandler, preHandlerHookHandler } from 'fastify';
 import { ApiError, apiErrors } from './errors.js';
 
 /** A kept answer, or (status 0) the pending mark of a request still running or cut short. */
@@ -112,7 +112,19 @@ export class IdempotencyGuard {
     this.timer.unref();
   }
 
-  readonly preHandler = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+  /**
+   * The preHandler hook. Without an Idempotency-Key header (most requests) it is done at once,
+   * without a promise; with one it returns the promise of the checks (and calls no `done`).
+   */
+  readonly preHandler = ((req: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): Promise<FastifyReply | undefined> | undefined => {
+    if (req.headers['idempotency-key'] === undefined) {
+      done();
+      return undefined;
+    }
+    return this.checkKey(req, reply);
+  }) as preHandlerHookHandler;
+
+  private async checkKey(req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
     const raw = req.headers['idempotency-key'];
     if (raw === undefined) return undefined;
     const key = Array.isArray(raw) ? undefined : raw;
@@ -140,7 +152,7 @@ export class IdempotencyGuard {
       throw err;
     }
     return undefined;
-  };
+  }
 
   /** The 409 for a pending record found by a retry. */
   private pendingAnswer(rec: IdempotencyRecord): ApiError {
@@ -183,7 +195,16 @@ export class IdempotencyGuard {
     if (req.idempotency) await req.idempotency.writes;
   }
 
-  readonly onSend = async (req: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<unknown> => {
+  /** The onSend hook: done at once without an Idempotency-Key, else the promise of keeping the answer. */
+  readonly onSend = ((req: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void): Promise<unknown> | undefined => {
+    if (!req.idempotency) {
+      done(null, payload);
+      return undefined;
+    }
+    return this.keepAnswer(req, reply, payload);
+  }) as onSendHookHandler;
+
+  private async keepAnswer(req: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<unknown> {
     const idem = req.idempotency;
     if (!idem) return payload;
     await idem.writes;
@@ -196,11 +217,13 @@ export class IdempotencyGuard {
     // Refused after something was queued: the pending record stays, and a retry gets "outcome unknown" with those IDs.
     this.inFlight.delete(idem.slot);
     return payload;
-  };
+  }
 
-  readonly onResponse = async (req: FastifyRequest): Promise<void> => {
+  /** The onResponse hook: ends the in-progress mark (synchronous). */
+  readonly onResponse = ((req: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void => {
     if (req.idempotency) this.inFlight.delete(req.idempotency.slot);
-  };
+    done();
+  }) as onResponseHookHandler;
 
   /** Stops the pruning timer. */
   close(): void {

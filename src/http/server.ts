@@ -103,12 +103,15 @@ export async function createApiServer(deps: ApiServerDeps): Promise<ApiServer> {
     for (const m of [o.method].flat()) routes.push({ method: String(m), url: o.url, hidden: (o.schema as { hide?: boolean } | undefined)?.hide === true });
   });
   // JSON is UTF-8 (RFC 8259 8.1): a body declared in another charset gets 415 before it is read.
-  app.addHook('preParsing', async (req) => {
+  // (A callback hook, synchronous: no promise per request.)
+  app.addHook('preParsing', (req, _reply, payload, done) => {
     const ct = req.headers['content-type'];
     const m = typeof ct === 'string' ? /;\s*charset\s*=\s*"?([^";\s]*)"?/i.exec(ct) : null;
     if (m && !/^utf-?8$/i.test(m[1]!)) {
-      throw new ApiError(415, 'ERR_API_MEDIA_TYPE', `unsupported charset ${JSON.stringify(m[1])}: send application/json; charset=utf-8`);
+      done(new ApiError(415, 'ERR_API_MEDIA_TYPE', `unsupported charset ${JSON.stringify(m[1])}: send application/json; charset=utf-8`));
+      return;
     }
+    done(null, payload);
   });
   app.addHook('onSend', ctx.idempotency.onSend);
   app.addHook('onResponse', ctx.idempotency.onResponse);
