@@ -99,8 +99,8 @@ function simpleAddress(address: string): string | undefined {
   return address.slice(0, at) + '@' + domain.toLowerCase();
 }
 
-/** The value MailComposer is given for an address (compose.ts). */
-const nodemailerAddress = (a: AddressInput): string | { name: string; address: string } => {
+/** The value MailComposer is given for an address: the bare address, or { name, address } when it has a name. */
+export const nodemailerAddress = (a: AddressInput): string | { name: string; address: string } => {
   const p = nameAndAddress(a);
   return p.name ? p : p.address;
 };

@@ -10,9 +10,9 @@
 import { isAscii } from 'node:buffer';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { pooledRandomBytes } from '../core/random.js';
-import { composeFast, fastComposable } from './compose-fast.js';
+import { composeFast, fastComposable, nodemailerAddress } from './compose-fast.js';
 import { apiErrors } from './errors.js';
-import { addressOf, nameAndAddress, type AddressInput, type SendMessageInput } from './schemas.js';
+import { addressOf, type SendMessageInput } from './schemas.js';
 
 /** What composeMessage returns. */
 export interface ComposedMessage {
@@ -23,11 +23,6 @@ export interface ComposedMessage {
   /** Envelope recipients: to, cc, bcc, duplicates (in lower case) removed, in that order. */
   readonly recipients: readonly string[];
 }
-
-const toNodemailer = (a: AddressInput): string | { name: string; address: string } => {
-  const p = nameAndAddress(a);
-  return p.name ? p : p.address;
-};
 
 /** A new Message-ID value for `hostname` (RFC 5322 3.6.4). */
 export function newMessageId(hostname: string): string {
@@ -62,12 +57,12 @@ export async function composeMessage(m: SendMessageInput, hostname: string): Pro
  * @throws ApiError 400 when MailComposer refuses the input.
  */
 export async function composeWithMailComposer(m: SendMessageInput, opts: { messageId?: string; baseBoundary?: string }): Promise<{ body: Buffer; messageId: string }> {
-  const replyTo = m.replyTo === undefined ? undefined : Array.isArray(m.replyTo) ? m.replyTo.map(toNodemailer) : toNodemailer(m.replyTo);
+  const replyTo = m.replyTo === undefined ? undefined : Array.isArray(m.replyTo) ? m.replyTo.map(nodemailerAddress) : nodemailerAddress(m.replyTo);
   const composer = new MailComposer({
-    from: toNodemailer(m.from),
-    to: m.to.map(toNodemailer),
-    cc: m.cc.map(toNodemailer),
-    bcc: m.bcc.map(toNodemailer),
+    from: nodemailerAddress(m.from),
+    to: m.to.map(nodemailerAddress),
+    cc: m.cc.map(nodemailerAddress),
+    bcc: m.bcc.map(nodemailerAddress),
     ...(replyTo !== undefined ? { replyTo } : {}),
     ...(m.subject !== undefined ? { subject: m.subject } : {}),
     ...(m.text !== undefined ? { text: m.text } : {}),

@@ -106,7 +106,8 @@ describe('compose-fast writes what MailComposer writes', () => {
 
 describe('compose-fast on generated requests', () => {
   const local = fc.oneof(fc.stringMatching(/^[a-z0-9]([a-z0-9._+-]{0,10}[a-z0-9])?$/), fc.constantFrom('"john doe"', 'jörg', "o'neil", 'x=y', 'a/b', 'UPPER', '_u', 'a!b', 'x&y'));
-  const domain = fc.constantFrom('example.com', 'EXAMPLE.net', 'sink.test', 'a.b-c.org', 'bücher.example', 'xn--bcher-kva.example', '[127.0.0.1]', 'localhost', '1x.example', 'x.co', 'MiXeD.Example.ORG');
+  const domain = fc.constantFrom('example.com', 'EXAMPLE.net', 'sink.test', 'a.b-c.org', 'bücher.example', 'xn--bcher-kva.example', '[127.0.0.1]', 'localhost', '1x.example', 'x.co', 'MiXeD.Example.ORG',
+    'ab--cd.example', 'a-b.c-d.example', `${'a'.repeat(63)}.example`, `${'b'.repeat(64)}.example`, 'under_score.example', 'x.123');
   const addr = fc.tuple(local, domain).map(([l, d]) => `${l}@${d}`);
   const name = fc.oneof(
     fc.constantFrom('', 'The App', 'Zwei Zoë', 'Doe, Jane', 'a "q" b', '山田 太郎', 'x =?utf-8?q?y?= z', 'long '.repeat(20), 'under_score 1', '😀', ' ', 'tab\there', 'back\\slash'),
