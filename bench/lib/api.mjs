@@ -57,13 +57,16 @@ export async function apiRunOnce(ctx, server, sink, { key, size, connections, am
     url, method: 'POST', connections, amount, timeout: 60, body,
     headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
   });
-  inst.on('response', (_client, statusCode) => { statuses[statusCode] = (statuses[statusCode] ?? 0) + 1; });
+  // autocannon reports 'done' only at its next sample tick (every second), so a run would last a
+  // whole number of seconds: the accept time is when the last answer arrived.
+  let tLast = t0;
+  inst.on('response', (_client, statusCode) => { statuses[statusCode] = (statuses[statusCode] ?? 0) + 1; tLast = Date.now(); });
   const res = await new Promise((resolve, reject) => {
     const t = setTimeout(() => { inst.stop(); }, 180000 + amount * 60);
     inst.once('done', (r) => { clearTimeout(t); resolve(r); });
     inst.once('error', (e) => { clearTimeout(t); reject(e); });
   });
-  const tAcc = Date.now();
+  const tAcc = tLast;
   const client = process.cpuUsage(client0);
   const ok = res['2xx'];
   let error = null;
