@@ -15,6 +15,8 @@ import type { Logger } from '../core/log.js';
 import { replyToString, type SmtpReply } from '../core/reply.js';
 import type { SmtpAuthCredentials } from '../routing/types.js';
 import { ReplyParser } from '../rfc5321/reply-parser.js';
+import { waitForDrain } from '../core/drain.js';
+import { untilAborted } from '../core/abortable.js';
 import { SmtpClientError, type SmtpStage } from './client-error.js';
 import { connectSocket, handshakeTls, sessionFacts, tlsOptionsFor, type TlsFacts } from './client-tls.js';
 import { parseEhlo, authMechanisms, type Extensions } from './mail-params.js';
@@ -105,16 +107,7 @@ export class SmtpClient {
     const signal = opts.signal;
     if (signal?.aborted) throw aborted('connect');
     const connecting = connectSocket({ ...opts, where }, t.implicit ? tlsOptionsFor(t, opts.tlsOptions) : undefined);
-    const sock = signal
-      ? await new Promise<Socket>((resolve, reject) => {
-        const onAbort = () => {
-          reject(aborted('connect'));
-          void connecting.then((s) => s.destroy(), () => undefined);
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-        connecting.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-      })
-      : await connecting;
+    const sock = signal ? await untilAborted(connecting, signal, () => aborted('connect'), (so) => so.destroy()) : await connecting;
     const c = new SmtpClient(opts, sock, t.implicit);
     const onAbort = () => c.destroy(aborted(c.stage));
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -349,21 +342,10 @@ export class SmtpClient {
     }
   }
 
-  /** Resolves on 'drain'; rejects when the connection breaks first (deadline, reset, close). */
-  private drained(): Promise<void> {
-    const sock = this.sock;
-    return new Promise<void>((resolve, reject) => {
-      const finish = (err?: unknown) => {
-        sock.off('drain', onDrain);
-        sock.off('close', onClose);
-        if (err) reject(err);
-        else resolve();
-      };
-      const onDrain = () => finish();
-      const onClose = () => finish(this.broken ?? new SmtpClientError('lost', 'body', `lost connection with ${this.remoteMta} while sending message body`));
-      sock.once('drain', onDrain);
-      sock.once('close', onClose);
-    });
+  /** Resolves on 'drain' (core/drain.ts); rejects when the connection breaks first (deadline, reset, close). */
+  private async drained(): Promise<void> {
+    if ((await waitForDrain(this.sock)) === 'drain') return;
+    throw this.broken ?? new SmtpClientError('lost', 'body', `lost connection with ${this.remoteMta} while sending message body`);
   }
 
   /** Starts the whole-transaction deadline (ms); when it passes the connection is closed. */

@@ -21,6 +21,7 @@
  * delivery) never is, even in a burst; one that stopped answering is within seconds.
  */
 import { baseDelayMs, type RetryPolicy } from './backoff.js';
+import type { Dispatcher } from './dispatcher.js';
 
 /** What a round may do with a group for a destination now. */
 export type Admission =
@@ -208,5 +209,18 @@ export class DestinationBook {
     const out: { key: string; until: number; reason: string; failures: number }[] = [];
     for (const [key, s] of this.states) if (s.failures > 0 && (s.deadUntil > now || s.probing)) out.push({ key, until: s.deadUntil, reason: s.reason, failures: s.failures });
     return out;
+  }
+}
+
+/**
+ * Head-of-line guard, also when no new round comes for a destination: whatever waits beyond
+ * what a slow or silent destination can take soon is shed (its rounds postpone it, no attempt
+ * counted), so its messages cannot keep the active places from mail for other destinations.
+ */
+export function shedSlow(dispatcher: Pick<Dispatcher, 'waitingKeys' | 'waitingFor' | 'shed'>, book: DestinationBook, now: number): void {
+  for (const key of [...dispatcher.waitingKeys()]) {
+    const waiting = dispatcher.waitingFor(key);
+    const cap = book.waitingCap(key, now);
+    if (waiting > cap) dispatcher.shed(key, cap);
   }
 }

@@ -20,7 +20,7 @@ import { heldError, isScheduled, KeyedLock, messageDetail, NoSuchMessageError, s
 import type { DestinationStateStore } from './destination-store.js';
 import { DestinationAdmin } from './destination-admin.js';
 import { Shaping } from './shaping.js';
-import { DestinationBook } from './destinations.js';
+import { DestinationBook, shedSlow } from './destinations.js';
 import { Dispatcher } from './dispatcher.js';
 import { DueWindow } from './due-window.js';
 import { Notifier, type DsnPort } from './notify.js';
@@ -226,7 +226,7 @@ export class Scheduler implements QueueAdmin {
     const now = this.o.clock.now();
     this.shaping.sweep(now);
     this.dispatcher.poke();
-    this.shedSlow(now);
+    shedSlow(this.dispatcher, this.destinations, now);
     const busy: string[] = [];
     while (this.active.size < this.maxActive) {
       const id = this.window.popDue(now);
@@ -237,19 +237,6 @@ export class Scheduler implements QueueAdmin {
     // Running already (read again by a refill): the round places it when it ends.
     for (const id of busy) this.window.add(id, now + this.o.config.delivery.scanIntervalMs);
     if (this.window.wantsRefill()) void this.window.refill().then((n) => { if (n > 0) this.kick(); });
-  }
-
-  /**
-   * Head-of-line guard, also when no new round comes for a destination: whatever waits beyond
-   * what a slow or silent destination can take soon is shed (its rounds postpone it, no attempt
-   * counted), so its messages cannot keep the active places from mail for other destinations.
-   */
-  private shedSlow(now: number): void {
-    for (const key of [...this.dispatcher.waitingKeys()]) {
-      const waiting = this.dispatcher.waitingFor(key);
-      const cap = this.destinations.waitingCap(key, now);
-      if (waiting > cap) this.dispatcher.shed(key, cap);
-    }
   }
 
   private startRound(id: string): void {

@@ -48,6 +48,31 @@ export interface RecoveryOptions {
 }
 
 /**
+ * The recovery of an open (store.open): 'blocking' runs every step before it resolves; 'background'
+ * cleans spool/tmp, then resolves with the row and orphan checks still running (`checks`; a
+ * failure there is logged). `done` gets the report either way.
+ */
+export async function startRecovery(
+  deps: RecoveryDeps, mode: 'blocking' | 'background', dataDir: string, stopping: () => boolean, done: (r: RecoveryReport) => void,
+): Promise<{ checks: Promise<void> }> {
+  if (mode === 'blocking') {
+    // Nothing is committed before open() returns: every body file without a row is an orphan.
+    const r = await recover(deps, { openedAt: Infinity });
+    done(r);
+    deps.logger.info({ dataDir, ...r }, 'queue store opened');
+    return { checks: Promise.resolve() };
+  }
+  const openedAt = Date.now(); // compared with body files' mtimes
+  const tmpRemoved = await removeTmpLeftovers(deps);
+  deps.logger.info({ dataDir, tmpRemoved }, 'queue store opened; checking its rows in the background');
+  const checks = checkRows(deps, { openedAt, stopping }).then((r) => {
+    done({ ...r, tmpRemoved });
+    deps.logger.info({ ...r, tmpRemoved, ms: Date.now() - openedAt }, 'queue rows checked');
+  }, (err: unknown) => deps.logger.error({ err }, 'queue row check failed'));
+  return { checks };
+}
+
+/**
  * Runs all recovery steps (removeTmpLeftovers first, then checkRows). Never throws for a single
  * bad entry; I/O errors on directories do throw.
  */

@@ -1,5 +1,6 @@
 /** The options of the SQLite queue store (store.ts) and their defaults. */
 import type { Clock } from '../../core/clock.js';
+import { PostlineError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 
 /** Default largest body stored inline in queue.db, bytes. */
@@ -33,4 +34,27 @@ export interface SqliteQueueStoreOptions {
    * so a large queue does not hold the listeners (`recovered()` resolves when they are done).
    */
   readonly recovery?: 'blocking' | 'background';
+}
+
+/**
+ * Checks the options the store validates. @returns the inline limit and body cache size in bytes.
+ * @throws PostlineError ERR_STORE_OPTIONS naming the bad option.
+ */
+export function checkStoreOptions(opts: SqliteQueueStoreOptions): { inlineMaxBytes: number; bodyCacheBytes: number } {
+  const bad = (why: string): PostlineError => new PostlineError('ERR_STORE_OPTIONS', why, { temporary: false });
+  if (!opts.dataDir) throw bad('dataDir is required');
+  const reserve = typeof opts.minFreeBytes === 'function' ? opts.minFreeBytes() : opts.minFreeBytes;
+  if (!Number.isFinite(reserve) || reserve < 0) throw bad('minFreeBytes must be >= 0');
+  const windowMs = opts.groupCommitWindowMs ?? 0;
+  if (!(windowMs >= 0 && windowMs <= 1000)) throw bad('groupCommitWindowMs must be 0..1000');
+  const inlineMaxBytes = opts.inlineMaxBytes ?? DEFAULT_INLINE_MAX_BYTES;
+  if (!Number.isSafeInteger(inlineMaxBytes) || inlineMaxBytes < 0 || inlineMaxBytes > 64 * 1024 * 1024) {
+    throw bad('inlineMaxBytes must be an integer 0..67108864');
+  }
+  const bodyCacheBytes = opts.bodyCacheBytes ?? DEFAULT_BODY_CACHE_BYTES;
+  if (!Number.isSafeInteger(bodyCacheBytes) || bodyCacheBytes < 0) throw bad('bodyCacheBytes must be an integer >= 0');
+  if (opts.maxDatabasePages !== undefined && !(Number.isSafeInteger(opts.maxDatabasePages) && opts.maxDatabasePages > 0)) {
+    throw bad('maxDatabasePages must be a positive integer');
+  }
+  return { inlineMaxBytes, bodyCacheBytes };
 }

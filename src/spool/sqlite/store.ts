@@ -18,10 +18,10 @@
  */
 import Database from 'better-sqlite3';
 import { existsSync, statSync } from 'node:fs';
-import { rename, statfs, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { systemClock, type Clock } from '../../core/clock.js';
-import { NoDataDirError, PostlineError, StoreError } from '../../core/errors.js';
+import { NoDataDirError, StoreError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { isQueueId } from '../../core/queue-id.js';
 import type { EventQuery, EventRecord, StoredEvent } from '../../events/record.js';
@@ -30,15 +30,17 @@ import { BodyCache } from './body-cache.js';
 import { SpoolBodyWriter } from './body-writer.js';
 import { SpoolLayout } from './layout.js';
 import { migrate } from './migrations.js';
-import { checkRows, recover, removeTmpLeftovers, type RecoveryReport } from './recovery.js';
+import { startRecovery, type RecoveryReport } from './recovery.js';
 import { lastEventIdOf, queryEvents } from './event-log.js';
 import { prepareVacuum, vacuumNow } from './vacuum.js';
 import { flushInChunks, type FlushQuery } from './bulk-flush.js';
+import { FreeSpace } from './free-space.js';
+import { commitMessage } from './commit.js';
 import { EventPublisher } from './event-publisher.js';
 import { moveToQuarantine, toStoreError } from './store-errors.js';
-import { DEFAULT_BODY_CACHE_BYTES, DEFAULT_INLINE_MAX_BYTES, type SqliteQueueStoreOptions } from './store-options.js';
+import { checkStoreOptions, type SqliteQueueStoreOptions } from './store-options.js';
 import { bufferStream, countByState, fileStream, listPage, numbered, prependOf, summaryOf } from './listing.js';
-import { eventRow, newMessageRow, newRecipientRows, RowError, toMessage, type MessageRow } from './rows.js';
+import { eventRow, RowError, toMessage, type MessageRow } from './rows.js';
 import { prepareReadStatements, type ReadStatements } from './statements.js';
 import { WriterClient, type WriteOutcome } from './writer-client.js';
 import { newStats, type WriteOp, type WriterStats } from './writer-protocol.js';
@@ -50,13 +52,12 @@ export class SqliteQueueStore implements QueueStore {
   private readonly layout: SpoolLayout;
   private readonly logger: Logger;
   private readonly clock: Clock;
-  private readonly statfsCacheMs: number;
+  private readonly free: FreeSpace;
   private readonly inlineMaxBytes: number;
   private readonly cache: BodyCache;
   private db: Database.Database | undefined;
   private stmts: ReadStatements | undefined;
   private writer: WriterClient | undefined;
-  private freeCache: { at: number; bytes: number } | undefined;
   /** Writes started and not yet settled; close() waits for them. */
   private readonly inflight = new Set<Promise<unknown>>();
   /** Result of the last open()'s crash recovery. */
@@ -66,30 +67,16 @@ export class SqliteQueueStore implements QueueStore {
   /** Committed events, handed to the listener once durable. */
   private readonly publisher: EventPublisher;
 
-
   /** @throws PostlineError ERR_STORE_OPTIONS when an option is invalid. */
   constructor(private readonly opts: SqliteQueueStoreOptions) {
-    const bad = (why: string): PostlineError => new PostlineError('ERR_STORE_OPTIONS', why, { temporary: false });
-    if (!opts.dataDir) throw bad('dataDir is required');
-    const reserve = typeof opts.minFreeBytes === 'function' ? opts.minFreeBytes() : opts.minFreeBytes;
-    if (!Number.isFinite(reserve) || reserve < 0) throw bad('minFreeBytes must be >= 0');
-    const windowMs = opts.groupCommitWindowMs ?? 0;
-    if (!(windowMs >= 0 && windowMs <= 1000)) throw bad('groupCommitWindowMs must be 0..1000');
-    this.inlineMaxBytes = opts.inlineMaxBytes ?? DEFAULT_INLINE_MAX_BYTES;
-    if (!Number.isSafeInteger(this.inlineMaxBytes) || this.inlineMaxBytes < 0 || this.inlineMaxBytes > 64 * 1024 * 1024) {
-      throw bad('inlineMaxBytes must be an integer 0..67108864');
-    }
-    const cacheBytes = opts.bodyCacheBytes ?? DEFAULT_BODY_CACHE_BYTES;
-    if (!Number.isSafeInteger(cacheBytes) || cacheBytes < 0) throw bad('bodyCacheBytes must be an integer >= 0');
-    if (opts.maxDatabasePages !== undefined && !(Number.isSafeInteger(opts.maxDatabasePages) && opts.maxDatabasePages > 0)) {
-      throw bad('maxDatabasePages must be a positive integer');
-    }
+    const v = checkStoreOptions(opts);
+    this.inlineMaxBytes = v.inlineMaxBytes;
     this.layout = new SpoolLayout(opts.dataDir);
     this.logger = opts.logger;
     this.publisher = new EventPublisher(opts.logger);
     this.clock = opts.clock ?? systemClock;
-    this.statfsCacheMs = opts.statfsCacheMs ?? 1000;
-    this.cache = new BodyCache(cacheBytes);
+    this.free = new FreeSpace(opts.dataDir, this.clock, opts.statfsCacheMs ?? 1000);
+    this.cache = new BodyCache(v.bodyCacheBytes);
   }
 
   /** True when `dataDir` holds a queue (its queue.db exists). Creates nothing. */
@@ -138,19 +125,8 @@ export class SqliteQueueStore implements QueueStore {
       throw toStoreError(err, 'cannot open queue store');
     }
     const deps = { layout: this.layout, stmts: this.stmts, logger: this.logger, quarantine: (id: string, reason: string) => this.quarantine(id, reason) };
-    const openedAt = Date.now(); // compared with body files' mtimes
-    if (this.opts.recovery !== 'background') {
-      // Nothing is committed before open() returns: every body file without a row is an orphan.
-      this.lastRecovery = await recover(deps, { openedAt: Infinity });
-      this.logger.info({ dataDir: this.opts.dataDir, ...this.lastRecovery }, 'queue store opened');
-      return;
-    }
-    const tmpRemoved = await removeTmpLeftovers(deps);
-    this.logger.info({ dataDir: this.opts.dataDir, tmpRemoved }, 'queue store opened; checking its rows in the background');
-    this.recovering = checkRows(deps, { openedAt, stopping: () => this.closing }).then((r) => {
-      this.lastRecovery = { ...r, tmpRemoved };
-      this.logger.info({ ...this.lastRecovery, ms: Date.now() - openedAt }, 'queue rows checked');
-    }, (err: unknown) => this.logger.error({ err }, 'queue row check failed'));
+    const r = await startRecovery(deps, this.opts.recovery ?? 'blocking', this.opts.dataDir, () => this.closing, (report) => { this.lastRecovery = report; });
+    this.recovering = r.checks;
   }
 
   /**
@@ -214,37 +190,7 @@ export class SqliteQueueStore implements QueueStore {
    */
   async commit(msg: NewMessage, body: BodyWriter, events?: readonly EventRecord[]): Promise<QueuedMessage> {
     this.q();
-    return this.track(this.commitBody(msg, body, events));
-  }
-
-  private async commitBody(msg: NewMessage, body: BodyWriter, events: readonly EventRecord[] | undefined): Promise<QueuedMessage> {
-    if (!(body instanceof SpoolBodyWriter) || body.id !== msg.id || !body.isOpen()) {
-      throw new StoreError(`commit of ${msg.id}: body writer does not belong to this message`);
-    }
-    try {
-      if (!msg.recipients.length) throw new StoreError(`commit of ${msg.id}: no recipients`);
-      await body.finish();
-      const message = newMessageRow(msg, body.size());
-      const recipients = newRecipientRows(msg);
-      const inline = body.inlineBody();
-      if (inline) {
-        await this.write({ kind: 'insert', message, recipients, body: inline, dir: null }, events);
-        const head = prependOf(msg.prepend);
-        this.cache.set(msg.id, head ? [head, inline] : [inline]);
-      } else {
-        const finalPath = this.layout.bodyPath(msg.id);
-        await rename(body.currentPath(), finalPath);
-        body.placed(finalPath);
-        await this.write({ kind: 'insert', message, recipients, body: null, dir: this.layout.bucketDir(msg.id) }, events);
-      }
-      body.committed();
-      return toMessage(message, recipients);
-    } catch (err) {
-      await body.abort();
-      const e = toStoreError(err, `cannot commit ${msg.id}`);
-      this.logger.error({ queueId: msg.id, err: (err as Error)?.message, code: e.code }, 'queue commit failed');
-      throw e;
-    }
+    return this.track(commitMessage({ layout: this.layout, cache: this.cache, logger: this.logger, write: (op, ev) => this.write(op, ev) }, msg, body, events));
   }
 
   /**
@@ -449,16 +395,9 @@ export class SqliteQueueStore implements QueueStore {
     this.publisher.listener = fn;
   }
 
-  /** Free bytes available to us on the dataDir filesystem (statfs bavail * bsize), at most statfsCacheMs old. */
+  /** Free bytes available to us on the dataDir filesystem (free-space.ts), at most statfsCacheMs old. */
   async freeBytes(): Promise<number> {
-    const c = this.freeCache;
-    const now = this.clock.now();
-    // One statfs per statfsCacheMs at most: every MAIL FROM and API request asks (the reserve check).
-    if (c && now - c.at >= 0 && now - c.at < this.statfsCacheMs) return c.bytes;
-    const s = await statfs(this.opts.dataDir);
-    const bytes = Number(s.bavail) * Number(s.bsize);
-    this.freeCache = { at: now, bytes };
-    return bytes;
+    return this.free.bytes();
   }
 
   private async cachedFreeBytes(): Promise<number> {
