@@ -28,6 +28,7 @@ import { authFromConfig, type AuthSetup } from './auth/setup.js';
 import type { ModifierFactory } from './cleanup/modifiers.js';
 import { createRouter } from './routing/router.js';
 import { SmtpDeliveryAgent } from './delivery/smtp-agent.js';
+import { TransportRegistry } from './delivery/transports.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import { ControlServer } from './control/server.js';
 import { SmtpServer } from './smtpd/server.js';
@@ -170,9 +171,11 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     logger,
     ownListeners: config.listeners.map((l) => ({ address: l.address, port: l.port })),
   });
+  // One agent per transport (delivery/transports.ts); the scheduler hands each group to its next hop's.
+  const transports = new TransportRegistry({ smtp: agent });
   scheduler = new Scheduler({
     store,
-    agent,
+    agent: transports,
     route: (address: string) => router.route(address),
     logger,
     clock,
@@ -234,7 +237,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     await control.stop().catch(() => {});
     await deliveries;
     // QUIT to pooled connections, at most 1 s (a silent server does not hold the exit).
-    await Promise.race([agent.close().catch(() => {}), new Promise<void>((r) => setTimeout(r, 1000).unref())]);
+    await Promise.race([transports.close(), new Promise<void>((r) => setTimeout(r, 1000).unref())]);
     pruner.stop();
     metrics?.close();
     await webhooks.stop().catch((err: unknown) => logger.error({ err }, 'webhooks stop failed'));

@@ -23,7 +23,7 @@ import type { Logger } from '../core/log.js';
 import { reply } from '../core/reply.js';
 import { resolveHostAddresses, resolveMxHosts, MxLookupError, type MxHost } from '../dns/mx.js';
 import { DnsError, type Resolver } from '../dns/types.js';
-import { nextHopKey, type NextHop } from '../routing/types.js';
+import { isSmtpHop, nextHopKey, type SmtpNextHop as NextHop } from '../routing/types.js';
 import { SmtpClientError } from './client-error.js';
 import { smtputf8Required } from './mail-params.js';
 import { ConnectionPool, type PoolLease } from './pool.js';
@@ -32,6 +32,7 @@ import { SmtpClient } from './smtp-client.js';
 import { sendMail, type TransactionOutcome } from './smtp-transaction.js';
 import { CaFiles, connectionTls, hopTlsPolicy, verifiesCertificate, type HopTlsPolicy } from './tls-policy.js';
 import { handoffTo, toResult, verdictOfError, verdictOfReply, type Verdict } from './trouble.js';
+import { notThisTransport } from './transports.js';
 import type { DeliveryAgent, DeliveryRecipient, DeliveryRequest, RecipientResult } from './types.js';
 
 export interface SmtpAgentOptions {
@@ -62,7 +63,7 @@ const MAX_TARGETS = 10;
 
 /** Per-delivery progress. */
 interface Attempt {
-  readonly req: DeliveryRequest;
+  readonly req: DeliveryRequest<NextHop>;
   /** This delivery (this next-hop group) needs a host that offers SMTPUTF8 (mail-params.ts). */
   readonly smtputf8Required: boolean;
   pending: DeliveryRecipient[];
@@ -116,7 +117,9 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
    * Delivers one message to the recipients of one next hop. Returns one RecipientResult per
    * recipient (same idx); remote replies keep their code and enhanced status. Never throws.
    */
-  async deliver(req: DeliveryRequest): Promise<RecipientResult[]> {
+  async deliver(anyReq: DeliveryRequest): Promise<RecipientResult[]> {
+    if (!isSmtpHop(anyReq.nextHop)) return notThisTransport(anyReq, 'smtp');
+    const req = anyReq as DeliveryRequest<NextHop>;
     const a: Attempt = { req, smtputf8Required: smtputf8Required(req), pending: [...req.recipients], results: [], sent: false, reached: false, unreached: 0 };
     try {
       await this.attempt(a);

@@ -21,7 +21,7 @@ import type { TlsLevel, TlsPolicyRule, TlsSettings } from '../config/delivery-tl
 import type { PostlineConfig } from '../config/schema.js';
 import { PostlineError } from '../core/errors.js';
 import { reply } from '../core/reply.js';
-import type { HopTls, NextHop } from '../routing/types.js';
+import type { HopTls, SmtpNextHop as NextHop } from '../routing/types.js';
 
 export type { TlsLevel };
 

@@ -16,7 +16,8 @@ export interface DeliveryRecipient {
   readonly orcpt?: OriginalRecipient;
 }
 
-export interface DeliveryRequest {
+/** One delivery: a message and the recipients of one next hop (`H`: the kinds of hop the agent takes). */
+export interface DeliveryRequest<H extends NextHop = NextHop> {
   readonly queueId: string;
   readonly mailFrom: string;
   readonly bodyType: BodyType;
@@ -32,7 +33,7 @@ export interface DeliveryRequest {
   /** Body size in bytes (for SIZE=). */
   readonly size: number;
   readonly recipients: readonly DeliveryRecipient[];
-  readonly nextHop: NextHop;
+  readonly nextHop: H;
   /** Opens the body (CRLF lines, not dot-stuffed). May be called more than once (one per attempt/MX). */
   openBody(): Readable;
   /** Aborts the attempt (shutdown); the agent then answers deferred for what is not done. */

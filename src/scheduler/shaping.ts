@@ -224,7 +224,7 @@ export class Shaping {
   }
 
   private async lookup(ck: string, key: string, hop: NextHop, domain: string): Promise<ShapedDestination> {
-    const nameOf = hop.kind === 'mx' ? hop.domain : hop.mxLookup ? hop.host : undefined;
+    const nameOf = hop.kind === 'mx' ? hop.domain : hop.kind === 'host' && hop.mxLookup ? hop.host : undefined;
     const wants = (this.compiled.wantsNames || this.holds.wantsNames()) && nameOf !== undefined && this.o.mxNames !== undefined;
     const mx = wants ? await this.mxNames(nameOf.toLowerCase()) : undefined;
     const facts = hopFacts(key, hop, hop.kind === 'mx' ? hop.domain : domain, mx?.names);

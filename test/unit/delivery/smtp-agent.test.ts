@@ -9,7 +9,7 @@ import { configSchema } from '../../../src/config/schema.js';
 import { silentLogger } from '../../../src/core/log.js';
 import { SmtpDeliveryAgent } from '../../../src/delivery/smtp-agent.js';
 import type { DeliveryRequest, RecipientResult } from '../../../src/delivery/types.js';
-import type { NextHop } from '../../../src/routing/types.js';
+import type { SmtpNextHop as NextHop } from '../../../src/routing/types.js';
 import type { Resolver } from '../../../src/dns/types.js';
 import { startSmtpPeer, DEFAULT_EXTENSIONS, type PeerScript, type SmtpPeer } from '../../helpers/smtp-peer.js';
 import { startDnsServer, type DnsServerHandle } from '../../helpers/dns-server.js';

@@ -14,7 +14,7 @@ import { createResolver } from '../../../src/dns/resolver.js';
 import { SmtpDeliveryAgent } from '../../../src/delivery/smtp-agent.js';
 import { hopTlsPolicy, judgeCertificate, matchingRule } from '../../../src/delivery/tls-policy.js';
 import type { DeliveryRequest, RecipientResult } from '../../../src/delivery/types.js';
-import type { NextHop } from '../../../src/routing/types.js';
+import type { SmtpNextHop as NextHop } from '../../../src/routing/types.js';
 import type { Resolver } from '../../../src/dns/types.js';
 import { startSmtpPeer, type PeerScript, type SmtpPeer } from '../../helpers/smtp-peer.js';
 import { startDnsServer, type DnsServerHandle } from '../../helpers/dns-server.js';

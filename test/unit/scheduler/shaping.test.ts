@@ -14,7 +14,7 @@ import type { DeliveryRequest, RecipientResult } from '../../../src/delivery/typ
 import { BODY, harness, ok, ofType, tempfail, testConfig } from './harness.js';
 
 const ticks = async (n: number): Promise<void> => { for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r)); };
-const domainOf = (req: DeliveryRequest): string => (req.nextHop.kind === 'mx' ? req.nextHop.domain : req.nextHop.host);
+const domainOf = (req: DeliveryRequest): string => (req.nextHop.kind === 'mx' ? req.nextHop.domain : req.nextHop.kind === 'host' ? req.nextHop.host : req.nextHop.kind);
 const reply = (idx: number, text: string): RecipientResult => ({ idx, outcome: 'deferred', code: Number(text.slice(0, 3)), dsnStatus: text.slice(4, 10).trim(), diagnostic: text, remote: true, remoteMta: 'mx.test[192.0.2.1]:25' });
 const GMAIL_421 = '421 4.7.28 [192.0.2.1] Our system has detected an unusual rate of unsolicited mail originating from your IP address. Mail sent from your IP address has been temporarily rate limited.';
 
