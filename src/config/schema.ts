@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { hostname as osHostname } from 'node:os';
 import { hopTlsSchema, mtaStsSchema, mxTlsSchema, tlsPolicyRuleSchema } from './delivery-tls.js';
+import { localSchema } from './local-schema.js';
 import { authLimitsSchema, cidr, perClientSchema, policySchema } from './abuse-schema.js';
 import { arcSchema, authSchema, dkimKeySchema } from './auth-schema.js';
 import { shapingSchema, throttlePatternsSchema } from './delivery-shaping.js';
@@ -194,6 +195,8 @@ export const configSchema = z.object({
     /** Where mail to postmaster (RFC 5321 4.5.1) and double bounces go; default postmaster@hostname. */
     postmaster: z.string().optional(),
   }).strict().prefault({}),
+  /** Where mail for the domains and addresses we serve ends up (local-schema.ts). */
+  local: localSchema.prefault({}),
   delivery: z.object({
     relayhost: relayhostSchema.optional(),
     /** Domain routes, tried before the relayhost and MX (like Postfix transport_maps). */

@@ -8,11 +8,13 @@
 import { isIP } from 'node:net';
 import type { PostlineConfig, RouteConfig } from '../config/schema.js';
 import { domainOf, toALabel } from '../core/envelope.js';
+import { compileLocalRoutes, localNextHop } from './local-routes.js';
 import type { NextHop } from './types.js';
 
 export interface Router {
   /**
-   * Next hop for one recipient address ("local@domain"). Order: `delivery.routes` (exact domain or
+   * Next hop for one recipient address ("local@domain"). Order: `local.routes` (local-routes.ts:
+   * address, domain, "*.parent", "*" for local domains), then `delivery.routes` (exact domain or
    * "*.domain" for its subdomains), then `delivery.relayhost`, then MX for the domain (A-label, lower
    * case) on `delivery.mxPort`. An address literal ("[192.0.2.1]", "[IPv6:...]") goes to that address.
    * Never throws.
@@ -51,11 +53,15 @@ export function routeFor(routes: readonly RouteConfig[], recipientAddress: strin
   return routes.find((r) => routeMatches(r, domain));
 }
 
-/** Creates a router over `config.delivery` (routes, relayhost, mxPort, tls). */
+/** Creates a router over `config.local.routes` and `config.delivery` (routes, relayhost, mxPort, tls). */
 export function createRouter(config: PostlineConfig): Router {
   const d = config.delivery;
+  const local = compileLocalRoutes(config.local.routes, config.relay.localDomains.map((x) => (typeof x === 'string' ? x : x.domain)));
   return {
     route(recipientAddress: string): NextHop {
+      const lr = local.size > 0 ? local.find(recipientAddress) : undefined;
+      const lh = lr && localNextHop(lr);
+      if (lh) return lh;
       const raw = domainOf(recipientAddress);
       const literal = addressLiteral(raw);
       const domain = literal ? raw : aLabel(raw);
