@@ -8,7 +8,7 @@
  * `startPostline(config)` starts everything and returns a handle with `stop()`; `runServer(file)` is
  * the `postline serve` command (signals, exit codes).
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PostlineConfig } from './config/schema.js';
 import { loadConfig } from './config/load.js';
@@ -27,8 +27,11 @@ import { dkimFromConfig } from './dkim/setup.js';
 import { authFromConfig, type AuthSetup } from './auth/setup.js';
 import type { ModifierFactory } from './cleanup/modifiers.js';
 import { createRouter } from './routing/router.js';
+import { isSmtpHop } from './routing/types.js';
 import { SmtpDeliveryAgent } from './delivery/smtp-agent.js';
 import { TransportRegistry } from './delivery/transports.js';
+import { ReturnPaths, isOwnMail } from './bounce/return-path.js';
+import { loadOrCreateSecret } from './core/secret-file.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import { ControlServer } from './control/server.js';
 import { SmtpServer } from './smtpd/server.js';
@@ -173,10 +176,18 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   });
   // One agent per transport (delivery/transports.ts); the scheduler hands each group to its next hop's.
   const transports = new TransportRegistry({ smtp: agent });
+  // Signed per-recipient return paths at bounces.domain (bounce/return-path.ts), for our own users' SMTP mail.
+  const returnPaths = config.bounces.domain
+    ? new ReturnPaths({ domain: config.bounces.domain, prefix: config.bounces.prefix, key: config.bounces.keyFile ? readFileSync(config.bounces.keyFile) : loadOrCreateSecret(config.dataDir, 'return-path.key') })
+    : undefined;
   scheduler = new Scheduler({
     store,
     agent: transports,
     route: (address: string) => router.route(address),
+    ...(returnPaths ? {
+      returnPath: (msg, hop) => (msg.mailFrom !== '' && isSmtpHop(hop) && !returnPaths.isOurs(msg.mailFrom) && isOwnMail(msg.origin, (a) => policy?.isTrustedNetwork(a) === true)
+        ? (idx: number) => returnPaths.encode(msg.id, idx) : undefined),
+    } : {}),
     logger,
     clock,
     config,

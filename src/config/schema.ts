@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { hostname as osHostname } from 'node:os';
 import { hopTlsSchema, mtaStsSchema, mxTlsSchema, tlsPolicyRuleSchema } from './delivery-tls.js';
 import { localSchema } from './local-schema.js';
+import { bouncesSchema } from './feedback-schema.js';
 import { authLimitsSchema, cidr, perClientSchema, policySchema } from './abuse-schema.js';
 import { arcSchema, authSchema, dkimKeySchema } from './auth-schema.js';
 import { shapingSchema, throttlePatternsSchema } from './delivery-shaping.js';
@@ -197,6 +198,8 @@ export const configSchema = z.object({
   }).strict().prefault({}),
   /** Where mail for the domains and addresses we serve ends up (local-schema.ts). */
   local: localSchema.prefault({}),
+  /** Signed per-recipient return paths at a bounce domain (feedback-schema.ts). */
+  bounces: bouncesSchema.prefault({}),
   delivery: z.object({
     relayhost: relayhostSchema.optional(),
     /** Domain routes, tried before the relayhost and MX (like Postfix transport_maps). */

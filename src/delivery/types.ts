@@ -7,6 +7,7 @@
 import type { Readable } from 'node:stream';
 import type { BodyType, DsnNotify, DsnRet, OriginalRecipient } from '../core/envelope.js';
 import type { NextHop } from '../routing/types.js';
+import type { EventRecord } from '../events/record.js';
 
 export interface DeliveryRecipient {
   /** Index of the recipient in the queued message (passed back in the result). */
@@ -96,6 +97,12 @@ export interface RecipientResult {
    * see delivery/tls-policy.ts judgeCertificate).
    */
   readonly tls?: { readonly version: string; readonly cipher: string; readonly verified: boolean };
+  /**
+   * Events the agent found in the message, about other messages (the feedback consumer: an
+   * asynchronous bounce or a complaint about mail we sent). The scheduler writes them in the
+   * same commit as this recipient's outcome, so a crash never records one without the other.
+   */
+  readonly events?: readonly EventRecord[];
 }
 
 export interface DeliveryAgent {

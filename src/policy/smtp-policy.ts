@@ -83,6 +83,11 @@ export class RelayPolicy implements SmtpPolicy {
     return this.locals.has(canonicalDomain(domain));
   }
 
+  /** True when `address` is in relay.trustedNetworks. */
+  isTrustedNetwork(address: string): boolean {
+    return this.trusted.contains(address);
+  }
+
   /** True when the client may relay: authenticated, or connecting from a trusted network. */
   mayRelay(s: SessionInfo): boolean {
     return s.authUser !== undefined || this.trusted.contains(s.clientAddress);

@@ -28,6 +28,12 @@ export interface RoundContext {
   readonly store: QueueStore;
   readonly agent: DeliveryAgent;
   readonly route: (address: string) => NextHop;
+  /**
+   * The per-recipient return path of `msg` toward `hop` (signed VERP, bounce/return-path.ts), or
+   * undefined to send with the message's own reverse-path. With one, each recipient goes in a
+   * transaction of its own (over the same pooled connection).
+   */
+  readonly returnPath?: (msg: QueuedMessage, hop: NextHop) => ((idx: number) => string) | undefined;
   readonly dispatcher: Dispatcher;
   /** Dead destinations and waiting caps (destinations.ts). */
   readonly destinations: DestinationBook;
@@ -277,7 +283,16 @@ async function deliverGroup(
     },
   };
   try {
-    return await ctx.agent.deliver(req);
+    const rp = ctx.returnPath?.(msg, g.hop);
+    if (!rp) return await ctx.agent.deliver(req);
+    // One transaction per recipient, each with its own return path, one after another (the
+    // agent's pool hands the same connection to the next).
+    const results: RecipientResult[] = [];
+    for (const r of req.recipients) {
+      if (ctl.signal.aborted) break;
+      results.push(...await ctx.agent.deliver({ ...req, mailFrom: rp(r.idx), recipients: [r] }));
+    }
+    return results;
   } catch (err) {
     ctx.logger.error({ err, queueId: msg.id, nextHop: g.key }, 'delivery agent threw; deferring');
     return g.recipients.map((r) => ({ idx: r.idx, outcome: 'deferred', code: 451, dsnStatus: '4.3.0', diagnostic: `451 4.3.0 local delivery error: ${(err as Error)?.message ?? String(err)}`, remote: false }));
@@ -357,6 +372,8 @@ async function applyGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, resul
     ...(r.tls ? { tls: r.tls } : {}),
     dsn: c.dsn, reply: c.reply, attempt: a.attempt, durationMs: a.durationMs, delayMs: Math.max(0, now - msg.arrivedAt),
   }));
+  // What the agent found about other messages (feedback consumer) goes in the same commit.
+  const found = rows.flatMap(({ r }) => r.events ?? []);
   const deferred = rows.filter((x) => x.c.status === 'pending');
   a.state.nextAt ??= nextAttemptAt(now, a.attempt, ctx.config.delivery.retry, ctx.random);
   const next = { attempts: a.attempt, nextAttemptAt: a.state.nextAt, lastError: deferred.length ? deferred[deferred.length - 1]!.r.diagnostic : msg.lastError };
@@ -368,7 +385,7 @@ async function applyGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, resul
     && msg.recipients.every((r) => touched.has(r.idx) || (r.status !== 'pending' && r.dsnOwed === undefined));
   crashPoint('delivery-before-outcome');
   try {
-    await ctx.store.record(msg.id, { updates, next, events, remove });
+    await ctx.store.record(msg.id, { updates, next, events: found.length ? [...events, ...found] : events, remove });
   } catch (err) {
     // Final outcomes are kept and written again later (those recipients are not tried again
     // meanwhile); a lost deferral record only leaves the recipient pending, which is right.
@@ -377,7 +394,7 @@ async function applyGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, resul
     if (finals.length) {
       const finalIdx = new Set(finals.map((u) => u.idx));
       const list = ctx.unrecorded.get(msg.id) ?? [];
-      list.push({ updates: finals, next, events: events.filter((_, i) => finalIdx.has(rows[i]!.rcpt.idx)) });
+      list.push({ updates: finals, next, events: [...events.filter((_, i) => finalIdx.has(rows[i]!.rcpt.idx)), ...rows.filter((x) => finalIdx.has(x.rcpt.idx)).flatMap((x) => x.r.events ?? [])] });
       ctx.unrecorded.set(msg.id, list);
     }
     return;

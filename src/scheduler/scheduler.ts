@@ -33,6 +33,8 @@ export interface SchedulerOptions {
   readonly agent: DeliveryAgent;
   /** Next hop of a recipient address; may throw (PostlineError: temporary -> deferred, else bounced). */
   readonly route: (address: string) => NextHop;
+  /** Per-recipient return paths (round.ts RoundContext.returnPath); absent: the message's own reverse-path. */
+  readonly returnPath?: RoundContext['returnPath'];
   readonly logger: Logger;
   readonly clock: Clock;
   readonly config: PostlineConfig;
@@ -107,7 +109,7 @@ export class Scheduler implements QueueAdmin {
     });
     this.notifier = new Notifier({ store: o.store, dsn: o.dsn, config: o.config, logger: o.logger, clock: o.clock });
     this.ctx = {
-      store: o.store, agent: o.agent, route: o.route, dispatcher: this.dispatcher, clock: o.clock,
+      store: o.store, agent: o.agent, route: o.route, ...(o.returnPath ? { returnPath: o.returnPath } : {}), dispatcher: this.dispatcher, clock: o.clock,
       config: o.config, logger: o.logger, random: o.random ?? Math.random, unrecorded: new Map(), destinations: this.destinations, shaping: this.shaping,
     };
     this.dests = new DestinationAdmin({
