@@ -184,6 +184,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     store,
     agent: transports,
     route: (address: string) => router.route(address),
+    egressFile: join(config.dataDir, 'egress-counts.json'),
     ...(returnPaths ? {
       returnPath: (msg, hop) => (msg.mailFrom !== '' && isSmtpHop(hop) && !returnPaths.isOurs(msg.mailFrom) && isOwnMail(msg.origin, (a) => policy?.isTrustedNetwork(a) === true)
         ? (idx: number) => returnPaths.encode(msg.id, idx) : undefined),

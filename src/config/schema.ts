@@ -7,6 +7,7 @@ import { hostname as osHostname } from 'node:os';
 import { hopTlsSchema, mtaStsSchema, mxTlsSchema, tlsPolicyRuleSchema } from './delivery-tls.js';
 import { localSchema } from './local-schema.js';
 import { bouncesSchema } from './feedback-schema.js';
+import { egressSchema } from './egress-schema.js';
 import { authLimitsSchema, cidr, perClientSchema, policySchema } from './abuse-schema.js';
 import { arcSchema, authSchema, dkimKeySchema } from './auth-schema.js';
 import { shapingSchema, throttlePatternsSchema } from './delivery-shaping.js';
@@ -200,6 +201,8 @@ export const configSchema = z.object({
   local: localSchema.prefault({}),
   /** Signed per-recipient return paths at a bounce domain (feedback-schema.ts). */
   bounces: bouncesSchema.prefault({}),
+  /** Source addresses, pools and warm-up (egress-schema.ts, scheduler/egress.ts); reloaded on SIGHUP. */
+  egress: egressSchema.prefault({}),
   delivery: z.object({
     relayhost: relayhostSchema.optional(),
     /** Domain routes, tried before the relayhost and MX (like Postfix transport_maps). */

@@ -167,7 +167,7 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
 
   private async attempt(a: Attempt): Promise<void> {
     const plan = await this.plan(a.req.nextHop, a.req.signal);
-    const lease = await this.pool.acquire(nextHopKey(a.req.nextHop), a.req.signal, a.req.shaping?.messagesPerConnection);
+    const lease = await this.pool.acquire(poolKey(a.req), a.req.signal, a.req.shaping?.messagesPerConnection);
     const onAbort = () => lease.conn?.destroy(new SmtpClientError('aborted', 'none', 'delivery aborted (shutdown)'));
     a.req.signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -204,7 +204,7 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
       try {
         // The destination's connection rate (connectionsPerMinute): wait for a token, never busy.
         await a.req.shaping?.beforeConnect(a.req.signal);
-        lease.attach(await SmtpClient.open({ ...this.clientOptions(t, hop, plan), ...(a.req.signal ? { signal: a.req.signal } : {}) }));
+        lease.attach(await SmtpClient.open({ ...this.clientOptions(t, hop, plan, a.req.egress), ...(a.req.signal ? { signal: a.req.signal } : {}) }));
       } catch (err) {
         a.trouble = err;
         if (beforeGreeting(err)) a.unreached++;
@@ -252,12 +252,12 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
   }
 
   /** @throws PostlineError ERR_TLS_CA_FILE (the delivery defers 4.3.5). */
-  private clientOptions(t: Target, hop: NextHop, plan: Plan) {
+  private clientOptions(t: Target, hop: NextHop, plan: Plan, egress?: DeliveryRequest['egress']) {
     const d = this.config.delivery;
     return {
       address: t.address, port: t.port, hostname: t.name,
-      heloName: d.heloName ?? this.config.hostname,
-      ...(d.sourceAddress ? { localAddress: d.sourceAddress } : {}),
+      heloName: egress?.ehloName ?? d.heloName ?? this.config.hostname,
+      ...(egress?.address ?? d.sourceAddress ? { localAddress: egress?.address ?? d.sourceAddress } : {}),
       tls: connectionTls(plan.tls, hop, t.name, this.cas, plan.reportOnly),
       policyKey: plan.key,
       ...(hop.kind === 'host' && hop.auth ? { auth: hop.auth } : {}),
@@ -380,6 +380,9 @@ function closedAfterMail(out: TransactionOutcome): boolean {
 function planKey(p: HopTlsPolicy, stsId = '', reportOnly = ''): string {
   return JSON.stringify([p.level, p.implicit, p.caFile ?? '', p.servername ?? '', stsId, reportOnly]);
 }
+
+/** Connections are pooled per next hop and egress source (a connection bound to one address serves only its source). */
+const poolKey = (req: DeliveryRequest<NextHop>): string => (req.egress ? `${nextHopKey(req.nextHop)}|${req.egress.name}` : nextHopKey(req.nextHop));
 
 const hopDomain = (hop: NextHop): string => (hop.kind === 'mx' ? hop.domain : hop.host);
 

@@ -41,6 +41,11 @@ export interface DeliveryRequest<H extends NextHop = NextHop> {
   readonly signal?: AbortSignal;
   /** The limits the scheduler set for this destination (scheduler/shaping.ts); absent: the agent's defaults. */
   readonly shaping?: DeliveryShaping;
+  /**
+   * The source to send from (scheduler/egress.ts): bind address and EHLO name; connections are
+   * pooled per next hop and source. Absent: delivery.sourceAddress and heloName.
+   */
+  readonly egress?: { readonly name: string; readonly address?: string; readonly ehloName?: string };
 }
 
 /**

@@ -13,8 +13,9 @@ import { crashPoint } from '../core/crashpoints.js';
 import { StoreError, toPostlineError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { DeliveryAgent, DeliveryRequest, RecipientResult } from '../delivery/types.js';
+import { egressPathKey, type Egress, type EgressSource } from './egress.js';
 import type { EventRecord, RecipientEventType } from '../events/record.js';
-import { nextHopKey, type NextHop } from '../routing/types.js';
+import { isSmtpHop, nextHopKey, type NextHop } from '../routing/types.js';
 import type { DsnOwed, QueuedMessage, QueuedRecipient, QueueStore, RecipientStatus, RecipientUpdate } from '../spool/types.js';
 import { nextAttemptAt } from './backoff.js';
 import { probeBody } from './body.js';
@@ -35,6 +36,8 @@ export interface RoundContext {
    */
   readonly returnPath?: (msg: QueuedMessage, hop: NextHop) => ((idx: number) => string) | undefined;
   readonly dispatcher: Dispatcher;
+  /** Egress sources and pools (egress.ts); absent or without pools: deliveries leave as configured in delivery.* */
+  readonly egress?: Egress;
   /** Dead destinations and waiting caps (destinations.ts). */
   readonly destinations: DestinationBook;
   /** Per-destination limits, rates, suspensions and throttles (shaping.ts). */
@@ -193,6 +196,13 @@ async function sendGroup(
     return undefined;
   };
   const postpone = (waiting: number): undefined => postponeTo(ctx.clock.now() + book.postponeMs(g.key, waiting, ctx.clock.now()));
+  // The source of this delivery (egress.ts): its own concurrency slot per destination (the path key).
+  const pick = ctx.egress?.enabled && g.hop && isSmtpHop(g.hop)
+    ? ctx.egress.pick({ mailFrom: msg.mailFrom, ...(msg.origin?.apiKey !== undefined ? { apiKey: msg.origin.apiKey } : {}), ...(msg.tags ? { tags: msg.tags } : {}) }, ctx.random)
+    : undefined;
+  if (pick && 'waitUntil' in pick) return postponeTo(pick.waitUntil);
+  const source = pick?.source;
+  const path = source ? egressPathKey(g.key, source.name) : g.key;
   const rcpt = g.recipients[0]!.address;
   const shaped = await ctx.shaping.resolve(g.key, g.hop!, rcpt.slice(rcpt.lastIndexOf('@') + 1));
   const now = ctx.clock.now();
@@ -201,13 +211,13 @@ async function sendGroup(
   const adm = book.admit(g.key, now);
   if (adm.kind === 'suspended') return suspendGroup(ctx, g, r.attempt, r.state, adm);
   if (adm.kind === 'wait') return postponeTo(adm.until);
-  const waiting = ctx.dispatcher.waitingFor(g.key);
+  const waiting = ctx.dispatcher.waitingFor(path);
   if (adm.kind === 'go' && waiting > 0) {
     // Head-of-line guard: more waiting than the destination can take soon; the excess already
     // waiting is shed too (a host that stopped answering is found within seconds).
     const cap = book.waitingCap(g.key, now);
     if (waiting >= cap) {
-      ctx.dispatcher.shed(g.key, cap);
+      ctx.dispatcher.shed(path, cap);
       return postpone(waiting);
     }
   }
@@ -220,7 +230,7 @@ async function sendGroup(
   let suspended = false;
   let began = 0;
   let heldAt: number | undefined;
-  const results = await ctx.dispatcher.run(g.key, async () => {
+  const results = await ctx.dispatcher.run(path, async () => {
     // Suspended (a reply pattern, the operator) while this waited for a slot: postponed.
     heldAt = ctx.shaping.heldUntil(shaped, msg.id, ctx.clock.now());
     if (heldAt !== undefined) return WAIT_FOR_PROBE;
@@ -234,12 +244,13 @@ async function sendGroup(
     if (again.kind === 'probe') probe = true;
     began = book.began(g.key, ctx.clock.now());
     try {
-      return await deliverGroup(ctx, msg, g, ctl, r.state, shaped.request);
+      if (source) ctx.egress!.sent(source.name);
+      return await deliverGroup(ctx, msg, g, ctl, r.state, shaped.request, source);
     } finally {
       book.ended(g.key, began, ctx.clock.now());
     }
   });
-  if (results === SHED) return postpone(ctx.dispatcher.waitingFor(g.key));
+  if (results === SHED) return postpone(ctx.dispatcher.waitingFor(path));
   if (results === WAIT_FOR_PROBE) {
     if (probe) book.probeCancelled(g.key);
     return heldAt !== undefined ? postponeTo(heldAt) : postpone(0);
@@ -259,7 +270,7 @@ async function sendGroup(
 
 /** Calls the agent for one group; undefined when the round was aborted before it started. */
 async function deliverGroup(
-  ctx: RoundContext, msg: QueuedMessage, g: Group, ctl: RoundControl, state: { bodyFailure?: string }, shaping: DeliveryRequest['shaping'],
+  ctx: RoundContext, msg: QueuedMessage, g: Group, ctl: RoundControl, state: { bodyFailure?: string }, shaping: DeliveryRequest['shaping'], source?: EgressSource,
 ): Promise<RecipientResult[] | undefined> {
   if (ctl.signal.aborted || !g.hop) return undefined;
   const noteBodyError = (err: unknown): void => {
@@ -269,7 +280,7 @@ async function deliverGroup(
   const req: DeliveryRequest = {
     queueId: msg.id, mailFrom: msg.mailFrom, bodyType: msg.bodyType, smtputf8: msg.smtputf8, ret: msg.ret,
     ...(msg.utf8Headers !== undefined ? { utf8Headers: msg.utf8Headers } : {}),
-    envid: msg.envid, size: msg.size, nextHop: g.hop, signal: ctl.signal, ...(shaping ? { shaping } : {}),
+    envid: msg.envid, size: msg.size, nextHop: g.hop, signal: ctl.signal, ...(shaping ? { shaping } : {}), ...(source ? { egress: source } : {}),
     recipients: g.recipients.map((r) => ({ idx: r.idx, address: r.address, notify: r.notify, orcpt: r.orcpt })),
     openBody: () => {
       try {

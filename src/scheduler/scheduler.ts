@@ -25,6 +25,7 @@ import { Dispatcher } from './dispatcher.js';
 import { DueWindow } from './due-window.js';
 import { Notifier, type DsnPort } from './notify.js';
 import { aboutMessage, runRound, type RoundContext } from './round.js';
+import { Egress, destinationOfPath } from './egress.js';
 import { overlayUnrecorded, writeUnrecorded } from './unrecorded.js';
 import type { EventRecord } from '../events/record.js';
 
@@ -52,6 +53,8 @@ export interface SchedulerOptions {
   readonly destinationStates?: DestinationStateStore;
   /** MX host names of a domain, for traffic shaping rules by MX host suffix (main.ts: the delivery resolver). */
   readonly mxNames?: (domain: string) => Promise<readonly string[]>;
+  /** Where egress warm-up counts are kept across restarts (egress.ts; default: memory only). */
+  readonly egressFile?: string;
   /** Longest in-memory wait for a rate slot, ms (default 1000; tests 0). */
   readonly shortWaitMs?: number;
 }
@@ -74,6 +77,8 @@ export class Scheduler implements QueueAdmin {
   readonly destinations: DestinationBook;
   /** Traffic shaping: per-destination limits, suspensions and throttles (shared with the rounds). */
   readonly shaping: Shaping;
+  /** Egress sources, pools and warm-up counts (egress.ts). */
+  readonly egress: Egress;
   /** Messages in the store (held included): counted at start, kept by enqueue and removal, recounted each minute. */
   private queued = 0;
   private recountTimer: NodeJS.Timeout | undefined;
@@ -99,7 +104,8 @@ export class Scheduler implements QueueAdmin {
       onResume: (ids) => this.wake(ids),
     });
     // The scheduler is the one authority on connections per destination; the agent's pool follows.
-    const concurrency = (key: string): number => this.shaping.concurrency(key);
+    // Dispatcher keys are egress paths (destination x source) when pools are configured: each gets the destination's cap.
+    const concurrency = (key: string): number => this.shaping.concurrency(destinationOfPath(key));
     this.dispatcher = new Dispatcher(d.maxConnections, concurrency);
     this.maxActive = o.maxActiveMessages ?? d.maxActiveMessages;
     if (!(this.maxActive >= 1)) throw new RangeError('maxActiveMessages must be >= 1');
@@ -108,9 +114,11 @@ export class Scheduler implements QueueAdmin {
       retry: d.retry, concurrency, minWaiting: Math.max(2 * d.connectionsPerDestination, 20), horizonMs: d.destinationBacklogMs,
     });
     this.notifier = new Notifier({ store: o.store, dsn: o.dsn, config: o.config, logger: o.logger, clock: o.clock });
+    this.egress = new Egress({ config: () => o.config.egress, clock: o.clock, logger: o.logger, ...(o.egressFile ? { file: o.egressFile } : {}) });
     this.ctx = {
       store: o.store, agent: o.agent, route: o.route, ...(o.returnPath ? { returnPath: o.returnPath } : {}), dispatcher: this.dispatcher, clock: o.clock,
       config: o.config, logger: o.logger, random: o.random ?? Math.random, unrecorded: new Map(), destinations: this.destinations, shaping: this.shaping,
+      egress: this.egress,
     };
     this.dests = new DestinationAdmin({
       store: o.store, clock: o.clock, logger: o.logger, shaping: this.shaping, book: this.destinations, notifier: this.notifier, unrecorded: this.ctx.unrecorded,
@@ -136,6 +144,7 @@ export class Scheduler implements QueueAdmin {
     if (this.started) throw new Error('scheduler already started');
     this.started = true;
     await this.shaping.start(); // the suspended and throttled destinations (a small table)
+    this.egress.start(); // warm-up counts written every few seconds
     // One read before the listeners open; the window fills behind it (scan), and the queue is
     // counted a moment later: neither holds the start at a million queued.
     await this.window.refill(1);
@@ -168,6 +177,7 @@ export class Scheduler implements QueueAdmin {
     if (this.recountTimer) clearInterval(this.recountTimer);
     this.timer = undefined;
     this.dispatcher.cancelWaiting();
+    this.egress.stop();
     if (this.active.size === 0) return;
     let t: NodeJS.Timeout | undefined;
     const grace = new Promise<void>((resolve) => { t = setTimeout(resolve, Math.max(0, graceMs)); });

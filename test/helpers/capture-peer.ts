@@ -10,6 +10,9 @@ export interface CapturedMessage {
   readonly recipients: string[];
   readonly mailParams: string;
   readonly data: Buffer;
+  /** The client's source address and the name it gave in EHLO/HELO. */
+  readonly clientAddress?: string;
+  readonly ehlo?: string;
 }
 
 export interface CapturePeer {
@@ -45,6 +48,8 @@ function serve(sock: Socket, out: CapturedMessage[], smtputf8: boolean): void {
   let from = '';
   let params = '';
   let rcpts: string[] = [];
+  let ehlo = '';
+  const clientAddress = (sock.remoteAddress ?? '').replace(/^::ffff:/, '');
   const reply = (s: string) => sock.write(s + '\r\n');
   reply('220 capture.test ESMTP');
   sock.on('data', (chunk: Buffer) => {
@@ -57,7 +62,7 @@ function serve(sock: Socket, out: CapturedMessage[], smtputf8: boolean): void {
         const raw = atStart ? Buffer.alloc(0) : buf.subarray(0, end + 2);
         buf = buf.subarray(atStart ? 3 : end + 5);
         const data = Buffer.from(raw.toString('latin1').replace(/(^|\r\n)\./g, '$1'), 'latin1');
-        out.push({ mailFrom: from, recipients: rcpts, mailParams: params, data });
+        out.push({ mailFrom: from, recipients: rcpts, mailParams: params, data, clientAddress, ehlo });
         inData = false;
         reply('250 2.0.0 captured');
         continue;
@@ -67,6 +72,7 @@ function serve(sock: Socket, out: CapturedMessage[], smtputf8: boolean): void {
       const line = buf.subarray(0, nl).toString('utf8');
       buf = buf.subarray(nl + 2);
       const verb = line.slice(0, 4).toUpperCase();
+      if (verb === 'EHLO' || verb === 'HELO') ehlo = line.slice(5).trim();
       if (verb === 'EHLO') reply(['250-capture.test', '250-PIPELINING', '250-8BITMIME', ...(smtputf8 ? ['250-SMTPUTF8'] : []), '250-DSN', '250 ENHANCEDSTATUSCODES'].join('\r\n'));
       else if (verb === 'HELO') reply('250 capture.test');
       else if (verb === 'MAIL') {
