@@ -243,6 +243,11 @@ export const configSchema = z.object({
     delayWarningMs: z.number().int().min(0).default(4 * 3600_000),
     /** Where a bounce that cannot be delivered goes: to the postmaster, or dropped with a log line. */
     doubleBounce: z.enum(['postmaster', 'drop']).default('postmaster'),
+    /**
+     * Group MX destinations into sites by their MX host set (scheduler/sites.ts): domains hosted at
+     * one provider share connections, the connection cap and the dead-destination cache.
+     */
+    sites: z.boolean().default(true),
     /** Parallel connections per destination (next hop). */
     connectionsPerDestination: z.number().int().positive().default(10),
     /** Parallel outbound connections in all. */

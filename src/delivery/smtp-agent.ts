@@ -381,8 +381,15 @@ function planKey(p: HopTlsPolicy, stsId = '', reportOnly = ''): string {
   return JSON.stringify([p.level, p.implicit, p.caFile ?? '', p.servername ?? '', stsId, reportOnly]);
 }
 
-/** Connections are pooled per next hop and egress source (a connection bound to one address serves only its source). */
-const poolKey = (req: DeliveryRequest<NextHop>): string => (req.egress ? `${nextHopKey(req.nextHop)}|${req.egress.name}` : nextHopKey(req.nextHop));
+/**
+ * Connections are pooled per site (the MX host set, else the next hop) and egress source: a
+ * connection bound to one address serves only its source; a pooled one is reused only under the
+ * same TLS plan (attempt()).
+ */
+const poolKey = (req: DeliveryRequest<NextHop>): string => {
+  const dest = req.site ?? nextHopKey(req.nextHop);
+  return req.egress ? `${dest}|${req.egress.name}` : dest;
+};
 
 const hopDomain = (hop: NextHop): string => (hop.kind === 'mx' ? hop.domain : hop.host);
 

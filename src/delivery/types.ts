@@ -46,6 +46,11 @@ export interface DeliveryRequest<H extends NextHop = NextHop> {
    * pooled per next hop and source. Absent: delivery.sourceAddress and heloName.
    */
   readonly egress?: { readonly name: string; readonly address?: string; readonly ehloName?: string };
+  /**
+   * The site of the next hop (scheduler/sites.ts: its MX host set) when it differs from the
+   * next-hop key: connections are pooled per site, so domains hosted together share them.
+   */
+  readonly site?: string;
 }
 
 /**

@@ -14,6 +14,7 @@ import { StoreError, toPostlineError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { DeliveryAgent, DeliveryRequest, RecipientResult } from '../delivery/types.js';
 import { egressPathKey, type Egress, type EgressSource } from './egress.js';
+import type { Sites } from './sites.js';
 import type { EventRecord, RecipientEventType } from '../events/record.js';
 import { isSmtpHop, nextHopKey, type NextHop } from '../routing/types.js';
 import type { DsnOwed, QueuedMessage, QueuedRecipient, QueueStore, RecipientStatus, RecipientUpdate } from '../spool/types.js';
@@ -36,6 +37,8 @@ export interface RoundContext {
    */
   readonly returnPath?: (msg: QueuedMessage, hop: NextHop) => ((idx: number) => string) | undefined;
   readonly dispatcher: Dispatcher;
+  /** Sites by MX set (sites.ts): the key of the dispatcher, the dead cache and the agent's pool; absent: the next-hop key. */
+  readonly sites?: Sites;
   /** Egress sources and pools (egress.ts); absent or without pools: deliveries leave as configured in delivery.* */
   readonly egress?: Egress;
   /** Dead destinations and waiting caps (destinations.ts). */
@@ -195,27 +198,29 @@ async function sendGroup(
     r.out.postponeUntil = Math.min(r.out.postponeUntil ?? until, until);
     return undefined;
   };
-  const postpone = (waiting: number): undefined => postponeTo(ctx.clock.now() + book.postponeMs(g.key, waiting, ctx.clock.now()));
+  const postpone = (waiting: number): undefined => postponeTo(ctx.clock.now() + book.postponeMs(site, waiting, ctx.clock.now()));
   // The source of this delivery (egress.ts): its own concurrency slot per destination (the path key).
   const pick = ctx.egress?.enabled && g.hop && isSmtpHop(g.hop)
     ? ctx.egress.pick({ mailFrom: msg.mailFrom, ...(msg.origin?.apiKey !== undefined ? { apiKey: msg.origin.apiKey } : {}), ...(msg.tags ? { tags: msg.tags } : {}) }, ctx.random)
     : undefined;
   if (pick && 'waitUntil' in pick) return postponeTo(pick.waitUntil);
   const source = pick?.source;
-  const path = source ? egressPathKey(g.key, source.name) : g.key;
+  // The site (MX set) is the unit of connections, the dead cache and the waiting guard; with a source, the path.
+  const site = ctx.sites ? await ctx.sites.of(g.key, g.hop!) : g.key;
+  const path = source ? egressPathKey(site, source.name) : site;
   const rcpt = g.recipients[0]!.address;
   const shaped = await ctx.shaping.resolve(g.key, g.hop!, rcpt.slice(rcpt.lastIndexOf('@') + 1));
   const now = ctx.clock.now();
   const held = ctx.shaping.heldUntil(shaped, msg.id, now);
   if (held !== undefined) return postponeTo(held);
-  const adm = book.admit(g.key, now);
+  const adm = book.admit(site, now);
   if (adm.kind === 'suspended') return suspendGroup(ctx, g, r.attempt, r.state, adm);
   if (adm.kind === 'wait') return postponeTo(adm.until);
   const waiting = ctx.dispatcher.waitingFor(path);
   if (adm.kind === 'go' && waiting > 0) {
     // Head-of-line guard: more waiting than the destination can take soon; the excess already
     // waiting is shed too (a host that stopped answering is found within seconds).
-    const cap = book.waitingCap(g.key, now);
+    const cap = book.waitingCap(site, now);
     if (waiting >= cap) {
       ctx.dispatcher.shed(path, cap);
       return postpone(waiting);
@@ -223,7 +228,7 @@ async function sendGroup(
   }
   const slot = await ctx.shaping.pace(shaped, msg.id, ctl.signal);
   if (slot !== undefined) {
-    if (adm.kind === 'probe') book.probeCancelled(g.key);
+    if (adm.kind === 'probe') book.probeCancelled(site);
     return slot === ABORTED ? undefined : postponeTo(slot);
   }
   let probe = adm.kind === 'probe';
@@ -235,42 +240,42 @@ async function sendGroup(
     heldAt = ctx.shaping.heldUntil(shaped, msg.id, ctx.clock.now());
     if (heldAt !== undefined) return WAIT_FOR_PROBE;
     // Marked dead while this waited for a slot: deferred like the others, without connecting.
-    const again = adm.kind === 'go' ? book.admit(g.key, ctx.clock.now()) : adm;
+    const again = adm.kind === 'go' ? book.admit(site, ctx.clock.now()) : adm;
     if (again.kind === 'suspended') {
       suspended = true;
       return suspendGroup(ctx, g, r.attempt, r.state, again);
     }
     if (again.kind === 'wait') return WAIT_FOR_PROBE;
     if (again.kind === 'probe') probe = true;
-    began = book.began(g.key, ctx.clock.now());
+    began = book.began(site, ctx.clock.now());
     try {
       if (source) ctx.egress!.sent(source.name);
-      return await deliverGroup(ctx, msg, g, ctl, r.state, shaped.request, source);
+      return await deliverGroup(ctx, msg, g, ctl, r.state, shaped.request, source, site);
     } finally {
-      book.ended(g.key, began, ctx.clock.now());
+      book.ended(site, began, ctx.clock.now());
     }
   });
   if (results === SHED) return postpone(ctx.dispatcher.waitingFor(path));
   if (results === WAIT_FOR_PROBE) {
-    if (probe) book.probeCancelled(g.key);
+    if (probe) book.probeCancelled(site);
     return heldAt !== undefined ? postponeTo(heldAt) : postpone(0);
   }
   if (results === CANCELLED || results === undefined) {
-    if (probe) book.probeCancelled(g.key);
+    if (probe) book.probeCancelled(site);
     return undefined;
   }
   if (suspended) return results;
   // A "slow down" reply (delivery.throttlePatterns) suspends or throttles; such a host answered: not dead.
   const signalled = ctx.shaping.observe(shaped, results, began);
   const dead = !signalled && results.length > 0 && results.every((x) => x.destination === 'unreachable');
-  const until = book.report(g.key, ctx.clock.now(), dead ? { unreachable: true, reason: results[0]!.diagnostic } : { unreachable: false });
-  if (until !== undefined) ctx.logger.info({ nextHop: g.key, until: new Date(until).toISOString(), reason: results[0]!.diagnostic }, 'destination unreachable; its mail is deferred without connecting until then');
+  const until = book.report(site, ctx.clock.now(), dead ? { unreachable: true, reason: results[0]!.diagnostic } : { unreachable: false });
+  if (until !== undefined) ctx.logger.info({ nextHop: g.key, site, until: new Date(until).toISOString(), reason: results[0]!.diagnostic }, 'destination unreachable; its mail is deferred without connecting until then');
   return results;
 }
 
 /** Calls the agent for one group; undefined when the round was aborted before it started. */
 async function deliverGroup(
-  ctx: RoundContext, msg: QueuedMessage, g: Group, ctl: RoundControl, state: { bodyFailure?: string }, shaping: DeliveryRequest['shaping'], source?: EgressSource,
+  ctx: RoundContext, msg: QueuedMessage, g: Group, ctl: RoundControl, state: { bodyFailure?: string }, shaping: DeliveryRequest['shaping'], source?: EgressSource, site?: string,
 ): Promise<RecipientResult[] | undefined> {
   if (ctl.signal.aborted || !g.hop) return undefined;
   const noteBodyError = (err: unknown): void => {
@@ -280,7 +285,7 @@ async function deliverGroup(
   const req: DeliveryRequest = {
     queueId: msg.id, mailFrom: msg.mailFrom, bodyType: msg.bodyType, smtputf8: msg.smtputf8, ret: msg.ret,
     ...(msg.utf8Headers !== undefined ? { utf8Headers: msg.utf8Headers } : {}),
-    envid: msg.envid, size: msg.size, nextHop: g.hop, signal: ctl.signal, ...(shaping ? { shaping } : {}), ...(source ? { egress: source } : {}),
+    envid: msg.envid, size: msg.size, nextHop: g.hop, signal: ctl.signal, ...(shaping ? { shaping } : {}), ...(source ? { egress: source } : {}), ...(site && site !== g.key ? { site } : {}),
     recipients: g.recipients.map((r) => ({ idx: r.idx, address: r.address, notify: r.notify, orcpt: r.orcpt })),
     openBody: () => {
       try {

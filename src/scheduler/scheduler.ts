@@ -26,6 +26,7 @@ import { DueWindow } from './due-window.js';
 import { Notifier, type DsnPort } from './notify.js';
 import { aboutMessage, runRound, type RoundContext } from './round.js';
 import { Egress, destinationOfPath } from './egress.js';
+import { Sites } from './sites.js';
 import { overlayUnrecorded, writeUnrecorded } from './unrecorded.js';
 import type { EventRecord } from '../events/record.js';
 
@@ -79,6 +80,8 @@ export class Scheduler implements QueueAdmin {
   readonly shaping: Shaping;
   /** Egress sources, pools and warm-up counts (egress.ts). */
   readonly egress: Egress;
+  /** Destinations grouped by MX host set (sites.ts). */
+  readonly sites: Sites;
   /** Messages in the store (held included): counted at start, kept by enqueue and removal, recounted each minute. */
   private queued = 0;
   private recountTimer: NodeJS.Timeout | undefined;
@@ -105,7 +108,7 @@ export class Scheduler implements QueueAdmin {
     });
     // The scheduler is the one authority on connections per destination; the agent's pool follows.
     // Dispatcher keys are egress paths (destination x source) when pools are configured: each gets the destination's cap.
-    const concurrency = (key: string): number => this.shaping.concurrency(destinationOfPath(key));
+    const concurrency = (key: string): number => this.shaping.concurrency(this.sites.destinationOf(destinationOfPath(key)));
     this.dispatcher = new Dispatcher(d.maxConnections, concurrency);
     this.maxActive = o.maxActiveMessages ?? d.maxActiveMessages;
     if (!(this.maxActive >= 1)) throw new RangeError('maxActiveMessages must be >= 1');
@@ -114,11 +117,12 @@ export class Scheduler implements QueueAdmin {
       retry: d.retry, concurrency, minWaiting: Math.max(2 * d.connectionsPerDestination, 20), horizonMs: d.destinationBacklogMs,
     });
     this.notifier = new Notifier({ store: o.store, dsn: o.dsn, config: o.config, logger: o.logger, clock: o.clock });
+    this.sites = new Sites({ ...(o.mxNames ? { mxNames: (d: string) => this.shaping.mxNamesOf(d) } : {}), enabled: () => o.config.delivery.sites });
     this.egress = new Egress({ config: () => o.config.egress, clock: o.clock, logger: o.logger, ...(o.egressFile ? { file: o.egressFile } : {}) });
     this.ctx = {
       store: o.store, agent: o.agent, route: o.route, ...(o.returnPath ? { returnPath: o.returnPath } : {}), dispatcher: this.dispatcher, clock: o.clock,
       config: o.config, logger: o.logger, random: o.random ?? Math.random, unrecorded: new Map(), destinations: this.destinations, shaping: this.shaping,
-      egress: this.egress,
+      egress: this.egress, sites: this.sites,
     };
     this.dests = new DestinationAdmin({
       store: o.store, clock: o.clock, logger: o.logger, shaping: this.shaping, book: this.destinations, notifier: this.notifier, unrecorded: this.ctx.unrecorded,

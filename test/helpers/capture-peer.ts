@@ -18,13 +18,17 @@ export interface CapturedMessage {
 export interface CapturePeer {
   readonly port: number;
   readonly messages: CapturedMessage[];
+  /** Connections accepted so far. */
+  connections(): number;
   close(): Promise<void>;
 }
 
 export async function startCapturePeer(opts: { smtputf8?: boolean } = {}): Promise<CapturePeer> {
   const messages: CapturedMessage[] = [];
   const sockets = new Set<Socket>();
+  let accepted = 0;
   const server = createServer((sock) => {
+    accepted++;
     sockets.add(sock);
     sock.on('close', () => sockets.delete(sock));
     sock.on('error', () => {});
@@ -35,6 +39,7 @@ export async function startCapturePeer(opts: { smtputf8?: boolean } = {}): Promi
   return {
     port,
     messages,
+    connections: () => accepted,
     close: () => new Promise<void>((resolve) => {
       sockets.forEach((s) => s.destroy());
       server.close(() => resolve());
