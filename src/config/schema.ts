@@ -248,6 +248,13 @@ export const configSchema = z.object({
      * one provider share connections, the connection cap and the dead-destination cache.
      */
     sites: z.boolean().default(true),
+    /**
+     * Slow start: connections at once to a destination not seen for 10 minutes; the window then
+     * grows with each delivery that reached the host (about one more per window-full), up to
+     * connectionsPerDestination or the shaping rule, and shrinks with failed connections (Postfix
+     * initial_destination_concurrency).
+     */
+    initialConcurrency: z.number().int().min(1).default(5),
     /** Parallel connections per destination (next hop). */
     connectionsPerDestination: z.number().int().positive().default(10),
     /** Parallel outbound connections in all. */

@@ -2,8 +2,11 @@
  * Dispatcher: runs delivery requests under a global concurrency cap (delivery.maxConnections) and
  * a per-destination cap (destination = next hop key: traffic shaping's `concurrency(key)`, the
  * matching rule's maxConnections or delivery.connectionsPerDestination, read at each start). Work
- * beyond the caps waits in one FIFO per destination; free slots are handed out round-robin across
- * destinations, so one slow destination with a long backlog cannot starve the others.
+ * beyond the caps waits per destination; free slots are handed out round-robin across
+ * destinations, so one slow destination with a long backlog cannot starve the others. Within a
+ * destination, work waits per flow (the sender: API key, SMTP user or sender domain) in FIFOs
+ * served round-robin too, so one sender's bulk send does not hold back everyone else's mail to
+ * that destination; shedding takes the newest work of the longest flows first.
  */
 
 /** Returned by `run` for work that was cancelled before it started (shutdown). */
@@ -16,8 +19,67 @@ interface Job {
   readonly cancel: (why: typeof CANCELLED | typeof SHED) => void;
 }
 
+/** The waiting work of one destination: a FIFO per flow, served round-robin. */
+class FairQueue {
+  private readonly flows = new Map<string, Job[]>();
+  private order: string[] = [];
+  private next = 0;
+  length = 0;
+
+  push(flow: string, job: Job): void {
+    const q = this.flows.get(flow);
+    if (q) q.push(job);
+    else {
+      this.flows.set(flow, [job]);
+      this.order.push(flow);
+    }
+    this.length++;
+  }
+
+  /** The oldest job of the next flow in turn. */
+  shift(): Job | undefined {
+    if (this.order.length === 0) return undefined;
+    const i = this.next % this.order.length;
+    const flow = this.order[i]!;
+    const q = this.flows.get(flow)!;
+    const job = q.shift()!;
+    this.length--;
+    if (q.length === 0) {
+      this.flows.delete(flow);
+      this.order.splice(i, 1);
+      this.next = this.order.length ? i % this.order.length : 0;
+    } else {
+      this.next = (i + 1) % this.order.length;
+    }
+    return job;
+  }
+
+  /** Removes up to `n` jobs, the newest of the longest flows first. */
+  takeNewest(n: number): Job[] {
+    const out: Job[] = [];
+    while (out.length < n && this.length > 0) {
+      let longest = this.order[0]!;
+      for (const f of this.order) if (this.flows.get(f)!.length > this.flows.get(longest)!.length) longest = f;
+      const q = this.flows.get(longest)!;
+      out.push(q.pop()!);
+      this.length--;
+      if (q.length === 0) {
+        const i = this.order.indexOf(longest);
+        this.flows.delete(longest);
+        this.order.splice(i, 1);
+        this.next = this.order.length ? this.next % this.order.length : 0;
+      }
+    }
+    return out;
+  }
+
+  all(): Job[] {
+    return [...this.flows.values()].flat();
+  }
+}
+
 export class Dispatcher {
-  private readonly waiting = new Map<string, Job[]>();
+  private readonly waiting = new Map<string, FairQueue>();
   /** Destinations with waiting work, in round-robin order. */
   private ring: string[] = [];
   private cursor = 0;
@@ -58,10 +120,11 @@ export class Dispatcher {
   }
 
   /**
-   * Runs `task` when a slot for `key` is free. Resolves with the task's result, or CANCELLED when
-   * `cancelWaiting()` was called before it started. Rejects only when the task rejects.
+   * Runs `task` when a slot for `key` is free, in turn with the other flows waiting for `key`
+   * (`flow`: the sender, default one flow for all). Resolves with the task's result, or CANCELLED
+   * when `cancelWaiting()` was called before it started, or SHED. Rejects only when the task rejects.
    */
-  run<T>(key: string, task: () => Promise<T>): Promise<T | typeof CANCELLED | typeof SHED> {
+  run<T>(key: string, task: () => Promise<T>, flow = ''): Promise<T | typeof CANCELLED | typeof SHED> {
     return new Promise((resolve, reject) => {
       const job: Job = {
         cancel: (why) => resolve(why),
@@ -73,19 +136,20 @@ export class Dispatcher {
           p.then(resolve, reject).finally(() => this.finished(key));
         },
       };
-      const q = this.waiting.get(key);
-      if (q) q.push(job);
-      else {
-        this.waiting.set(key, [job]);
+      let q = this.waiting.get(key);
+      if (!q) {
+        q = new FairQueue();
+        this.waiting.set(key, q);
         this.ring.push(key);
       }
+      q.push(flow, job);
       this.pump();
     });
   }
 
   /** Cancels every task that has not started (they resolve with CANCELLED). Running tasks go on. */
   cancelWaiting(): void {
-    const jobs = [...this.waiting.values()].flat();
+    const jobs = [...this.waiting.values()].flatMap((q) => q.all());
     this.waiting.clear();
     this.ring = [];
     this.cursor = 0;
@@ -96,7 +160,7 @@ export class Dispatcher {
   shed(key: string, keep: number): number {
     const q = this.waiting.get(key);
     if (!q || q.length <= keep) return 0;
-    const out = q.splice(Math.max(0, keep));
+    const out = q.takeNewest(q.length - Math.max(0, keep));
     if (q.length === 0) {
       this.waiting.delete(key);
       const i = this.ring.indexOf(key);

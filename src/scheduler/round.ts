@@ -39,6 +39,8 @@ export interface RoundContext {
   readonly dispatcher: Dispatcher;
   /** Sites by MX set (sites.ts): the key of the dispatcher, the dead cache and the agent's pool; absent: the next-hop key. */
   readonly sites?: Sites;
+  /** Slow start (concurrency-window.ts): told of each delivery whether it reached its host. */
+  readonly windows?: { feedback(key: string, reached: boolean): void };
   /** Egress sources and pools (egress.ts); absent or without pools: deliveries leave as configured in delivery.* */
   readonly egress?: Egress;
   /** Dead destinations and waiting caps (destinations.ts). */
@@ -254,7 +256,7 @@ async function sendGroup(
     } finally {
       book.ended(site, began, ctx.clock.now());
     }
-  });
+  }, flowOf(msg));
   if (results === SHED) return postpone(ctx.dispatcher.waitingFor(path));
   if (results === WAIT_FOR_PROBE) {
     if (probe) book.probeCancelled(site);
@@ -268,9 +270,21 @@ async function sendGroup(
   // A "slow down" reply (delivery.throttlePatterns) suspends or throttles; such a host answered: not dead.
   const signalled = ctx.shaping.observe(shaped, results, began);
   const dead = !signalled && results.length > 0 && results.every((x) => x.destination === 'unreachable');
+  if (results.length > 0) ctx.windows?.feedback(path, !dead);
   const until = book.report(site, ctx.clock.now(), dead ? { unreachable: true, reason: results[0]!.diagnostic } : { unreachable: false });
   if (until !== undefined) ctx.logger.info({ nextHop: g.key, site, until: new Date(until).toISOString(), reason: results[0]!.diagnostic }, 'destination unreachable; its mail is deferred without connecting until then');
   return results;
+}
+
+/**
+ * The flow (sender) of a message, for fairness within a destination (dispatcher.ts): its API key,
+ * else its SMTP user, else its sender's domain ('' for bounces).
+ */
+export function flowOf(msg: Pick<QueuedMessage, 'mailFrom' | 'origin'>): string {
+  const o = msg.origin;
+  if (o?.apiKey !== undefined) return `key:${o.apiKey}`;
+  if (o?.authUser !== undefined) return `user:${o.authUser}`;
+  return `domain:${msg.mailFrom.slice(msg.mailFrom.lastIndexOf('@') + 1).toLowerCase()}`;
 }
 
 /** Calls the agent for one group; undefined when the round was aborted before it started. */

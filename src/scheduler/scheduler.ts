@@ -27,6 +27,7 @@ import { Notifier, type DsnPort } from './notify.js';
 import { aboutMessage, runRound, type RoundContext } from './round.js';
 import { Egress, destinationOfPath } from './egress.js';
 import { Sites } from './sites.js';
+import { ConcurrencyWindows } from './concurrency-window.js';
 import { overlayUnrecorded, writeUnrecorded } from './unrecorded.js';
 import type { EventRecord } from '../events/record.js';
 
@@ -82,6 +83,8 @@ export class Scheduler implements QueueAdmin {
   readonly egress: Egress;
   /** Destinations grouped by MX host set (sites.ts). */
   readonly sites: Sites;
+  /** Slow start per dispatcher key (concurrency-window.ts). */
+  private readonly windows: ConcurrencyWindows;
   /** Messages in the store (held included): counted at start, kept by enqueue and removal, recounted each minute. */
   private queued = 0;
   private recountTimer: NodeJS.Timeout | undefined;
@@ -109,7 +112,9 @@ export class Scheduler implements QueueAdmin {
     // The scheduler is the one authority on connections per destination; the agent's pool follows.
     // Dispatcher keys are egress paths (destination x source) when pools are configured: each gets the destination's cap.
     const concurrency = (key: string): number => this.shaping.concurrency(this.sites.destinationOf(destinationOfPath(key)));
-    this.dispatcher = new Dispatcher(d.maxConnections, concurrency);
+    // Slow start: the dispatcher's cap is the concurrency window, at most the shaping cap.
+    this.windows = new ConcurrencyWindows({ initial: () => o.config.delivery.initialConcurrency, now: () => o.clock.now() });
+    this.dispatcher = new Dispatcher(d.maxConnections, (key) => this.windows.limit(key, concurrency(key)));
     this.maxActive = o.maxActiveMessages ?? d.maxActiveMessages;
     if (!(this.maxActive >= 1)) throw new RangeError('maxActiveMessages must be >= 1');
     this.window = new DueWindow(o.store, o.dueWindow ?? d.dueWindow, 5000, o.logger);
@@ -123,6 +128,7 @@ export class Scheduler implements QueueAdmin {
       store: o.store, agent: o.agent, route: o.route, ...(o.returnPath ? { returnPath: o.returnPath } : {}), dispatcher: this.dispatcher, clock: o.clock,
       config: o.config, logger: o.logger, random: o.random ?? Math.random, unrecorded: new Map(), destinations: this.destinations, shaping: this.shaping,
       egress: this.egress, sites: this.sites,
+      windows: { feedback: (key, reached) => this.windows.feedback(key, reached, concurrency(key)) },
     };
     this.dests = new DestinationAdmin({
       store: o.store, clock: o.clock, logger: o.logger, shaping: this.shaping, book: this.destinations, notifier: this.notifier, unrecorded: this.ctx.unrecorded,

@@ -72,3 +72,49 @@ test('dispatcher: cancelWaiting resolves waiting jobs with CANCELLED; a rejectin
   assert.equal(await d.run('A', async () => 7), 7);
   assert.throws(() => new Dispatcher(0, 1), RangeError);
 });
+
+test('dispatcher: within a destination, flows (senders) take turns; a bulk flow does not hold back another', async () => {
+  const d = new Dispatcher(1, 1);
+  const order: string[] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((r) => { release = r; });
+  const first = d.run('gmail', () => gate, 'bulk');
+  const jobs: Promise<unknown>[] = [first];
+  for (let i = 0; i < 5; i++) jobs.push(d.run('gmail', async () => { order.push(`bulk${i}`); }, 'bulk'));
+  jobs.push(d.run('gmail', async () => { order.push('alert'); }, 'app'));
+  release();
+  await Promise.all(jobs);
+  assert.deepEqual(order, ['bulk0', 'alert', 'bulk1', 'bulk2', 'bulk3', 'bulk4'], 'the other sender goes second, not last');
+});
+
+test('dispatcher: shedding takes the newest work of the longest flow first', async () => {
+  const d = new Dispatcher(1, 1);
+  let release!: () => void;
+  const gate = new Promise<void>((r) => { release = r; });
+  const running = d.run('x', () => gate, 'bulk');
+  const bulk = Array.from({ length: 6 }, (_, i) => d.run('x', async () => `bulk${i}`, 'bulk'));
+  const app = [d.run('x', async () => 'app0', 'app'), d.run('x', async () => 'app1', 'app')];
+  assert.equal(d.shed('x', 4), 4);
+  release();
+  await running;
+  const got = await Promise.all([...bulk, ...app]);
+  assert.deepEqual(got.map((v) => (typeof v === 'symbol' ? 'shed' : v)), ['bulk0', 'bulk1', 'shed', 'shed', 'shed', 'shed', 'app0', 'app1']);
+});
+
+test('slow start: a new destination starts at the initial window, grows with deliveries that reached it, shrinks with failed connections', async () => {
+  const { ConcurrencyWindows } = await import('../../../src/scheduler/concurrency-window.js');
+  let now = 0;
+  const w = new ConcurrencyWindows({ initial: () => 2, now: () => now, idleMs: 60_000 });
+  assert.equal(w.limit('k', 10), 2);
+  assert.equal(w.limit('k', 1), 1, 'never above the cap');
+  for (let i = 0; i < 3; i++) w.feedback('k', true, 10); // 2 -> 2.5 -> 2.9 -> 3.24
+  assert.equal(w.limit('k', 10), 3, 'one more after about a window-full of deliveries');
+  for (let i = 0; i < 200; i++) w.feedback('k', true, 10);
+  assert.equal(w.limit('k', 10), 10, 'up to the cap, not past it');
+  w.feedback('k', false, 10);
+  assert.equal(w.limit('k', 10), 9);
+  for (let i = 0; i < 20; i++) w.feedback('k', false, 10);
+  assert.equal(w.limit('k', 10), 1, 'never below one');
+  now += 60_001;
+  assert.equal(w.limit('k', 10), 2, 'forgotten when idle: slow again');
+});
