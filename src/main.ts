@@ -32,6 +32,9 @@ import { SmtpDeliveryAgent } from './delivery/smtp-agent.js';
 import { TransportRegistry } from './delivery/transports.js';
 import { ReturnPaths, isOwnMail } from './bounce/return-path.js';
 import { loadOrCreateSecret } from './core/secret-file.js';
+import { MaildirAgent } from './local/maildir-agent.js';
+import { InternalAgent } from './local/internal-agent.js';
+import { localRecipientRules } from './local/rules.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import { ControlServer } from './control/server.js';
 import { SmtpServer } from './smtpd/server.js';
@@ -165,6 +168,8 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     isTrusted: (s) => s.authUser !== undefined || policy?.mayRelay(s) === true,
     onAccepted: (ms) => observeAccept?.(ms),
     modifiers: () => modifiers,
+    // local.aliases expanded and local routes in mode hold, at acceptance (compiled again after a reload).
+    local: localRecipientRules(config),
   });
   const resolver = createResolver(config.delivery.dns);
   const router = createRouter(config);
@@ -175,7 +180,11 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     ownListeners: config.listeners.map((l) => ({ address: l.address, port: l.port })),
   });
   // One agent per transport (delivery/transports.ts); the scheduler hands each group to its next hop's.
-  const transports = new TransportRegistry({ smtp: agent });
+  const transports = new TransportRegistry({
+    smtp: agent,
+    maildir: new MaildirAgent({ config: () => config.local.maildir, logger }),
+    internal: new InternalAgent(),
+  });
   // Signed per-recipient return paths at bounces.domain (bounce/return-path.ts), for our own users' SMTP mail.
   const returnPaths = config.bounces.domain
     ? new ReturnPaths({ domain: config.bounces.domain, prefix: config.bounces.prefix, key: config.bounces.keyFile ? readFileSync(config.bounces.keyFile) : loadOrCreateSecret(config.dataDir, 'return-path.key') })

@@ -34,6 +34,7 @@ import { ModifierChain, type ModifierContext, type ModifierFactory } from './mod
 import { validateMeta, type MetaLimits } from './meta.js';
 import { buildReceived, receivedProtocol } from './received.js';
 import { soleRecipient, uniqueRecipients } from './recipients.js';
+import { expandAliases, type LocalRecipientRules } from '../routing/aliases.js';
 
 /** The configuration keys cleanup reads. */
 export type CleanupConfig = Pick<PostlineConfig, 'hostname'> & {
@@ -66,6 +67,11 @@ export interface CleanupOptions {
    * message (so a reload takes effect for the next one); the chain sorts them by stage.
    */
   readonly modifiers?: () => readonly ModifierFactory[];
+  /**
+   * Local recipient rules (aliases.ts: `local.aliases` expanded at acceptance, `local.routes` in
+   * hold mode), read for each new message (a reload applies to the next one). Absent: none.
+   */
+  readonly local?: () => LocalRecipientRules | undefined;
 }
 
 const DEFAULT_META_LIMITS: MetaLimits = { maxTags: 32, maxTagLength: 128, maxMetadataBytes: 4096 };
@@ -91,7 +97,10 @@ export class Cleanup implements MessageSink, SubmissionSink {
     this.isTrusted = opts.isTrusted ?? ((s) => s.authUser !== undefined);
     this.onAccepted = opts.onAccepted;
     this.modifiers = opts.modifiers ?? (() => []);
+    this.local = opts.local ?? (() => undefined);
   }
+
+  private readonly local: () => LocalRecipientRules | undefined;
 
   private readonly modifiers: () => readonly ModifierFactory[];
 
@@ -133,7 +142,8 @@ export class Cleanup implements MessageSink, SubmissionSink {
     }
     const started = this.clock.now();
     const id = newQueueId(started);
-    envelope = this.withoutDuplicates(id, envelope);
+    envelope = this.recipientsOf(id, envelope);
+    const held = this.holds(envelope);
     const origin = originOf(s);
     const ctx: ModifierContext = { queueId: id, envelope, origin, session: s, role: s.listener.role, trusted: this.isTrusted(s) };
     const chain = this.chainFor(ctx);
@@ -159,7 +169,7 @@ export class Cleanup implements MessageSink, SubmissionSink {
       bodyType: envelope.bodyType, chain, rechain: () => this.chainFor(ctx), reopen: () => this.openBody(id),
       // Our Received field is part of the header section too ("for <UTF-8 address>").
       commit: async (f, w) => {
-        const queueId = await this.commit(id, envelope, origin, w, withUtf8(f, envelope, received));
+        const queueId = await this.commit(id, envelope, origin, w, withUtf8(f, envelope, received), [], held);
         this.onAccepted?.(this.clock.now() - started);
         return queueId;
       },
@@ -213,7 +223,8 @@ export class Cleanup implements MessageSink, SubmissionSink {
     const meta = sub.meta ? validateMeta(sub.meta, this.metaLimits()) : undefined;
     const started = this.clock.now();
     const id = newQueueId(started);
-    const env = this.withoutDuplicates(id, envelope);
+    const env = this.recipientsOf(id, envelope);
+    const held = this.holds(env);
     const ctx: ModifierContext = { queueId: id, envelope: env, origin: sub.origin, role: sub.origin.kind === 'api' ? 'api' : 'dsn', trusted: true };
     const chain = this.chainFor(ctx);
     const body = await this.openBody(id);
@@ -239,7 +250,7 @@ export class Cleanup implements MessageSink, SubmissionSink {
         const merged = { ...f.meta, ...meta };
         const m = merged.tags || merged.metadata || merged.sendAt !== undefined ? merged : undefined;
         result = { messageId: f.messageId, meta: m };
-        return this.commit(id, env, sub.origin, w, { ...withUtf8(f, env, received), meta: m });
+        return this.commit(id, env, sub.origin, w, { ...withUtf8(f, env, received), meta: m }, [], held);
       },
     });
     msg.write(sub.body);
@@ -260,7 +271,8 @@ export class Cleanup implements MessageSink, SubmissionSink {
   async inject(envelope: Envelope, body: Buffer, origin: MessageOrigin, events: readonly EventRecord[] = []): Promise<string> {
     if (!envelope.recipients.length) throw new PostlineError('ERR_NO_RECIPIENTS', 'inject without recipients', { temporary: false });
     const id = newQueueId(this.clock.now());
-    envelope = this.withoutDuplicates(id, envelope);
+    envelope = this.recipientsOf(id, envelope);
+    const held = this.holds(envelope);
     const ctx: ModifierContext = { queueId: id, envelope, origin, role: 'dsn', trusted: true };
     const chain = this.chainFor(ctx);
     const writer = await this.openBody(id);
@@ -271,7 +283,7 @@ export class Cleanup implements MessageSink, SubmissionSink {
       maxReceived: Number.MAX_SAFE_INTEGER, maxSize: Number.MAX_SAFE_INTEGER, now: () => this.clock.now(),
       smtputf8: envelope.smtputf8, bodyType: envelope.bodyType, chain, rechain: () => this.chainFor(ctx), reopen: () => this.openBody(id),
       commit: (f, w) => this.commit(id, envelope, origin, w, withUtf8(f, envelope, received),
-        events.map((e) => (e.type === 'dsn.queued' ? { ...e, dsnQueueId: id } : e))),
+        events.map((e) => (e.type === 'dsn.queued' ? { ...e, dsnQueueId: id } : e)), held),
     });
     msg.write(body);
     await msg.drain();
@@ -279,15 +291,26 @@ export class Cleanup implements MessageSink, SubmissionSink {
   }
 
   /**
-   * The envelope with duplicate recipients removed (recipients.ts: same address, NOTIFY and ORCPT,
-   * compared in lower case, as Postfix's cleanup does). smtpd answered 250 to each RCPT and counted
-   * each toward limits.maxRecipients, as Postfix's smtpd does; only the queue sees one.
+   * The envelope with aliases expanded (aliases.ts: `local.aliases`, ORCPT kept) and duplicate
+   * recipients removed (recipients.ts: same address, NOTIFY and ORCPT, compared in lower case, as
+   * Postfix's cleanup does). smtpd answered 250 to each RCPT and counted each toward
+   * limits.maxRecipients, as Postfix's smtpd does; only the queue sees one.
+   * @throws AliasLoopError (554 5.4.6) when an expansion loops or passes `local.aliasLimits`.
    */
-  private withoutDuplicates(id: string, envelope: Envelope): Envelope {
-    const recipients = uniqueRecipients(envelope.recipients);
+  private recipientsOf(id: string, envelope: Envelope): Envelope {
+    const rules = this.local();
+    const expanded = rules ? expandAliases(envelope.recipients, rules.aliases, rules.limits) : envelope.recipients;
+    if (expanded !== envelope.recipients) this.logger.debug({ queueId: id, given: envelope.recipients.length, expanded: expanded.length }, 'aliases expanded');
+    const recipients = uniqueRecipients(expanded);
     if (recipients === envelope.recipients) return envelope;
-    this.logger.debug({ queueId: id, given: envelope.recipients.length, kept: recipients.length }, 'duplicate recipients removed');
+    if (recipients.length !== expanded.length) this.logger.debug({ queueId: id, given: expanded.length, kept: recipients.length }, 'duplicate recipients removed');
     return { ...envelope, recipients };
+  }
+
+  /** True when a recipient's local route holds mail (mode hold): the message is committed held. */
+  private holds(envelope: Envelope): boolean {
+    const rules = this.local();
+    return !!rules && envelope.recipients.some((r) => rules.holds(r.address));
   }
 
   private async openBody(id: string): Promise<BodyWriter> {
@@ -300,9 +323,13 @@ export class Cleanup implements MessageSink, SubmissionSink {
     }
   }
 
-  /** Commits with its 'message.received' event (same transaction), tells the scheduler, logs one line. */
+  /**
+   * Commits with its 'message.received' event (same transaction), tells the scheduler, logs one
+   * line. `held`: committed on hold, with its 'message.held' event (reason "local route") in the
+   * same commit; `postline queue release` lets it go.
+   */
   private async commit(
-    id: string, env: Envelope, origin: MessageOrigin, body: BodyWriter, f: CommitFacts, more: readonly EventRecord[] = [],
+    id: string, env: Envelope, origin: MessageOrigin, body: BodyWriter, f: CommitFacts, more: readonly EventRecord[] = [], held = false,
   ): Promise<string> {
     const { messageId, utf8Headers, meta, prepend } = f;
     const now = this.clock.now();
@@ -321,6 +348,7 @@ export class Cleanup implements MessageSink, SubmissionSink {
       ...(messageId !== undefined ? { messageId } : {}),
       ...(meta ? { meta } : {}),
       ...(prepend ? { prepend } : {}),
+      ...(held ? { held } : {}),
     };
     const recipients = env.recipients.map((r) => r.address);
     const received: EventRecord = {
@@ -331,7 +359,14 @@ export class Cleanup implements MessageSink, SubmissionSink {
       ...(meta?.metadata ? { metadata: meta.metadata } : {}),
       ...(f.auth ? { auth: f.auth } : {}),
     };
-    const q = await this.store.commit(msg, body, [received, ...more]);
+    const hold: EventRecord[] = held ? [{
+      type: 'message.held', at: now, queueId: id, mailFrom: env.mailFrom, reason: 'local route',
+      ...(messageId !== undefined ? { messageId } : {}),
+      ...(meta?.tags ? { tags: meta.tags } : {}),
+      ...(meta?.metadata ? { metadata: meta.metadata } : {}),
+      origin: { kind: origin.kind, ...(origin.listener !== undefined ? { listener: origin.listener } : {}), ...(origin.apiKey !== undefined ? { apiKey: origin.apiKey } : {}) },
+    }] : [];
+    const q = await this.store.commit(msg, body, [received, ...more, ...hold]);
     this.onQueued?.(q);
     this.logger.info({
       queueId: id, from: env.mailFrom, recipients, size: q.size, messageId,
@@ -339,6 +374,7 @@ export class Cleanup implements MessageSink, SubmissionSink {
       ...(origin.proxyAddress ? { proxy: origin.proxyAddress } : {}),
       ...(origin.forwarded ? { origClient: `${origin.forwarded.name ?? 'unknown'}[${origin.forwarded.addr ?? 'unknown'}]`, origQueueId: origin.forwarded.ident } : {}),
       ...(f.auth ? { auth: authSummary(f.auth) } : {}),
+      ...(held ? { held } : {}),
     }, 'message queued');
     return id;
   }

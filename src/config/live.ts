@@ -7,7 +7,8 @@
  * established SMTP sessions and deliveries in flight carry on; what they do next follows the new
  * values.
  *
- * Live: `limits.*` (but `limits.auth.windowMs` restarts the AUTH counts), `timeouts.*`, `policy.*` (DNS lists, their resolver and cache are rebuilt when they changed; trustedProxies, xclientNetworks, xforwardNetworks), `relay.*`, `received.*`, `events.*` (retention), `tls.cert` / `tls.key` / `tls.certificates` (files read again; new TLS sessions), and
+ * Live: `local.*` (routes, aliases, maildir: the router, policy and cleanup read them again for the
+ * next recipient, message or delivery), `limits.*` (but `limits.auth.windowMs` restarts the AUTH counts), `timeouts.*`, `policy.*` (DNS lists, their resolver and cache are rebuilt when they changed; trustedProxies, xclientNetworks, xforwardNetworks), `relay.*`, `received.*`, `events.*` (retention), `tls.cert` / `tls.key` / `tls.certificates` (files read again; new TLS sessions), and
  * `delivery.` relayhost, routes, mxPort, tls, tlsPolicies, mtaSts, chunking, heloName, retry,
  * maxQueueLifetimeMs, bounceQueueLifetimeMs, delayWarningMs, doubleBounce, connectTimeoutMs,
  * commandTimeoutMs, dataDoneTimeoutMs, transactionTimeoutMs, recipientsPerTransaction (a pooled
@@ -34,7 +35,7 @@ export const LIVE_DELIVERY_KEYS = [
 ] as const satisfies readonly (keyof PostlineConfig['delivery'])[];
 
 /** Top-level sections taken over whole. */
-const LIVE_SECTIONS = ['limits', 'timeouts', 'relay', 'tls', 'received', 'events', 'policy'] as const;
+const LIVE_SECTIONS = ['limits', 'timeouts', 'relay', 'tls', 'received', 'events', 'policy', 'local'] as const;
 
 /** What a reload did: keys applied, and keys that changed but need a restart (dotted paths). */
 export interface LiveReloadResult {

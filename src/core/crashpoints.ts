@@ -29,6 +29,10 @@ export const CRASH_POINTS = {
   'dsn-before-queue': 'after the bounce is recorded, before the DSN is queued',
   /** scheduler: the DSN is queued, the "DSN owed" mark not yet cleared. */
   'dsn-after-queue': 'after the DSN is queued, before the owed mark is cleared',
+  /** maildir agent: the first body chunk is in tmp/, the rest not yet (local/maildir.ts). */
+  'maildir-mid-write': 'while a Maildir file is written in tmp/, after its first body chunk',
+  /** maildir agent: the file is renamed into new/ (delivered), the outcome not yet returned. */
+  'maildir-after-rename': 'after a Maildir file was renamed into new/, before the outcome is written',
   /** HTTP API: a sending request's messages are committed and their IDs recorded under its Idempotency-Key, the 202 not yet sent. */
   'api-after-commit-before-answer': 'after the API request\'s submits committed, before its 202 answer',
 } as const;

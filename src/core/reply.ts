@@ -128,6 +128,8 @@ export const R = {
   authLineTooLong: reply(500, '5.5.6', 'Authentication exchange line is too long'),
   authBadBase64: reply(501, '5.5.2', 'Cannot decode base64 response'),
   noSuchUser: reply(550, '5.1.1', 'Recipient address rejected: user unknown'),
+  /** A `local.routes` entry in mode reject matched the recipient. */
+  rejectedByLocalRoute: (address: string) => reply(550, '5.1.1', `<${address}>: recipient rejected by local route`),
   relayDenied: reply(554, '5.7.1', 'Relay access denied'),
   senderNotOwned: reply(553, '5.7.1', 'Sender address rejected: not owned by user'),
   sizeExceeded: reply(552, '5.3.4', 'Message size exceeds fixed maximum message size'),

@@ -14,6 +14,8 @@ import { splitAddress } from '../core/envelope.js';
 import { R, type SmtpReply } from '../core/reply.js';
 import type { RecipientDecision, SessionInfo, SmtpPolicy } from '../core/session.js';
 import { NetworkList } from './networks.js';
+import { compileLocalRoutes, type LocalRoutes } from '../routing/local-routes.js';
+import { aliasKey, aliasMap, AliasLoopError, expandAliases, type AliasMap } from '../routing/aliases.js';
 import type { UserStore } from './users.js';
 
 /**
@@ -60,13 +62,21 @@ export interface PolicyDeps {
 export class RelayPolicy implements SmtpPolicy {
   private trusted!: NetworkList;
   private readonly locals = new Map<string, LocalDomain>();
+  /** `local.routes` compiled (with relay.localDomains): reject mode, and the domains routes name. */
+  private routes: LocalRoutes = compileLocalRoutes([]);
+  /** `local.aliases` by key, and the domains of alias addresses (alias-only domains accept only their aliases). */
+  private aliases: AliasMap = new Map();
+  private aliasDomains = new Set<string>();
   private free = { at: 0, bytes: Infinity };
 
   constructor(private readonly deps: PolicyDeps) {
     this.reload();
   }
 
-  /** Rebuilds the trusted networks and local domains from `config.relay` (after a SIGHUP reload). */
+  /**
+   * Rebuilds the trusted networks and local domains from `config.relay`, and the local routes and
+   * aliases from `config.local` (after a SIGHUP reload).
+   */
   reload(): void {
     const { config } = this.deps;
     this.trusted = new NetworkList(config.relay.trustedNetworks);
@@ -76,11 +86,47 @@ export class RelayPolicy implements SmtpPolicy {
       const list = typeof d === 'string' ? undefined : d.recipients;
       this.locals.set(name, { recipients: list ? new Set(list.map((r) => r.toLowerCase())) : undefined });
     }
+    const local = config.local;
+    this.routes = compileLocalRoutes(local?.routes ?? [], config.relay.localDomains.map((d) => (typeof d === 'string' ? d : d.domain)));
+    this.aliases = aliasMap(local?.aliases ?? {}).map;
+    this.aliasDomains = new Set([...this.aliases.keys()].map((k) => k.slice(k.lastIndexOf('@') + 1)));
   }
 
-  /** True when `domain` is one of relay.localDomains (IDN and case insensitive). */
+  /**
+   * True when `domain` is local (IDN and case insensitive): one of relay.localDomains, a domain a
+   * local route names (local-routes.ts isLocalDomain), or the domain of an alias address.
+   */
   isLocalDomain(domain: string): boolean {
-    return this.locals.has(canonicalDomain(domain));
+    const c = canonicalDomain(domain);
+    return this.locals.has(c) || (c !== '' && (this.routes.isLocalDomain(c) || this.aliasDomains.has(c)));
+  }
+
+  /**
+   * The local rules of one recipient: an alias is accepted (554 5.4.6 when its expansion loops or
+   * passes local.aliasLimits); a local route in mode reject refuses it (550 5.1.1); in a domain
+   * named only by aliases, other addresses are unknown (550 5.1.1, like Postfix's
+   * virtual_alias_domains). @returns the decision, or undefined when relay.localDomains decides.
+   */
+  private localDecision(rcpt: Recipient, local: string, domain: string): RecipientDecision | undefined {
+    const address = `${local}@${domain}`;
+    const key = aliasKey(address);
+    if (this.aliases.has(key)) {
+      const limits = this.deps.config.local?.aliasLimits ?? { depth: 10, recipients: 1000 };
+      try {
+        expandAliases([rcpt], this.aliases, limits);
+      } catch (err) {
+        if (err instanceof AliasLoopError) return { accept: false, reply: err.reply };
+        throw err;
+      }
+      return { accept: true, recipient: rcpt };
+    }
+    const route = this.routes.size > 0 ? this.routes.find(address) : undefined;
+    if (route?.mode === 'reject') return { accept: false, reply: R.rejectedByLocalRoute(rcpt.address) };
+    const c = canonicalDomain(domain);
+    if (this.locals.has(c)) return undefined; // relay.localDomains (and its recipient lists) decide
+    if (route || this.routes.isLocalDomain(c)) return { accept: true, recipient: rcpt };
+    if (this.aliasDomains.has(c)) return { accept: false, reply: R.noSuchUser };
+    return undefined;
   }
 
   /** True when `address` is in relay.trustedNetworks. */
@@ -115,8 +161,10 @@ export class RelayPolicy implements SmtpPolicy {
       return { accept: true, recipient: { ...rcpt, address: postmasterAddress(this.deps.config), orcpt: rcpt.orcpt ?? { addrType: 'rfc822', address: rcpt.address } } };
     }
     if (domain === '') return { accept: false, reply: R.addressSyntax('a domain is required') };
+    const decided = routed ? undefined : this.localDecision(rcpt, local, domain);
+    if (decided) return decided;
     if (!routed && this.isLocalDomain(domain)) {
-      const ld = this.locals.get(canonicalDomain(domain))!;
+      const ld = this.locals.get(canonicalDomain(domain)) ?? {};
       if (ld.recipients && !ld.recipients.has(localLower) && !ld.recipients.has(`${localLower}@${canonicalDomain(domain)}`) && !ld.recipients.has(rcpt.address.toLowerCase())) {
         return { accept: false, reply: R.noSuchUser };
       }

@@ -53,13 +53,26 @@ export function routeFor(routes: readonly RouteConfig[], recipientAddress: strin
   return routes.find((r) => routeMatches(r, domain));
 }
 
-/** Creates a router over `config.local.routes` and `config.delivery` (routes, relayhost, mxPort, tls). */
+/**
+ * Creates a router over `config.local.routes` and `config.delivery` (routes, relayhost, mxPort,
+ * tls), read at each call (a SIGHUP reload applies to the next delivery).
+ */
 export function createRouter(config: PostlineConfig): Router {
   const d = config.delivery;
-  const local = compileLocalRoutes(config.local.routes, config.relay.localDomains.map((x) => (typeof x === 'string' ? x : x.domain)));
+  // Compiled again when a reload (config/live.ts) replaced local.routes or relay.localDomains.
+  let compiledFrom: [unknown, unknown] = [undefined, undefined];
+  let local = compileLocalRoutes([]);
+  const localRoutes = () => {
+    if (compiledFrom[0] !== config.local.routes || compiledFrom[1] !== config.relay.localDomains) {
+      local = compileLocalRoutes(config.local.routes, config.relay.localDomains.map((x) => (typeof x === 'string' ? x : x.domain)));
+      compiledFrom = [config.local.routes, config.relay.localDomains];
+    }
+    return local;
+  };
   return {
     route(recipientAddress: string): NextHop {
-      const lr = local.size > 0 ? local.find(recipientAddress) : undefined;
+      const table = localRoutes();
+      const lr = table.size > 0 ? table.find(recipientAddress) : undefined;
       const lh = lr && localNextHop(lr);
       if (lh) return lh;
       const raw = domainOf(recipientAddress);

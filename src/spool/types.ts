@@ -127,6 +127,8 @@ export interface NewMessage {
    * once and never rewritten) and given out by `openBody` in front of the body.
    */
   readonly prepend?: string;
+  /** Commit the message on hold (a local route in mode hold): not delivered until released. */
+  readonly held?: boolean;
 }
 
 /**

@@ -91,7 +91,7 @@ export class MemoryQueueStore implements QueueStore {
       ...(msg.utf8Headers !== undefined ? { utf8Headers: msg.utf8Headers } : {}),
       ret: msg.ret, envid: msg.envid, size: data.length, arrivedAt: msg.arrivedAt, origin: msg.origin,
       recipients: msg.recipients.map((r, idx) => ({ idx, address: r.address, notify: r.notify, orcpt: r.orcpt, status: 'pending' })),
-      attempts: 0, nextAttemptAt: Math.max(msg.arrivedAt, msg.meta?.sendAt ?? 0), held: false,
+      attempts: 0, nextAttemptAt: Math.max(msg.arrivedAt, msg.meta?.sendAt ?? 0), held: msg.held === true,
       ...(msg.meta?.sendAt !== undefined && msg.meta.sendAt > msg.arrivedAt ? { sendAt: msg.meta.sendAt } : {}),
       ...(msg.messageId !== undefined ? { messageId: msg.messageId } : {}),
       ...(msg.meta?.tags ? { tags: msg.meta.tags } : {}),

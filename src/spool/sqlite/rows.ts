@@ -198,7 +198,7 @@ export function newMessageRow(msg: NewMessage, bodySize: number): MessageRow {
     origin: JSON.stringify(msg.origin),
     attempts: 0,
     next_attempt_at: msg.arrivedAt,
-    held: 0,
+    held: msg.held ? 1 : 0,
     last_error: null,
     utf8_headers: msg.utf8Headers === undefined ? null : msg.utf8Headers ? 1 : 0,
     message_id: msg.messageId ?? null,

@@ -8,7 +8,7 @@ import { ManualClock } from '../../../src/core/clock.js';
 import { EventBus } from '../../../src/events/bus.js';
 import type { PostlineEvent } from '../../../src/events/types.js';
 import type { SessionInfo } from '../../../src/core/session.js';
-import { Cleanup, type CleanupConfig } from '../../../src/cleanup/cleanup.js';
+import { Cleanup, type CleanupConfig, type CleanupOptions } from '../../../src/cleanup/cleanup.js';
 import { SqliteQueueStore } from '../../../src/spool/sqlite/store.js';
 import { tempDir } from '../spool/helpers.js';
 
@@ -37,6 +37,7 @@ export interface Harness {
 
 export async function harness(
   config: Partial<CleanupConfig['limits']> = {}, logger: Logger = silentLogger(), received?: CleanupConfig['received'],
+  local?: CleanupOptions['local'],
 ): Promise<Harness> {
   const { dir, cleanup: rmDir } = await tempDir('postline-cleanup-');
   const clock = new ManualClock(1_700_000_000_000);
@@ -49,6 +50,7 @@ export async function harness(
   const cleanup = new Cleanup({
     store, logger, clock,
     config: { hostname: 'mx.postline.test', limits: { maxMessageSize: 10 * 1024 * 1024, maxReceivedHeaders: 30, ...config }, ...(received ? { received } : {}) },
+    ...(local ? { local } : {}),
   });
   return { cleanup, store, events, clock, dir, close: async () => { await store.close(); await rmDir(); } };
 }
