@@ -8,6 +8,7 @@
  * Owns: the message layout. It does not decide whether a DSN is due (the scheduler does), nor
  * bound how much of the original is returned (the caller passes what to attach).
  */
+import { PostlineError, StateError } from '../core/errors.js';
 import { randomBytes } from 'node:crypto';
 import type { DsnInput } from './types.js';
 import { formatDate, foldHeaderLine, makeMessageId } from '../rfc5322/format.js';
@@ -30,7 +31,7 @@ function pickBoundary(content: Buffer): string {
     const b = `=_postline_dsn_${randomBytes(12).toString('hex')}`;
     if (content.indexOf(b) < 0) return b;
   }
-  throw new Error('could not pick a MIME boundary');
+  throw new PostlineError('ERR_INTERNAL', 'could not pick a MIME boundary');
 }
 
 function headerField(name: string, value: string): string {
@@ -65,7 +66,7 @@ function originalPart(input: DsnInput, global: boolean, kind: DsnKind): Part {
  * @throws Error when `input.recipients` is empty.
  */
 export function buildDsn(input: DsnInput): Buffer {
-  if (!input.recipients.length) throw new Error('a DSN needs at least one recipient report');
+  if (!input.recipients.length) throw new StateError('a DSN needs at least one recipient report');
   const global = input.smtputf8 === true;
   const kind = dsnKind(input.recipients);
   const host = cleanText(input.reportingMta, false);

@@ -5,6 +5,7 @@
  *
  * `create` prints the key once: its last line of stdout is the key alone (scripts take `tail -n 1`).
  */
+import { UsageError } from '../core/errors.js';
 import type { Command } from 'commander';
 import type { PostlineConfig } from '../config/schema.js';
 import { NoDataDirError } from '../core/errors.js';
@@ -46,7 +47,7 @@ export function registerApiKeyCommands(program: Command, loadConfig: (file?: str
       let rate: number | undefined;
       if (opts.rate !== undefined) {
         rate = Number(opts.rate);
-        if (!/^\d+$/.test(opts.rate)) throw new Error(`--rate must be a whole number of messages per minute, not "${opts.rate}"`);
+        if (!/^\d+$/.test(opts.rate)) throw new UsageError(`--rate must be a whole number of messages per minute, not "${opts.rate}"`);
       }
       const domains = list(opts.domain);
       const store = open(cfg, true);
@@ -87,7 +88,7 @@ export function registerApiKeyCommands(program: Command, loadConfig: (file?: str
     .action(async (name: string, opts: { config?: string }) => {
       const store = open(loadConfig(opts.config), false);
       try {
-        if (!(await store.revoke(name))) throw new Error(`no active API key named ${name}`);
+        if (!(await store.revoke(name))) throw new UsageError(`no active API key named ${name}`);
         console.log(`API key ${name} revoked`);
       } finally {
         await store.close();

@@ -8,6 +8,7 @@
  * the configured resolver (delivery.dns) and says whether each matches our key: exit 0 when all
  * do, 1 otherwise.
  */
+import { UsageError } from '../core/errors.js';
 import type { Command } from 'commander';
 import { createPrivateKey } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -54,7 +55,7 @@ export async function checkKeys(keys: readonly DkimKey[], resolver: Resolver): P
     const name = recordName(k.selector, k.domain);
     let why: string | undefined;
     try {
-      if (!resolver.resolveTxt) throw new Error('the resolver cannot look up TXT records');
+      if (!resolver.resolveTxt) throw new UsageError('the resolver cannot look up TXT records');
       why = recordMismatch(await resolver.resolveTxt(name), k);
     } catch (err) {
       why = err instanceof DnsError && err.kind !== 'temporary' ? 'no TXT record published' : `lookup failed: ${(err as Error).message}`;

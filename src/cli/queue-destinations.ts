@@ -3,6 +3,7 @@
  * (traffic shaping, src/scheduler/shaping.ts) and the bulk bounce. Registered by queue.ts, through
  * the same request runner (control socket, else the store and the destination states table).
  */
+import { UsageError } from '../core/errors.js';
 import type { Command } from 'commander';
 import type { ControlRequest } from '../control/protocol.js';
 import type { DestinationStatus } from '../scheduler/admin.js';
@@ -25,7 +26,7 @@ const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000,
 export function parseDuration(text: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/i.exec(text);
   const ms = m ? Math.round(Number(m[1]) * UNITS[(m[2] ?? 's').toLowerCase()]!) : NaN;
-  if (!(ms >= 1)) throw new Error(`bad duration "${text}": expected a number with s, m, h or d (e.g. 30m)`);
+  if (!(ms >= 1)) throw new UsageError(`bad duration "${text}": expected a number with s, m, h or d (e.g. 30m)`);
   return ms;
 }
 
@@ -70,7 +71,7 @@ export function registerDestinationCommands(queue: Command, deps: DestinationCom
     .option('-c, --config <file>', 'configuration file').option('--domain <domain>', 'the pending recipients in this domain')
     .option('--sender <address>', 'every message with this envelope sender (exact, as `queue list` shows it; "" for bounces)')
     .action(async (o: { config?: string; domain?: string; sender?: string }) => {
-      if (o.domain === undefined && o.sender === undefined) throw new Error('give --domain DOMAIN or --sender ADDRESS');
+      if (o.domain === undefined && o.sender === undefined) throw new UsageError('give --domain DOMAIN or --sender ADDRESS');
       const req: ControlRequest = { op: 'bounce', ...(o.domain !== undefined ? { domain: o.domain } : {}), ...(o.sender !== undefined ? { sender: o.sender } : {}) };
       const r = (await run(o, req, BOUNCE_TIMEOUT_MS)) as { bounced: number; offline?: boolean };
       write(`bounced ${r.bounced} message${r.bounced === 1 ? '' : 's'}${offlineNote(r, 'the DSNs are sent when `postline serve` starts')}\n`);

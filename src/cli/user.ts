@@ -2,6 +2,7 @@
  * `postline user add|list|delete`: manages SMTP AUTH users in the data directory (src/policy/users.ts).
  * The password is read from stdin when it is not a terminal (one line), else prompted for without echo.
  */
+import { UsageError } from '../core/errors.js';
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -55,7 +56,7 @@ export function registerUserCommands(program: Command, loadConfig: (file?: strin
     .action(async (name: string, opts: { config?: string; sender?: string[] }) => {
       const cfg = loadConfig(opts.config);
       const password = await readPassword(`Password for ${name}: `);
-      if (!password) throw new Error('empty password: give it on stdin or at the prompt');
+      if (!password) throw new UsageError('empty password: give it on stdin or at the prompt');
       const fresh = !hasData(cfg.dataDir);
       await new UserStore(cfg.dataDir).set(name, password, opts.sender);
       console.log(`user ${name} saved`);
@@ -81,7 +82,7 @@ export function registerUserCommands(program: Command, loadConfig: (file?: strin
     .action((name: string, opts: { config?: string }) => {
       const cfg = loadConfig(opts.config);
       needData(cfg.dataDir);
-      if (!new UserStore(cfg.dataDir).delete(name)) throw new Error(`no such user: ${name}`);
+      if (!new UserStore(cfg.dataDir).delete(name)) throw new UsageError(`no such user: ${name}`);
       console.log(`user ${name} deleted`);
     });
 }

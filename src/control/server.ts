@@ -4,6 +4,7 @@
  * of queue state. Protocol in protocol.ts. A bad request gets {ok:false}; nothing a client sends
  * can crash the server. Owns the socket file: removes a stale one at start and its own at stop.
  */
+import { PostlineError } from '../core/errors.js';
 import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../core/log.js';
@@ -41,7 +42,7 @@ export class ControlServer {
     if (this.server) return;
     const path = this.o.socketPath;
     if (existsSync(path)) {
-      if (await socketAnswers(path)) throw new Error(`control socket ${path} is in use: is another Postline running on this data directory?`);
+      if (await socketAnswers(path)) throw new PostlineError('ERR_DATA_DIR_LOCKED', `control socket ${path} is in use: is another Postline running on this data directory?`, { temporary: false });
       unlinkSync(path);
     }
     const server = createServer((sock) => this.onConnection(sock));

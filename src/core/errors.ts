@@ -3,11 +3,14 @@
  * SMTP reply it maps to. Unknown failures are temporary.
  */
 import { R, type SmtpReply } from './reply.js';
+import type { ErrorCode } from './error-codes.js';
+
+export type { ErrorCode } from './error-codes.js';
 
 /** Base class of every error Postline raises on purpose. */
 export class PostlineError extends Error {
-  /** Stable machine-readable code, e.g. 'ERR_STORE_FULL'. */
-  readonly code: string;
+  /** Stable machine-readable code, e.g. 'ERR_STORE_FULL' (core/error-codes.ts). */
+  readonly code: ErrorCode;
   /** True when retrying later may succeed (4xx), false for permanent failures (5xx). */
   readonly temporary: boolean;
   /** The reply a client is given when this error ends a command. */
@@ -15,13 +18,29 @@ export class PostlineError extends Error {
   /** A refusal by a policy check ("dmarc"): named in the message.rejected event and its metrics. */
   readonly check?: string;
 
-  constructor(code: string, message: string, opts: { temporary?: boolean; reply?: SmtpReply; cause?: unknown; check?: string } = {}) {
+  constructor(code: ErrorCode, message: string, opts: { temporary?: boolean; reply?: SmtpReply; cause?: unknown; check?: string } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'PostlineError';
     this.code = code;
     this.temporary = opts.temporary ?? true;
     this.reply = opts.reply ?? R.localError;
     if (opts.check !== undefined) this.check = opts.check;
+  }
+}
+
+/** A command was given bad arguments (the CLI); permanent. */
+export class UsageError extends PostlineError {
+  constructor(message: string) {
+    super('ERR_USAGE', message, { temporary: false });
+    this.name = 'UsageError';
+  }
+}
+
+/** A call made in the wrong state (started twice, used after close); a programming error. */
+export class StateError extends PostlineError {
+  constructor(message: string) {
+    super('ERR_STATE', message, { temporary: false });
+    this.name = 'StateError';
   }
 }
 

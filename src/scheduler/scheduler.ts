@@ -10,6 +10,7 @@
  *
  * Owns: scheduling state in memory, and every store write except cleanup's commit.
  */
+import { StateError } from '../core/errors.js';
 import type { PostlineConfig } from '../config/schema.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
@@ -151,7 +152,7 @@ export class Scheduler implements QueueAdmin {
    * @throws StoreError when the store cannot be counted; Error when started twice.
    */
   async start(): Promise<void> {
-    if (this.started) throw new Error('scheduler already started');
+    if (this.started) throw new StateError('scheduler already started');
     this.started = true;
     await this.shaping.start(); // the suspended and throttled destinations (a small table)
     this.egress.start(); // warm-up counts written every few seconds

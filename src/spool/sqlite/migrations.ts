@@ -5,6 +5,7 @@
  * `PRAGMA user_version`; each migration runs once, in order, inside its own transaction.
  * Append new migrations at the end; never edit one that has shipped.
  */
+import { StoreError } from '../../core/errors.js';
 import type Database from 'better-sqlite3';
 
 /** One schema step: `version` is 1, 2, 3... in order. */
@@ -196,7 +197,7 @@ export function migrate(db: Database.Database, migrations: readonly Migration[] 
   const current = db.pragma('user_version', { simple: true }) as number;
   const newest = migrations.length ? migrations[migrations.length - 1].version : 0;
   if (current > newest) {
-    throw new Error(`queue database schema version ${current} is newer than this Postline (${newest})`);
+    throw new StoreError(`queue database schema version ${current} is newer than this Postline (${newest})`);
   }
   for (const m of migrations) {
     if (m.version <= current) continue;

@@ -38,7 +38,7 @@ function recorder(name: string, stage: ModifierFactory['stage'], log: Seen[], ov
         body(chunk) { bytes += chunk.length; },
         end(v) {
           log.push({ name, what: `end body=${bytes} prepended=${v.prepended.map((p) => p.split(':')[0]).join(',')} top=${v.header.toString('latin1').split(':')[0]}` });
-          if (over.refuse) throw new PostlineError('ERR_TEST', 'refused', { temporary: false, reply: reply(550, '5.7.1', 'no thanks') });
+          if (over.refuse) throw new PostlineError('ERR_MODIFIER', 'refused', { temporary: false, reply: reply(550, '5.7.1', 'no thanks') });
           return [`X-${name}-End: end\r\n`];
         },
         abort() { log.push({ name, what: 'abort' }); },

@@ -158,7 +158,7 @@ describe('POST /api/v1/messages', () => {
       [new StoreError('disk full', { full: true }), 503],
       [new StoreError('I/O error'), 503],
       [new PostlineError('ERR_LOOP', 'loop', { temporary: false, reply: reply(554, '5.4.6', 'Too many hops') }), 422],
-      [new PostlineError('ERR_CONTENT', 'bad content', { temporary: false, reply: reply(550, '5.6.0', 'bad content') }), 422],
+      [new PostlineError('ERR_MODIFIER', 'bad content', { temporary: false, reply: reply(550, '5.6.0', 'bad content') }), 422],
       [new MetadataError('holds a control character', 'tags[1]'), 400],
     ];
     try {

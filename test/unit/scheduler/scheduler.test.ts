@@ -318,7 +318,7 @@ test('routing errors: temporary defers, permanent bounces', async () => {
   const { PostlineError } = await import('../../../src/core/errors.js');
   const s = h.restart();
   (s as unknown as { ctx: { route: (a: string) => unknown } }).ctx.route = (a: string) => {
-    throw a.startsWith('t') ? new PostlineError('ERR_DNS', 'dns timeout') : new PostlineError('ERR_NO_DOMAIN', 'no such domain', { temporary: false });
+    throw a.startsWith('t') ? new PostlineError('ERR_DNS_TEMPORARY', 'dns timeout') : new PostlineError('ERR_DNS_NXDOMAIN', 'no such domain', { temporary: false });
   };
   await h.put({ mailFrom: FROM, recipients: [{ address: 't@example.org' }, { address: 'p@example.org' }] }, BODY);
   await s.start();
