@@ -48,6 +48,37 @@ export interface Envelope {
   readonly declaredSize?: number;
 }
 
+/**
+ * The envelope facts a queued message keeps and each delivery of it sends (RFC 5321 MAIL FROM and
+ * its parameters): spool QueuedMessage / NewMessage and delivery DeliveryRequest extend this one
+ * shape instead of restating it.
+ */
+export interface EnvelopeFacts {
+  /** The reverse-path; '' for the null reverse-path (bounces). */
+  readonly mailFrom: string;
+  readonly bodyType: BodyType;
+  /** The sender asked for SMTPUTF8 (RFC 6531). */
+  readonly smtputf8: boolean;
+  /**
+   * SMTPUTF8 mail only: true when the header section holds non-ASCII (UTF-8, RFC 6532) bytes, set
+   * by cleanup when the message is received. Absent means unknown (older rows, other writers):
+   * delivery then assumes UTF-8 for SMTPUTF8 mail. Always false or absent without `smtputf8`.
+   */
+  readonly utf8Headers?: boolean;
+  /** DSN RET= (RFC 3461 4.3), when given. */
+  readonly ret?: DsnRet;
+  /** DSN ENVID= (RFC 3461 4.4), decoded, when given. */
+  readonly envid?: string;
+}
+
+/** One recipient of a queued message as the envelope carries it, with its stable index (0-based) in the message. */
+export interface IndexedRecipient {
+  readonly idx: number;
+  readonly address: string;
+  readonly notify?: readonly DsnNotify[];
+  readonly orcpt?: OriginalRecipient;
+}
+
 /** Splits "local@domain" at the last '@'. A domain-less address (e.g. "postmaster") has domain ''. */
 export function splitAddress(address: string): { local: string; domain: string } {
   const at = address.lastIndexOf('@');

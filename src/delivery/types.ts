@@ -5,32 +5,16 @@
  * replies and connection trouble (like Postfix's smtp_trouble).
  */
 import type { Readable } from 'node:stream';
-import type { BodyType, DsnNotify, DsnRet, OriginalRecipient } from '../core/envelope.js';
+import type { EnvelopeFacts, IndexedRecipient } from '../core/envelope.js';
 import type { NextHop } from '../routing/types.js';
 import type { EventRecord } from '../events/record.js';
 
-export interface DeliveryRecipient {
-  /** Index of the recipient in the queued message (passed back in the result). */
-  readonly idx: number;
-  readonly address: string;
-  readonly notify?: readonly DsnNotify[];
-  readonly orcpt?: OriginalRecipient;
-}
+/** A recipient to deliver: its index in the queued message (passed back in the result), address, NOTIFY, ORCPT. */
+export type DeliveryRecipient = IndexedRecipient;
 
 /** One delivery: a message and the recipients of one next hop (`H`: the kinds of hop the agent takes). */
-export interface DeliveryRequest<H extends NextHop = NextHop> {
+export interface DeliveryRequest<H extends NextHop = NextHop> extends EnvelopeFacts {
   readonly queueId: string;
-  readonly mailFrom: string;
-  readonly bodyType: BodyType;
-  /** The sender asked for SMTPUTF8 (RFC 6531). */
-  readonly smtputf8: boolean;
-  /**
-   * SMTPUTF8 mail: whether the header section holds UTF-8 (spool QueuedMessage.utf8Headers);
-   * undefined means unknown and counts as true. See mail-params.ts smtputf8Required.
-   */
-  readonly utf8Headers?: boolean;
-  readonly ret?: DsnRet;
-  readonly envid?: string;
   /** Body size in bytes (for SIZE=). */
   readonly size: number;
   readonly recipients: readonly DeliveryRecipient[];

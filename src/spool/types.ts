@@ -9,7 +9,7 @@
  * `quarantine`). Everyone else reads.
  */
 import type { Readable, Writable } from 'node:stream';
-import type { BodyType, DsnNotify, DsnRet, OriginalRecipient } from '../core/envelope.js';
+import type { DsnNotify, EnvelopeFacts, IndexedRecipient, OriginalRecipient } from '../core/envelope.js';
 import type { MessageMeta, MessageOrigin } from '../core/session.js';
 import type { EventQuery, EventRecord, StoredEvent } from '../events/record.js';
 
@@ -17,12 +17,7 @@ import type { EventQuery, EventRecord, StoredEvent } from '../events/record.js';
 export type RecipientStatus = 'pending' | 'delivered' | 'relayed' | 'bounced' | 'expired';
 
 /** One recipient as stored. */
-export interface QueuedRecipient {
-  /** Index within the message (0-based, stable). */
-  readonly idx: number;
-  readonly address: string;
-  readonly notify?: readonly DsnNotify[];
-  readonly orcpt?: OriginalRecipient;
+export interface QueuedRecipient extends IndexedRecipient {
   status: RecipientStatus;
   /** Last reply or reason seen for this recipient, one line ("451 4.3.0 text"), when any. */
   lastReply?: string;
@@ -49,19 +44,8 @@ export type DsnOwed = 'failure' | 'success';
 export type { MessageOrigin } from '../core/session.js';
 
 /** A message in the queue (metadata only; the body is read with `openBody`). */
-export interface QueuedMessage {
+export interface QueuedMessage extends EnvelopeFacts {
   readonly id: string;
-  readonly mailFrom: string;
-  readonly bodyType: BodyType;
-  readonly smtputf8: boolean;
-  /**
-   * SMTPUTF8 mail only: true when the header section holds non-ASCII (UTF-8, RFC 6532) bytes, set
-   * by cleanup when the message is received. Absent means unknown (older rows, other writers):
-   * delivery then assumes UTF-8 for SMTPUTF8 mail. Always false or absent without `smtputf8`.
-   */
-  readonly utf8Headers?: boolean;
-  readonly ret?: DsnRet;
-  readonly envid?: string;
   /**
    * Size in bytes of what `openBody` gives out: the prepended header fields (cleanup's modifier
    * chain, e.g. DKIM-Signature) plus the body as stored (CRLF line endings, unstuffed, with our
@@ -101,19 +85,8 @@ export interface BodyWriter {
 }
 
 /** What cleanup hands the store to commit. */
-export interface NewMessage {
+export interface NewMessage extends EnvelopeFacts {
   readonly id: string;
-  readonly mailFrom: string;
-  readonly bodyType: BodyType;
-  readonly smtputf8: boolean;
-  /**
-   * SMTPUTF8 mail only: true when the header section holds non-ASCII (UTF-8, RFC 6532) bytes, set
-   * by cleanup when the message is received. Absent means unknown (older rows, other writers):
-   * delivery then assumes UTF-8 for SMTPUTF8 mail. Always false or absent without `smtputf8`.
-   */
-  readonly utf8Headers?: boolean;
-  readonly ret?: DsnRet;
-  readonly envid?: string;
   readonly origin: MessageOrigin;
   readonly recipients: readonly { address: string; notify?: readonly DsnNotify[]; orcpt?: OriginalRecipient }[];
   readonly arrivedAt: number;
