@@ -102,3 +102,11 @@ export function toALabel(domain: string): string {
   return domainToASCII(d).toLowerCase();
 }
 
+/**
+ * A domain as a lookup key: its lower-case A-label (RFC 5890), or, when it is not a valid IDN,
+ * the name as written (trimmed, lower case, no trailing dot). For route and table matching.
+ */
+export function domainKey(domain: string): string {
+  return toALabel(domain) || domain.trim().replace(/\.$/, '').toLowerCase();
+}
+

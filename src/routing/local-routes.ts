@@ -9,13 +9,10 @@
  * parts case-insensitively (as Postfix's lookup tables do by default).
  */
 import type { LocalRouteConfig } from '../config/local-schema.js';
-import { splitAddress, toALabel } from '../core/envelope.js';
+import { splitAddress, domainKey } from '../core/envelope.js';
 import type { NextHop } from './types.js';
 
-/** A-label form for matching; a name that is not a valid IDN is compared as written (lower case). */
-function aLabel(domain: string): string {
-  return toALabel(domain) || domain.trim().replace(/\.$/, '').toLowerCase();
-}
+const aLabel = domainKey;
 
 /** The compiled table. */
 export interface LocalRoutes {

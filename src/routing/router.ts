@@ -7,7 +7,7 @@
  */
 import { isIP } from 'node:net';
 import type { PostlineConfig, RouteConfig } from '../config/schema.js';
-import { domainOf, toALabel } from '../core/envelope.js';
+import { domainOf, domainKey } from '../core/envelope.js';
 import { compileLocalRoutes, localNextHop } from './local-routes.js';
 import type { NextHop } from './types.js';
 
@@ -22,10 +22,7 @@ export interface Router {
   route(recipientAddress: string): NextHop;
 }
 
-/** A-label form for matching; a name that is not a valid IDN is compared as written (lower case). */
-function aLabel(domain: string): string {
-  return toALabel(domain) || domain.trim().replace(/\.$/, '').toLowerCase();
-}
+const aLabel = domainKey;
 
 function routeMatches(route: RouteConfig, domain: string): boolean {
   const pattern = route.domain.trim();
