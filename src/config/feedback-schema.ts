@@ -1,7 +1,9 @@
 /**
  * The `bounces` section: signed per-recipient return paths (bounce/return-path.ts) and the bounce
- * domain whose mail the feedback consumer reads. Kept apart from schema.ts by size only; the
- * README documents every key.
+ * domain whose mail the feedback consumer reads; and the `feedback` section: limits of the inbound
+ * report parsers (src/feedback/: parseBounce for DSNs and other bounces, parseArf for complaints;
+ * defaults as src/feedback/types.ts DEFAULT_FEEDBACK_LIMITS). Kept apart from schema.ts by size
+ * only; the README documents every key.
  */
 import { z } from 'zod';
 
@@ -20,3 +22,21 @@ export const bouncesSchema = z.object({
 }).strict();
 
 export type BouncesConfig = z.infer<typeof bouncesSchema>;
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+export const feedbackSchema = z.object({
+  /** Bytes of an inbound report read at most; the rest is ignored (reports put their machine-readable parts first). */
+  maxMessageBytes: z.number().int().min(KiB).max(64 * MiB).default(MiB),
+  /** Bytes kept of each MIME part of a report (as transfer-encoded). */
+  maxPartBytes: z.number().int().min(KiB).max(16 * MiB).default(128 * KiB),
+  /** MIME parts of a report read at most. */
+  maxParts: z.number().int().min(1).max(1000).default(64),
+  /** Longest header section of one part, bytes. */
+  maxHeaderBytes: z.number().int().min(KiB).max(MiB).default(64 * KiB),
+  /** Recipients (or complained addresses) taken from one report at most. */
+  maxRecipients: z.number().int().min(1).max(100_000).default(1000),
+}).strict();
+
+export type FeedbackConfig = z.infer<typeof feedbackSchema>;

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { hostname as osHostname } from 'node:os';
 import { hopTlsSchema, mtaStsSchema, mxTlsSchema, tlsPolicyRuleSchema } from './delivery-tls.js';
 import { localSchema } from './local-schema.js';
-import { bouncesSchema } from './feedback-schema.js';
+import { bouncesSchema, feedbackSchema } from './feedback-schema.js';
 import { egressSchema } from './egress-schema.js';
 import { authLimitsSchema, cidr, perClientSchema, policySchema } from './abuse-schema.js';
 import { arcSchema, authSchema, dkimKeySchema } from './auth-schema.js';
@@ -398,6 +398,8 @@ export const configSchema = z.object({
   arc: arcSchema.optional(),
   /** Webhook endpoints (src/webhooks/); reloaded on SIGHUP. */
   webhooks: z.array(webhookSchema).max(100).default([]),
+  /** Limits of the inbound DSN, bounce and complaint parsers (src/feedback/, config/feedback-schema.ts). */
+  feedback: feedbackSchema.prefault({}),
   log: z.object({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     /** json: one JSON line per event; pretty: human-readable; auto: pretty on a terminal. */
