@@ -48,6 +48,7 @@ export function formatEvent(e: StoredEvent): string {
   if (e.size !== undefined) parts.push(`size=${e.size}`);
   if (e.remoteHost !== undefined) parts.push(`relay=${e.remoteHost}`);
   if (e.dsn !== undefined) parts.push(`dsn=${e.dsn}`);
+  if (e.bounceClass !== undefined) parts.push(`class=${e.bounceClass}`);
   if (e.attempt !== undefined) parts.push(`attempt=${e.attempt}`);
   if (e.dsnQueueId !== undefined) parts.push(`dsn_queue_id=${e.dsnQueueId}`);
   if (e.tags?.length) parts.push(`tags=${e.tags.join(',')}`);

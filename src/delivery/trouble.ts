@@ -6,12 +6,18 @@
  * 4.4.2 bad connection, 4.4.3 directory server failure, 4.4.5 system congestion, 4.4.6 routing loop,
  * 4.5.0 protocol error, 4.7.x security), RFC 3464 (diagnostic text), RFC 3461 5.2.2 (who reports the
  * success of a relayed recipient). Rule: unknown trouble is temporary.
+ *
+ * Every deferred or bounced verdict also carries its bounce class (src/feedback/classify.ts for a
+ * reply; for local trouble by its kind: DNS → DnsFailure or BadDomain, connection trouble →
+ * NoAnswerFromHost / BadConnection, TLS → TlsFailure, ...), for the events and metrics.
  */
 import { PostlineError } from '../core/errors.js';
 import { replyToString, type SmtpReply } from '../core/reply.js';
 import type { DsnNotify } from '../core/envelope.js';
 import type { DeliveryOutcome, RecipientResult } from './types.js';
 import { SmtpClientError } from './client-error.js';
+import type { BounceClass } from '../feedback/classes.js';
+import { classifyReply } from '../feedback/classify.js';
 
 /** A classified outcome without the recipient index. */
 export interface Verdict {
@@ -20,6 +26,8 @@ export interface Verdict {
   readonly dsnStatus: string;
   readonly diagnostic: string;
   readonly remote: boolean;
+  /** Why it was not delivered (feedback/classes.ts); absent for delivered. */
+  readonly bounceClass?: BounceClass;
 }
 
 const STAGE_WORDS: Record<string, string> = {
@@ -40,18 +48,29 @@ export function statusOfReply(r: SmtpReply): string {
   return `${cls}.0.0`;
 }
 
-/** Classifies a reply (RFC 5321 4.2.1): 2xx delivered, 4xx deferred, 5xx bounced; anything else deferred. */
+/**
+ * Classifies a reply (RFC 5321 4.2.1): 2xx delivered, 4xx deferred, 5xx bounced; anything else
+ * deferred. A 4xx/5xx verdict gets the bounce class of the reply (feedback/classify.ts).
+ */
 export function verdictOfReply(r: SmtpReply, remote = true): Verdict {
   const diagnostic = replyToString(r);
   if (r.code >= 200 && r.code < 300) return { outcome: 'delivered', code: r.code, dsnStatus: statusOfReply(r), diagnostic, remote };
-  if (r.code >= 500 && r.code < 600) return { outcome: 'bounced', code: r.code, dsnStatus: statusOfReply(r), diagnostic, remote };
-  if (r.code >= 400 && r.code < 500) return { outcome: 'deferred', code: r.code, dsnStatus: statusOfReply(r), diagnostic, remote };
-  return { outcome: 'deferred', code: 451, dsnStatus: '4.5.0', diagnostic: `unexpected reply: ${diagnostic}`, remote };
+  const bounceClass = (): BounceClass => classifyReply(r.code, r.enhanced, r.lines.length === 1 ? r.lines[0]! : r.lines.join(' ')).class;
+  if (r.code >= 500 && r.code < 600) return { outcome: 'bounced', code: r.code, dsnStatus: statusOfReply(r), diagnostic, remote, bounceClass: bounceClass() };
+  if (r.code >= 400 && r.code < 500) return { outcome: 'deferred', code: r.code, dsnStatus: statusOfReply(r), diagnostic, remote, bounceClass: bounceClass() };
+  return { outcome: 'deferred', code: 451, dsnStatus: '4.5.0', diagnostic: `unexpected reply: ${diagnostic}`, remote, bounceClass: 'ProtocolErrors' };
 }
 
-function deferred(dsnStatus: string, diagnostic: string): Verdict {
-  return { outcome: 'deferred', code: 451, dsnStatus, diagnostic, remote: false };
+function deferred(dsnStatus: string, diagnostic: string, bounceClass: BounceClass): Verdict {
+  return { outcome: 'deferred', code: 451, dsnStatus, diagnostic, remote: false, bounceClass };
 }
+
+/** The bounce class of local connection trouble, by SmtpClientError kind. */
+const CLIENT_CLASS: Record<string, BounceClass> = {
+  connect: 'NoAnswerFromHost', lost: 'BadConnection', tls: 'TlsFailure', 'tls-required': 'TlsFailure', 'tls-verify': 'TlsFailure',
+  malformed: 'ProtocolErrors', 'auth-insecure': 'AuthFailure', 'auth-unavailable': 'AuthFailure', auth: 'AuthFailure', loop: 'RoutingErrors',
+  aborted: 'TransientFailure', pool: 'TransientFailure', local: 'TransientFailure',
+};
 
 const CLIENT_STATUS: Record<string, string> = {
   connect: '4.4.1', lost: '4.4.2', tls: '4.7.5', 'tls-required': '4.7.4', 'tls-verify': '4.7.5', malformed: '4.5.0', 'auth-insecure': '4.7.0',
@@ -63,10 +82,24 @@ function verdictOfClientError(e: SmtpClientError): Verdict {
   if (e.kind === 'auth') {
     // A rejected AUTH is deferred (like Postfix smtp_sasl_auth_soft_bounce): credentials get fixed.
     const r = e.remoteReply;
-    return { outcome: 'deferred', code: 451, dsnStatus: '4.7.8', diagnostic: r ? `authentication failed: ${replyToString(r)}` : e.message, remote: r !== undefined };
+    return { outcome: 'deferred', code: 451, dsnStatus: '4.7.8', diagnostic: r ? `authentication failed: ${replyToString(r)}` : e.message, remote: r !== undefined, bounceClass: 'AuthFailure' };
   }
-  if (e.kind === 'timeout') return deferred(e.stage === 'connect' ? '4.4.1' : '4.4.2', e.message);
-  return deferred(CLIENT_STATUS[e.kind] ?? '4.3.0', e.message);
+  if (e.kind === 'timeout') return e.stage === 'connect' ? deferred('4.4.1', e.message, 'NoAnswerFromHost') : deferred('4.4.2', e.message, 'BadConnection');
+  return deferred(CLIENT_STATUS[e.kind] ?? '4.3.0', e.message, CLIENT_CLASS[e.kind] ?? 'TransientFailure');
+}
+
+/** MX resolution failures (dns/mx.ts MxLookupError codes): the domain takes no mail, or DNS failed for now. */
+const DNS_CLASS: Record<string, BounceClass> = {
+  ERR_DNS_BAD_DOMAIN: 'BadDomain', ERR_DNS_NULL_MX: 'BadDomain', ERR_DNS_NXDOMAIN: 'BadDomain', ERR_DNS_NO_MX: 'BadDomain',
+  ERR_DNS_MX_UNRESOLVED: 'BadDomain', ERR_DNS_TEMPORARY: 'DnsFailure', ERR_DNS_HOST: 'DnsFailure',
+};
+
+/** The bounce class of a PostlineError that ends a delivery: by its code, else by its reply and message. */
+export function classOfError(err: PostlineError, status: string | undefined): BounceClass {
+  const byCode = DNS_CLASS[err.code];
+  if (byCode) return byCode;
+  if (err.code.startsWith('ERR_TLS') || err.code.startsWith('ERR_MTA_STS')) return 'TlsFailure';
+  return classifyReply(err.reply.code, status, err.message).class;
 }
 
 /**
@@ -80,12 +113,14 @@ export function verdictOfError(err: unknown): Verdict {
     const st = (err as PostlineError & { dsnStatus?: string }).dsnStatus ?? err.reply.enhanced;
     if (!err.temporary) {
       const status = st && st.startsWith('5.') ? st : '5.0.0';
-      return { outcome: 'bounced', code: err.reply.code >= 500 ? err.reply.code : 554, dsnStatus: status, diagnostic: err.message, remote: false };
+      const code = err.reply.code >= 500 ? err.reply.code : 554;
+      return { outcome: 'bounced', code, dsnStatus: status, diagnostic: err.message, remote: false, bounceClass: classOfError(err, status) };
     }
-    return deferred(st && st.startsWith('4.') ? st : '4.3.0', err.message);
+    const status = st && st.startsWith('4.') ? st : '4.3.0';
+    return deferred(status, err.message, classOfError(err, status));
   }
   const msg = err instanceof Error ? err.message : String(err);
-  return deferred('4.3.0', `local error: ${msg}`);
+  return deferred('4.3.0', `local error: ${msg}`, 'TransientFailure');
 }
 
 /** Who reports a recipient accepted by a next hop (see RecipientResult.relayed / dsnPassedOn). */
@@ -112,6 +147,7 @@ export function toResult(idx: number, v: Verdict, remoteMta?: string, handoff: H
   return {
     idx, outcome: v.outcome, code: v.code, dsnStatus: v.dsnStatus, diagnostic: v.diagnostic, remote: v.remote,
     ...(remoteMta ? { remoteMta } : {}),
+    ...(!delivered && v.bounceClass ? { bounceClass: v.bounceClass } : {}),
     ...(delivered && handoff.relayed ? { relayed: true } : {}),
     ...(delivered && handoff.dsnPassedOn ? { dsnPassedOn: true } : {}),
   };

@@ -8,6 +8,7 @@ import type { Readable } from 'node:stream';
 import type { EnvelopeFacts, IndexedRecipient } from '../core/envelope.js';
 import type { NextHop } from '../routing/types.js';
 import type { EventRecord } from '../events/record.js';
+import type { BounceClass } from '../feedback/classes.js';
 
 /** A recipient to deliver: its index in the queued message (passed back in the result), address, NOTIFY, ORCPT. */
 export type DeliveryRecipient = IndexedRecipient;
@@ -66,6 +67,11 @@ export interface RecipientResult {
   readonly diagnostic: string;
   /** True when the remote reply came from the remote server (Diagnostic-Code: smtp; ...). */
   readonly remote: boolean;
+  /**
+   * Deferred and bounced results: why (feedback/classes.ts: InvalidRecipient, MailboxFull,
+   * DnsFailure, NoAnswerFromHost, ...), from the reply or the local trouble (delivery/trouble.ts).
+   */
+  readonly bounceClass?: BounceClass;
   /** Remote MTA name and address ("mx.example.com[127.0.0.1]:25"), when connected. */
   readonly remoteMta?: string;
   /**

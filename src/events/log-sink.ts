@@ -30,7 +30,7 @@ function outcomeLine(logger: Logger, e: PostlineEvent & { type: RecipientEventTy
   const relay = e.remoteHost ?? 'none';
   const fields = {
     eventId: e.id, queueId: e.queueId, from: e.mailFrom, to: e.recipient, relay, delay: Number(delay), dsn: e.dsn, status,
-    reply: e.reply, attempt: e.attempt, ...(e.tls ? { tls: `${e.tls.version}:${e.tls.cipher}`, ...(e.tls.verified !== undefined ? { tlsVerified: e.tls.verified } : {}) } : {}),
+    reply: e.reply, attempt: e.attempt, ...(e.bounceClass !== undefined ? { bounceClass: e.bounceClass } : {}), ...(e.tls ? { tls: `${e.tls.version}:${e.tls.cipher}`, ...(e.tls.verified !== undefined ? { tlsVerified: e.tls.verified } : {}) } : {}),
   };
   const text = `${e.queueId}: to=<${e.recipient}>, relay=${relay}, delay=${delay}, dsn=${e.dsn}, status=${status} (${e.reply})`;
   if (e.type === 'recipient.bounced' || e.type === 'recipient.expired') logger.warn(fields, text);

@@ -10,6 +10,7 @@
  * Model: KumoMTA crates/kumo-log-types (facts only; no code taken).
  */
 import type { ForwardedFacts } from '../core/session.js';
+import type { BounceClass } from '../feedback/classes.js';
 
 /** Event types known today. Past tense. */
 export const EVENT_TYPES = [
@@ -137,6 +138,12 @@ export interface EventRecord {
   readonly dsn?: string;
   /** The remote reply, or the reply we gave (message.rejected), or our reason; one line. */
   readonly reply?: string;
+  /**
+   * recipient.deferred / bounced / expired: why the attempt failed, one of a closed set
+   * (src/feedback/classes.ts: InvalidRecipient, BadDomain, MailboxFull, DnsFailure, ...); for
+   * expired, the class of the last attempt. Events written before it existed lack it.
+   */
+  readonly bounceClass?: BounceClass;
   /** Delivery attempt number (1 = first). */
   readonly attempt?: number;
   /** How long this delivery attempt took, ms. */

@@ -213,6 +213,7 @@ export function apiSchemas(limits: PostlineConfig['limits']) {
     tls: z.object({ version: z.string(), cipher: z.string(), verified: z.boolean().optional().describe('the certificate chain was trusted and named the host') }).optional(),
     dsn: z.string().optional(),
     reply: z.string().optional(),
+    bounceClass: z.string().optional().describe('recipient.deferred, bounced, expired: why, one of a closed set (InvalidRecipient, BadDomain, MailboxFull, DnsFailure, ...)'),
     attempt: z.number().optional(),
     durationMs: z.number().optional(),
     delayMs: z.number().optional(),
@@ -235,6 +236,7 @@ export function apiSchemas(limits: PostlineConfig['limits']) {
     remoteHost: z.string().optional(),
     reply: z.string().optional(),
     dsn: z.string().optional(),
+    bounceClass: z.string().optional().describe('deferred, bounced, expired: why (InvalidRecipient, MailboxFull, DnsFailure, ...)'),
     durationMs: z.number().optional(),
     tls: z.object({ version: z.string(), cipher: z.string(), verified: z.boolean().optional().describe('the certificate chain was trusted and named the host') }).optional(),
   }).meta({ title: 'Attempt' });

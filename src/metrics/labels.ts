@@ -4,6 +4,7 @@
  *
  * Owns: how an event's fields map to the few label values the metrics use.
  */
+import { isBounceClass } from '../feedback/classes.js';
 
 /** Label value for anything past a LabelSet's cap, or not of a known kind. */
 export const OTHER = 'other';
@@ -78,3 +79,12 @@ export function checkLabel(check: string | undefined, zones: LabelSet): string {
 }
 
 const FIXED_CHECKS = new Set(['access', 'pregreet', 'auth-throttle', 'auth-busy', 'data-rate', 'xclient', 'dmarc']);
+
+/**
+ * The label of an event's `bounceClass`: one of the closed set of src/feedback/classes.ts (23
+ * values) as it is, `none` when absent, else `other`.
+ */
+export function bounceClassLabel(c: string | undefined): string {
+  if (c === undefined) return 'none';
+  return isBounceClass(c) ? c : OTHER;
+}

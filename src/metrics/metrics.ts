@@ -19,7 +19,7 @@ import { EVENT_TYPES, RESERVED_EVENT_TYPES, isFinalOutcome, type StoredEvent } f
 import type { QueueState } from '../spool/types.js';
 import type { WriterStats } from '../spool/sqlite/writer-protocol.js';
 import { CounterFamily, HistogramFamily, registerFixedHistogram } from './families.js';
-import { checkLabel, LabelSet, nextHopClass, OTHER, rejectStage, replyClass } from './labels.js';
+import { bounceClassLabel, checkLabel, LabelSet, nextHopClass, OTHER, rejectStage, replyClass } from './labels.js';
 
 /** Scheduler counts (scheduler/scheduler.ts stats()). */
 export interface SchedulerCounts {
@@ -101,7 +101,8 @@ const QUEUE_STATES: readonly QueueState[] = ['active', 'deferred', 'held', 'quar
  * Creates the metrics registry and subscribes it to the bus.
  * Metric names (all `postline_` but the default process metrics):
  * counters `messages_received_total{origin}`, `messages_rejected_total{stage,class}`,
- * `recipients_total{outcome,next_hop}`, `dsn_queued_total{kind}`, `dsn_dropped_total{kind}`,
+ * `recipients_total{outcome,next_hop}`, `recipient_failures_total{outcome,class}` (deferred, bounced,
+ * expired by bounce class), `dsn_queued_total{kind}`, `dsn_dropped_total{kind}`,
  * `events_total{type}`, `store_*_total`; histograms `delivery_delay_seconds{outcome}`,
  * `delivery_attempt_seconds{next_hop}`, `accept_seconds`, `store_commit_seconds`,
  * `store_batch_messages`; gauges `queue_messages{state}`, `scheduler_messages{state}`,
@@ -129,6 +130,8 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   const zoneLabels = new LabelSet(cap);
   const recipients = new CounterFamily(registry, 'postline_recipients_total',
     'Recipient outcomes (delivered, relayed, deferred, bounced, expired), by next-hop class (mx, relay, local, none, other).', ['outcome', 'next_hop']);
+  const failures = new CounterFamily(registry, 'postline_recipient_failures_total',
+    'Deferred, bounced and expired recipient outcomes by bounce class (InvalidRecipient, MailboxFull, DnsFailure, ...; src/feedback/classes.ts), none when unknown.', ['outcome', 'class']);
   const dsnQueued = new CounterFamily(registry, 'postline_dsn_queued_total', 'DSNs queued, by kind (failure, delay, success).', ['kind']);
   const dsnDropped = new CounterFamily(registry, 'postline_dsn_dropped_total', 'DSNs that could not be sent anywhere, by kind.', ['kind']);
   const eventsTotal = new CounterFamily(registry, 'postline_events_total', 'Committed events, by type.', ['type']);
@@ -170,6 +173,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     if (outcome === undefined) return;
     const hop = nextHopClass(e.nextHop);
     recipients.inc(outcome, hop);
+    if (outcome === 'deferred' || outcome === 'bounced' || outcome === 'expired') failures.inc(outcome, bounceClassLabel(e.bounceClass));
     if (isFinalOutcome(e.type) && typeof e.delayMs === 'number' && e.delayMs >= 0) delay.observe(outcome, e.delayMs / 1000);
     if (typeof e.durationMs === 'number' && e.durationMs >= 0
       && (lastQueueId !== e.queueId || lastAttempt !== e.attempt || lastHop !== e.nextHop || lastAt !== e.at)) {

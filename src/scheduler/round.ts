@@ -16,6 +16,7 @@ import type { DeliveryAgent, DeliveryRequest, RecipientResult } from '../deliver
 import { egressPathKey, type Egress, type EgressSource } from './egress.js';
 import type { Sites } from './sites.js';
 import type { EventRecord, RecipientEventType } from '../events/record.js';
+import { classifyReply } from '../feedback/classify.js';
 import { isSmtpHop, nextHopKey, type NextHop } from '../routing/types.js';
 import type { DsnOwed, QueuedMessage, QueuedRecipient, QueueStore, RecipientStatus, RecipientUpdate } from '../spool/types.js';
 import { nextAttemptAt } from './backoff.js';
@@ -119,7 +120,10 @@ function groupByNextHop(msg: QueuedMessage, route: (a: string) => NextHop): Grou
       const diag = `${e.reply.code} ${e.reply.enhanced ?? ''} cannot route ${r.address}: ${e.message}`.replace(/\s+/g, ' ');
       groups.set(`route-error:${r.idx}`, {
         key: `route-error:${r.idx}`, recipients: [r],
-        routeFailure: (x) => ({ idx: x.idx, outcome: e.temporary ? 'deferred' : 'bounced', code: e.reply.code, dsnStatus: e.reply.enhanced ?? (e.temporary ? '4.3.0' : '5.0.0'), diagnostic: diag, remote: false }),
+        routeFailure: (x) => ({
+          idx: x.idx, outcome: e.temporary ? 'deferred' : 'bounced', code: e.reply.code, dsnStatus: e.reply.enhanced ?? (e.temporary ? '4.3.0' : '5.0.0'), diagnostic: diag, remote: false,
+          bounceClass: classifyReply(e.reply.code, e.reply.enhanced, e.message).class,
+        }),
       });
       continue;
     }
@@ -138,11 +142,11 @@ function groupByNextHop(msg: QueuedMessage, route: (a: string) => NextHop): Grou
 function suspendGroup(ctx: RoundContext, g: Group, attempt: number, state: { nextAt?: number }, s: { reason: string; until: number }): RecipientResult[] {
   const retry = ctx.config.delivery.retry;
   state.nextAt ??= Math.max(nextAttemptAt(ctx.clock.now(), attempt, retry, ctx.random), s.until + Math.floor(ctx.random() * retry.initialMs * 0.1));
-  return g.recipients.map((r) => ({ idx: r.idx, outcome: 'deferred', code: 451, dsnStatus: '4.4.1', diagnostic: `delivery temporarily suspended: ${s.reason}`, remote: false }));
+  return g.recipients.map((r) => ({ idx: r.idx, outcome: 'deferred', code: 451, dsnStatus: '4.4.1', diagnostic: `delivery temporarily suspended: ${s.reason}`, remote: false, bounceClass: 'NoAnswerFromHost' }));
 }
 
 function missingResult(idx: number): RecipientResult {
-  return { idx, outcome: 'deferred', code: 451, dsnStatus: '4.3.0', diagnostic: '451 4.3.0 no result from the delivery agent', remote: false };
+  return { idx, outcome: 'deferred', code: 451, dsnStatus: '4.3.0', diagnostic: '451 4.3.0 no result from the delivery agent', remote: false, bounceClass: 'TransientFailure' };
 }
 
 /** Runs one round for `msg` (mutated in place to mirror what was written). */
@@ -325,7 +329,7 @@ async function deliverGroup(
     return results;
   } catch (err) {
     ctx.logger.error({ err, queueId: msg.id, nextHop: g.key }, 'delivery agent threw; deferring');
-    return g.recipients.map((r) => ({ idx: r.idx, outcome: 'deferred', code: 451, dsnStatus: '4.3.0', diagnostic: `451 4.3.0 local delivery error: ${(err as Error)?.message ?? String(err)}`, remote: false }));
+    return g.recipients.map((r) => ({ idx: r.idx, outcome: 'deferred', code: 451, dsnStatus: '4.3.0', diagnostic: `451 4.3.0 local delivery error: ${(err as Error)?.message ?? String(err)}`, remote: false, bounceClass: 'TransientFailure' }));
   }
 }
 
@@ -400,6 +404,7 @@ async function applyGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, resul
     ...(g.hop ? { nextHop: g.key } : {}),
     ...(r.remoteMta !== undefined ? { remoteHost: r.remoteMta } : {}),
     ...(r.tls ? { tls: r.tls } : {}),
+    ...(r.bounceClass !== undefined && c.type !== 'recipient.delivered' && c.type !== 'recipient.relayed' ? { bounceClass: r.bounceClass } : {}),
     dsn: c.dsn, reply: c.reply, attempt: a.attempt, durationMs: a.durationMs, delayMs: Math.max(0, now - msg.arrivedAt),
   }));
   // What the agent found about other messages (feedback consumer) goes in the same commit.

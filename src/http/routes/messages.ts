@@ -265,6 +265,7 @@ export function messageStatus(id: string, msg: Awaited<ReturnType<ApiContext['de
         ...(e.remoteHost !== undefined ? { remoteHost: e.remoteHost } : {}),
         ...(e.reply !== undefined ? { reply: e.reply } : {}),
         ...(e.dsn !== undefined ? { dsn: e.dsn } : {}),
+        ...(e.bounceClass !== undefined ? { bounceClass: e.bounceClass } : {}),
         ...(e.durationMs !== undefined ? { durationMs: e.durationMs } : {}),
         ...(e.tls !== undefined ? { tls: { version: e.tls.version, cipher: e.tls.cipher, ...(e.tls.verified !== undefined ? { verified: e.tls.verified } : {}) } } : {}),
       }));

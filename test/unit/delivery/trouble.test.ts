@@ -52,3 +52,30 @@ test('handoff of an accepted recipient (RFC 3461 5.2.2): DSN hop reports itself;
   const bounced = verdictOfReply({ code: 550, enhanced: '5.1.1', lines: ['no'] });
   assert.equal(toResult(0, bounced, 'mx', { dsnPassedOn: true, relayed: true }).dsnPassedOn, undefined, 'flags only on delivered results');
 });
+
+test('bounce classes: every deferred or bounced verdict names why (feedback/classify.ts), delivered none', () => {
+  const reply = (code: number, enhanced: string | undefined, text: string) => verdictOfReply({ code, ...(enhanced ? { enhanced } : {}), lines: [text] }).bounceClass;
+  assert.equal(reply(250, '2.0.0', 'ok'), undefined);
+  assert.equal(reply(550, '5.1.1', 'User unknown'), 'InvalidRecipient');
+  assert.equal(reply(452, '4.2.2', 'Mailbox full'), 'MailboxFull');
+  assert.equal(reply(421, '4.7.0', '[TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume'), 'Throttled');
+  assert.equal(reply(554, '5.7.1', 'Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org'), 'BlockedByReputation');
+  assert.equal(verdictOfReply({ code: 354, lines: [] }).bounceClass, 'ProtocolErrors');
+  const v = (kind: ConstructorParameters<typeof SmtpClientError>[0], stage: ConstructorParameters<typeof SmtpClientError>[1] = 'rcpt') =>
+    verdictOfError(new SmtpClientError(kind, stage, 'x')).bounceClass;
+  assert.equal(v('connect', 'connect'), 'NoAnswerFromHost');
+  assert.equal(v('timeout', 'connect'), 'NoAnswerFromHost');
+  assert.equal(v('timeout', 'data'), 'BadConnection');
+  assert.equal(v('lost'), 'BadConnection');
+  assert.equal(v('tls-verify', 'starttls'), 'TlsFailure');
+  assert.equal(v('auth', 'auth'), 'AuthFailure');
+  assert.equal(v('loop'), 'RoutingErrors');
+  assert.equal(verdictOfError(new MxLookupError('ERR_DNS_TEMPORARY', 'servfail', true, '4.4.3')).bounceClass, 'DnsFailure');
+  assert.equal(verdictOfError(new MxLookupError('ERR_DNS_NXDOMAIN', 'domain example.invalid does not exist', false, '5.1.2')).bounceClass, 'BadDomain');
+  assert.equal(verdictOfError(new MxLookupError('ERR_DNS_NULL_MX', 'null', false, '5.1.10')).bounceClass, 'BadDomain');
+  assert.equal(verdictOfError(new MimeDowngradeError('8-bit header')).bounceClass, 'ProtocolErrors');
+  assert.equal(verdictOfError(new Error('boom')).bounceClass, 'TransientFailure');
+  // The result carries it when not delivered.
+  assert.equal(toResult(0, verdictOfReply({ code: 550, enhanced: '5.1.1', lines: ['no such user'] }), 'mx').bounceClass, 'InvalidRecipient');
+  assert.equal(toResult(0, verdictOfReply({ code: 250, lines: ['ok'] }), 'mx').bounceClass, undefined);
+});

@@ -39,7 +39,7 @@ describe('GET /api/v1/messages/{queueId}', () => {
     assert.ok(r.body.size > 0);
     assert.deepEqual(r.body.recipients, [{ address: 'rcpt@example.net', status: 'queued', attempts: [] }]);
 
-    h.store.append({ type: 'recipient.deferred', at: 1000, queueId: id, recipient: 'rcpt@example.net', attempt: 1, remoteHost: 'mx.example.net[192.0.2.1]:25', reply: '451 4.7.1 try later', dsn: '4.7.1', durationMs: 12 });
+    h.store.append({ type: 'recipient.deferred', at: 1000, queueId: id, recipient: 'rcpt@example.net', attempt: 1, remoteHost: 'mx.example.net[192.0.2.1]:25', reply: '451 4.7.1 try later', dsn: '4.7.1', bounceClass: 'TransientFailure', durationMs: 12 });
     r = await h.call(`/api/v1/messages/${id}`, { key: 'read' });
     assert.equal(r.body.recipients[0].status, 'deferred');
 
@@ -52,7 +52,7 @@ describe('GET /api/v1/messages/{queueId}', () => {
     assert.deepEqual(r.body.tags, ['t']);
     assert.equal(r.body.recipients[0].status, 'delivered');
     assert.deepEqual(r.body.recipients[0].attempts, [
-      { at: 1000, outcome: 'deferred', attempt: 1, remoteHost: 'mx.example.net[192.0.2.1]:25', reply: '451 4.7.1 try later', dsn: '4.7.1', durationMs: 12 },
+      { at: 1000, outcome: 'deferred', attempt: 1, remoteHost: 'mx.example.net[192.0.2.1]:25', reply: '451 4.7.1 try later', dsn: '4.7.1', bounceClass: 'TransientFailure', durationMs: 12 },
       { at: 2000, outcome: 'delivered', attempt: 2, remoteHost: 'mx.example.net[192.0.2.1]:25', reply: '250 2.0.0 Ok: queued as X', dsn: '2.0.0', durationMs: 30, tls: { version: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384' } },
     ]);
   });

@@ -84,7 +84,7 @@ test('counters and histograms follow the committed events, with bounded labels',
     await store.appendEvents([
       outcome('recipient.relayed', 'Q7B', 'd@example.com', 'host:127.0.0.1:2525', { durationMs: 40 }),
       outcome('recipient.deferred', 'Q7C', 'e@example.com', 'host:127.0.0.1:2525', { durationMs: 30, reply: '451 later', dsn: '4.0.0' }),
-      outcome('recipient.bounced', 'Q7D', 'f@example.com', 'mx:example.net:25', { durationMs: 20, reply: '550 no such user', dsn: '5.1.1', delayMs: 10 }),
+      outcome('recipient.bounced', 'Q7D', 'f@example.com', 'mx:example.net:25', { durationMs: 20, reply: '550 no such user', dsn: '5.1.1', delayMs: 10, bounceClass: 'InvalidRecipient' }),
       outcome('recipient.expired', 'Q7E', 'g@example.com', undefined, { durationMs: undefined, delayMs: 5 * 86_400_000 }),
       { type: 'dsn.queued', at, queueId: 'Q7D', dsnQueueId: 'Q7Z', dsnKind: 'failure', recipient: 'a@example.org' },
       { type: 'dsn.queued', at, queueId: 'Q7C', dsnQueueId: 'Q7Y', dsnKind: 'delay', recipient: 'a@example.org' },
@@ -118,6 +118,9 @@ test('counters and histograms follow the committed events, with bounded labels',
     assert.equal(x.value('postline_recipients_total', { outcome: 'deferred', next_hop: 'relay' }), 1);
     assert.equal(x.value('postline_recipients_total', { outcome: 'bounced', next_hop: 'mx' }), 1);
     assert.equal(x.value('postline_recipients_total', { outcome: 'expired', next_hop: 'none' }), 1);
+    assert.equal(x.value('postline_recipient_failures_total', { outcome: 'bounced', class: 'InvalidRecipient' }), 1);
+    assert.equal(x.value('postline_recipient_failures_total', { outcome: 'deferred', class: 'none' }), 1, 'an event without a class');
+    assert.equal(x.sum('postline_recipient_failures_total'), 3, 'deferred, bounced, expired; not delivered or relayed');
     assert.equal(x.value('postline_dsn_queued_total', { kind: 'failure' }), 1);
     assert.equal(x.value('postline_dsn_queued_total', { kind: 'delay' }), 1);
     assert.equal(x.value('postline_dsn_dropped_total', { kind: 'failure' }), 1);

@@ -29,9 +29,9 @@ export const relayed = (idx: number): RecipientResult => ({ ...ok(idx), relayed:
 /** Accepted by a next hop that offers DSN: NOTIFY went with the RCPT, the hop reports (RFC 3461 5.2.2). */
 export const passedOn = (idx: number): RecipientResult => ({ ...ok(idx), dsnPassedOn: true });
 export const tempfail = (idx: number): RecipientResult =>
-  ({ idx, outcome: 'deferred', code: 451, dsnStatus: '4.3.0', diagnostic: '451 4.3.0 try again later', remote: true, remoteMta: 'mx.example.org[192.0.2.25]:25' });
+  ({ idx, outcome: 'deferred', code: 451, dsnStatus: '4.3.0', diagnostic: '451 4.3.0 try again later', remote: true, remoteMta: 'mx.example.org[192.0.2.25]:25', bounceClass: 'TransientFailure' });
 export const permfail = (idx: number): RecipientResult =>
-  ({ idx, outcome: 'bounced', code: 550, dsnStatus: '5.1.1', diagnostic: '550 5.1.1 <x> User unknown', remote: true, remoteMta: 'mx.example.org[192.0.2.25]:25' });
+  ({ idx, outcome: 'bounced', code: 550, dsnStatus: '5.1.1', diagnostic: '550 5.1.1 <x> User unknown', remote: true, remoteMta: 'mx.example.org[192.0.2.25]:25', bounceClass: 'InvalidRecipient' });
 
 /** Answers every recipient of a request with `f(idx)`. */
 export const all = (f: (idx: number) => RecipientResult): Script => (req) => req.recipients.map((r) => f(r.idx));

@@ -40,6 +40,7 @@ test('451 then 250 across two attempts with backoff', async () => {
   assert.equal(after1.recipients[0]!.status, 'pending');
   assert.equal(after1.lastError, '451 4.3.0 try again later');
   assert.equal(ofType(h.events, 'recipient.deferred').length, 1);
+  assert.equal(ofType(h.events, 'recipient.deferred')[0]!.bounceClass, 'TransientFailure', 'the agent\'s class goes into the event');
   h.clock.advance(299_999);
   await h.scheduler.runDueOnce();
   assert.equal(h.agent.calls.length, 1, 'not due yet');
@@ -97,6 +98,7 @@ test('550: failure DSN to the sender with the RFC 3464 fields; one DSN for all b
   const q = ofType(h.events, 'dsn.queued');
   assert.deepEqual(q.map((e) => [e.queueId, e.dsnQueueId, e.dsnKind, e.recipient]), [[m.id, id, 'failure', FROM]]);
   assert.equal(ofType(h.events, 'recipient.bounced').length, 2);
+  assert.deepEqual(ofType(h.events, 'recipient.bounced').map((e) => e.bounceClass), ['InvalidRecipient', 'InvalidRecipient']);
   assert.equal(h.store.size, 0);
 });
 
@@ -326,6 +328,8 @@ test('routing errors: temporary defers, permanent bounces', async () => {
   assert.equal(h.agent.calls.length, 0);
   assert.equal(ofType(h.events, 'recipient.deferred').length, 1);
   assert.equal(ofType(h.events, 'recipient.bounced').length, 1);
+  assert.equal(ofType(h.events, 'recipient.bounced')[0]!.bounceClass, 'BadDomain');
+  assert.ok(ofType(h.events, 'recipient.deferred')[0]!.bounceClass);
   assert.equal(h.dsns.length, 1);
   await s.stop(0);
 });
