@@ -127,6 +127,8 @@ test('per-recipient replies: 550 bounces one, the other is delivered', async () 
     assert.equal(res[0]!.outcome, 'delivered');
     assert.deepEqual([res[1]!.outcome, res[1]!.code, res[1]!.dsnStatus, res[1]!.remote], ['bounced', 550, '5.1.1', true]);
     assert.equal(res[1]!.diagnostic, '550 5.1.1 no such user');
+    assert.equal(res[1]!.bounceClass, 'InvalidRecipient');
+    assert.equal(res[0]!.bounceClass, undefined);
     assert.deepEqual(peer.messages()[0]!.rcpts, ['good@dst.test']);
   });
 });
@@ -318,7 +320,7 @@ test('connection refused is deferred 4.4.1', async () => {
   const agent = makeAgent();
   const res = await agent.deliver(request({ kind: 'host', host: '127.0.0.1', port, tls: 'none' }, ['b@d.test']));
   await agent.close();
-  assert.deepEqual([res[0]!.outcome, res[0]!.dsnStatus], ['deferred', '4.4.1']);
+  assert.deepEqual([res[0]!.outcome, res[0]!.dsnStatus, res[0]!.bounceClass], ['deferred', '4.4.1', 'NoAnswerFromHost']);
 });
 
 test('issue 15 item 10: a failed connect to an MX host is logged at info with queue ID, host[ip]:port and reason', async () => {
@@ -487,9 +489,9 @@ test('MX: null MX bounces 5.1.10, SERVFAIL defers 4.4.3', async () => {
   const agent = makeAgent();
   try {
     const a = await agent.deliver(request({ kind: 'mx', domain: 'nullmx.test', port: 25, tls: 'none' }, ['x@nullmx.test']));
-    assert.deepEqual([a[0]!.outcome, a[0]!.dsnStatus], ['bounced', '5.1.10']);
+    assert.deepEqual([a[0]!.outcome, a[0]!.dsnStatus, a[0]!.bounceClass], ['bounced', '5.1.10', 'BadDomain']);
     const b = await agent.deliver(request({ kind: 'mx', domain: 'broken.test', port: 25, tls: 'none' }, ['x@broken.test']));
-    assert.deepEqual([b[0]!.outcome, b[0]!.dsnStatus], ['deferred', '4.4.3']);
+    assert.deepEqual([b[0]!.outcome, b[0]!.dsnStatus, b[0]!.bounceClass], ['deferred', '4.4.3', 'DnsFailure']);
   } finally {
     await agent.close();
   }
