@@ -62,6 +62,8 @@ export interface BounceText {
 
 const MAX_LINES = 2000;
 const MAX_REASON_LINES = 12;
+/** Longest line looked at, characters (a reason is short; a huge line is cut). */
+const MAX_LINE = 2000;
 
 /**
  * Scans a bounce's own text (without the copy of the original: see original.ts reportTextEnd).
@@ -89,7 +91,8 @@ function scanFrom(lines: readonly string[], start: number, exclude: ReadonlySet<
   const found = new Map<string, Entry>();
   let current: Entry | undefined;
   for (let i = start; i < lines.length; i++) {
-    const line = lines[i]!;
+    const raw = lines[i]!;
+    const line = raw.length > MAX_LINE ? raw.slice(0, MAX_LINE) : raw;
     if (HEADER_START.test(line)) break;
     if (line.trim() === '' || RULE.test(line) || SENDER_LINE.test(line)) {
       current = undefined;

@@ -135,7 +135,8 @@ const MAX_TEXT = 4096;
  *          reply code, is always soft. Never throws.
  */
 export function classifyReply(code: number, enhanced: string | undefined, text: string): BounceVerdict {
-  const t = text.length > MAX_TEXT ? text.slice(0, MAX_TEXT) : text;
+  const s = typeof text === 'string' ? text : '';
+  const t = s.length > MAX_TEXT ? s.slice(0, MAX_TEXT) : s;
   const st = parseEnhanced(enhanced) ?? findEnhanced(t);
   let basic = Number.isInteger(code) && code >= 200 && code < 600 ? code : 0;
   if (basic === 0 && st === undefined) basic = findReplyCode(t);

@@ -179,6 +179,12 @@ test('malformed and hostile input: never rejects, kind unknown with a reason, bo
   const cut = await parseBounce(big, { maxMessageBytes: 256 * 1024, maxPartBytes: 64 * 1024 });
   assert.equal(cut.truncated, true);
   assert.equal(cut.recipients[0]?.class, 'InvalidRecipient');
+  // Pathological HTML and a long line of addresses (linear-time scans: these finish at once).
+  const html = await parseBounce(`From: MAILER-DAEMON@x.example\r\nSubject: Undeliverable\r\nContent-Type: text/html\r\n\r\n${'<script'.repeat(20_000)}<p>could not be delivered to</p>`);
+  assert.equal(html.kind, 'unknown');
+  const many = await parseBounce(`From: MAILER-DAEMON@x.example\r\nSubject: Undeliverable\r\n\r\nThe following addresses failed:\r\n${'<a@b.example> http://x/?e=c@d.example '.repeat(5000)}\r\n`);
+  assert.equal(many.kind, 'bounce');
+  assert.equal(many.recipients[0]?.address, 'a@b.example');
   // A header section longer than maxHeaderBytes.
   const longHead = await parseBounce(`From: a@example.com\r\nX-Long: ${'a'.repeat(200_000)}\r\n\r\nbody`, { maxHeaderBytes: 4096 });
   assert.equal(longHead.kind, 'unknown');
