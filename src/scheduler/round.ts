@@ -404,7 +404,8 @@ async function applyGroup(ctx: RoundContext, msg: QueuedMessage, g: Group, resul
     ...(g.hop ? { nextHop: g.key } : {}),
     ...(r.remoteMta !== undefined ? { remoteHost: r.remoteMta } : {}),
     ...(r.tls ? { tls: r.tls } : {}),
-    ...(r.bounceClass !== undefined && c.type !== 'recipient.delivered' && c.type !== 'recipient.relayed' ? { bounceClass: r.bounceClass } : {}),
+    // Agents that name no class (local transports) get the reply's (feedback/classify.ts).
+    ...(c.type !== 'recipient.delivered' && c.type !== 'recipient.relayed' ? { bounceClass: r.bounceClass ?? classifyReply(r.code, r.dsnStatus, r.diagnostic).class } : {}),
     dsn: c.dsn, reply: c.reply, attempt: a.attempt, durationMs: a.durationMs, delayMs: Math.max(0, now - msg.arrivedAt),
   }));
   // What the agent found about other messages (feedback consumer) goes in the same commit.

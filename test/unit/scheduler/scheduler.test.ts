@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { NoSuchMessageError } from '../../../src/scheduler/admin.js';
 import { buildDsn } from '../../../src/bounce/dsn.js';
+import type { RecipientResult } from '../../../src/delivery/types.js';
 import { BODY, HEADERS, all, harness, ofType, ok, passedOn, permfail, relayed, tempfail, testConfig } from './harness.js';
 
 const FROM = 'sender@example.com';
@@ -419,5 +420,15 @@ test('operator actions on one message run one at a time: a flush and a hold at o
     h.clock.advance(1);
   }
   await assert.rejects(h.scheduler.hold(m.id).then(() => h.scheduler.flushOne(m.id)), (e: unknown) => (e as { code?: string }).code === 'ERR_MESSAGE_HELD');
+  await h.scheduler.stop(0);
+});
+
+test('an agent that names no bounce class (a local transport): the event gets the class of its reply', async () => {
+  const full = (idx: number): RecipientResult => ({ idx, outcome: 'bounced', code: 552, dsnStatus: '5.2.2', diagnostic: '552 5.2.2 mailbox over quota', remote: false });
+  const h = harness({ script: all(full) });
+  await h.put({ mailFrom: FROM, recipients: [{ address: 'a@example.org', notify: ['NEVER'] }] }, BODY);
+  await h.scheduler.start();
+  await h.scheduler.runDueOnce();
+  assert.deepEqual(ofType(h.events, 'recipient.bounced').map((e) => e.bounceClass), ['MailboxFull']);
   await h.scheduler.stop(0);
 });
