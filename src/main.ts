@@ -34,6 +34,8 @@ import { ReturnPaths, isOwnMail } from './bounce/return-path.js';
 import { loadOrCreateSecret } from './core/secret-file.js';
 import { MaildirAgent } from './local/maildir-agent.js';
 import { InternalAgent } from './local/internal-agent.js';
+import { feedbackConsumer } from './feedback/consumer.js';
+import { feedbackLimits } from './feedback/index.js';
 import { localRecipientRules } from './local/rules.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import { ControlServer } from './control/server.js';
@@ -179,16 +181,22 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     logger,
     ownListeners: config.listeners.map((l) => ({ address: l.address, port: l.port })),
   });
-  // One agent per transport (delivery/transports.ts); the scheduler hands each group to its next hop's.
-  const transports = new TransportRegistry({
-    smtp: agent,
-    maildir: new MaildirAgent({ config: () => config.local.maildir, logger }),
-    internal: new InternalAgent(),
-  });
   // Signed per-recipient return paths at bounces.domain (bounce/return-path.ts), for our own users' SMTP mail.
   const returnPaths = config.bounces.domain
     ? new ReturnPaths({ domain: config.bounces.domain, prefix: config.bounces.prefix, key: config.bounces.keyFile ? readFileSync(config.bounces.keyFile) : loadOrCreateSecret(config.dataDir, 'return-path.key') })
     : undefined;
+  // One agent per transport (delivery/transports.ts); the scheduler hands each group to its next hop's.
+  const transports = new TransportRegistry({
+    smtp: agent,
+    maildir: new MaildirAgent({ config: () => config.local.maildir, logger }),
+    internal: new InternalAgent().register('feedback', feedbackConsumer({
+      ...(returnPaths ? { returnPaths } : {}),
+      limits: () => feedbackLimits(config.feedback),
+      received: async (q) => (q.queueId ? (await store.readEvents({ queueId: q.queueId, types: ['message.received'], limit: 1 }))[0] : undefined),
+      now: () => clock.now(),
+      logger,
+    })),
+  });
   scheduler = new Scheduler({
     store,
     agent: transports,

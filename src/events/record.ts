@@ -28,6 +28,7 @@ export const EVENT_TYPES = [
   'message.quarantined', // a damaged entry was moved aside
   'dsn.queued', // a DSN about `queueId` was queued as `dsnQueueId`
   'dsn.dropped', // a DSN could not be sent anywhere (double bounce without a postmaster route)
+  'recipient.complained', // a feedback-loop report (ARF) about mail to this recipient (src/feedback/consumer.ts)
 ] as const;
 
 /**
@@ -35,7 +36,7 @@ export const EVENT_TYPES = [
  * must accept any type they do not know and pass it on.
  */
 export const RESERVED_EVENT_TYPES = [
-  'message.opened', 'message.clicked', 'recipient.complained', 'recipient.unsubscribed',
+  'message.opened', 'message.clicked', 'recipient.unsubscribed',
   'recipient.suppressed', 'destination.suspended',
 ] as const;
 
@@ -144,6 +145,19 @@ export interface EventRecord {
    * expired, the class of the last attempt. Events written before it existed lack it.
    */
   readonly bounceClass?: BounceClass;
+  /**
+   * An event read from mail that came back (src/feedback/consumer.ts): an asynchronous bounce
+   * (`recipient.bounced` after the delivery) or a complaint. `kind` is the report's form (dsn,
+   * bounce, arf, complaint), `queueId` the report's own queue entry.
+   */
+  readonly feedback?: {
+    readonly kind: string;
+    readonly queueId: string;
+    readonly feedbackType?: string;
+    readonly userAgent?: string;
+    readonly provider?: string;
+    readonly reportingMta?: string;
+  };
   /** Delivery attempt number (1 = first). */
   readonly attempt?: number;
   /** How long this delivery attempt took, ms. */

@@ -14,7 +14,7 @@ import { splitAddress } from '../core/envelope.js';
 import { R, type SmtpReply } from '../core/reply.js';
 import type { RecipientDecision, SessionInfo, SmtpPolicy } from '../core/session.js';
 import { NetworkList } from './networks.js';
-import { compileLocalRoutes, type LocalRoutes } from '../routing/local-routes.js';
+import { compileLocalRoutes, configuredLocalRoutes, type LocalRoutes } from '../routing/local-routes.js';
 import { aliasKey, aliasMap, AliasLoopError, expandAliases, type AliasMap } from '../routing/aliases.js';
 import type { UserStore } from './users.js';
 
@@ -87,7 +87,7 @@ export class RelayPolicy implements SmtpPolicy {
       this.locals.set(name, { recipients: list ? new Set(list.map((r) => r.toLowerCase())) : undefined });
     }
     const local = config.local;
-    this.routes = compileLocalRoutes(local?.routes ?? [], config.relay.localDomains.map((d) => (typeof d === 'string' ? d : d.domain)));
+    this.routes = configuredLocalRoutes(config);
     this.aliases = aliasMap(local?.aliases ?? {}).map;
     this.aliasDomains = new Set([...this.aliases.keys()].map((k) => k.slice(k.lastIndexOf('@') + 1)));
   }

@@ -9,6 +9,7 @@
  * parts case-insensitively (as Postfix's lookup tables do by default).
  */
 import type { LocalRouteConfig } from '../config/local-schema.js';
+import type { PostlineConfig } from '../config/schema.js';
 import { splitAddress, domainKey } from '../core/envelope.js';
 import type { NextHop } from './types.js';
 
@@ -96,4 +97,18 @@ export function localNextHop(route: LocalRouteConfig): NextHop | undefined {
       return { kind: 'host', host, port, tls: 'opportunistic' };
     }
   }
+}
+
+/**
+ * The local routes of a configuration: `local.routes`, then (when `bounces.domain` is set and no
+ * route names it) that domain to the internal feedback consumer, so the mail that comes back to
+ * our return paths is accepted and read. Local domains: relay.localDomains.
+ */
+export function configuredLocalRoutes(config: Pick<PostlineConfig, 'local' | 'relay' | 'bounces'>): LocalRoutes {
+  const routes = [...(config.local?.routes ?? [])];
+  const bd = config.bounces?.domain?.toLowerCase().replace(/\.$/, '');
+  if (bd && !routes.some((r) => r.match.toLowerCase() === bd)) {
+    routes.push({ match: bd, mode: 'accept', transport: 'internal', target: 'feedback', bounceOn4xx: false });
+  }
+  return compileLocalRoutes(routes, config.relay.localDomains.map((d) => (typeof d === 'string' ? d : d.domain)));
 }

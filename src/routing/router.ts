@@ -8,7 +8,7 @@
 import { isIP } from 'node:net';
 import type { PostlineConfig, RouteConfig } from '../config/schema.js';
 import { domainOf, domainKey } from '../core/envelope.js';
-import { compileLocalRoutes, localNextHop } from './local-routes.js';
+import { compileLocalRoutes, configuredLocalRoutes, localNextHop } from './local-routes.js';
 import type { NextHop } from './types.js';
 
 export interface Router {
@@ -61,7 +61,7 @@ export function createRouter(config: PostlineConfig): Router {
   let local = compileLocalRoutes([]);
   const localRoutes = () => {
     if (compiledFrom[0] !== config.local.routes || compiledFrom[1] !== config.relay.localDomains) {
-      local = compileLocalRoutes(config.local.routes, config.relay.localDomains.map((x) => (typeof x === 'string' ? x : x.domain)));
+      local = configuredLocalRoutes(config);
       compiledFrom = [config.local.routes, config.relay.localDomains];
     }
     return local;

@@ -12,6 +12,7 @@ import { startCapturePeer, type CapturePeer } from '../helpers/capture-peer.js';
 import { ReturnPaths } from '../../src/bounce/return-path.js';
 import { loadOrCreateSecret } from '../../src/core/secret-file.js';
 import { join } from 'node:path';
+import type { StoredEvent } from '../../src/events/record.js';
 
 let hop: CapturePeer;
 let pl: PostlineProcess;
@@ -70,3 +71,111 @@ test('mail from outside to a local domain keeps its own reverse-path', async () 
   assert.equal(m.mailFrom, 'someone@elsewhere.test');
   assert.deepEqual(m.recipients, ['x@local.test', 'y@local.test'], 'one transaction for both');
 });
+
+const events = async (...args: string[]): Promise<StoredEvent[]> => {
+  const r = await pl.cli(['events', '--json', ...args]);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as StoredEvent);
+};
+
+/** A remote MTA (127.0.0.2, not trusted) hands Postline a report addressed to `to`. */
+async function report(to: string, body: string): Promise<void> {
+  const { c } = await RawSmtp.open(pl.port(), { localAddress: '127.0.0.2' });
+  try {
+    await c.ehlo();
+    const r = await c.send('', [to], Buffer.from(body.replace(/\r?\n/g, '\r\n')));
+    assert.equal(r.final?.code, 250, JSON.stringify(r));
+  } finally {
+    await c.quit();
+  }
+}
+
+const dsn = (rcpt: string, status: string, diag: string): string => `From: MAILER-DAEMON@mx.dest.test
+To: bounce-target
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="b1"
+
+--b1
+Content-Type: text/plain
+
+Your message could not be delivered.
+
+--b1
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.dest.test
+
+Final-Recipient: rfc822; ${rcpt}
+Action: failed
+Status: ${status}
+Diagnostic-Code: smtp; ${diag}
+
+--b1
+Content-Type: text/rfc822-headers
+
+From: app@origin.test
+Subject: rp
+--b1--
+`;
+
+test('an asynchronous bounce to a return path becomes recipient.bounced for the right queue entry and recipient; a forged one is ignored', async () => {
+  hop.messages.length = 0;
+  await send('app@origin.test', ['gone@dest.test', 'ok@dest.test']);
+  const first = await waitFor('two transactions', () => (hop.messages.length >= 2 ? hop.messages : undefined), 20_000);
+  const toGone = first.find((m) => m.recipients[0] === 'gone@dest.test')!.mailFrom;
+  const paths = new ReturnPaths({ domain: 'bounces.origin.test', key: loadOrCreateSecret(join(pl.dir, 'var'), 'return-path.key') });
+  const target = paths.decode(toGone)!;
+  // A forged return path (another MAC) for the other recipient: accepted, read, ignored.
+  const forged = first.find((m) => m.recipients[0] === 'ok@dest.test')!.mailFrom.replace(/-[0-9a-z]{16}@/, '-0000000000000000@');
+  await report(forged, dsn('ok@dest.test', '5.1.1', '550 5.1.1 no such user'));
+  await report(toGone, dsn('gone@dest.test', '5.1.1', '550 5.1.1 <gone@dest.test>: Recipient address rejected: User unknown'));
+  const bounced = await waitFor('the asynchronous bounce event', async () => (await events('--type', 'recipient.bounced', '--queue-id', target.queueId)).find((e) => e.feedback), 20_000, 200);
+  assert.equal(bounced.recipient, 'gone@dest.test');
+  assert.equal(bounced.dsn, '5.1.1');
+  assert.equal(bounced.bounceClass, 'InvalidRecipient');
+  assert.equal(bounced.feedback?.kind, 'dsn');
+  await new Promise((r) => setTimeout(r, 500));
+  const all = (await events('--type', 'recipient.bounced')).filter((e) => e.feedback);
+  assert.equal(all.length, 1, 'the forged report made no event');
+  assert.ok(!all.some((e) => e.recipient === 'ok@dest.test'));
+});
+
+test('a complaint (ARF) to a return path becomes recipient.complained', async () => {
+  hop.messages.length = 0;
+  await send('app@origin.test', ['reader@dest.test']);
+  const m = await waitFor('delivery', () => hop.messages[0], 20_000);
+  const arf = `From: feedback@fbl.dest.test
+To: fbl
+Subject: complaint
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="f1"
+
+--f1
+Content-Type: text/plain
+
+This is an email abuse report.
+
+--f1
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: ExampleFBL/1.0
+Version: 1
+Original-Rcpt-To: reader@dest.test
+
+--f1
+Content-Type: text/rfc822-headers
+
+From: app@origin.test
+To: reader@dest.test
+Subject: rp
+--f1--
+`;
+  await report(m.mailFrom, arf);
+  const ev = await waitFor('the complaint event', async () => (await events('--type', 'recipient.complained')).find((e) => e.recipient === 'reader@dest.test'), 20_000, 200);
+  assert.equal(ev.feedback?.feedbackType, 'abuse');
+  assert.equal(ev.queueId, paths().decode(m.mailFrom)!.queueId);
+});
+
+const paths = () => new ReturnPaths({ domain: 'bounces.origin.test', key: loadOrCreateSecret(join(pl.dir, 'var'), 'return-path.key') });
