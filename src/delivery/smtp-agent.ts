@@ -140,9 +140,12 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
    * Outbound connection slots for metrics: `open` counts every live slot (connecting, busy or
    * idle), `idle` those parked for reuse. Read-only.
    */
-  connections(): { open: number; idle: number } {
-    return { open: this.pool.size(), idle: this.pool.idleTotal() };
+  connections(): { open: number; idle: number; opened: number } {
+    return { open: this.pool.size(), idle: this.pool.idleTotal(), opened: this.opened };
   }
+
+  /** SMTP sessions opened since start (greeting and EHLO done), for messages per connection. */
+  private opened = 0;
 
   /** Quits idle pooled connections and writes the MTA-STS cache. */
   async close(): Promise<void> {
@@ -205,6 +208,7 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
         // The destination's connection rate (connectionsPerMinute): wait for a token, never busy.
         await a.req.shaping?.beforeConnect(a.req.signal);
         lease.attach(await SmtpClient.open({ ...this.clientOptions(t, hop, plan, a.req.egress), ...(a.req.signal ? { signal: a.req.signal } : {}) }));
+        this.opened++;
       } catch (err) {
         a.trouble = err;
         if (beforeGreeting(err)) a.unreached++;

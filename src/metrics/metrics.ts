@@ -52,7 +52,7 @@ export interface MetricsDeps {
   /** Inbound SMTP connections counted across listeners (smtpd/connection-limiter.ts). */
   readonly inbound?: { count(): number };
   /** Outbound connection slots (delivery/smtp-agent.ts connections()). */
-  readonly outbound?: { connections(): { open: number; idle: number } };
+  readonly outbound?: { connections(): { open: number; idle: number; opened?: number } };
   /** Backlog per webhook endpoint, read at each scrape. */
   readonly webhookBacklog?: () => Promise<readonly WebhookBacklog[]>;
   /** DNS list zones and whether their self-test keeps them enabled (src/policy/dnsbl.ts). */
@@ -107,7 +107,7 @@ const QUEUE_STATES: readonly QueueState[] = ['active', 'deferred', 'held', 'quar
  * `delivery_attempt_seconds{next_hop}`, `accept_seconds`, `store_commit_seconds`,
  * `store_batch_messages`; gauges `queue_messages{state}`, `scheduler_messages{state}`,
  * `delivery_requests{state}`, `destinations{state}` (dead / suspended / throttled: counts, never names),
- * `inbound_connections`, `outbound_connections{state}`,
+ * `inbound_connections`, `outbound_connections{state}`, `outbound_connections_opened_total`,
  * `store_largest_batch_messages`, `webhook_backlog_events{endpoint}`, `webhook_failing{endpoint}`.
  * @throws RangeError when maxLabelValues is not a positive integer.
  */
@@ -246,6 +246,15 @@ export function createMetrics(deps: MetricsDeps): Metrics {
         const c = outbound.connections();
         this.set({ state: 'busy' }, Math.max(0, c.open - c.idle));
         this.set({ state: 'idle' }, c.idle);
+      },
+    });
+    new Counter({
+      name: 'postline_outbound_connections_opened_total', help: 'Outbound SMTP sessions opened (a pooled connection reused is not counted): delivered recipients per connection is the reuse.',
+      registers,
+      collect() {
+        const n = outbound.connections().opened ?? 0;
+        this.reset();
+        this.inc(n);
       },
     });
   }
