@@ -36,6 +36,7 @@ import { MaildirAgent } from './local/maildir-agent.js';
 import { InternalAgent } from './local/internal-agent.js';
 import { feedbackConsumer } from './feedback/consumer.js';
 import { feedbackLimits } from './feedback/index.js';
+import { HttpAgent } from './local/http-agent.js';
 import { localRecipientRules } from './local/rules.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import { ControlServer } from './control/server.js';
@@ -189,6 +190,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   const transports = new TransportRegistry({
     smtp: agent,
     maildir: new MaildirAgent({ config: () => config.local.maildir, logger }),
+    http: new HttpAgent({ config: () => config.local.http, authservId: () => config.auth.authservId ?? config.hostname, logger }),
     internal: new InternalAgent().register('feedback', feedbackConsumer({
       ...(returnPaths ? { returnPaths } : {}),
       limits: () => feedbackLimits(config.feedback),

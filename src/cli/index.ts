@@ -36,6 +36,7 @@ program
     const shown = structuredClone(cfg);
     if (shown.delivery.relayhost?.auth) shown.delivery.relayhost.auth.password = '********';
     for (const w of shown.webhooks) w.secret = 'whsec_********';
+    if (shown.local.http.secret) shown.local.http.secret = 'whsec_********';
     console.log(JSON.stringify(shown, null, 2));
   });
 

@@ -98,6 +98,10 @@ export function validateConfig(raw: unknown, baseDir: string = process.cwd(), en
     if (why) throw new ConfigError(`webhooks.${i}.url: ${why}`, `webhooks.${i}.url`);
     if (w.retry.maxMs < w.retry.initialMs) throw new ConfigError(`webhooks.${i}.retry.maxMs: must be at least retry.initialMs`, `webhooks.${i}.retry.maxMs`);
   });
+  cfg.local.routes.forEach((r, i) => {
+    const why = r.transport === 'http' && r.target ? checkUrlStatic(r.target, cfg.local.http.allowPrivate) : undefined;
+    if (why) throw new ConfigError(`local.routes.${i}.target: ${why.replace('set allowPrivate', 'set local.http.allowPrivate')}`, `local.routes.${i}.target`);
+  });
   const names = new Set<string>();
   cfg.listeners.forEach((l, i) => {
     if (names.has(l.name)) throw new ConfigError(`listeners.${i}.name: duplicate listener name "${l.name}"`, `listeners.${i}.name`);

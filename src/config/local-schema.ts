@@ -62,6 +62,30 @@ export const localMaildirSchema = z.object({
 }).strict();
 
 /**
+ * `local.http`: the http transport, inbound parse (src/local/http-agent.ts): each message POSTed
+ * as JSON to its route's URL.
+ * `secret`: "whsec_" + base64 of 16-64 random bytes; requests are signed by the Standard Webhooks
+ * scheme (webhook-signature), as webhooks are; absent: sent unsigned (webhook-id and
+ * webhook-timestamp still sent). `allowPrivate`: loopback and private addresses allowed as the
+ * route's host (link-local and metadata addresses stay refused; src/webhooks/ssrf.ts).
+ * `timeoutMs`: the whole request (connect, the JSON sent, the answer), ms. `maxBytes`: the largest
+ * message parsed, bytes; a bigger one bounces with 552 5.3.4 (set it at or above
+ * limits.maxMessageSize to parse all mail accepted). `maxBytesInFlight`: the message bytes being
+ * parsed and sent at once across all routes; a message waits while the others hold the budget (one
+ * alone always goes). Memory is a few times these figures: the parsed parts, their base64 and the
+ * JSON text.
+ */
+export const localHttpSchema = z.object({
+  secret: z.string().regex(/^whsec_[A-Za-z0-9+/]+={0,2}$/, 'expected "whsec_" followed by base64')
+    .refine((s) => { const n = Buffer.from(s.slice(6), 'base64').length; return n >= 16 && n <= 64; }, 'the secret must decode to 16-64 bytes')
+    .optional(),
+  allowPrivate: z.boolean().default(false),
+  timeoutMs: z.number().int().min(100).max(600_000).default(30_000),
+  maxBytes: z.number().int().min(1024).default(25 * 1024 * 1024),
+  maxBytesInFlight: z.number().int().min(1024).default(100 * 1024 * 1024),
+}).strict();
+
+/**
  * Bounds of alias expansion (cleanup/aliases.ts): `depth` aliases nested in one another at most
  * (Postfix's virtual_alias_recursion_limit), `recipients` addresses one recipient may expand to at
  * most (virtual_alias_expansion_limit). Past either the message is refused with 554 5.4.6.
@@ -86,6 +110,7 @@ export const localSchema = z.object({
   ]).default({}),
   aliasLimits: aliasLimitsSchema.prefault({}),
   maildir: localMaildirSchema.prefault({}),
+  http: localHttpSchema.prefault({}),
 }).strict().superRefine((l, ctx) => {
   const { map, duplicates } = aliasMap(l.aliases);
   for (const d of duplicates) ctx.addIssue({ code: 'custom', path: ['aliases'], message: `the alias ${d} is given twice (addresses compare in lower case, local part unquoted)` });
@@ -96,4 +121,5 @@ export const localSchema = z.object({
 export type LocalRouteConfig = z.infer<typeof localRouteSchema>;
 export type LocalConfig = z.infer<typeof localSchema>;
 export type LocalMaildirConfig = z.infer<typeof localMaildirSchema>;
+export type LocalHttpConfig = z.infer<typeof localHttpSchema>;
 export type AliasLimits = z.infer<typeof aliasLimitsSchema>;

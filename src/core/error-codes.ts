@@ -12,6 +12,8 @@ export const ERROR_CODES = [
   // cleanup and the message
   'ERR_SIZE', 'ERR_HEADER_SIZE', 'ERR_LOOP', 'ERR_NO_RECIPIENTS', 'ERR_METADATA', 'ERR_MODIFIER', 'ERR_CLEANUP_OPTIONS',
   'ERR_ALIAS_LOOP', 'ERR_MAILBOX_NAME',
+  // local delivery: the http transport (inbound parse)
+  'ERR_INBOUND_PARSE', 'ERR_INBOUND_TOO_BIG',
   // users and policy
   'ERR_USERS_FILE', 'ERR_USER_NAME', 'ERR_USER_PASSWORD',
   // DNS and MX

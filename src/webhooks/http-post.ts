@@ -34,10 +34,15 @@ export interface PostAnswer {
 /** Sends one POST; resolves with the answer. @throws Error with a `code` (ECONNREFUSED, ETIMEDOUT, ABORT_ERR...). */
 export type PostFn = (req: PostRequest) => Promise<PostAnswer>;
 
-/** Creates a PostFn with its own keep-alive agents (one socket per endpoint is enough: requests are sequential). */
-export function createPoster(opts: { drainBytes?: number } = {}): PostFn & { close(): void } {
+/**
+ * Creates a PostFn with its own keep-alive agents. `maxSockets`: connections per host and port at
+ * once (default 2: a webhook endpoint's requests are sequential; the inbound parse agent sends in
+ * parallel, capped by the scheduler, and passes more). `drainBytes`: the most of an answer read.
+ */
+export function createPoster(opts: { drainBytes?: number; maxSockets?: number } = {}): PostFn & { close(): void } {
   const drain = opts.drainBytes ?? 16 * 1024;
-  const agents = { 'http:': new http.Agent({ keepAlive: true, maxSockets: 2 }), 'https:': new https.Agent({ keepAlive: true, maxSockets: 2 }) };
+  const maxSockets = opts.maxSockets ?? 2;
+  const agents = { 'http:': new http.Agent({ keepAlive: true, maxSockets }), 'https:': new https.Agent({ keepAlive: true, maxSockets }) };
   const post = (req: PostRequest): Promise<PostAnswer> => new Promise((resolve, reject) => {
     const u = new URL(req.url);
     const mod = u.protocol === 'https:' ? https : http;
