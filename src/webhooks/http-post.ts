@@ -1,7 +1,8 @@
 /**
- * One webhook POST over node:http / node:https with a keep-alive agent per endpoint, to the
- * addresses the SSRF guard checked (the connection's DNS lookup is pinned to them, so a name whose
- * answer changes between the check and the connection cannot reach another address).
+ * One webhook POST (also the http transport's, local/http-agent.ts) over node:http / node:https
+ * with a keep-alive agent per endpoint, to the addresses the SSRF guard checked (the
+ * connection's DNS lookup is pinned to them, so a name whose answer changes between the check
+ * and the connection cannot reach another address).
  *
  * Why not fetch: on Node 20, fetch (undici) costs about 4-5 times the CPU of node:http per small
  * request (measured on loopback: ~450-780 us against ~90-200 us per request, client and server in

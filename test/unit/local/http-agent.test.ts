@@ -3,7 +3,7 @@
  * 200 (deferred, then delivered), 4xx with and without bounceOn4xx, the Standard Webhooks signature
  * checked on the receiver's side with an HMAC computed in the test (and by the standardwebhooks
  * package), one POST for all recipients, timeout, refused connection, the SSRF guard, the size
- * limit, unsigned requests, a body read error.
+ * limit, unsigned requests, a body read error; the `local.http` keys and the route URL check at load.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,6 +15,7 @@ import type { LocalHttpConfig } from '../../../src/config/local-schema.js';
 import type { DeliveryRecipient, DeliveryRequest } from '../../../src/delivery/types.js';
 import { InboundReceiver, verifySignature } from '../../helpers/inbound-receiver.js';
 import { freePort } from '../../helpers/net.js';
+import { validateConfig } from '../../../src/config/load.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 after(async () => { for (const c of cleanups.reverse()) await c().catch(() => {}); });
@@ -208,4 +209,19 @@ test('a body read error defers 4.3.0; an aborted delivery defers 4.3.0 (shutdown
   const other = await agent().deliver({ ...request(rx.url()), nextHop: { kind: 'maildir', path: '/tmp/x' } });
   assert.equal(other[0]!.dsnStatus, '4.3.5');
   assert.equal(rx.requests.length, 0);
+});
+
+test('config: local.http defaults, the secret checked, a route URL the SSRF guard refuses stops the load naming the key', () => {
+  const base = { listeners: [{ name: 'mx', address: '127.0.0.1', port: 2525 }] };
+  const c = validateConfig(base);
+  assert.deepEqual(c.local.http, { allowPrivate: false, timeoutMs: 30_000, maxBytes: 25 * 1024 * 1024, maxBytesInFlight: 100 * 1024 * 1024 });
+  assert.throws(() => validateConfig({ ...base, local: { http: { secret: 'whsec_abc' } } }), /local\.http\.secret: the secret must decode to 16-64 bytes/);
+  assert.throws(() => validateConfig({ ...base, local: { http: { secret: 'plain' } } }), /local\.http\.secret: expected "whsec_" followed by base64/);
+  assert.equal(validateConfig({ ...base, local: { http: { secret: SECRET } } }).local.http.secret, SECRET);
+  const route = (target: string) => ({ routes: [{ match: 'hooks.test', transport: 'http', target }] });
+  assert.throws(() => validateConfig({ ...base, local: route('http://127.0.0.1:8080/in') }), /local\.routes\.0\.target: 127\.0\.0\.1 is a loopback address \(set local\.http\.allowPrivate: true to allow it\)/);
+  assert.throws(() => validateConfig({ ...base, local: route('http://[fe80::1]/in') }), /local\.routes\.0\.target: fe80::1 is a link-local address/);
+  assert.throws(() => validateConfig({ ...base, local: route('https://user:pw@hooks.example/in') }), /local\.routes\.0\.target: .*must not carry a user name or password/);
+  assert.equal(validateConfig({ ...base, local: { ...route('http://127.0.0.1:8080/in'), http: { allowPrivate: true } } }).local.routes[0]!.target, 'http://127.0.0.1:8080/in');
+  assert.equal(validateConfig({ ...base, local: route('https://hooks.example/in') }).local.routes.length, 1, 'names are checked at each request');
 });
