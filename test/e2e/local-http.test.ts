@@ -65,7 +65,7 @@ async function send(from: string, rcpts: string[], data: Buffer) {
   }
 }
 
-async function events(id: string): Promise<Array<{ type: string; recipient?: string; dsn?: string; reply?: string }>> {
+async function events(id: string): Promise<Array<{ type: string; recipient?: string; dsn?: string; reply?: string; bounceClass?: string }>> {
   const out = (await pl.cli(['events', '--json', '--queue-id', id])).stdout.trim();
   return out ? out.split('\n').map((l) => JSON.parse(l)) : [];
 }
@@ -86,6 +86,7 @@ test('a receiver that fails once (503) and then takes it: deferred, delivered on
   assert.equal(deferred.length, 2, 'both recipients deferred by the one failed POST');
   assert.equal(deferred[0]!.dsn, '4.0.0');
   assert.match(deferred[0]!.reply!, /^451 4\.0\.0 127\.0\.0\.1:\d+ answered HTTP 503: try later$/);
+  assert.equal(deferred[0]!.bounceClass, 'TransientFailure', 'the class of the reply (scheduler/round.ts classifies what agents leave open)');
   await waitFor('the queue to empty', async () => (await pl.cli(['queue', 'list', '--json'])).stdout.trim() === '[]', 20_000, 200);
 
   const reqs = rx.requests.filter((q) => q.path === '/inbound');
@@ -118,6 +119,7 @@ test('bounceOn4xx: a 422 bounces the recipient with 5.0.0 and the status', async
   const bounced = await waitFor('the bounce event', async () => (await events(id)).find((e) => e.type === 'recipient.bounced'), 20_000, 200);
   assert.equal(bounced.dsn, '5.0.0');
   assert.match(bounced.reply!, /^550 5\.0\.0 127\.0\.0\.1:\d+ answered HTTP 422: unknown mailbox$/);
+  assert.equal(bounced.bounceClass, 'InvalidRecipient', 'the receiver\'s text classified like an SMTP reply');
   assert.equal(rx.requests.filter((q) => q.path === '/strict').length, 1, 'not retried');
 });
 
