@@ -53,6 +53,7 @@ import { WebhookManager } from './webhooks/manager.js';
 import { SqliteWebhookCursorStore } from './webhooks/cursor-store.js';
 import { SqliteDestinationStateStore } from './scheduler/destination-store.js';
 import { toALabel } from './core/envelope.js';
+import { trackingFromConfig, type TrackingSetup } from './tracking/setup.js';
 
 export interface RunningPostline {
   readonly config: PostlineConfig;
@@ -149,15 +150,19 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   let scheduler: Scheduler | undefined; // set below; cleanup hands it each committed message
   let policy: RelayPolicy | undefined; // set below; cleanup asks it who may set X-Postline-* metadata
   let observeAccept: ((ms: number) => void) | undefined; // the metrics' accept latency, set below
-  // The modifier chain (cleanup/modifiers.ts): inbound verification (stage verify) and DKIM
-  // signing (stage sign); rebuilt on reload.
+  // The modifier chain (cleanup/modifiers.ts): inbound verification (stage verify), tracking
+  // links (rewrite), List-Unsubscribe and Feedback-ID (add), DKIM signing (sign); rebuilt on reload.
   let modifiers: readonly ModifierFactory[];
   let auth: AuthSetup;
   let dkim: ModifierFactory | undefined;
-  const chainOf = (): readonly ModifierFactory[] => [auth.factory, dkim].filter((f): f is ModifierFactory => f !== undefined);
+  let tracking: TrackingSetup;
+  const chainOf = (): readonly ModifierFactory[] => [auth.factory, ...tracking.factories, dkim].filter((f): f is ModifierFactory => f !== undefined);
   try {
     auth = authFromConfig(config, logger);
     dkim = dkimFromConfig(config, logger, () => clock.now());
+    // Tracking and unsubscribe read their sections at each message (live); the link key is made now when one is on.
+    tracking = trackingFromConfig(config, store, logger, clock);
+    if (config.tracking.enabled || config.unsubscribe.enabled) tracking.signer();
     modifiers = chainOf();
   } catch (err) {
     await webhookCursors.close().catch(() => {});
@@ -296,6 +301,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
         config, sink: cleanup, rejected: (origin, r) => cleanup.rejectedSubmission(origin, r),
         store, admin: scheduler, keys: apiStores.keys, idempotency: apiStores.idempotency, logger, clock,
         ...(tls ? { tls } : {}), ...(metrics ? { metrics } : {}),
+        engagement: { endpoints: tracking.engagement, ratePerMinute: () => config.tracking.ratePerMinute },
       });
       httpBound = await api.listen();
       logger.info({ listener: 'http', tls: !!tls, ...httpBound }, 'listening');
