@@ -71,6 +71,7 @@ const MAX_PENDING = 64 * 1024;
 const MAX_LINE = 64 * 1024;
 /** Base64 lines: 57 bytes become 76 characters (RFC 2045 6.8). */
 const B64_LINE_BYTES = 57;
+const CRLF = Buffer.from('\r\n');
 
 /** True when `node` is a text/html part a filter may see (not an attachment, not inside a message/* part, not UTF-16/32). */
 export function isRewritableHtml(node: MimeNode): boolean {
@@ -85,6 +86,8 @@ export function isRewritableHtml(node: MimeNode): boolean {
 /** One part being rewritten: decoder, filters, encoder. */
 class PartCodec {
   private carry = ''; // encoded input not decoded yet
+  private b64Ended = false; // base64 padding seen
+  private sawInput = false;
   private pending: Buffer = Buffer.alloc(0); // decoded output not encoded yet
   private endedWithLf = false;
   private lastOut = -1;
@@ -101,11 +104,15 @@ class PartCodec {
   }
 
   write(value: Buffer): void {
-    if (value.length) this.endedWithLf = value[value.length - 1] === 0x0a;
+    if (!value.length) return;
+    this.sawInput = true;
+    this.endedWithLf = value[value.length - 1] === 0x0a;
     this.filtered(this.decode(value.toString('latin1'), false));
   }
 
   end(): void {
+    // An empty part stays empty (what follows it may start on the same line: a boundary right after the header section).
+    if (!this.sawInput) return;
     this.filtered(this.decode('', true));
     let text = '';
     let first = true;
@@ -124,8 +131,15 @@ class PartCodec {
     let text = this.carry + s;
     this.carry = '';
     if (this.inEncoding === 'base64') {
+      if (this.b64Ended) return '';
       text = text.replace(/[^A-Za-z0-9+/=]/g, '');
-      const cut = final ? text.length : text.length - (text.length % 4);
+      // Padding ends the data: what follows it (a list footer added to a base64 part) is not decoded.
+      const pad = text.indexOf('=');
+      if (pad >= 0) {
+        this.b64Ended = true;
+        text = text.slice(0, pad);
+      }
+      const cut = final || pad >= 0 ? text.length : text.length - (text.length % 4);
       this.carry = text.slice(cut);
       return Buffer.from(text.slice(0, cut), 'base64').toString('latin1');
     }
@@ -157,15 +171,17 @@ class PartCodec {
       this.out(Buffer.from(lines.join('\r\n') + (final ? '' : '\r\n'), 'latin1'));
       return;
     }
-    let cut = final ? buf.length : buf.lastIndexOf(0x0a) + 1;
-    if (cut === 0 && buf.length <= MAX_PENDING) {
+    let cut = final ? buf.length : buf.lastIndexOf(CRLF) + 2;
+    if (cut <= 1 && buf.length <= MAX_PENDING) {
       this.pending = buf;
       return;
     }
-    if (cut === 0) cut = buf.length;
+    if (cut <= 1) cut = buf.length;
     this.pending = Buffer.from(buf.subarray(cut));
-    let text = libqp.wrap(libqp.encode(buf.subarray(0, cut)), 76);
-    if (!final && buf[cut - 1] !== 0x0a) text += '=\r\n'; // cut inside a line: a soft line break
+    // Only CRLF is a line break (RFC 2045 6.7 rule 4): a bare CR or LF of the content is encoded.
+    const encoded = libqp.encode(buf.subarray(0, cut)).replace(/\r(?!\n)/g, '=0D').replace(/(?<!\r)\n/g, '=0A');
+    let text = libqp.wrap(encoded, 76);
+    if (!final && !(buf[cut - 2] === 0x0d && buf[cut - 1] === 0x0a)) text += '=\r\n'; // cut inside a line: a soft line break
     if (text) this.out(Buffer.from(text, 'latin1'));
   }
 }

@@ -58,19 +58,20 @@ export function escapeAttribute(v: string): string {
   return v.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-/** The end of the tag starting at `from` ("<"), quotes of attribute values respected; -1 when not in `s`. */
-function tagEnd(s: string, from: number): number {
+/** The end of the tag starting at `from` ("<"), quotes of attribute values respected; -1 when not within `max` characters of `s`. */
+function tagEnd(s: string, from: number, max: number): number {
+  const stop = Math.min(s.length, from + max + 1);
   let i = from + 1;
-  while (i < s.length) {
+  while (i < stop) {
     const c = s[i]!;
     if (c === '>') return i;
     if (c === '=') {
       let j = i + 1;
-      while (j < s.length && (s[j] === ' ' || s[j] === '\t' || s[j] === '\n' || s[j] === '\r' || s[j] === '\f')) j++;
-      if (j >= s.length) return -1;
+      while (j < stop && (s[j] === ' ' || s[j] === '\t' || s[j] === '\n' || s[j] === '\r' || s[j] === '\f')) j++;
+      if (j >= stop) return -1;
       if (s[j] === '"' || s[j] === "'") {
         const close = s.indexOf(s[j]!, j + 1);
-        if (close < 0) return -1;
+        if (close < 0 || close >= stop) return -1;
         i = close + 1;
         continue;
       }
@@ -158,12 +159,10 @@ export class LinkRewriter implements HtmlPartFilter {
       }
       const raw = /^<(script|style)[\s>/]/.exec(head);
       if (raw) {
+        // Its contents are text up to its end tag; the rest of the start tag goes out as it is.
         this.rawName = raw[1]!;
-        const e = tagEnd(s, lt);
-        if (e < 0 && !final && s.length - lt <= MAX_TAG) break;
-        const stop = e < 0 ? s.length : e + 1;
-        out += s.slice(lt, stop);
-        i = stop;
+        out += s.slice(lt, lt + 1 + raw[1]!.length);
+        i = lt + 1 + raw[1]!.length;
         this.state = 'raw';
         continue;
       }
@@ -175,10 +174,10 @@ export class LinkRewriter implements HtmlPartFilter {
         continue;
       }
       if (/^<a[\s>/]/.test(head)) {
-        const e = tagEnd(s, lt);
+        const e = tagEnd(s, lt, MAX_TAG);
         if (e < 0) {
           if (!final && s.length - lt <= MAX_TAG) break; // wait for the rest of the tag
-          out += '<';
+          out += '<'; // longer than MAX_TAG (or never closed): left as it is
           i = lt + 1;
           continue;
         }
