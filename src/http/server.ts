@@ -28,6 +28,7 @@ import { registerEventRoutes } from './routes/events.js';
 import { registerMessageRoutes } from './routes/messages.js';
 import { registerQueueRoutes } from './routes/queue.js';
 import { registerTrackingRoutes } from './routes/tracking.js';
+import { MAX_TOKEN_CHARS } from '../tracking/tokens.js';
 
 export type { ApiServerDeps, MetricsSource } from './context.js';
 
@@ -75,6 +76,8 @@ export async function createApiServer(deps: ApiServerDeps): Promise<ApiServer> {
   const app = Fastify({
     logger: false,
     bodyLimit: apiMaxBodyBytes(deps.config),
+    // A click token carries its URL: route parameters up to the longest token (fastify's default is 100).
+    maxParamLength: MAX_TOKEN_CHARS,
     requestTimeout,
     ...(deps.tls ? { https: { cert: deps.tls.cert, key: deps.tls.key, ...serverTimeouts } } : { http: serverTimeouts }),
     clientErrorHandler,
