@@ -54,6 +54,7 @@ import { SqliteWebhookCursorStore } from './webhooks/cursor-store.js';
 import { SqliteDestinationStateStore } from './scheduler/destination-store.js';
 import { toALabel } from './core/envelope.js';
 import { trackingFromConfig, type TrackingSetup } from './tracking/setup.js';
+import { UNSUBSCRIBE_CONSUMER, unsubscribeConsumer } from './tracking/mailto.js';
 
 export interface RunningPostline {
   readonly config: PostlineConfig;
@@ -200,7 +201,9 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
       received: async (q) => (q.queueId ? (await store.readEvents({ queueId: q.queueId, types: ['message.received'], limit: 1 }))[0] : undefined),
       now: () => clock.now(),
       logger,
-    })),
+    }))
+      // Mail to the List-Unsubscribe mailto: address, routed here by a local route (target: unsubscribe).
+      .register(UNSUBSCRIBE_CONSUMER, unsubscribeConsumer(tracking.engagement, logger)),
   });
   scheduler = new Scheduler({
     store,

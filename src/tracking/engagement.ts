@@ -102,16 +102,26 @@ export class Engagement implements EngagementEndpoints {
   }
 
   async unsubscribeByToken(token: string, source: UnsubscribeSource, f?: HitFacts): Promise<LinkToken> {
+    const { token: t, event } = await this.unsubscribeEvent(token, source, f);
+    await this.o.store.appendEvents([event]);
+    this.o.logger.info({ queueId: t.queueId, recipient: t.recipient, scope: t.scope, source }, 'recipient unsubscribed');
+    return t;
+  }
+
+  /**
+   * The `recipient.unsubscribed` event of a token, not written (the mailto: consumer returns it
+   * with its delivery result, so it is written in the same commit). @throws TokenError.
+   */
+  async unsubscribeEvent(token: string, source: UnsubscribeSource, f?: HitFacts): Promise<{ token: LinkToken; event: EventRecord }> {
     const t = this.checkUnsubscribe(token);
     const m = await this.facts(t, undefined);
-    await this.o.store.appendEvents([{
+    const event: EventRecord = {
       type: 'recipient.unsubscribed', at: this.o.clock.now(), queueId: t.queueId,
       ...(t.recipient ? { recipient: t.recipient } : {}),
       scope: t.scope!, source, ...m.fields,
       ...(f ? { userAgent: f.userAgent.slice(0, MAX_UA), clientAddress: f.clientAddress } : {}),
-    }]);
-    this.o.logger.info({ queueId: t.queueId, recipient: t.recipient, scope: t.scope, source }, 'recipient unsubscribed');
-    return t;
+    };
+    return { token: t, event };
   }
 
   /** Records an open or click; a failure to record is logged (the answer goes out anyway). */
@@ -176,8 +186,7 @@ export const MAILTO_PREFIX = 'unsubscribe+';
 
 /**
  * The token of a mailto: unsubscribe address (unsubscribe+TOKEN@mailtoDomain), or undefined when
- * `address` is not one. For the inbound hook: mail to that address arrives through the internal
- * `feedback` transport, which calls `unsubscribeByToken(token, 'mailto')`.
+ * `address` is not one (mailto.ts, the internal `unsubscribe` consumer, reads it).
  */
 export function mailtoToken(address: string): string | undefined {
   const at = address.lastIndexOf('@');

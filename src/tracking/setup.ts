@@ -18,7 +18,7 @@ export interface TrackingSetup {
   readonly factories: readonly ModifierFactory[];
   /** For the HTTP routes (/t/o, /t/c, /u) and the mailto: hook. */
   readonly engagement: Engagement;
-  /** The signer (made, and its key file read or written, at the first call). @throws PostlineError ERR_LINK_KEY. */
+  /** The signer (made, and its key file read or written, at the first call). @throws PostlineError ERR_SECRET_FILE. */
   signer(): LinkSigner;
 }
 

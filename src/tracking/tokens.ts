@@ -10,13 +10,12 @@
  * sequence, also one that decodes to the same bytes, is refused, so no change to a token passes.
  *
  * The secret: `tracking.secret` when configured, else a random 32-byte key kept in
- * dataDir/link-tokens.key (made at first use, mode 0600). Changing it makes every link sent before
- * fail (400).
+ * dataDir/link-tokens.key (core/secret-file.ts: made at first use, mode 0600). Changing it makes
+ * every link sent before fail (400).
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { PostlineError } from '../core/errors.js';
+import { loadOrCreateSecret } from '../core/secret-file.js';
 
 /** What a token stands for. */
 export type LinkKind = 'open' | 'click' | 'unsubscribe';
@@ -115,33 +114,10 @@ export class LinkSigner {
 export const LINK_KEY_FILE = 'link-tokens.key';
 
 /**
- * The secret for link tokens: `configured` (tracking.secret, UTF-8) when given, else the key file in
- * `dataDir` (hex), made with 32 random bytes and mode 0600 when missing (two processes racing both
- * end up with the one that was written first).
- * @throws PostlineError (ERR_LINK_KEY) when the file cannot be read or written, or holds fewer than 16 bytes.
+ * The secret for link tokens: `configured` (tracking.secret, UTF-8) when given, else the key in
+ * `dataDir` (core/secret-file.ts: 32 random bytes, mode 0600, made at first use).
+ * @throws PostlineError ERR_SECRET_FILE when the file cannot be read or made.
  */
 export function loadLinkSecret(dataDir: string, configured?: string): Buffer {
-  if (configured !== undefined) return Buffer.from(configured, 'utf8');
-  const file = join(dataDir, LINK_KEY_FILE);
-  const read = (): Buffer | undefined => {
-    try {
-      return Buffer.from(readFileSync(file, 'utf8').trim(), 'hex');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw new PostlineError('ERR_LINK_KEY', `cannot read ${file}: ${(err as Error).message}`, { temporary: false, cause: err });
-    }
-  };
-  let key = read();
-  if (!key) {
-    try {
-      writeFileSync(file, randomBytes(32).toString('hex') + '\n', { mode: 0o600, flag: 'wx' });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new PostlineError('ERR_LINK_KEY', `cannot write ${file}: ${(err as Error).message}`, { temporary: false, cause: err });
-      }
-    }
-    key = read();
-  }
-  if (!key || key.length < 16) throw new PostlineError('ERR_LINK_KEY', `${file} holds no key of at least 16 bytes (hex)`, { temporary: false });
-  return key;
+  return configured !== undefined ? Buffer.from(configured, 'utf8') : loadOrCreateSecret(dataDir, LINK_KEY_FILE);
 }

@@ -7,7 +7,9 @@
  * (a real HTTP client) fetches the pixel twice (recipient.opened, first then repeat), follows a
  * tracked link to a landing page on loopback (302 to the original, recipient.clicked), is refused a
  * tampered link (400, no Location), loads the unsubscribe page (nothing recorded) and POSTs the
- * one-click body (recipient.unsubscribed with the sender domain as scope).
+ * one-click body (recipient.unsubscribed with the sender domain as scope); swaks sends mail to the
+ * other recipient's mailto: address, which the internal `unsubscribe` consumer turns into its
+ * recipient.unsubscribed (source mailto), and a forged one records nothing.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -81,6 +83,8 @@ before(async () => {
       unsubscribe: { enabled: true, apiKeys: ['e2e'], mailtoDomain: 'unsub.app.test' },
       feedbackId: { enabled: true, fields: ['tag:campaign', 'metadata:customer'], senderId: 'e2etest' },
       delivery: { routes: [{ domain: 'sink.test', host: '127.0.0.1', port: sink.port, tls: 'none' }], retry: { initialMs: 60_000, maxMs: 60_000, jitter: 0 }, scanIntervalMs: 100 },
+      // Mail to the mailto: unsubscribe address goes to the internal `unsubscribe` consumer.
+      local: { routes: [{ match: 'unsub.app.test', transport: 'internal', target: 'unsubscribe' }] },
     },
   });
   await pl.start();
@@ -180,4 +184,17 @@ test('tracked API mail: per-recipient links and pixel, list headers, DKIM verifi
   assert.match(post, /"unsubscribed":true.* 200$/);
   const un = await events('recipient.unsubscribed', 1);
   assert.deepEqual([un[0].queueId, un[0].recipient, un[0].scope, un[0].source], [queueIds.get('one@sink.test'), 'one@sink.test', 'app.test', 'one-click']);
+
+  // The mailto: address, by mail (swaks, a real SMTP client), and a forged one.
+  const two = tokens.get('two@sink.test')!;
+  const forged = two.unsub.slice(0, 10) + (two.unsub[10] === 'A' ? 'B' : 'A') + two.unsub.slice(11);
+  for (const token of [forged, two.unsub]) {
+    const out = await new Promise<string>((resolve, reject) => execFile('swaks', ['--server', `127.0.0.1:${pl.port()}`, '--from', 'unsub-robot@mail.example', '--to', `unsubscribe+${token}@unsub.app.test`, '--h-Subject', 'unsubscribe', '--body', 'unsubscribe'], { timeout: 30_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout))));
+    assert.match(out, /<- {2}250 /);
+  }
+  const both = await events('recipient.unsubscribed', 2);
+  assert.equal(both.length, 2, 'the forged address recorded nothing');
+  assert.deepEqual([both[1].queueId, both[1].recipient, both[1].scope, both[1].source], [queueIds.get('two@sink.test'), 'two@sink.test', 'app.test', 'mailto']);
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal((await api('/api/v1/events?type=recipient.unsubscribed')).body.events.length, 2);
 });

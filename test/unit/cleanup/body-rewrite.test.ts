@@ -1,8 +1,8 @@
 /**
  * The 'rewrite' stage's body rewrite (src/cleanup/body-rewrite.ts) with the tracking link rewriter
  * (src/tracking/html-links.ts) over the corpus's HTML and MIME messages (POSTLINE_CORPUS: html/,
- * mime/, 8bit/, intl/): every message still splits into the same parts (mailsplit; mailparser is
- * not installed), every part that is not a rewritten text/html part is byte-identical (header and
+ * mime/, 8bit/, intl/): every message still splits into the same parts (mailsplit) and parses with
+ * mailparser to the same text and to HTML holding the tracked links, every part that is not a rewritten text/html part is byte-identical (header and
  * body: text/plain, attachments, the top header section), each rewritten part decodes to exactly
  * what the rewriter makes of the whole decoded original (so base64 and quoted-printable are
  * decoded and re-encoded right, across any chunking), encoded lines stay within 76 characters, and
@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import type { Duplex } from 'node:stream';
 import { createBodyRewrite, type HtmlRewrite } from '../../../src/cleanup/body-rewrite.js';
+import { simpleParser } from 'mailparser';
 import { LinkRewriter } from '../../../src/tracking/html-links.js';
 import { corpusAvailable, loadCorpus, CORPUS_DIR, type CorpusMessage } from '../../helpers/corpus.js';
 
@@ -22,6 +23,9 @@ const libqp = require('libqp') as { decode(s: string): Buffer };
 
 interface Part {
   readonly contentType: string;
+  readonly multipart: boolean;
+  /** The content type of the enclosing part ('' for the top). */
+  readonly parentType: string;
   readonly encoding: string;
   readonly disposition: string;
   readonly charset: string | undefined;
@@ -38,7 +42,7 @@ async function split(data: Buffer): Promise<Part[]> {
     if (item.type === 'node') {
       let inMessage = false;
       for (let n = item.parentNode; n; n = n.parentNode) if ((n.contentType || '').startsWith('message/')) inMessage = true;
-      parts.push({ p: { contentType: item.contentType || '', encoding: item.encoding || '', disposition: item.disposition || '', charset: item.charset ? String(item.charset).toLowerCase() : undefined, inMessage, header: item.getHeaders() }, chunks: [] });
+      parts.push({ p: { contentType: item.contentType || '', multipart: !!item.multipart, parentType: item.parentNode?.contentType || '', encoding: item.encoding || '', disposition: item.disposition || '', charset: item.charset ? String(item.charset).toLowerCase() : undefined, inMessage, header: item.getHeaders() }, chunks: [] });
     } else if (item.type === 'body' && parts.length) parts[parts.length - 1]!.chunks.push(item.value);
   });
   await new Promise<void>((resolve, reject) => { s.on('end', resolve); s.on('error', reject); s.end(data); });
@@ -78,6 +82,7 @@ if (!available) console.log(`corpus not found at ${CORPUS_DIR} (set POSTLINE_COR
 
 test('corpus: parts other than rewritten HTML are byte-identical, HTML decodes to the rewriter\'s output, lines stay short', { skip: !available && 'no corpus' }, async () => {
   let rewrittenParts = 0;
+  let parsed = 0;
   let links = 0;
   let qp = 0;
   let b64 = 0;
@@ -112,8 +117,16 @@ test('corpus: parts other than rewritten HTML are byte-identical, HTML decodes t
     }
     // The top header section: unchanged unless the message itself is the HTML part and changed encoding.
     if (!rewritable(before[0]!)) assert.ok(after[0]!.header.equals(before[0]!.header), `${m.name}: top header section`);
+    // An independent parser reads it too: the same text, and the tracked links in the HTML.
+    const [pa, pb] = await Promise.all([simpleParser(m.data), simpleParser(out)]);
+    // (mailparser makes text of HTML parts that are not an alternative to a text part: only compare where there are none.)
+    const htmlInText = before.some((p) => rewritable(p) && p.parentType !== 'multipart/alternative');
+    if (!htmlInText && before.some((p) => p.contentType === 'text/plain')) assert.equal(pb.text, pa.text, `${m.name}: mailparser's text`);
+    const want = htmlIndex > 0 ? after.filter(rewritable).map((p) => (decode(p).toString('latin1').match(/https:\/\/t\.example\/t\/c\//g) ?? []).length).reduce((x, y) => x + y, 0) : 0;
+    if (want > 0 && typeof pb.html === 'string') assert.ok((pb.html.match(/https:\/\/t\.example\/t\/c\//g) ?? []).length >= 1, `${m.name}: mailparser's HTML has tracked links`);
+    parsed++;
   }
-  console.log(`corpus: ${corpus.length} messages, ${rewrittenParts} HTML parts rewritten (${qp} quoted-printable, ${b64} base64), ${links} links`);
+  console.log(`corpus: ${corpus.length} messages (${parsed} parsed by mailparser), ${rewrittenParts} HTML parts rewritten (${qp} quoted-printable, ${b64} base64), ${links} links`);
   assert.ok(rewrittenParts >= 40 && links >= 100, 'the corpus exercised the rewrite');
 });
 
@@ -145,4 +158,26 @@ test('a 7bit HTML part becomes quoted-printable; text/plain and the preamble sta
   assert.equal(Buffer.from(text.match(/t\/c\/([A-Za-z0-9_-]+)/)![1]!, 'base64url').toString(), 'https://example.com/x?a=1&b=2', 'the URL as the browser would read it');
   const none = await rewrite(msg, [{ part: () => undefined }]);
   assert.ok(none.equals(msg), 'with no part filter the bytes pass unchanged');
+});
+
+test('a base64 HTML part is decoded and re-encoded as base64 in 76-character lines, read right by mailparser', async () => {
+  const html = `<html><body>${Array.from({ length: 60 }, (_, i) => `<p>Item ${i} <a href="https://example.com/item/${i}?ref=mail">see</a> ünïcödé</p>`).join('\n')}</body></html>`;
+  const b64 = Buffer.from(html, 'utf8').toString('base64').replace(/.{76}/g, '$&\r\n');
+  const msg = Buffer.from(['From: a@example.com', 'MIME-Version: 1.0', 'Content-Type: multipart/alternative; boundary="b2"', '',
+    '--b2', 'Content-Type: text/plain; charset=utf-8', '', 'plain', '--b2', 'Content-Type: text/html; charset=utf-8', 'Content-Transfer-Encoding: base64', '',
+    b64, '--b2--', ''].join('\r\n'), 'latin1');
+  const t = tracking();
+  for (const chunk of [msg.length, 13, 1]) {
+    const out = await rewrite(msg, [t.rewrite], chunk);
+    const part = (await split(out)).find((p) => p.contentType === 'text/html')!;
+    assert.equal(part.encoding, 'base64');
+    for (const line of part.body.toString('latin1').split('\r\n')) assert.ok(line.length <= 76 && /^[A-Za-z0-9+/=]*$/.test(line), line);
+    const ref = new LinkRewriter(t.options(0, 'utf-8'));
+    const latin1 = Buffer.from(html, 'utf8').toString('latin1');
+    assert.equal(decode(part).toString('latin1'), ref.write(latin1) + ref.end());
+    const parsed = await simpleParser(out);
+    assert.equal((String(parsed.html).match(/https:\/\/t\.example\/t\/c\//g) ?? []).length, 60);
+    assert.match(String(parsed.html), /ünïcödé/);
+    assert.equal(parsed.text?.trim(), 'plain');
+  }
 });

@@ -83,7 +83,7 @@ test('the key file is made once, mode 0600, and read again; a configured secret 
     const st = statSync(join(dir, LINK_KEY_FILE));
     assert.equal(st.mode & 0o777, 0o600);
     assert.deepEqual(loadLinkSecret(dir), a, 'the second call reads the same key');
-    assert.match(readFileSync(join(dir, LINK_KEY_FILE), 'utf8'), /^[0-9a-f]{64}\n$/);
+    assert.ok(readFileSync(join(dir, LINK_KEY_FILE)).equals(a), 'the file holds the key');
     assert.deepEqual(loadLinkSecret(dir, 'a configured secret value'), Buffer.from('a configured secret value'));
     const s1 = new LinkSigner(a);
     const s2 = new LinkSigner(loadLinkSecret(dir));
