@@ -5,7 +5,6 @@
  * what is stored, so the chain's views are fed from it: the header section once it is complete (for
  * `end()`), then every body byte after the empty line (for `body()`). Streamed, memory flat.
  */
-import * as nodeStream from 'node:stream';
 import type { Duplex, Writable } from 'node:stream';
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
@@ -30,20 +29,26 @@ export interface TransformSinks {
 
 /** One message's stored bytes through its transforms into `store`. */
 export class StoredTransform {
-  /** Where cleanup writes the stored bytes. */
+  /** Where cleanup writes the stored bytes (the first part). */
   readonly stream: Duplex;
   /** True when the 7-bit conversion is one of the parts. */
   readonly converting: boolean;
+  private readonly parts: Duplex[];
+  private readonly exit: Duplex;
+  private failed: Error | undefined;
+  private readonly failures = new Set<() => void>();
 
   /** @param parts at least one of rewrite, downgrade. */
   constructor(parts: TransformParts, store: Writable, sinks: TransformSinks) {
-    const list = [parts.rewrite, parts.downgrade].filter((d): d is Duplex => d !== undefined);
-    // stream.compose exists in Node 20 (experimental) but is missing from @types/node 20.
-    const compose = (nodeStream as unknown as { compose(...s: Duplex[]): Duplex }).compose;
-    this.stream = list.length === 1 ? list[0]! : compose(...list);
+    // Piped, not stream.compose'd: a composed pair of composed streams (the rewrite and the
+    // conversion are each one) did not pass on the second one's error in Node 20.
+    this.parts = [parts.rewrite, parts.downgrade].filter((d): d is Duplex => d !== undefined);
+    for (let i = 0; i + 1 < this.parts.length; i++) this.parts[i]!.pipe(this.parts[i + 1]!);
+    this.stream = this.parts[0]!;
+    this.exit = this.parts[this.parts.length - 1]!;
     this.converting = parts.downgrade !== undefined;
     let head: Buffer | undefined = Buffer.alloc(0);
-    this.stream.on('data', (chunk: Buffer) => {
+    this.exit.on('data', (chunk: Buffer) => {
       if (!head) return sinks.body(chunk);
       head = Buffer.concat([head, chunk]);
       const i = head.indexOf(CRLFCRLF);
@@ -53,31 +58,35 @@ export class StoredTransform {
       head = undefined;
       if (rest.length) sinks.body(rest);
     });
-    let failed = false;
-    this.stream.on('error', (err: Error) => {
-      if (failed) return;
-      failed = true;
-      sinks.error(err);
-    });
-    this.stream.pipe(store, { end: false });
+    for (const p of this.parts) {
+      p.on('error', (err: Error) => {
+        if (this.failed) return;
+        this.failed = err;
+        for (const q of this.parts) if (q !== p) q.destroy();
+        sinks.error(err);
+        for (const f of this.failures) f();
+      });
+    }
+    this.exit.pipe(store, { end: false });
     // A store stream that fails stops the transform too, so nobody waits for its drain forever.
-    store.once('close', () => this.stream.destroy());
+    store.once('close', () => this.destroy());
   }
 
-  /** Ends the input; resolves once the last output byte was handed to the store (or the stream failed or closed). */
+  /** Ends the input; resolves once the last output byte was handed to the store (or a part failed or closed). */
   async end(): Promise<void> {
-    const d = this.stream;
+    if (this.failed) return;
+    const d = this.exit;
     await new Promise<void>((resolve) => {
-      const done = (): void => { d.off('end', done); d.off('error', done); d.off('close', done); resolve(); };
+      const done = (): void => { d.off('end', done); d.off('close', done); this.failures.delete(done); resolve(); };
       d.on('end', done);
-      d.on('error', done);
       d.on('close', done);
-      d.end();
+      this.failures.add(done);
+      this.stream.end();
     });
   }
 
   /** Stops it (the message was abandoned or failed). */
   destroy(): void {
-    this.stream.destroy();
+    for (const p of this.parts) p.destroy();
   }
 }

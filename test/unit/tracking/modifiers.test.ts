@@ -181,3 +181,40 @@ test('Engagement: first and repeat opens, machine flags, the signed URL only, un
     await r.close();
   }
 });
+
+test('8-bit SMTP mail: rewritten then stored 7-bit for the signer; one the conversion refuses is rewritten and stored as it came', async () => {
+  const r = await rig({ tracking: { enabled: true, senders: ['app.test'], baseUrl: 'https://t.app.test' } });
+  try {
+    const eight = (partHeader: string) => [
+      'From: news@app.test', 'To: x@example.net', 'Subject: 8bit', 'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="m"', '',
+      '--m', 'Content-Type: text/html; charset=utf-8', 'Content-Transfer-Encoding: 8bit', '',
+      '<p>Grüße <a href="https://shop.example/ä">x</a></p>', '--m', `Content-Type: text/plain; charset=utf-8${partHeader}`, 'Content-Transfer-Encoding: 8bit', '', 'Grüße', '--m--', '',
+    ].join('\r\n');
+    const send = async (data: string) => {
+      const msg = await r.cleanup.begin(session({ role: 'submission', authUser: 'u' }), envelope(['x@example.net'], { mailFrom: 'news@app.test', bodyType: '8BITMIME' }));
+      msg.write(Buffer.from(data, 'utf8'));
+      const id = await msg.finish();
+      return { stored: await r.store.get(id), body: (await readWhole(r.store, id)).toString('latin1') };
+    };
+    const ok = await send(eight(''));
+    assert.equal(ok.stored?.bodyType, '7BIT');
+    assert.ok(![...Buffer.from(ok.body, 'latin1')].some((b) => b >= 0x80), 'all 7-bit');
+    const html = libqp.decode(ok.body.split('Content-Transfer-Encoding: quoted-printable\r\n\r\n')[1]!.split('\r\n--m')[0]!).toString('utf8');
+    const tok = /href="https:\/\/t\.app\.test\/t\/c\/([A-Za-z0-9_-]+)"/.exec(html)![1]!;
+    assert.equal(r.setup.signer().verify(tok).url, 'https://shop.example/%C3%A4');
+    assert.match(html, /Grüße/);
+    const h = new RelaxedBodyHash();
+    h.update(Buffer.from(ok.body.slice(ok.body.indexOf('\r\n\r\n') + 4), 'latin1'));
+    assert.equal(/bh=([^;]+);/.exec(ok.body.replace(/\r\n[ \t]+/g, ' '))?.[1]?.replace(/\s+/g, ''), h.digest());
+    // 8-bit in a part header: no 7-bit form; stored 8-bit, still rewritten and signed over what is stored.
+    const kept = await send(eight('; name="Grüße.txt"'));
+    assert.equal(kept.stored?.bodyType, '8BITMIME');
+    assert.match(kept.body, /t\.app\.test\/t\/c\//);
+    assert.ok(kept.body.includes(Buffer.from('name="Grüße.txt"', 'utf8').toString('latin1')), 'the 8-bit part header as it came');
+    const h2 = new RelaxedBodyHash();
+    h2.update(Buffer.from(kept.body.slice(kept.body.indexOf('\r\n\r\n') + 4), 'latin1'));
+    assert.equal(/bh=([^;]+);/.exec(kept.body.replace(/\r\n[ \t]+/g, ' '))?.[1]?.replace(/\s+/g, ''), h2.digest());
+  } finally {
+    await r.close();
+  }
+});
