@@ -54,6 +54,8 @@ import { WebhookManager } from './webhooks/manager.js';
 import { SqliteWebhookCursorStore } from './webhooks/cursor-store.js';
 import { SqliteDestinationStateStore } from './scheduler/destination-store.js';
 import { toALabel } from './core/envelope.js';
+import { trackingFromConfig, type TrackingSetup } from './tracking/setup.js';
+import { UNSUBSCRIBE_CONSUMER, unsubscribeConsumer } from './tracking/mailto.js';
 
 export interface RunningPostline {
   readonly config: PostlineConfig;
@@ -150,15 +152,19 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   let scheduler: Scheduler | undefined; // set below; cleanup hands it each committed message
   let policy: RelayPolicy | undefined; // set below; cleanup asks it who may set X-Postline-* metadata
   let observeAccept: ((ms: number) => void) | undefined; // the metrics' accept latency, set below
-  // The modifier chain (cleanup/modifiers.ts): inbound verification (stage verify) and DKIM
-  // signing (stage sign); rebuilt on reload.
+  // The modifier chain (cleanup/modifiers.ts): inbound verification (stage verify), tracking
+  // links (rewrite), List-Unsubscribe and Feedback-ID (add), DKIM signing (sign); rebuilt on reload.
   let modifiers: readonly ModifierFactory[];
   let auth: AuthSetup;
   let dkim: ModifierFactory | undefined;
-  const chainOf = (): readonly ModifierFactory[] => [auth.factory, dkim].filter((f): f is ModifierFactory => f !== undefined);
+  let tracking: TrackingSetup;
+  const chainOf = (): readonly ModifierFactory[] => [auth.factory, ...tracking.factories, dkim].filter((f): f is ModifierFactory => f !== undefined);
   try {
     auth = authFromConfig(config, logger);
     dkim = dkimFromConfig(config, logger, () => clock.now());
+    // Tracking and unsubscribe read their sections at each message (live); the link key is made now when one is on.
+    tracking = trackingFromConfig(config, store, logger, clock);
+    if (config.tracking.enabled || config.unsubscribe.enabled) tracking.signer();
     modifiers = chainOf();
   } catch (err) {
     await webhookCursors.close().catch(() => {});
@@ -197,7 +203,9 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
       received: async (q) => (q.queueId ? (await store.readEvents({ queueId: q.queueId, types: ['message.received'], limit: 1 }))[0] : undefined),
       now: () => clock.now(),
       logger,
-    })),
+    }))
+      // Mail to the List-Unsubscribe mailto: address, routed here by a local route (target: unsubscribe).
+      .register(UNSUBSCRIBE_CONSUMER, unsubscribeConsumer(tracking.engagement, logger)),
   });
   scheduler = new Scheduler({
     store,
@@ -298,6 +306,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
         config, sink: cleanup, rejected: (origin, r) => cleanup.rejectedSubmission(origin, r),
         store, admin: scheduler, keys: apiStores.keys, idempotency: apiStores.idempotency, logger, clock,
         ...(tls ? { tls } : {}), ...(metrics ? { metrics } : {}),
+        engagement: { endpoints: tracking.engagement, ratePerMinute: () => config.tracking.ratePerMinute },
       });
       httpBound = await api.listen();
       logger.info({ listener: 'http', tls: !!tls, ...httpBound }, 'listening');

@@ -225,7 +225,7 @@ export class Cleanup implements MessageSink, SubmissionSink {
     const id = newQueueId(started);
     const env = this.recipientsOf(id, envelope);
     const held = this.holds(env);
-    const ctx: ModifierContext = { queueId: id, envelope: env, origin: sub.origin, role: sub.origin.kind === 'api' ? 'api' : 'dsn', trusted: true };
+    const ctx: ModifierContext = { queueId: id, envelope: env, origin: sub.origin, role: sub.origin.kind === 'api' ? 'api' : 'dsn', trusted: true, ...(meta ? { meta } : {}) };
     const chain = this.chainFor(ctx);
     const body = await this.openBody(id);
     const received = buildReceived({
@@ -248,7 +248,8 @@ export class Cleanup implements MessageSink, SubmissionSink {
       readMeta: this.metaLimits(),
       commit: async (f, w) => {
         const merged = { ...f.meta, ...meta };
-        const m = merged.tags || merged.metadata || merged.sendAt !== undefined ? merged : undefined;
+        const { tracking: _tracking, ...kept } = merged; // read by the tracking modifier, not stored
+        const m = kept.tags || kept.metadata || kept.sendAt !== undefined ? kept : undefined;
         result = { messageId: f.messageId, meta: m };
         return this.commit(id, env, sub.origin, w, { ...withUtf8(f, env, received), meta: m }, [], held);
       },

@@ -10,16 +10,19 @@
  *
  * The modifier chain (modifiers.ts) runs here: its removals and header-time fields when the header
  * section is written, a view of every stored body byte, and its end-time fields (handed to the
- * commit as `prepend`). When a modifier asks for a 7-bit stored form and the message is not 7BIT,
- * the stored bytes go through the MIME downgrade (delivery/mime-downgrade.ts, the same transform
- * delivery would apply) before the store and the views: so a signed body is what every hop gets.
+ * commit as `prepend`). When a 'rewrite' modifier hands an HTML rewrite, the stored bytes go
+ * through it (body-rewrite.ts); when a modifier asks for a 7-bit stored form and the message is
+ * not 7BIT, they go through the MIME downgrade (delivery/mime-downgrade.ts, the same transform
+ * delivery would apply); both before the store and the views (stored-transform.ts): so a signed
+ * body is what every hop gets.
  */
 import { isAscii } from 'node:buffer';
-import type { Duplex } from 'node:stream';
 import type { BodyType } from '../core/envelope.js';
 import { PostlineError, toPostlineError } from '../core/errors.js';
 import { R, reply } from '../core/reply.js';
 import { createMimeDowngrade } from '../delivery/mime-downgrade.js';
+import { createBodyRewrite, type HtmlRewrite } from './body-rewrite.js';
+import { StoredTransform } from './stored-transform.js';
 import type { IncomingMessage, MessageMeta } from '../core/session.js';
 import type { BodyWriter } from '../spool/types.js';
 import { formatDate, makeMessageId } from '../rfc5322/format.js';
@@ -112,8 +115,10 @@ export class CleanupMessage implements IncomingMessage {
   private chain: ModifierChain;
   /** The header section as stored (for the chain's end), once known. */
   private storedHeader: Buffer | undefined;
-  /** Set while the stored bytes pass through the 7-bit conversion. */
-  private downgrade: Duplex | undefined;
+  /** Set while the stored bytes pass through the HTML rewrite and/or the 7-bit conversion. */
+  private transform: StoredTransform | undefined;
+  /** The stored form is being converted to 7-bit (the transform holds the conversion). */
+  private converting = false;
   /** Body bytes go to the chain's views (the header section was complete). */
   private viewBody = false;
   /** While converting: the header section as it would be stored unconverted (without modifier fields). */
@@ -130,9 +135,9 @@ export class CleanupMessage implements IncomingMessage {
     this.chain = plan.chain ?? ModifierChain.EMPTY;
   }
 
-  /** Where stored bytes go: the 7-bit conversion when on, else the store. */
+  /** Where stored bytes go: the transform when on, else the store. */
   private get sink(): NodeJS.WritableStream & { destroyed: boolean; writableNeedDrain: boolean } {
-    return (this.downgrade ?? this.body.stream) as never;
+    return (this.transform?.stream ?? this.body.stream) as never;
   }
 
   /** Takes a chunk (dot-unstuffed, CRLF lines). Returns false when the caller should await drain(). */
@@ -151,7 +156,7 @@ export class CleanupMessage implements IncomingMessage {
         if (this.unconverted) return true;
       }
       if (this.viewBody) this.chain.clientBody(chunk);
-      if (this.viewBody && !this.downgrade) this.chain.body(chunk);
+      if (this.viewBody && !this.transform) this.chain.body(chunk);
       return this.sink.write(chunk);
     }
     return this.bufferHeader(chunk);
@@ -159,7 +164,7 @@ export class CleanupMessage implements IncomingMessage {
 
   /** Resolves when the body stream can take more (or has failed; finish() reports that). */
   async drain(): Promise<void> {
-    const s = this.sink as unknown as Duplex;
+    const s = this.sink as unknown as NodeJS.WritableStream & { destroyed: boolean; writableNeedDrain: boolean };
     if (!this.headerDone || this.failure || this.unconverted || s.destroyed || !s.writableNeedDrain) return;
     await new Promise<void>((resolve) => {
       const done = (): void => {
@@ -182,8 +187,11 @@ export class CleanupMessage implements IncomingMessage {
     if (this.state !== 'open') throw new PostlineError('ERR_STATE', `message ${this.queueId} already ${this.state}`);
     this.state = 'finishing';
     if (!this.headerDone && !this.failure) this.emitHeader(this.head.subarray(0, this.headLen), undefined);
-    if (this.downgrade && !this.failure && !this.unconverted) await this.endDowngrade();
-    if (this.unconverted && !this.failure) await this.storeUnconverted();
+    if (this.transform && !this.failure && !this.unconverted) await this.endTransform();
+    if (this.unconverted && !this.failure) {
+      await this.storeUnconverted();
+      if (this.transform && !this.failure) await this.endTransform();
+    }
     if (this.failure) {
       this.chain.abort();
       await this.body.abort();
@@ -191,11 +199,11 @@ export class CleanupMessage implements IncomingMessage {
       throw this.failure;
     }
     try {
-      const prepend = this.chain.empty ? '' : await this.chain.end(this.storedHeader ?? Buffer.alloc(0), this.downgrade !== undefined);
+      const prepend = this.chain.empty ? '' : await this.chain.end(this.storedHeader ?? Buffer.alloc(0), this.converting);
       this.held = undefined;
       const auth = this.chain.empty ? undefined : this.chain.facts().auth;
       const id = await this.plan.commit({
-        messageId: this.messageId, utf8Headers: this.utf8Headers, meta: this.meta, prepend, sevenBit: this.downgrade !== undefined,
+        messageId: this.messageId, utf8Headers: this.utf8Headers, meta: this.meta, prepend, sevenBit: this.converting,
         ...(auth ? { auth } : {}),
       }, this.body);
       this.state = 'done';
@@ -213,7 +221,7 @@ export class CleanupMessage implements IncomingMessage {
     this.state = 'aborted';
     this.head = Buffer.alloc(0);
     this.chain.abort();
-    this.downgrade?.destroy();
+    this.transform?.destroy();
     await this.body.abort();
   }
 
@@ -228,38 +236,34 @@ export class CleanupMessage implements IncomingMessage {
     this.head = Buffer.alloc(0);
     this.headLen = 0;
     this.chain.abort();
-    this.downgrade?.destroy();
+    this.transform?.destroy();
     void this.body.abort();
   }
 
-  /** Routes stored bytes through the 7-bit conversion; its output feeds the store and the chain's views. */
-  private startDowngrade(): void {
-    const d = createMimeDowngrade();
-    this.downgrade = d;
-    let head: Buffer | undefined = Buffer.alloc(0);
-    d.on('data', (chunk: Buffer) => {
-      if (!head) return this.chain.body(chunk);
-      head = Buffer.concat([head, chunk]);
-      const i = head.indexOf(CRLFCRLF);
-      if (i < 0) return;
-      this.storedHeader = head.subarray(0, i + 2);
-      const rest = head.subarray(i + 4);
-      head = undefined;
-      this.chain.body(rest);
+  /**
+   * Routes stored bytes through the HTML rewrites and/or the 7-bit conversion; the output feeds the
+   * store and the chain's views (stored-transform.ts).
+   */
+  private startTransform(html: readonly HtmlRewrite[], sevenBit: boolean): void {
+    this.converting = sevenBit;
+    this.transform = new StoredTransform({
+      ...(html.length ? { rewrite: createBodyRewrite(html) } : {}),
+      ...(sevenBit ? { downgrade: createMimeDowngrade() } : {}),
+    }, this.body.stream, {
+      header: (h) => { this.storedHeader = h; },
+      body: (b) => this.chain.body(b),
+      error: (err) => {
+        if (this.failure) return;
+        // Kept whole: store it as it came (finish()). Too large to have kept: refuse.
+        if (this.converting && this.held && this.plan.reopen && this.plan.rechain) {
+          this.unconverted = true;
+          this.converting = false;
+          this.transform = undefined;
+          return;
+        }
+        this.fail(this.converting ? unconvertible(this.queueId, err) : toPostlineError(err));
+      },
     });
-    d.on('error', (err: Error) => {
-      if (this.failure) return;
-      // Kept whole: store it as it came (finish()). Too large to have kept: refuse.
-      if (this.held && this.plan.reopen && this.plan.rechain) {
-        this.unconverted = true;
-        this.downgrade = undefined;
-        return;
-      }
-      this.fail(unconvertible(this.queueId, err));
-    });
-    d.pipe(this.body.stream, { end: false });
-    // A store stream that fails stops the conversion too, so nobody waits for its drain forever.
-    this.body.stream.once('close', () => d.destroy());
   }
 
   /** Keeps an original body chunk while converting; past SEVEN_BIT_HOLD the original can no longer be stored. */
@@ -290,30 +294,26 @@ export class CleanupMessage implements IncomingMessage {
       const decided = this.chain.header(base, true, this.meta, parseHeaderFields, this.clientHeader);
       const add = decided.add ? Buffer.from(decided.add, 'utf8') : undefined;
       this.storedHeader = add ? Buffer.concat([add, base]) : base;
-      const s = this.body.stream;
+      // The HTML rewrite again, without a conversion; its output feeds the views then.
+      if (decided.html.length) this.startTransform(decided.html, false);
+      const s = this.sink;
       s.write(this.storedHeader);
       s.write(Buffer.from('\r\n'));
       for (const chunk of held) {
         this.chain.clientBody(chunk);
-        this.chain.body(chunk);
+        if (!this.transform) this.chain.body(chunk);
         if (!s.write(chunk)) await this.drain();
+        if (this.failure) return;
       }
     } catch (err) {
       this.fail(toPostlineError(err));
     }
   }
 
-  /** Ends the 7-bit conversion; resolves once its last byte was handed to the store (or it failed). */
-  private async endDowngrade(): Promise<void> {
-    const d = this.downgrade!;
-    await new Promise<void>((resolve) => {
-      const done = (): void => { d.off('end', done); d.off('error', done); d.off('close', done); resolve(); };
-      d.on('end', done);
-      d.on('error', done);
-      d.on('close', done);
-      d.end();
-    });
-    if (!this.failure && !this.unconverted && !this.storedHeader) this.fail(new PostlineError('ERR_MIME_DOWNGRADE', `message ${this.queueId}: conversion lost the header section`));
+  /** Ends the transform; resolves once its last byte was handed to the store (or it failed). */
+  private async endTransform(): Promise<void> {
+    await this.transform!.end();
+    if (!this.failure && !this.unconverted && !this.storedHeader) this.fail(new PostlineError('ERR_MIME_DOWNGRADE', `message ${this.queueId}: the transform lost the header section`));
   }
 
   /** Appends to the header buffer; emits the header once the empty line or the limit is reached. */
@@ -398,7 +398,7 @@ export class CleanupMessage implements IncomingMessage {
     let top = received;
     if (!chain.empty) {
       const base = Buffer.concat([received, bounds ? buf.subarray(0, bounds.headerEnd) : buf, ...(own ? [own] : [])]);
-      let decided: { add: string; sevenBit: boolean };
+      let decided: { add: string; sevenBit: boolean; html: HtmlRewrite[] };
       try {
         decided = chain.header(base, bounds !== undefined, this.meta, parseHeaderFields, client);
       } catch (err) {
@@ -412,11 +412,14 @@ export class CleanupMessage implements IncomingMessage {
         this.clientHeader = client;
         this.storedHeader = add ? Buffer.concat([add, base]) : base;
         // 8-bit header fields cannot be converted (and need an SMTPUTF8 hop, which has 8BITMIME: RFC 6531 3.1).
-        if (decided.sevenBit && (this.plan.bodyType ?? '7BIT') !== '7BIT' && isAscii(this.storedHeader)) {
-          this.storedHeader = undefined; // known from the conversion's output
+        const convert = decided.sevenBit && (this.plan.bodyType ?? '7BIT') !== '7BIT' && isAscii(this.storedHeader);
+        if (convert) {
           this.heldBase = base;
           this.held = [];
-          this.startDowngrade();
+        }
+        if (convert || decided.html.length) {
+          this.storedHeader = undefined; // known from the transform's output
+          this.startTransform(decided.html, convert);
         }
       }
     }
@@ -432,7 +435,7 @@ export class CleanupMessage implements IncomingMessage {
     }
     if (this.held) this.hold(buf.subarray(bounds!.bodyStart));
     if (this.viewBody) this.chain.clientBody(buf.subarray(bounds!.bodyStart));
-    if (this.viewBody && !this.downgrade) this.chain.body(buf.subarray(bounds!.bodyStart));
+    if (this.viewBody && !this.transform) this.chain.body(buf.subarray(bounds!.bodyStart));
     this.head = Buffer.alloc(0);
     this.headLen = 0;
     return ok;

@@ -20,6 +20,8 @@ export type MetaLimits = Pick<PostlineConfig['limits'], 'maxTags' | 'maxTagLengt
 /** Field names cleanup reads (lower case). */
 export const TAGS_FIELD = 'x-postline-tags';
 export const METADATA_FIELD = 'x-postline-metadata';
+/** Open and click tracking for this message: "opens", "clicks", both comma-separated, or "none". */
+export const TRACKING_FIELD = 'x-postline-tracking';
 
 /** True for a field name (lower case) cleanup removes. */
 export const isPostlineField = (lowerName: string): boolean => lowerName.startsWith('x-postline-');
@@ -40,7 +42,7 @@ const CONTROL = /[\x00-\x1f\x7f]/;
  * @throws MetadataError naming the first bad part.
  */
 export function validateMeta(meta: MessageMeta, limits: MetaLimits): MessageMeta {
-  const out: { tags?: string[]; metadata?: Record<string, string>; sendAt?: number } = {};
+  const out: { tags?: string[]; metadata?: Record<string, string>; sendAt?: number; tracking?: { opens?: boolean; clicks?: boolean } } = {};
   if (meta.tags !== undefined) {
     if (!Array.isArray(meta.tags)) throw new MetadataError('must be a list of strings', 'tags');
     if (meta.tags.length > limits.maxTags) throw new MetadataError(`more than ${limits.maxTags} tags`, 'tags');
@@ -66,6 +68,15 @@ export function validateMeta(meta: MessageMeta, limits: MetaLimits): MessageMeta
     if (!Number.isSafeInteger(meta.sendAt) || meta.sendAt < 0) throw new MetadataError('must be ms since epoch', 'sendAt');
     out.sendAt = meta.sendAt;
   }
+  if (meta.tracking !== undefined) {
+    const t = meta.tracking as unknown;
+    if (!t || typeof t !== 'object' || Array.isArray(t)) throw new MetadataError('must be an object { opens, clicks }', 'tracking');
+    const { opens, clicks, ...rest } = t as Record<string, unknown>;
+    if (Object.keys(rest).length) throw new MetadataError('unknown key (expected opens, clicks)', `tracking.${Object.keys(rest)[0]}`);
+    if (opens !== undefined && typeof opens !== 'boolean') throw new MetadataError('must be true or false', 'tracking.opens');
+    if (clicks !== undefined && typeof clicks !== 'boolean') throw new MetadataError('must be true or false', 'tracking.clicks');
+    out.tracking = { ...(opens !== undefined ? { opens } : {}), ...(clicks !== undefined ? { clicks } : {}) };
+  }
   return out;
 }
 
@@ -77,7 +88,8 @@ export function validateMeta(meta: MessageMeta, limits: MetaLimits): MessageMeta
 export function metaFromHeaders(fields: readonly HeaderField[], limits: MetaLimits): MessageMeta | undefined {
   const tagFields = getHeaderFields(fields, TAGS_FIELD);
   const metaFields = getHeaderFields(fields, METADATA_FIELD);
-  if (!tagFields.length && !metaFields.length) return undefined;
+  const trackFields = getHeaderFields(fields, TRACKING_FIELD);
+  if (!tagFields.length && !metaFields.length && !trackFields.length) return undefined;
   const tags: string[] = [];
   for (const f of tagFields) {
     const v = decodeValue(f.value).trim();
@@ -95,7 +107,19 @@ export function metaFromHeaders(fields: readonly HeaderField[], limits: MetaLimi
     if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new MetadataError('must be a JSON object of strings', 'X-Postline-Metadata');
     metadata = { ...metadata, ...(parsed as Record<string, string>) };
   }
-  return validateMeta({ ...(tags.length ? { tags } : {}), ...(metadata ? { metadata } : {}) }, limits);
+  const tracking = trackFields.length ? trackingFromHeader(trackFields.map((f) => f.value).join(',')) : undefined;
+  return validateMeta({ ...(tags.length ? { tags } : {}), ...(metadata ? { metadata } : {}), ...(tracking ? { tracking } : {}) }, limits);
+}
+
+/** X-Postline-Tracking: the words it lists are on, the others off; "none" turns both off. @throws MetadataError. */
+function trackingFromHeader(value: string): { opens: boolean; clicks: boolean } {
+  const out = { opens: false, clicks: false };
+  for (const w of value.split(',').map((x) => x.trim().toLowerCase()).filter((x) => x.length > 0)) {
+    if (w === 'opens' || w === 'open') out.opens = true;
+    else if (w === 'clicks' || w === 'click') out.clicks = true;
+    else if (w !== 'none') throw new MetadataError(`unknown word ${JSON.stringify(w.slice(0, 40))} (expected opens, clicks or none)`, 'X-Postline-Tracking');
+  }
+  return out;
 }
 
 /** Header bytes are latin1 in the parser; the JSON may be UTF-8 (RFC 6532). */

@@ -27,19 +27,28 @@
  * authserv-id). The chain applies these when cleanup writes the header section, before any
  * `header()` call; a modifier has no other way to remove anything, and never touches our Received.
  *
+ * Body rewrites ('rewrite' stage only): `header()` may hand an `html` rewrite. Cleanup then passes
+ * the stored bytes through body-rewrite.ts as they are written (mailsplit: every text/html part
+ * that is not an attachment is decoded, given to the rewrite's part filter as it streams, and
+ * re-encoded; every other byte passes unchanged; memory stays flat). `body()` and `end()` of every
+ * modifier see the rewritten bytes, so a signer signs what is stored; the body is still written
+ * once. A rewrite never sees text/plain parts, header fields or attachments.
+ *
  * Order (fixed, documented in ARCHITECTURE.md): by stage, then in the order given:
- * 'verify' (inbound checks: Authentication-Results), 'add' (header adders: List-Unsubscribe,
- * tracking), 'sign' (DKIM signing last, so it signs what the earlier ones added). Fields a later
- * modifier adds go above those of an earlier one, as trace fields do.
+ * 'verify' (inbound checks: Authentication-Results), 'rewrite' (HTML body rewrites: tracking
+ * links and the open pixel), 'add' (header adders: List-Unsubscribe, Feedback-ID), 'sign' (DKIM
+ * signing last, so it signs what the earlier ones added and rewrote). Fields a later modifier adds
+ * go above those of an earlier one, as trace fields do.
  */
 import type { Envelope } from '../core/envelope.js';
 import { PostlineError, toPostlineError } from '../core/errors.js';
 import type { MessageMeta, MessageOrigin, SessionInfo } from '../core/session.js';
+import type { HtmlRewrite } from './body-rewrite.js';
 import type { HeaderField } from '../rfc5322/header.js';
 import type { AuthOutcome } from '../events/record.js';
 
 /** The stages, in the order they run. */
-export const MODIFIER_STAGES = ['verify', 'add', 'sign'] as const;
+export const MODIFIER_STAGES = ['verify', 'rewrite', 'add', 'sign'] as const;
 export type ModifierStage = (typeof MODIFIER_STAGES)[number];
 
 /** What a modifier knows of its message before the first byte. */
@@ -56,6 +65,12 @@ export interface ModifierContext {
    * API, or a DSN we generated. False for mail merely received or relayed from outside.
    */
   readonly trusted: boolean;
+  /**
+   * The metadata handed with a whole message (`submit`: the API's tags, metadata, tracking), known
+   * before the first byte; `HeaderView.meta` has what X-Postline-* fields gave. The submission's
+   * own values win, field by field.
+   */
+  readonly meta?: MessageMeta;
 }
 
 /** The header section handed to `header()`. */
@@ -83,6 +98,8 @@ export interface HeaderDecision {
   readonly add?: readonly string[];
   /** Store the message 7-bit (8-bit parts as quoted-printable), when it is not already. */
   readonly sevenBit?: boolean;
+  /** 'rewrite' stage only: rewrite the text/html parts as they are stored (body-rewrite.ts). */
+  readonly html?: HtmlRewrite;
 }
 
 /** What `end()` sees. */
@@ -153,7 +170,7 @@ function badField(name: string, why: string): PostlineError {
   return new PostlineError('ERR_MODIFIER', `modifier ${name}: ${why}`);
 }
 
-interface Active { readonly name: string; readonly m: MessageModifier; readonly removes: readonly FieldRemoval[] }
+interface Active { readonly name: string; readonly stage: ModifierStage; readonly m: MessageModifier; readonly removes: readonly FieldRemoval[] }
 
 /** The modifiers of one message, in chain order. */
 export class ModifierChain {
@@ -175,7 +192,7 @@ export class ModifierChain {
     const active: Active[] = [];
     for (const f of sorted) {
       const m = f.create(ctx);
-      if (m) active.push({ name: f.name, m, removes: f.removes ?? [] });
+      if (m) active.push({ name: f.name, stage: f.stage, m, removes: f.removes ?? [] });
     }
     return active.length ? new ModifierChain(active) : ModifierChain.EMPTY;
   }
@@ -205,24 +222,30 @@ export class ModifierChain {
    * @param base the header section as it will be stored without modifier fields.
    * @param parse parses a header section into fields.
    * @param client the header section as the client sent it.
-   * @returns the fields to write above `base` (top first) and whether a 7-bit form is wanted.
+   * @returns the fields to write above `base` (top first), whether a 7-bit form is wanted, and
+   *          the HTML rewrites of 'rewrite' modifiers in chain order (only for a complete header section).
    * @throws PostlineError: a refusal, or a malformed field (ERR_MODIFIER).
    */
-  header(base: Buffer, complete: boolean, meta: MessageMeta | undefined, parse: (b: Buffer) => HeaderField[], client: Buffer): { add: string; sevenBit: boolean } {
+  header(base: Buffer, complete: boolean, meta: MessageMeta | undefined, parse: (b: Buffer) => HeaderField[], client: Buffer): { add: string; sevenBit: boolean; html: HtmlRewrite[] } {
     let add = '';
     let sevenBit = false;
+    const html: HtmlRewrite[] = [];
     let raw = base;
     for (const a of this.active) {
       if (!a.m.header) continue;
       const d = this.guard(a, () => a.m.header!({ raw, fields: parse(raw), complete, client, ...(meta ? { meta } : {}) }));
       if (d?.sevenBit) sevenBit = true;
+      if (d?.html) {
+        if (a.stage !== 'rewrite') throw badField(a.name, `a body rewrite from stage ${a.stage} (only 'rewrite' modifiers may rewrite)`);
+        if (complete) html.push(d.html);
+      }
       if (d?.add?.length) {
         const text = this.checked(a.name, d.add);
         add = text + add;
         raw = Buffer.concat([Buffer.from(text, 'utf8'), raw]);
       }
     }
-    return { add, sevenBit };
+    return { add, sevenBit, html };
   }
 
   /** Hands a stored body chunk to every modifier. */

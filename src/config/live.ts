@@ -15,6 +15,8 @@
  * connection opened under another TLS policy is not reused), and traffic shaping: shaping,
  * throttlePatterns, connectionsPerDestination, messagesPerConnection (the scheduler applies them to
  * the next delivery; src/scheduler/shaping.ts).
+ * `tracking.*`, `unsubscribe.*`, `feedbackId.*` (src/tracking/ reads them for each new message and request; a changed
+ * tracking.secret makes links sent before it fail).
  * `webhooks` (the whole list: the webhook manager, src/webhooks/manager.ts, is given the new list and
  * restarts the dispatchers of endpoints that changed; stored cursors are kept by name).
  * `dkim` (the whole section: main.ts loads the new keys and the next message is signed with them;
@@ -35,7 +37,7 @@ export const LIVE_DELIVERY_KEYS = [
 ] as const satisfies readonly (keyof PostlineConfig['delivery'])[];
 
 /** Top-level sections taken over whole. */
-const LIVE_SECTIONS = ['limits', 'timeouts', 'relay', 'tls', 'received', 'events', 'policy', 'local'] as const;
+const LIVE_SECTIONS = ['limits', 'timeouts', 'relay', 'tls', 'received', 'events', 'policy', 'local', 'tracking', 'unsubscribe', 'feedbackId'] as const;
 
 /** What a reload did: keys applied, and keys that changed but need a restart (dotted paths). */
 export interface LiveReloadResult {

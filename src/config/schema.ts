@@ -11,6 +11,7 @@ import { egressSchema } from './egress-schema.js';
 import { authLimitsSchema, cidr, perClientSchema, policySchema } from './abuse-schema.js';
 import { arcSchema, authSchema, dkimKeySchema } from './auth-schema.js';
 import { shapingSchema, throttlePatternsSchema } from './delivery-shaping.js';
+import { feedbackIdSchema, trackingSchema, unsubscribeSchema } from './tracking-schema.js';
 
 export { dkimKeySchema };
 
@@ -400,6 +401,12 @@ export const configSchema = z.object({
   webhooks: z.array(webhookSchema).max(100).default([]),
   /** Limits of the inbound DSN, bounce and complaint parsers (src/feedback/, config/feedback-schema.ts). */
   feedback: feedbackSchema.prefault({}),
+  /** Open and click tracking (src/tracking/, tracking-schema.ts); reloaded on SIGHUP. */
+  tracking: trackingSchema.prefault({}),
+  /** List-Unsubscribe and one-click unsubscribe (RFC 2369, RFC 8058); reloaded on SIGHUP. */
+  unsubscribe: unsubscribeSchema.prefault({}),
+  /** Gmail's Feedback-ID header from tags and metadata; reloaded on SIGHUP. */
+  feedbackId: feedbackIdSchema.prefault({}),
   log: z.object({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     /** json: one JSON line per event; pretty: human-readable; auto: pretty on a terminal. */

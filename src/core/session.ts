@@ -234,6 +234,12 @@ export interface MessageMeta {
   readonly metadata?: Readonly<Record<string, string>>;
   /** ms since epoch: do not try to deliver before this (deferred sending). */
   readonly sendAt?: number;
+  /**
+   * Open and click tracking asked for this message (the API's `tracking` field, or
+   * X-Postline-Tracking from a trusted client); a flag not given takes tracking.opens / clicks.
+   * Read by the tracking modifier (src/tracking/), not stored.
+   */
+  readonly tracking?: { readonly opens?: boolean; readonly clicks?: boolean };
 }
 
 /** A complete message handed to cleanup in one piece (the API, generated mail, the sendmail command). */

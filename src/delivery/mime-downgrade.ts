@@ -196,7 +196,7 @@ const MAX_LINE_HOLD = 1024 * 1024;
  * Passes bytes on in whole lines only. mailsplit 5.4 mis-splits a multipart body when a chunk ends
  * inside a line that holds 8-bit characters, so its input is aligned to line ends.
  */
-class LineAligner extends Transform {
+export class LineAligner extends Transform {
   private rest: Buffer = Buffer.alloc(0);
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     const buf = this.rest.length ? Buffer.concat([this.rest, chunk]) : chunk;

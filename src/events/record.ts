@@ -29,14 +29,16 @@ export const EVENT_TYPES = [
   'dsn.queued', // a DSN about `queueId` was queued as `dsnQueueId`
   'dsn.dropped', // a DSN could not be sent anywhere (double bounce without a postmaster route)
   'recipient.complained', // a feedback-loop report (ARF) about mail to this recipient (src/feedback/consumer.ts)
+  'recipient.opened', // the open pixel was fetched (src/tracking/): userAgent, clientAddress, first, machine
+  'recipient.clicked', // a tracked link was followed: url, userAgent, clientAddress, first, machine
+  'recipient.unsubscribed', // one-click or mailto: unsubscribe (RFC 8058, RFC 2369): scope (sender domain), source
 ] as const;
 
 /**
- * Types reserved for what comes next (tracking, feedback loops, suppressions, shaping); readers
+ * Types reserved for what comes next (suppressions, shaping); readers
  * must accept any type they do not know and pass it on.
  */
 export const RESERVED_EVENT_TYPES = [
-  'message.opened', 'message.clicked', 'recipient.unsubscribed',
   'recipient.suppressed', 'destination.suspended',
 ] as const;
 
@@ -177,6 +179,22 @@ export interface EventRecord {
   readonly dsnKind?: 'failure' | 'delay' | 'success';
   /** message.received on an mx listener: SPF, DKIM, DMARC and ARC results (absent when not verified). */
   readonly auth?: AuthOutcome;
+  /** recipient.clicked: the original URL the link led to (where we redirected). */
+  readonly url?: string;
+  /** recipient.opened / clicked / unsubscribed: the request's User-Agent (at most 512 characters). */
+  readonly userAgent?: string;
+  /** recipient.opened / clicked / unsubscribed: the HTTP client's address. */
+  readonly clientAddress?: string;
+  /** recipient.opened / clicked: no earlier event of this type for this message and recipient. */
+  readonly first?: boolean;
+  /** recipient.opened / clicked: made by a prefetcher, proxy or link scanner, not the recipient (src/tracking/machine.ts). */
+  readonly machine?: boolean;
+  /** Why `machine` ("apple-mpp", "google-image-proxy", "scanner:barracuda", "soon-after-delivery", ...). */
+  readonly machineReason?: string;
+  /** recipient.unsubscribed: the sender domain the unsubscribe applies to (the suppression scope). */
+  readonly scope?: string;
+  /** recipient.unsubscribed: how it came ("one-click" POST, "page" form, "mailto"). */
+  readonly source?: string;
 }
 
 /** An event as stored: with its cursor. */

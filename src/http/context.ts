@@ -8,6 +8,7 @@ import type { Logger } from '../core/log.js';
 import type { MessageOrigin, Rejection, SubmissionSink } from '../core/session.js';
 import type { QueueAdmin } from '../scheduler/admin.js';
 import type { TlsMaterial } from '../smtpd/tls.js';
+import type { EngagementEndpoints } from '../tracking/engagement.js';
 import type { ApiKeyStore } from './api-keys.js';
 import type { RateLimiter, RefusalCoalescer } from './auth.js';
 import type { IdempotencyGuard, IdempotencyStore } from './idempotency.js';
@@ -44,6 +45,11 @@ export interface ApiServerDeps {
   /** PEM material for HTTPS (main.ts resolves http.tls to it); absent: plain HTTP. */
   readonly tls?: TlsMaterial;
   readonly clock?: Clock;
+  /**
+   * The public tracking and unsubscribe endpoints (/t/o, /t/c, /u; routes/tracking.ts) and their
+   * rate per client address per minute (tracking.ratePerMinute); absent: not served.
+   */
+  readonly engagement?: { readonly endpoints: EngagementEndpoints; readonly ratePerMinute: () => number };
 }
 
 /** Shared by the route groups. */

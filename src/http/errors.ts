@@ -20,7 +20,7 @@ export type ApiErrorCode =
   | 'ERR_API_VALIDATION' | 'ERR_API_UNAUTHORIZED' | 'ERR_API_FORBIDDEN' | 'ERR_API_NOT_FOUND'
   | 'ERR_API_CONFLICT' | 'ERR_API_IDEMPOTENCY' | 'ERR_API_TOO_LARGE' | 'ERR_API_MEDIA_TYPE'
   | 'ERR_API_UNPROCESSABLE' | 'ERR_API_RATE_LIMITED' | 'ERR_API_UNAVAILABLE' | 'ERR_API_INTERNAL'
-  | 'ERR_API_TIMEOUT' | 'ERR_API_HTTP';
+  | 'ERR_API_TIMEOUT' | 'ERR_API_HTTP' | 'ERR_API_BAD_TOKEN';
 
 /** One bad field: where (`body`, `querystring`, `params`, `headers`), its path ("to.0", '' for the whole) and why. */
 export interface ApiIssue {

@@ -20,7 +20,7 @@ const HEADER_NAME = /^[\x21-\x39\x3b-\x7e]{1,76}$/;
 /** Header fields set from the JSON fields, or by Postline: not accepted in `headers`. */
 const RESERVED_HEADERS = new Set([
   'from', 'to', 'cc', 'bcc', 'reply-to', 'subject', 'content-type', 'content-transfer-encoding', 'mime-version',
-  'x-postline-tags', 'x-postline-metadata', 'received', 'return-path',
+  'x-postline-tags', 'x-postline-metadata', 'x-postline-tracking', 'received', 'return-path',
 ]);
 
 const safeText = (max: number) => z.string().max(max).regex(NO_CTL, 'must not contain CR, LF or NUL');
@@ -139,6 +139,12 @@ export function apiSchemas(limits: PostlineConfig['limits']) {
     .refine((m) => Buffer.byteLength(JSON.stringify(m)) <= limits.maxMetadataBytes, `metadata larger than ${limits.maxMetadataBytes} bytes as JSON`)
     .describe(`string to string, copied into every event (at most ${limits.maxMetadataBytes} bytes as JSON)`);
 
+  const tracking = z.object({
+    opens: z.boolean().optional().describe('add the open pixel (default: tracking.opens)'),
+    clicks: z.boolean().optional().describe('rewrite links to tracking links (default: tracking.clicks)'),
+  }).strict().describe('open and click tracking of this message (only when the server has tracking.enabled); each recipient gets its own links')
+    .meta({ title: 'Tracking' });
+
   const attachment = z.object({
     filename: safeText(255).min(1),
     contentType: z.string().max(255).regex(/^[\w.+-]+\/[\w.+-]+$/, 'not a MIME type (type/subtype)').optional(),
@@ -167,6 +173,7 @@ export function apiSchemas(limits: PostlineConfig['limits']) {
     tags: tags.optional(),
     metadata: metadata.optional(),
     sendAt: sendAt.optional(),
+    tracking: tracking.optional(),
   }).strict().superRefine((m, ctx) => {
     const n = new Set([...m.to, ...m.cc, ...m.bcc].map((a) => addressOf(a).toLowerCase())).size;
     if (n === 0) ctx.addIssue({ code: 'custom', path: ['to'], message: 'at least one recipient in to, cc or bcc' });
@@ -183,6 +190,7 @@ export function apiSchemas(limits: PostlineConfig['limits']) {
     tags: tags.optional(),
     metadata: metadata.optional(),
     sendAt: sendAt.optional(),
+    tracking: tracking.optional(),
   }).strict().meta({ title: 'SendRaw' });
 
   const accepted = z.object({
@@ -227,6 +235,14 @@ export function apiSchemas(limits: PostlineConfig['limits']) {
       dmarc: z.string(), dmarcDomain: z.string().optional(), dmarcPolicy: z.string().optional(), dmarcAction: z.string().optional(),
       arc: z.string(), arcChain: z.number().optional(), arcSealed: z.boolean().optional(),
     }).optional().describe('message.received on an mx listener: SPF (MAIL FROM and HELO), DKIM, DMARC and ARC results'),
+    url: z.string().optional().describe('recipient.clicked: the original URL'),
+    userAgent: z.string().optional().describe('recipient.opened / clicked / unsubscribed: the User-Agent'),
+    clientAddress: z.string().optional().describe('recipient.opened / clicked / unsubscribed: the HTTP client address'),
+    first: z.boolean().optional().describe('recipient.opened / clicked: the first of its type for this message and recipient'),
+    machine: z.boolean().optional().describe('recipient.opened / clicked: made by a prefetcher, image proxy or link scanner'),
+    machineReason: z.string().optional().describe('why machine (apple-mpp, google-image-proxy, scanner:..., soon-after-delivery, ...)'),
+    scope: z.string().optional().describe('recipient.unsubscribed: the sender domain it applies to'),
+    source: z.string().optional().describe('recipient.unsubscribed: one-click, page or mailto'),
   }).meta({ title: 'Event' });
 
   const attempt = z.object({

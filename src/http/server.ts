@@ -27,6 +27,8 @@ import { registerDocRoutes } from './routes/docs.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerMessageRoutes } from './routes/messages.js';
 import { registerQueueRoutes } from './routes/queue.js';
+import { registerTrackingRoutes } from './routes/tracking.js';
+import { MAX_TOKEN_CHARS } from '../tracking/tokens.js';
 
 export type { ApiServerDeps, MetricsSource } from './context.js';
 
@@ -74,6 +76,8 @@ export async function createApiServer(deps: ApiServerDeps): Promise<ApiServer> {
   const app = Fastify({
     logger: false,
     bodyLimit: apiMaxBodyBytes(deps.config),
+    // A click token carries its URL: route parameters up to the longest token (fastify's default is 100).
+    maxParamLength: MAX_TOKEN_CHARS,
     requestTimeout,
     ...(deps.tls ? { https: { cert: deps.tls.cert, key: deps.tls.key, ...serverTimeouts } } : { http: serverTimeouts }),
     clientErrorHandler,
@@ -106,7 +110,9 @@ export async function createApiServer(deps: ApiServerDeps): Promise<ApiServer> {
   // (A callback hook, synchronous: no promise per request.)
   app.addHook('preParsing', (req, _reply, payload, done) => {
     const ct = req.headers['content-type'];
-    const m = typeof ct === 'string' ? /;\s*charset\s*=\s*"?([^";\s]*)"?/i.exec(ct) : null;
+    // Forms (the unsubscribe endpoint) carry ASCII whatever charset they name.
+    const form = typeof ct === 'string' && /^\s*(application\/x-www-form-urlencoded|multipart\/form-data)\b/i.test(ct);
+    const m = typeof ct === 'string' && !form ? /;\s*charset\s*=\s*"?([^";\s]*)"?/i.exec(ct) : null;
     if (m && !/^utf-?8$/i.test(m[1]!)) {
       done(new ApiError(415, 'ERR_API_MEDIA_TYPE', `unsupported charset ${JSON.stringify(m[1])}: send application/json; charset=utf-8`));
       return;
@@ -128,6 +134,7 @@ export async function createApiServer(deps: ApiServerDeps): Promise<ApiServer> {
   registerMessageRoutes(app, ctx);
   registerEventRoutes(app, ctx);
   registerQueueRoutes(app, ctx);
+  await registerTrackingRoutes(app, ctx);
   await registerDocRoutes(app, ctx);
   await app.ready();
 

@@ -154,10 +154,11 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
     }
   };
 
-  const meta = (m: { tags?: string[]; metadata?: Record<string, string> }, sendAt: number | undefined): MessageMeta => ({
+  const meta = (m: { tags?: string[]; metadata?: Record<string, string>; tracking?: { opens?: boolean; clicks?: boolean } }, sendAt: number | undefined): MessageMeta => ({
     ...(m.tags ? { tags: m.tags } : {}),
     ...(m.metadata ? { metadata: m.metadata } : {}),
     ...(sendAt !== undefined ? { sendAt } : {}),
+    ...(m.tracking ? { tracking: m.tracking } : {}),
   });
 
   r.post('/api/v1/messages', {

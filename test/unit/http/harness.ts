@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configSchema, type PostlineConfig } from '../../../src/config/schema.js';
 import { silentLogger } from '../../../src/core/log.js';
-import { createApiServer, type ApiServer, type MetricsSource } from '../../../src/http/server.js';
+import { createApiServer, type ApiServer, type ApiServerDeps, type MetricsSource } from '../../../src/http/server.js';
 import { openApiStores } from '../../../src/http/sqlite-stores.js';
 import type { ApiKeySpec } from '../../../src/http/api-keys.js';
 import type { TlsMaterial } from '../../../src/smtpd/tls.js';
@@ -34,7 +34,7 @@ export interface ApiHarness {
   close(): Promise<void>;
 }
 
-export async function startApi(opts: { config?: Record<string, unknown>; metrics?: MetricsSource; tls?: TlsMaterial } = {}): Promise<ApiHarness> {
+export async function startApi(opts: { config?: Record<string, unknown>; metrics?: MetricsSource; tls?: TlsMaterial; engagement?: ApiServerDeps['engagement'] } = {}): Promise<ApiHarness> {
   const dir = mkdtempSync(join(tmpdir(), 'postline-api-'));
   const config = configSchema.parse({ hostname: 'api.postline.test', dataDir: join(dir, 'var'), limits: { minFreeBytes: 0 }, ...opts.config });
   const stores = openApiStores(config.dataDir);
@@ -45,6 +45,7 @@ export async function startApi(opts: { config?: Record<string, unknown>; metrics
   const server = await createApiServer({
     config, sink, rejected: (origin, r) => { rejections.push({ origin, ...r }); }, store, admin, keys: stores.keys, idempotency: stores.idempotency, logger: silentLogger(),
     ...(opts.metrics ? { metrics: opts.metrics } : {}), ...(opts.tls ? { tls: opts.tls } : {}),
+    ...(opts.engagement ? { engagement: opts.engagement } : {}),
   });
   const bound = await server.listen({ address: '127.0.0.1', port: 0 });
   const url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${bound.port}`;
