@@ -8,8 +8,8 @@
  * - an RFC 3464 DSN or another bounce format (parseBounce) → `recipient.bounced` for each failed
  *   recipient (with its status, diagnostic and bounce class; `feedback.kind` says it came back
  *   later, not during our delivery); delayed reports are logged only;
- * - an auto-reply (RFC 3834) → nothing (it is not a bounce);
- * - `unsubscribe+TOKEN@...` → the unsubscribe hook (RFC 8058's mailto, when one is given).
+ * - an auto-reply (RFC 3834) → nothing (it is not a bounce).
+ * (The List-Unsubscribe mailto has a consumer of its own, `unsubscribe`: src/tracking/.)
  *
  * Which message and recipient: the return path's token (queue ID and recipient index, signed: a
  * bad MAC is forged and ignored) is checked against the `message.received` event of that queue
@@ -36,8 +36,6 @@ export interface FeedbackConsumerOptions {
   readonly limits: () => FeedbackLimits;
   /** The `message.received` event of a queue ID, or of a Message-ID (event log lookups). */
   readonly received: (q: { readonly queueId?: string; readonly messageId?: string }) => Promise<StoredEvent | undefined>;
-  /** RFC 8058 mailto unsubscribe: the token of "unsubscribe+TOKEN@..." → the event to record, if valid. */
-  readonly unsubscribe?: (token: string) => Promise<EventRecord | undefined>;
   readonly now: () => number;
   readonly logger: Logger;
 }
@@ -87,15 +85,6 @@ export function feedbackConsumer(o: FeedbackConsumerOptions): InternalConsumer {
     }));
     const now = o.now();
     const events: EventRecord[] = [];
-    // The mailto unsubscribe (RFC 8058 / 2369): unsubscribe+TOKEN@...
-    for (const r of req.recipients) {
-      const m = /^unsubscribe\+([A-Za-z0-9_-]{10,})@/i.exec(r.address);
-      if (m && o.unsubscribe) {
-        const ev = await o.unsubscribe(m[1]!);
-        if (ev) events.push(ev);
-        else o.logger.info({ queueId: req.queueId, rcpt: r.address }, 'feedback: unsubscribe token not valid; ignored');
-      }
-    }
     // The signed return paths this mail came to.
     const targets: ReturnPathTarget[] = [];
     let forged = 0;
