@@ -14,6 +14,7 @@ import { constants } from 'node:fs';
 import { open, rename, stat, unlink } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { frameHeader } from '../pickup/feed.js';
 import { encodeEnvelope, MAILDROP_FILE_MODE, maildropNames, parseAnswer, type SubmitAnswer, type SubmitEnvelope } from '../pickup/protocol.js';
 import { EX, exitForErrno, exitForRefusal, SendmailExit } from './sysexits.js';
 
@@ -33,6 +34,9 @@ export interface SubmitTarget {
 export type SubmitOutcome =
   | { readonly via: 'socket'; readonly queueId: string; readonly reply: string }
   | { readonly via: 'maildrop'; readonly file: string; readonly why: string };
+
+/** Largest frame sent on the socket, bytes. */
+const FRAME = 64 * 1024;
 
 /** Counts bytes of the message and refuses past the limit. */
 function sizeGuard(max: number): (n: number) => void {
@@ -110,16 +114,23 @@ async function sendOverSocket(
       sock.on('close', done);
     });
   };
+  const frame = async (b: Buffer): Promise<void> => {
+    for (let at = 0; at < b.length; at += FRAME) { // frames of at most 64 KiB (the server takes up to 1 MiB)
+      const piece = b.subarray(at, at + FRAME);
+      sock.write(frameHeader(piece.length));
+      await write(piece);
+    }
+  };
   try {
     await write(encodeEnvelope(env));
-    await write(kept[0]!);
+    await frame(kept[0]!);
     for (;;) {
       if (answer || error || sock.destroyed) break;
       const r = await iter.next();
-      if (r.done) { sock.end(); break; }
+      if (r.done) { sock.end(frameHeader(0)); break; } // the empty frame: the message is complete
       count(r.value.length);
       kept.push(r.value);
-      await write(r.value);
+      await frame(r.value);
     }
     const timer = setTimeout(() => { error ??= 'no answer in time'; settle(); }, answerTimeoutMs);
     timer.unref();

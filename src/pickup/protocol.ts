@@ -1,16 +1,21 @@
 /**
  * The submit protocol: what `postline sendmail` hands the server, over the submit socket
- * (`dataDir/submit.sock`) or as a maildrop file (`dataDir/maildrop/`). Both carry the same bytes:
+ * (`dataDir/submit.sock`) or as a maildrop file (`dataDir/maildrop/`). Both start alike:
  *
  *   {"op":"submit","v":1,"from":"alice@host","rcpt":[{"address":"bob@example.org"}],"user":"alice",...}\n
- *   <the RFC 5322 message, CRLF line endings, not dot-stuffed, up to end of file / end of stream>
+ *   <the RFC 5322 message, CRLF line endings, not dot-stuffed>
+ *
+ * In a maildrop file the message runs to the end of the file (complete once renamed to its ready
+ * name). On the socket it is framed (feed.ts): a 4-byte big-endian length and that many bytes,
+ * again and again, then a frame of length 0; a connection that ends before that frame is a
+ * client that went away, and its message is dropped, never committed in part.
  *
  * The first line is the envelope (JSON, at most MAX_ENVELOPE_BYTES): `from` ('' for the null
  * reverse-path), `rcpt` (address, optional DSN `notify` and `orcpt`, RFC 3461 4.1, 4.2), and optional
  * `user` (the local user the command ran as: claimed, never checked), `bodyType` (RFC 6152),
  * `ret`, `envid` (RFC 3461 4.3, 4.4) and `smtputf8` (RFC 6531). `op` must be "submit": the socket
- * takes that one verb and nothing of the control socket's. On the socket the client half-closes
- * after the message; the server answers one JSON line (`SubmitAnswer`) and closes:
+ * takes that one verb and nothing of the control socket's. After the last frame the server
+ * answers one JSON line (`SubmitAnswer`) and closes:
  *
  *   {"ok":true,"queueId":"...","reply":"250 2.0.0 Ok: queued as ..."}
  *   {"ok":false,"reply":"552 5.3.4 Message size exceeds fixed limit","code":"ERR_SIZE"}

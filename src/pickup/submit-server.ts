@@ -1,7 +1,7 @@
 /**
  * SubmitServer: the submit socket (`dataDir/submit.sock`, unix socket) through which
  * `postline sendmail` hands a message to the running server. It accepts one verb, submit
- * (protocol.ts): the envelope line, the message up to the client's half-close, one answer line.
+ * (protocol.ts): the envelope line, the message in frames up to an empty frame, one answer line.
  * Every message enters cleanup's door for whole messages (`openSubmission`) with origin
  * `{ kind: 'local', localUser: <claimed>, localUserSource: 'claimed' }`: Node cannot read the
  * peer's credentials (SO_PEERCRED), so the name is the client's word.
@@ -18,7 +18,7 @@ import { PostlineError, toPostlineError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { R, reply } from '../core/reply.js';
 import type { MessageOrigin, Rejection, StreamSubmissionSink } from '../core/session.js';
-import { feedMessage, StreamReader } from './feed.js';
+import { feedFramed, StreamReader } from './feed.js';
 import { acceptedAnswer, encodeAnswer, MAX_ENVELOPE_BYTES, parseEnvelope, refusedAnswer, type SubmitAnswer } from './protocol.js';
 
 export interface SubmitServerOptions {
@@ -137,7 +137,7 @@ export class SubmitServer {
     } catch (err) {
       return refuse(toPostlineError(err));
     }
-    const fed = await feedMessage(reader, msg, limits.maxMessageSize);
+    const fed = await feedFramed(reader, msg, limits.maxMessageSize);
     if (fed.done !== 'end') {
       await msg.abort();
       if (fed.done === 'error' || sock.destroyed) return void sock.destroy(); // the client is gone: nothing was answered
