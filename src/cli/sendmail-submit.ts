@@ -153,6 +153,8 @@ export async function writeMaildrop(
   try {
     if (!(await stat(dir)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
   } catch (err) {
+    // Nowhere to put it; still, a message over the limit is told as such (EX_DATAERR), so read it to its end.
+    for (let r = await iter.next(); !r.done; r = await iter.next()) count(r.value.length);
     throw new SendmailExit(EX.CANTCREAT, `no server answers and there is no maildrop at ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'}): start \`postline serve\` once to make it, and check dataDir in the configuration`, { cause: err });
   }
   const names = maildropNames(Date.now(), process.pid, randomBytes(8).toString('hex'));

@@ -21,6 +21,7 @@
 import { constants, mkdirSync, watch, type FSWatcher } from 'node:fs';
 import { chmod, chown, lstat, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { crashPoint } from '../core/crashpoints.js';
 import { toPostlineError, type PostlineError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { R, reply, type SmtpReply } from '../core/reply.js';
@@ -221,6 +222,7 @@ export class MaildropPickup {
         return await this.refused(name, origin, toPostlineError(err), envelope.mailFrom);
       }
       // Committed (durable): only now may the file go. A crash before this unlink queues it again.
+      crashPoint('pickup-after-commit-before-unlink');
       await unlink(join(this.o.dir, name)).catch((err: unknown) => this.o.logger.error({ err, file: name, queueId }, 'maildrop: queued, but the file cannot be removed (it will be queued again)'));
       this.o.logger.info({ file: name, queueId, uid: origin.localUid, user: origin.localUser }, 'maildrop file picked up');
       return 'queued';
