@@ -155,7 +155,9 @@ export async function writeMaildrop(
   } catch (err) {
     // Nowhere to put it; still, a message over the limit is told as such (EX_DATAERR), so read it to its end.
     for (let r = await iter.next(); !r.done; r = await iter.next()) count(r.value.length);
-    throw new SendmailExit(EX.CANTCREAT, `no server answers and there is no maildrop at ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'}): start \`postline serve\` once to make it, and check dataDir in the configuration`, { cause: err });
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') throw new SendmailExit(EX.NOPERM, `no server answers, and the maildrop ${dir} is out of reach (${code}): dataDir must be searchable by local users`, { cause: err });
+    throw new SendmailExit(EX.CANTCREAT, `no server answers and there is no maildrop at ${dir} (${code ?? 'error'}): start \`postline serve\` once to make it, and check dataDir in the configuration`, { cause: err });
   }
   const names = maildropNames(Date.now(), process.pid, randomBytes(8).toString('hex'));
   const temp = join(dir, names.temp);
