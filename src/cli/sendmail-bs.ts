@@ -85,10 +85,10 @@ function localSink(config: PostlineConfig, user: string, verbose?: (line: string
 function toReplyError(err: unknown): PostlineError {
   if (err instanceof SendmailExit && err.serverReply) {
     const m = /^(\d{3}) (?:(\d\.\d{1,3}\.\d{1,3}) )?(.*)$/.exec(err.serverReply);
-    if (m) return new PostlineError('ERR_REFUSED', err.message, { temporary: m[1]!.startsWith('4'), reply: reply(Number(m[1]), m[2], m[3] ?? '') });
+    if (m) return new PostlineError('ERR_SUBMIT_REFUSED', err.message, { temporary: m[1]!.startsWith('4'), reply: reply(Number(m[1]), m[2], m[3] ?? '') });
   }
   if (err instanceof SendmailExit && err.exitCode === EX.DATAERR) return new PostlineError('ERR_SIZE', err.message, { temporary: false, reply: R.sizeExceeded });
-  return new PostlineError('ERR_LOCAL', (err as Error).message, { temporary: true, reply: reply(451, '4.3.0', 'Local error: the message could not be handed to Postline') });
+  return new PostlineError('ERR_SUBMIT_LOCAL', (err as Error).message, { temporary: true, reply: reply(451, '4.3.0', 'Local error: the message could not be handed to Postline') });
 }
 
 /**

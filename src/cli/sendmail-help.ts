@@ -32,8 +32,8 @@ Options:
   -bm           read a message and queue it (the default)
   -bs           SMTP on standard input and output (no TLS, no AUTH; every recipient accepted)
   -bp           list the queue (mailq); needs the control socket: root or the server's user
-  -bi, -I       newaliases: nothing to rebuild (Postline routes local mail by local.routes,
-                reloaded with SIGHUP); says so and exits 0
+  -bi, -I       newaliases: aliases are local.aliases in the configuration (checked as it
+                loads); a running server is sent SIGHUP to take them over (root or its user)
   -q            try all deferred mail now; -qR DOMAIN that domain's, -qI ID one message;
                 -qINTERVAL (e.g. -q30m) is ignored: Postline retries by itself
   --            end of options

@@ -8,7 +8,7 @@
  * else the embedded defaults (the other commands skip the /etc file: programs that call sendmail
  * pass neither a flag nor, often, an environment).
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { basename, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -108,10 +108,6 @@ export async function runSendmail(argv: readonly string[], io: SendmailIo, name:
     }
     if (a.verbose && a.ignored.length) say(`ignored: ${a.ignored.join(' ')}`);
     if (a.mode === 'nothing') return EX.OK;
-    if (a.mode === 'aliases') {
-      say('no aliases database to rebuild: Postline routes local mail by local.routes in the configuration (reloaded by SIGHUP)');
-      return EX.OK;
-    }
     let config: PostlineConfig;
     const file = configFileFor(a.configFile, io.env, io.systemConfig);
     try {
@@ -120,6 +116,7 @@ export async function runSendmail(argv: readonly string[], io: SendmailIo, name:
       throw new SendmailExit(EX.CONFIG, err instanceof ConfigError ? err.message : `configuration: ${(err as Error).message}`, { cause: err });
     }
     if (a.verbose) say(`configuration ${file ?? '(embedded defaults)'}, dataDir ${config.dataDir}`);
+    if (a.mode === 'aliases') return newaliases(config, say);
     if (a.mode === 'list' || a.mode === 'flush') {
       const { runQueueMode } = await import('./sendmail-queue.js');
       return await runQueueMode(a, config, io.stdout, say);
@@ -139,6 +136,35 @@ export async function runSendmail(argv: readonly string[], io: SendmailIo, name:
     say(`internal error: ${(err as Error).stack ?? String(err)}`);
     return EX.SOFTWARE;
   }
+}
+
+/**
+ * newaliases / -bi: aliases are `local.aliases` in the configuration (already checked by loading
+ * it: a loop is a configuration error), so there is no database to build; a running server is told
+ * to read its configuration again (SIGHUP, as `kill -HUP`), which takes the aliases over live.
+ * @throws SendmailExit EX_NOPERM when the server cannot be signalled (not root or its user).
+ */
+function newaliases(config: PostlineConfig, say: (l: string) => void): ExitCode {
+  const a = config.local.aliases;
+  const n = Array.isArray(a) ? a.length : Object.keys(a).length;
+  const what = `${n} alias${n === 1 ? '' : 'es'} in local.aliases, configuration valid`;
+  let pid = NaN;
+  try { pid = Number(readFileSync(join(config.dataDir, 'postline.pid'), 'utf8').trim()); } catch { /* no server */ }
+  let alive = Number.isInteger(pid) && pid > 0;
+  if (alive) {
+    try { process.kill(pid, 0); } catch (err) { alive = (err as NodeJS.ErrnoException).code === 'EPERM'; }
+  }
+  if (!alive) {
+    say(`${what}; no server is running: they apply when it starts`);
+    return EX.OK;
+  }
+  try {
+    process.kill(pid, 'SIGHUP');
+  } catch (err) {
+    throw new SendmailExit(EX.NOPERM, `${what}, but the server (pid ${pid}) cannot be told to reload (${(err as NodeJS.ErrnoException).code}): run as root or the server's user, or send it SIGHUP`, { cause: err });
+  }
+  say(`${what}; the server (pid ${pid}) was told to reload its configuration (SIGHUP)`);
+  return EX.OK;
 }
 
 /** -bm: read the message, make the envelope, queue it. */

@@ -34,7 +34,7 @@ export const EXIT_TABLE: ReadonlyArray<readonly [ExitCode, string, string]> = [
   [EX.CANTCREAT, 'EX_CANTCREAT', 'no server answers and dataDir/maildrop does not exist (run `postline serve` once; check dataDir)'],
   [EX.IOERR, 'EX_IOERR', 'reading standard input, or writing the maildrop file, failed'],
   [EX.TEMPFAIL, 'EX_TEMPFAIL', 'try again later: the server answered 4xx and the maildrop could not take the message either, the disk is full, or the control socket did not answer (-bp, -q)'],
-  [EX.NOPERM, 'EX_NOPERM', 'permission denied: the submit socket and the maildrop (not in sendmail.group), the control socket (-bp, -q: root or the server\'s user), or a 5.7.x refusal'],
+  [EX.NOPERM, 'EX_NOPERM', 'permission denied: the submit socket and the maildrop (not in sendmail.group), the control socket (-bp, -q: root or the server\'s user), the server\'s process (newaliases), or a 5.7.x refusal'],
   [EX.CONFIG, 'EX_CONFIG', 'the configuration file (-C, POSTLINE_CONFIG or /etc/postline/postline.yaml) cannot be read or is invalid'],
 ];
 

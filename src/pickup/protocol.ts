@@ -25,6 +25,7 @@
  */
 import type { BodyType, DsnNotify, DsnRet, Envelope, Recipient } from '../core/envelope.js';
 import { reply, replyToString, type SmtpReply } from '../core/reply.js';
+import type { ErrorCode } from '../core/error-codes.js';
 import { parsePath } from '../rfc5321/address.js';
 
 /** Longest envelope line, bytes with its LF (room for limits.maxRecipients addresses with DSN fields). */
@@ -68,9 +69,9 @@ export function encodeEnvelope(e: SubmitEnvelope): Buffer {
 }
 
 /** A refusal of the envelope line. */
-export type EnvelopeResult = { readonly ok: true; readonly value: SubmitEnvelope } | { readonly ok: false; readonly reply: SmtpReply; readonly code: string };
+export type EnvelopeResult = { readonly ok: true; readonly value: SubmitEnvelope } | { readonly ok: false; readonly reply: SmtpReply; readonly code: ErrorCode };
 
-const bad = (code: number, enhanced: string, text: string, err = 'ERR_SUBMIT_ENVELOPE'): EnvelopeResult => ({ ok: false, reply: reply(code, enhanced, text), code: err });
+const bad = (code: number, enhanced: string, text: string, err: ErrorCode = 'ERR_SUBMIT_ENVELOPE'): EnvelopeResult => ({ ok: false, reply: reply(code, enhanced, text), code: err });
 
 /**
  * Parses and checks an envelope line (without its LF): JSON object, op "submit", addresses by the
@@ -117,23 +118,23 @@ export function parseEnvelope(line: string, limits: { readonly maxRecipients: nu
   return { ok: true, value: { envelope, ...(o.user !== undefined ? { user: o.user as string } : {}) } };
 }
 
-function parseRecipient(r: unknown): Recipient | { ok: false; reply: SmtpReply; code: string } {
-  if (typeof r !== 'object' || r === null) return bad(501, '5.5.2', 'each rcpt must be an object') as { ok: false; reply: SmtpReply; code: string };
+function parseRecipient(r: unknown): Recipient | { ok: false; reply: SmtpReply; code: ErrorCode } {
+  if (typeof r !== 'object' || r === null) return bad(501, '5.5.2', 'each rcpt must be an object') as { ok: false; reply: SmtpReply; code: ErrorCode };
   const o = r as Record<string, unknown>;
   const p = typeof o.address === 'string' ? parsePath(`<${o.address}>`, { allowPostmaster: true }) : undefined;
-  if (!p?.ok) return bad(553, '5.1.3', `Bad recipient address syntax: ${p && !p.ok ? p.detail : 'address must be a string'}`) as { ok: false; reply: SmtpReply; code: string };
+  if (!p?.ok) return bad(553, '5.1.3', `Bad recipient address syntax: ${p && !p.ok ? p.detail : 'address must be a string'}`) as { ok: false; reply: SmtpReply; code: ErrorCode };
   let notify: DsnNotify[] | undefined;
   if (o.notify !== undefined) {
     const n = o.notify;
     const ok = Array.isArray(n) && n.length > 0 && n.every((x) => NOTIFY.includes(x as string)) && new Set(n).size === n.length && (!n.includes('NEVER') || n.length === 1);
-    if (!ok) return bad(501, '5.5.4', 'notify must be ["NEVER"] or a list of SUCCESS, FAILURE, DELAY') as { ok: false; reply: SmtpReply; code: string };
+    if (!ok) return bad(501, '5.5.4', 'notify must be ["NEVER"] or a list of SUCCESS, FAILURE, DELAY') as { ok: false; reply: SmtpReply; code: ErrorCode };
     notify = n as DsnNotify[];
   }
   let orcpt: Recipient['orcpt'];
   if (o.orcpt !== undefined) {
     const c = o.orcpt as Record<string, unknown> | null;
     if (!c || typeof c.addrType !== 'string' || typeof c.address !== 'string' || c.address.length > 500 || !/^[A-Za-z0-9-]{1,20}$/.test(c.addrType)) {
-      return bad(501, '5.5.4', 'orcpt must be { addrType, address }') as { ok: false; reply: SmtpReply; code: string };
+      return bad(501, '5.5.4', 'orcpt must be { addrType, address }') as { ok: false; reply: SmtpReply; code: ErrorCode };
     }
     orcpt = { addrType: c.addrType.toLowerCase(), address: c.address };
   }

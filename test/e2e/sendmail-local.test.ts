@@ -7,7 +7,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -31,7 +31,7 @@ before(async () => {
       sendmail: { origin: 'example.test', scanIntervalMs: 200 },
     },
   });
-  await pl.start();
+  await startPl();
   chmodSync(pl.dir, 0o755); // the configuration is read by other users' commands too
   env = { POSTLINE_CONFIG: pl.configFile };
 });
@@ -40,6 +40,12 @@ after(async () => {
   await pl?.cleanup();
   await peer?.close();
 });
+
+/** Starts the server and waits for its submit socket (it opens after the listeners). */
+async function startPl(): Promise<void> {
+  await pl.start();
+  await waitFor('the submit socket', () => existsSync(join(pl.dir, 'var', 'submit.sock')), 20_000);
+}
 
 /** `postline sendmail ARGS` as `uid` (root only), else as ourselves. */
 function sendmailAs(uid: number | undefined, args: string[], input: string, extraEnv: Record<string, string> = env): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -77,7 +83,7 @@ test('server down: the command writes the maildrop (exit 0); the server picks it
   const files = readdirSync(maildrop).filter((n) => n.startsWith('m.'));
   assert.equal(files.length, 1);
   assert.equal(statSync(join(maildrop, files[0]!)).mode & 0o777, 0o644);
-  await pl.start();
+  await startPl();
   await waitFor('the maildrop message delivered', () => peer.messages().find((m) => m.rcpts.includes('down@example.test')), 20_000);
   assert.deepEqual(readdirSync(maildrop), ['rejected']);
   const o = await originOf('down@example.test');
@@ -92,12 +98,14 @@ test('another user: claimed over the socket, the file owner from the maildrop; m
   const q = await sendmailAs(NOBODY, ['-bp'], '');
   assert.equal(q.code, 77, q.stderr);
   assert.match(q.stderr, /root and the server's user only/);
+  const na = await sendmailAs(NOBODY, ['-bi'], '');
+  assert.equal(na.code, 77, na.stderr);
   await pl.stop();
   const down = await sendmailAs(NOBODY, ['nobody-down@example.test'], 'Subject: as nobody, server down\n\nhi\n');
   assert.equal(down.code, 0, down.stderr);
   const file = readdirSync(join(pl.dir, 'var', 'maildrop')).find((n) => n.startsWith('m.'))!;
   assert.equal(statSync(join(pl.dir, 'var', 'maildrop', file)).uid, NOBODY);
-  await pl.start();
+  await startPl();
   const o = await originOf('nobody-down@example.test');
   assert.equal(o.localUid, NOBODY);
   assert.equal(o.localUserSource, 'uid');
@@ -110,7 +118,7 @@ test('sendmail.group: the socket 0660 and the maildrop 1730 of that group; other
   pl.configOverride = { sendmail: { origin: 'example.test', scanIntervalMs: 200, group: 0 } };
   await pl.writeConfig();
   try {
-    await pl.start();
+    await startPl();
     const sock = statSync(join(pl.dir, 'var', 'submit.sock'));
     assert.equal(sock.mode & 0o777, 0o660);
     assert.equal(statSync(join(pl.dir, 'var', 'maildrop')).mode & 0o7777, 0o1730);
@@ -122,7 +130,7 @@ test('sendmail.group: the socket 0660 and the maildrop 1730 of that group; other
     await pl.stop();
     pl.configOverride = {};
     await pl.writeConfig();
-    await pl.start();
+    await startPl();
   }
 });
 
