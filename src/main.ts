@@ -56,6 +56,7 @@ import { SqliteDestinationStateStore } from './scheduler/destination-store.js';
 import { toALabel } from './core/envelope.js';
 import { trackingFromConfig, type TrackingSetup } from './tracking/setup.js';
 import { UNSUBSCRIBE_CONSUMER, unsubscribeConsumer } from './tracking/mailto.js';
+import { startLocalSubmission, type LocalSubmission } from './pickup/index.js';
 
 export interface RunningPostline {
   readonly config: PostlineConfig;
@@ -265,13 +266,14 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   let apiStores: ReturnType<typeof openApiStores> | undefined;
   let api: ApiServer | undefined;
   let httpBound: { address: string; port: number } | undefined;
+  let local: LocalSubmission | undefined; // the sendmail command's submit socket and maildrop pickup
   const httpTls = () => (config.http?.tls ? httpTlsMaterial(config.http.tls, defaultMaterial(certificates)) : undefined);
 
   const stop = async (graceMs = 10_000): Promise<void> => {
     // Listeners and deliveries stop side by side: a delivery stuck on a silent server is aborted
     // after delivery.shutdownGraceMs (its recipients deferred, nothing lost), not after the sessions.
     const deliveries = scheduler.stop(Math.min(graceMs, config.delivery.shutdownGraceMs)).catch((err: unknown) => logger.error({ err }, 'scheduler stop failed'));
-    await Promise.allSettled([...servers.map((s) => s.close(graceMs)), api?.close()]);
+    await Promise.allSettled([...servers.map((s) => s.close(graceMs)), api?.close(), local?.stop(Math.min(graceMs, 2000))]);
     clientPolicy.stop();
     await control.stop().catch(() => {});
     await deliveries;
@@ -298,6 +300,8 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     // (mail accepted meanwhile is in the store, and the first window read finds it).
     await scheduler.start();
     await control.start();
+    // `postline sendmail`: the submit socket, and the maildrop (picked up now and while running).
+    local = await startLocalSubmission({ config, sink: cleanup, logger, rejected: (origin, r) => cleanup.rejectedSubmission(origin, r, 'local') });
     webhooks.start(config.webhooks);
     if (config.http) {
       apiStores = openApiStores(config.dataDir);

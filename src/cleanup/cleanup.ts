@@ -8,7 +8,8 @@
  * incoming.ts, the 'message.queued' event and its log line.
  *
  * Whole messages (the HTTP API, generated DSNs) come in through `submit` (core/session.ts
- * SubmissionSink): same limits, hop check, Received field and commit as SMTP mail. Every commit
+ * SubmissionSink), or in pieces through `openSubmission` (the sendmail command, src/pickup/;
+ * StreamSubmissionSink): same limits, hop check, Received field and commit as SMTP mail. Every commit
  * carries its 'message.received' event (the store writes it in the same transaction: outbox);
  * refusals reported by smtpd (`rejected`) become 'message.rejected' events.
  *
@@ -26,7 +27,8 @@ import { R } from '../core/reply.js';
 import type { PostlineConfig } from '../config/schema.js';
 import { authSummary, type EventRecord } from '../events/record.js';
 import type {
-  IncomingMessage, MessageMeta, MessageOrigin, MessageSink, Rejection, SessionInfo, Submission, SubmissionSink, Submitted,
+  IncomingMessage, IncomingSubmission, MessageMeta, MessageOrigin, MessageSink, Rejection, SessionInfo, StreamSubmissionSink, Submission,
+  SubmissionSink, SubmissionStart, Submitted,
 } from '../core/session.js';
 import type { BodyWriter, NewMessage, QueuedMessage, QueueStore } from '../spool/types.js';
 import { CleanupMessage, type CommitFacts } from './incoming.js';
@@ -77,7 +79,7 @@ export interface CleanupOptions {
 const DEFAULT_META_LIMITS: MetaLimits = { maxTags: 32, maxTagLength: 128, maxMetadataBytes: 4096 };
 
 /** The MessageSink smtpd streams into, plus `inject` for generated messages. */
-export class Cleanup implements MessageSink, SubmissionSink {
+export class Cleanup implements MessageSink, SubmissionSink, StreamSubmissionSink {
   private readonly store: QueueStore;
   private readonly config: CleanupConfig;
   private readonly logger: Logger;
@@ -193,11 +195,13 @@ export class Cleanup implements MessageSink, SubmissionSink {
   }
 
   /**
-   * Records a refusal by the API (or another whole-message door) as 'message.rejected'. Never throws.
+   * Records a refusal by the API (or another whole-message door: `stage` 'local' for the sendmail
+   * command's socket and the maildrop) as 'message.rejected'. Never throws.
    */
-  rejectedSubmission(origin: MessageOrigin, r: Omit<Rejection, 'stage'>): void {
+  rejectedSubmission(origin: MessageOrigin, r: Omit<Rejection, 'stage'>, stage: 'api' | 'local' = 'api'): void {
     const e: EventRecord = {
-      type: 'message.rejected', at: this.clock.now(), reason: 'api', reply: r.reply, origin,
+      type: 'message.rejected', at: this.clock.now(), reason: stage, reply: r.reply, origin,
+      ...(r.check !== undefined ? { check: r.check } : {}),
       ...(r.mailFrom !== undefined ? { mailFrom: r.mailFrom } : {}),
       ...(r.recipient !== undefined ? { recipient: r.recipient } : {}),
     };
@@ -213,30 +217,53 @@ export class Cleanup implements MessageSink, SubmissionSink {
    *         452 4.3.1 below the free-space reserve, 451 4.3.0 other store errors.
    */
   async submit(sub: Submission): Promise<Submitted> {
-    const envelope = sub.envelope;
-    if (!envelope.recipients.length) {
+    if (!sub.envelope.recipients.length) {
       throw new PostlineError('ERR_NO_RECIPIENTS', 'no recipients', { temporary: false, reply: R.badSequence('need recipients') });
     }
     if (sub.body.length > this.config.limits.maxMessageSize) {
       throw new PostlineError('ERR_SIZE', `message is ${sub.body.length} bytes, over ${this.config.limits.maxMessageSize}`, { temporary: false, reply: R.sizeExceeded });
+    }
+    const { body, ...start } = sub;
+    const msg = await this.openSubmission(start);
+    msg.write(body);
+    await msg.drain();
+    return msg.finish();
+  }
+
+  /**
+   * Starts a whole message whose bytes follow in pieces (core/session.ts StreamSubmissionSink: the
+   * sendmail command's submit socket and the maildrop, src/pickup/), under the same rules as
+   * `submit`: limits.maxMessageSize counted as the bytes arrive, the hop limit, the Received field
+   * ("by HOST (Postline, from userid N)" for kind 'local'), Date/Message-ID when missing (default
+   * for 'api' and 'local'), metadata, one commit with its 'message.received' event. Modifiers see
+   * role 'api' for the API, 'submission' for local mail (our own users' mail, like authenticated
+   * submission), 'dsn' otherwise; all of them trusted.
+   * @throws PostlineError before any byte: 503 no recipients, 554 5.6.0 bad metadata, 452 4.3.1 / 451 4.3.0 store errors.
+   */
+  async openSubmission(sub: SubmissionStart): Promise<IncomingSubmission> {
+    const envelope = sub.envelope;
+    if (!envelope.recipients.length) {
+      throw new PostlineError('ERR_NO_RECIPIENTS', 'no recipients', { temporary: false, reply: R.badSequence('need recipients') });
     }
     const meta = sub.meta ? validateMeta(sub.meta, this.metaLimits()) : undefined;
     const started = this.clock.now();
     const id = newQueueId(started);
     const env = this.recipientsOf(id, envelope);
     const held = this.holds(env);
-    const ctx: ModifierContext = { queueId: id, envelope: env, origin: sub.origin, role: sub.origin.kind === 'api' ? 'api' : 'dsn', trusted: true, ...(meta ? { meta } : {}) };
+    const kind = sub.origin.kind;
+    const ctx: ModifierContext = { queueId: id, envelope: env, origin: sub.origin, role: kind === 'api' ? 'api' : kind === 'local' ? 'submission' : 'dsn', trusted: true, ...(meta ? { meta } : {}) };
     const chain = this.chainFor(ctx);
     const body = await this.openBody(id);
     const received = buildReceived({
       hostname: this.config.hostname, queueId: id, date: this.clock.now(),
-      ...(sub.origin.kind === 'api' ? { viaApi: sub.origin.apiKey ?? 'unknown' } : {}),
+      ...(kind === 'api' ? { viaApi: sub.origin.apiKey ?? 'unknown' } : {}),
+      ...(kind === 'local' ? { viaLocal: localComment(sub.origin) } : {}),
       forRecipient: soleRecipient(env.recipients),
     });
     let result: { messageId: string | undefined; meta: MessageMeta | undefined } | undefined;
     const msg = new CleanupMessage(id, body, {
       received,
-      addMissingFields: sub.addMissingFields ?? sub.origin.kind === 'api',
+      addMissingFields: sub.addMissingFields ?? (kind === 'api' || kind === 'local'),
       hostname: this.config.hostname,
       maxReceived: this.config.limits.maxReceivedHeaders,
       maxSize: this.config.limits.maxMessageSize,
@@ -254,11 +281,18 @@ export class Cleanup implements MessageSink, SubmissionSink {
         return this.commit(id, env, sub.origin, w, { ...withUtf8(f, env, received), meta: m }, [], held);
       },
     });
-    msg.write(sub.body);
-    await msg.drain();
-    const queueId = await msg.finish();
-    this.onAccepted?.(this.clock.now() - started);
-    return { queueId, ...(result?.messageId !== undefined ? { messageId: result.messageId } : {}), size: msg.size() };
+    return {
+      queueId: id,
+      write: (chunk) => msg.write(chunk),
+      drain: () => msg.drain(),
+      size: () => msg.size(),
+      abort: () => msg.abort(),
+      finish: async () => {
+        const queueId = await msg.finish();
+        this.onAccepted?.(this.clock.now() - started);
+        return { queueId, ...(result?.messageId !== undefined ? { messageId: result.messageId } : {}), size: msg.size() };
+      },
+    };
   }
 
   /**
@@ -379,6 +413,12 @@ export class Cleanup implements MessageSink, SubmissionSink {
     }, 'message queued');
     return id;
   }
+}
+
+/** The Received comment of local mail: "from userid 1000" (maildrop), "from user alice" (claimed over the socket). */
+function localComment(o: MessageOrigin): string {
+  if (o.localUid !== undefined) return `from userid ${o.localUid}`;
+  return `from user ${o.localUser ?? 'unknown'}`;
 }
 
 /** The origin of an SMTP session's messages. */

@@ -55,6 +55,11 @@ function safeToken(s: string): string {
   return s.replace(/[^\x21-\x7e\u0080-\uffff]|[()<>;\\"]/g, '?');
 }
 
+/** Comment text (RFC 5322 3.2.2 ctext and spaces): anything else, parentheses and backslash too, becomes '?'. */
+function safeComment(s: string): string {
+  return s.replace(/[^\x20-\x7e\u0080-\uffff]|[()\\]/g, '?').slice(0, 200);
+}
+
 /** Inputs of buildReceived. */
 export interface ReceivedInput {
   /** HELO/EHLO argument; when absent the address literal is used. */
@@ -75,6 +80,8 @@ export interface ReceivedInput {
   readonly tls?: TlsFacts;
   /** Came in by the HTTP API with this key name: "from api (key NAME)" ... "with HTTP". */
   readonly viaApi?: string;
+  /** Came in by the sendmail command (no from-clause): "by HOSTNAME (Postline, COMMENT) id ..."; COMMENT "from userid 1000". */
+  readonly viaLocal?: string;
 }
 
 /** Secret key bits of a cipher suite, from its name (AES-128/256, ChaCha20, 3DES); undefined when unknown. */
@@ -109,7 +116,8 @@ export function buildReceived(r: ReceivedInput): string {
     lines.push(`Received: from api (key ${safeToken(r.viaApi)})`);
   }
   const protocol = r.protocol ?? (r.viaApi !== undefined ? 'HTTP' : undefined);
-  const by = `by ${r.hostname} (Postline)${protocol ? ` with ${protocol}` : ''} id ${r.queueId}`;
+  const comment = r.viaLocal !== undefined ? `Postline, ${safeComment(r.viaLocal)}` : 'Postline';
+  const by = `by ${r.hostname} (${comment})${protocol ? ` with ${protocol}` : ''} id ${r.queueId}`;
   if (lines.length) lines.push(`\t${by}`);
   else lines.push(`Received: ${by}`);
   const date = formatDate(r.date);

@@ -1,5 +1,6 @@
 /**
- * The `postline` command (commander): serve, user, apikey, queue, events, webhooks status, dkim keygen/check, config check.
+ * The `postline` command (commander): serve, user, apikey, queue, events, webhooks status, dkim keygen/check, config check;
+ * `sendmail` (sendmail.ts, its own option parser: bin/postline.js runs it directly).
  * Errors end the process with a clear one-line message and exit code 1 (config errors: 2, also when
  * a command other than `serve` finds no queue where the configuration points: it never creates one).
  * The configuration file is --config FILE, else the POSTLINE_CONFIG environment variable.
@@ -54,6 +55,15 @@ registerEventsCommand(program, loadForCli);
 registerQueueCommands(program, { loadConfig: loadForCli, openStore: (cfg) => openStore(cfg, undefined, { create: false }) });
 registerWebhookCommands(program, loadForCli);
 registerDkimCommands(program, loadForCli);
+// bin/postline.js runs `postline sendmail` without loading this file; listed here for --help.
+program
+  .command('sendmail')
+  .description('sendmail-compatible command for PHP, cron and scripts (`postline sendmail --help`: options, exit codes)')
+  .helpOption(false).allowUnknownOption().allowExcessArguments().argument('[args...]')
+  .action(async () => {
+    const { runSendmail } = await import('./sendmail.js');
+    process.exitCode = await runSendmail(process.argv.slice(3), { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env });
+  });
 
 try {
   await program.parseAsync(process.argv);

@@ -121,7 +121,7 @@ export function formatMessageDetail(d: MessageDetail, withBody: boolean): string
     `Size:          ${m.size} bytes`,
     `Arrival:       ${iso(m.arrivedAt)}`,
     `Body:          ${m.bodyType}${m.smtputf8 ? ', SMTPUTF8' : ''}${m.ret ? `, RET=${m.ret}` : ''}${m.envid ? `, ENVID=${m.envid}` : ''}`,
-    `Origin:        ${o.kind}${o.clientName ? ` from ${o.clientName}` : ''}${o.clientAddress ? ` [${o.clientAddress}]` : ''}${o.authUser ? ` user=${o.authUser}` : ''}`,
+    `Origin:        ${o.kind}${o.clientName ? ` from ${o.clientName}` : ''}${o.clientAddress ? ` [${o.clientAddress}]` : ''}${o.authUser ? ` user=${o.authUser}` : ''}${o.localUser ? ` user=${o.localUser}${o.localUid !== undefined ? ` uid=${o.localUid}` : ' (claimed)'}` : ''}`,
     `Attempts:      ${m.attempts}, next attempt ${iso(m.nextAttemptAt)}`,
   ];
   if (m.lastError) lines.push(`Last error:    ${m.lastError}`);

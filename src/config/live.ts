@@ -23,7 +23,7 @@
  * keys that fail to load are logged and the running ones kept). `auth` and `arc` (main.ts builds
  * the verifier again: the next message uses them; a changed auth.dns or auth.dnsCache starts an
  * empty cache; an ARC key that fails to load is logged and the running settings kept).
- * Restart needed (a changed value is logged and ignored): hostname, dataDir, listeners (proxyProtocol and tlsPolicy too), log, metrics, http, and
+ * Restart needed (a changed value is logged and ignored): hostname, dataDir, listeners (proxyProtocol and tlsPolicy too), log, metrics, http, sendmail (its `origin` is read by each `postline sendmail` run anyway), and
  * every other `delivery.` key (dns, sourceAddress, maxConnections, idleTimeoutMs, scanIntervalMs, ...).
  */
 import { isDeepStrictEqual } from 'node:util';
@@ -88,6 +88,7 @@ export function applyLiveConfig(running: PostlineConfig, fresh: PostlineConfig):
     running.webhooks = fresh.webhooks;
     applied.push('webhooks');
   }
+  if (!isDeepStrictEqual(running.sendmail, fresh.sendmail)) needRestart.push('sendmail');
   for (const k of ['hostname', 'dataDir', 'listeners', 'log', 'metrics', 'http'] as const) {
     if (!isDeepStrictEqual(running[k], fresh[k])) needRestart.push(k);
   }

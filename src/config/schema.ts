@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { hostname as osHostname } from 'node:os';
 import { hopTlsSchema, mtaStsSchema, mxTlsSchema, tlsPolicyRuleSchema } from './delivery-tls.js';
+import { sendmailSchema } from './sendmail-schema.js';
 import { localSchema } from './local-schema.js';
 import { bouncesSchema, feedbackSchema } from './feedback-schema.js';
 import { egressSchema } from './egress-schema.js';
@@ -407,6 +408,8 @@ export const configSchema = z.object({
   unsubscribe: unsubscribeSchema.prefault({}),
   /** Gmail's Feedback-ID header from tags and metadata; reloaded on SIGHUP. */
   feedbackId: feedbackIdSchema.prefault({}),
+  /** The sendmail command's submit socket and maildrop (sendmail-schema.ts). */
+  sendmail: sendmailSchema.prefault({}),
   log: z.object({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     /** json: one JSON line per event; pretty: human-readable; auto: pretty on a terminal. */

@@ -35,6 +35,8 @@ export const CRASH_POINTS = {
   'maildir-after-rename': 'after a Maildir file was renamed into new/, before the outcome is written',
   /** HTTP API: a sending request's messages are committed and their IDs recorded under its Idempotency-Key, the 202 not yet sent. */
   'api-after-commit-before-answer': 'after the API request\'s submits committed, before its 202 answer',
+  /** pickup: a maildrop file's message is committed, the file not yet deleted (it is queued again at the next start). */
+  'pickup-after-commit-before-unlink': 'after a maildrop file\'s message is committed, before the file is deleted',
 } as const;
 
 export type CrashPointName = keyof typeof CRASH_POINTS;

@@ -205,8 +205,8 @@ export type RecipientDecision =
 
 /** Where a message came from, for Received headers, logs, events and policy. */
 export interface MessageOrigin {
-  /** 'smtp' | 'dsn' (generated notice) | 'api' (HTTP sending API). */
-  readonly kind: 'smtp' | 'dsn' | 'api';
+  /** 'smtp' | 'dsn' (generated notice) | 'api' (HTTP sending API) | 'local' (the sendmail command: submit socket or maildrop). */
+  readonly kind: 'smtp' | 'dsn' | 'api' | 'local';
   readonly clientAddress?: string;
   /** HELO/EHLO name. */
   readonly clientName?: string;
@@ -220,6 +220,15 @@ export interface MessageOrigin {
   readonly proxyAddress?: string;
   /** XFORWARD attributes (the up-stream client of a content filter), for logs and events. */
   readonly forwarded?: ForwardedFacts;
+  /**
+   * Kind 'local': the local user who ran the sendmail command. Over the submit socket it is the
+   * name the command sent (`localUserSource: 'claimed'`: Node cannot read the peer's credentials,
+   * SO_PEERCRED, so nothing checks it); from the maildrop it is the name of the file owner's uid
+   * (`'uid'`: the kernel's word), with `localUid`.
+   */
+  readonly localUser?: string;
+  readonly localUid?: number;
+  readonly localUserSource?: 'claimed' | 'uid';
 }
 
 /**
@@ -253,6 +262,38 @@ export interface Submission {
   readonly addMissingFields?: boolean;
 }
 
+/** A Submission whose message bytes follow in pieces (IncomingSubmission). */
+export type SubmissionStart = Omit<Submission, 'body'>;
+
+/**
+ * A whole message being written in pieces (the sendmail command's submit socket and the maildrop,
+ * src/pickup/): the bytes are the RFC 5322 message with CRLF line endings, not dot-stuffed.
+ */
+export interface IncomingSubmission {
+  readonly queueId: string;
+  /** Writes a piece; false: wait for `drain()` before the next. Errors surface in `finish()`. */
+  write(chunk: Buffer): boolean;
+  drain(): Promise<void>;
+  /** Bytes written so far. */
+  size(): number;
+  /**
+   * Ends the message and commits it (durable before it resolves).
+   * @throws PostlineError as SubmissionSink.submit (552 5.3.4 size, 554 5.4.6 hops, 452 4.3.1, 451 4.3.0).
+   */
+  finish(): Promise<Submitted>;
+  /** Abandons the message. Never throws. */
+  abort(): Promise<void>;
+}
+
+/** The door for whole messages that arrive as a stream (implemented by cleanup). */
+export interface StreamSubmissionSink {
+  /**
+   * Starts one message: same checks, Received field and commit as `submit`, the body written in pieces.
+   * @throws PostlineError before any byte: no recipients (503), bad metadata (554 5.6.0), store errors (452 4.3.1, 451 4.3.0).
+   */
+  openSubmission(s: SubmissionStart): Promise<IncomingSubmission>;
+}
+
 /** What cleanup answers for an accepted Submission, once it is durable. */
 export interface Submitted {
   readonly queueId: string;
@@ -276,7 +317,7 @@ export interface SubmissionSink {
 
 /** Why smtpd refused something, for the message.rejected event (cleanup writes it). */
 export interface Rejection {
-  readonly stage: 'connect' | 'mail' | 'rcpt' | 'data' | 'api' | 'auth';
+  readonly stage: 'connect' | 'mail' | 'rcpt' | 'data' | 'api' | 'auth' | 'local';
   /** Which check refused ("dnsbl:ZONE", "rate:messagesPerMinute", "auth-throttle", "dmarc", ...), when one did. */
   readonly check?: string;
   /** The reply we gave, one line ("550 5.7.1 Relay access denied"). */

@@ -50,7 +50,7 @@ export type RecipientEventType = 'recipient.delivered' | 'recipient.relayed' | '
 
 /** How a message came in (copied into its events). */
 export interface EventOrigin {
-  /** 'smtp' | 'api' | 'dsn' (generated notice) | 'local' (sendmail command, later). */
+  /** 'smtp' | 'api' | 'dsn' (generated notice) | 'local' (the sendmail command: submit socket or maildrop). */
   readonly kind: string;
   /** Listener name for SMTP. */
   readonly listener?: string;
@@ -66,6 +66,10 @@ export interface EventOrigin {
   readonly proxyAddress?: string;
   /** XFORWARD attributes: the up-stream client of a content filter (name, addr, port, proto, helo, ident, source). */
   readonly forwarded?: ForwardedFacts;
+  /** Kind 'local': the user who ran the sendmail command; `localUserSource` 'claimed' (told over the submit socket, unchecked) or 'uid' (the maildrop file's owner, `localUid`). */
+  readonly localUser?: string;
+  readonly localUid?: number;
+  readonly localUserSource?: string;
 }
 
 /** One check's result (RFC 8601 2.7; 'policy': a DKIM key shorter than auth.minKeyBits). */

@@ -58,7 +58,7 @@ export function replyClass(reply: string | undefined): string {
   return OTHER;
 }
 
-const STAGES = new Set(['connect', 'mail', 'rcpt', 'data', 'api', 'auth']);
+const STAGES = new Set(['connect', 'mail', 'rcpt', 'data', 'api', 'auth', 'local']);
 
 /** The rejection stage of a message.rejected event's `reason`: one of core/session.ts Rejection stages, else `other`. */
 export function rejectStage(reason: string | undefined): string {

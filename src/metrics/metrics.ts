@@ -149,7 +149,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     return ORIGIN_KINDS.has(o.kind) ? o.kind : OTHER;
   };
   for (const l of deps.listeners ?? []) received.zero(listeners.get(l));
-  for (const k of ['api', 'dsn']) received.zero(k);
+  for (const k of ['api', 'dsn', 'local']) received.zero(k);
   const dsnKind = (e: StoredEvent): string => (e.dsnKind !== undefined && DSN_KINDS.has(e.dsnKind) ? e.dsnKind : OTHER);
   // One attempt writes one event per recipient, all with the attempt's duration: count it once.
   let lastQueueId: string | undefined;

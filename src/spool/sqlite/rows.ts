@@ -75,7 +75,7 @@ export class RowError extends Error {
 const BODY_TYPES: readonly string[] = ['7BIT', '8BITMIME', 'BINARYMIME'];
 const STATUSES: readonly string[] = ['pending', 'delivered', 'relayed', 'bounced', 'expired'];
 const NOTIFY: readonly string[] = ['NEVER', 'SUCCESS', 'FAILURE', 'DELAY'];
-const ORIGIN_KINDS: readonly string[] = ['smtp', 'dsn', 'api'];
+const ORIGIN_KINDS: readonly string[] = ['smtp', 'dsn', 'api', 'local'];
 
 const opt = <T>(v: T | null): T | undefined => (v === null ? undefined : v);
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v);
@@ -91,9 +91,10 @@ function parseJson(text: string, what: string): unknown {
 function parseOrigin(text: string): MessageOrigin {
   const o = parseJson(text, 'origin') as Record<string, unknown> | null;
   if (!o || typeof o !== 'object' || !ORIGIN_KINDS.includes(o.kind as string)) throw new RowError('origin: bad kind');
-  for (const k of ['clientAddress', 'clientName', 'authUser', 'listener', 'apiKey']) {
+  for (const k of ['clientAddress', 'clientName', 'authUser', 'listener', 'apiKey', 'localUser', 'localUserSource']) {
     if (o[k] !== undefined && typeof o[k] !== 'string') throw new RowError(`origin.${k}: not a string`);
   }
+  if (o.localUid !== undefined && !isInt(o.localUid)) throw new RowError('origin.localUid: not an integer');
   return o as unknown as MessageOrigin;
 }
 
