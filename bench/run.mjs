@@ -14,8 +14,7 @@
 // Needs root (the private Postfix instance), cc, strace (for --calibrate) and Postfix's
 // smtp-source/smtp-sink. Everything listens on and connects to 127.0.0.1 only; every process
 // started here is stopped and the temp dir removed on exit, error or signal.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync, existsSync, readFileSync, chmodSync, readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,6 +33,7 @@ import { SlowSync } from './lib/slowsync.mjs';
 import { runOnce, calibrateRate, countFor, fmt } from './lib/load.mjs';
 import { machineFacts, fsyncLatency, ddBandwidth, shimSelfTest, diskOf } from './lib/machine.mjs';
 import { calibrateServer } from './lib/calibrate.mjs';
+import { ensureBuilt } from './lib/build.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -114,28 +114,7 @@ if (opt.only !== 'postline' && process.getuid?.() !== 0) {
   console.error('The private Postfix peer needs root (postfix -c DIR start). Run as root, or pass --only postline.');
   process.exit(2);
 }
-ensureBuilt();
-
-/** Builds Postline (tsc) when dist/ is missing or older than a file under src/. */
-function ensureBuilt() {
-  const newest = (dir) => {
-    let t = 0;
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      const p = join(dir, e.name);
-      t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-    }
-    return t;
-  };
-  const built = join(root, 'dist', 'src', 'main.js');
-  if (existsSync(built) && statSync(built).mtimeMs >= newest(join(root, 'src'))) return;
-  log('dist/ is missing or older than src/: building (tsc -p tsconfig.json)');
-  try {
-    execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit', cwd: root });
-  } catch {
-    console.error('build failed; fix it or run the bench on a tree that compiles');
-    process.exit(2);
-  }
-}
+ensureBuilt(root, log);
 
 // ---------- cleanup, whatever happens
 const tmp = mkdtempSync(join(process.env.BENCH_TMPDIR || tmpdir(), 'postline-bench-'));

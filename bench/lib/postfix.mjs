@@ -82,13 +82,22 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 const readOr = (path, fallback) => { try { return readFileSync(path, 'utf8'); } catch { return fallback; } };
 
 export class PostfixServer {
-  /** @param {{ dir: string, port: number, sinkPort: number, env?: object }} o */
-  constructor({ dir, port, sinkPort, env = {} }) {
+  /**
+   * @param {{ dir: string, port: number, sinkPort: number, env?: object,
+   *   transport?: { domain: string, nexthop: string }[],
+   *   main?: { key: string, value: string, default: string, reason: string }[] }} o
+   *   transport: transport_maps entries (a texthash: map in the config dir, "domain nexthop", e.g.
+   *   "d0.test smtp:[127.0.0.2]:2525"), tried before the relay host; main: more main.cf settings,
+   *   each listed in deviations() with its reason.
+   */
+  constructor({ dir, port, sinkPort, env = {}, transport = [], main = [] }) {
     this.name = 'postfix';
     this.dir = dir;
     this.port = port;
     this.sinkPort = sinkPort;
     this.env = env;
+    this.transport = transport;
+    this.mainExtra = main;
     this.conf = join(dir, 'conf');
     this.queue = join(dir, 'queue');
     this.data = join(dir, 'data');
@@ -110,6 +119,8 @@ export class PostfixServer {
       { key: 'queue_directory, data_directory', value: `${this.queue}, ${this.data}`, default: '/var/spool/postfix, /var/lib/postfix', reason: 'a private instance with a fresh queue in the bench temp dir (same filesystem as Postline\'s)' },
       { key: 'maillog_file', value: this.maillog, default: '(empty: syslog)', reason: 'no syslog daemon here; postlogd writes one file, as Postline writes its log to one file (both at their default verbosity)' },
       { key: 'smtpd_tls_cert_file, smtpd_tls_key_file', value: 'a self-signed pair made with openssl in the temp dir', default: 'ssl-cert-snakeoil.pem/.key', reason: 'the ssl-cert package is not installed; smtpd_tls_security_level = may is kept (STARTTLS offered, smtp-source does not use it)' },
+      ...(this.transport.length ? [{ key: 'transport_maps', value: `texthash:${join(this.conf, 'transport')} (${this.transport.length} entries: ${this.transport[0].domain} ${this.transport[0].nexthop}${this.transport.length > 1 ? ', ...' : ''})`, default: '(empty)', reason: 'one next hop per destination domain, each its own smtp-sink' }] : []),
+      ...this.mainExtra.map((o) => ({ key: o.key, value: o.value, default: o.default, reason: o.reason })),
       { key: 'import_environment', value: '+ LD_PRELOAD SLOWSYNC_DIR SLOWSYNC_CTL SLOWSYNC_LOCK', default: 'MAIL_CONFIG MAIL_DEBUG ... POSTLOG_HOSTNAME', reason: 'master clears the environment; the slowsync shim (fsync counter, slow-disk delay) must reach every daemon, as it reaches Postline' },
     ];
   }
@@ -125,7 +136,12 @@ export class PostfixServer {
     const tls = readOr(DEBIAN_TLS, FALLBACK_TLS)
       .replace(/^smtpd_tls_cert_file\s*=.*$/m, `smtpd_tls_cert_file = ${join(this.conf, 'cert.pem')}`)
       .replace(/^smtpd_tls_key_file\s*=.*$/m, `smtpd_tls_key_file = ${join(this.conf, 'key.pem')}`);
-    const extra = this.variant === 'memtests' ? this.memtestDeviations().map((d) => `${d.key} = ${d.value}`).join('\n') + '\n' : '';
+    const settings = [
+      ...(this.variant === 'memtests' ? this.memtestDeviations() : []),
+      ...(this.transport.length ? [{ key: 'transport_maps', value: `texthash:${join(this.conf, 'transport')}` }] : []),
+      ...this.mainExtra,
+    ];
+    const extra = settings.map((d) => `${d.key} = ${d.value}\n`).join('');
     return `# Postline bench: private Postfix peer (generated). Debian's main.cf first, then the bench's changes.
 # --- ${DEBIAN_MAIN}
 ${readOr(DEBIAN_MAIN, FALLBACK_MAIN).replace(/^#.*\n/gm, '').replace(/\n{2,}/g, '\n').trim()}
@@ -215,6 +231,7 @@ ${extra}`;
       execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=postfix-bench.test',
         '-keyout', join(this.conf, 'key.pem'), '-out', join(this.conf, 'cert.pem')], { stdio: 'ignore' });
     }
+    if (this.transport.length) writeFileSync(join(this.conf, 'transport'), this.transport.map((t) => `${t.domain} ${t.nexthop}\n`).join(''));
     writeFileSync(join(this.conf, 'main.cf'), this.mainCf());
     writeFileSync(join(this.conf, 'master.cf'), this.masterCf());
     this.#postfix('check');
@@ -232,8 +249,29 @@ ${extra}`;
     if (!this.rootPid) throw new Error(`postfix master did not start; see ${this.maillog}`);
   }
 
+  /**
+   * Outbound SMTP connections, counted from the maillog's delivery lines (postfix/smtp ... status=):
+   * the smtp client appends "conn_use=N" (N >= 2) to a delivery over a connection it took from the
+   * connection cache, so a line without conn_use is the first delivery on a connection it opened.
+   * Connections that delivered nothing (failed before a status) are not seen here.
+   * @returns {{ deliveries: number, sent: number, opened: number, reused: number, maxConnUse: number }}
+   */
+  deliveryConnections() {
+    let text = '';
+    try { text = readFileSync(this.maillog, 'utf8'); } catch { /* no log yet */ }
+    const r = { deliveries: 0, sent: 0, opened: 0, reused: 0, maxConnUse: 1 };
+    for (const line of text.split('\n')) {
+      if (!/ postfix\/smtp\[\d+\]: [0-9A-Za-z]+: to=</.test(line) || !/ status=/.test(line)) continue;
+      r.deliveries++;
+      if (/ status=sent /.test(line)) r.sent++;
+      const cu = /, conn_use=(\d+),/.exec(line);
+      if (cu) { r.reused++; r.maxConnUse = Math.max(r.maxConnUse, Number(cu[1])); } else r.opened++;
+    }
+    return r;
+  }
+
   describe() {
-    return { mainCf: this.mainCf(), masterCf: this.masterCf(), start: `postfix -c ${this.conf} start`, deviations: this.deviations(), memtestOverrides: this.memtestDeviations() };
+    return { transport: this.transport.length ? this.transport.map((t) => `${t.domain} ${t.nexthop}`).join('\n') : undefined, mainCf: this.mainCf(), masterCf: this.masterCf(), start: `postfix -c ${this.conf} start`, deviations: this.deviations(), memtestOverrides: this.memtestDeviations() };
   }
 
   /** Stops the instance and makes sure no process of it is left. Safe to call twice. */

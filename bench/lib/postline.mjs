@@ -22,10 +22,14 @@ const LIMIT_OVERRIDES = {
 
 export class PostlineServer {
   /**
-   * @param {{ root: string, dir: string, port: number, sinkPort: number, httpPort: number, env?: object, nodeArgs?: string[] }} o
+   * @param {{ root: string, dir: string, port: number, sinkPort: number, httpPort: number, env?: object, nodeArgs?: string[],
+   *   routes?: { domain: string, host: string, port: number, tls?: string }[],
+   *   delivery?: { key: string, value: number|string|boolean, default: string, reason: string }[] }} o
    *   port: the SMTP (mx) listener; httpPort: the HTTP API (on by default in Postline, so it gets a free port too).
+   *   routes: delivery.routes entries (tried before the relay host); delivery: more delivery.* keys
+   *   (key without the "delivery." prefix), each listed in deviations() with its reason.
    */
-  constructor({ root, dir, port, sinkPort, httpPort, env = {}, nodeArgs = [] }) {
+  constructor({ root, dir, port, sinkPort, httpPort, env = {}, nodeArgs = [], routes = [], delivery = [] }) {
     this.name = 'postline';
     this.root = root; // project folder (bin/postline.js, dist/)
     this.dir = dir;
@@ -36,6 +40,8 @@ export class PostlineServer {
     this.webhooks = [];
     this.env = env;
     this.nodeArgs = nodeArgs;
+    this.routes = routes;
+    this.deliveryExtra = delivery;
     this.variant = 'grid';
     this.configFile = join(dir, 'postline.yaml');
     this.logFile = join(dir, 'postline.log');
@@ -58,8 +64,10 @@ export class PostlineServer {
       { key: 'http', value: `{ address: 127.0.0.1, port: ${this.httpPort} }`, default: '{ address: 127.0.0.1, port: 8025 }', reason: 'the API is on by default; a free loopback port so a busy 8025 cannot stop the bench (the api section drives it)' },
       { key: 'dataDir', value: this.dataDir, default: './var', reason: 'a fresh queue in the bench temp dir' },
       { key: 'hostname', value: 'postline-bench.test', default: 'the OS hostname', reason: 'a stable name in Received headers (no effect on speed)' },
+      ...(this.routes.length ? [{ key: 'delivery.routes', value: `${this.routes.length} routes (${this.routes[0].domain} -> ${this.routes[0].host}:${this.routes[0].port}${this.routes.length > 1 ? ', ...' : ''}; tls ${this.routes[0].tls ?? 'opportunistic'})`, default: '[]', reason: 'one next hop per destination domain, each its own smtp-sink' }] : []),
+      ...this.deliveryExtra.map((o) => ({ key: `delivery.${o.key}`, value: o.value, default: o.default, reason: o.reason })),
       ...LIMIT_OVERRIDES.grid.map((o) => ({ key: o.key, value: o.value, default: o.default, reason: o.reason })),
-      { key: 'environment', value: 'LD_PRELOAD=slowsync.so (+ SLOWSYNC_*)', default: 'none', reason: 'counts fsync-family calls (normal profile: count only, no delay) and slows them in the slow-disk profiles; the same shim is loaded into Postfix' },
+      ...(this.env.LD_PRELOAD ? [{ key: 'environment', value: 'LD_PRELOAD=slowsync.so (+ SLOWSYNC_*)', default: 'none', reason: 'counts fsync-family calls (normal profile: count only, no delay) and slows them in the slow-disk profiles; the same shim is loaded into Postfix' }] : []),
     ];
   }
 
@@ -77,7 +85,33 @@ listeners:
 http: { address: 127.0.0.1, port: ${this.httpPort} }
 delivery:
   relayhost: { host: 127.0.0.1, port: ${this.sinkPort} }
-${limits}${hooks}`;
+${this.deliveryYaml()}${limits}${hooks}`;
+  }
+
+  /** The routes and extra delivery keys, as lines of the delivery section ('' when none). */
+  deliveryYaml() {
+    const extra = this.deliveryExtra.map((o) => `  ${o.key}: ${JSON.stringify(o.value)}\n`).join('');
+    const routes = this.routes.length
+      ? `  routes:\n${this.routes.map((r) => `    - { domain: '${r.domain}', host: '${r.host}', port: ${r.port}${r.tls ? `, tls: ${r.tls}` : ''} }`).join('\n')}\n`
+      : '';
+    return extra + routes;
+  }
+
+  /**
+   * One metric of GET /metrics on the HTTP API (Prometheus text): the sum of its samples over all
+   * label sets, or null when absent.
+   * @param {string} name e.g. 'postline_outbound_connections_opened_total'
+   * @throws Error when the API does not answer 200 within 10 s
+   */
+  async metric(name) {
+    const res = await fetch(`http://127.0.0.1:${this.httpPort}/metrics`, { signal: AbortSignal.timeout(10000) });
+    if (res.status !== 200) throw new Error(`GET /metrics -> ${res.status}`);
+    let sum = null;
+    for (const line of (await res.text()).split('\n')) {
+      const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
+      if (m && m[1] === name) sum = (sum ?? 0) + Number(m[3]);
+    }
+    return sum;
   }
 
   get command() {
