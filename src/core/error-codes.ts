@@ -33,6 +33,8 @@ export const ERROR_CODES = [
   'ERR_WEBHOOK_TARGET', 'ERR_WEBHOOK_UNKNOWN_ENDPOINT',
   // the sendmail command and its doors (src/cli/sendmail*.ts, src/pickup/)
   'ERR_SENDMAIL', 'ERR_SUBMIT_ENVELOPE', 'ERR_SUBMIT_VERB', 'ERR_SUBMIT_REFUSED', 'ERR_SUBMIT_LOCAL',
+  // the suppression list
+  'ERR_SUPPRESSION_INPUT',
 ] as const;
 
 /** A stable error code: one of ERROR_CODES, or an SMTP client trouble code (delivery/client-error.ts: ERR_SMTP_ + its kind). */

@@ -32,14 +32,17 @@ export const EVENT_TYPES = [
   'recipient.opened', // the open pixel was fetched (src/tracking/): userAgent, clientAddress, first, machine
   'recipient.clicked', // a tracked link was followed: url, userAgent, clientAddress, first, machine
   'recipient.unsubscribed', // one-click or mailto: unsubscribe (RFC 8058, RFC 2369): scope (sender domain), source
+  'recipient.suppressed', // added to the suppression list (src/suppression/): recipient, scope, reason, source
+  'suppression.removed', // taken off the suppression list (operator, API, or cleared by a delivery)
+  'recipient.dropped', // accepted over SMTP (suppression.mode drop) and never delivered: it is suppressed
 ] as const;
 
 /**
- * Types reserved for what comes next (suppressions, shaping); readers
+ * Types reserved for what comes next (shaping); readers
  * must accept any type they do not know and pass it on.
  */
 export const RESERVED_EVENT_TYPES = [
-  'recipient.suppressed', 'destination.suspended',
+  'destination.suspended',
 ] as const;
 
 export type KnownEventType = (typeof EVENT_TYPES)[number];
@@ -170,8 +173,29 @@ export interface EventRecord {
   readonly durationMs?: number;
   /** ms from arrival to this outcome. */
   readonly delayMs?: number;
-  /** Why (quarantine, drop, rejection stage). */
+  /**
+   * Why (quarantine, drop, rejection stage); for recipient.suppressed, suppression.removed and
+   * recipient.dropped the list entry's reason (hard-bounce, soft-bounce, complaint, unsubscribe, manual).
+   */
   readonly reason?: string;
+  /**
+   * The suppression list entry's scope: the sending domain (A-label) or '*' for every sender
+   * (recipient.suppressed, suppression.removed, recipient.dropped); recipient.unsubscribed: the
+   * sender domain the unsubscribe applies to (the suppression scope).
+   */
+  readonly scope?: string;
+  /**
+   * What made a suppression list change: the id of the event (decimal) of an automatic one, else
+   * 'operator', 'api' or 'import' (recipient.suppressed, suppression.removed);
+   * recipient.unsubscribed: how it came ("one-click" POST, "page" form, "mailto").
+   */
+  readonly source?: string;
+  /** recipient.dropped: the list entry that matched (the address, or '*@domain' for a whole domain). */
+  readonly match?: string;
+  /** A suppression list entry's description (the bounce reply, the operator's note). */
+  readonly detail?: string;
+  /** recipient.suppressed: the entry stops applying at this time, ms since epoch. */
+  readonly expiresAt?: number;
   /**
    * message.rejected by a policy check: which one ("dnsbl:ZONE", "rate:messagesPerMinute",
    * "rate:perNetwork.recipientsPerMinute", "access", "pregreet", "auth-throttle", "data-rate",
@@ -195,10 +219,6 @@ export interface EventRecord {
   readonly machine?: boolean;
   /** Why `machine` ("apple-mpp", "google-image-proxy", "scanner:barracuda", "soon-after-delivery", ...). */
   readonly machineReason?: string;
-  /** recipient.unsubscribed: the sender domain the unsubscribe applies to (the suppression scope). */
-  readonly scope?: string;
-  /** recipient.unsubscribed: how it came ("one-click" POST, "page" form, "mailto"). */
-  readonly source?: string;
 }
 
 /** An event as stored: with its cursor. */

@@ -13,6 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { StoreError } from '../core/errors.js';
 import type { EventRecord } from '../events/record.js';
+import type { SuppressionStore } from '../suppression/types.js';
 import type { BodyWriter, NewMessage, QueuedMessage, QueueStore } from './types.js';
 
 type DiskState = 'ok' | 'low' | 'full';
@@ -81,5 +82,9 @@ class FaultyStore implements QueueStore {
   setEventListener(...a: Parameters<QueueStore['setEventListener']>) { this.inner.setEventListener(...a); }
   async freeBytes(): Promise<number> {
     return this.state() === 'ok' ? this.inner.freeBytes() : 0;
+  }
+  suppressionStore(): SuppressionStore {
+    if (!this.inner.suppressionStore) throw new StoreError('this store keeps no suppression list');
+    return this.inner.suppressionStore();
   }
 }

@@ -11,6 +11,7 @@
 import type { Readable, Writable } from 'node:stream';
 import type { DsnNotify, EnvelopeFacts, IndexedRecipient, OriginalRecipient } from '../core/envelope.js';
 import type { MessageMeta, MessageOrigin } from '../core/session.js';
+import type { SuppressionStore } from '../suppression/types.js';
 import type { EventQuery, EventRecord, StoredEvent } from '../events/record.js';
 
 /** Delivery status of one recipient of a queued message. */
@@ -258,4 +259,10 @@ export interface QueueStore {
 
   /** Free bytes on the store's filesystem (for the free-space reserve check). */
   freeBytes(): Promise<number>;
+
+  /**
+   * The suppression list kept with this store (src/suppression/), whose changes commit with their
+   * events through this store; absent when the backend has none. @throws StoreError when not open.
+   */
+  suppressionStore?(): SuppressionStore;
 }

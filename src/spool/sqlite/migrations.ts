@@ -187,6 +187,42 @@ export const MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (destination, kind)
       ) WITHOUT ROWID;`,
   },
+  {
+    version: 11,
+    name: 'suppressions: the suppression list; suppression_soft_bounces and suppression_cursors (its feeder)',
+    // Written only by the queue's writer thread (op 'suppress', suppression-sql.ts), each change in
+    // the same commit as its event and the feeder's cursor. scope: sending domain (A-label) or '*';
+    // address: lower case, A-label domain, or '*@domain'; domain: the address's domain (listing by
+    // domain). reason: hard-bounce | soft-bounce | complaint | unsubscribe | manual; source: event id
+    // or operator | api | import. Times ms since epoch; expires_at NULL: until removed.
+    sql: `
+      CREATE TABLE IF NOT EXISTS suppressions (
+        scope       TEXT NOT NULL,
+        address     TEXT NOT NULL,
+        domain      TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        source      TEXT NOT NULL,
+        description TEXT,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER,
+        PRIMARY KEY (scope, address)
+      ) WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS suppressions_address ON suppressions (address, scope);
+      CREATE INDEX IF NOT EXISTS suppressions_domain ON suppressions (domain, address, scope);
+      CREATE TABLE IF NOT EXISTS suppression_soft_bounces (
+        scope   TEXT NOT NULL,
+        address TEXT NOT NULL,
+        count   INTEGER NOT NULL,
+        last_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, address)
+      ) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS suppression_cursors (
+        name       TEXT PRIMARY KEY,
+        cursor     INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 /**

@@ -8,7 +8,8 @@
 import type { BodyType, DsnNotify, DsnRet, OriginalRecipient } from '../../core/envelope.js';
 import { isQueueId } from '../../core/queue-id.js';
 import type { EventRecord, StoredEvent } from '../../events/record.js';
-import type { MessageOrigin, NewMessage, QueuedMessage, QueuedRecipient, RecipientStatus } from '../types.js';
+import type { MessageOrigin, NewMessage, OutcomeWrite, QueuedMessage, QueuedRecipient, RecipientStatus } from '../types.js';
+import type { WriteOp } from './writer-protocol.js';
 
 /** A row of `messages` as better-sqlite3 returns it. */
 export interface MessageRow {
@@ -262,4 +263,24 @@ export function newRecipientRows(msg: NewMessage): RecipientRow[] {
     delay_notified: 0,
     dsn_owed: null,
   }));
+}
+
+/**
+ * The writer operation of one round's outcome (SqliteQueueStore.record). Durable when a body file
+ * is unlinked after this commit (`fileBody`), or for a bounce or DSN decision (Postfix fsyncs its
+ * bounce logs). Others (deliveries, deferrals) ride on the next fsync: a power loss can at most
+ * repeat an attempt, and their events are published only once that fsync happened.
+ */
+export function recordOp(id: string, w: OutcomeWrite, fileBody: boolean): Extract<WriteOp, { kind: 'record' }> {
+  const durable = fileBody || w.updates.some((u) => u.status === 'bounced' || u.status === 'expired' || (u.dsnOwed !== undefined && u.dsnOwed !== null));
+  return {
+    kind: 'record', id, remove: w.remove === true, durable,
+    next: w.next ? { attempts: w.next.attempts, nextAttemptAt: w.next.nextAttemptAt, lastError: w.next.lastError ?? null } : null,
+    updates: w.updates.map((u) => ({
+      message_id: id, idx: u.idx, status: u.status,
+      last_reply: u.lastReply ?? null, dsn_status: u.dsnStatus ?? null, remote_mta: u.remoteMta ?? null,
+      done_at: u.doneAt ?? null, delay_notified: u.delayNotified === undefined ? null : u.delayNotified ? 1 : 0,
+      dsn_owed_set: u.dsnOwed === undefined ? 0 : 1, dsn_owed: u.dsnOwed ?? null,
+    })),
+  };
 }

@@ -8,6 +8,7 @@
  */
 import type Database from 'better-sqlite3';
 import type { EventRow, MessageRow, RecipientRow } from './rows.js';
+import { prepareSuppressionWriteStatements } from './suppression-sql.js';
 
 /** Named parameters of a recipient update; null keeps the stored value (except status). */
 export interface RecipientUpdateParams {
@@ -136,6 +137,7 @@ export function prepareWriteStatements(db: Database.Database) {
     deleteBody: db.prepare<[string]>('DELETE FROM bodies WHERE message_id = ?'),
     markQuarantined: db.prepare<[number, string, string]>(
       'UPDATE messages SET quarantined_at = ?, quarantine_reason = ? WHERE id = ?'),
+    ...prepareSuppressionWriteStatements(db),
   };
 }
 

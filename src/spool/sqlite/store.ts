@@ -40,9 +40,10 @@ import { EventPublisher } from './event-publisher.js';
 import { moveToQuarantine, toStoreError } from './store-errors.js';
 import { checkStoreOptions, type SqliteQueueStoreOptions } from './store-options.js';
 import { bufferStream, countByState, fileStream, listPage, numbered, prependOf, summaryOf } from './listing.js';
-import { eventRow, RowError, toMessage, type MessageRow } from './rows.js';
+import { eventRow, recordOp, RowError, toMessage, type MessageRow } from './rows.js';
 import { prepareReadStatements, type ReadStatements } from './statements.js';
 import { WriterClient, type WriteOutcome } from './writer-client.js';
+import { SqliteSuppressionStore } from './suppression-store.js';
 import { newStats, type WriteOp, type WriterStats } from './writer-protocol.js';
 
 export { DEFAULT_BODY_CACHE_BYTES, DEFAULT_INLINE_MAX_BYTES, type SqliteQueueStoreOptions } from './store-options.js';
@@ -66,6 +67,7 @@ export class SqliteQueueStore implements QueueStore {
   private closing = false;
   /** Committed events, handed to the listener once durable. */
   private readonly publisher: EventPublisher;
+  private suppressions: SqliteSuppressionStore | undefined;
 
   /** @throws PostlineError ERR_STORE_OPTIONS when an option is invalid. */
   constructor(private readonly opts: SqliteQueueStoreOptions) {
@@ -144,13 +146,23 @@ export class SqliteQueueStore implements QueueStore {
     }
   }
 
-  /** Waits for pending writes, stops the writer thread, then closes the read connection. */
   /** Resolves when the row checks of the open are done (at once with `recovery: 'blocking'`). */
   recovered(): Promise<void> {
     return this.recovering;
   }
 
+  /**
+   * The suppression list in this queue.db (suppression-store.ts): reads on this read connection,
+   * writes through this writer thread with their events. @throws StoreError when the store is not open.
+   */
+  suppressionStore(): SqliteSuppressionStore {
+    this.q();
+    return (this.suppressions ??= new SqliteSuppressionStore({ db: this.db!, write: (op, events) => this.write(op, events) }));
+  }
+
+  /** Waits for pending writes, stops the writer thread, then closes the read connection. */
   async close(): Promise<void> {
+    this.suppressions = undefined;
     this.closing = true;
     await this.recovering;
     await Promise.allSettled([...this.inflight]);
@@ -287,20 +299,7 @@ export class SqliteQueueStore implements QueueStore {
     const remove = w.remove === true;
     const fileBody = remove && isQueueId(id) && (stmts.inlineLength.get(id)?.len ?? null) === null;
     if (remove) this.cache.delete(id);
-    // Durable: a body file is unlinked after this commit; a bounce or DSN decision (Postfix fsyncs
-    // its bounce logs). Others (deliveries, deferrals) ride on the next fsync: a power loss can at
-    // most repeat an attempt, and their events are published only once that fsync happened.
-    const durable = fileBody || w.updates.some((u) => u.status === 'bounced' || u.status === 'expired' || (u.dsnOwed !== undefined && u.dsnOwed !== null));
-    const res = await this.write({
-      kind: 'record', id, remove, durable,
-      next: w.next ? { attempts: w.next.attempts, nextAttemptAt: w.next.nextAttemptAt, lastError: w.next.lastError ?? null } : null,
-      updates: w.updates.map((u) => ({
-        message_id: id, idx: u.idx, status: u.status,
-        last_reply: u.lastReply ?? null, dsn_status: u.dsnStatus ?? null, remote_mta: u.remoteMta ?? null,
-        done_at: u.doneAt ?? null, delay_notified: u.delayNotified === undefined ? null : u.delayNotified ? 1 : 0,
-        dsn_owed_set: u.dsnOwed === undefined ? 0 : 1, dsn_owed: u.dsnOwed ?? null,
-      })),
-    }, w.events);
+    const res = await this.write(recordOp(id, w, fileBody), w.events);
     if (fileBody && res.value === 0) await unlink(this.layout.bodyPath(id)).catch(() => undefined);
   }
 

@@ -12,6 +12,7 @@ import type Database from 'better-sqlite3';
 import type { EventRow, MessageRow, RecipientRow } from './rows.js';
 import type { RecipientUpdateParams, WriteStatements } from './statements.js';
 import { newHistogram, observe, type FixedHistogram } from '../../core/fixed-histogram.js';
+import { applySuppress, type SuppressOp } from './suppression-sql.js';
 
 /**
  * One write. `insert` with `body` stores the body inline; with `dir` the body is a file there.
@@ -34,6 +35,8 @@ export type WriteOp =
   | { kind: 'quarantine'; id: string; at: number; reason: string; events?: EventRow[] }
   | { kind: 'events'; events: EventRow[] }
   | { kind: 'prune'; before: number; max: number }
+  /** Suppression list changes with their events, soft-bounce counts and a cursor (suppression-sql.ts); `kept`: the items that changed a row. */
+  | SuppressOp
   /** Makes every relaxed commit so far durable (a FULL commit of a tiny write). */
   | { kind: 'sync' };
 
@@ -122,7 +125,7 @@ export function toWire(err: unknown): WireError {
  * body file is unlinked afterwards, and bounce or DSN decisions (as Postfix fsyncs its bounce logs).
  */
 const isRelaxed = (op: WriteOp): boolean =>
-  (op.kind === 'record' && !op.durable) || op.kind === 'setNext' || op.kind === 'flushMany' || op.kind === 'events' || op.kind === 'prune';
+  (op.kind === 'record' && !op.durable) || (op.kind === 'suppress' && !op.durable) || op.kind === 'setNext' || op.kind === 'flushMany' || op.kind === 'events' || op.kind === 'prune';
 
 /** Inserts the events of an op. @returns the first and last id, or undefined when there were none. */
 function insertEvents(s: WriteStatements, events: readonly EventRow[] | undefined): [number, number] | undefined {
@@ -136,6 +139,7 @@ function insertEvents(s: WriteStatements, events: readonly EventRow[] | undefine
 /** Applies one operation and its events with the write statements. @returns see WriteResult. @throws NotFoundError, SqliteError. */
 export function applyOp(s: WriteStatements, op: WriteOp): { value: number; firstEventId?: number; lastEventId?: number; kept?: number[] } {
   if (op.kind === 'flushMany') return applyFlushMany(s, op);
+  if (op.kind === 'suppress') return applySuppress(s, op);
   const value = applyState(s, op);
   const ids = op.kind === 'prune' || op.kind === 'sync' ? undefined : insertEvents(s, op.events);
   return ids === undefined ? { value } : { value, firstEventId: ids[0], lastEventId: ids[1] };
@@ -163,7 +167,7 @@ function applyFlushMany(s: WriteStatements, op: Extract<WriteOp, { kind: 'flushM
   return first === undefined ? { value, kept } : { value, firstEventId: first, lastEventId: last, kept };
 }
 
-function applyState(s: WriteStatements, op: Exclude<WriteOp, { kind: 'flushMany' }>): number {
+function applyState(s: WriteStatements, op: Exclude<WriteOp, { kind: 'flushMany' | 'suppress' }>): number {
   switch (op.kind) {
     case 'insert': {
       s.insertMessage.run(op.message);
