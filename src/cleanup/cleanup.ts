@@ -32,6 +32,7 @@ import type {
 } from '../core/session.js';
 import type { BodyWriter, NewMessage, QueuedMessage, QueueStore } from '../spool/types.js';
 import { CleanupMessage, type CommitFacts } from './incoming.js';
+import { DiscardedMessage } from './discard.js';
 import { ModifierChain, type ModifierContext, type ModifierFactory } from './modifiers.js';
 import { validateMeta, type MetaLimits } from './meta.js';
 import { buildReceived, receivedProtocol } from './received.js';
@@ -135,7 +136,7 @@ export class Cleanup implements MessageSink, SubmissionSink, StreamSubmissionSin
    *         the declared SIZE is over the limit, 503 without recipients, 451 4.3.0 otherwise.
    */
   async begin(s: SessionInfo, envelope: Envelope): Promise<IncomingMessage> {
-    if (!envelope.recipients.length) {
+    if (!envelope.recipients.length && !envelope.dropped?.length) {
       throw new PostlineError('ERR_NO_RECIPIENTS', 'no recipients', { temporary: false, reply: R.badSequence('need RCPT command') });
     }
     const limits = this.config.limits;
@@ -144,6 +145,7 @@ export class Cleanup implements MessageSink, SubmissionSink, StreamSubmissionSin
     }
     const started = this.clock.now();
     const id = newQueueId(started);
+    if (!envelope.recipients.length) return this.discard(id, envelope, originOf(s));
     envelope = this.recipientsOf(id, envelope);
     const held = this.holds(envelope);
     const origin = originOf(s);
@@ -175,6 +177,24 @@ export class Cleanup implements MessageSink, SubmissionSink, StreamSubmissionSin
         this.onAccepted?.(this.clock.now() - started);
         return queueId;
       },
+    });
+  }
+
+  /**
+   * Every recipient was dropped (suppressed, drop mode): the data is read and counted, nothing is
+   * stored, and the recipient.dropped events are written at the end (relaxed, like a refusal's).
+   */
+  private discard(id: string, env: Envelope, origin: MessageOrigin): IncomingMessage {
+    return new DiscardedMessage(id, this.config.limits.maxMessageSize, async () => {
+      const events = droppedEvents(id, env, origin, this.clock.now(), undefined);
+      try {
+        await this.store.appendEvents(events);
+      } catch (err) {
+        const e = toPostlineError(err);
+        this.logger.warn({ queueId: id, err: e.message }, 'cannot record dropped recipients');
+        throw e;
+      }
+      this.logger.info({ queueId: id, from: env.mailFrom, dropped: events.map((e) => e.recipient), client: origin.clientAddress }, 'message dropped: every recipient is suppressed');
     });
   }
 
@@ -401,7 +421,8 @@ export class Cleanup implements MessageSink, SubmissionSink, StreamSubmissionSin
       ...(meta?.metadata ? { metadata: meta.metadata } : {}),
       origin: { kind: origin.kind, ...(origin.listener !== undefined ? { listener: origin.listener } : {}), ...(origin.apiKey !== undefined ? { apiKey: origin.apiKey } : {}) },
     }] : [];
-    const q = await this.store.commit(msg, body, [received, ...more, ...hold]);
+    const dropped = env.dropped?.length ? droppedEvents(id, env, origin, now, messageId, meta) : [];
+    const q = await this.store.commit(msg, body, [received, ...dropped, ...more, ...hold]);
     this.onQueued?.(q);
     this.logger.info({
       queueId: id, from: env.mailFrom, recipients, size: q.size, messageId,
@@ -419,6 +440,20 @@ export class Cleanup implements MessageSink, SubmissionSink, StreamSubmissionSin
 function localComment(o: MessageOrigin): string {
   if (o.localUid !== undefined) return `from userid ${o.localUid}`;
   return `from user ${o.localUser ?? 'unknown'}`;
+}
+
+/**
+ * The recipient.dropped events of a transaction's dropped recipients (suppressed, drop mode): one
+ * each, with the list entry that matched, in the message's commit (or alone when none is queued).
+ */
+function droppedEvents(id: string, env: Envelope, origin: MessageOrigin, at: number, messageId: string | undefined, meta?: MessageMeta): EventRecord[] {
+  return (env.dropped ?? []).map((d) => ({
+    type: 'recipient.dropped', at, queueId: id, mailFrom: env.mailFrom, recipient: d.address, origin,
+    reason: d.reason, scope: d.scope, match: d.match, check: 'suppression',
+    ...(messageId !== undefined ? { messageId } : {}),
+    ...(meta?.tags ? { tags: meta.tags } : {}),
+    ...(meta?.metadata ? { metadata: meta.metadata } : {}),
+  }));
 }
 
 /** The origin of an SMTP session's messages. */

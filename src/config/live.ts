@@ -7,7 +7,7 @@
  * established SMTP sessions and deliveries in flight carry on; what they do next follows the new
  * values.
  *
- * Live: `local.*` (routes, aliases, maildir, http: the router, policy, cleanup and the agents read them again for the
+ * Live: `suppression.*`, `local.*` (routes, aliases, maildir, http: the router, policy, cleanup and the agents read them again for the
  * next recipient, message or delivery), `limits.*` (but `limits.auth.windowMs` restarts the AUTH counts), `timeouts.*`, `policy.*` (DNS lists, their resolver and cache are rebuilt when they changed; trustedProxies, xclientNetworks, xforwardNetworks), `relay.*`, `received.*`, `events.*` (retention), `tls.cert` / `tls.key` / `tls.certificates` (files read again; new TLS sessions), and
  * `delivery.` relayhost, routes, mxPort, tls, tlsPolicies, mtaSts, chunking, heloName, retry,
  * maxQueueLifetimeMs, bounceQueueLifetimeMs, delayWarningMs, doubleBounce, connectTimeoutMs,
@@ -37,7 +37,7 @@ export const LIVE_DELIVERY_KEYS = [
 ] as const satisfies readonly (keyof PostlineConfig['delivery'])[];
 
 /** Top-level sections taken over whole. */
-const LIVE_SECTIONS = ['limits', 'timeouts', 'relay', 'tls', 'received', 'events', 'policy', 'local', 'tracking', 'unsubscribe', 'feedbackId'] as const;
+const LIVE_SECTIONS = ['limits', 'timeouts', 'relay', 'tls', 'received', 'events', 'policy', 'local', 'tracking', 'unsubscribe', 'feedbackId', 'suppression'] as const;
 
 /** What a reload did: keys applied, and keys that changed but need a restart (dotted paths). */
 export interface LiveReloadResult {

@@ -13,6 +13,7 @@ import { authLimitsSchema, cidr, perClientSchema, policySchema } from './abuse-s
 import { arcSchema, authSchema, dkimKeySchema } from './auth-schema.js';
 import { shapingSchema, throttlePatternsSchema } from './delivery-shaping.js';
 import { feedbackIdSchema, trackingSchema, unsubscribeSchema } from './tracking-schema.js';
+import { suppressionSchema } from './suppression-schema.js';
 
 export { dkimKeySchema };
 
@@ -410,6 +411,8 @@ export const configSchema = z.object({
   feedbackId: feedbackIdSchema.prefault({}),
   /** The sendmail command's submit socket and maildrop (sendmail-schema.ts). */
   sendmail: sendmailSchema.prefault({}),
+  /** The suppression list (src/suppression/): enforcement and automatic adds; live on SIGHUP. */
+  suppression: suppressionSchema.prefault({}),
   log: z.object({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     /** json: one JSON line per event; pretty: human-readable; auto: pretty on a terminal. */

@@ -33,6 +33,19 @@ export interface Recipient {
   readonly orcpt?: OriginalRecipient;
 }
 
+/**
+ * A recipient accepted and never to be delivered: on the suppression list with the drop mode
+ * (src/suppression/). Cleanup writes a recipient.dropped event for it with the message.
+ */
+export interface DroppedRecipient {
+  /** The address as given (RCPT TO). */
+  readonly address: string;
+  /** The list entry that matched: its address ('*@domain' for a whole domain), scope and reason. */
+  readonly match: string;
+  readonly scope: string;
+  readonly reason: string;
+}
+
 /** The envelope of one mail transaction. */
 export interface Envelope {
   /** The reverse-path; '' for the null reverse-path (bounces). */
@@ -46,6 +59,8 @@ export interface Envelope {
   readonly envid?: string;
   /** SIZE= declared by the client (bytes), when given. */
   readonly declaredSize?: number;
+  /** Recipients accepted and dropped (suppressed, drop mode): never queued; `recipients` may then be empty. */
+  readonly dropped?: readonly DroppedRecipient[];
 }
 
 /**

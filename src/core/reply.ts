@@ -131,6 +131,8 @@ export const R = {
   /** A `local.routes` entry in mode reject matched the recipient. */
   rejectedByLocalRoute: (address: string) => reply(550, '5.1.1', `<${address}>: recipient rejected by local route`),
   relayDenied: reply(554, '5.7.1', 'Relay access denied'),
+  /** RCPT of a suppressed recipient (src/suppression/), with the list entry's reason. */
+  suppressed: (address: string, reason: string) => reply(550, '5.7.1', `<${address}>: recipient is on the suppression list (${reason})`),
   senderNotOwned: reply(553, '5.7.1', 'Sender address rejected: not owned by user'),
   sizeExceeded: reply(552, '5.3.4', 'Message size exceeds fixed maximum message size'),
   tooManyHops: reply(554, '5.4.6', 'Too many hops (Received headers), mail loop suspected'),

@@ -6,7 +6,7 @@
  * the sink and policy reads the facts, so neither of them depends on smtpd (DESIGN.md: "a neutral
  * door into cleanup"). `SmtpPolicy` is what smtpd asks of policy. RFC 5321 4.4 (what a Received field records), RFC 8314 4.3 (TLS facts).
  */
-import type { Envelope, Recipient } from './envelope.js';
+import type { DroppedRecipient, Envelope, Recipient } from './envelope.js';
 import type { SmtpReply } from './reply.js';
 
 /** The listener a session arrived on (a subset of the listener configuration). */
@@ -158,10 +158,12 @@ export interface SmtpPolicy {
   /** At MAIL FROM: sender ownership for authenticated users, free-space reserve (452 4.3.1). */
   checkMailFrom(s: SessionInfo, mailFrom: string, sizeHint: number | undefined): Promise<SmtpReply | undefined> | SmtpReply | undefined;
   /**
-   * At RCPT TO: relay control and local recipient validation. Returns a reject reply, or accept
-   * with the address to queue (postmaster rewritten to the configured postmaster address).
+   * At RCPT TO: relay control, local recipient validation and the suppression list (`mailFrom`:
+   * the transaction's reverse-path, '' for the null sender). Returns a reject reply, or accept
+   * with the address to queue (postmaster rewritten to the configured postmaster address), or
+   * accept and drop (a suppressed recipient in the drop mode: 250, never queued).
    */
-  checkRecipient(s: SessionInfo, rcpt: Recipient): Promise<RecipientDecision> | RecipientDecision;
+  checkRecipient(s: SessionInfo, rcpt: Recipient, mailFrom?: string): Promise<RecipientDecision> | RecipientDecision;
   /** Verifies a username/password (SASL PLAIN/LOGIN). Resolves true when valid. */
   authenticate(username: string, password: string): Promise<boolean>;
   /**
@@ -200,7 +202,9 @@ export interface SmtpPolicy {
 }
 
 export type RecipientDecision =
-  | { readonly accept: true; readonly recipient: Recipient }
+  | { readonly accept: true; readonly recipient: Recipient; readonly drop?: undefined }
+  /** Answer 250, keep it out of the queue; cleanup records it (recipient.dropped). */
+  | { readonly accept: true; readonly recipient: Recipient; readonly drop: DroppedRecipient }
   | { readonly accept: false; readonly reply: SmtpReply };
 
 /** Where a message came from, for Received headers, logs, events and policy. */

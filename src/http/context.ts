@@ -13,6 +13,8 @@ import type { ApiKeyStore } from './api-keys.js';
 import type { RateLimiter, RefusalCoalescer } from './auth.js';
 import type { IdempotencyGuard, IdempotencyStore } from './idempotency.js';
 import type { ApiSchemas } from './schemas.js';
+import type { SuppressionAdmin } from '../suppression/admin.js';
+import type { SuppressionCheck } from '../suppression/guard.js';
 import type { ApiStore } from './store.js';
 
 /** A Prometheus registry as the API serves it on GET /metrics (built elsewhere). */
@@ -50,6 +52,11 @@ export interface ApiServerDeps {
    * rate per client address per minute (tracking.ratePerMinute); absent: not served.
    */
   readonly engagement?: { readonly endpoints: EngagementEndpoints; readonly ratePerMinute: () => number };
+  /**
+   * The suppression list: `check` for each recipient of a send (a suppressed one is answered
+   * status "suppressed" and not queued), `admin` behind /api/v1/suppressions. Absent: no check, no routes.
+   */
+  readonly suppressions?: { readonly check: SuppressionCheck; readonly admin: SuppressionAdmin };
 }
 
 /** Shared by the route groups. */

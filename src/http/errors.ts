@@ -83,7 +83,7 @@ export const apiErrors = {
 
 /**
  * The HTTP status of a PostlineError that is not an ApiError (submit, the store, QueueAdmin):
- * no such message 404; a held message flushed 409; bad metadata (cleanup's MetadataError) 400; 552 (size) 413; other 4xx replies (452 4.3.1
+ * no such message 404; a held message flushed 409; bad metadata (cleanup's MetadataError) or a bad suppression list entry 400; 552 (size) 413; other 4xx replies (452 4.3.1
  * storage, 451 4.3.0 local error) and temporary errors 503; 5.7.x 403; other 5xx replies
  * (5.4.6 loop, 5.6.0 bad content or metadata, 5.1.x address) 422.
  */
@@ -92,7 +92,7 @@ export function statusOfPostlineError(err: PostlineError): number {
   if (err.code === 'ERR_NO_SUCH_MESSAGE') return 404;
   if (err.code === 'ERR_MESSAGE_HELD' || err.code === 'ERR_MESSAGE_SCHEDULED') return 409;
   if (err.code === 'ERR_INTERNAL') return 500;
-  if (err.code === 'ERR_METADATA') return 400;
+  if (err.code === 'ERR_METADATA' || err.code === 'ERR_SUPPRESSION_INPUT') return 400;
   const r = err.reply;
   if (r.code === 552) return 413;
   if (r.code >= 400 && r.code < 500) return 503;

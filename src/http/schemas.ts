@@ -198,7 +198,8 @@ export function apiSchemas(limits: PostlineConfig['limits']) {
     recipients: z.array(z.object({
       address: z.string(),
       queueId: z.string().optional(),
-      status: z.enum(['queued', 'failed']),
+      status: z.enum(['queued', 'failed', 'suppressed']).describe('suppressed: on the suppression list, not queued'),
+      reason: z.string().optional().describe('status suppressed: the list entry\'s reason (hard-bounce, soft-bounce, complaint, unsubscribe, manual)'),
       error: z.object({ status: z.number(), code: z.string(), message: z.string() }).optional().describe('why it was not queued (status failed)'),
     })),
   }).meta({ title: 'Accepted' });
@@ -247,7 +248,7 @@ export function apiSchemas(limits: PostlineConfig['limits']) {
 
   const attempt = z.object({
     at: z.number().int().describe('ms since epoch'),
-    outcome: z.string().describe('delivered, relayed, deferred, bounced or expired'),
+    outcome: z.string().describe('delivered, relayed, deferred, bounced, expired, or dropped (suppressed)'),
     attempt: z.number().optional(),
     remoteHost: z.string().optional(),
     reply: z.string().optional(),
@@ -271,7 +272,8 @@ export function apiSchemas(limits: PostlineConfig['limits']) {
     nextAttemptAt: z.number().optional(),
     recipients: z.array(z.object({
       address: z.string(),
-      status: z.enum(['queued', 'deferred', 'delivered', 'relayed', 'bounced', 'expired', 'deleted', 'rejected']),
+      status: z.enum(['queued', 'deferred', 'delivered', 'relayed', 'bounced', 'expired', 'deleted', 'rejected', 'suppressed'])
+        .describe('suppressed: accepted over SMTP and dropped (on the suppression list, suppression.mode drop)'),
       attempts: z.array(attempt),
     })),
   }).meta({ title: 'MessageStatus' });

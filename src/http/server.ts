@@ -3,8 +3,8 @@
  * `http.address`:`http.port` (HTTPS when deps.tls is given), `close()` stops it (in-flight requests
  * finish first). Issue 7 section 3.
  *
- * Route groups, one file each in routes/: messages (send, raw, status), events, queue, docs and
- * metrics. Errors are answered in one shape by errors.ts. Request bodies are limited to
+ * Route groups, one file each in routes/: messages (send, raw, status), events, queue, suppressions,
+ * docs and metrics. Errors are answered in one shape by errors.ts. Request bodies are limited to
  * apiMaxBodyBytes (config/schema.ts: the message size limit as base64 plus room for JSON); the
  * routes validate with zod through fastify-type-provider-zod, and the OpenAPI document at
  * /api/openapi.json is generated from those same schemas.
@@ -29,6 +29,7 @@ import { registerMessageRoutes } from './routes/messages.js';
 import { registerQueueRoutes } from './routes/queue.js';
 import { registerTrackingRoutes } from './routes/tracking.js';
 import { MAX_TOKEN_CHARS } from '../tracking/tokens.js';
+import { registerSuppressionRoutes } from './routes/suppressions.js';
 
 export type { ApiServerDeps, MetricsSource } from './context.js';
 
@@ -135,6 +136,7 @@ export async function createApiServer(deps: ApiServerDeps): Promise<ApiServer> {
   registerEventRoutes(app, ctx);
   registerQueueRoutes(app, ctx);
   await registerTrackingRoutes(app, ctx);
+  if (deps.suppressions) registerSuppressionRoutes(app, ctx, deps.suppressions.admin);
   await registerDocRoutes(app, ctx);
   await app.ready();
 

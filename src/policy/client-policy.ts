@@ -212,9 +212,9 @@ export class ClientPolicy implements SmtpPolicy {
     return this.deps.inner.checkMailFrom(s, mailFrom, sizeHint);
   }
 
-  async checkRecipient(s: SessionInfo, rcpt: Recipient): Promise<RecipientDecision> {
+  async checkRecipient(s: SessionInfo, rcpt: Recipient, mailFrom?: string): Promise<RecipientDecision> {
     const st = this.sessions.get(s);
-    if (!st || st.exempt) return this.deps.inner.checkRecipient(s, rcpt);
+    if (!st || st.exempt) return this.deps.inner.checkRecipient(s, rcpt, mailFrom);
     const ip = normalizeAddress(s.clientAddress);
     if (this.deps.config.policy.dnsbl.action === 'rcpt' && s.authUser === undefined && !this.isAbuseContact(rcpt.address)) {
       const listed = await this.listedBy(s, st);
@@ -224,7 +224,7 @@ export class ClientPolicy implements SmtpPolicy {
     if (unknown) return { accept: false, reply: this.refuse(tag(reply(452, '4.7.1', `Error: too many unknown recipients from [${ip}], slow down`), unknown)) };
     const over = this.count(ip, RCPT, 'recipientsPerMinute');
     if (over) return { accept: false, reply: this.refuse(tag(reply(452, '4.7.1', `Error: too many recipients from [${ip}], slow down`), over)) };
-    const d = await this.deps.inner.checkRecipient(s, rcpt);
+    const d = await this.deps.inner.checkRecipient(s, rcpt, mailFrom);
     if (!d.accept && d.reply.code === 550 && d.reply.enhanced === '5.1.1') this.count(ip, UNKNOWN, 'unknownRecipientsPerMinute');
     return d;
   }

@@ -6,13 +6,19 @@
  * anyone; other destinations only from authenticated sessions or trusted networks. Addresses that
  * carry sender-specified routing in the local part ('%', '!', or a quoted '@') are never treated as
  * local, so the percent hack and bang paths cannot open a relay.
+ *
+ * Suppression list (src/suppression/): mail that authenticated or trusted clients send out (a
+ * recipient outside the local domains) is checked against it at RCPT: 550 5.7.1 naming the reason
+ * (check "suppression"), or in the drop mode accepted and dropped. Inbound mail for the local
+ * domains is never checked.
  */
 import { domainToASCII, domainToUnicode } from 'node:url';
 import { postmasterAddress, type PostlineConfig } from '../config/schema.js';
 import type { Recipient } from '../core/envelope.js';
 import { splitAddress } from '../core/envelope.js';
 import { R, type SmtpReply } from '../core/reply.js';
-import type { RecipientDecision, SessionInfo, SmtpPolicy } from '../core/session.js';
+import type { PolicyReply, RecipientDecision, SessionInfo, SmtpPolicy } from '../core/session.js';
+import { droppedOf, type SuppressionCheck } from '../suppression/guard.js';
 import { NetworkList } from './networks.js';
 import { compileLocalRoutes, configuredLocalRoutes, type LocalRoutes } from '../routing/local-routes.js';
 import { aliasKey, aliasMap, AliasLoopError, expandAliases, type AliasMap } from '../routing/aliases.js';
@@ -57,6 +63,8 @@ export interface PolicyDeps {
    * mark). Absent: no delay.
    */
   readonly inFlow?: () => { readonly delayMs: number; readonly refuse?: SmtpReply };
+  /** The suppression list check of relayed mail (absent: none). */
+  readonly suppressions?: SuppressionCheck;
 }
 
 export class RelayPolicy implements SmtpPolicy {
@@ -150,7 +158,7 @@ export class RelayPolicy implements SmtpPolicy {
     return undefined;
   }
 
-  checkRecipient(s: SessionInfo, rcpt: Recipient): RecipientDecision {
+  checkRecipient(s: SessionInfo, rcpt: Recipient, mailFrom = ''): RecipientDecision {
     const split = splitAddress(rcpt.address);
     const { domain } = split;
     const local = unquoteLocalPart(split.local);
@@ -170,8 +178,17 @@ export class RelayPolicy implements SmtpPolicy {
       }
       return { accept: true, recipient: rcpt };
     }
-    if (this.mayRelay(s)) return { accept: true, recipient: rcpt };
+    if (this.mayRelay(s)) return this.suppressed(rcpt, mailFrom) ?? { accept: true, recipient: rcpt };
     return { accept: false, reply: R.relayDenied };
+  }
+
+  /** The decision for a suppressed recipient of relayed mail (reject, or accept and drop), or undefined. */
+  private suppressed(rcpt: Recipient, mailFrom: string): RecipientDecision | undefined {
+    const v = this.deps.suppressions?.verdict(mailFrom, rcpt.address);
+    if (!v) return undefined;
+    if (v.action === 'drop') return { accept: true, recipient: rcpt, drop: droppedOf(rcpt.address, v) };
+    const reply: PolicyReply = { ...R.suppressed(rcpt.address, v.entry.reason), check: 'suppression' };
+    return { accept: false, reply };
   }
 
   authenticate(username: string, password: string): Promise<boolean> {

@@ -9,7 +9,7 @@ import type { TlsServerSetup } from './tls-context.js';
 import type { ConnectionSlot } from './connection-limiter.js';
 import type { Logger } from 'pino';
 import type { PostlineConfig, ListenerConfig } from '../config/schema.js';
-import type { Envelope, Recipient } from '../core/envelope.js';
+import type { DroppedRecipient, Envelope, Recipient } from '../core/envelope.js';
 import type { SmtpReply } from '../core/reply.js';
 import type { MailParams } from '../rfc5321/params.js';
 import type { LineResult } from './input.js';
@@ -21,6 +21,8 @@ export interface Transaction {
   readonly mailFrom: string;
   readonly params: MailParams;
   readonly recipients: Recipient[];
+  /** Recipients accepted with 250 that policy dropped (suppressed, drop mode): never queued. */
+  readonly dropped: DroppedRecipient[];
   /** The message being received (after DATA or the first BDAT). */
   message?: IncomingMessage;
   /** True once a BDAT chunk was sent in this transaction (DATA is then out of sequence). */
@@ -101,6 +103,7 @@ export function envelopeOf(tx: Transaction): Envelope {
     ret: tx.params.ret,
     envid: tx.params.envid,
     declaredSize: tx.params.size,
+    ...(tx.dropped.length ? { dropped: [...tx.dropped] } : {}),
   };
 }
 

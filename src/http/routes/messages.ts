@@ -13,6 +13,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Envelope } from '../../core/envelope.js';
 import { apiMaxBodyBytes } from '../../config/schema.js';
 import { crashPoint } from '../../core/crashpoints.js';
+import { R, replyToString } from '../../core/reply.js';
 import { toPostlineError } from '../../core/errors.js';
 import type { MessageMeta, MessageOrigin, Submitted } from '../../core/session.js';
 import type { StoredEvent } from '../../events/record.js';
@@ -103,12 +104,18 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
     if (apiKey.ratePerMinute !== undefined) ctx.rate.take(apiKey.name, apiKey.ratePerMinute, recipients);
   };
 
-  /** One submit per recipient, together; the answer once all are settled. @throws the mapped error when none was queued. */
+  /**
+   * One submit per recipient not on the suppression list, together; the answer once all are
+   * settled, suppressed recipients with status "suppressed" (each a message.rejected event, check
+   * "suppression"). @throws the mapped error when recipients were to be queued and none was.
+   */
   const submitAll = async (req: FastifyRequest, body: Buffer, mailFrom: string, recipients: readonly string[], meta: MessageMeta, origin: MessageOrigin, messageId: string | undefined, apiKey: ApiKeyRecord): Promise<AcceptedAnswer> => {
-    await commit(body.length, recipients.length, apiKey);
+    const verdicts = recipients.map((address) => deps.suppressions?.check.verdict(mailFrom, address));
+    const send = recipients.filter((_, i) => verdicts[i] === undefined);
+    await commit(body.length, send.length, apiKey);
     const bodyType = has8bit(body) ? '8BITMIME' as const : '7BIT' as const;
     const headerUtf8 = utf8InHeader(body);
-    const results = await Promise.allSettled(recipients.map((address) => {
+    const results = await Promise.allSettled(send.map((address) => {
       const envelope: Envelope = { mailFrom, recipients: [{ address }], bodyType, smtputf8: headerUtf8 || isUtf8(mailFrom) || isUtf8(address) };
       return deps.sink.submit({ origin, envelope, body, meta, addMissingFields: true }).then((done) => {
         // Under an Idempotency-Key: recorded as each commit lands, so a crash before the answer leaves the IDs.
@@ -120,16 +127,23 @@ export function registerMessageRoutes(app: FastifyInstance, ctx: ApiContext): vo
     crashPoint('api-after-commit-before-answer');
     const ok = results.filter((x): x is PromiseFulfilledResult<Submitted> => x.status === 'fulfilled');
     // Recipients not queued spend no rate.
-    if (apiKey.ratePerMinute !== undefined) ctx.rate.refund(apiKey.name, recipients.length - ok.length);
-    if (ok.length === 0) throw (results[0] as PromiseRejectedResult).reason;
+    if (apiKey.ratePerMinute !== undefined) ctx.rate.refund(apiKey.name, send.length - ok.length);
+    if (ok.length === 0 && results.length > 0) throw (results[0] as PromiseRejectedResult).reason;
+    const bySent = new Map(send.map((address, i) => [address, results[i]!]));
     return {
       messageId: ok.find((x) => x.value.messageId)?.value.messageId ?? messageId,
-      recipients: results.map((x, i) => {
-        if (x.status === 'fulfilled') return { address: recipients[i]!, queueId: x.value.queueId, status: 'queued' as const };
+      recipients: recipients.map((address, i) => {
+        const v = verdicts[i];
+        if (v) {
+          deps.rejected?.(origin, { reply: replyToString(R.suppressed(address, v.entry.reason)), mailFrom, recipient: address, check: 'suppression' });
+          return { address, status: 'suppressed' as const, reason: v.entry.reason };
+        }
+        const x = bySent.get(address)!;
+        if (x.status === 'fulfilled') return { address, queueId: x.value.queueId, status: 'queued' as const };
         const e = toPostlineError(x.reason);
-        deps.logger.warn({ err: e, recipient: recipients[i] }, 'API submission of one recipient failed');
-        recordRefusal(origin, e, mailFrom, recipients[i]);
-        return { address: recipients[i]!, status: 'failed' as const, error: { status: statusOfPostlineError(e), code: e.code, message: e.message } };
+        deps.logger.warn({ err: e, recipient: address }, 'API submission of one recipient failed');
+        recordRefusal(origin, e, mailFrom, address);
+        return { address, status: 'failed' as const, error: { status: statusOfPostlineError(e), code: e.code, message: e.message } };
       }),
     };
   };
@@ -276,6 +290,7 @@ export function messageStatus(id: string, msg: Awaited<ReturnType<ApiContext['de
     if (rejected && !attempts.length) status = 'rejected';
     else if (stored && stored.status !== 'pending') status = stored.status;
     else if (stored) status = last === 'deferred' ? 'deferred' : 'queued';
+    else if (last === 'dropped') status = 'suppressed'; // recipient.dropped: accepted over SMTP and never sent
     else if (last && last !== 'deferred') status = last as Status;
     else status = deleted ? 'deleted' : last === 'deferred' ? 'deferred' : 'queued';
     return { address, status, attempts };

@@ -17,7 +17,7 @@ import { dataErrorReply } from '../../rfc5321/data-reader.js';
 async function prepare(ctx: SessionContext, size: number): Promise<SmtpReply | undefined> {
   const tx = ctx.tx;
   if (!tx) return R.badSequence('need MAIL before BDAT');
-  if (tx.recipients.length === 0) return R.badSequence('need RCPT before BDAT');
+  if (tx.recipients.length === 0 && tx.dropped.length === 0) return R.badSequence('need RCPT before BDAT');
   tx.bdat = true;
   if (tx.bdatFailed) return tx.bdatFailed;
   if (tx.bdatBytes + size > ctx.config.limits.maxMessageSize) return fail(tx, R.sizeExceeded);

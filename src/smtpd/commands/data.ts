@@ -14,7 +14,7 @@ function dataRefusal(ctx: SessionContext, arg: string): SmtpReply | undefined {
   if (arg) return R.paramSyntax('DATA takes no argument');
   if (!tx) return R.badSequence('need MAIL before DATA');
   if (tx.bdat) return R.badSequence('DATA after BDAT');
-  if (tx.recipients.length === 0) return R.badSequence('need RCPT before DATA');
+  if (tx.recipients.length === 0 && tx.dropped.length === 0) return R.badSequence('need RCPT before DATA');
   if (tx.params.body === 'BINARYMIME') return R.badSequence('BODY=BINARYMIME requires BDAT');
   return undefined;
 }

@@ -30,7 +30,7 @@ export async function mail(ctx: SessionContext, arg: string): Promise<void> {
   const { reversePath, params } = parsed.value;
   const verdict = await ctx.policy.checkMailFrom(ctx.info, reversePath, params.size);
   if (verdict) return refuse(ctx, verdict, reversePath);
-  ctx.tx = { mailFrom: reversePath, params, recipients: [], bdat: false, bdatBytes: 0 };
+  ctx.tx = { mailFrom: reversePath, params, recipients: [], dropped: [], bdat: false, bdatBytes: 0 };
   ctx.reply(R.senderOk);
 }
 

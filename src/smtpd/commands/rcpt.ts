@@ -21,7 +21,7 @@ export async function rcpt(ctx: SessionContext, arg: string): Promise<void> {
   if (tx.bdat || tx.message) return ctx.reply(R.badSequence('RCPT after the message data began'));
   const parsed = parseRcptTo(arg, { esmtp: ctx.info.esmtp, smtputf8: tx.params.smtputf8 });
   if (!parsed.ok) return ctx.reply(parsed.reply);
-  if (tx.recipients.length >= ctx.config.limits.maxRecipients) {
+  if (tx.recipients.length + tx.dropped.length >= ctx.config.limits.maxRecipients) {
     // RFC 5321 4.5.3.1.10: 452 and carry on, so a pipelining client still sends DATA for the
     // accepted ones. Only an overshoot past OVERSHOOT_LIMIT counts toward limits.maxErrors
     // (like Postfix's smtpd_recipient_overshoot_limit).
@@ -34,12 +34,14 @@ export async function rcpt(ctx: SessionContext, arg: string): Promise<void> {
     ...(params.notify ? { notify: params.notify } : {}),
     ...(params.orcpt ? { orcpt: params.orcpt } : {}),
   };
-  const decision = await ctx.policy.checkRecipient(ctx.info, wanted);
+  const decision = await ctx.policy.checkRecipient(ctx.info, wanted, tx.mailFrom);
   if (!decision.accept) {
     ctx.rejected({ stage: 'rcpt', reply: replyToString(decision.reply), mailFrom: tx.mailFrom, recipient: forwardPath }, decision.reply);
     return ctx.reply(decision.reply);
   }
   if (ctx.tx !== tx) return; // the session was reset while the policy was thinking
-  tx.recipients.push(decision.recipient);
+  // Policy's drop (a suppressed recipient, drop mode): 250, and cleanup records it instead of queueing it.
+  if (decision.drop) tx.dropped.push(decision.drop);
+  else tx.recipients.push(decision.recipient);
   ctx.reply(R.recipientOk);
 }
