@@ -4,6 +4,7 @@
  *   SMTP listeners -> smtpd session -> cleanup -> spool (durable) -> scheduler -> delivery agent
  *                                                                      |-> events -> log
  *                                                       store's event log -> webhooks (own cursors)
+ *                                                       store's event log -> suppression feeder (own cursor)
  *
  * `startPostline(config)` starts everything and returns a handle with `stop()`; `runServer(file)` is
  * the `postline serve` command (signals, exit codes).
@@ -57,6 +58,10 @@ import { toALabel } from './core/envelope.js';
 import { trackingFromConfig, type TrackingSetup } from './tracking/setup.js';
 import { UNSUBSCRIBE_CONSUMER, unsubscribeConsumer } from './tracking/mailto.js';
 import { startLocalSubmission, type LocalSubmission } from './pickup/index.js';
+import { SuppressionAdmin } from './suppression/admin.js';
+import { SuppressionFeeder } from './suppression/feeder.js';
+import { SuppressionGuard } from './suppression/guard.js';
+import type { SuppressionStore } from './suppression/types.js';
 
 export interface RunningPostline {
   readonly config: PostlineConfig;
@@ -67,6 +72,8 @@ export interface RunningPostline {
   readonly metrics?: Metrics;
   /** The webhook dispatchers (status, reload). */
   readonly webhooks: WebhookManager;
+  /** The suppression list kept with the store (src/suppression/), when the store has one. */
+  readonly suppressions?: SuppressionStore;
   /** Bound listener addresses, by listener name. */
   readonly listeners: ReadonlyMap<string, { address: string; port: number }>;
   /** The HTTP API's bound address (absent with `http: null`). */
@@ -144,10 +151,17 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     throw err;
   }
   const webhooks = new WebhookManager({ source: store, cursors: webhookCursors, logger, clock });
+  // The suppression list in queue.db: the check at RCPT and in the API, the operator's and the
+  // API's changes, and the feeder adding from the event log with its own cursor.
+  const suppressions = store.suppressionStore?.();
+  const suppressionGuard = suppressions ? new SuppressionGuard(suppressions, config, () => clock.now(), (err) => logger.warn({ err }, 'cannot read the suppression list')) : undefined;
+  const suppressionAdmin = suppressions ? new SuppressionAdmin(suppressions, clock) : undefined;
+  const feeder = suppressions ? new SuppressionFeeder({ source: store, store: suppressions, config, logger, clock }) : undefined;
   // The outbox: every event is committed with its state change; the bus hears it afterwards.
   store.setEventListener((list) => {
     for (const e of list) events.emit(e);
     webhooks.wake();
+    feeder?.wake();
   });
   const pruner = startEventPruner(store, config, logger, clock);
   let scheduler: Scheduler | undefined; // set below; cleanup hands it each committed message
@@ -237,7 +251,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     if (size >= 2 * queueHighWater) return { delayMs: inFlowDelayMs, refuse: R.insufficientStorage };
     return { delayMs: size > queueHighWater ? inFlowDelayMs : 0 };
   };
-  policy = new RelayPolicy({ config, users: new UserStore(config.dataDir), freeBytes: () => store.freeBytes(), inFlow });
+  policy = new RelayPolicy({ config, users: new UserStore(config.dataDir), freeBytes: () => store.freeBytes(), inFlow, ...(suppressionGuard ? { suppressions: suppressionGuard } : {}) });
   const relayPolicy = policy;
   // Client checks (access list, rates, blocklists, pregreet, AUTH throttle) in front of the relay policy.
   const clientPolicy = new ClientPolicy({
@@ -260,7 +274,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     onError: (err, what) => logger.warn({ err, what }, 'metrics: cannot read'),
   }) : undefined;
   observeAccept = metrics ? (ms) => metrics.observeAccept(ms) : undefined;
-  const control = new ControlServer({ socketPath: join(config.dataDir, 'control.sock'), scheduler, logger });
+  const control = new ControlServer({ socketPath: join(config.dataDir, 'control.sock'), scheduler, logger, ...(suppressionAdmin ? { suppressions: suppressionAdmin } : {}) });
   const bound = new Map<string, { address: string; port: number }>();
   // The HTTP API (src/http/): its key and idempotency tables on a side connection to queue.db.
   let apiStores: ReturnType<typeof openApiStores> | undefined;
@@ -282,6 +296,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     pruner.stop();
     metrics?.close();
     await webhooks.stop().catch((err: unknown) => logger.error({ err }, 'webhooks stop failed'));
+    await feeder?.stop().catch((err: unknown) => logger.error({ err }, 'suppression feeder stop failed'));
     await webhookCursors.close().catch(() => {});
     await destinationStates.close().catch(() => {});
     await apiStores?.close().catch(() => {});
@@ -303,12 +318,14 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     // `postline sendmail`: the submit socket, and the maildrop (picked up now and while running).
     local = await startLocalSubmission({ config, sink: cleanup, logger, rejected: (origin, r) => cleanup.rejectedSubmission(origin, r, 'local') });
     webhooks.start(config.webhooks);
+    feeder?.start();
     if (config.http) {
       apiStores = openApiStores(config.dataDir);
       const tls = httpTls();
       api = await createApiServer({
         config, sink: cleanup, rejected: (origin, r) => cleanup.rejectedSubmission(origin, r),
         store, admin: scheduler, keys: apiStores.keys, idempotency: apiStores.idempotency, logger, clock,
+        ...(suppressionGuard && suppressionAdmin ? { suppressions: { check: suppressionGuard, admin: suppressionAdmin } } : {}),
         ...(tls ? { tls } : {}), ...(metrics ? { metrics } : {}),
         engagement: { endpoints: tracking.engagement, ratePerMinute: () => config.tracking.ratePerMinute },
       });
@@ -327,6 +344,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
     events,
     ...(metrics ? { metrics } : {}),
     webhooks,
+    ...(suppressions ? { suppressions } : {}),
     listeners: bound,
     ...(httpBound ? { http: httpBound } : {}),
     reloadTls: () => {

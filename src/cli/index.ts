@@ -1,5 +1,5 @@
 /**
- * The `postline` command (commander): serve, user, apikey, queue, events, webhooks status, dkim keygen/check, config check;
+ * The `postline` command (commander): serve, user, apikey, queue, events, webhooks status, dkim keygen/check, suppression, config check;
  * `sendmail` (sendmail.ts, its own option parser: bin/postline.js runs it directly).
  * Errors end the process with a clear one-line message and exit code 1 (config errors: 2, also when
  * a command other than `serve` finds no queue where the configuration points: it never creates one).
@@ -14,6 +14,7 @@ import { registerApiKeyCommands } from './apikey.js';
 import { registerEventsCommand } from './events.js';
 import { registerWebhookCommands } from './webhooks.js';
 import { registerDkimCommands } from './dkim.js';
+import { registerSuppressionCommands } from './suppression.js';
 import { openStore } from '../spool/open.js';
 
 const program = new Command();
@@ -54,6 +55,7 @@ registerEventsCommand(program, loadForCli);
 // Queue commands open only an existing queue: never a new, empty one where the user happens to be.
 registerQueueCommands(program, { loadConfig: loadForCli, openStore: (cfg) => openStore(cfg, undefined, { create: false }) });
 registerWebhookCommands(program, loadForCli);
+registerSuppressionCommands(program, { loadConfig: loadForCli, openStore: (cfg) => openStore(cfg, undefined, { create: false }) });
 registerDkimCommands(program, loadForCli);
 // bin/postline.js runs `postline sendmail` without loading this file; listed here for --help.
 program

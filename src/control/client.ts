@@ -24,7 +24,7 @@ export function isNoServer(err: unknown): boolean {
  * @param timeoutMs whole exchange deadline in ms.
  * @throws ControlUnavailableError code ENOENT / ECONNREFUSED (no server), ETIMEDOUT, or EPROTO (bad answer, connection lost).
  */
-export function controlRequest(socketPath: string, req: ControlRequest, timeoutMs: number): Promise<ControlResponse> {
+export function controlRequest(socketPath: string, req: ControlRequest | { readonly op: string }, timeoutMs: number): Promise<ControlResponse> {
   return new Promise((resolve, reject) => {
     const sock = createConnection(socketPath);
     let buf = '';

@@ -10,6 +10,7 @@
  *   {"op":"suspend","destination":"example.com","forMs":3600000} -> {"ok":true,"result":DestinationStatus}
  *   {"op":"resume","destination":"example.com"} -> {"ok":true,"result":[DestinationStatus...]}
  *   {"op":"bounce","domain":"example.com"} | {"op":"bounce","sender":"a@example.org"} -> {"ok":true,"result":{"bounced":n}}
+ *   {"op":"suppression.list|add|remove",...} -> suppression-ops.ts (the suppression list)
  *   anything wrong                      -> {"ok":false,"error":"...","code":"..."}
  *
  * Owns the request validation and the mapping of requests onto a QueueAdmin.
@@ -18,6 +19,7 @@ import { parseDestinationMatch } from '../config/delivery-shaping.js';
 import { PostlineError } from '../core/errors.js';
 import { isQueueId } from '../core/queue-id.js';
 import type { QueueAdmin } from '../scheduler/admin.js';
+import { isSuppressionOp, parseSuppressionRequest, SUPPRESSION_OPS, type SuppressionRequest } from './suppression-ops.js';
 
 export const CONTROL_OPS = ['list', 'show', 'flush', 'delete', 'hold', 'release', 'destinations', 'suspend', 'resume', 'bounce'] as const;
 export type ControlOp = (typeof CONTROL_OPS)[number];
@@ -49,8 +51,8 @@ const NEEDS_ID: ReadonlySet<ControlOp> = new Set(['show', 'delete', 'hold', 'rel
 /** Longest suspension accepted, ms (10 years). */
 const MAX_FOR_MS = 10 * 365 * 86_400_000;
 
-/** Parses and validates one request line. @returns the request, or an error text for the client. */
-export function parseRequest(line: string): ControlRequest | { readonly error: string } {
+/** Parses and validates one request line. @returns the request (suppression.* ones: suppression-ops.ts), or an error text for the client. */
+export function parseRequest(line: string): ControlRequest | SuppressionRequest | { readonly error: string } {
   let v: unknown;
   try {
     v = JSON.parse(line);
@@ -59,8 +61,9 @@ export function parseRequest(line: string): ControlRequest | { readonly error: s
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return { error: 'request must be a JSON object' };
   const o = v as Record<string, unknown>;
+  if (isSuppressionOp(o.op)) return parseSuppressionRequest(o);
   if (typeof o.op !== 'string' || !(CONTROL_OPS as readonly string[]).includes(o.op)) {
-    return { error: `unknown op; expected one of ${CONTROL_OPS.join(', ')}` };
+    return { error: `unknown op; expected one of ${[...CONTROL_OPS, ...SUPPRESSION_OPS].join(', ')}` };
   }
   const op = o.op as ControlOp;
   if (o.id !== undefined && (typeof o.id !== 'string' || !isQueueId(o.id))) return { error: 'bad queue ID' };

@@ -10,6 +10,8 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import type { Logger } from '../core/log.js';
 import type { QueueAdmin } from '../scheduler/admin.js';
 import { executeRequest, MAX_REQUEST_BYTES, parseRequest, type ControlResponse } from './protocol.js';
+import { executeSuppressionRequest, isSuppressionRequest } from './suppression-ops.js';
+import type { SuppressionAdmin } from '../suppression/admin.js';
 
 export interface ControlServerOptions {
   /** Path of the unix socket, normally `${dataDir}/control.sock`. */
@@ -17,6 +19,8 @@ export interface ControlServerOptions {
   /** The scheduler (or any QueueAdmin). */
   readonly scheduler: QueueAdmin;
   readonly logger: Logger;
+  /** The suppression list's actions (suppression.* requests); absent: they are refused. */
+  readonly suppressions?: SuppressionAdmin;
 }
 
 /** True when something answers on the unix socket `path` (another running server). */
@@ -93,8 +97,8 @@ export class ControlServer {
   private async handle(line: string): Promise<ControlResponse> {
     const req = parseRequest(line);
     if ('error' in req) return { ok: false, error: req.error };
-    const res = await executeRequest(this.o.scheduler, req);
-    this.o.logger.debug({ op: req.op, queueId: req.id, ok: res.ok }, 'control request');
+    const res = isSuppressionRequest(req) ? await executeSuppressionRequest(this.o.suppressions, req) : await executeRequest(this.o.scheduler, req);
+    this.o.logger.debug({ op: req.op, ...('id' in req ? { queueId: req.id } : {}), ok: res.ok }, 'control request');
     return res;
   }
 }

@@ -68,6 +68,14 @@ export function logEvent(logger: Logger, e: PostlineEvent): void {
     case 'dsn.dropped':
       logger.warn({ eventId: e.id, queueId: e.queueId, reason: e.reason }, `${q}: DSN dropped: ${e.reason ?? ''}`);
       return;
+    case 'recipient.suppressed': case 'suppression.removed':
+      logger.info({ eventId: e.id, type: e.type, to: e.recipient, scope: e.scope, reason: e.reason, source: e.source },
+        `suppression: ${e.type === 'recipient.suppressed' ? 'added' : 'removed'} <${e.recipient ?? ''}> scope=${e.scope ?? '*'} reason=${e.reason ?? ''} source=${e.source ?? ''}`);
+      return;
+    case 'recipient.dropped':
+      logger.info({ eventId: e.id, queueId: e.queueId, from: e.mailFrom, to: e.recipient, match: e.match, scope: e.scope, reason: e.reason },
+        `${q}: to=<${e.recipient ?? ''}>, status=dropped (suppressed: ${e.match ?? ''} scope=${e.scope ?? '*'} reason=${e.reason ?? ''})`);
+      return;
     case 'message.held': case 'message.released': case 'message.flushed':
       logger.info({ eventId: e.id, queueId: e.queueId, action: e.type.slice('message.'.length) }, `${q}: ${e.type.slice('message.'.length)} by operator`);
       return;

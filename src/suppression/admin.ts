@@ -63,30 +63,11 @@ export class SuppressionAdmin {
   }
 
   /**
-   * The entries from `inputs`, normalised, all checked before anything is written.
-   * @throws SuppressionInputError naming the item ("3.address") when one is bad.
-   */
-  entries(inputs: readonly SuppressionInput[], source: AdminSource): Suppression[] {
-    const now = this.clock.now();
-    const byKey = new Map<string, Suppression>();
-    inputs.forEach((x, i) => {
-      try {
-        const e = entryOf(x, source, now);
-        byKey.set(`${e.scope}\0${e.address}`, e); // the last of duplicates wins
-      } catch (err) {
-        if (err instanceof SuppressionInputError) throw new SuppressionInputError(`item ${i}: ${err.message}`, `${i}.${err.field}`);
-        throw err;
-      }
-    });
-    return [...byKey.values()];
-  }
-
-  /**
    * Adds (or replaces) entries, in commits of 1000, each durable with its recipient.suppressed
    * events. @returns the entries as stored. @throws SuppressionInputError before any write; StoreError.
    */
   async add(inputs: readonly SuppressionInput[], source: AdminSource): Promise<Suppression[]> {
-    const all = this.entries(inputs, source);
+    const all = normalizeEntries(inputs, source, this.clock.now());
     const out: Suppression[] = [];
     for (let i = 0; i < all.length; i += WRITE_CHUNK) {
       const chunk = all.slice(i, i + WRITE_CHUNK);
@@ -118,6 +99,24 @@ export class SuppressionAdmin {
       after = page.next;
     }
   }
+}
+
+/**
+ * The entries from `inputs`, normalised (the last of duplicate keys wins), all checked before
+ * anything is written. @throws SuppressionInputError naming the item ("item 3: ...", field "3.address").
+ */
+export function normalizeEntries(inputs: readonly SuppressionInput[], source: AdminSource, now: number): Suppression[] {
+  const byKey = new Map<string, Suppression>();
+  inputs.forEach((x, i) => {
+    try {
+      const e = entryOf(x, source, now);
+      byKey.set(`${e.scope}\0${e.address}`, e);
+    } catch (err) {
+      if (err instanceof SuppressionInputError) throw new SuppressionInputError(`item ${i}: ${err.message}`, `${i}.${err.field}`);
+      throw err;
+    }
+  });
+  return [...byKey.values()];
 }
 
 /** One normalised entry. @throws SuppressionInputError naming the field. */

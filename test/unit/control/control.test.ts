@@ -82,7 +82,7 @@ test('control socket: bad input gets {ok:false} and the server keeps serving', a
       '', '{"op":"hold","id":"0123456789ABCDEFGH"}', '{"op":"list"}',
     ].join('\n') + '\n', 8) as { ok: boolean; error?: string }[];
     assert.deepEqual(answers.map((a) => a.error ?? 'ok'), [
-      'request is not valid JSON', 'request must be a JSON object', 'unknown op; expected one of list, show, flush, delete, hold, release, destinations, suspend, resume, bounce',
+      'request is not valid JSON', 'request must be a JSON object', 'unknown op; expected one of list, show, flush, delete, hold, release, destinations, suspend, resume, bounce, suppression.list, suppression.add, suppression.remove',
       'show needs an id', 'bad queue ID', 'body must be true or false', 'no such message', 'ok',
     ]);
     const long = await raw(socketPath, 'x'.repeat(70 * 1024), 1) as { error: string }[];
