@@ -124,16 +124,28 @@ function dotted(pointer: string | undefined): string {
   return (pointer ?? '').split('/').filter(Boolean).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~')).join('.');
 }
 
+/** The issues of the one branch of a failed union that had the input's type (no root-level type mismatch), if exactly one did. */
+function unionBranch(params: unknown): Array<{ path: (string | number)[]; message: string }> | undefined {
+  const branches = (params as { errors?: Array<Array<{ code?: string; path?: (string | number)[]; message?: string }>> } | undefined)?.errors;
+  if (!Array.isArray(branches)) return undefined;
+  const fit = branches.filter((b) => Array.isArray(b) && b.length > 0 && !b.some((i) => i.code === 'invalid_type' && (i.path?.length ?? 0) === 0));
+  if (fit.length !== 1) return undefined;
+  return fit[0]!.map((i) => ({ path: i.path ?? [], message: i.message ?? 'invalid' }));
+}
+
 /** Turns any error into [status, answer, headers] (`contentType`: the request's, named in a 415). */
 export function toErrorAnswer(err: unknown, contentType?: string): { status: number; body: ErrorBody; headers: Record<string, string> } {
   const headers: Record<string, string> = {};
   if (hasZodFastifySchemaValidationErrors(err)) {
     const where = (err as { validationContext?: string }).validationContext ?? 'body';
-    const issues = err.validation.map((v) => {
+    const issues = err.validation.flatMap((v) => {
+      // A union whose one branch had the input's type (an entry, or a list of entries): that branch's issues.
+      const branch = v.keyword === 'invalid_union' ? unionBranch(v.params) : undefined;
+      if (branch) return branch.map((i) => ({ in: where, path: [dotted(v.instancePath), ...i.path.map(String)].filter(Boolean).join('.'), reason: i.message }));
       // A record key that failed its own check (zod 'invalid_key'): give the key's reason.
       const inner = (v.params as { issues?: Array<{ message?: string }> } | undefined)?.issues?.[0]?.message;
       const reason = v.keyword === 'invalid_key' && inner ? `bad key: ${inner}` : (v.message ?? 'invalid');
-      return { in: where, path: dotted(v.instancePath), reason };
+      return [{ in: where, path: dotted(v.instancePath), reason }];
     });
     return { status: 400, body: { status: 400, code: 'ERR_API_VALIDATION', message: `invalid ${where}: ${issues.map((i) => (i.path ? `${i.path}: ${i.reason}` : i.reason)).join('; ')}`, issues }, headers };
   }
