@@ -39,7 +39,8 @@ export function addressKey(input: string): string {
   const d = domainKey(domain);
   if (!d) throw new SuppressionInputError(`not a domain name: ${JSON.stringify(domain.slice(0, 100))}`, 'address');
   if (local === '' || local === '*') return `*@${d}`;
-  if (local.length > 64 * 4 || BAD_CHARS.test(local) || local.includes('*')) {
+  const quoted = /^"(?:[^"\\\r\n]|\\.)*"$/.test(local); // RFC 5321 4.1.2 Quoted-string, kept as given
+  if (local.length > 64 * 4 || (!quoted && (BAD_CHARS.test(local) || local.includes('*')))) {
     throw new SuppressionInputError(`not a usable local part: ${JSON.stringify(local.slice(0, 100))}`, 'address');
   }
   return `${local.toLowerCase()}@${d}`;

@@ -122,6 +122,11 @@ export function prepareSuppressionReadStatements(db: Database.Database) {
       LIMIT 1`),
     get: db.prepare<[string, string], SuppressionRow>('SELECT * FROM suppressions WHERE scope = ? AND address = ?'),
     any: db.prepare<[], { x: number }>('SELECT 1 AS x FROM suppressions LIMIT 1'),
+    count: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM suppressions'),
+    /** Every key in primary key order, a page at a time (the check's filter). */
+    keysFirst: db.prepare<[number], { scope: string; address: string }>('SELECT scope, address FROM suppressions ORDER BY scope, address LIMIT ?'),
+    keysAfter: db.prepare<[string, string, number], { scope: string; address: string }>(
+      'SELECT scope, address FROM suppressions WHERE (scope, address) > (?, ?) ORDER BY scope, address LIMIT ?'),
     softBounces: db.prepare<[string, string], { count: number }>('SELECT count FROM suppression_soft_bounces WHERE scope = ? AND address = ?'),
     cursor: db.prepare<[string], { cursor: number }>('SELECT cursor FROM suppression_cursors WHERE name = ?'),
   };

@@ -42,3 +42,35 @@ test('sqlite: a durable write is covered by a WAL fsync when it resolves; a rela
     await t.cleanup();
   }
 });
+
+test('sqlite: the check\'s Bloom filter is built at the first check, follows adds and removes, and is rebuilt bigger when the list outgrows it', async () => {
+  const t = await tempDir('postline-suppr-');
+  const qs = await openQueue(t.dir);
+  try {
+    const s = qs.suppressionStore();
+    const e = (address: string, scope = '*') => ({ entry: { scope, address, reason: 'manual' as const, source: 'operator', createdAt: 1 }, mode: 'insert' as const });
+    await s.write({ at: 1, add: [e('a@x.test'), e('*@y.test', 'shop.test')] });
+    assert.equal(s.filterStats(), undefined, 'not before a check');
+    assert.equal(s.check('shop.test', 'a@x.test', 2)?.address, 'a@x.test', 'read while the filter is built');
+    const settle = async () => { for (let i = 0; i < 200 && (!s.filterStats() || (s as unknown as { building?: unknown }).building); i++) await new Promise((r) => setImmediate(r)); };
+    await settle();
+    assert.deepEqual(s.filterStats(), { bytes: 81920, keys: 2, capacity: 65536 });
+    assert.equal(s.check('shop.test', 'b@y.test', 2)?.address, '*@y.test');
+    assert.equal(s.check('other.test', 'b@y.test', 2), undefined);
+    assert.equal(s.check('shop.test', 'nobody@x.test', 2), undefined);
+    await s.write({ at: 2, add: [e('new@z.test')] });
+    assert.equal(s.check(undefined, 'new@z.test', 3)?.address, 'new@z.test', 'an add reaches the filter');
+    await s.write({ at: 3, remove: [{ scope: '*', address: 'new@z.test', source: 'operator' }] });
+    assert.equal(s.check(undefined, 'new@z.test', 4), undefined, 'a removal: the read answers the filter\'s "maybe"');
+    const many = Array.from({ length: 70_000 }, (_, i) => e(`m${i}@many.test`));
+    for (let i = 0; i < many.length; i += 10_000) await s.write({ at: 4, add: many.slice(i, i + 10_000) });
+    await settle();
+    const st = s.filterStats()!;
+    assert.ok(st.capacity >= 140_000, `rebuilt for twice the rows: ${JSON.stringify(st)}`);
+    for (const i of [0, 12_345, 69_999]) assert.equal(s.check(undefined, `m${i}@many.test`, 5)?.address, `m${i}@many.test`);
+    assert.equal(s.check(undefined, 'a@x.test', 5)?.address, 'a@x.test');
+  } finally {
+    await qs.close();
+    await t.cleanup();
+  }
+});
