@@ -199,7 +199,8 @@ export interface EventRecord {
   /**
    * message.rejected by a policy check: which one ("dnsbl:ZONE", "rate:messagesPerMinute",
    * "rate:perNetwork.recipientsPerMinute", "access", "pregreet", "auth-throttle", "data-rate",
-   * "dmarc": a DMARC p=reject failure refused at the end of DATA).
+   * "dmarc": a DMARC p=reject failure refused at the end of DATA, "suppression": a recipient on
+   * the suppression list, at RCPT or by the API; recipient.dropped carries it too).
    */
   readonly check?: string;
   /** dsn.queued: the queue ID of the DSN and its kind. */

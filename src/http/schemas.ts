@@ -227,7 +227,10 @@ export function apiSchemas(limits: PostlineConfig['limits']) {
     durationMs: z.number().optional(),
     delayMs: z.number().optional(),
     reason: z.string().optional(),
-    check: z.string().optional().describe('message.rejected: the policy check that refused (dnsbl:ZONE, rate:..., auth-throttle, ...)'),
+    check: z.string().optional().describe('message.rejected: the policy check that refused (dnsbl:ZONE, rate:..., auth-throttle, suppression, ...)'),
+    match: z.string().optional().describe('recipient.dropped: the list entry that matched (the address, or *@domain)'),
+    detail: z.string().optional().describe('the list entry\'s description (the bounce reply, a note)'),
+    expiresAt: z.number().optional().describe('recipient.suppressed: the entry stops applying at this time, ms since epoch'),
     dsnQueueId: z.string().optional(),
     dsnKind: z.string().optional(),
     auth: z.looseObject({
@@ -242,8 +245,8 @@ export function apiSchemas(limits: PostlineConfig['limits']) {
     first: z.boolean().optional().describe('recipient.opened / clicked: the first of its type for this message and recipient'),
     machine: z.boolean().optional().describe('recipient.opened / clicked: made by a prefetcher, image proxy or link scanner'),
     machineReason: z.string().optional().describe('why machine (apple-mpp, google-image-proxy, scanner:..., soon-after-delivery, ...)'),
-    scope: z.string().optional().describe('recipient.unsubscribed: the sender domain it applies to'),
-    source: z.string().optional().describe('recipient.unsubscribed: one-click, page or mailto'),
+    scope: z.string().optional().describe('recipient.unsubscribed: the sender domain it applies to; recipient.suppressed, suppression.removed, recipient.dropped: the list entry\'s scope (a sending domain, or * for every sender)'),
+    source: z.string().optional().describe('recipient.unsubscribed: one-click, page or mailto; recipient.suppressed, suppression.removed: the event id that made the change, or operator, api, import'),
   }).meta({ title: 'Event' });
 
   const attempt = z.object({
