@@ -34,7 +34,7 @@ export interface ApiHarness {
   close(): Promise<void>;
 }
 
-export async function startApi(opts: { config?: Record<string, unknown>; metrics?: MetricsSource; tls?: TlsMaterial; engagement?: ApiServerDeps['engagement'] } = {}): Promise<ApiHarness> {
+export async function startApi(opts: { config?: Record<string, unknown>; metrics?: MetricsSource; tls?: TlsMaterial; engagement?: ApiServerDeps['engagement']; suppressions?: NonNullable<ApiServerDeps['suppressions']> } = {}): Promise<ApiHarness> {
   const dir = mkdtempSync(join(tmpdir(), 'postline-api-'));
   const config = configSchema.parse({ hostname: 'api.postline.test', dataDir: join(dir, 'var'), limits: { minFreeBytes: 0 }, ...opts.config });
   const stores = openApiStores(config.dataDir);
@@ -46,6 +46,7 @@ export async function startApi(opts: { config?: Record<string, unknown>; metrics
     config, sink, rejected: (origin, r) => { rejections.push({ origin, ...r }); }, store, admin, keys: stores.keys, idempotency: stores.idempotency, logger: silentLogger(),
     ...(opts.metrics ? { metrics: opts.metrics } : {}), ...(opts.tls ? { tls: opts.tls } : {}),
     ...(opts.engagement ? { engagement: opts.engagement } : {}),
+    ...(opts.suppressions ? { suppressions: opts.suppressions } : {}),
   });
   const bound = await server.listen({ address: '127.0.0.1', port: 0 });
   const url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${bound.port}`;
