@@ -74,3 +74,28 @@ test('sqlite: the check\'s Bloom filter is built at the first check, follows add
     await t.cleanup();
   }
 });
+
+test('sqlite: one write is one savepoint: when a part of it fails, neither the entries, their events nor the cursor are kept', async () => {
+  const t = await tempDir('postline-suppr-');
+  const qs = await openQueue(t.dir);
+  try {
+    const s = qs.suppressionStore();
+    const before = await qs.lastEventId();
+    await assert.rejects(s.write({
+      at: 1, cursor: { name: 'feeder', id: 99 },
+      add: [{ entry: { scope: '*', address: 'a@x.test', reason: 'hard-bounce', source: '5', createdAt: 1 }, mode: 'insert' }],
+      // A NOT NULL column left empty: the statement fails inside the savepoint.
+      softBounces: [{ scope: null as unknown as string, address: 'b@x.test', count: 1 }],
+    }));
+    await qs.sync();
+    assert.equal(await s.get('*', 'a@x.test'), undefined);
+    assert.equal(s.check(undefined, 'a@x.test', 2), undefined);
+    assert.equal(await s.cursor('feeder'), 0);
+    assert.equal(await qs.lastEventId(), before, 'no event of it');
+    const ok = await s.write({ at: 2, cursor: { name: 'feeder', id: 99 }, add: [{ entry: { scope: '*', address: 'a@x.test', reason: 'hard-bounce', source: '5', createdAt: 1 }, mode: 'insert' }] });
+    assert.equal(ok.added.length, 1, 'the same write without the bad part');
+  } finally {
+    await qs.close();
+    await t.cleanup();
+  }
+});
