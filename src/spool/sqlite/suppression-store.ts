@@ -33,7 +33,7 @@ import type { WriteOp } from './writer-protocol.js';
 const CACHE_ENTRIES = 4096;
 /** Keys a new filter is sized for at least, and rows read per step while building one. */
 const FILTER_MIN_KEYS = 65_536;
-const FILTER_CHUNK = 5000;
+const FILTER_CHUNK = 2000;
 /** The filter's hash state of the scope '*'. */
 const ALL_PREFIX = KeyFilter.prefix('*');
 
