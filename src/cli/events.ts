@@ -54,6 +54,9 @@ export function formatEvent(e: StoredEvent): string {
   if (e.tags?.length) parts.push(`tags=${e.tags.join(',')}`);
   if (e.auth) parts.push(`auth=(${authSummary(e.auth)})`);
   if (e.reason !== undefined) parts.push(`reason=${JSON.stringify(e.reason)}`);
+  if (e.scope !== undefined) parts.push(`scope=${e.scope}`);
+  if (e.match !== undefined) parts.push(`match=<${e.match}>`);
+  if (e.source !== undefined) parts.push(`source=${e.source}`);
   if (e.reply !== undefined) parts.push(`(${e.reply})`);
   return parts.join(' ');
 }
