@@ -10,7 +10,8 @@
  *   recipient.complained / unsubscribed            -> complaint / unsubscribe entry (replaces a bounce entry)
  *
  * Scope: suppression.scope sender-domain puts an entry under the bounced message's sender domain
- * (mail with the null sender, our own DSNs, adds nothing), global under '*'. A page of events is
+ * (mail with the null sender, our own DSNs, adds nothing; an unsubscribe under the `scope` its
+ * event names, the sender domain of its link), global under '*'. A page of events is
  * reduced to its net effect per (scope, address) and written in ONE commit with the cursor past
  * it (SuppressionStore.write), so a crash replays the page from the old cursor and old counts:
  * nothing is counted twice, nothing is lost. Pages that change nothing move the stored cursor at
@@ -21,7 +22,7 @@ import type { Logger } from '../core/log.js';
 import type { SuppressionConfig } from '../config/suppression-schema.js';
 import type { EventQuery, StoredEvent } from '../events/record.js';
 import { CLASS_SEVERITY, isBounceClass, type BounceSeverity } from '../feedback/classes.js';
-import { recipientKey, senderScope } from './address.js';
+import { recipientKey, scopeKey, senderScope } from './address.js';
 import { ALL_SENDERS, BOUNCE_REASONS, type SoftBounceCount, type Suppression, type SuppressionAdd, type SuppressionReason, type SuppressionRemove, type SuppressionStore } from './types.js';
 
 /** The event log, as the feeder reads it (QueueStore.readEvents / lastEventId). */
@@ -190,7 +191,8 @@ export class SuppressionFeeder {
       const effect = effectOf(e);
       const address = e.recipient !== undefined ? recipientKey(e.recipient) : undefined;
       if (!effect || !address) continue;
-      const sender = senderScope(e.mailFrom);
+      // A report may name its scope (recipient.unsubscribed: the sender domain of the link's token).
+      const sender = (effect.kind === 'report' ? reportScope(e) : undefined) ?? senderScope(e.mailFrom);
       // Bounces of mail with the null sender (our DSNs) say nothing about a subscriber.
       if (effect.kind !== 'report' && sender === undefined) continue;
       const scope = c.scope === 'global' ? ALL_SENDERS : sender ?? ALL_SENDERS;
@@ -266,6 +268,16 @@ function apply(s: KeyState, e: StoredEvent, effect: Effect, softLimit: number, n
     case 'report':
       s.soft = 0;
       if (!s.entry || RANK[s.entry.reason] < RANK[effect.reason]) { s.entry = make(effect.reason); s.by = e; }
+  }
+}
+
+/** The scope a complaint or unsubscribe event names (`scope`: a sending domain or '*'), when it is a usable one. */
+function reportScope(e: StoredEvent): string | undefined {
+  if (!e.scope) return undefined;
+  try {
+    return scopeKey(e.scope);
+  } catch {
+    return undefined;
   }
 }
 

@@ -99,6 +99,9 @@ test('soft bounces in a row suppress at the limit; a delivery resets the count a
     await r.append(ev('recipient.unsubscribed', 'u@x.test', { mailFrom: undefined }));
     await r.run(r.feeder());
     assert.equal((await r.store.get('*', 'u@x.test'))?.reason, 'unsubscribe', 'no sender: every sender');
+    await r.append(ev('recipient.unsubscribed', 'v@x.test', { mailFrom: 'news@shop.test', scope: 'Letters.Shop.Test', source: 'one-click' }));
+    await r.run(r.feeder());
+    assert.equal((await r.store.get('letters.shop.test', 'v@x.test'))?.reason, 'unsubscribe', 'the scope the event names');
   } finally {
     await r.cleanup();
   }
