@@ -39,6 +39,7 @@ import { feedbackConsumer } from './feedback/consumer.js';
 import { feedbackLimits } from './feedback/index.js';
 import { HttpAgent } from './local/http-agent.js';
 import { localRecipientRules } from './local/rules.js';
+import { LmtpDeliveryAgent } from './local/lmtp-agent.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import { ControlServer } from './control/server.js';
 import { SmtpServer } from './smtpd/server.js';
@@ -210,6 +211,7 @@ export async function startPostline(config: PostlineConfig, opts: { logger?: Log
   // One agent per transport (delivery/transports.ts); the scheduler hands each group to its next hop's.
   const transports = new TransportRegistry({
     smtp: agent,
+    lmtp: new LmtpDeliveryAgent({ config, logger }),
     maildir: new MaildirAgent({ config: () => config.local.maildir, logger }),
     http: new HttpAgent({ config: () => config.local.http, authservId: () => config.auth.authservId ?? config.hostname, logger }),
     internal: new InternalAgent().register('feedback', feedbackConsumer({

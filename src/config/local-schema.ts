@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { aliasMap, findAliasCycle } from '../routing/aliases.js';
+import { lmtpSchema } from './lmtp-schema.js';
 
 /** What a local route does with the mail it matches. */
 export const LOCAL_ROUTE_MODES = ['accept', 'hold', 'bounce', 'reject'] as const;
@@ -111,6 +112,8 @@ export const localSchema = z.object({
   aliasLimits: aliasLimitsSchema.prefault({}),
   maildir: localMaildirSchema.prefault({}),
   http: localHttpSchema.prefault({}),
+  /** The LMTP delivery agent's timeouts and connection limits (lmtp-schema.ts). */
+  lmtp: lmtpSchema.prefault({}),
 }).strict().superRefine((l, ctx) => {
   const { map, duplicates } = aliasMap(l.aliases);
   for (const d of duplicates) ctx.addIssue({ code: 'custom', path: ['aliases'], message: `the alias ${d} is given twice (addresses compare in lower case, local part unquoted)` });

@@ -6,7 +6,10 @@
  *
  * RFC 3030 2 and 4.2: a 4xx/5xx to a chunk fails the transaction; no more chunks are sent, the
  * replies of those already sent are read, and the failing reply decides. RFC 5321 3.8: a 421
- * anywhere ends the session. Owns: chunking and the BDAT replies; it classifies nothing.
+ * anywhere ends the session. LMTP (RFC 2033 4.2): the replies to BDAT LAST are one per accepted
+ * recipient and are read by the caller ('sent'); when a chunk failed, how many replies the LAST
+ * chunk gets is not defined, so the session is closed. Owns: chunking and the BDAT replies; it
+ * classifies nothing.
  */
 import type { Readable } from 'node:stream';
 import { crashPoint } from '../core/crashpoints.js';
@@ -29,11 +32,14 @@ export interface BdatInput {
   onAllSent(): void;
 }
 
-/** The reply that decides the message: a failed chunk's ('data') or the reply to the LAST chunk ('dot'). */
-export interface BdatResult {
-  readonly reply: SmtpReply;
-  readonly stage: 'data' | 'dot';
-}
+/**
+ * The reply that decides the message: a failed chunk's ('data') or the reply to the LAST chunk
+ * ('dot'); or, for LMTP, 'sent': LAST went out after every chunk was accepted, and the replies
+ * (one per recipient) are still to be read.
+ */
+export type BdatResult =
+  | { readonly reply: SmtpReply; readonly stage: 'data' | 'dot' }
+  | { readonly stage: 'sent' };
 
 const ok = (r: SmtpReply) => r.code >= 200 && r.code < 300;
 
@@ -97,6 +103,11 @@ export async function sendBdat(client: SmtpClient, b: BdatInput): Promise<BdatRe
     lastSent = true;
   }
   while (outstanding > 0) take(await client.readReply('bdat', b.commandTimeoutMs));
+  if (lastSent && client.isLmtp) {
+    if (!failed) return { stage: 'sent' };
+    client.destroy(new SmtpClientError('lost', 'bdat', `closed the LMTP session with ${client.remoteMta} after a failed BDAT chunk`));
+    return { reply: failed, stage: 'data' };
+  }
   if (lastSent) {
     const final = await client.readReply('dot', b.dataDoneTimeoutMs);
     if (final.code === 421) throw client.closedBy421('dot', final);

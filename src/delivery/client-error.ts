@@ -21,9 +21,9 @@ export type ClientTroubleKind =
   | 'connect' | 'timeout' | 'lost' | 'tls' | 'tls-required' | 'tls-verify' | 'malformed' | 'reply'
   | 'auth' | 'auth-insecure' | 'auth-unavailable' | 'loop' | 'aborted' | 'pool' | 'local';
 
-/** Which step of the SMTP dialogue was running (RFC 5321 4.1 command names, lower case). */
+/** Which step of the SMTP dialogue was running (RFC 5321 4.1 command names, lower case; LHLO of RFC 2033 4.1). */
 export type SmtpStage =
-  | 'connect' | 'greeting' | 'ehlo' | 'helo' | 'starttls' | 'auth' | 'mail' | 'rcpt' | 'data' | 'body'
+  | 'connect' | 'greeting' | 'ehlo' | 'helo' | 'lhlo' | 'starttls' | 'auth' | 'mail' | 'rcpt' | 'data' | 'body'
   | 'bdat' | 'dot' | 'rset' | 'quit' | 'none';
 
 export class SmtpClientError extends PostlineError {

@@ -26,6 +26,8 @@ export interface TlsFacts {
 export interface SocketOptions {
   readonly address: string;
   readonly port: number;
+  /** A unix socket to connect to instead of address and port (LMTP, RFC 2033). */
+  readonly path?: string;
   readonly localAddress?: string;
   readonly connectTimeoutMs: number;
   /** "host[addr]:port" for messages. */
@@ -47,10 +49,14 @@ export function tlsOptionsFor(t: ConnectionTls, extra?: ConnectionOptions): Conn
   };
 }
 
-/** TCP connect (then the implicit TLS handshake when `tls` is given). @throws SmtpClientError connect/timeout/tls */
+/**
+ * TCP connect, or a unix socket connect when `o.path` is given (then the implicit TLS handshake
+ * when `tls` is given). @throws SmtpClientError connect/timeout/tls
+ */
 export async function connectSocket(o: SocketOptions, tls?: ConnectionOptions): Promise<Socket> {
   const sock = await new Promise<Socket>((resolve, reject) => {
-    const s = netConnect({ host: o.address, port: o.port, ...(o.localAddress ? { localAddress: o.localAddress } : {}) });
+    const s = o.path !== undefined ? netConnect({ path: o.path })
+      : netConnect({ host: o.address, port: o.port, ...(o.localAddress ? { localAddress: o.localAddress } : {}) });
     const timer = setTimeout(() => {
       s.destroy();
       reject(new SmtpClientError('timeout', 'connect', `connect to ${o.where}: timed out after ${o.connectTimeoutMs} ms`));
@@ -59,10 +65,11 @@ export async function connectSocket(o: SocketOptions, tls?: ConnectionOptions): 
     s.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       s.destroy();
-      reject(new SmtpClientError('connect', 'connect', `connect to ${o.where}: ${err.code === 'ECONNREFUSED' ? 'Connection refused' : err.message}`, { cause: err }));
+      const why = err.code === 'ECONNREFUSED' ? 'Connection refused' : err.code === 'ENOENT' ? 'No such file or directory' : err.message;
+      reject(new SmtpClientError('connect', 'connect', `connect to ${o.where}: ${why}`, { cause: err }));
     });
   });
-  sock.setNoDelay(true);
+  if (o.path === undefined) sock.setNoDelay(true);
   if (!tls) return sock;
   try {
     return await handshakeTls({ ...tls, socket: sock }, o.connectTimeoutMs);

@@ -5,7 +5,9 @@
  * RFCs: RFC 5321 3.1/4.1.1 (session, EHLO/HELO, RSET, QUIT), 4.5.3.2 (timeouts), RFC 3207
  * (STARTTLS; forget extensions and re-EHLO after TLS), RFC 8314 (implicit TLS), RFC 4954 + RFC 4616
  * (AUTH PLAIN; LOGIN as a de-facto mechanism), RFC 5321 3.8 (a 421 ends the session: the
- * connection is never used again). Owns: the socket and reply stream of one session.
+ * connection is never used again), RFC 2033 4.1 (LMTP: LHLO instead of EHLO, no HELO fallback; over
+ * TCP or a unix socket; the per-recipient replies after the data are smtp-transaction.ts's).
+ * Owns: the socket and reply stream of one session.
  * Every failure is raised as an SmtpClientError with facts; trouble.ts decides what they mean.
  */
 import type { Socket } from 'node:net';
@@ -24,12 +26,16 @@ import { requiresTls, verifiesCertificate, type ConnectionTls } from './tls-poli
 import { stageWords } from './trouble.js';
 
 export interface SmtpClientOptions {
-  /** IP address to connect to. */
+  /** IP address to connect to (unused with `path`). */
   readonly address: string;
   readonly port: number;
-  /** Server host name (MX name) for TLS SNI and "host[addr]:port"; default: the address. */
+  /** A unix socket to connect to instead of address and port; the server is then "host[path]". */
+  readonly path?: string;
+  /** Speak LMTP (RFC 2033): LHLO, and one reply per accepted recipient after the data. */
+  readonly lmtp?: boolean;
+  /** Server host name (MX name) for TLS SNI and "host[addr]:port"; default: the address ("localhost" with `path`). */
   readonly hostname?: string;
-  /** Name sent in EHLO/HELO. */
+  /** Name sent in EHLO/HELO (LHLO with `lmtp`). */
   readonly heloName: string;
   /** Local source address to bind. */
   readonly localAddress?: string;
@@ -51,6 +57,10 @@ export interface SmtpClientOptions {
 }
 
 const isOk = (r: SmtpReply) => r.code >= 200 && r.code < 300;
+
+/** "host[addr]:port", or "host[/path]" for a unix socket (Postfix's form for LMTP). */
+const serverName = (o: SmtpClientOptions): string =>
+  (o.path !== undefined ? `${o.hostname ?? 'localhost'}[${o.path}]` : `${o.hostname ?? o.address}[${o.address}]:${o.port}`);
 
 /** One SMTP session with a server. Create with `SmtpClient.open`. */
 export class SmtpClient {
@@ -74,7 +84,7 @@ export class SmtpClient {
   tlsFallback = false;
 
   private constructor(private readonly opts: SmtpClientOptions, sock: Socket, secure: boolean) {
-    this.remoteMta = `${opts.hostname ?? opts.address}[${opts.address}]:${opts.port}`;
+    this.remoteMta = serverName(opts);
     this.sock = sock;
     this.secure = secure;
     this.attach(sock);
@@ -102,7 +112,7 @@ export class SmtpClient {
   }
 
   private static async openOnce(opts: SmtpClientOptions, t: ConnectionTls): Promise<SmtpClient> {
-    const where = `${opts.hostname ?? opts.address}[${opts.address}]:${opts.port}`;
+    const where = serverName(opts);
     const aborted = (stage: SmtpStage) => new SmtpClientError('aborted', stage, 'delivery aborted (shutdown)');
     const signal = opts.signal;
     if (signal?.aborted) throw aborted('connect');
@@ -129,6 +139,8 @@ export class SmtpClient {
   get isSecure(): boolean { return this.secure; }
   /** True after EHLO succeeded (false after a HELO fallback). */
   get isEsmtp(): boolean { return this.esmtp; }
+  /** True for an LMTP session (RFC 2033): one reply per accepted recipient after the data. */
+  get isLmtp(): boolean { return this.opts.lmtp === true; }
   /** True while the connection can carry another command (false once broken, closed or after a 421). */
   get usable(): boolean { return !this.broken && !this.closing && !this.sock.destroyed; }
   /** The policy fingerprint this connection was opened under (SmtpClientOptions.policyKey). */
@@ -167,15 +179,16 @@ export class SmtpClient {
     if (r) this.opts.logger?.warn({ host: this.remoteMta, policy: r }, `${r}: would refuse ${this.remoteMta}: ${why}`);
   }
 
-  /** EHLO, or HELO when the server answers 5xx to EHLO (RFC 5321 4.1.4). */
+  /** EHLO, or HELO when the server answers 5xx to EHLO (RFC 5321 4.1.4); LHLO only for LMTP (RFC 2033 4.1). */
   private async hello(): Promise<void> {
-    const r = await this.command(`EHLO ${this.opts.heloName}`, 'ehlo');
+    const stage = this.opts.lmtp ? 'lhlo' : 'ehlo';
+    const r = await this.command(`${this.opts.lmtp ? 'LHLO' : 'EHLO'} ${this.opts.heloName}`, stage);
     if (isOk(r)) {
       this.ext = parseEhlo(r);
       this.esmtp = true;
       return;
     }
-    if (r.code < 500) throw this.replyError('ehlo', r);
+    if (r.code < 500 || this.opts.lmtp) throw this.replyError(stage, r);
     const h = await this.command(`HELO ${this.opts.heloName}`, 'helo');
     if (!isOk(h)) throw this.replyError('helo', h);
     this.ext = new Map();

@@ -6,7 +6,8 @@
  * recipients: send the rest in a later transaction), RFC 2920 3.1 (PIPELINING: DATA may be the last
  * command of the group; every reply is checked, and a 354 after no accepted RCPT is answered with a
  * lone "."), RFC 3030 (CHUNKING), RFC 1870 (SIZE; 5.3.4), RFC 6152 (8BITMIME, downgrade),
- * RFC 6531 (SMTPUTF8; 5.6.7), RFC 3461 (DSN parameters). Owns: turning one message and its
+ * RFC 6531 (SMTPUTF8; 5.6.7), RFC 3461 (DSN parameters), RFC 2033 4.2 (LMTP: after the final "."
+ * or BDAT LAST one reply per accepted recipient, in RCPT order). Owns: turning one message and its
  * recipients into per-recipient replies; it classifies nothing (trouble.ts does).
  */
 import type { Readable } from 'node:stream';
@@ -176,6 +177,10 @@ async function oneTransaction(
   if (accepted.length === 0) return [];
   if (bdat) {
     const res = await sendBdat(client, { ...tx, ...t, onAllSent: () => { st.inDoubt = accepted; } });
+    if (res.stage === 'sent') {
+      await lmtpReplies(client, accepted, t, out, st);
+      return later;
+    }
     st.inDoubt = undefined;
     if (res.stage === 'dot') client.inTransaction = false;
     out.push(...each(accepted, res.reply, true, res.stage));
@@ -197,6 +202,9 @@ async function oneTransaction(
  */
 async function endEmptyData(client: SmtpClient, dataReply: SmtpReply, t: TransactionTimeouts): Promise<void> {
   if (dataReply.code !== 354) return;
+  // LMTP (RFC 2033 4.2): DATA must fail without an accepted RCPT, and the "." would be answered
+  // once per accepted recipient, i.e. never: the session is out of step, so it is closed.
+  if (client.isLmtp) return client.destroy();
   client.write('.\r\n');
   await client.expectReply('dot', t.commandTimeoutMs);
 }
@@ -215,9 +223,29 @@ async function sendData(client: SmtpClient, tx: MailTransaction, accepted: Deliv
   await client.sendBody(stuffed);
   crashPoint('delivery-after-data');
   st.inDoubt = accepted;
+  if (client.isLmtp) return lmtpReplies(client, accepted, t, out, st);
   const final = await client.readReply('dot', t.dataDoneTimeoutMs);
   st.inDoubt = undefined;
   if (final.code === 421) throw client.closedBy421('dot', final);
   client.inTransaction = false;
   out.push(...each(accepted, final, true, 'dot'));
+}
+
+/**
+ * LMTP (RFC 2033 4.2): after the final "." (or BDAT LAST) one reply per accepted recipient, in the
+ * order of the RCPT commands, each within `dataDoneTimeoutMs`. Each reply is recorded as it comes,
+ * so a connection lost half way leaves only the recipients without a reply in doubt (the server
+ * may have delivered to them: deferred now, a duplicate is possible on the next attempt). A 421
+ * ends the session; it and the recipients after it stay in doubt.
+ * @throws SmtpClientError (timeout, lost, a 421)
+ */
+async function lmtpReplies(client: SmtpClient, accepted: readonly DeliveryRecipient[], t: TransactionTimeouts, out: RecipientReply[], st: Progress): Promise<void> {
+  for (let i = 0; i < accepted.length; i++) {
+    st.inDoubt = accepted.slice(i);
+    const r = await client.readReply('dot', t.dataDoneTimeoutMs);
+    if (r.code === 421) throw client.closedBy421('dot', r);
+    out.push({ idx: accepted[i]!.idx, reply: r, remote: true, stage: 'dot' });
+  }
+  st.inDoubt = undefined;
+  client.inTransaction = false;
 }

@@ -31,7 +31,7 @@ export interface Verdict {
 }
 
 const STAGE_WORDS: Record<string, string> = {
-  greeting: 'initial server greeting', ehlo: 'EHLO', helo: 'HELO', starttls: 'STARTTLS', auth: 'AUTH',
+  greeting: 'initial server greeting', ehlo: 'EHLO', helo: 'HELO', lhlo: 'LHLO', starttls: 'STARTTLS', auth: 'AUTH',
   mail: 'MAIL FROM', rcpt: 'RCPT TO', data: 'DATA', body: 'message body', bdat: 'BDAT', dot: 'end of data', rset: 'RSET',
 };
 
