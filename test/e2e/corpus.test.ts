@@ -15,7 +15,7 @@ import { PostlineProcess } from '../helpers/postline-process.js';
 import { SmtpSink } from '../helpers/smtp-sink.js';
 import { RawSmtp } from '../helpers/raw-smtp.js';
 import { waitFor } from '../helpers/net.js';
-import { corpusAvailable, loadCorpus, CORPUS_DIR, type CorpusMessage } from '../helpers/corpus.js';
+import { corpusAvailable, loadCorpus, CORPUS_DIR, expectedCrlf, stripFirstReceived, type CorpusMessage } from '../helpers/corpus.js';
 import { startCapturePeer, type CapturePeer } from '../helpers/capture-peer.js';
 
 const available = corpusAvailable();
@@ -50,27 +50,10 @@ after(async () => {
   await utf8Peer?.close();
 });
 
-/**
- * Removes our Received header: the first field, up to the line that ends with its date. (Folding
- * can't be used to find its end: some corpus messages begin with a line that starts with a space.)
- */
-function stripFirstReceived(data: Buffer, eol: string): Buffer {
-  const s = data.toString('latin1');
-  assert.ok(s.startsWith('Received: from '), `expected our Received header first, got ${JSON.stringify(s.slice(0, 80))}`);
-  const m = /; [A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}/.exec(s);
-  assert.ok(m, 'our Received header ends with a date');
-  const end = s.indexOf(eol, m.index);
-  return Buffer.from(s.slice(end + eol.length), 'latin1');
-}
-
 function expectedLf(m: CorpusMessage): Buffer {
   let s = m.data.toString('latin1');
   if (!s.endsWith('\r\n')) s += '\r\n';
   return Buffer.from(s.replace(/\r\n/g, '\n'), 'latin1');
-}
-
-function expectedCrlf(m: CorpusMessage): Buffer {
-  return m.data.subarray(-2).toString() === '\r\n' ? m.data : Buffer.concat([m.data, Buffer.from('\r\n')]);
 }
 
 test('every corpus message is relayed byte-identical apart from our Received header', { skip: !available && 'corpus absent' }, async () => {

@@ -4,6 +4,7 @@
  * parameters each message needs (BODY=8BITMIME for 8-bit bytes, SMTPUTF8 for UTF-8 in the header).
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import assert from 'node:assert/strict';
 import { join, relative, resolve } from 'node:path';
 import { PROJECT_ROOT } from './postline-process.js';
 
@@ -85,4 +86,22 @@ export function loadCorpus(): CorpusMessage[] {
   };
   walk(CORPUS_DIR);
   return out;
+}
+
+/**
+ * Removes our Received header: the first field, up to the line that ends with its date. (Folding
+ * can't be used to find its end: some corpus messages begin with a line that starts with a space.)
+ */
+export function stripFirstReceived(data: Buffer, eol: string): Buffer {
+  const s = data.toString('latin1');
+  assert.ok(s.startsWith('Received: from '), `expected our Received header first, got ${JSON.stringify(s.slice(0, 80))}`);
+  const m = /; [A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}/.exec(s);
+  assert.ok(m, 'our Received header ends with a date');
+  const end = s.indexOf(eol, m.index);
+  return Buffer.from(s.slice(end + eol.length), 'latin1');
+}
+
+/** The message as it must arrive with CRLF line endings: a last line without CRLF gets one (the DATA end needs it). */
+export function expectedCrlf(m: CorpusMessage): Buffer {
+  return m.data.subarray(-2).toString() === '\r\n' ? m.data : Buffer.concat([m.data, Buffer.from('\r\n')]);
 }
