@@ -107,19 +107,22 @@ export class PostfixServer {
     this.started = false;
   }
 
+  /** True when a transport_maps entry delivers over LMTP (master.cf keeps its lmtp service). */
+  #usesLmtp() { return this.transport.some((t) => t.nexthop.startsWith('lmtp:')); }
+
   /** Every main.cf/master.cf change from Debian's shipped configuration, and why. */
   deviations() {
     return [
       { key: 'master.cf smtp inet', value: `127.0.0.1:${this.port} inet ... smtpd`, default: 'smtp inet (port 25, all interfaces)', reason: 'a free loopback port for the load; inet_interfaces = 127.0.0.1 likewise' },
       { key: 'master.cf chroot column', value: 'n for every service', default: 'y for most services', reason: 'the private queue dir has no copy of /etc (Debian\'s init script makes one for /var/spool/postfix); chroot changes no file I/O of the mail path' },
-      { key: 'master.cf pipe transports', value: 'maildrop, uucp, ifmail, bsmtp, scalemail, mailman, virtual, lmtp left out', default: 'present', reason: 'unused (their users do not exist here); no process runs for an unused service' },
-      { key: 'relayhost', value: `[127.0.0.1]:${this.sinkPort}`, default: '(empty: MX lookup)', reason: 'everything goes to this server\'s own smtp-sink' },
+      { key: 'master.cf pipe transports', value: `maildrop, uucp, ifmail, bsmtp, scalemail, mailman, virtual${this.#usesLmtp() ? '' : ', lmtp'} left out`, default: 'present', reason: 'unused (their users do not exist here); no process runs for an unused service' },
+      { key: 'relayhost', value: `[127.0.0.1]:${this.sinkPort}`, default: '(empty: MX lookup)', reason: this.#usesLmtp() ? 'unused here: the load\'s domain has a transport_maps entry' : 'everything goes to this server\'s own smtp-sink' },
       { key: 'myhostname, mydestination', value: 'postfix-bench.test; $myhostname, localhost', default: 'the host FQDN; $myhostname, localhost.localdomain, localhost', reason: 'stable names; sink.test stays non-local' },
       { key: 'mynetworks', value: '127.0.0.0/8 [::ffff:127.0.0.0]/104 [::1]/128', default: 'the same (Debian postinst)', reason: 'listed because the relay permission of the load rests on it' },
       { key: 'queue_directory, data_directory', value: `${this.queue}, ${this.data}`, default: '/var/spool/postfix, /var/lib/postfix', reason: 'a private instance with a fresh queue in the bench temp dir (same filesystem as Postline\'s)' },
       { key: 'maillog_file', value: this.maillog, default: '(empty: syslog)', reason: 'no syslog daemon here; postlogd writes one file, as Postline writes its log to one file (both at their default verbosity)' },
       { key: 'smtpd_tls_cert_file, smtpd_tls_key_file', value: 'a self-signed pair made with openssl in the temp dir', default: 'ssl-cert-snakeoil.pem/.key', reason: 'the ssl-cert package is not installed; smtpd_tls_security_level = may is kept (STARTTLS offered, smtp-source does not use it)' },
-      ...(this.transport.length ? [{ key: 'transport_maps', value: `texthash:${join(this.conf, 'transport')} (${this.transport.length} entries: ${this.transport[0].domain} ${this.transport[0].nexthop}${this.transport.length > 1 ? ', ...' : ''})`, default: '(empty)', reason: 'one next hop per destination domain, each its own smtp-sink' }] : []),
+      ...(this.transport.length ? [{ key: 'transport_maps', value: `texthash:${join(this.conf, 'transport')} (${this.transport.length} entries: ${this.transport[0].domain} ${this.transport[0].nexthop}${this.transport.length > 1 ? ', ...' : ''})`, default: '(empty)', reason: this.#usesLmtp() ? 'local delivery bench: the domain goes over LMTP to the same Dovecot as Postline\'s (the lmtp service of Debian\'s master.cf is kept)' : 'one next hop per destination domain, each its own smtp-sink' }] : []),
       ...this.mainExtra.map((o) => ({ key: o.key, value: o.value, default: o.default, reason: o.reason })),
       { key: 'import_environment', value: '+ LD_PRELOAD SLOWSYNC_DIR SLOWSYNC_CTL SLOWSYNC_LOCK', default: 'MAIL_CONFIG MAIL_DEBUG ... POSTLOG_HOSTNAME', reason: 'master clears the environment; the slowsync shim (fsync counter, slow-disk delay) must reach every daemon, as it reaches Postline' },
     ];
@@ -168,7 +171,7 @@ ${extra}`;
   masterCf() {
     // Debian's master.cf: smtpd on our loopback port, chroot off, the pipe/virtual/lmtp transports
     // (unused, for users that do not exist here) left out.
-    const drop = new Set(['maildrop', 'uucp', 'ifmail', 'bsmtp', 'scalemail-backend', 'mailman', 'virtual', 'lmtp']);
+    const drop = new Set(['maildrop', 'uucp', 'ifmail', 'bsmtp', 'scalemail-backend', 'mailman', 'virtual', ...(this.#usesLmtp() ? [] : ['lmtp'])]);
     const out = ['# Postline bench: private Postfix peer (generated from Debian\'s master.cf)'];
     let skipping = false;
     for (const line of readOr(DEBIAN_MASTER, FALLBACK_MASTER).split('\n')) {

@@ -31,8 +31,8 @@ import { MtaSts, mxAllowed, type StsPolicy } from './mta-sts.js';
 import { SmtpClient } from './smtp-client.js';
 import { sendMail, type TransactionOutcome } from './smtp-transaction.js';
 import { CaFiles, connectionTls, hopTlsPolicy, verifiesCertificate, type HopTlsPolicy } from './tls-policy.js';
-import { handoffTo, toResult, verdictOfError, verdictOfReply, type Verdict } from './trouble.js';
-import { notThisTransport } from './transports.js';
+import { handoffTo, toResult, undecided, verdictOfError, verdictOfReply, type Verdict } from './trouble.js';
+import { logAttempt, notThisTransport } from './transports.js';
 import type { DeliveryAgent, DeliveryRecipient, DeliveryRequest, RecipientResult } from './types.js';
 
 export interface SmtpAgentOptions {
@@ -130,9 +130,9 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
       const v = verdictOfError(a.trouble ?? new SmtpClientError('local', 'none', 'no host could be tried'));
       // No host answered at all: the scheduler marks the destination dead (destinations.ts).
       const unreachable = !a.reached && a.unreached > 0 && !req.signal?.aborted;
-      a.results.push(...a.pending.map((r) => (unreachable ? { ...toResult(r.idx, v), destination: 'unreachable' as const } : toResult(r.idx, v))));
+      a.results.push(...undecided(a.pending, v, unreachable));
     }
-    this.logger.info({ queueId: req.queueId, nextHop: nextHopKey(req.nextHop), results: a.results.map((r) => `${r.idx}:${r.outcome}:${r.dsnStatus}`) }, 'smtp delivery attempt');
+    logAttempt(this.logger, 'smtp', req, a.results);
     return a.results;
   }
 

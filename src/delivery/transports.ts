@@ -5,6 +5,7 @@
  * transport names (routing/types.ts transportOf). Every agent returns one result per recipient
  * and never writes the store; the scheduler writes the outcomes.
  */
+import type { Logger } from '../core/log.js';
 import type { TransportName } from '../routing/types.js';
 import { nextHopKey, transportOf } from '../routing/types.js';
 import type { DeliveryAgent, DeliveryRequest, RecipientResult } from './types.js';
@@ -17,6 +18,11 @@ import type { DeliveryAgent, DeliveryRequest, RecipientResult } from './types.js
 export function notThisTransport(req: DeliveryRequest, agentName: string): RecipientResult[] {
   const text = `451 4.3.5 next hop ${nextHopKey(req.nextHop)} is not a ${agentName} destination`;
   return req.recipients.map((r) => ({ idx: r.idx, outcome: 'deferred' as const, code: 451, dsnStatus: '4.3.5', diagnostic: text, remote: false }));
+}
+
+/** The one info line of every delivery attempt ("smtp delivery attempt"): queue ID, next hop, "idx:outcome:status" per recipient. */
+export function logAttempt(logger: Logger, transport: TransportName, req: DeliveryRequest, results: readonly RecipientResult[]): void {
+  logger.info({ queueId: req.queueId, nextHop: nextHopKey(req.nextHop), results: results.map((r) => `${r.idx}:${r.outcome}:${r.dsnStatus}`) }, `${transport} delivery attempt`);
 }
 
 /** Delivery agents by transport; absent ones defer their mail (451 4.3.5). */

@@ -141,6 +141,14 @@ export function handoffTo(hopOffersDsn: boolean, notify: readonly DsnNotify[] | 
   return notify?.includes('SUCCESS') ? { relayed: true } : {};
 }
 
+/**
+ * The results of recipients an attempt left undecided: each gets `v`, and with `unreachable` the
+ * dead-destination mark (RecipientResult.destination: no server of the next hop answered).
+ */
+export function undecided(pending: readonly { readonly idx: number }[], v: Verdict, unreachable: boolean): RecipientResult[] {
+  return pending.map((r) => (unreachable ? { ...toResult(r.idx, v), destination: 'unreachable' as const } : toResult(r.idx, v)));
+}
+
 /** A RecipientResult from a verdict. The handoff flags are kept only on delivered results. */
 export function toResult(idx: number, v: Verdict, remoteMta?: string, handoff: Handoff = {}): RecipientResult {
   const delivered = v.outcome === 'delivered';

@@ -32,8 +32,8 @@ import { ConnectionPool, type PoolLease } from '../delivery/pool.js';
 import { SmtpClient, type SmtpClientOptions } from '../delivery/smtp-client.js';
 import { sendMail } from '../delivery/smtp-transaction.js';
 import type { ConnectionTls } from '../delivery/tls-policy.js';
-import { notThisTransport } from '../delivery/transports.js';
-import { toResult, verdictOfError, verdictOfReply, type Verdict } from '../delivery/trouble.js';
+import { logAttempt, notThisTransport } from '../delivery/transports.js';
+import { toResult, undecided, verdictOfError, verdictOfReply, type Verdict } from '../delivery/trouble.js';
 import type { DeliveryAgent, DeliveryRecipient, DeliveryRequest, RecipientResult } from '../delivery/types.js';
 import { parseLmtpTarget, type LmtpTarget } from './lmtp-target.js';
 
@@ -108,9 +108,9 @@ export class LmtpDeliveryAgent implements DeliveryAgent {
     if (a.pending.length > 0) {
       const v = deferredOnly(verdictOfError(a.trouble ?? new SmtpClientError('local', 'none', 'the LMTP target could not be tried')));
       const unreachable = a.unreachable && !a.reached && !req.signal?.aborted;
-      for (const r of a.pending) a.results.push(unreachable ? { ...toResult(r.idx, v), destination: 'unreachable' } : toResult(r.idx, v));
+      a.results.push(...undecided(a.pending, v, unreachable));
     }
-    this.logger.info({ queueId: req.queueId, nextHop: nextHopKey(req.nextHop), results: a.results.map((r) => `${r.idx}:${r.outcome}:${r.dsnStatus}`) }, 'lmtp delivery attempt');
+    logAttempt(this.logger, 'lmtp', req, a.results);
     return a.results;
   }
 

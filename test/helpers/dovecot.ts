@@ -10,11 +10,12 @@
  * user everything runs as that user (default_internal_user = default_login_user = the user, the
  * mailboxes with its uid): Dovecot then starts without root. stop() ends it and removes the dir.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
+import { startDaemon } from './daemon.js';
 import { freePort, waitFor } from './net.js';
 
 /** The dovecot binary, when installed. */
@@ -34,6 +35,8 @@ export interface DovecotUser {
 
 export interface DovecotHandle {
   readonly dir: string;
+  /** The master process (its children are Dovecot's services). */
+  readonly pid: number;
   /** The LMTP TCP listener on 127.0.0.1. */
   readonly port: number;
   /** The LMTP unix socket. */
@@ -47,7 +50,7 @@ export interface DovecotHandle {
   messages(user: string): string[];
   /** Dovecot's log so far. */
   log(): string;
-  /** LMTP connections Dovecot accepted so far (its "Connect from" log lines). */
+  /** LMTP connections Dovecot accepted since it started (its "Connect from" log lines; the two start-up probes not counted). */
   connections(): number;
   stop(): Promise<void>;
 }
@@ -126,19 +129,11 @@ export async function startDovecot(opts: { users?: readonly DovecotUser[] } = {}
   const confFile = join(dir, 'dovecot.conf');
   writeFileSync(confFile, conf.join('\n') + '\n', { mode: 0o644 });
   const socketPath = join(dir, 'run', 'lmtp');
-  let out = '';
-  const child: ChildProcess = spawn(bin, ['-F', '-c', confFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-  const log = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '') + out;
+  const d = startDaemon(bin, ['-F', '-c', confFile]);
+  const { child } = d;
+  const log = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '') + d.output();
   const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        child.once('exit', () => { clearTimeout(t); resolve(); });
-        child.kill('SIGTERM');
-      });
-    }
+    await d.stop(10_000); // Dovecot's master ends its services on SIGTERM
     rmSync(dir, { recursive: true, force: true });
   };
   try {
@@ -146,6 +141,8 @@ export async function startDovecot(opts: { users?: readonly DovecotUser[] } = {}
       if (child.exitCode !== null) throw new Error(`dovecot exited with ${child.exitCode}`);
       return existsSync(socketPath) && (await greets({ port })) && (await greets({ path: socketPath }));
     }, 20_000, 100);
+    // Dovecot's log process writes the probes' lines a moment later: wait, so that counts start at 0.
+    await waitFor('the probes in dovecot.log', () => connectLines(log()) >= 2, 10_000, 20);
   } catch (err) {
     const text = log();
     await stop();
@@ -153,7 +150,7 @@ export async function startDovecot(opts: { users?: readonly DovecotUser[] } = {}
   }
   const maildir = (user: string) => join(mailRoot, user, 'Maildir');
   return {
-    dir, port, socketPath, tcpTarget: `127.0.0.1:${port}`, unixTarget: `unix:${socketPath}`,
+    dir, pid: child.pid!, port, socketPath, tcpTarget: `127.0.0.1:${port}`, unixTarget: `unix:${socketPath}`,
     maildir,
     messages(user: string): string[] {
       const files: string[] = [];
@@ -164,10 +161,12 @@ export async function startDovecot(opts: { users?: readonly DovecotUser[] } = {}
       return files.sort();
     },
     log,
-    connections: () => (log().match(/: Info: Connect from /g) ?? []).length,
+    connections: () => connectLines(log()) - 2,
     stop,
   };
 }
+
+const connectLines = (log: string): number => (log.match(/: Info: Connect from /g) ?? []).length;
 
 /**
  * The message as the sender wrote it: the file without the header fields Dovecot put on top

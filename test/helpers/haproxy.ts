@@ -4,11 +4,12 @@
  * Runs in the foreground (-db) with a configuration written into a temp directory; stop() ends it
  * and removes the directory. No chroot, no user switch, no stats socket.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startDaemon } from './daemon.js';
 import { freePort, waitFor } from './net.js';
 
 /** The haproxy binary, when installed. */
@@ -70,24 +71,16 @@ export async function startHaproxy(routes: readonly Route[], opts: { healthCheck
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`haproxy -c failed: ${check.stdout}${check.stderr}`);
   }
-  let out = '';
-  const child: ChildProcess = spawn(bin, ['-db', '-f', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  const d = startDaemon(bin, ['-db', '-f', cfg]);
+  const { child } = d;
   const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-        child.once('exit', () => { clearTimeout(t); resolve(); });
-        child.kill('SIGTERM');
-      });
-    }
+    await d.stop(5000);
     rmSync(dir, { recursive: true, force: true });
   };
   try {
     for (const p of ports.values()) {
-      await waitFor(`haproxy on ${p} (${out.slice(-500)})`, async () => {
-        if (child.exitCode !== null) throw new Error(`haproxy exited: ${out}`);
+      await waitFor(`haproxy on ${p} (${d.output().slice(-500)})`, async () => {
+        if (child.exitCode !== null) throw new Error(`haproxy exited: ${d.output()}`);
         return new Promise<boolean>((res) => {
           const s = connect(p, '127.0.0.1');
           s.once('connect', () => { s.destroy(); res(true); });
@@ -99,5 +92,5 @@ export async function startHaproxy(routes: readonly Route[], opts: { healthCheck
     await stop();
     throw err;
   }
-  return { ports, output: () => out, stop };
+  return { ports, output: d.output, stop };
 }
