@@ -7,12 +7,14 @@
 //                     message; otherwise the row says so)
 //
 //   node bench/local-delivery.mjs [--count 2000] [--size 2048] [--sessions 10] [--users 10]
-//                                 [--min-seconds 5] [--out bench/results/FILE.md]
+//                                 [--min-seconds 5] [--reps 3] [--out bench/results/FILE.md]
 //
 // Both MTAs at their defaults except what the bench needs (printed with the results): Postline's
 // connectionsPerDestination 10, Postfix's lmtp_destination_concurrency_limit 20 (its default
-// destination concurrency). Each server gets a warm-up (count/10 messages), then a measured run
-// of `--count` messages, raised so that it lasts at least --min-seconds at the warm-up's rate.
+// destination concurrency). All servers run side by side; each gets a warm-up (count/10
+// messages), which sets its run size (`--count`, raised so that a run lasts at least
+// --min-seconds at the warm-up's rate), then --reps measured runs, the servers alternated rep by
+// rep (the order reversed every other rep), so that a busy machine weighs on all of them alike.
 // The load: --sessions SMTP sessions from 127.0.0.1 sending one message after another (MAIL,
 // RCPT, DATA pipelined), message i to u{i % users}@local.test. Needs root (the private Postfix),
 // Dovecot (dovecot-core, dovecot-lmtpd) and `npx tsc -p .` first (the Dovecot helper is the
@@ -36,6 +38,7 @@ const SIZE = Number(opt('size', 2048));
 const SESSIONS = Number(opt('sessions', 10));
 const USERS = Number(opt('users', 10));
 const MIN_SECONDS = Number(opt('min-seconds', 5));
+const REPS = Number(opt('reps', 3));
 const OUT = opt('out', '');
 const DOMAIN = 'local.test';
 const lines = [];
@@ -115,15 +118,6 @@ async function run(server, where, from, n) {
   return { n, seconds: (tEnd - t0) / 1000, acceptSeconds: (tAcc - t0) / 1000, rate: n / ((tEnd - t0) / 1000), cpuMsPerMsg: cpu.ms / n, dovecotCpuMsPerMsg: dcpu.ms / n };
 }
 
-/** Warm-up, then the measured run (count raised to last MIN_SECONDS at the warm-up's rate). */
-async function measure(server, where, label) {
-  const warm = await run(server, where, 0, Math.max(SESSIONS * 2, Math.round(COUNT / 10)));
-  const n = Math.max(COUNT, Math.ceil(warm.rate * MIN_SECONDS * 1.2));
-  const r = await run(server, where, 1_000_000, n);
-  say(`  ${label.padEnd(17)} warm-up ${warm.rate.toFixed(0)} msg/s; measured ${r.n} messages: all accepted after ${r.acceptSeconds.toFixed(2)} s, all in the Maildirs after ${r.seconds.toFixed(2)} s`);
-  return r;
-}
-
 async function startPostline(name, route) {
   const port = await freePort();
   const dir = join(tmp, name);
@@ -139,63 +133,71 @@ async function startPostline(name, route) {
   const stop = async () => { if (proc.exitCode === null && proc.signalCode === null) { proc.kill('SIGTERM'); await Promise.race([exited, sleep(15_000)]); } };
   stoppers.push(stop);
   for (let i = 0; i < 500 && !(await greets(port)); i++) await sleep(20);
-  return { name, port, pid: proc.pid, yaml, stop };
+  return { name, port, pid: proc.pid, config: yaml, stop };
 }
 
-const results = [];
-const configs = {};
-say(`local delivery: ${SIZE} B messages, ${SESSIONS} sessions in, ${USERS} mailboxes, end to end until every file is in its Maildir (node ${process.version}, ${cpus().length} cores, load ${loadavg().map((x) => x.toFixed(2)).join(' ')})`);
+const median = (xs) => { const v = [...xs].sort((a, b) => a - b); return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2; };
+say(`local delivery: ${SIZE} B messages, ${SESSIONS} sessions in, ${USERS} mailboxes, end to end until every file is in its Maildir; ${REPS} reps, servers alternated (node ${process.version}, ${cpus().length} cores, load at start ${loadavg().map((x) => x.toFixed(2)).join(' ')})`);
 
-{ // Postline -> LMTP -> Dovecot
+// The servers, all running side by side (idle while another is measured).
+const servers = [];
+{
   const pl = await startPostline('postline-lmtp', { transport: 'lmtp', target: dc.tcpTarget });
-  configs['postline-lmtp'] = pl.yaml;
-  const before = dc.connections();
-  const r = await measure(pl, 'dovecot', 'postline-lmtp');
-  results.push({ label: 'Postline → LMTP → Dovecot', ...r, sessions: dc.connections() - before });
-  await pl.stop();
-}
-
-{ // Postfix -> LMTP -> the same Dovecot
+  servers.push({ ...pl, label: 'Postline → LMTP → Dovecot', where: 'dovecot' });
   const port = await freePort();
   const pf = new PostfixServer({ dir: join(tmp, 'postfix'), port, sinkPort: 9, transport: [{ domain: DOMAIN, nexthop: `lmtp:inet:${dc.tcpTarget}` }] });
   stoppers.push(() => pf.stop());
   await pf.start();
   for (let i = 0; i < 500 && !(await greets(port)); i++) await sleep(20);
-  configs['postfix-lmtp'] = pf.deviations().map((d) => `${d.key} = ${d.value}   # ${d.reason}`).join('\n');
-  const before = dc.connections();
-  const r = await measure({ name: 'postfix', port, pid: pf.rootPid }, 'dovecot', 'postfix-lmtp');
-  results.push({ label: `Postfix ${pf.version()} → LMTP → Dovecot`, ...r, sessions: dc.connections() - before });
-  await pf.stop();
-}
-
-{ // Postline -> maildir transport: the hook for the maildir agent; probed with one message first
-  const pl = await startPostline('postline-maildir', { transport: 'maildir', target: join(maildirRoot, '{local}') });
-  configs['postline-maildir'] = pl.yaml;
-  await load(pl.port, 2_000_000, 1);
+  servers.push({
+    name: 'postfix-lmtp', label: `Postfix ${pf.version()} → LMTP → Dovecot`, where: 'dovecot', port, pid: pf.rootPid, postfix: true,
+    config: pf.deviations().map((d) => `${d.key} = ${d.value}   # ${d.reason}`).join('\n'),
+  });
+  // The hook for the maildir transport: measured when this build delivers a probe message with it.
+  const md = await startPostline('postline-maildir', { transport: 'maildir', target: join(maildirRoot, '{local}') });
+  await load(md.port, 9_000_000, 1);
   let ok = false;
   for (let i = 0; i < 50 && !ok; i++) { await sleep(100); ok = delivered('maildir') > 0; }
-  if (ok) {
-    const r = await measure(pl, 'maildir', 'postline-maildir');
-    results.push({ label: 'Postline → Maildir', ...r });
-  } else {
-    say('  postline-maildir  not measured: this build has no maildir agent (the probe message was not delivered within 5 s)');
-    results.push({ label: 'Postline → Maildir', missing: true });
+  if (ok) servers.push({ ...md, label: 'Postline → Maildir', where: 'maildir' });
+  else { say('  postline-maildir  not measured: this build has no maildir agent (the probe message was not delivered within 5 s)'); await md.stop(); }
+}
+
+let block = 0;
+const nextBlock = () => ++block * 10_000_000; // message numbers of each run stay distinct
+for (const sv of servers) {
+  const warm = await run(sv, sv.where, nextBlock(), Math.max(SESSIONS * 2, Math.round(COUNT / 10)));
+  sv.count = Math.max(COUNT, Math.ceil(warm.rate * MIN_SECONDS * 1.2));
+  sv.runs = [];
+  say(`  ${sv.name.padEnd(17)} warm-up ${warm.rate.toFixed(0)} msg/s -> ${sv.count} messages per measured run`);
+}
+for (let rep = 0; rep < REPS; rep++) {
+  for (const sv of rep % 2 ? [...servers].reverse() : servers) {
+    const load0 = loadavg()[0];
+    const before = dc.connections();
+    const r = await run(sv, sv.where, nextBlock(), sv.count);
+    r.sessions = sv.where === 'dovecot' ? dc.connections() - before : null;
+    r.load = load0;
+    sv.runs.push(r);
+    say(`  rep ${rep + 1} ${sv.name.padEnd(17)} ${r.n} msgs: accepted after ${r.acceptSeconds.toFixed(2)} s, in the Maildirs after ${r.seconds.toFixed(2)} s = ${r.rate.toFixed(0)} msg/s (load ${load0.toFixed(1)}, new LMTP sessions ${r.sessions ?? '-'})`);
   }
-  await pl.stop();
 }
 const dcVersion = readFileSync(join(dc.dir, 'dovecot.log'), 'utf8').match(/Dovecot v([\d.]+)/)?.[1] ?? '?';
+const configs = Object.fromEntries(servers.map((sv) => [sv.name, sv.config]));
 await cleanup();
 
-const pf = results.find((r) => r.label.startsWith('Postfix'));
+const pf = servers.find((sv) => sv.postfix);
 say('');
-say(`| path | messages | end-to-end s | delivered msg/s | vs Postfix LMTP | server CPU ms/msg | Dovecot CPU ms/msg | LMTP sessions |`);
+say(`| path | msgs/run | delivered msg/s, median (min-max) | vs Postfix LMTP (median of per-rep ratios) | accept msg/s | server CPU ms/msg | Dovecot CPU ms/msg | new LMTP sessions/run |`);
 say(`|---|---:|---:|---:|---:|---:|---:|---:|`);
-for (const r of results) {
-  if (r.missing) { say(`| ${r.label} | - | - | not measured (no maildir agent in this build) | - | - | - | - |`); continue; }
-  say(`| ${r.label} | ${r.n} | ${r.seconds.toFixed(2)} | ${r.rate.toFixed(0)} | ${(r.rate / pf.rate).toFixed(2)} | ${r.cpuMsPerMsg.toFixed(2)} | ${r.dovecotCpuMsPerMsg.toFixed(2)} | ${r.sessions ?? '-'} |`);
+for (const sv of servers) {
+  const rates = sv.runs.map((r) => r.rate);
+  const ratio = median(sv.runs.map((r, i) => r.rate / pf.runs[i].rate));
+  const f = (k, d = 2) => median(sv.runs.map((r) => r[k])).toFixed(d);
+  say(`| ${sv.label} | ${sv.count} | ${median(rates).toFixed(0)} (${Math.min(...rates).toFixed(0)}-${Math.max(...rates).toFixed(0)}) | ${ratio.toFixed(2)} | ${median(sv.runs.map((r) => r.n / r.acceptSeconds)).toFixed(0)} | ${f('cpuMsPerMsg')} | ${f('dovecotCpuMsPerMsg')} | ${sv.where === 'dovecot' ? f('sessions', 0) : '-'} |`);
 }
+if (!servers.some((sv) => sv.where === 'maildir')) say('| Postline → Maildir | - | not measured: no maildir agent in this build | - | - | - | - | - |');
 say('');
-say(`Dovecot ${dcVersion}, one private instance for all rows (its own dovecot.conf: LMTP on 127.0.0.1, Maildir, mail_save_crlf, no quota, no SSL).`);
+say(`Dovecot ${dcVersion}, one private instance for all rows (its own dovecot.conf: LMTP on 127.0.0.1, Maildir, mail_save_crlf, no quota, no SSL). Load average (1 min) at the start of the measured runs: ${servers.flatMap((sv) => sv.runs.map((r) => r.load)).map((x) => x.toFixed(1)).join(', ')}.`);
 if (OUT) {
   const cmd = `node bench/local-delivery.mjs ${args.join(' ')}`.trim();
   const cfg = Object.entries(configs).map(([k, v]) => `### ${k}\n\n\`\`\`\n${v.trim()}\n\`\`\``).join('\n\n');
