@@ -7,8 +7,8 @@
  * established SMTP sessions and deliveries in flight carry on; what they do next follows the new
  * values.
  *
- * Live: `suppression.*`, `local.*` (routes, aliases, maildir, http: the router, policy, cleanup and the agents read them again for the
- * next recipient, message or delivery), `limits.*` (but `limits.auth.windowMs` restarts the AUTH counts), `timeouts.*`, `policy.*` (DNS lists, their resolver and cache are rebuilt when they changed; trustedProxies, xclientNetworks, xforwardNetworks), `relay.*`, `received.*`, `events.*` (retention), `tls.cert` / `tls.key` / `tls.certificates` (files read again; new TLS sessions), and
+ * Live: `suppression.*`, `local.*` (routes, aliases, maildir, http, lmtp: the router, policy, cleanup and the agents read them again for the
+ * next recipient, message or delivery; the LMTP pool's maxConnections, connectionsPerTarget and idleTimeoutMs only at a restart), `limits.*` (but `limits.auth.windowMs` restarts the AUTH counts), `timeouts.*`, `policy.*` (DNS lists, their resolver and cache are rebuilt when they changed; trustedProxies, xclientNetworks, xforwardNetworks), `relay.*`, `received.*`, `events.*` (retention), `tls.cert` / `tls.key` / `tls.certificates` (files read again; new TLS sessions), and
  * `delivery.` relayhost, routes, mxPort, tls, tlsPolicies, mtaSts, chunking, heloName, retry,
  * maxQueueLifetimeMs, bounceQueueLifetimeMs, delayWarningMs, doubleBounce, connectTimeoutMs,
  * commandTimeoutMs, dataDoneTimeoutMs, transactionTimeoutMs, recipientsPerTransaction (a pooled

@@ -1,7 +1,9 @@
 /**
  * The `local.lmtp` section: how the LMTP delivery agent (src/local/lmtp-agent.ts, RFC 2033) talks
  * to the targets that `local.routes` name ("host:port", "[v6]:port", "unix:/path"). Like Postfix's
- * lmtp_* parameters. The README documents every key.
+ * lmtp_* parameters. The README documents every key. Read at each delivery, so a reload applies
+ * to the next one, except maxConnections, connectionsPerTarget and idleTimeoutMs (the connection
+ * pool's, set at start).
  */
 import { z } from 'zod';
 
