@@ -200,8 +200,9 @@ say('');
 say(`Dovecot ${dcVersion}, one private instance for all rows (its own dovecot.conf: LMTP on 127.0.0.1, Maildir, mail_save_crlf, no quota, no SSL). Load average (1 min) at the start of the measured runs: ${servers.flatMap((sv) => sv.runs.map((r) => r.load)).map((x) => x.toFixed(1)).join(', ')}.`);
 if (OUT) {
   const cmd = `node bench/local-delivery.mjs ${args.join(' ')}`.trim();
-  const cfg = Object.entries(configs).map(([k, v]) => `### ${k}\n\n\`\`\`\n${v.trim()}\n\`\`\``).join('\n\n');
-  writeFileSync(OUT, `# Local delivery: Postline and Postfix to Dovecot over LMTP\n\nCommand (from the project folder): \`${cmd}\`\n\n${lines.join('\n')}\n\n## Configurations\n\n${cfg}\n`);
+  // Temp dirs and free ports differ every run: named, not printed as this machine's paths.
+  const cfg = Object.entries(configs).map(([k, v]) => `### ${k}\n\n\`\`\`\n${v.trim().split(tmp).join('$TMP')}\n\`\`\``).join('\n\n');
+  writeFileSync(OUT, `# Local delivery: Postline and Postfix to Dovecot over LMTP\n\nCommand (from the project folder, as root, after \`npx tsc -p .\`): \`${cmd}\`\n\n${lines.join('\n')}\n\n## Configurations\n\n$TMP is the bench's temp dir.\n\n${cfg}\n`);
   console.log(`written: ${relative(process.cwd(), OUT)}`);
 }
 process.exit(0);
