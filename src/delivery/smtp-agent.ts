@@ -33,7 +33,7 @@ import { sendMail, type TransactionOutcome } from './smtp-transaction.js';
 import { CaFiles, connectionTls, hopTlsPolicy, verifiesCertificate, type HopTlsPolicy } from './tls-policy.js';
 import { handoffTo, toResult, undecided, verdictOfError, verdictOfReply, type Verdict } from './trouble.js';
 import { logAttempt, notThisTransport } from './transports.js';
-import type { DeliveryAgent, DeliveryRecipient, DeliveryRequest, RecipientResult } from './types.js';
+import type { DeliveryAgent, DeliveryProgress, DeliveryRecipient, DeliveryRequest, RecipientResult } from './types.js';
 
 export interface SmtpAgentOptions {
   readonly config: PostlineConfig;
@@ -62,16 +62,7 @@ interface Target { readonly name: string; readonly address: string; readonly por
 const MAX_TARGETS = 10;
 
 /** Per-delivery progress. */
-interface Attempt {
-  readonly req: DeliveryRequest<NextHop>;
-  /** This delivery (this next-hop group) needs a host that offers SMTPUTF8 (mail-params.ts). */
-  readonly smtputf8Required: boolean;
-  pending: DeliveryRecipient[];
-  readonly results: RecipientResult[];
-  trouble?: unknown;
-  sent: boolean;
-  /** A host answered (greeting seen, or a pooled connection reused): the destination is reachable. */
-  reached: boolean;
+interface Attempt extends DeliveryProgress<NextHop> {
   /** Hosts whose connect or greeting failed. */
   unreached: number;
   /** Set once the rest of the message is decided here (a 421 after MAIL): no further host is tried. */

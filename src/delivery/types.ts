@@ -105,6 +105,22 @@ export interface RecipientResult {
   readonly events?: readonly EventRecord[];
 }
 
+/** What an agent keeps of one delivery while it runs (smtp-agent.ts, local/lmtp-agent.ts). */
+export interface DeliveryProgress<H extends NextHop = NextHop> {
+  readonly req: DeliveryRequest<H>;
+  /** This delivery (this next-hop group) needs a server that offers SMTPUTF8 (mail-params.ts). */
+  readonly smtputf8Required: boolean;
+  /** Recipients not decided yet. */
+  pending: DeliveryRecipient[];
+  readonly results: RecipientResult[];
+  /** The last trouble; it decides the recipients left pending. */
+  trouble?: unknown;
+  /** A message went out in full on the connection (counts toward messages per connection). */
+  sent: boolean;
+  /** A server answered (greeting seen, or a pooled connection reused): the destination is reachable. */
+  reached: boolean;
+}
+
 export interface DeliveryAgent {
   /** Delivers one request. Never throws: every failure becomes per-recipient deferred/bounced results. */
   deliver(req: DeliveryRequest): Promise<RecipientResult[]>;

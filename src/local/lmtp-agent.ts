@@ -34,7 +34,7 @@ import { sendMail } from '../delivery/smtp-transaction.js';
 import type { ConnectionTls } from '../delivery/tls-policy.js';
 import { logAttempt, notThisTransport } from '../delivery/transports.js';
 import { toResult, undecided, verdictOfError, verdictOfReply, type Verdict } from '../delivery/trouble.js';
-import type { DeliveryAgent, DeliveryRecipient, DeliveryRequest, RecipientResult } from '../delivery/types.js';
+import type { DeliveryAgent, DeliveryProgress, DeliveryRecipient, DeliveryRequest, RecipientResult } from '../delivery/types.js';
 import { parseLmtpTarget, type LmtpTarget } from './lmtp-target.js';
 
 type LmtpHop = Extract<LocalNextHop, { kind: 'lmtp' }>;
@@ -49,16 +49,7 @@ export interface LmtpAgentOptions {
 const NO_TLS: ConnectionTls = { level: 'none', implicit: false, names: [], source: 'lmtp' };
 
 /** Per-delivery progress. */
-interface Run {
-  readonly req: DeliveryRequest<LmtpHop>;
-  readonly smtputf8Required: boolean;
-  pending: DeliveryRecipient[];
-  readonly results: RecipientResult[];
-  trouble?: unknown;
-  /** A message went out in full on the connection (counts toward messages per connection). */
-  sent: boolean;
-  /** The server answered in this delivery (greeting, or RSET on a pooled session). */
-  reached: boolean;
+interface Run extends DeliveryProgress<LmtpHop> {
   /** The connect or the greeting failed, and nothing answered before (the dead-destination signal). */
   unreachable: boolean;
 }
