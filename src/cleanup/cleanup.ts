@@ -17,6 +17,7 @@
  * it carries a trace like everything else; it is not subject to the size or hop limits (the
  * caller, the scheduler, bounds what it returns of an original).
  */
+import { droppedEvents, localComment, originOf } from './origin.js';
 import { isAscii } from 'node:buffer';
 import { systemClock, type Clock } from '../core/clock.js';
 import type { Envelope } from '../core/envelope.js';
@@ -434,38 +435,6 @@ export class Cleanup implements MessageSink, SubmissionSink, StreamSubmissionSin
     }, 'message queued');
     return id;
   }
-}
-
-/** The Received comment of local mail: "from userid 1000" (maildrop), "from user alice" (claimed over the socket). */
-function localComment(o: MessageOrigin): string {
-  if (o.localUid !== undefined) return `from userid ${o.localUid}`;
-  return `from user ${o.localUser ?? 'unknown'}`;
-}
-
-/**
- * The recipient.dropped events of a transaction's dropped recipients (suppressed, drop mode): one
- * each, with the list entry that matched, in the message's commit (or alone when none is queued).
- */
-function droppedEvents(id: string, env: Envelope, origin: MessageOrigin, at: number, messageId: string | undefined, meta?: MessageMeta): EventRecord[] {
-  return (env.dropped ?? []).map((d) => ({
-    type: 'recipient.dropped', at, queueId: id, mailFrom: env.mailFrom, recipient: d.address, origin,
-    reason: d.reason, scope: d.scope, match: d.match, check: 'suppression',
-    ...(messageId !== undefined ? { messageId } : {}),
-    ...(meta?.tags ? { tags: meta.tags } : {}),
-    ...(meta?.metadata ? { metadata: meta.metadata } : {}),
-  }));
-}
-
-/** The origin of an SMTP session's messages. */
-function originOf(s: SessionInfo): MessageOrigin {
-  return {
-    kind: 'smtp', clientAddress: s.clientAddress, listener: s.listener.name,
-    ...(s.heloName !== undefined ? { clientName: s.heloName } : {}),
-    ...(s.authUser !== undefined ? { authUser: s.authUser } : {}),
-    ...(s.clientName !== undefined ? { clientHost: s.clientName } : {}),
-    ...(s.proxy ? { proxyAddress: s.proxy.address } : {}),
-    ...(s.forwarded ? { forwarded: { ...s.forwarded } } : {}),
-  };
 }
 
 /**

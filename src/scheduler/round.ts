@@ -6,14 +6,14 @@
  * and collects what the DSN step (notify.ts) needs. Never throws for one bad message.
  */
 import { setMaxListeners } from 'node:events';
-import { Readable } from 'node:stream';
 import type { PostlineConfig } from '../config/schema.js';
 import type { Clock } from '../core/clock.js';
 import { crashPoint } from '../core/crashpoints.js';
-import { StoreError, toPostlineError } from '../core/errors.js';
+import { toPostlineError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import type { DeliveryAgent, DeliveryRequest, RecipientResult } from '../delivery/types.js';
-import { egressPathKey, type Egress, type EgressSource } from './egress.js';
+import type { DeliveryAgent, RecipientResult } from '../delivery/types.js';
+import { egressPathKey, type Egress } from './egress.js';
+import { deliverGroup, flowOf, type Group } from './group-delivery.js';
 import type { Sites } from './sites.js';
 import type { EventRecord, RecipientEventType } from '../events/record.js';
 import { classifyReply } from '../feedback/classify.js';
@@ -93,15 +93,7 @@ export interface RoundResult {
   postponeUntil?: number;
 }
 
-interface Group {
-  readonly key: string;
-  readonly hop?: NextHop;
-  readonly recipients: QueuedRecipient[];
-  /** Set when routing failed: the results to apply without calling the agent. */
-  readonly routeFailure?: (r: QueuedRecipient) => RecipientResult;
-}
 
-const BODY_ERROR_CODES = new Set(['ENOENT', 'EIO', 'EACCES', 'EISDIR', 'EBADF']);
 
 /** Queue lifetime of `msg` in ms: bounceQueueLifetimeMs for the null reverse-path, else maxQueueLifetimeMs. */
 export function queueLifetimeMs(msg: Pick<QueuedMessage, 'mailFrom'>, config: PostlineConfig): number {
@@ -278,59 +270,6 @@ async function sendGroup(
   const until = book.report(site, ctx.clock.now(), dead ? { unreachable: true, reason: results[0]!.diagnostic } : { unreachable: false });
   if (until !== undefined) ctx.logger.info({ nextHop: g.key, site, until: new Date(until).toISOString(), reason: results[0]!.diagnostic }, 'destination unreachable; its mail is deferred without connecting until then');
   return results;
-}
-
-/**
- * The flow (sender) of a message, for fairness within a destination (dispatcher.ts): its API key,
- * else its SMTP user, else its sender's domain ('' for bounces).
- */
-export function flowOf(msg: Pick<QueuedMessage, 'mailFrom' | 'origin'>): string {
-  const o = msg.origin;
-  if (o?.apiKey !== undefined) return `key:${o.apiKey}`;
-  if (o?.authUser !== undefined) return `user:${o.authUser}`;
-  return `domain:${msg.mailFrom.slice(msg.mailFrom.lastIndexOf('@') + 1).toLowerCase()}`;
-}
-
-/** Calls the agent for one group; undefined when the round was aborted before it started. */
-async function deliverGroup(
-  ctx: RoundContext, msg: QueuedMessage, g: Group, ctl: RoundControl, state: { bodyFailure?: string }, shaping: DeliveryRequest['shaping'], source?: EgressSource, site?: string,
-): Promise<RecipientResult[] | undefined> {
-  if (ctl.signal.aborted || !g.hop) return undefined;
-  const noteBodyError = (err: unknown): void => {
-    const code = (err as NodeJS.ErrnoException | undefined)?.code;
-    if (err instanceof StoreError || (code && BODY_ERROR_CODES.has(code))) state.bodyFailure ??= `body cannot be read: ${(err as Error).message}`;
-  };
-  const req: DeliveryRequest = {
-    queueId: msg.id, mailFrom: msg.mailFrom, bodyType: msg.bodyType, smtputf8: msg.smtputf8, ret: msg.ret,
-    ...(msg.utf8Headers !== undefined ? { utf8Headers: msg.utf8Headers } : {}),
-    envid: msg.envid, size: msg.size, nextHop: g.hop, signal: ctl.signal, ...(shaping ? { shaping } : {}), ...(source ? { egress: source } : {}), ...(site && site !== g.key ? { site } : {}),
-    recipients: g.recipients.map((r) => ({ idx: r.idx, address: r.address, notify: r.notify, orcpt: r.orcpt })),
-    openBody: () => {
-      try {
-        const s = ctx.store.openBody(msg.id);
-        s.once('error', noteBodyError);
-        return s;
-      } catch (err) {
-        noteBodyError(err);
-        return new Readable({ read() { this.destroy(err as Error); } });
-      }
-    },
-  };
-  try {
-    const rp = ctx.returnPath?.(msg, g.hop);
-    if (!rp) return await ctx.agent.deliver(req);
-    // One transaction per recipient, each with its own return path, one after another (the
-    // agent's pool hands the same connection to the next).
-    const results: RecipientResult[] = [];
-    for (const r of req.recipients) {
-      if (ctl.signal.aborted) break;
-      results.push(...await ctx.agent.deliver({ ...req, mailFrom: rp(r.idx), recipients: [r] }));
-    }
-    return results;
-  } catch (err) {
-    ctx.logger.error({ err, queueId: msg.id, nextHop: g.key }, 'delivery agent threw; deferring');
-    return g.recipients.map((r) => ({ idx: r.idx, outcome: 'deferred', code: 451, dsnStatus: '4.3.0', diagnostic: `451 4.3.0 local delivery error: ${(err as Error)?.message ?? String(err)}`, remote: false, bounceClass: 'TransientFailure' }));
-  }
 }
 
 interface ApplyState {
