@@ -23,6 +23,8 @@ export interface PostlineOptions {
   readonly env?: Record<string, string>;
   /** Start the HTTP API on a free loopback port (`httpPort`); default off (`http: null`), so tests never bind its default port 8025. */
   readonly http?: boolean;
+  /** Start `postline serve` in a process group of its own; kill() then SIGKILLs the whole group. */
+  readonly detached?: boolean;
 }
 
 export class PostlineProcess {
@@ -93,6 +95,7 @@ export class PostlineProcess {
       cwd: this.dir,
       env: { ...process.env, ...this.opts.env, ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...(this.opts.detached ? { detached: true } : {}),
     });
     this.child = child;
     child.stdout!.on('data', (d: Buffer) => { this.output += d.toString(); });
@@ -122,13 +125,19 @@ export class PostlineProcess {
     });
   }
 
-  /** SIGKILL (crash) and wait for exit. */
+  /** SIGKILL (crash) and wait for exit; with `detached`, the whole process group. */
   async kill(): Promise<void> {
     const c = this.child;
     this.child = undefined;
     if (!c || c.exitCode !== null || c.signalCode !== null) return;
     await new Promise<void>((resolve) => {
       c.once('exit', () => resolve());
+      if (this.opts.detached && c.pid !== undefined) {
+        try {
+          process.kill(-c.pid, 'SIGKILL');
+          return;
+        } catch { /* group gone: kill the child itself */ }
+      }
       c.kill('SIGKILL');
     });
   }

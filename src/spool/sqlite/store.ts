@@ -92,7 +92,9 @@ export class SqliteQueueStore implements QueueStore {
   }
 
   /**
-   * Opens queue.db (WAL), runs migrations, starts the writer thread and runs crash recovery.
+   * Opens queue.db (WAL), runs migrations, starts the writer thread, makes whatever the database
+   * holds durable (one WAL fsync: a crashed process may have left relaxed commits in the page
+   * cache only) and runs crash recovery.
    * @throws NoDataDirError when `create` is false and there is no queue.db; StoreError when the
    *         data directory or database cannot be opened.
    */
@@ -121,6 +123,10 @@ export class SqliteQueueStore implements QueueStore {
       }
       this.db = db;
       this.stmts = prepareReadStatements(db);
+      // After a crash, the last commits of the dead process (relaxed ones) may be only in the page
+      // cache: one WAL fsync before any event counts as durable, or a reader could be handed an
+      // event that a power loss now would still take back.
+      await this.writer.run({ kind: 'sync' });
       this.writer.startEventIds(lastEventIdOf(db));
       this.writer.onDurable = (id) => this.publisher.publishUpTo(id);
     } catch (err) {

@@ -215,7 +215,8 @@ function applyState(s: WriteStatements, op: Exclude<WriteOp, { kind: 'flushMany'
 /**
  * Writes `ops` in one transaction (synchronous=NORMAL when all are relaxed, else FULL), each in a
  * savepoint. `failed` holds errors decided before (a directory fsync that failed), by index.
- * @returns one result per op, in order, and whether a transaction of the batch fsynced the WAL.
+ * @returns one result per op, in order, and whether the batch's last transaction fsynced the WAL
+ *          (then everything committed so far is durable).
  */
 export function applyBatch(
   db: Database.Database, s: WriteStatements, ops: readonly { seq: number; op: WriteOp }[],
@@ -247,10 +248,10 @@ export function applyBatch(
       if (!relaxed) observe(stats.commitSeconds, (performance.now() - t0) / 1000);
       stats.transactions++;
       if (relaxed) stats.relaxedTransactions++;
-      else {
-        stats.syncedTransactions++;
-        batchSynced = true;
-      }
+      else stats.syncedTransactions++;
+      // Durable only if the last commit fsynced: when a failed batch is retried one by one, a
+      // relaxed retry after a full one is not covered by that fsync.
+      batchSynced = !relaxed;
       idx.forEach((i, k) => { results[i] = out[k]; });
     } finally {
       if (relaxed) db.pragma('synchronous = FULL');

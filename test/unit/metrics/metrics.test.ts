@@ -272,7 +272,7 @@ test('the SQLite writer times its durable commits and counts messages per batch'
   try {
     await store.open();
     const before = store.commitStats();
-    assert.equal(before.commitSeconds.count, 0);
+    assert.equal(before.commitSeconds.count, 1, 'one durable transaction at open (it makes what the database holds durable)');
     await Promise.all(Array.from({ length: 20 }, (_, i) => commitOne(store, Buffer.from(`Subject: ${i}\r\n\r\nbody ${i}\r\n`))));
     const s = store.commitStats();
     assert.equal(s.commits, 20);

@@ -108,7 +108,7 @@ test('pruning deletes old events in slices and never the newest, so ids are neve
     await store.close();
     store = makeStore(dir);
     await store.open();
-    assert.equal(await store.lastEventId(), 30, 'what is in the database at open counts as durable');
+    assert.equal(await store.lastEventId(), 30, 'what is in the database at open is made durable and counts as such');
     const [next] = await store.appendEvents([{ type: 'message.rejected', at: 3000, reply: '550 again' }]);
     assert.equal(next!.id, 31, 'after a restart the next id follows the newest');
   } finally {
