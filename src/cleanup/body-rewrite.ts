@@ -189,7 +189,6 @@ class PartCodec {
 /** Object-mode step between mailsplit's Splitter and Joiner that rewrites text/html parts. */
 class HtmlPartRewriter extends Transform {
   private codec: PartCodec | undefined;
-  private node: MimeNode | undefined;
   private htmlParts = 0;
 
   constructor(private readonly rewrites: readonly HtmlRewrite[]) {
@@ -228,7 +227,6 @@ class HtmlPartRewriter extends Transform {
       const filters = this.rewrites.map((r) => r.part(info)).filter((f): f is HtmlPartFilter => f !== undefined);
       if (filters.length) {
         const enc = (node.encoding || '7bit').toLowerCase();
-        this.node = node;
         this.codec = new PartCodec(enc, filters, (b) => this.push({ type: 'body', node, value: b }));
         if (this.codec.encoding !== enc) {
           if (node.headers.hasHeader('Content-Transfer-Encoding')) node.headers.update('Content-Transfer-Encoding', this.codec.encoding);
@@ -244,7 +242,6 @@ class HtmlPartRewriter extends Transform {
     const c = this.codec;
     if (!c) return;
     this.codec = undefined;
-    this.node = undefined;
     c.end();
   }
 }

@@ -17,7 +17,6 @@
  * body is what every hop gets.
  */
 import { isAscii } from 'node:buffer';
-import type { BodyType } from '../core/envelope.js';
 import { PostlineError, toPostlineError } from '../core/errors.js';
 import { R, reply } from '../core/reply.js';
 import { createMimeDowngrade } from '../delivery/mime-downgrade.js';
@@ -29,9 +28,8 @@ import { formatDate, makeMessageId } from '../rfc5322/format.js';
 import {
   findHeaderEnd, getHeaderFields, isWellFormedHeader, parseHeaderFields, withoutFieldsWhere, type HeaderBounds,
 } from '../rfc5322/header.js';
-import { isPostlineField, metaFromHeaders, type MetaLimits } from './meta.js';
+import { isPostlineField, metaFromHeaders } from './meta.js';
 import { ModifierChain } from './modifiers.js';
-import type { AuthOutcome } from '../events/record.js';
 
 /** Largest header section buffered, bytes; a longer one is passed through as body. */
 export const HEADER_LIMIT = 1024 * 1024;
@@ -48,56 +46,9 @@ const CRLFCRLF = Buffer.from('\r\n\r\n');
 /** A header line whose name begins with X-Postline- (case-insensitive). */
 const POSTLINE_LINE = /(?:^|\n)x-postline-/i;
 
-/** What cleanup decided for this message before the first byte. */
-export interface IncomingPlan {
-  /** The Received field with its CRLF. */
-  readonly received: string;
-  /** Add a missing Date / Message-ID (authenticated submission only). */
-  readonly addMissingFields: boolean;
-  readonly hostname: string;
-  /** More Received fields than this fails the message (554 5.4.6). */
-  readonly maxReceived: number;
-  /** Largest message from the client, bytes (552 5.3.4). */
-  readonly maxSize: number;
-  /** ms since epoch, for an added Date. */
-  readonly now: () => number;
-  /**
-   * The sender asked for SMTPUTF8 (RFC 6531): then the buffered header section is checked for
-   * non-ASCII bytes (one native scan), so delivery knows whether a hop needs SMTPUTF8.
-   */
-  readonly smtputf8?: boolean;
-  /**
-   * Read X-Postline-Tags / X-Postline-Metadata (authenticated or trusted clients) with these
-   * bounds; absent: they are not read. Those fields are removed from every message either way.
-   */
-  readonly readMeta?: MetaLimits;
-  /** The envelope's BODY= type (a 7-bit conversion applies only when it is not 7BIT). */
-  readonly bodyType?: BodyType;
-  /** The message's modifiers (default: none). */
-  readonly chain?: ModifierChain;
-  /** A fresh chain for the same message (after a failed 7-bit conversion). Default: none, the message is refused. */
-  readonly rechain?: () => ModifierChain;
-  /** A fresh body writer for the same queue ID (after a failed 7-bit conversion). */
-  readonly reopen?: () => Promise<BodyWriter>;
-  /** Commits `body` (the writer in use); resolves with the queue ID. */
-  readonly commit: (facts: CommitFacts, body: BodyWriter) => Promise<string>;
-}
+import type { IncomingPlan } from './incoming-plan.js';
 
-/** What CleanupMessage found out about the message, for its commit. */
-export interface CommitFacts {
-  /** The Message-ID found or added. */
-  readonly messageId: string | undefined;
-  /** Whether the header section holds non-ASCII bytes (undefined: not checked, the message is not SMTPUTF8). */
-  readonly utf8Headers: boolean | undefined;
-  /** What the X-Postline-* fields gave. */
-  readonly meta: MessageMeta | undefined;
-  /** Header fields from the chain's end (each with CRLF), '' when none: stored with the row, given out before the body. */
-  readonly prepend: string;
-  /** True when the stored form was converted to 7-bit: commit it as BODY=7BIT. */
-  readonly sevenBit: boolean;
-  /** Inbound verification results from the chain (mx listeners), for the message.received event. */
-  readonly auth?: AuthOutcome;
-}
+export type { CommitFacts, IncomingPlan } from './incoming-plan.js';
 
 type State = 'open' | 'finishing' | 'done' | 'aborted';
 

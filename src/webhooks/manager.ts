@@ -6,10 +6,8 @@
  * its row (adding it back resumes where it was).
  */
 import { isDeepStrictEqual } from 'node:util';
-import type { Logger } from '../core/log.js';
 import type { WebhookConfig } from '../config/schema.js';
 import { WebhookDispatcher, type DispatcherDeps, type DispatcherStatus, type EventSource } from './dispatcher.js';
-import type { WebhookCursorStore } from './cursor-store.js';
 
 export type { EventSource } from './dispatcher.js';
 

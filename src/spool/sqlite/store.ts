@@ -16,7 +16,7 @@
  *
  * Owns: queue.db, spool/, quarantine/ under dataDir.
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { existsSync, statSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { Readable } from 'node:stream';
@@ -29,10 +29,9 @@ import type { BodyWriter, DueEntry, DueKey, NewMessage, OutcomeWrite, QueuedMess
 import { BodyCache } from './body-cache.js';
 import { SpoolBodyWriter } from './body-writer.js';
 import { SpoolLayout } from './layout.js';
-import { migrate } from './migrations.js';
 import { startRecovery, type RecoveryReport } from './recovery.js';
-import { lastEventIdOf, queryEvents } from './event-log.js';
-import { prepareVacuum, vacuumNow } from './vacuum.js';
+import { queryEvents } from './event-log.js';
+import { vacuumNow } from './vacuum.js';
 import { flushInChunks, type FlushQuery } from './bulk-flush.js';
 import { FreeSpace } from './free-space.js';
 import { commitMessage } from './commit.js';
@@ -42,7 +41,8 @@ import { checkStoreOptions, type SqliteQueueStoreOptions } from './store-options
 import { bufferStream, countByState, fileStream, listPage, numbered, prependOf, summaryOf } from './listing.js';
 import { eventRow, recordOp, RowError, toMessage, type MessageRow } from './rows.js';
 import { prepareReadStatements, type ReadStatements } from './statements.js';
-import { WriterClient, type WriteOutcome } from './writer-client.js';
+import type { WriterClient, WriteOutcome } from './writer-client.js';
+import { openDatabase } from './open-db.js';
 import { SqliteSuppressionStore } from './suppression-store.js';
 import { newStats, type WriteOp, type WriterStats } from './writer-protocol.js';
 
@@ -105,29 +105,10 @@ export class SqliteQueueStore implements QueueStore {
       throw new NoDataDirError(`no queue at ${this.opts.dataDir} (no queue.db there)`, this.opts.dataDir);
     }
     try {
-      await this.layout.ensureDirs();
-      const db = new Database(this.layout.dbPath);
-      try {
-        prepareVacuum(db, this.logger);
-        db.pragma('journal_mode = WAL');
-        db.pragma('synchronous = FULL');
-        db.pragma('busy_timeout = 5000');
-        migrate(db);
-        this.writer = await WriterClient.start({
-          dbPath: this.layout.dbPath,
-          ...(this.opts.maxDatabasePages !== undefined ? { maxPageCount: this.opts.maxDatabasePages } : {}),
-        });
-      } catch (err) {
-        db.close();
-        throw err;
-      }
+      const { db, writer } = await openDatabase(this.layout, this.logger, this.opts.maxDatabasePages);
       this.db = db;
+      this.writer = writer;
       this.stmts = prepareReadStatements(db);
-      // After a crash, the last commits of the dead process (relaxed ones) may be only in the page
-      // cache: one WAL fsync before any event counts as durable, or a reader could be handed an
-      // event that a power loss now would still take back.
-      await this.writer.run({ kind: 'sync' });
-      this.writer.startEventIds(lastEventIdOf(db));
       this.writer.onDurable = (id) => this.publisher.publishUpTo(id);
     } catch (err) {
       throw toStoreError(err, 'cannot open queue store');
